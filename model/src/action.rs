@@ -1,0 +1,237 @@
+//! The atomic steps of the spec, split into **environment** actions (a client, an operator or a
+//! fault does them; the conformance harness drives them) and **internal** actions (protocol
+//! steps a correct implementation takes on its own).
+
+use crate::state::{Did, Rid};
+use hadr_types::FailureCondition;
+use serde::Serialize;
+
+/// A node of the network: a replica or the cluster manager's majority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Node {
+    /// A replica.
+    Replica(Rid),
+    /// The cluster manager (its majority of voters).
+    Manager,
+}
+
+/// One atomic step of the spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Action {
+    // ---- environment: client ----
+    /// A client commits a transaction on a database, through the listener (to the primary).
+    ClientCommit { db: Did },
+    // ---- environment: operator ----
+    /// `ALTER AVAILABILITY GROUP … FAILOVER` issued on `target` (R-FAIL-3).
+    PlannedFailover { target: Rid },
+    /// `ALTER AVAILABILITY GROUP … FORCE_FAILOVER_ALLOW_DATA_LOSS` on `target` (R-FAIL-4).
+    ForcedFailover { target: Rid },
+    /// `ALTER AVAILABILITY GROUP … SET (ROLE = SECONDARY)` on the primary (CLUSTER_TYPE NONE).
+    DemoteToSecondary { replica: Rid },
+    /// `ALTER DATABASE … SET HADR SUSPEND` on one replica's database (R-SYNC-7).
+    Suspend { replica: Rid, db: Did },
+    /// `ALTER DATABASE … SET HADR RESUME` (R-SYNC-7, R-FAIL-4).
+    Resume { replica: Rid, db: Did },
+    /// `ALTER AVAILABILITY GROUP … SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = k)`.
+    SetRequiredSynchronized { k: u8 },
+    // ---- environment: faults ----
+    /// A replica's server crashes: what it had not hardened is lost.
+    Crash { replica: Rid },
+    /// A crashed replica's server starts again.
+    Restart { replica: Rid },
+    /// The link between two nodes is cut.
+    Partition { a: Node, b: Node },
+    /// A cut link is restored.
+    Heal { a: Node, b: Node },
+    /// The cluster manager loses its majority (R-QUORUM-2).
+    LoseQuorum,
+    /// The cluster manager's majority is back.
+    RegainQuorum,
+    /// The next log block on its way to a secondary is lost in transit.
+    LoseLogBlock { to: Rid, db: Did },
+    /// The primary reports a failure that the flexible failover policy weighs (R-FAIL-7).
+    HealthFault {
+        replica: Rid,
+        condition: FailureCondition,
+    },
+    // ---- internal ----
+    /// The primary acknowledges a commit to its client (R-COMMIT-2/3).
+    AckCommit { txn: u8 },
+    /// The primary sends the next log block of a database to a secondary (R-SYNC-1).
+    ShipLog { to: Rid, db: Did },
+    /// A secondary hardens (fsyncs) the log it received (R-SYNC-2).
+    HardenLog { replica: Rid, db: Did },
+    /// A secondary redoes its hardened log into the data (R-SYNC-2).
+    RedoLog { replica: Rid, db: Did },
+    /// The primary and a secondary establish a session (handshake) (R-SYNC-6).
+    Connect { replica: Rid },
+    /// The primary stops hearing pings from a secondary for SESSION_TIMEOUT (R-HEALTH-1).
+    SessionTimeout { replica: Rid },
+    /// The primary records in the manager that a caught-up secondary is SYNCHRONIZED (R-SYNC-6).
+    MarkSynchronized { replica: Rid, db: Did },
+    /// The primary records in the manager that a secondary is no longer SYNCHRONIZED and
+    /// stops waiting for it (R-COMMIT-4).
+    DropFromSynchronized { replica: Rid, db: Did },
+    /// A secondary undoes its log back to the fork point (REVERTING, R-FAIL-4/6).
+    Revert { replica: Rid, db: Did },
+    /// The primary cannot renew its lease and stops (RESOLVING) (R-QUORUM-3).
+    LeaseExpiry { replica: Rid },
+    /// The manager sees the primary's lease run out (R-QUORUM-3).
+    ManagerLeaseExpiry,
+    /// The manager promotes a synchronized automatic-failover secondary (R-FAIL-2).
+    AutomaticFailover { target: Rid },
+    /// The manager brings the group back online on its current primary (no failover).
+    RestorePrimary { replica: Rid },
+    /// A secondary that cannot reach the manager's majority goes RESOLVING (R-QUORUM-2).
+    LoseManager { replica: Rid },
+    /// A RESOLVING replica that reaches the manager learns it is a secondary (R-FAIL-6).
+    ResolveToSecondary { replica: Rid },
+}
+
+/// Who takes an action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionClass {
+    /// A client of the group.
+    Client,
+    /// A database administrator.
+    Operator,
+    /// The world: crashes, networks, health.
+    Fault,
+    /// The protocol itself.
+    Internal,
+}
+
+impl ActionClass {
+    /// Whether the environment (not the protocol) takes actions of this class.
+    pub fn is_environment(self) -> bool {
+        !matches!(self, ActionClass::Internal)
+    }
+}
+
+macro_rules! action_kinds {
+    ($($kind:ident => $class:ident, $rule:literal, $words:literal;)*) => {
+        /// The kind of an [`Action`], without its parameters.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        pub enum ActionKind { $($kind),* }
+
+        impl ActionKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [ActionKind] = &[$(ActionKind::$kind),*];
+
+            /// Who takes actions of this kind.
+            pub fn class(self) -> ActionClass {
+                match self { $(ActionKind::$kind => ActionClass::$class),* }
+            }
+
+            /// The rule this kind of step serves.
+            pub fn rule(self) -> &'static str {
+                match self { $(ActionKind::$kind => $rule),* }
+            }
+
+            /// What the step does, in the rule book's words.
+            pub fn words(self) -> &'static str {
+                match self { $(ActionKind::$kind => $words),* }
+            }
+
+            /// The kind's name.
+            pub fn name(self) -> &'static str {
+                match self { $(ActionKind::$kind => stringify!($kind)),* }
+            }
+        }
+
+        impl Action {
+            /// This action's kind.
+            pub fn kind(&self) -> ActionKind {
+                match self { $(Action::$kind { .. } => ActionKind::$kind),* }
+            }
+        }
+    };
+}
+
+action_kinds! {
+    ClientCommit => Client, "R-COMMIT-2", "a client commits a transaction";
+    PlannedFailover => Operator, "R-FAIL-3", "an operator issues a planned manual failover";
+    ForcedFailover => Operator, "R-FAIL-4", "an operator forces a failover allowing data loss";
+    DemoteToSecondary => Operator, "R-QUORUM-5", "an operator demotes the primary (SET ROLE = SECONDARY)";
+    Suspend => Operator, "R-SYNC-7", "an operator suspends a database";
+    Resume => Operator, "R-SYNC-7", "an operator resumes a database";
+    SetRequiredSynchronized => Operator, "R-COMMIT-5", "an operator changes REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT";
+    Crash => Fault, "R-COMMIT-6", "a server crashes";
+    Restart => Fault, "R-FAIL-6", "a crashed server restarts";
+    Partition => Fault, "R-HEALTH-1", "a network link is cut";
+    Heal => Fault, "R-HEALTH-1", "a cut network link is restored";
+    LoseQuorum => Fault, "R-QUORUM-2", "the cluster manager loses quorum";
+    RegainQuorum => Fault, "R-QUORUM-2", "the cluster manager regains quorum";
+    LoseLogBlock => Fault, "R-SYNC-1", "a log block is lost in transit";
+    HealthFault => Fault, "R-FAIL-7", "the primary reports a health failure";
+    AckCommit => Internal, "R-COMMIT-2", "the primary acknowledges a commit";
+    ShipLog => Internal, "R-SYNC-1", "the primary sends a log block to a secondary";
+    HardenLog => Internal, "R-SYNC-2", "a secondary hardens received log";
+    RedoLog => Internal, "R-SYNC-2", "a secondary redoes hardened log";
+    Connect => Internal, "R-SYNC-6", "primary and secondary establish a session";
+    SessionTimeout => Internal, "R-COMMIT-4", "a session times out";
+    MarkSynchronized => Internal, "R-SYNC-6", "a caught-up secondary becomes SYNCHRONIZED";
+    DropFromSynchronized => Internal, "R-COMMIT-4", "the primary stops waiting for a secondary";
+    Revert => Internal, "R-FAIL-4", "a secondary reverts to the fork point";
+    LeaseExpiry => Internal, "R-QUORUM-3", "the primary's lease runs out";
+    ManagerLeaseExpiry => Internal, "R-QUORUM-3", "the manager sees the lease run out";
+    AutomaticFailover => Internal, "R-FAIL-2", "the manager fails over automatically";
+    RestorePrimary => Internal, "R-QUORUM-2", "the manager brings the primary back online";
+    LoseManager => Internal, "R-QUORUM-2", "a secondary cut off from the manager goes RESOLVING";
+    ResolveToSecondary => Internal, "R-FAIL-6", "a RESOLVING replica becomes a secondary";
+}
+
+impl ActionKind {
+    /// The kind's position in [`ActionKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Whether it counts against `Bounds::events`: a fault or an operator command that
+    /// disrupts the group, as opposed to a client commit, an internal step, or an action that
+    /// undoes a disruption (restart, heal, quorum regained, resume).
+    pub fn is_disruption(self) -> bool {
+        use ActionKind::*;
+        matches!(
+            self,
+            Crash
+                | HealthFault
+                | Partition
+                | LoseQuorum
+                | LoseLogBlock
+                | PlannedFailover
+                | ForcedFailover
+                | DemoteToSecondary
+                | Suspend
+                | SetRequiredSynchronized
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_indexed_in_declaration_order() {
+        for (i, kind) in ActionKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i);
+        }
+        assert!(ActionKind::ALL.len() <= 64, "kinds must fit a u64 mask");
+    }
+
+    #[test]
+    fn environment_and_internal_are_split() {
+        let env = ActionKind::ALL
+            .iter()
+            .filter(|k| k.class().is_environment())
+            .count();
+        assert_eq!(env, 15);
+        assert_eq!(ActionKind::ALL.len() - env, 15);
+        assert_eq!(
+            Action::ShipLog { to: 1, db: 0 }.kind().class(),
+            ActionClass::Internal
+        );
+    }
+}

@@ -1,0 +1,999 @@
+//! [`AgModel`]: the Stateright model. Every action has a guard ([`AgModel::enabled`]) and an
+//! effect ([`AgModel::apply`]); `actions` offers exactly the enabled ones, in a fixed order.
+//!
+//! ```text
+//!  client ──ClientCommit──▶ primary log ──ShipLog──▶ secondary log ──HardenLog──▶ ──RedoLog──▶
+//!                              │                          │
+//!                              └──AckCommit◀── every SYNCHRONIZED participant hardened it
+//!  manager: lease ──LeaseExpiry/ManagerLeaseExpiry──▶ free ──AutomaticFailover/RestorePrimary
+//! ```
+//!
+//! Atomicity: a step reads the state of every node it names at one instant. Message delays are
+//! the interleaving of steps; message loss is `LoseLogBlock`; a cut link disables the steps that
+//! would cross it.
+
+use crate::action::{Action, ActionKind, Node};
+use crate::config::ModelConfig;
+use crate::mutant::Mutant;
+use crate::state::{
+    common_prefix, pair_bit, Db, Did, FailoverKind, FailoverRecord, Manager, Net, Rec, Replica,
+    Rid, Spent, State, Txn,
+};
+use hadr_types::{ClusterType, CommitOutcome, DefiniteReason, FailureCondition, Role};
+use smallvec::SmallVec;
+use std::sync::Arc;
+
+/// The spec of one availability group under one set of bounds, possibly with a planted bug.
+#[derive(Clone)]
+pub struct AgModel {
+    config: Arc<ModelConfig>,
+    mutant: Option<Mutant>,
+    candidates: Arc<[Action]>,
+    /// `candidates` grouped by kind: (kind, start, end).
+    groups: Arc<[(ActionKind, usize, usize)]>,
+    replicas: u8,
+    databases: u8,
+    pub(crate) probes: Option<Arc<crate::properties::Probes>>,
+    pub(crate) focus: Option<Arc<[usize]>>,
+}
+
+impl AgModel {
+    /// The spec of this configuration.
+    pub fn new(config: ModelConfig) -> Self {
+        AgModel::build(config, None)
+    }
+
+    /// A deliberately wrong variant of the spec (see [`Mutant`]).
+    pub fn with_mutant(config: ModelConfig, mutant: Mutant) -> Self {
+        AgModel::build(config, Some(mutant))
+    }
+
+    fn build(config: ModelConfig, mutant: Option<Mutant>) -> Self {
+        let replicas = u8::try_from(config.replica_count()).expect("at most 9 replicas");
+        let databases = u8::try_from(config.database_count()).expect("at most 255 databases");
+        let mut candidates = candidate_actions(&config, replicas, databases);
+        candidates.sort_by_key(|a| a.kind().index());
+        let mut groups = Vec::new();
+        for (i, a) in candidates.iter().enumerate() {
+            match groups.last_mut() {
+                Some((kind, _, end)) if *kind == a.kind() => *end = i + 1,
+                _ => groups.push((a.kind(), i, i + 1)),
+            }
+        }
+        AgModel {
+            config: Arc::new(config),
+            mutant,
+            candidates: candidates.into(),
+            groups: groups.into(),
+            replicas,
+            databases,
+            probes: None,
+            focus: None,
+        }
+    }
+
+    /// The same model, evaluating each of its properties as a Stateright property of its own
+    /// (for the Explorer, which lists them by name).
+    pub fn with_each_property(mut self) -> Self {
+        let all: Vec<usize> = crate::properties::checked_specs(&self)
+            .map(|(i, _)| i)
+            .collect();
+        self.focus = Some(all.into());
+        self
+    }
+
+    /// The configuration checked.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The planted bug, if any.
+    pub fn mutant(&self) -> Option<Mutant> {
+        self.mutant
+    }
+
+    /// Every action this configuration can ever offer, in the order `actions` offers them.
+    pub fn candidates(&self) -> &[Action] {
+        &self.candidates
+    }
+
+    pub(crate) fn has(&self, mutant: Mutant) -> bool {
+        self.mutant == Some(mutant)
+    }
+
+    fn has_manager(&self) -> bool {
+        self.config.ag.cluster_type.has_manager()
+    }
+
+    /// The initial state: the first replica is primary (holding the lease where a manager
+    /// governs), the others are secondaries not yet connected, every log is empty.
+    pub fn initial_state(&self) -> State {
+        let replicas = (0..self.replicas)
+            .map(|r| Replica {
+                class: (0..=r)
+                    .find(|&q| self.config.symmetry_class(q) == self.config.symmetry_class(r))
+                    .unwrap_or(r),
+                up: true,
+                role: if r == 0 {
+                    Role::Primary
+                } else {
+                    Role::Secondary
+                },
+                missed_forced_failover: false,
+                session: false,
+                timed_out: false,
+            })
+            .collect();
+        State {
+            replicas,
+            dbs: (0..usize::from(self.replicas) * usize::from(self.databases))
+                .map(|_| Db::default())
+                .collect(),
+            databases: self.databases,
+            net: Net::default(),
+            manager: Manager {
+                quorum: true,
+                lease: self.has_manager().then_some(0),
+                primary: 0,
+                epoch: 1,
+                automatic_failovers: 0,
+            },
+            required_synchronized: u8::try_from(
+                self.config.ag.required_synchronized_secondaries_to_commit,
+            )
+            .unwrap_or(u8::MAX),
+            txns: SmallVec::new(),
+            spent: Spent::default(),
+            failovers: SmallVec::new(),
+        }
+    }
+
+    // ------------------------------------------------------------------ derived predicates
+
+    /// R-COMMIT-1: a pair commits synchronously only if both are SYNCHRONOUS_COMMIT.
+    pub fn synchronous_pair(&self, a: Rid, b: Rid) -> bool {
+        self.config.is_synchronous(a) && self.config.is_synchronous(b)
+    }
+
+    /// Whether a replica can reach the manager's majority.
+    pub fn reaches_manager(&self, s: &State, r: Rid) -> bool {
+        self.has_manager() && s.manager.quorum && !s.net.manager_cut(r)
+    }
+
+    /// Whether a database is suspended on a replica.
+    fn suspended(s: &State, r: Rid, db: Did) -> bool {
+        s.db(r, db).suspended.is_some()
+    }
+
+    /// The commit participants' count that R-COMMIT-5 compares with k: secondaries recorded
+    /// SYNCHRONIZED for this database.
+    pub fn synchronized_count(&self, s: &State, primary: Rid, db: Did) -> u8 {
+        let timed_out_excluded = self.has(Mutant::TimedOutSecondaryStaysSynchronized);
+        s.replicas
+            .iter()
+            .enumerate()
+            .filter(|&(r, rep)| {
+                r != usize::from(primary)
+                    && s.db(r as Rid, db).failover_ready
+                    && (!timed_out_excluded || rep.session)
+            })
+            .count() as u8
+    }
+
+    /// Whether the primary may ship the next block of a database to a secondary.
+    fn ship_ready(&self, s: &State, p: Rid, to: Rid, db: Did) -> bool {
+        let rep = &s.replicas[usize::from(to)];
+        let d = s.db(to, db);
+        to != p
+            && rep.up
+            && rep.role == Role::Secondary
+            && rep.session
+            && s.net.linked(p, to)
+            && d.suspended.is_none()
+            && !Self::suspended(s, p, db)
+            && !d.reverting
+            && (usize::from(d.sent) < s.history(db).len() || self.gap(d))
+    }
+
+    /// A block was lost on its way to this database: the secondary's acknowledgements show the
+    /// primary that it is behind what was sent, so sending resumes from the secondary's end
+    /// even when there is nothing new to send (or, under the mutant, the next block lands).
+    fn gap(&self, d: &Db) -> bool {
+        d.log.len() < usize::from(d.sent) && !self.has(Mutant::AcceptLogGap)
+    }
+
+    /// Whether a replica's log of a database has records that are not in the current history.
+    fn diverges(s: &State, r: Rid, db: Did) -> bool {
+        let log = &s.db(r, db).log;
+        common_prefix(log, s.history(db)) < log.len()
+    }
+
+    /// Whether every database of a replica is failover-ready.
+    fn ready_everywhere(s: &State, r: Rid) -> bool {
+        s.dbs_of(r).iter().all(|d| d.failover_ready)
+    }
+
+    fn budget_left(used: u8, bound: u8) -> bool {
+        used < bound
+    }
+
+    fn link_cut(s: &State, a: Node, b: Node) -> bool {
+        match (a, b) {
+            (Node::Replica(x), Node::Replica(y)) => !s.net.linked(x, y),
+            (Node::Replica(x), Node::Manager) | (Node::Manager, Node::Replica(x)) => {
+                s.net.manager_cut(x)
+            }
+            (Node::Manager, Node::Manager) => false,
+        }
+    }
+
+    // ------------------------------------------------------------------ guards
+
+    /// Whether an action can be taken in a state (its guard).
+    pub fn enabled(&self, s: &State, action: &Action) -> bool {
+        let b = &self.config.bounds;
+        let rep = |r: Rid| &s.replicas[usize::from(r)];
+        let primary = s.serving_primary();
+        if action.kind().is_disruption() && !Self::budget_left(s.spent.events, b.events) {
+            return false;
+        }
+        match *action {
+            Action::ClientCommit { .. } => s.txns.len() < usize::from(b.transactions),
+            Action::PlannedFailover { target } => {
+                let Some(p) = primary else { return false };
+                let t = rep(target);
+                self.has_manager()
+                    && Self::budget_left(s.spent.failovers, b.failovers)
+                    && target != p
+                    && t.up
+                    && t.role == Role::Secondary
+                    && t.session
+                    && self.synchronous_pair(p, target)
+                    && (Self::ready_everywhere(s, target)
+                        || self.has(Mutant::PlannedFailoverToUnsynchronized))
+                    && self.reaches_manager(s, target)
+            }
+            Action::ForcedFailover { target } => {
+                let t = rep(target);
+                let fenced = if self.has_manager() {
+                    self.reaches_manager(s, target)
+                        && t.role != Role::Primary
+                        && match s.manager.lease {
+                            None => true,
+                            Some(h) => rep(h).up && !s.net.manager_cut(h),
+                        }
+                } else {
+                    t.role == Role::Secondary
+                        && s.replicas
+                            .iter()
+                            .enumerate()
+                            .all(|(r, x)| r == usize::from(target) || x.role != Role::Primary)
+                };
+                Self::budget_left(s.spent.forced_failovers, b.forced_failovers)
+                    && Self::budget_left(s.spent.failovers, b.failovers)
+                    && target != s.manager.primary
+                    && t.up
+                    && fenced
+            }
+            Action::DemoteToSecondary { replica } => {
+                !self.has_manager() && rep(replica).up && rep(replica).role == Role::Primary
+            }
+            Action::Suspend { replica, db } => {
+                let r = rep(replica);
+                Self::budget_left(s.spent.suspends, b.suspends)
+                    && r.up
+                    && r.role != Role::Resolving
+                    && !Self::suspended(s, replica, db)
+            }
+            Action::Resume { replica, db } => {
+                let r = rep(replica);
+                r.up && Self::suspended(s, replica, db)
+                    && (primary == Some(replica) || (r.role == Role::Secondary && r.session))
+            }
+            Action::SetRequiredSynchronized { k } => {
+                Self::budget_left(s.spent.config_changes, b.config_changes)
+                    && primary.is_some()
+                    && k != s.required_synchronized
+            }
+            Action::Crash { replica } => {
+                Self::budget_left(s.spent.crashes, b.crashes) && rep(replica).up
+            }
+            Action::Restart { replica } => !rep(replica).up,
+            Action::Partition { a, b: other } => {
+                Self::budget_left(s.spent.network_faults, b.network_faults)
+                    && !Self::link_cut(s, a, other)
+            }
+            Action::Heal { a, b: other } => Self::link_cut(s, a, other),
+            Action::LoseQuorum => {
+                self.has_manager()
+                    && s.manager.quorum
+                    && Self::budget_left(s.spent.network_faults, b.network_faults)
+            }
+            Action::RegainQuorum => self.has_manager() && !s.manager.quorum,
+            Action::LoseLogBlock { to, db } => {
+                Self::budget_left(s.spent.network_faults, b.network_faults)
+                    && primary.is_some_and(|p| self.ship_ready(s, p, to, db))
+                    && usize::from(s.db(to, db).sent) < s.history(db).len()
+            }
+            Action::HealthFault { replica, condition } => {
+                self.has_manager()
+                    && Self::budget_left(s.spent.crashes, b.crashes)
+                    && primary == Some(replica)
+                    && self.reaches_manager(s, replica)
+                    && condition.level() <= self.config.ag.failure_condition_level
+            }
+            Action::AckCommit { txn } => self.ack_enabled(s, txn),
+            Action::ShipLog { to, db } => primary.is_some_and(|p| self.ship_ready(s, p, to, db)),
+            Action::HardenLog { replica, db } => {
+                let d = s.db(replica, db);
+                rep(replica).up && usize::from(d.hardened) < d.log.len()
+            }
+            Action::RedoLog { replica, db } => {
+                let r = rep(replica);
+                let d = s.db(replica, db);
+                let limit = if self.has(Mutant::RedoBeforeHarden) {
+                    d.log.len()
+                } else {
+                    usize::from(d.hardened)
+                };
+                r.up && r.role != Role::Primary
+                    && usize::from(d.redone) < limit
+                    && !d.reverting
+                    && d.suspended.is_none()
+            }
+            Action::Connect { replica } => {
+                let r = rep(replica);
+                primary.is_some_and(|p| {
+                    p != replica
+                        && r.up
+                        && r.role == Role::Secondary
+                        && !r.session
+                        && s.net.linked(p, replica)
+                })
+            }
+            Action::SessionTimeout { replica } => {
+                primary.is_some_and(|p| rep(replica).session && !s.net.linked(p, replica))
+            }
+            Action::MarkSynchronized { replica, db } => {
+                let Some(p) = primary else { return false };
+                let r = rep(replica);
+                let d = s.db(replica, db);
+                r.session
+                    && s.net.linked(p, replica)
+                    && !d.failover_ready
+                    && (self.synchronous_pair(p, replica)
+                        || self.has(Mutant::AsyncSecondarySynchronized))
+                    && d.suspended.is_none()
+                    && !Self::suspended(s, p, db)
+                    && !d.reverting
+                    && usize::from(d.hardened) == d.log.len()
+                    && d.log[..] == *s.history(db)
+                    && (!self.has_manager() || self.reaches_manager(s, p))
+            }
+            Action::DropFromSynchronized { replica, db } => {
+                let Some(p) = primary else { return false };
+                let r = rep(replica);
+                let d = s.db(replica, db);
+                let disconnected =
+                    !r.session && !self.has(Mutant::TimedOutSecondaryStaysSynchronized);
+                d.failover_ready
+                    && (disconnected || d.suspended.is_some() || Self::suspended(s, p, db))
+                    && (!self.has_manager() || self.reaches_manager(s, p))
+            }
+            Action::Revert { replica, db } => {
+                let r = rep(replica);
+                primary.is_some_and(|p| {
+                    r.up && r.session && s.db(replica, db).reverting && s.net.linked(p, replica)
+                })
+            }
+            Action::LeaseExpiry { replica } => {
+                let r = rep(replica);
+                self.has_manager()
+                    && r.up
+                    && r.role == Role::Primary
+                    && !self.reaches_manager(s, replica)
+            }
+            Action::ManagerLeaseExpiry => {
+                let Some(h) = s.manager.lease else {
+                    return false;
+                };
+                let holder = rep(h);
+                let committing = holder.up && holder.role == Role::Primary;
+                let renewing = committing && !s.net.manager_cut(h);
+                let still_valid = if self.has(Mutant::CommitAfterLeaseExpiry) {
+                    renewing
+                } else {
+                    committing
+                };
+                self.has_manager() && s.manager.quorum && !still_valid
+            }
+            Action::AutomaticFailover { target } => {
+                let t = rep(target);
+                self.has_manager()
+                    && s.manager.quorum
+                    && s.manager.lease.is_none()
+                    && Self::budget_left(s.spent.failovers, b.failovers)
+                    && u32::from(s.manager.automatic_failovers)
+                        < self.config.ag.failover_threshold()
+                    && target != s.manager.primary
+                    && self.config.is_automatic(s.manager.primary)
+                    && self.config.is_automatic(target)
+                    && t.up
+                    && !s.net.manager_cut(target)
+                    && t.role != Role::Primary
+                    && (Self::ready_everywhere(s, target)
+                        || self.has(Mutant::AutomaticFailoverToSynchronizing))
+            }
+            Action::RestorePrimary { replica } => {
+                let r = rep(replica);
+                self.has_manager()
+                    && s.manager.quorum
+                    && s.manager.lease.is_none()
+                    && replica == s.manager.primary
+                    && r.up
+                    && r.role == Role::Resolving
+                    && !s.net.manager_cut(replica)
+            }
+            Action::LoseManager { replica } => {
+                let r = rep(replica);
+                self.has_manager()
+                    && r.up
+                    && r.role == Role::Secondary
+                    && !self.reaches_manager(s, replica)
+            }
+            Action::ResolveToSecondary { replica } => {
+                let r = rep(replica);
+                self.has_manager()
+                    && r.up
+                    && r.role == Role::Resolving
+                    && replica != s.manager.primary
+                    && self.reaches_manager(s, replica)
+            }
+        }
+    }
+
+    /// A necessary condition for any action of a kind to be enabled, cheap to test once per
+    /// state: budgets left, a serving primary, something to undo. `actions` skips a kind when
+    /// this is false (debug builds check that no action of it was enabled).
+    fn kind_possible(&self, s: &State, kind: ActionKind, primary: Option<Rid>) -> bool {
+        use ActionKind::*;
+        let b = &self.config.bounds;
+        let spent = &s.spent;
+        if kind.is_disruption() && spent.events >= b.events {
+            return false;
+        }
+        match kind {
+            ClientCommit => s.txns.len() < usize::from(b.transactions),
+            PlannedFailover => primary.is_some() && spent.failovers < b.failovers,
+            ForcedFailover => {
+                spent.forced_failovers < b.forced_failovers && spent.failovers < b.failovers
+            }
+            Suspend => spent.suspends < b.suspends,
+            SetRequiredSynchronized => primary.is_some() && spent.config_changes < b.config_changes,
+            Crash => spent.crashes < b.crashes,
+            HealthFault => primary.is_some() && spent.crashes < b.crashes,
+            Restart => s.replicas.iter().any(|r| !r.up),
+            Partition | LoseQuorum => spent.network_faults < b.network_faults,
+            LoseLogBlock => primary.is_some() && spent.network_faults < b.network_faults,
+            Heal => s.net.replica_cuts != 0 || s.net.manager_cuts != 0,
+            RegainQuorum => !s.manager.quorum,
+            AckCommit => {
+                primary.is_some() && s.txns.iter().any(|t| t.outcome == CommitOutcome::Pending)
+            }
+            ShipLog | Connect | SessionTimeout | MarkSynchronized | DropFromSynchronized
+            | Revert => primary.is_some(),
+            ManagerLeaseExpiry => s.manager.lease.is_some(),
+            AutomaticFailover | RestorePrimary => s.manager.lease.is_none(),
+            DemoteToSecondary | Resume | HardenLog | RedoLog | LeaseExpiry | LoseManager
+            | ResolveToSecondary => true,
+        }
+    }
+
+    /// R-COMMIT-2/3/5: the earliest pending commit of its database, hardened by every commit
+    /// participant, with at least k SYNCHRONIZED secondaries.
+    fn ack_enabled(&self, s: &State, txn: u8) -> bool {
+        let Some(t) = s.txns.get(usize::from(txn).wrapping_sub(1)) else {
+            return false;
+        };
+        let Some(p) = s.serving_primary() else {
+            return false;
+        };
+        if t.outcome != CommitOutcome::Pending {
+            return false;
+        }
+        let earliest = s
+            .txns
+            .iter()
+            .position(|x| x.db == t.db && x.outcome == CommitOutcome::Pending);
+        if earliest != Some(usize::from(txn) - 1) {
+            return false;
+        }
+        let Some(at) = s.db(p, t.db).position_of(txn) else {
+            return false;
+        };
+        let early_ack = self.has(Mutant::AckBeforeSecondaryHardens);
+        let timed_out_excluded = self.has(Mutant::TimedOutSecondaryStaysSynchronized);
+        let participants_hardened = s.replicas.iter().enumerate().all(|(r, rep)| {
+            let d = s.db(r as Rid, t.db);
+            let participant =
+                r != usize::from(p) && d.failover_ready && (!timed_out_excluded || rep.session);
+            let have = if early_ack {
+                d.log.len()
+            } else {
+                usize::from(d.hardened)
+            };
+            !participant || have > at
+        });
+        participants_hardened
+            && (self.has(Mutant::IgnoreRequiredSynchronized)
+                || self.synchronized_count(s, p, t.db) >= s.required_synchronized)
+    }
+
+    // ------------------------------------------------------------------ effects
+
+    /// The state after an enabled action.
+    pub fn apply(&self, s: &State, action: &Action) -> State {
+        let mut n = s.clone();
+        if action.kind().is_disruption() {
+            n.spent.events += 1;
+        }
+        match *action {
+            Action::ClientCommit { db } => self.client_commit(&mut n, db),
+            Action::PlannedFailover { target } => {
+                self.promote(&mut n, target, FailoverKind::Planned)
+            }
+            Action::ForcedFailover { target } => self.promote(&mut n, target, FailoverKind::Forced),
+            Action::DemoteToSecondary { replica } => demote(&mut n, replica, Role::Secondary),
+            Action::Suspend { replica, db } => {
+                n.spent.suspends += 1;
+                n.db_mut(replica, db).suspended = Some(hadr_types::SuspendReason::User);
+            }
+            Action::Resume { replica, db } => {
+                let is_secondary = n.replicas[usize::from(replica)].role == Role::Secondary;
+                let revert = is_secondary
+                    && Self::diverges(s, replica, db)
+                    && !self.has(Mutant::RejoinWithoutRevert);
+                let d = n.db_mut(replica, db);
+                d.suspended = None;
+                d.partner_hold = false;
+                d.reverting = revert;
+            }
+            Action::SetRequiredSynchronized { k } => {
+                n.spent.config_changes += 1;
+                n.required_synchronized = k;
+            }
+            Action::Crash { replica } => self.crash(&mut n, replica),
+            Action::Restart { replica } => n.replicas[usize::from(replica)].up = true,
+            Action::Partition { a, b } => {
+                n.spent.network_faults += 1;
+                set_cut(&mut n.net, a, b, true);
+            }
+            Action::Heal { a, b } => set_cut(&mut n.net, a, b, false),
+            Action::LoseQuorum => {
+                n.spent.network_faults += 1;
+                n.manager.quorum = false;
+            }
+            Action::RegainQuorum => n.manager.quorum = true,
+            Action::LoseLogBlock { to, db } => {
+                n.spent.network_faults += 1;
+                n.db_mut(to, db).sent += 1;
+            }
+            Action::HealthFault { replica, .. } => {
+                n.spent.crashes += 1;
+                demote(&mut n, replica, Role::Resolving);
+                n.manager.lease = None;
+            }
+            Action::AckCommit { txn } => {
+                let k = n.required_synchronized;
+                let t = &mut n.txns[usize::from(txn) - 1];
+                t.outcome = CommitOutcome::Acknowledged;
+                t.required_at_ack = k;
+            }
+            Action::ShipLog { to, db } => {
+                let history = s.history(db);
+                let accept_gap = self.has(Mutant::AcceptLogGap);
+                let d = n.db_mut(to, db);
+                if d.log.len() == usize::from(d.sent) || accept_gap {
+                    d.log.push(history[usize::from(d.sent)]);
+                    d.sent += 1;
+                } else {
+                    // A gap: the block does not start at the end of the secondary's log. The
+                    // secondary refuses it and asks for the log from its end (R-SYNC-1).
+                    d.sent = d.log.len() as u8;
+                }
+            }
+            Action::HardenLog { replica, db } => {
+                let d = n.db_mut(replica, db);
+                d.hardened = d.log.len() as u8;
+            }
+            Action::RedoLog { replica, db } => {
+                let d = n.db_mut(replica, db);
+                d.redone = if self.has(Mutant::RedoBeforeHarden) {
+                    d.log.len() as u8
+                } else {
+                    d.hardened
+                };
+            }
+            Action::Connect { replica } => self.connect(s, &mut n, replica),
+            Action::SessionTimeout { replica } => {
+                close_session(&mut n, replica);
+                n.replicas[usize::from(replica)].timed_out = true;
+            }
+            Action::MarkSynchronized { replica, db } => {
+                n.db_mut(replica, db).failover_ready = true;
+            }
+            Action::DropFromSynchronized { replica, db } => {
+                n.db_mut(replica, db).failover_ready = false;
+            }
+            Action::Revert { replica, db } => {
+                let fork_point = common_prefix(&s.db(replica, db).log, s.history(db)) as u8;
+                let d = n.db_mut(replica, db);
+                d.log.truncate(usize::from(fork_point));
+                d.hardened = d.hardened.min(fork_point);
+                d.redone = d.redone.min(fork_point);
+                d.sent = fork_point;
+                d.reverting = false;
+            }
+            Action::LeaseExpiry { replica } => demote(&mut n, replica, Role::Resolving),
+            Action::ManagerLeaseExpiry => n.manager.lease = None,
+            Action::AutomaticFailover { target } => {
+                n.manager.automatic_failovers += 1;
+                self.promote(&mut n, target, FailoverKind::Automatic);
+            }
+            Action::RestorePrimary { replica } => {
+                n.replicas[usize::from(replica)].role = Role::Primary;
+                n.manager.lease = Some(replica);
+            }
+            Action::LoseManager { replica } => {
+                n.replicas[usize::from(replica)].role = Role::Resolving;
+                close_session(&mut n, replica);
+            }
+            Action::ResolveToSecondary { replica } => {
+                n.replicas[usize::from(replica)].role = Role::Secondary;
+            }
+        }
+        n
+    }
+
+    fn client_commit(&self, n: &mut State, db: Did) {
+        let txn = n.txns.len() as u8 + 1;
+        let outcome = match n.serving_primary() {
+            None => CommitOutcome::DefiniteError(DefiniteReason::NoPrimary),
+            Some(p)
+                if !self.has(Mutant::IgnoreRequiredSynchronized)
+                    && self.synchronized_count(n, p, db) < n.required_synchronized =>
+            {
+                CommitOutcome::DefiniteError(DefiniteReason::TooFewSynchronized)
+            }
+            Some(p) => {
+                let epoch = n.manager.epoch;
+                let d = n.db_mut(p, db);
+                d.log.push(Rec { epoch, txn });
+                d.hardened = d.log.len() as u8;
+                d.redone = d.hardened;
+                CommitOutcome::Pending
+            }
+        };
+        n.txns.push(Txn {
+            db,
+            outcome,
+            required_at_ack: 0,
+            lost_in: None,
+        });
+    }
+
+    /// A crash loses what was not hardened; the primary's clients lose their connections.
+    fn crash(&self, n: &mut State, replica: Rid) {
+        n.spent.crashes += 1;
+        let was_primary = n.replicas[usize::from(replica)].role == Role::Primary;
+        if was_primary {
+            let persisted = if self.has_manager() {
+                Role::Resolving
+            } else {
+                Role::Primary
+            };
+            demote(n, replica, persisted);
+        }
+        close_session(n, replica);
+        let r = &mut n.replicas[usize::from(replica)];
+        r.up = false;
+        if self.has_manager() {
+            r.role = Role::Resolving;
+        }
+        for d in n.dbs_of_mut(replica) {
+            d.log.truncate(usize::from(d.hardened));
+        }
+    }
+
+    /// The handshake: the secondary reports its end of log; the primary resumes sending from
+    /// there. A replica that missed a lossy forced failover is suspended (R-FAIL-4); one whose
+    /// log diverges from the history reverts first (R-FAIL-6).
+    fn connect(&self, s: &State, n: &mut State, replica: Rid) {
+        let missed_forced_failover = s.replicas[usize::from(replica)].missed_forced_failover
+            && !self.has(Mutant::ForcedFailoverWithoutPartnerSuspend);
+        let revert_allowed = !self.has(Mutant::RejoinWithoutRevert);
+        let diverging: SmallVec<[bool; 2]> = (0..self.databases)
+            .map(|db| Self::diverges(s, replica, db))
+            .collect();
+        let r = &mut n.replicas[usize::from(replica)];
+        r.session = true;
+        r.timed_out = false;
+        r.missed_forced_failover = false;
+        for (d, diverges) in n.dbs_of_mut(replica).iter_mut().zip(diverging) {
+            d.sent = d.log.len() as u8;
+            if missed_forced_failover {
+                d.suspended = Some(hadr_types::SuspendReason::Partner);
+            }
+            d.reverting = d.suspended.is_none() && diverges && revert_allowed;
+        }
+    }
+
+    /// A failover to `target`: a new recovery fork starts on the target's log.
+    fn promote(&self, n: &mut State, target: Rid, kind: FailoverKind) {
+        let from = n.manager.primary;
+        let target_ready = Self::ready_everywhere(n, target);
+        let record = FailoverRecord {
+            kind,
+            from,
+            to: target,
+            target_ready,
+            synchronous_pair: self.synchronous_pair(from, target),
+            target_timed_out: n.replicas[usize::from(target)].timed_out,
+            acked_before: n.acked_count(),
+        };
+        let index = n.failovers.len() as u8;
+        n.failovers.push(record);
+        n.spent.failovers += 1;
+        if kind == FailoverKind::Forced {
+            n.spent.forced_failovers += 1;
+        }
+        // Acknowledged commits the target never received are lost (R-FAIL-5 says only a forced
+        // failover may do this).
+        let targets_logs: SmallVec<[crate::state::Log; 2]> =
+            n.dbs_of(target).iter().map(|d| d.log).collect();
+        for (i, t) in n.txns.iter_mut().enumerate() {
+            let number = i as u8 + 1;
+            if t.outcome == CommitOutcome::Acknowledged
+                && t.lost_in.is_none()
+                && !targets_logs[usize::from(t.db)]
+                    .iter()
+                    .any(|rec| rec.txn == number)
+            {
+                t.lost_in = Some(index);
+            }
+        }
+        // The old primary steps down if the failover can reach it: a planned failover
+        // coordinates with it; the manager demotes it when it is up and on the manager's side
+        // of any partition. One it cannot reach is not told; the lease (R-QUORUM-3) is what
+        // must already have stopped it. Every client connection and session is dropped.
+        let old_primary_role = match kind {
+            FailoverKind::Planned => Role::Secondary,
+            _ if self.has_manager() => Role::Resolving,
+            _ => Role::Secondary,
+        };
+        for r in 0..self.replicas {
+            let rep = &n.replicas[usize::from(r)];
+            let reachable = kind == FailoverKind::Planned
+                || !self.has_manager()
+                || (rep.up && !n.net.manager_cut(r));
+            if r != target && rep.role == Role::Primary && reachable {
+                n.replicas[usize::from(r)].role = old_primary_role;
+            }
+        }
+        end_term(n);
+        for d in n.dbs.iter_mut() {
+            d.failover_ready = false;
+        }
+        n.manager.epoch += 1;
+        n.manager.primary = target;
+        if self.has_manager() {
+            n.manager.lease = Some(target);
+        }
+        let lossy_forced = kind == FailoverKind::Forced && !target_ready;
+        for r in 0..self.replicas {
+            if r == target {
+                let rep = &mut n.replicas[usize::from(r)];
+                rep.role = Role::Primary;
+                rep.missed_forced_failover = false;
+                rep.timed_out = false;
+                for d in n.dbs_of_mut(r) {
+                    d.hardened = d.log.len() as u8;
+                    d.redone = d.hardened;
+                    d.reverting = false;
+                    d.partner_hold = false;
+                }
+            } else if lossy_forced {
+                n.replicas[usize::from(r)].missed_forced_failover = true;
+                for d in n.dbs_of_mut(r) {
+                    d.partner_hold = true;
+                }
+            }
+        }
+    }
+
+    /// The kinds of the actions enabled in a state, as a bit mask over [`ActionKind::index`].
+    ///
+    /// [`ActionKind::index`]: crate::action::ActionKind::index
+    pub fn enabled_kinds(&self, s: &State) -> u64 {
+        self.candidates
+            .iter()
+            .filter(|a| self.enabled(s, a))
+            .fold(0, |mask, a| mask | 1 << a.kind().index())
+    }
+
+    /// Whether the protocol could still take a step on its own.
+    pub fn internal_step_possible(&self, s: &State) -> bool {
+        self.candidates
+            .iter()
+            .any(|a| !a.kind().class().is_environment() && self.enabled(s, a))
+    }
+}
+
+/// A primary stops being one: clients and sessions are dropped.
+fn demote(n: &mut State, replica: Rid, role: Role) {
+    n.replicas[usize::from(replica)].role = role;
+    end_term(n);
+}
+
+/// Every pending commit becomes indefinite and every session closes (R-FAIL-6, R-ROLE-2).
+fn end_term(n: &mut State) {
+    for t in n.txns.iter_mut() {
+        if t.outcome == CommitOutcome::Pending {
+            t.outcome = CommitOutcome::Indefinite;
+        }
+    }
+    for r in 0..n.replicas.len() as Rid {
+        close_session(n, r);
+    }
+}
+
+fn close_session(n: &mut State, replica: Rid) {
+    n.replicas[usize::from(replica)].session = false;
+    for d in n.dbs_of_mut(replica) {
+        d.sent = 0;
+        d.reverting = false;
+    }
+}
+
+fn set_cut(net: &mut Net, a: Node, b: Node, cut: bool) {
+    match (a, b) {
+        (Node::Replica(x), Node::Replica(y)) => {
+            if cut {
+                net.replica_cuts |= pair_bit(x, y);
+            } else {
+                net.replica_cuts &= !pair_bit(x, y);
+            }
+        }
+        (Node::Replica(x), Node::Manager) | (Node::Manager, Node::Replica(x)) => {
+            if cut {
+                net.manager_cuts |= 1 << x;
+            } else {
+                net.manager_cuts &= !(1 << x);
+            }
+        }
+        (Node::Manager, Node::Manager) => {}
+    }
+}
+
+/// Every action the configuration can offer, in a fixed order: environment first (client,
+/// operator, faults), then internal steps.
+fn candidate_actions(config: &ModelConfig, replicas: u8, databases: u8) -> Vec<Action> {
+    let mut out = Vec::new();
+    let rs = 0..replicas;
+    let dbs = || 0..databases;
+    let manager = config.ag.cluster_type != ClusterType::None;
+    for db in dbs() {
+        out.push(Action::ClientCommit { db });
+    }
+    for target in rs.clone() {
+        out.push(Action::PlannedFailover { target });
+        out.push(Action::ForcedFailover { target });
+        out.push(Action::DemoteToSecondary { replica: target });
+    }
+    for replica in rs.clone() {
+        for db in dbs() {
+            out.push(Action::Suspend { replica, db });
+            out.push(Action::Resume { replica, db });
+        }
+    }
+    for k in 0..replicas {
+        out.push(Action::SetRequiredSynchronized { k });
+    }
+    for replica in rs.clone() {
+        out.push(Action::Crash { replica });
+        out.push(Action::Restart { replica });
+    }
+    let mut links = Vec::new();
+    for b in rs.clone() {
+        for a in 0..b {
+            links.push((Node::Replica(a), Node::Replica(b)));
+        }
+    }
+    if manager {
+        for a in rs.clone() {
+            links.push((Node::Replica(a), Node::Manager));
+        }
+    }
+    for (a, b) in links {
+        out.push(Action::Partition { a, b });
+        out.push(Action::Heal { a, b });
+    }
+    out.push(Action::LoseQuorum);
+    out.push(Action::RegainQuorum);
+    for to in rs.clone() {
+        for db in dbs() {
+            out.push(Action::LoseLogBlock { to, db });
+        }
+    }
+    for replica in rs.clone() {
+        for condition in FailureCondition::ALL {
+            if condition != FailureCondition::ServerDown {
+                out.push(Action::HealthFault { replica, condition });
+            }
+        }
+    }
+    for txn in 1..=config.bounds.transactions {
+        out.push(Action::AckCommit { txn });
+    }
+    for r in rs.clone() {
+        for db in dbs() {
+            out.push(Action::ShipLog { to: r, db });
+            out.push(Action::HardenLog { replica: r, db });
+            out.push(Action::RedoLog { replica: r, db });
+            out.push(Action::MarkSynchronized { replica: r, db });
+            out.push(Action::DropFromSynchronized { replica: r, db });
+            out.push(Action::Revert { replica: r, db });
+        }
+        out.push(Action::Connect { replica: r });
+        out.push(Action::SessionTimeout { replica: r });
+        out.push(Action::LeaseExpiry { replica: r });
+        out.push(Action::AutomaticFailover { target: r });
+        out.push(Action::RestorePrimary { replica: r });
+        out.push(Action::LoseManager { replica: r });
+        out.push(Action::ResolveToSecondary { replica: r });
+    }
+    out.push(Action::ManagerLeaseExpiry);
+    out
+}
+
+impl stateright::Model for AgModel {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        vec![self.initial_state()]
+    }
+
+    fn actions(&self, state: &State, actions: &mut Vec<Action>) {
+        let primary = state.serving_primary();
+        for &(kind, start, end) in self.groups.iter() {
+            let group = &self.candidates[start..end];
+            if self.kind_possible(state, kind, primary) {
+                actions.extend(group.iter().filter(|a| self.enabled(state, a)));
+            } else {
+                debug_assert!(
+                    !group.iter().any(|a| self.enabled(state, a)),
+                    "kind_possible({kind:?}) is false but an action of that kind is enabled"
+                );
+            }
+        }
+    }
+
+    fn next_state(&self, state: &State, action: Action) -> Option<State> {
+        self.enabled(state, &action)
+            .then(|| self.apply(state, &action))
+    }
+
+    fn format_action(&self, action: &Action) -> String {
+        crate::render::action_words(self.config(), action)
+    }
+
+    fn format_step(&self, last_state: &State, action: Action) -> Option<String> {
+        self.next_state(last_state, action)
+            .map(|next| crate::render::state_line(self, &next))
+    }
+
+    fn properties(&self) -> Vec<stateright::Property<Self>> {
+        crate::properties::stateright_properties(self)
+    }
+}

@@ -1,0 +1,363 @@
+//! The state of the spec: replicas with their logs, the network, the cluster manager, client
+//! transactions, the environment's spent budgets, and ghost variables that record history for
+//! the properties (never read by the protocol's own actions).
+//!
+//! ```text
+//!  State ─┬─ replicas[r] ── up, role, missed_forced_failover, session, timed_out (ghost)
+//!         │      └─ dbs[d] ── log (received), hardened, redone, sent, failover_ready,
+//!         │                   suspended, reverting, partner_hold (ghost)
+//!         ├─ net ──────────── cut replica↔replica links, cut replica↔manager links
+//!         ├─ manager ──────── quorum, lease holder, primary (owner of the history), epoch …
+//!         ├─ txns[t] ──────── database, client outcome, k at acknowledgement, lost_in (ghost)
+//!         ├─ spent ────────── budgets used
+//!         └─ failovers[f] ─── ghost record of every failover (kind, from, to, readiness …)
+//! ```
+
+use hadr_types::{CommitOutcome, Role, SuspendReason};
+use smallvec::SmallVec;
+
+/// A replica, by index into the configuration's replica list.
+pub type Rid = u8;
+/// A database, by index into the configuration's database list.
+pub type Did = u8;
+
+/// One log record: the client transaction it commits, written under a recovery fork (`epoch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rec {
+    /// The recovery fork (epoch) of the primary that wrote it.
+    pub epoch: u8,
+    /// The transaction number (1-based).
+    pub txn: u8,
+}
+
+/// The most records a log holds (every transaction of a check, `config::MAX_TRANSACTIONS`).
+pub const MAX_LOG: usize = 16;
+
+/// A log: up to [`MAX_LOG`] records, stored inline so that copying and hashing a state is
+/// cheap. Unused slots are always zero, so equality, order and hashing see only the records.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Log {
+    len: u8,
+    recs: [Rec; MAX_LOG],
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            len: 0,
+            recs: [Rec { epoch: 0, txn: 0 }; MAX_LOG],
+        }
+    }
+}
+
+impl Log {
+    /// Appends a record.
+    pub fn push(&mut self, rec: Rec) {
+        assert!(
+            usize::from(self.len) < MAX_LOG,
+            "a log holds at most {MAX_LOG} records"
+        );
+        self.recs[usize::from(self.len)] = rec;
+        self.len += 1;
+    }
+
+    /// Keeps the first `len` records.
+    pub fn truncate(&mut self, len: usize) {
+        if len < usize::from(self.len) {
+            self.recs[len..].fill(Rec { epoch: 0, txn: 0 });
+            self.len = len as u8;
+        }
+    }
+}
+
+impl std::ops::Deref for Log {
+    type Target = [Rec];
+
+    fn deref(&self) -> &[Rec] {
+        &self.recs[..usize::from(self.len)]
+    }
+}
+
+impl std::hash::Hash for Log {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut bytes = [0u8; 2 * MAX_LOG];
+        for (i, rec) in self.iter().enumerate() {
+            bytes[2 * i] = rec.epoch;
+            bytes[2 * i + 1] = rec.txn;
+        }
+        state.write(&bytes[..2 * usize::from(self.len)]);
+        state.write_u8(self.len);
+    }
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// One database on one replica.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Db {
+    /// Log records received (on the primary: its log, always hardened).
+    pub log: Log,
+    /// How many records of `log` are hardened (`received ≥ hardened`, R-SYNC-2).
+    pub hardened: u8,
+    /// How many records are redone into the data (`hardened ≥ redone`, R-SYNC-2).
+    pub redone: u8,
+    /// The primary's send position for this secondary (0 while no session).
+    pub sent: u8,
+    /// The manager's record that this secondary database is SYNCHRONIZED with the current
+    /// primary: failover-ready, and a commit participant (R-COMMIT-2, R-FAIL-2).
+    pub failover_ready: bool,
+    /// Whether, and why, the database is suspended.
+    pub suspended: Option<SuspendReason>,
+    /// Undoing records beyond the fork point (REVERTING).
+    pub reverting: bool,
+    /// Ghost (R-FAIL-4): a forced failover left this database on hold until an operator
+    /// resumes it.
+    pub partner_hold: bool,
+}
+
+/// One replica (its databases are in [`State::dbs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Replica {
+    /// Its symmetry group: replicas with the same class are configured alike and
+    /// interchangeable (constant; see `symmetry`).
+    pub class: u8,
+    /// Whether its server process runs.
+    pub up: bool,
+    /// Its role (kept while down: a replica restarts in the role it persisted, or RESOLVING
+    /// where a cluster manager decides).
+    pub role: Role,
+    /// A lossy forced failover happened since it last joined the primary: when it next
+    /// connects, its databases are suspended (SUSPEND_FROM_PARTNER, R-FAIL-4).
+    pub missed_forced_failover: bool,
+    /// Whether the primary has a session with it.
+    pub session: bool,
+    /// Ghost: its session with the primary timed out since it last connected.
+    pub timed_out: bool,
+}
+
+/// The network: which links are cut.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Net {
+    /// Bit `pair_bit(a, b)` set: replicas `a` and `b` cannot talk.
+    pub replica_cuts: u64,
+    /// Bit `r` set: replica `r` cannot reach the manager's majority.
+    pub manager_cuts: u16,
+}
+
+/// The cluster manager's state (WSFC or EXTERNAL). Under CLUSTER_TYPE = NONE only `primary`
+/// and `epoch` are used, as the group's own record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Manager {
+    /// Its majority is up (R-QUORUM-1).
+    pub quorum: bool,
+    /// The replica holding the primary lease, if any (R-QUORUM-3).
+    pub lease: Option<Rid>,
+    /// The replica whose log is the current history: the last one promoted.
+    pub primary: Rid,
+    /// The current recovery fork; every failover starts a new one.
+    pub epoch: u8,
+    /// Automatic failovers so far (R-FAIL-7 failure threshold).
+    pub automatic_failovers: u8,
+}
+
+/// A client transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Txn {
+    /// The database it writes.
+    pub db: Did,
+    /// What its client was told.
+    pub outcome: CommitOutcome,
+    /// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT when it was acknowledged.
+    pub required_at_ack: u8,
+    /// Ghost: the failover (index into `failovers`) that lost it after it was acknowledged.
+    pub lost_in: Option<u8>,
+}
+
+/// Budgets spent by the environment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Spent {
+    /// Crashes and health faults.
+    pub crashes: u8,
+    /// Partitions, quorum losses, lost log blocks.
+    pub network_faults: u8,
+    /// Failovers of any kind.
+    pub failovers: u8,
+    /// Forced failovers.
+    pub forced_failovers: u8,
+    /// Operator suspends.
+    pub suspends: u8,
+    /// Operator changes of k.
+    pub config_changes: u8,
+    /// Disruptions of any kind (see `Bounds::events`).
+    pub events: u8,
+}
+
+/// The kind of a failover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailoverKind {
+    /// By the cluster manager (R-FAIL-2).
+    Automatic,
+    /// `ALTER AVAILABILITY GROUP … FAILOVER` (R-FAIL-3).
+    Planned,
+    /// `FORCE_FAILOVER_ALLOW_DATA_LOSS` (R-FAIL-4).
+    Forced,
+}
+
+/// Ghost record of one failover, for the properties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FailoverRecord {
+    /// How it happened.
+    pub kind: FailoverKind,
+    /// The previous owner of the history.
+    pub from: Rid,
+    /// The new primary.
+    pub to: Rid,
+    /// The target was failover-ready (SYNCHRONIZED) in every database.
+    pub target_ready: bool,
+    /// Old primary and target were both SYNCHRONOUS_COMMIT.
+    pub synchronous_pair: bool,
+    /// The target's session with the old primary had timed out.
+    pub target_timed_out: bool,
+    /// Transactions acknowledged before it.
+    pub acked_before: u8,
+}
+
+/// A state of the spec.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    /// The replicas, in configuration order.
+    pub replicas: SmallVec<[Replica; 3]>,
+    /// Every replica's databases: replica `r`'s database `d` is at `r * databases + d`.
+    pub dbs: SmallVec<[Db; 3]>,
+    /// Databases per replica (constant).
+    pub databases: u8,
+    /// The network.
+    pub net: Net,
+    /// The cluster manager.
+    pub manager: Manager,
+    /// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT now (R-COMMIT-5).
+    pub required_synchronized: u8,
+    /// Client transactions, numbered from 1 in submission order.
+    pub txns: SmallVec<[Txn; 3]>,
+    /// Budgets spent.
+    pub spent: Spent,
+    /// Ghost: every failover so far.
+    pub failovers: SmallVec<[FailoverRecord; 2]>,
+}
+
+/// The bit of the link between two distinct replicas in [`Net::replica_cuts`].
+pub fn pair_bit(a: Rid, b: Rid) -> u64 {
+    debug_assert_ne!(a, b);
+    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+    1 << (u32::from(hi) * (u32::from(hi) - 1) / 2 + u32::from(lo))
+}
+
+impl Net {
+    /// Whether replicas `a` and `b` can talk.
+    pub fn linked(&self, a: Rid, b: Rid) -> bool {
+        a == b || self.replica_cuts & pair_bit(a, b) == 0
+    }
+
+    /// Whether replica `r`'s link to the manager's majority is cut.
+    pub fn manager_cut(&self, r: Rid) -> bool {
+        self.manager_cuts & (1 << r) != 0
+    }
+}
+
+impl Db {
+    /// The position of a transaction's record in this log (0-based).
+    pub fn position_of(&self, txn: u8) -> Option<usize> {
+        self.log.iter().position(|rec| rec.txn == txn)
+    }
+
+    /// Whether a transaction's record is hardened here.
+    pub fn has_hardened(&self, txn: u8) -> bool {
+        self.position_of(txn)
+            .is_some_and(|i| i < usize::from(self.hardened))
+    }
+}
+
+/// Length of the common prefix of two logs.
+pub fn common_prefix(a: &[Rec], b: &[Rec]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+impl State {
+    /// Database `db` of replica `r`.
+    pub fn db(&self, r: Rid, db: Did) -> &Db {
+        &self.dbs[usize::from(r) * usize::from(self.databases) + usize::from(db)]
+    }
+
+    /// Database `db` of replica `r`, to change.
+    pub fn db_mut(&mut self, r: Rid, db: Did) -> &mut Db {
+        &mut self.dbs[usize::from(r) * usize::from(self.databases) + usize::from(db)]
+    }
+
+    /// Every database of replica `r`, in configuration order.
+    pub fn dbs_of(&self, r: Rid) -> &[Db] {
+        let n = usize::from(self.databases);
+        &self.dbs[usize::from(r) * n..(usize::from(r) + 1) * n]
+    }
+
+    /// Every database of replica `r`, to change.
+    pub fn dbs_of_mut(&mut self, r: Rid) -> &mut [Db] {
+        let n = usize::from(self.databases);
+        &mut self.dbs[usize::from(r) * n..(usize::from(r) + 1) * n]
+    }
+
+    /// The current history of a database: the log of the last promoted replica.
+    pub fn history(&self, db: Did) -> &[Rec] {
+        &self.db(self.manager.primary, db).log
+    }
+
+    /// The current primary, if it is up in the PRIMARY role.
+    pub fn serving_primary(&self) -> Option<Rid> {
+        let p = self.manager.primary;
+        let r = &self.replicas[usize::from(p)];
+        (r.up && r.role == Role::Primary).then_some(p)
+    }
+
+    /// Transaction `t` (1-based).
+    pub fn txn(&self, t: u8) -> &Txn {
+        &self.txns[usize::from(t) - 1]
+    }
+
+    /// Acknowledged transactions so far.
+    pub fn acked_count(&self) -> u8 {
+        self.txns
+            .iter()
+            .filter(|t| t.outcome == CommitOutcome::Acknowledged)
+            .count() as u8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_bits_are_distinct_and_symmetric() {
+        let mut seen = 0u64;
+        for hi in 1..9u8 {
+            for lo in 0..hi {
+                let bit = pair_bit(lo, hi);
+                assert_eq!(bit, pair_bit(hi, lo));
+                assert_eq!(seen & bit, 0, "bit of {lo}-{hi} reused");
+                seen |= bit;
+            }
+        }
+        assert_eq!(seen.count_ones(), 36);
+    }
+
+    #[test]
+    fn common_prefix_stops_at_the_first_difference() {
+        let r = |epoch, txn| Rec { epoch, txn };
+        assert_eq!(common_prefix(&[r(1, 1), r(1, 2)], &[r(1, 1), r(2, 3)]), 1);
+        assert_eq!(common_prefix(&[r(1, 1)], &[r(1, 1), r(1, 2)]), 1);
+        assert_eq!(common_prefix(&[], &[r(1, 1)]), 0);
+    }
+}
