@@ -1,0 +1,339 @@
+//! `hadr check`: run the model checker on a configuration and report every property.
+//!
+//! The progress line goes to standard error (every second on a terminal, every 5 s
+//! otherwise); the report goes to standard output, as text or as one JSON object.
+
+use crate::cli::CheckArgs;
+use crate::format::{count, describe_config, seconds};
+use crate::{load_config, parse_mutant, CliError, Exit};
+use hadr_model::{
+    check, CheckOptions, CheckReport, ModelConfig, Mutant, Pass, Progress, PropertyGroup,
+    PropertyResult, Stop, Strategy, Verdict,
+};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+/// Runs `hadr check`.
+pub fn run(args: &CheckArgs) -> Result<Exit, CliError> {
+    if args.list_mutants {
+        print!("{}", list_mutants(args.json));
+        return Ok(Exit::Passed);
+    }
+    let config = load_config(args.config.as_deref())?;
+    let mutant = parse_mutant(args.mutant.as_deref())?;
+    let options = options(args, mutant);
+    if !args.json {
+        println!("{}", header(&config, mutant, &options));
+    }
+    tracing::info!(ag = %config.ag.name, mutant = ?mutant.map(|m| m.name()), ?options.strategy, threads = options.threads, "check started");
+
+    let mut progress = ProgressLine::new(args.quiet);
+    let report = check(&config, mutant, &options, &mut |p| progress.show(p));
+    progress.finish();
+    tracing::info!(
+        unique_states = report.unique_states,
+        states = report.states,
+        elapsed_ms = report.elapsed_ms as u64,
+        passed = report.passed(),
+        "check finished"
+    );
+
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &JsonReport::new(&report))
+            .map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", text_report(&report))?;
+    }
+    Ok(exit_of(&report))
+}
+
+fn options(args: &CheckArgs, mutant: Option<Mutant>) -> CheckOptions {
+    let mut options = CheckOptions::default();
+    if args.bfs {
+        options.strategy = Strategy::Bfs;
+    }
+    if let Some(threads) = args.threads {
+        options.threads = usize::from(threads);
+    }
+    options.symmetry = !args.no_symmetry;
+    options.shorten = !args.no_shorten;
+    options.examples = args.examples;
+    options.timeout = args.timeout.map(Duration::from_secs);
+    if let Some(m) = mutant {
+        options.stop = Stop::RuleViolated(vec![m.rule()]);
+    }
+    options
+}
+
+/// The exit code a report earns.
+pub fn exit_of(report: &CheckReport) -> Exit {
+    if report.has_violation() {
+        Exit::Failed
+    } else if !report.complete {
+        Exit::Incomplete
+    } else if report.dead_actions().is_empty() {
+        Exit::Passed
+    } else {
+        Exit::Failed
+    }
+}
+
+fn header(config: &ModelConfig, mutant: Option<Mutant>, options: &CheckOptions) -> String {
+    let mut out = format!("hadr check: {}\n", describe_config(config));
+    if let Some(m) = mutant {
+        let _ = writeln!(out, "mutant: {m} ({}): {}", m.rule(), m.bug());
+    }
+    let _ = write!(
+        out,
+        "search: {}, {} thread{}, symmetry {}",
+        match options.strategy {
+            Strategy::Dfs => "depth-first",
+            Strategy::Bfs => "breadth-first",
+        },
+        options.threads,
+        if options.threads == 1 { "" } else { "s" },
+        if options.symmetry { "on" } else { "off" }
+    );
+    out
+}
+
+/// The mutants, one per line (or a JSON array).
+pub fn list_mutants(json: bool) -> String {
+    #[derive(Serialize)]
+    struct Entry {
+        name: &'static str,
+        rule: &'static str,
+        bug: &'static str,
+    }
+    if json {
+        let entries: Vec<Entry> = Mutant::ALL
+            .iter()
+            .map(|m| Entry {
+                name: m.name(),
+                rule: m.rule(),
+                bug: m.bug(),
+            })
+            .collect();
+        return serde_json::to_string_pretty(&entries).expect("serializes") + "\n";
+    }
+    let width = Mutant::ALL
+        .iter()
+        .map(|m| m.name().len())
+        .max()
+        .unwrap_or(0);
+    Mutant::ALL
+        .iter()
+        .map(|m| format!("{:width$}  {:<11} {}\n", m.name(), m.rule(), m.bug()))
+        .collect()
+}
+
+/// The report in text: every property with its verdict, counterexamples, the figures, the
+/// verdict.
+pub fn text_report(report: &CheckReport) -> String {
+    let mut out = String::new();
+    let section = |out: &mut String, title: &str, group: PropertyGroup, all: bool| {
+        let _ = writeln!(out, "\n{title}");
+        for p in report.properties.iter().filter(|p| p.group == group) {
+            if all || !matches!(p.verdict, Verdict::Discovered) {
+                let word = verdict_word(p, report.complete);
+                let _ = writeln!(out, "  {word:<12} {:<11} {}", p.rule, p.title);
+            }
+        }
+    };
+    section(&mut out, "invariants (always)", PropertyGroup::Rule, true);
+    section(&mut out, "hazards (sometimes)", PropertyGroup::Hazard, true);
+    let coverage: Vec<&PropertyResult> = report
+        .properties
+        .iter()
+        .filter(|p| p.group == PropertyGroup::Coverage)
+        .collect();
+    let taken = coverage
+        .iter()
+        .filter(|p| p.verdict == Verdict::Discovered)
+        .count();
+    let _ = writeln!(
+        out,
+        "\naction coverage (sometimes): {taken} of {} applicable action kinds taken",
+        coverage.len()
+    );
+    for p in coverage.iter().filter(|p| p.verdict != Verdict::Discovered) {
+        let word = if report.complete {
+            "DEAD"
+        } else {
+            "not reached"
+        };
+        let _ = writeln!(out, "  {word:<12} {}", p.name);
+    }
+    for na in &report.not_applicable {
+        let _ = writeln!(out, "  {:<12} {}: {}", "n/a", na.action, na.reason);
+    }
+
+    for p in &report.properties {
+        if let Some(trace) = &p.counterexample {
+            let _ = writeln!(
+                out,
+                "\nVIOLATED {} {} — counterexample, {} steps:",
+                p.rule,
+                p.title,
+                trace.steps.len()
+            );
+            out.push_str(&trace.to_text());
+        }
+    }
+    for p in &report.properties {
+        if let Some(trace) = &p.example {
+            let _ = writeln!(
+                out,
+                "\n{} {} — shortest example, {} steps:",
+                p.rule,
+                p.title,
+                trace.steps.len()
+            );
+            out.push_str(&trace.to_text());
+        }
+    }
+
+    let _ = writeln!(
+        out,
+        "\n{} unique states · {} states · depth {} · {} · {} states/s{}",
+        count(report.unique_states as u64),
+        count(report.states as u64),
+        report.max_depth,
+        seconds(Duration::from_millis(report.elapsed_ms as u64)),
+        count(report.states_per_sec),
+        if report.complete {
+            ""
+        } else {
+            " · INCOMPLETE"
+        }
+    );
+    let _ = writeln!(out, "verdict: {}", verdict_line(report));
+    out
+}
+
+/// The verdict in words; a search that stopped early has not shown that anything holds or is
+/// unreachable, only what it met.
+fn verdict_word(p: &PropertyResult, complete: bool) -> &'static str {
+    match (p.verdict, complete) {
+        (Verdict::Holds, true) => "holds",
+        (Verdict::Holds, false) => "not violated",
+        (Verdict::Violated, _) => "VIOLATED",
+        (Verdict::Discovered, _) => "discovered",
+        (Verdict::Undiscovered, true) => "undiscovered",
+        (Verdict::Undiscovered, false) => "not reached",
+    }
+}
+
+fn verdict_line(report: &CheckReport) -> String {
+    let violated: Vec<&str> = report
+        .properties
+        .iter()
+        .filter(|p| p.verdict == Verdict::Violated)
+        .map(|p| p.rule)
+        .collect();
+    let dead = report.dead_actions();
+    let hazards_missing = report
+        .properties
+        .iter()
+        .filter(|p| p.group == PropertyGroup::Hazard && p.verdict == Verdict::Undiscovered)
+        .count();
+    if !violated.is_empty() {
+        format!("FAIL: violated {}", violated.join(", "))
+    } else if !report.complete {
+        "INCOMPLETE: the search stopped before every state was seen; nothing was violated so far"
+            .to_string()
+    } else if !dead.is_empty() {
+        format!(
+            "FAIL: {} applicable action kind(s) never enabled (dead actions)",
+            dead.len()
+        )
+    } else if hazards_missing > 0 {
+        format!("PASS: every invariant holds and every action kind is taken; {hazards_missing} hazard(s) unreachable in this configuration")
+    } else {
+        "PASS: every invariant holds; every hazard and every action kind is reachable".to_string()
+    }
+}
+
+/// `--json`: the report and the verdict.
+#[derive(Serialize)]
+pub struct JsonReport<'a> {
+    /// Whether the check passed (exit code 0).
+    pub passed: bool,
+    /// Everything else.
+    #[serde(flatten)]
+    pub report: &'a CheckReport,
+}
+
+impl<'a> JsonReport<'a> {
+    /// Wraps a report.
+    pub fn new(report: &'a CheckReport) -> Self {
+        JsonReport {
+            passed: exit_of(report) == Exit::Passed,
+            report,
+        }
+    }
+}
+
+/// The progress line on standard error.
+struct ProgressLine {
+    quiet: bool,
+    terminal: bool,
+    last: Option<Instant>,
+    drawn: bool,
+}
+
+impl ProgressLine {
+    fn new(quiet: bool) -> Self {
+        ProgressLine {
+            quiet,
+            terminal: std::io::stderr().is_terminal(),
+            last: None,
+            drawn: false,
+        }
+    }
+
+    fn show(&mut self, p: &Progress) {
+        if self.quiet {
+            return;
+        }
+        let every = if self.terminal {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(5)
+        };
+        if self.last.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let line = format!(
+            "{} {} states · {} unique · {} states/s · queue {} · depth {} · {}",
+            match p.pass {
+                Pass::Search => "searching:",
+                Pass::Focus => "shortest paths:",
+            },
+            count(p.states as u64),
+            count(p.unique_states as u64),
+            count(p.states_per_sec() as u64),
+            count(p.queue),
+            p.max_depth,
+            seconds(p.elapsed)
+        );
+        let mut err = std::io::stderr().lock();
+        if self.terminal {
+            let _ = write!(err, "\r\x1b[2K{line}");
+            self.drawn = true;
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.drawn {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}

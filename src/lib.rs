@@ -1,0 +1,89 @@
+//! # hadr: the command-line tool
+//!
+//! `hadr check` model-checks an availability group against the spec (`hadr-model`);
+//! `hadr explore` serves Stateright's Explorer on the same model. The command definitions are in
+//! [`cli`], each command in its own module, and every failure a user can cause is a
+//! [`CliError`] with a message that says what to do.
+
+pub mod check_cmd;
+pub mod cli;
+pub mod explore_cmd;
+pub mod format;
+
+use hadr_model::{ModelConfig, ModelConfigError, Mutant, UnknownMutant};
+use std::path::{Path, PathBuf};
+
+/// How `hadr` exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything checked holds.
+    Passed = 0,
+    /// A property is violated, or an action kind is dead.
+    Failed = 1,
+    /// Bad input: a configuration, a flag, a name.
+    Usage = 2,
+    /// The check stopped before searching every state (timeout).
+    Incomplete = 3,
+}
+
+/// A failure `hadr` reports instead of a result.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The configuration file could not be read.
+    #[error("cannot read the check configuration {}: {source}", path.display())]
+    ReadConfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration file is not a valid check configuration.
+    #[error("{}: {source}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: ModelConfigError,
+    },
+    /// `--mutant` named no mutant.
+    #[error(transparent)]
+    UnknownMutant(#[from] UnknownMutant),
+    /// The Explorer's address is taken or not ours.
+    #[error("cannot listen on {address}: {source}; choose another --port or --host")]
+    Listen {
+        /// The address asked for.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Writing the report failed (e.g. a closed pipe).
+    #[error("cannot write the report: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// The exit code for this failure.
+    pub fn exit(&self) -> Exit {
+        Exit::Usage
+    }
+}
+
+/// Loads a check configuration from a file, or the embedded default.
+pub fn load_config(path: Option<&Path>) -> Result<ModelConfig, CliError> {
+    let Some(path) = path else {
+        return Ok(ModelConfig::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::ReadConfig {
+        path: path.to_owned(),
+        source,
+    })?;
+    ModelConfig::from_toml_str(&text).map_err(|source| CliError::Config {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Parses a `--mutant` value.
+pub fn parse_mutant(name: Option<&str>) -> Result<Option<Mutant>, CliError> {
+    name.map(str::parse).transpose().map_err(CliError::from)
+}
