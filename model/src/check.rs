@@ -312,11 +312,12 @@ pub fn check(
         };
         for (name, actions) in focused_paths(&base, &violated, options, strategy, on_progress) {
             if let Some(p) = properties.iter_mut().find(|p| p.name == name) {
-                let shorter = p
-                    .counterexample
-                    .as_ref()
-                    .is_none_or(|t| actions.len() < t.steps.len());
-                if shorter {
+                // A breadth-first path is the shortest, and found the same way every run.
+                let better = p.counterexample.as_ref().is_none_or(|t| {
+                    actions.len() < t.steps.len()
+                        || (strategy == Strategy::Bfs && actions.len() == t.steps.len())
+                });
+                if better {
                     p.counterexample = Some(Trace::render(&base, &base.initial_state(), &actions));
                 }
             }

@@ -12,7 +12,7 @@
 //! 2. [`action`]: its atomic steps, environment vs internal;
 //! 3. [`spec`]: each step's guard and effect;
 //! 4. [`properties`]: what must always hold, and what must be reachable;
-//! 5. [`check`]: running the checker; [`render`]: paths in the rule book's words.
+//! 5. [`check`](mod@check): running the checker; [`render`]: paths in the rule book's words.
 //!
 //! `docs/spec.md` explains the model, what it abstracts away, and how to read a counterexample.
 

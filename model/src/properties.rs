@@ -1,7 +1,7 @@
 //! The properties of the spec, each named after the rule it checks.
 //!
 //! - **always**: invariants over every reachable state (safety), plus one liveness property
-//!   checked where it is sound: at *quiescent* states (see [`converges_when_healthy`]).
+//!   checked where it is sound: at *quiescent* states (R-SYNC-6, `converges_when_healthy`).
 //! - **sometimes**: the hazards H1–H5 of the rule book, and one per action kind (no dead
 //!   action): each must hold in some reachable state.
 //!
