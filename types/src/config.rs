@@ -55,7 +55,7 @@ pub struct AgConfig {
     /// The primary's lease from the cluster manager (R-QUORUM-3).
     #[serde(default)]
     pub lease: LeaseConfig,
-    /// The rule book's **[param]** choices.
+    /// The rule book's **\[param\]** choices.
     #[serde(default)]
     pub policy: PolicyConfig,
 }
@@ -121,7 +121,7 @@ impl LeaseConfig {
     }
 }
 
-/// The rule book's **[param]** choices, with its defaults.
+/// The rule book's **\[param\]** choices, with its defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
@@ -448,7 +448,8 @@ impl LimitViolation {
             | TooManyConfigurationOnlyReplicas { .. }
             | ConfigurationOnlyCannotBePrimary { .. } => "R-QUORUM-6",
             LeaseOutlivesFailureDetection { .. } | LeaseRenewalTooSlow { .. } => "R-QUORUM-3",
-            ZeroValue { .. } => "R-LIMIT-1",
+            ZeroValue { field } if field.starts_with("lease.") => "R-QUORUM-3",
+            ZeroValue { .. } => "R-FAIL-7",
         }
     }
 }
