@@ -25,7 +25,7 @@ pub enum Command {
 /// Options of `hadr check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Check configuration (TOML with [bounds] and [ag]); default: the embedded
+    /// Check configuration (TOML with `[bounds]` and `[ag]` tables); default: the embedded
     /// `model/configs/default.toml`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
