@@ -173,27 +173,20 @@ pub fn text_report(report: &CheckReport) -> String {
     }
 
     for p in &report.properties {
-        if let Some(trace) = &p.counterexample {
-            let _ = writeln!(
-                out,
-                "\nVIOLATED {} {} — counterexample, {} steps:",
-                p.rule,
-                p.title,
-                trace.steps.len()
-            );
-            out.push_str(&trace.to_text());
-        }
-    }
-    for p in &report.properties {
-        if let Some(trace) = &p.example {
-            let _ = writeln!(
-                out,
-                "\n{} {} — shortest example, {} steps:",
-                p.rule,
-                p.title,
-                trace.steps.len()
-            );
-            out.push_str(&trace.to_text());
+        let traces = [
+            (&p.counterexample, "VIOLATED ", "counterexample"),
+            (&p.example, "", "shortest example"),
+        ];
+        for (trace, prefix, what) in traces {
+            if let Some(trace) = trace {
+                let steps = trace.steps.len();
+                let _ = writeln!(
+                    out,
+                    "\n{prefix}{} {} — {what}, {steps} steps:",
+                    p.rule, p.title
+                );
+                out.push_str(&trace.to_text());
+            }
         }
     }
 

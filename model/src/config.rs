@@ -11,8 +11,12 @@ use serde::{Deserialize, Serialize};
 /// The embedded default configuration (`model/configs/default.toml`).
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../configs/default.toml");
 
-/// The most transactions a check may bound (transaction numbers are kept in a byte).
+/// The most transactions a check may bound (a log holds at most this many records).
 pub const MAX_TRANSACTIONS: u8 = 16;
+/// The most failovers a check may bound (each starts a recovery fork, numbered in a byte).
+pub const MAX_FAILOVERS: u8 = 16;
+/// The most availability databases the model checks (far beyond what a check can finish).
+pub const MAX_DATABASES: usize = 8;
 
 /// How far the checker lets the environment go. Every environment action that could repeat
 /// forever consumes one of these budgets; restarts, heals and resumes are free because each
@@ -86,6 +90,18 @@ pub enum ModelConfigError {
         /// bounds.transactions
         transactions: u8,
     },
+    /// Too many failovers for the model's encoding.
+    #[error("bounds.failovers is {failovers}; the model checks at most {MAX_FAILOVERS}")]
+    TooManyFailovers {
+        /// bounds.failovers
+        failovers: u8,
+    },
+    /// Too many databases for the model's encoding.
+    #[error("the availability group has {databases} databases; the model checks at most {MAX_DATABASES}")]
+    TooManyDatabases {
+        /// ag.databases
+        databases: usize,
+    },
 }
 
 impl Default for ModelConfig {
@@ -131,6 +147,16 @@ impl ModelConfig {
         if b.transactions > MAX_TRANSACTIONS {
             return Err(ModelConfigError::TooManyTransactions {
                 transactions: b.transactions,
+            });
+        }
+        if b.failovers > MAX_FAILOVERS {
+            return Err(ModelConfigError::TooManyFailovers {
+                failovers: b.failovers,
+            });
+        }
+        if self.ag.databases.len() > MAX_DATABASES {
+            return Err(ModelConfigError::TooManyDatabases {
+                databases: self.ag.databases.len(),
             });
         }
         Ok(())
@@ -217,6 +243,23 @@ mod tests {
         let text = DEFAULT_CONFIG_TOML.replace("databases = [\"db1\"]", "databases = []");
         let err = ModelConfig::from_toml_str(&text).unwrap_err();
         assert!(matches!(err, ModelConfigError::NoDatabase), "{err}");
+    }
+
+    /// The model's own encoding limits are refused with a message, never a panic.
+    #[test]
+    fn encoding_limits_are_refused() {
+        let text = DEFAULT_CONFIG_TOML.replace("failovers = 2", "failovers = 255");
+        let err = ModelConfig::from_toml_str(&text).unwrap_err();
+        assert!(err.to_string().contains("at most 16"), "{err}");
+        let dbs: Vec<String> = (0..300).map(|i| format!("\"d{i}\"")).collect();
+        let text = DEFAULT_CONFIG_TOML.replace("[\"db1\"]", &format!("[{}]", dbs.join(", ")));
+        let err = ModelConfig::from_toml_str(&text).unwrap_err();
+        assert!(
+            matches!(err, ModelConfigError::TooManyDatabases { databases: 300 }),
+            "{err}"
+        );
+        let text = DEFAULT_CONFIG_TOML.replace("transactions = 2", "transactions = 17");
+        assert!(ModelConfig::from_toml_str(&text).is_err());
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub struct AgModel {
 
 impl AgModel {
     /// The spec of this configuration.
+    ///
+    /// # Panics
+    ///
+    /// If the configuration breaks the model's encoding limits, which
+    /// [`ModelConfig::validate`] refuses (every parsed configuration is validated).
     pub fn new(config: ModelConfig) -> Self {
         AgModel::build(config, None)
     }
