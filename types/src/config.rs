@@ -10,7 +10,10 @@
 //!
 //! The first replica listed is the initial primary. Timeouts carry their unit in their name.
 
-use crate::vocabulary::{AvailabilityMode, ClusterType, FailoverMode, ReplicaId};
+use crate::vocabulary::{
+    AvailabilityMode, BackupPreference, BackupTieBreak, ClusterType, FailoverMode,
+    PrimaryConnections, ReplicaId, SecondaryConnections, SeedingMode,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -47,6 +50,9 @@ pub struct AgConfig {
     /// `DB_FAILOVER`: also fail over when a database is not ONLINE (R-FAIL-7).
     #[serde(default)]
     pub db_failover: bool,
+    /// `AUTOMATED_BACKUP_PREFERENCE` (R-BACKUP-4). Default SECONDARY.
+    #[serde(default)]
+    pub automated_backup_preference: BackupPreference,
     /// The availability databases, by name.
     #[serde(default)]
     pub databases: Vec<String>,
@@ -79,6 +85,66 @@ pub struct ReplicaConfig {
     /// `BACKUP_PRIORITY` 0..=100 (R-BACKUP-4); 0 = never chosen for backups. Default 50.
     #[serde(default = "defaults::backup_priority")]
     pub backup_priority: u32,
+    /// `SEEDING_MODE` (R-DB-2). Default MANUAL.
+    #[serde(default)]
+    pub seeding_mode: SeedingMode,
+    /// `SECONDARY_ROLE (…)`: how the replica serves clients while it is a secondary.
+    #[serde(default)]
+    pub secondary_role: SecondaryRole,
+    /// `PRIMARY_ROLE (…)`: how the replica serves clients while it is the primary.
+    #[serde(default)]
+    pub primary_role: PrimaryRole,
+}
+
+/// `SECONDARY_ROLE (ALLOW_CONNECTIONS = …, READ_ONLY_ROUTING_URL = …)` (R-READ-1/3).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondaryRole {
+    /// Which connections a secondary accepts. Default NO.
+    #[serde(default)]
+    pub allow_connections: SecondaryConnections,
+    /// Where read-only routing sends read-intent connections for this replica, e.g.
+    /// `tcp://host:1433`; a replica needs one to appear in a routing list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_routing_url: Option<String>,
+}
+
+/// `PRIMARY_ROLE (ALLOW_CONNECTIONS = …, READ_ONLY_ROUTING_LIST = …, READ_WRITE_ROUTING_URL = …)`
+/// (R-READ-1/3).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrimaryRole {
+    /// Which connections the primary accepts. Default ALL.
+    #[serde(default)]
+    pub allow_connections: PrimaryConnections,
+    /// Where the listener routes read-intent connections while this replica is primary, in
+    /// order; a group is load-balanced round-robin (one level of nesting).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_only_routing_list: Vec<RoutingEntry>,
+    /// Where a read-write connection that reaches this replica as a secondary is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_write_routing_url: Option<String>,
+}
+
+/// One entry of a READ_ONLY_ROUTING_LIST: a replica, or a load-balanced group of replicas
+/// (`('B', 'C')` in T-SQL, `["B", "C"]` in TOML).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RoutingEntry {
+    /// One replica, by name.
+    Replica(String),
+    /// Replicas served round-robin, by name.
+    Group(Vec<String>),
+}
+
+impl RoutingEntry {
+    /// The replica names of the entry, in order.
+    pub fn names(&self) -> &[String] {
+        match self {
+            RoutingEntry::Replica(name) => std::slice::from_ref(name),
+            RoutingEntry::Group(names) => names,
+        }
+    }
 }
 
 /// Lease timing (R-QUORUM-3). The primary may commit only until `validity_ms` after its last
@@ -137,6 +203,10 @@ pub struct PolicyConfig {
     /// R-FAIL-7: the period of the failure threshold, in hours. Default 6.
     #[serde(default = "defaults::failover_period_h")]
     pub failover_period_h: u32,
+    /// R-BACKUP-5: how the preferred backup replica is chosen among equals. Default: the
+    /// lowest replica name.
+    #[serde(default)]
+    pub backup_tie_break: BackupTieBreak,
 }
 
 impl Default for PolicyConfig {
@@ -146,6 +216,7 @@ impl Default for PolicyConfig {
             max_synchronous_commit_replicas: defaults::max_synchronous_commit_replicas(),
             failover_threshold: None,
             failover_period_h: defaults::failover_period_h(),
+            backup_tie_break: BackupTieBreak::default(),
         }
     }
 }
@@ -418,6 +489,30 @@ pub enum LimitViolation {
         /// lease.validity_ms
         validity_ms: u32,
     },
+    /// A routing list names a replica that is not in the group.
+    #[error("the READ_ONLY_ROUTING_LIST of replica '{owner}' names '{name}', which is not a replica of this availability group")]
+    RoutingUnknownReplica {
+        /// The replica whose list it is.
+        owner: String,
+        /// The unknown name.
+        name: String,
+    },
+    /// A routing list names a replica without a READ_ONLY_ROUTING_URL.
+    #[error("the READ_ONLY_ROUTING_LIST of replica '{owner}' names '{name}', which has no READ_ONLY_ROUTING_URL; give it SECONDARY_ROLE (READ_ONLY_ROUTING_URL = '…')")]
+    RoutingReplicaWithoutUrl {
+        /// The replica whose list it is.
+        owner: String,
+        /// The replica without a URL.
+        name: String,
+    },
+    /// A routing list names a replica twice, or has an empty group.
+    #[error("the READ_ONLY_ROUTING_LIST of replica '{owner}' {problem}")]
+    RoutingListMalformed {
+        /// The replica whose list it is.
+        owner: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// A zero timing or policy value.
     #[error("{field} is 0; it must be positive")]
     ZeroValue {
@@ -448,6 +543,9 @@ impl LimitViolation {
             | TooManyConfigurationOnlyReplicas { .. }
             | ConfigurationOnlyCannotBePrimary { .. } => "R-QUORUM-6",
             LeaseOutlivesFailureDetection { .. } | LeaseRenewalTooSlow { .. } => "R-QUORUM-3",
+            RoutingUnknownReplica { .. }
+            | RoutingReplicaWithoutUrl { .. }
+            | RoutingListMalformed { .. } => "R-READ-3",
             ZeroValue { field } if field.starts_with("lease.") => "R-QUORUM-3",
             ZeroValue { .. } => "R-FAIL-7",
         }
@@ -506,7 +604,46 @@ impl AgConfig {
         self.check_timeouts(&mut out);
         self.check_modes(&mut out);
         self.check_lease(&mut out);
+        self.check_routing(&mut out);
         out
+    }
+
+    /// R-READ-3: every routing list names replicas of the group that have a
+    /// READ_ONLY_ROUTING_URL, each once, with no empty group.
+    fn check_routing(&self, out: &mut Vec<LimitViolation>) {
+        for owner in &self.replicas {
+            let mut seen = BTreeSet::new();
+            for entry in &owner.primary_role.read_only_routing_list {
+                if entry.names().is_empty() {
+                    out.push(LimitViolation::RoutingListMalformed {
+                        owner: owner.name.clone(),
+                        problem: "has an empty load-balanced group".into(),
+                    });
+                }
+                for name in entry.names() {
+                    if !seen.insert(name.to_lowercase()) {
+                        out.push(LimitViolation::RoutingListMalformed {
+                            owner: owner.name.clone(),
+                            problem: format!("names '{name}' more than once"),
+                        });
+                        continue;
+                    }
+                    match self.replica_id(name).and_then(|id| self.replica(id)) {
+                        None => out.push(LimitViolation::RoutingUnknownReplica {
+                            owner: owner.name.clone(),
+                            name: name.clone(),
+                        }),
+                        Some(r) if r.secondary_role.read_only_routing_url.is_none() => {
+                            out.push(LimitViolation::RoutingReplicaWithoutUrl {
+                                owner: owner.name.clone(),
+                                name: name.clone(),
+                            })
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
     }
 
     fn check_names(&self, out: &mut Vec<LimitViolation>) {
@@ -947,6 +1084,39 @@ mod tests {
         c.policy.max_synchronous_commit_replicas = 1;
         let rules: Vec<&str> = violations_of(&c).iter().map(|v| v.rule()).collect();
         assert_eq!(rules, vec!["R-FAIL-8", "R-FAIL-8"]);
+    }
+
+    /// R-READ-3: routing lists name replicas of the group that have a routing URL.
+    #[test]
+    fn routing_lists_follow_r_read_3() {
+        let text = THREE_REPLICAS.replace(
+            "failover_mode = \"MANUAL\"",
+            "failover_mode = \"MANUAL\"\nsecondary_role = { allow_connections = \"READ_ONLY\", read_only_routing_url = \"tcp://c:1433\" }",
+        ) + "\n[replicas.primary_role]\nread_only_routing_list = [[\"C\", \"B\"], \"D\", \"C\"]\n";
+        let c: AgConfig = toml::from_str(&text).unwrap();
+        assert_eq!(
+            c.replicas[2].primary_role.read_only_routing_list,
+            vec![
+                RoutingEntry::Group(vec!["C".into(), "B".into()]),
+                RoutingEntry::Replica("D".into()),
+                RoutingEntry::Replica("C".into()),
+            ]
+        );
+        let rules: Vec<String> = violations_of(&c).iter().map(|v| v.to_string()).collect();
+        assert_eq!(
+            rules,
+            vec![
+                "the READ_ONLY_ROUTING_LIST of replica 'C' names 'B', which has no READ_ONLY_ROUTING_URL; give it SECONDARY_ROLE (READ_ONLY_ROUTING_URL = '…')",
+                "the READ_ONLY_ROUTING_LIST of replica 'C' names 'D', which is not a replica of this availability group",
+                "the READ_ONLY_ROUTING_LIST of replica 'C' names 'C' more than once",
+            ]
+        );
+        let toml_text = c.to_toml_string();
+        assert_eq!(
+            toml::from_str::<AgConfig>(&toml_text).unwrap(),
+            c,
+            "round trip"
+        );
     }
 
     #[test]

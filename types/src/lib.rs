@@ -18,13 +18,15 @@ pub mod observation;
 pub mod vocabulary;
 
 pub use config::{
-    AgConfig, ConfigError, ConfigFormat, LeaseConfig, LimitViolation, PolicyConfig, ReplicaConfig,
+    AgConfig, ConfigError, ConfigFormat, LeaseConfig, LimitViolation, PolicyConfig, PrimaryRole,
+    ReplicaConfig, RoutingEntry, SecondaryRole,
 };
 pub use observation::{
     CommitOutcome, DatabaseObservation, DefiniteReason, Observation, ReplicaObservation,
     TransactionObservation,
 };
 pub use vocabulary::{
-    AvailabilityMode, ClusterType, DatabaseId, FailoverMode, FailureCondition, Lsn, ReplicaId,
-    Role, SuspendReason, SyncState, SynchronizationHealth, TxnId,
+    ApplicationIntent, AvailabilityMode, BackupPreference, BackupTieBreak, ClusterType, DatabaseId,
+    FailoverMode, FailureCondition, Lsn, PrimaryConnections, ReplicaId, Role, SecondaryConnections,
+    SeedingMode, SuspendReason, SyncState, SynchronizationHealth, TxnId,
 };

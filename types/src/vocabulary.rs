@@ -358,6 +358,97 @@ impl fmt::Display for FailureCondition {
     }
 }
 
+/// `SEEDING_MODE` of a replica (R-DB-2 **\[param\]**): how a secondary database gets its
+/// first copy.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum SeedingMode {
+    /// An operator restores a backup WITH NORECOVERY, then joins the database.
+    #[default]
+    #[serde(rename = "MANUAL", alias = "manual")]
+    Manual,
+    /// The primary streams the database to the secondary (automatic seeding).
+    #[serde(rename = "AUTOMATIC", alias = "automatic")]
+    Automatic,
+}
+
+/// `SECONDARY_ROLE (ALLOW_CONNECTIONS = …)` (R-READ-1).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum SecondaryConnections {
+    /// No connections to the secondary databases (the default).
+    #[default]
+    #[serde(rename = "NO", alias = "no")]
+    No,
+    /// Only connections with ApplicationIntent=ReadOnly.
+    #[serde(rename = "READ_ONLY", alias = "read_only")]
+    ReadOnly,
+    /// Any connection, for reads only.
+    #[serde(rename = "ALL", alias = "all")]
+    All,
+}
+
+/// `PRIMARY_ROLE (ALLOW_CONNECTIONS = …)` (R-READ-1).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum PrimaryConnections {
+    /// Every connection (the default).
+    #[default]
+    #[serde(rename = "ALL", alias = "all")]
+    All,
+    /// Read-write connections only: read-intent connections are refused.
+    #[serde(rename = "READ_WRITE", alias = "read_write")]
+    ReadWrite,
+}
+
+/// `ApplicationIntent` of a client connection (R-READ-1/3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ApplicationIntent {
+    /// `ApplicationIntent=ReadWrite` (the default of clients).
+    #[serde(rename = "READ_WRITE", alias = "read_write")]
+    ReadWrite,
+    /// `ApplicationIntent=ReadOnly`.
+    #[serde(rename = "READ_ONLY", alias = "read_only")]
+    ReadOnly,
+}
+
+/// `AUTOMATED_BACKUP_PREFERENCE` (R-BACKUP-4).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum BackupPreference {
+    /// Back up on the primary.
+    #[serde(rename = "PRIMARY", alias = "primary")]
+    Primary,
+    /// Back up on a secondary, never on the primary.
+    #[serde(rename = "SECONDARY_ONLY", alias = "secondary_only")]
+    SecondaryOnly,
+    /// Back up on a secondary; on the primary only if it is the only replica online (default).
+    #[default]
+    #[serde(rename = "SECONDARY", alias = "secondary")]
+    Secondary,
+    /// The role does not matter; only BACKUP_PRIORITY does.
+    #[serde(rename = "NONE", alias = "none")]
+    None,
+}
+
+/// How `fn_hadr_backup_is_preferred_replica` breaks a tie between eligible replicas of the
+/// same BACKUP_PRIORITY (R-BACKUP-5 **\[param\]**).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupTieBreak {
+    /// The replica whose name sorts first, case-insensitively (the default).
+    #[default]
+    LowestReplicaName,
+    /// The replica listed first in the configuration.
+    ConfigurationOrder,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

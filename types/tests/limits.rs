@@ -29,6 +29,7 @@ name = "A"
 availability_mode = "SYNCHRONOUS_COMMIT"
 failover_mode = "AUTOMATIC"
 session_timeout_s = 4
+primary_role = { read_only_routing_list = [["a", "Z"], "a", []] }
 
 [[replicas]]
 name = "a"
@@ -114,6 +115,9 @@ fn every_limit_is_refused_with_its_rule_and_value() {
         "ConfigurationOnlyCannotBePrimary",
         "LeaseOutlivesFailureDetection",
         "LeaseRenewalTooSlow",
+        "RoutingUnknownReplica",
+        "RoutingReplicaWithoutUrl",
+        "RoutingListMalformed",
         "ZeroValue",
     ];
     let missing: Vec<&str> = every_kind
