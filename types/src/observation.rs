@@ -5,7 +5,9 @@
 //! projects each of its states onto an observation; the conformance harness reads one from the
 //! system under test and asks whether the spec can be in a state that projects onto it.
 
-use crate::vocabulary::{DatabaseId, Lsn, ReplicaId, Role, SuspendReason, SyncState, TxnId};
+use crate::vocabulary::{
+    DatabaseId, DatabaseState, Lsn, ReplicaId, Role, SuspendReason, SyncState, TxnId,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -36,6 +38,8 @@ pub struct ReplicaObservation {
 pub struct DatabaseObservation {
     /// The database.
     pub database: DatabaseId,
+    /// ONLINE when joined to the group, RESTORING when not (R-DB-2/4).
+    pub database_state: DatabaseState,
     /// Synchronization state of a secondary database; `None` on the primary and while down.
     pub synchronization_state: Option<SyncState>,
     /// Why the database is suspended, if it is.
@@ -84,6 +88,8 @@ pub enum DefiniteReason {
     /// Fewer secondaries are SYNCHRONIZED than REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT
     /// (R-COMMIT-5).
     TooFewSynchronized,
+    /// The database is not (or no longer) an availability database of the group (R-DB-4).
+    NotInGroup,
 }
 
 impl fmt::Display for CommitOutcome {
@@ -96,6 +102,9 @@ impl fmt::Display for CommitOutcome {
             }
             CommitOutcome::DefiniteError(DefiniteReason::TooFewSynchronized) => {
                 f.write_str("definite error (too few synchronized secondaries)")
+            }
+            CommitOutcome::DefiniteError(DefiniteReason::NotInGroup) => {
+                f.write_str("definite error (not an availability database)")
             }
             CommitOutcome::Indefinite => f.write_str("indefinite error"),
         }

@@ -174,6 +174,10 @@ pub enum SuspendReason {
     /// A forced failover moved the AG to another history; resume to revert to the fork point.
     #[serde(rename = "SUSPEND_FROM_PARTNER", alias = "partner")]
     Partner,
+    /// Redo stopped at a page it cannot read, until automatic page repair replaces it
+    /// (R-PAGE-1).
+    #[serde(rename = "SUSPEND_FROM_REDO", alias = "redo")]
+    Redo,
 }
 
 impl SuspendReason {
@@ -183,6 +187,7 @@ impl SuspendReason {
             SuspendReason::User => "SUSPEND_FROM_USER",
             SuspendReason::Primary => "SUSPEND_FROM_PRIMARY",
             SuspendReason::Partner => "SUSPEND_FROM_PARTNER",
+            SuspendReason::Redo => "SUSPEND_FROM_REDO",
         }
     }
 }
@@ -356,6 +361,17 @@ impl fmt::Display for FailureCondition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// `database_state_desc` of a database on a replica (R-DB-2/4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum DatabaseState {
+    /// Joined to the availability group and usable in its role.
+    #[serde(rename = "ONLINE", alias = "online")]
+    Online,
+    /// Restored WITH NORECOVERY and not joined (or removed from the group).
+    #[serde(rename = "RESTORING", alias = "restoring")]
+    Restoring,
 }
 
 /// `SEEDING_MODE` of a replica (R-DB-2 **\[param\]**): how a secondary database gets its
