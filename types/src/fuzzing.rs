@@ -1,6 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/` (one-line targets call these).
 
 use crate::config::{AgConfig, ConfigError};
+use crate::tsql;
 
 /// Parses arbitrary bytes as a TOML and as a JSON configuration.
 ///
@@ -29,4 +30,44 @@ pub fn config_parse(data: &[u8]) {
             }
         }
     }
+}
+
+/// Parses arbitrary bytes as a T-SQL script.
+///
+/// Must never panic. An error must point inside the text (its line exists, its column is at
+/// most one past the end of that line) and its message must start with that position. A script
+/// with one `CREATE AVAILABILITY GROUP` gives a configuration that survives
+/// [`render_create`](tsql::render_create) and [`parse_script`](tsql::parse_script) unchanged.
+pub fn tsql_parse(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let error = match tsql::parse_script(text).and_then(|script| script.ag_config()) {
+        Ok(config) => {
+            let rendered = tsql::render_create(&config);
+            let again = tsql::parse_script(&rendered)
+                .and_then(|script| script.ag_config())
+                .unwrap_or_else(|e| {
+                    panic!("the rendering of an accepted configuration is refused: {e}\n{rendered}")
+                });
+            assert_eq!(again, config, "T-SQL round trip changed the configuration");
+            return;
+        }
+        Err(error) => error,
+    };
+    let (line, column) = error.position();
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("line {line}, column {column}: ")),
+        "the message starts with the position: {error}"
+    );
+    let width = text
+        .split('\n')
+        .nth(line.wrapping_sub(1))
+        .map(|l| l.chars().count());
+    assert!(
+        width.is_some_and(|width| (1..=width + 1).contains(&column)),
+        "line {line}, column {column} is outside the text"
+    );
 }

@@ -15,6 +15,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod observation;
+pub mod tsql;
 pub mod vocabulary;
 
 pub use config::{
@@ -27,6 +28,6 @@ pub use observation::{
 };
 pub use vocabulary::{
     ApplicationIntent, AvailabilityMode, BackupPreference, BackupTieBreak, ClusterType, DatabaseId,
-    FailoverMode, FailureCondition, Lsn, PrimaryConnections, ReplicaId, Role, SecondaryConnections,
-    SeedingMode, SuspendReason, SyncState, SynchronizationHealth, TxnId,
+    DatabaseState, FailoverMode, FailureCondition, Lsn, PrimaryConnections, ReplicaId, Role,
+    SecondaryConnections, SeedingMode, SuspendReason, SyncState, SynchronizationHealth, TxnId,
 };
