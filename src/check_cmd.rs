@@ -21,8 +21,8 @@ pub fn run(args: &CheckArgs) -> Result<Exit, CliError> {
         print!("{}", list_mutants(args.json));
         return Ok(Exit::Passed);
     }
-    let config = load_config(args.config.as_deref())?;
     let mutant = parse_mutant(args.mutant.as_deref())?;
+    let config = load_config(args.config.as_deref(), mutant)?;
     let options = options(args, mutant);
     if !args.json {
         println!("{}", header(&config, mutant, &options));
@@ -146,6 +146,18 @@ pub fn text_report(report: &CheckReport) -> String {
     };
     section(&mut out, "invariants (always)", PropertyGroup::Rule, true);
     section(&mut out, "hazards (sometimes)", PropertyGroup::Hazard, true);
+    if report
+        .properties
+        .iter()
+        .any(|p| p.group == PropertyGroup::Goal)
+    {
+        section(
+            &mut out,
+            "behaviours (sometimes)",
+            PropertyGroup::Goal,
+            true,
+        );
+    }
     let coverage: Vec<&PropertyResult> = report
         .properties
         .iter()
@@ -178,14 +190,22 @@ pub fn text_report(report: &CheckReport) -> String {
             (&p.example, "", "shortest example"),
         ];
         for (trace, prefix, what) in traces {
-            if let Some(trace) = trace {
-                let steps = trace.steps.len();
-                let _ = writeln!(
-                    out,
-                    "\n{prefix}{} {} — {what}, {steps} steps:",
-                    p.rule, p.title
-                );
-                out.push_str(&trace.to_text());
+            match trace {
+                // A function check's counterexample is one combination, not a path.
+                Some(trace) if trace.steps.is_empty() => {
+                    let _ = writeln!(out, "\n{prefix}{} {} — {what}:", p.rule, p.title);
+                    let _ = writeln!(out, "      {}", trace.initial);
+                }
+                Some(trace) => {
+                    let steps = trace.steps.len();
+                    let _ = writeln!(
+                        out,
+                        "\n{prefix}{} {} — {what}, {steps} steps:",
+                        p.rule, p.title
+                    );
+                    out.push_str(&trace.to_text());
+                }
+                None => {}
             }
         }
     }

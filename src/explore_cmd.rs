@@ -9,8 +9,8 @@ use std::net::TcpListener;
 
 /// Runs `hadr explore` until interrupted.
 pub fn run(args: &ExploreArgs) -> Result<Exit, CliError> {
-    let config = load_config(args.config.as_deref())?;
     let mutant = parse_mutant(args.mutant.as_deref())?;
+    let config = load_config(args.config.as_deref(), mutant)?;
     let address = format!("{}:{}", args.host, args.port);
     // Stateright's server panics when it cannot bind: find out first, and say so.
     drop(

@@ -68,10 +68,15 @@ impl CliError {
     }
 }
 
-/// Loads a check configuration from a file, or the embedded default.
-pub fn load_config(path: Option<&Path>) -> Result<ModelConfig, CliError> {
+/// Loads a check configuration from a file, or the embedded one: the default, or for a mutant
+/// the configuration that turns on the feature it breaks.
+pub fn load_config(path: Option<&Path>, mutant: Option<Mutant>) -> Result<ModelConfig, CliError> {
     let Some(path) = path else {
-        return Ok(ModelConfig::default());
+        let embedded = mutant.map_or(
+            hadr_model::DEFAULT_CONFIG_TOML,
+            hadr_model::mutant::configuration_for,
+        );
+        return Ok(ModelConfig::from_toml_str(embedded).expect("embedded configurations are valid"));
     };
     let text = std::fs::read_to_string(path).map_err(|source| CliError::ReadConfig {
         path: path.to_owned(),

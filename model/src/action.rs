@@ -2,8 +2,9 @@
 //! fault does them; the conformance harness drives them) and **internal** actions (protocol
 //! steps a correct implementation takes on its own).
 
+use crate::backup::BackupKind;
 use crate::state::{Did, Rid};
-use hadr_types::FailureCondition;
+use hadr_types::{ApplicationIntent, FailureCondition};
 use serde::Serialize;
 
 /// A node of the network: a replica or the cluster manager's majority.
@@ -21,6 +22,8 @@ pub enum Action {
     // ---- environment: client ----
     /// A client commits a transaction on a database, through the listener (to the primary).
     ClientCommit { db: Did },
+    /// A client connects through the listener with an intent and reads a database (R-READ).
+    ClientRead { db: Did, intent: ApplicationIntent },
     // ---- environment: operator ----
     /// `ALTER AVAILABILITY GROUP … FAILOVER` issued on `target` (R-FAIL-3).
     PlannedFailover { target: Rid },
@@ -34,6 +37,22 @@ pub enum Action {
     Resume { replica: Rid, db: Did },
     /// `ALTER AVAILABILITY GROUP … SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = k)`.
     SetRequiredSynchronized { k: u8 },
+    /// `BACKUP DATABASE` / `BACKUP LOG` on one replica (R-BACKUP-1/2/3).
+    Backup {
+        replica: Rid,
+        db: Did,
+        kind: BackupKind,
+    },
+    /// `ALTER AVAILABILITY GROUP … ADD DATABASE` on the primary (R-DB-1).
+    AddDatabase { db: Did },
+    /// `ALTER AVAILABILITY GROUP … REMOVE DATABASE` on the primary (R-DB-4).
+    RemoveDatabase { db: Did },
+    /// `ALTER AVAILABILITY GROUP … REMOVE REPLICA ON …` on the primary (R-DB-4).
+    RemoveReplica { replica: Rid },
+    /// `RESTORE DATABASE … WITH NORECOVERY` on a replica (R-DB-2/3).
+    RestoreDatabase { replica: Rid, db: Did },
+    /// `ALTER DATABASE … SET HADR AVAILABILITY GROUP = …` on a secondary (R-DB-2).
+    JoinDatabase { replica: Rid, db: Did },
     // ---- environment: faults ----
     /// A replica's server crashes: what it had not hardened is lost.
     Crash { replica: Rid },
@@ -54,6 +73,8 @@ pub enum Action {
         replica: Rid,
         condition: FailureCondition,
     },
+    /// A page of a database is found corrupt on a replica (R-PAGE).
+    CorruptPage { replica: Rid, db: Did },
     // ---- internal ----
     /// The primary acknowledges a commit to its client (R-COMMIT-2/3).
     AckCommit { txn: u8 },
@@ -86,6 +107,13 @@ pub enum Action {
     LoseManager { replica: Rid },
     /// A RESOLVING replica that reaches the manager learns it is a secondary (R-FAIL-6).
     ResolveToSecondary { replica: Rid },
+    /// Automatic seeding copies a database from the primary and joins it (R-DB-2).
+    SeedDatabase { replica: Rid, db: Did },
+    /// A secondary replaces its corrupt page with the primary's as of its redo LSN (R-PAGE-1).
+    RepairFromPrimary { replica: Rid, db: Did },
+    /// The primary replaces its corrupt page with the first answer from a SYNCHRONIZED
+    /// secondary that redid up to the needed LSN (R-PAGE-2).
+    RepairFromSecondary { db: Did, from: Rid },
 }
 
 /// Who takes an action.
@@ -151,12 +179,19 @@ macro_rules! action_kinds {
 
 action_kinds! {
     ClientCommit => Client, "R-COMMIT-2", "a client commits a transaction";
+    ClientRead => Client, "R-READ-3", "a client reads through the listener";
     PlannedFailover => Operator, "R-FAIL-3", "an operator issues a planned manual failover";
     ForcedFailover => Operator, "R-FAIL-4", "an operator forces a failover allowing data loss";
     DemoteToSecondary => Operator, "R-QUORUM-5", "an operator demotes the primary (SET ROLE = SECONDARY)";
     Suspend => Operator, "R-SYNC-7", "an operator suspends a database";
     Resume => Operator, "R-SYNC-7", "an operator resumes a database";
     SetRequiredSynchronized => Operator, "R-COMMIT-5", "an operator changes REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT";
+    Backup => Operator, "R-BACKUP-1", "an operator takes a backup";
+    AddDatabase => Operator, "R-DB-1", "an operator adds a database to the group";
+    RemoveDatabase => Operator, "R-DB-4", "an operator removes a database from the group";
+    RemoveReplica => Operator, "R-DB-4", "an operator removes a replica from the group";
+    RestoreDatabase => Operator, "R-DB-2", "an operator restores a database WITH NORECOVERY";
+    JoinDatabase => Operator, "R-DB-2", "an operator joins a secondary database";
     Crash => Fault, "R-COMMIT-6", "a server crashes";
     Restart => Fault, "R-FAIL-6", "a crashed server restarts";
     Partition => Fault, "R-HEALTH-1", "a network link is cut";
@@ -165,6 +200,7 @@ action_kinds! {
     RegainQuorum => Fault, "R-QUORUM-2", "the cluster manager regains quorum";
     LoseLogBlock => Fault, "R-SYNC-1", "a log block is lost in transit";
     HealthFault => Fault, "R-FAIL-7", "the primary reports a health failure";
+    CorruptPage => Fault, "R-PAGE-1", "a page is found corrupt";
     AckCommit => Internal, "R-COMMIT-2", "the primary acknowledges a commit";
     ShipLog => Internal, "R-SYNC-1", "the primary sends a log block to a secondary";
     HardenLog => Internal, "R-SYNC-2", "a secondary hardens received log";
@@ -180,6 +216,9 @@ action_kinds! {
     RestorePrimary => Internal, "R-QUORUM-2", "the manager brings the primary back online";
     LoseManager => Internal, "R-QUORUM-2", "a secondary cut off from the manager goes RESOLVING";
     ResolveToSecondary => Internal, "R-FAIL-6", "a RESOLVING replica becomes a secondary";
+    SeedDatabase => Internal, "R-DB-2", "automatic seeding copies and joins a database";
+    RepairFromPrimary => Internal, "R-PAGE-1", "a secondary repairs a page from the primary";
+    RepairFromSecondary => Internal, "R-PAGE-2", "the primary repairs a page from a secondary";
 }
 
 impl ActionKind {
@@ -188,9 +227,9 @@ impl ActionKind {
         self as usize
     }
 
-    /// Whether it counts against `Bounds::events`: a fault or an operator command that
-    /// disrupts the group, as opposed to a client commit, an internal step, or an action that
-    /// undoes a disruption (restart, heal, quorum regained, resume).
+    /// Whether it counts against `Bounds::events`: a fault or an operator command, as opposed
+    /// to a client commit or read, an internal step, or an action that undoes a disruption
+    /// (restart, heal, quorum regained, resume, join).
     pub fn is_disruption(self) -> bool {
         use ActionKind::*;
         matches!(
@@ -205,6 +244,12 @@ impl ActionKind {
                 | DemoteToSecondary
                 | Suspend
                 | SetRequiredSynchronized
+                | Backup
+                | AddDatabase
+                | RemoveDatabase
+                | RemoveReplica
+                | RestoreDatabase
+                | CorruptPage
         )
     }
 }
@@ -227,8 +272,8 @@ mod tests {
             .iter()
             .filter(|k| k.class().is_environment())
             .count();
-        assert_eq!(env, 15);
-        assert_eq!(ActionKind::ALL.len() - env, 15);
+        assert_eq!(env, 23);
+        assert_eq!(ActionKind::ALL.len() - env, 18);
         assert_eq!(
             Action::ShipLog { to: 1, db: 0 }.kind().class(),
             ActionClass::Internal

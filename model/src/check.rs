@@ -237,15 +237,36 @@ pub fn check(
     model.probes = Some(Arc::clone(&probes));
     let specs: Vec<(usize, &'static PropertySpec)> = checked_specs(&model).collect();
 
+    // The exhaustive checks of the spec's pure functions (R-BACKUP-5, R-READ-3) come first: a
+    // mutant of one of them is refuted there, without the search.
+    let functions = function_checks(mutant);
+    let refuted_by_function = match &options.stop {
+        Stop::RuleViolated(rules) => functions
+            .iter()
+            .any(|f| f.verdict == Verdict::Violated && rules.contains(&f.rule)),
+        Stop::FirstViolation => functions.iter().any(|f| f.verdict == Verdict::Violated),
+        Stop::Never => false,
+    };
+
     let started = Instant::now();
-    let run = run_checker(
-        model,
-        &probes,
-        options,
-        options.strategy,
-        Pass::Search,
-        on_progress,
-    );
+    let run = if refuted_by_function {
+        Run {
+            discoveries: Vec::new(),
+            unique_states: 0,
+            states: 0,
+            max_depth: 0,
+            complete: false,
+        }
+    } else {
+        run_checker(
+            model,
+            &probes,
+            options,
+            options.strategy,
+            Pass::Search,
+            on_progress,
+        )
+    };
     let elapsed = started.elapsed();
 
     // The path to the first violation the search met, for the invariants it breaks.
@@ -345,6 +366,8 @@ pub fn check(
         }
     }
 
+    properties.extend(functions);
+
     let not_applicable = ActionKind::ALL
         .iter()
         .filter_map(|&k| {
@@ -372,6 +395,65 @@ pub fn check(
     }
 }
 
+/// R-BACKUP-5 and R-READ-3 as functions of the group's state, checked over every combination
+/// of up to five (preference) and four (routing) replicas, on two threads.
+fn function_checks(mutant: Option<Mutant>) -> Vec<PropertyResult> {
+    let tie = if mutant == Some(Mutant::BackupTieBreakPrefersAllEquals) {
+        crate::backup::mutant_tie_break
+    } else {
+        crate::backup::tie_break
+    };
+    let available = if mutant == Some(Mutant::RouteToUnreadableSecondary) {
+        crate::routing::mutant_available_for_reads
+    } else {
+        crate::routing::available_for_reads
+    };
+    let (preference, routing) = std::thread::scope(|scope| {
+        let preference = scope.spawn(|| crate::backup::check_preference(5, tie));
+        let routing = crate::routing::check_routing(4, available);
+        (
+            preference
+                .join()
+                .expect("the preference check does not panic"),
+            routing,
+        )
+    });
+    let result =
+        |name, rule, title, counterexample: Option<String>, broken: Option<&str>| PropertyResult {
+            name,
+            rule,
+            title,
+            kind: PropertyKind::Always,
+            group: PropertyGroup::Rule,
+            verdict: if counterexample.is_some() {
+                Verdict::Violated
+            } else {
+                Verdict::Holds
+            },
+            counterexample: counterexample.map(|c| Trace {
+                initial: format!("{} — {c}", broken.unwrap_or("")),
+                steps: Vec::new(),
+            }),
+            example: None,
+        };
+    vec![
+        result(
+            "R-BACKUP-5 exactly one preferred backup replica, never priority 0 (every combination of up to 5 replicas)",
+            "R-BACKUP-5",
+            "exactly one preferred backup replica, never priority 0 (every combination of up to 5 replicas)",
+            preference.counterexample,
+            preference.broken,
+        ),
+        result(
+            "R-READ-3 the listener routes every connection to a replica that takes it (every view of up to 4 replicas)",
+            "R-READ-3",
+            "the listener routes every connection to a replica that takes it (every view of up to 4 replicas)",
+            routing.counterexample,
+            routing.broken,
+        ),
+    ]
+}
+
 /// Paths to the given properties (indices into `all_specs`), by a run that checks nothing
 /// else; breadth-first with one thread, they are shortest.
 fn focused_paths(
@@ -381,8 +463,7 @@ fn focused_paths(
     strategy: Strategy,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Vec<(&'static str, Vec<crate::Action>)> {
-    let mut model = base.clone();
-    model.focus = Some(targets.into());
+    let mut model = base.clone().refocus(Some(targets.into()));
     let probes = Arc::new(Probes::new(&model, None));
     model.probes = Some(Arc::clone(&probes));
     let focused = CheckOptions {

@@ -5,11 +5,19 @@
 //! an [`AgConfig`] file). [`ModelConfig::default`] is `configs/default.toml`, embedded in the
 //! binary.
 
-use hadr_types::{AgConfig, AvailabilityMode, ConfigError, FailoverMode, ReplicaId};
+use hadr_types::{AgConfig, AvailabilityMode, ConfigError, ReplicaId};
 use serde::{Deserialize, Serialize};
 
 /// The embedded default configuration (`model/configs/default.toml`).
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../configs/default.toml");
+/// Backups on every replica (`model/configs/backups.toml`).
+pub const BACKUPS_CONFIG_TOML: &str = include_str!("../configs/backups.toml");
+/// Readable secondaries and the listener (`model/configs/reads.toml`).
+pub const READS_CONFIG_TOML: &str = include_str!("../configs/reads.toml");
+/// The database lifecycle (`model/configs/lifecycle.toml`).
+pub const LIFECYCLE_CONFIG_TOML: &str = include_str!("../configs/lifecycle.toml");
+/// Automatic page repair (`model/configs/page-repair.toml`).
+pub const PAGE_REPAIR_CONFIG_TOML: &str = include_str!("../configs/page-repair.toml");
 
 /// The most transactions a check may bound (a log holds at most this many records).
 pub const MAX_TRANSACTIONS: u8 = 16;
@@ -39,10 +47,24 @@ pub struct Bounds {
     /// Operator changes of REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT.
     pub config_changes: u8,
     /// At most this many disruptions in one behaviour, whatever their kind: crashes, health
-    /// faults, partitions, quorum losses, lost log blocks, failover commands, demotions,
-    /// suspends and changes of k. (Restarts, heals, quorum regains and resumes are free: each
-    /// undoes one.) This caps the product of the budgets above, as `MaxEvents` does in TLA+.
+    /// faults, partitions, quorum losses, lost log blocks, page corruptions, and operator
+    /// commands (failovers, demotions, suspends, changes of k, backups, ADD/REMOVE DATABASE,
+    /// REMOVE REPLICA, RESTORE). Restarts, heals, quorum regains, resumes and joins are free:
+    /// each undoes one. This caps the product of the budgets, as `MaxEvents` does in TLA+.
     pub events: u8,
+    /// Backups an operator attempts (R-BACKUP); 0 (the default) leaves backups out.
+    #[serde(default)]
+    pub backups: u8,
+    /// Client connections through the listener that read (R-READ); 0 leaves reads out.
+    #[serde(default)]
+    pub reads: u8,
+    /// Database lifecycle commands: ADD/REMOVE DATABASE, REMOVE REPLICA, RESTORE (R-DB);
+    /// joins are free. Removals count as disruptions. 0 leaves the lifecycle out.
+    #[serde(default)]
+    pub database_changes: u8,
+    /// Pages found corrupt (R-PAGE), a disruption each; 0 leaves page repair out.
+    #[serde(default)]
+    pub page_corruptions: u8,
 }
 
 /// A configuration the model can check.
@@ -202,16 +224,36 @@ impl ModelConfig {
         })
     }
 
+    /// Whether a replica's databases are seeded automatically (SEEDING_MODE = AUTOMATIC).
+    pub fn seeds_automatically(&self, replica: u8) -> bool {
+        self.ag
+            .replica(ReplicaId(replica))
+            .is_some_and(|r| r.seeding_mode == hadr_types::SeedingMode::Automatic)
+    }
+
     /// The model-relevant attributes of a replica: replicas that agree on these are
-    /// interchangeable, which symmetry reduction exploits.
-    pub fn symmetry_class(&self, replica: u8) -> (AvailabilityMode, FailoverMode) {
+    /// interchangeable, which symmetry reduction exploits. With reads in play, the listener
+    /// follows routing lists that name replicas, so every replica is then its own class.
+    pub fn symmetry_class(&self, replica: u8) -> String {
         let r = &self.ag.replicas[usize::from(replica)];
-        let failover_mode = if r.failover_mode.allows_automatic_failover() {
-            FailoverMode::Automatic
-        } else {
-            FailoverMode::Manual
-        };
-        (r.availability_mode, failover_mode)
+        let routing = self.bounds.reads > 0
+            && self
+                .ag
+                .replicas
+                .iter()
+                .any(|x| !x.primary_role.read_only_routing_list.is_empty());
+        if routing {
+            return format!("replica {replica}");
+        }
+        format!(
+            "{:?} {} {:?} {:?} {:?} {}",
+            r.availability_mode,
+            self.is_automatic(replica),
+            r.seeding_mode,
+            r.secondary_role.allow_connections,
+            r.primary_role.allow_connections,
+            r.secondary_role.read_only_routing_url.is_some(),
+        )
     }
 }
 

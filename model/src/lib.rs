@@ -17,12 +17,14 @@
 //! `docs/spec.md` explains the model, what it abstracts away, and how to read a counterexample.
 
 pub mod action;
+pub mod backup;
 pub mod check;
 pub mod config;
 pub mod mutant;
 pub mod observe;
 pub mod properties;
 pub mod render;
+pub mod routing;
 pub mod spec;
 pub mod state;
 pub mod symmetry;

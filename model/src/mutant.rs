@@ -57,6 +57,41 @@ mutants! {
         "a secondary redoes log it has received but not hardened";
     RejoinWithoutRevert => "rejoin-without-revert", "R-SYNC-6",
         "a secondary whose log diverges from the new primary's rejoins without reverting to the fork point, so it never catches up";
+    SecondaryLogBackupOwnChain => "secondary-log-backup-own-chain", "R-BACKUP-3",
+        "a log backup starts where this replica's own last log backup ended, not where the group's chain ends";
+    BackupOnUnsynchronizedSecondary => "backup-on-unsynchronized-secondary", "R-BACKUP-2",
+        "a secondary takes backups while it is not SYNCHRONIZED or SYNCHRONIZING";
+    CopyOnlyBackupMovesChain => "copy-only-backup-moves-chain", "R-BACKUP-3",
+        "COPY_ONLY backups move the log chain and set the differential base";
+    RestoreOnAvailabilityDatabase => "restore-on-availability-database", "R-DB-3",
+        "RESTORE is applied to a joined availability database";
+    RepairFromPrimaryCurrentPage => "repair-from-primary-current-page", "R-PAGE-1",
+        "a secondary's page is repaired with the primary's current page instead of the page as of the secondary's redo LSN";
+    RepairFromSynchronizingSecondary => "repair-from-synchronizing-secondary", "R-PAGE-2",
+        "the primary takes a page from a secondary that is not SYNCHRONIZED or has not redone up to the requested LSN";
+    ReadFromUnsynchronizedSecondary => "read-from-unsynchronized-secondary", "R-READ-2",
+        "a secondary serves reads while it is not moving data (suspended, reverting, disconnected)";
+    BackupTieBreakPrefersAllEquals => "backup-tie-break-prefers-all-equals", "R-BACKUP-5",
+        "fn_hadr_backup_is_preferred_replica returns true on every eligible replica of the highest priority";
+    RouteToUnreadableSecondary => "route-to-unreadable-secondary", "R-READ-3",
+        "the listener routes read-intent connections to listed secondaries whatever their ALLOW_CONNECTIONS and state";
+}
+
+/// The configuration a mutant is checked against when none is given: the default, or one
+/// that turns on the feature the mutant breaks.
+pub fn configuration_for(mutant: Mutant) -> &'static str {
+    use Mutant::*;
+    match mutant {
+        SecondaryLogBackupOwnChain | BackupOnUnsynchronizedSecondary | CopyOnlyBackupMovesChain => {
+            crate::config::BACKUPS_CONFIG_TOML
+        }
+        RestoreOnAvailabilityDatabase => crate::config::LIFECYCLE_CONFIG_TOML,
+        RepairFromPrimaryCurrentPage | RepairFromSynchronizingSecondary => {
+            crate::config::PAGE_REPAIR_CONFIG_TOML
+        }
+        ReadFromUnsynchronizedSecondary => crate::config::READS_CONFIG_TOML,
+        _ => crate::config::DEFAULT_CONFIG_TOML,
+    }
 }
 
 impl fmt::Display for Mutant {

@@ -4,8 +4,8 @@
 use crate::spec::AgModel;
 use crate::state::{Did, Rid, State};
 use hadr_types::{
-    DatabaseId, DatabaseObservation, Lsn, Observation, ReplicaId, ReplicaObservation, Role,
-    SuspendReason, SyncState, TransactionObservation, TxnId,
+    DatabaseId, DatabaseObservation, DatabaseState, Lsn, Observation, ReplicaId,
+    ReplicaObservation, Role, SuspendReason, SyncState, TransactionObservation, TxnId,
 };
 
 impl AgModel {
@@ -21,7 +21,12 @@ impl AgModel {
             .serving_primary()
             .is_some_and(|p| s.db(p, db).suspended.is_some());
         Some(
-            if r.role != Role::Secondary || !r.session || d.suspended.is_some() || primary_suspended
+            if r.role != Role::Secondary
+                || !r.session
+                || d.suspended.is_some()
+                || primary_suspended
+                || !AgModel::joined(s, replica, db)
+                || d.page != crate::state::Page::Healthy
             {
                 SyncState::NotSynchronizing
             } else if d.reverting {
@@ -37,8 +42,11 @@ impl AgModel {
     /// Why a database is suspended as the views show it: its own reason, or the primary's
     /// database being suspended (R-SYNC-7).
     pub fn suspend_reason(&self, s: &State, replica: Rid, db: Did) -> Option<SuspendReason> {
-        let own = s.db(replica, db).suspended;
-        own.or_else(|| {
+        let d = s.db(replica, db);
+        let redo_stopped = (s.serving_primary() != Some(replica)
+            && d.page != crate::state::Page::Healthy)
+            .then_some(SuspendReason::Redo);
+        d.suspended.or(redo_stopped).or_else(|| {
             let p = s.serving_primary()?;
             (p != replica && s.db(p, db).suspended.is_some()).then_some(SuspendReason::Primary)
         })
@@ -62,6 +70,11 @@ impl AgModel {
                         .enumerate()
                         .map(|(db, d)| DatabaseObservation {
                             database: DatabaseId(db as Did),
+                            database_state: if d.restoring {
+                                DatabaseState::Restoring
+                            } else {
+                                DatabaseState::Online
+                            },
                             synchronization_state: self.sync_state(s, id, db as Did),
                             suspended: self.suspend_reason(s, id, db as Did),
                             end_of_log_lsn: Lsn(d.log.len() as u64),

@@ -19,6 +19,7 @@
 //! with joins, such as this one, it can miss a violation. See `docs/spec.md`, "Liveness".
 
 use crate::action::ActionKind;
+use crate::backup::BackupKind;
 use crate::config::ModelConfig;
 use crate::spec::AgModel;
 use crate::state::{common_prefix, FailoverKind, State};
@@ -47,6 +48,8 @@ pub enum PropertyGroup {
     Rule,
     /// A hazard H1–H6 that must be reachable.
     Hazard,
+    /// A behaviour of the rules that must be reachable (a refusal, a routing decision …).
+    Goal,
     /// An action kind that must be taken somewhere (no dead action).
     Coverage,
 }
@@ -157,11 +160,30 @@ rule_properties! {
     "R-FAIL-4", "after a forced failover partners stay suspended until resumed", Always, Rule => partners_held;
     "R-FAIL-5", "only a forced failover loses acknowledged commits", Always, Rule => only_forced_loses;
     "R-SYNC-6", "a healthy, quiescent group has a primary and is caught up", Always, Rule => converges_when_healthy;
+    "R-BACKUP-1", "a secondary takes only COPY_ONLY full and regular log backups", Always, Rule => secondary_backup_kinds;
+    "R-BACKUP-2", "a secondary backs up only while SYNCHRONIZED or SYNCHRONIZING", Always, Rule => secondary_backs_up_when_moving;
+    "R-BACKUP-3", "log backups form one chain of the history; COPY_ONLY backups move nothing", Always, Rule => one_log_chain;
+    "R-DB-2", "a database that is not joined moves no data", Always, Rule => restoring_moves_nothing;
+    "R-DB-3", "RESTORE is never applied to an availability database", Always, Rule => no_restore_on_availability_database;
+    "R-DB-4", "the primary stays in the group; a removed database is RESTORING on its secondaries", Always, Rule => removal_leaves_restoring;
+    "R-PAGE-1", "a page repaired from the primary equals the primary's page as of the secondary's redo LSN", Always, Rule => repaired_from_primary_correctly;
+    "R-PAGE-2", "a page repaired from a secondary equals the primary's page as of the requested LSN", Always, Rule => repaired_from_secondary_correctly;
+    "R-READ-1", "a connection is served only by a replica that accepts it", Always, Rule => reads_accepted;
+    "R-READ-2", "a read sees only history, and on a secondary only redone history", Always, Rule => reads_see_redone_history;
     "H1", "k = 0: a forced failover to a timed-out sync secondary loses an acknowledged commit", Sometimes, Hazard => hazard_h1;
     "H2", "a forced failover to an asynchronous secondary loses an acknowledged commit", Sometimes, Hazard => hazard_h2;
     "H3", "after a forced failover the former primary reverts acknowledged commits", Sometimes, Hazard => hazard_h3;
     "H4", "with k >= 1 and too few SYNCHRONIZED secondaries the primary refuses a commit", Sometimes, Hazard => hazard_h4;
     "H5", "an automatic failover after acknowledged commits loses nothing", Sometimes, Hazard => hazard_h5;
+    "H6", "two log backups taken on two different replicas form one chain", Sometimes, Hazard => hazard_h6;
+    "R-BACKUP-1", "a full backup is refused on a secondary", Sometimes, Goal => full_refused_on_secondary;
+    "R-BACKUP-1", "a differential backup is refused on a secondary", Sometimes, Goal => differential_refused_on_secondary;
+    "R-BACKUP-1", "a COPY_ONLY log backup is refused on a secondary", Sometimes, Goal => copy_only_log_refused_on_secondary;
+    "R-BACKUP-2", "a backup on a secondary that is not moving data is refused", Sometimes, Goal => backup_refused_not_moving;
+    "R-DB-3", "RESTORE on an availability database is refused", Sometimes, Goal => restore_refused;
+    "R-DB-4", "removing the primary replica is refused", Sometimes, Goal => remove_primary_refused;
+    "R-READ-3", "a read-intent connection is routed to a secondary", Sometimes, Goal => read_routed_to_secondary;
+    "R-READ-3", "a read-intent connection falls back to the primary", Sometimes, Goal => read_falls_back_to_primary;
 }
 
 /// Every property of the spec: rules, hazards, and one coverage property per action kind.
@@ -194,11 +216,36 @@ pub fn all_specs() -> &'static [PropertySpec] {
 /// the coverage of every action kind that applies to its configuration, and, in a focused run,
 /// only the focused ones.
 pub fn checked_specs(model: &AgModel) -> impl Iterator<Item = (usize, &'static PropertySpec)> + '_ {
-    all_specs().iter().enumerate().filter(move |(i, p)| {
-        p.action
-            .is_none_or(|k| not_applicable(k, model.config()).is_none())
-            && model.focus.as_ref().is_none_or(|f| f.contains(i))
-    })
+    model.checked.iter().map(|&i| (i, &all_specs()[i]))
+}
+
+/// The indices of the properties a configuration checks (computed once per model).
+pub(crate) fn applicable_specs(config: &ModelConfig, focus: Option<&[usize]>) -> Vec<usize> {
+    all_specs()
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| {
+            p.action.is_none_or(|k| not_applicable(k, config).is_none())
+                && feature_of(p).is_none_or(|k| not_applicable(k, config).is_none())
+                && focus.is_none_or(|f| f.contains(i))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The action kind a goal or hazard of an optional feature needs: the goal is checked only
+/// when that kind can happen (reads, backups, lifecycle commands).
+fn feature_of(p: &PropertySpec) -> Option<ActionKind> {
+    if p.kind != PropertyKind::Sometimes || p.action.is_some() {
+        return None;
+    }
+    match p.rule {
+        "H6" | "R-BACKUP-1" | "R-BACKUP-2" => Some(ActionKind::Backup),
+        "R-DB-3" => Some(ActionKind::RestoreDatabase),
+        "R-DB-4" => Some(ActionKind::RemoveReplica),
+        "R-READ-3" => Some(ActionKind::ClientRead),
+        _ => None,
+    }
 }
 
 /// The properties Stateright evaluates: the two combined ones of a search, or each focused
@@ -325,11 +372,17 @@ fn log_prefix(_: &AgModel, s: &State) -> bool {
     })
 }
 
+/// Acknowledged commits of availability databases that no failover lost (a database removed
+/// from the group is an ordinary database from then on: the group's guarantees end).
 fn acked_and_kept(s: &State) -> impl Iterator<Item = (u8, &crate::state::Txn)> {
     s.txns
         .iter()
         .enumerate()
-        .filter(|(_, t)| t.outcome == CommitOutcome::Acknowledged && t.lost_in.is_none())
+        .filter(|(_, t)| {
+            t.outcome == CommitOutcome::Acknowledged
+                && t.lost_in.is_none()
+                && s.group(t.db).in_group
+        })
         .map(|(i, t)| (i as u8 + 1, t))
 }
 
@@ -410,8 +463,10 @@ fn converges_when_healthy(m: &AgModel, s: &State) -> bool {
     };
     let caught_up = s.replicas.iter().enumerate().all(|(i, r)| {
         i == usize::from(p)
+            || r.removed
             || s.dbs_of(i as u8).iter().enumerate().all(|(db, d)| {
                 d.suspended.is_some()
+                    || !AgModel::joined(s, i as u8, db as u8)
                     || s.db(p, db as u8).suspended.is_some()
                     || (r.session
                         && d.log[..] == *s.history(db as u8)
@@ -425,6 +480,180 @@ fn converges_when_healthy(m: &AgModel, s: &State) -> bool {
             || m.synchronized_count(s, p, t.db) < s.required_synchronized
     });
     caught_up && nothing_stuck
+}
+
+// ---------------------------------------------------------------------- active secondaries
+
+fn taken(b: &crate::state::BackupRecord) -> Option<(u8, u8)> {
+    match b.outcome {
+        crate::state::BackupOutcome::Taken { first, last } => Some((first, last)),
+        crate::state::BackupOutcome::Refused(_) => None,
+    }
+}
+
+fn secondary_backup_kinds(_: &AgModel, s: &State) -> bool {
+    s.backups()
+        .iter()
+        .all(|b| taken(b).is_none() || crate::backup::allowed_in_role(b.role, b.kind).is_ok())
+}
+
+fn secondary_backs_up_when_moving(_: &AgModel, s: &State) -> bool {
+    s.backups()
+        .iter()
+        .all(|b| taken(b).is_none() || b.role != Role::Secondary || b.data_moving)
+}
+
+/// The non-COPY_ONLY log backups of each database, in order, each continuing the previous one
+/// on its fork (a later fork may restart at or before the end, from its fork point).
+fn chain_links(
+    s: &State,
+) -> impl Iterator<Item = (&crate::state::BackupRecord, &crate::state::BackupRecord)> {
+    let logs: Vec<&crate::state::BackupRecord> = s
+        .backups()
+        .iter()
+        .filter(|b| b.kind == BackupKind::Log && taken(b).is_some())
+        .collect();
+    let mut links = Vec::new();
+    for (i, b) in logs.iter().enumerate() {
+        if let Some(prev) = logs[..i].iter().rev().find(|p| p.db == b.db) {
+            links.push((*prev, *b));
+        }
+    }
+    links.into_iter()
+}
+
+fn one_log_chain(_: &AgModel, s: &State) -> bool {
+    let contiguous = chain_links(s).all(|(a, b)| {
+        let (_, a_last) = taken(a).expect("taken");
+        let (b_first, _) = taken(b).expect("taken");
+        if a.fork == b.fork {
+            b_first == a_last + 1
+        } else {
+            b_first <= a_last + 1
+        }
+    });
+    let clean = s.backups().iter().all(|b| {
+        taken(b).is_none()
+            || (b.content_in_history
+                && (!matches!(b.kind, BackupKind::CopyOnlyFull | BackupKind::CopyOnlyLog)
+                    || !b.moved_chain))
+    });
+    contiguous && clean
+}
+
+fn restoring_moves_nothing(_: &AgModel, s: &State) -> bool {
+    (0..s.replicas.len() as u8).all(|r| {
+        (0..s.databases).all(|db| {
+            let d = s.db(r, db);
+            AgModel::joined(s, r, db) || (!d.failover_ready && !d.reverting)
+        }) && (!s.replicas[usize::from(r)].removed || !s.replicas[usize::from(r)].session)
+    })
+}
+
+fn no_restore_on_availability_database(_: &AgModel, s: &State) -> bool {
+    s.lifecycle().iter().all(|l| {
+        !matches!(
+            l,
+            crate::state::LifecycleRecord::RestoreApplied {
+                to_joined: true,
+                ..
+            }
+        )
+    })
+}
+
+fn removal_leaves_restoring(_: &AgModel, s: &State) -> bool {
+    let p = s.manager.primary;
+    !s.replicas[usize::from(p)].removed
+        && s.groups().enumerate().all(|(db, g)| {
+            g.in_group
+                || (0..s.replicas.len() as u8)
+                    .filter(|&r| Some(r) != g.kept_online_by)
+                    .all(|r| s.db(r, db as u8).restoring)
+        })
+}
+
+fn repaired_from_primary_correctly(_: &AgModel, s: &State) -> bool {
+    s.repairs().iter().all(|r| !r.from_primary || r.correct)
+}
+
+fn repaired_from_secondary_correctly(_: &AgModel, s: &State) -> bool {
+    s.repairs().iter().all(|r| r.from_primary || r.correct)
+}
+
+fn reads_accepted(_: &AgModel, s: &State) -> bool {
+    s.reads().iter().all(|r| r.accepted)
+}
+
+fn reads_see_redone_history(_: &AgModel, s: &State) -> bool {
+    s.reads().iter().all(|r| r.saw_redone_history)
+}
+
+fn refused_on_secondary(s: &State, kind: BackupKind) -> bool {
+    s.backups().iter().any(|b| {
+        b.kind == kind
+            && b.outcome
+                == crate::state::BackupOutcome::Refused(
+                    crate::backup::BackupRefusal::NotOnSecondary,
+                )
+    })
+}
+
+fn full_refused_on_secondary(_: &AgModel, s: &State) -> bool {
+    refused_on_secondary(s, BackupKind::Full)
+}
+
+fn differential_refused_on_secondary(_: &AgModel, s: &State) -> bool {
+    refused_on_secondary(s, BackupKind::Differential)
+}
+
+fn copy_only_log_refused_on_secondary(_: &AgModel, s: &State) -> bool {
+    refused_on_secondary(s, BackupKind::CopyOnlyLog)
+}
+
+fn backup_refused_not_moving(_: &AgModel, s: &State) -> bool {
+    s.backups().iter().any(|b| {
+        b.outcome
+            == crate::state::BackupOutcome::Refused(
+                crate::backup::BackupRefusal::SecondaryNotSynchronizing,
+            )
+    })
+}
+
+fn restore_refused(_: &AgModel, s: &State) -> bool {
+    s.lifecycle()
+        .iter()
+        .any(|l| matches!(l, crate::state::LifecycleRecord::RestoreRefused { .. }))
+}
+
+fn remove_primary_refused(_: &AgModel, s: &State) -> bool {
+    s.lifecycle()
+        .contains(&crate::state::LifecycleRecord::RemovePrimaryRefused)
+}
+
+fn read_routed_to_secondary(_: &AgModel, s: &State) -> bool {
+    s.reads().iter().any(|r| {
+        r.intent == hadr_types::ApplicationIntent::ReadOnly
+            && r.served.is_ok()
+            && !r.served_by_primary
+    })
+}
+
+fn read_falls_back_to_primary(_: &AgModel, s: &State) -> bool {
+    s.reads()
+        .iter()
+        .any(|r| r.intent == hadr_types::ApplicationIntent::ReadOnly && r.served_by_primary)
+}
+
+fn hazard_h6(_: &AgModel, s: &State) -> bool {
+    chain_links(s).any(|(a, b)| {
+        let (a_first, a_last) = taken(a).expect("taken");
+        let (b_first, b_last) = taken(b).expect("taken");
+        a.replica != b.replica
+            && a.fork == b.fork
+            && b_first == a_last + 1
+            && (a_last >= a_first || b_last >= b_first)
+    })
 }
 
 // ---------------------------------------------------------------------- hazards
@@ -496,6 +725,7 @@ pub fn not_applicable(kind: ActionKind, c: &ModelConfig) -> Option<&'static str>
     let synchronous = (0..replicas).filter(|&r| c.is_synchronous(r)).count();
     let automatic = (0..replicas).filter(|&r| c.is_automatic(r)).count();
     let faults = b.crashes > 0 || b.network_faults > 0;
+    let seeding = (0..replicas).any(|r| c.seeds_automatically(r));
     let checks: &[(bool, &'static str)] = match kind {
         ClientCommit | AckCommit | ShipLog | HardenLog | RedoLog => {
             &[(b.transactions > 0, "bounds.transactions is 0")]
@@ -540,6 +770,25 @@ pub fn not_applicable(kind: ActionKind, c: &ModelConfig) -> Option<&'static str>
             (b.transactions > 0, "bounds.transactions is 0"),
         ],
         Connect => &[],
+        ClientRead => &[(b.reads > 0, "bounds.reads is 0")],
+        Backup => &[(b.backups > 0, "bounds.backups is 0")],
+        AddDatabase | RemoveDatabase | RemoveReplica | RestoreDatabase | JoinDatabase => {
+            &[(b.database_changes > 0, "bounds.database_changes is 0")]
+        }
+        SeedDatabase => &[
+            (b.database_changes > 0, "bounds.database_changes is 0"),
+            (seeding, "no replica has SEEDING_MODE = AUTOMATIC"),
+        ],
+        CorruptPage | RepairFromPrimary => {
+            &[(b.page_corruptions > 0, "bounds.page_corruptions is 0")]
+        }
+        RepairFromSecondary => &[
+            (b.page_corruptions > 0, "bounds.page_corruptions is 0"),
+            (
+                synchronous >= 2,
+                "fewer than two SYNCHRONOUS_COMMIT replicas",
+            ),
+        ],
         MarkSynchronized => &[(
             synchronous >= 2,
             "fewer than two SYNCHRONOUS_COMMIT replicas",
@@ -579,7 +828,7 @@ fn covered<const K: usize>(m: &AgModel, s: &State) -> bool {
     m.enabled_kinds(s) & (1 << K) != 0
 }
 
-const COVERAGE: [Condition; 30] = [
+const COVERAGE: [Condition; 41] = [
     covered::<0>,
     covered::<1>,
     covered::<2>,
@@ -610,6 +859,17 @@ const COVERAGE: [Condition; 30] = [
     covered::<27>,
     covered::<28>,
     covered::<29>,
+    covered::<30>,
+    covered::<31>,
+    covered::<32>,
+    covered::<33>,
+    covered::<34>,
+    covered::<35>,
+    covered::<36>,
+    covered::<37>,
+    covered::<38>,
+    covered::<39>,
+    covered::<40>,
 ];
 
 const _: () = assert!(COVERAGE.len() == ActionKind::ALL.len());
@@ -632,7 +892,7 @@ fn focused<const I: usize>(m: &AgModel, s: &State) -> bool {
     }
 }
 
-const FOCUSED: [Condition; 64] = [
+const FOCUSED: [Condition; 96] = [
     focused::<0>,
     focused::<1>,
     focused::<2>,
@@ -697,4 +957,36 @@ const FOCUSED: [Condition; 64] = [
     focused::<61>,
     focused::<62>,
     focused::<63>,
+    focused::<64>,
+    focused::<65>,
+    focused::<66>,
+    focused::<67>,
+    focused::<68>,
+    focused::<69>,
+    focused::<70>,
+    focused::<71>,
+    focused::<72>,
+    focused::<73>,
+    focused::<74>,
+    focused::<75>,
+    focused::<76>,
+    focused::<77>,
+    focused::<78>,
+    focused::<79>,
+    focused::<80>,
+    focused::<81>,
+    focused::<82>,
+    focused::<83>,
+    focused::<84>,
+    focused::<85>,
+    focused::<86>,
+    focused::<87>,
+    focused::<88>,
+    focused::<89>,
+    focused::<90>,
+    focused::<91>,
+    focused::<92>,
+    focused::<93>,
+    focused::<94>,
+    focused::<95>,
 ];

@@ -103,6 +103,65 @@ pub fn action_words(c: &ModelConfig, action: &Action) -> String {
             format!("{} cannot reach the manager: RESOLVING", r(replica))
         }
         Action::ResolveToSecondary { replica } => format!("{} resolves to SECONDARY", r(replica)),
+        Action::ClientRead { db, intent } => format!(
+            "client reads {} through the listener (ApplicationIntent={})",
+            d(db),
+            match intent {
+                hadr_types::ApplicationIntent::ReadOnly => "ReadOnly",
+                hadr_types::ApplicationIntent::ReadWrite => "ReadWrite",
+            }
+        ),
+        Action::Backup { replica, db, kind } => {
+            format!("operator on {}: {} {}", r(replica), kind, d(db))
+        }
+        Action::AddDatabase { db } => {
+            format!("operator: ALTER AVAILABILITY GROUP ADD DATABASE {}", d(db))
+        }
+        Action::RemoveDatabase { db } => {
+            format!(
+                "operator: ALTER AVAILABILITY GROUP REMOVE DATABASE {}",
+                d(db)
+            )
+        }
+        Action::RemoveReplica { replica } => {
+            format!(
+                "operator: ALTER AVAILABILITY GROUP REMOVE REPLICA ON '{}'",
+                r(replica)
+            )
+        }
+        Action::RestoreDatabase { replica, db } => {
+            format!(
+                "operator on {}: RESTORE DATABASE {} WITH NORECOVERY",
+                r(replica),
+                d(db)
+            )
+        }
+        Action::JoinDatabase { replica, db } => format!(
+            "operator on {}: ALTER DATABASE {} SET HADR AVAILABILITY GROUP = {}",
+            r(replica),
+            d(db),
+            c.ag.name
+        ),
+        Action::CorruptPage { replica, db } => {
+            format!("{} finds a corrupt page in {}", r(replica), d(db))
+        }
+        Action::SeedDatabase { replica, db } => {
+            format!(
+                "automatic seeding copies {} to {} and joins it",
+                d(db),
+                r(replica)
+            )
+        }
+        Action::RepairFromPrimary { replica, db } => format!(
+            "{} repairs its {} page with the primary's copy",
+            r(replica),
+            d(db)
+        ),
+        Action::RepairFromSecondary { db, from } => format!(
+            "the primary repairs its {} page with {}'s copy",
+            d(db),
+            r(from)
+        ),
     }
 }
 
@@ -154,6 +213,41 @@ pub fn step_effect(m: &AgModel, before: &State, action: &Action, after: &State) 
                 }
             ))
         }
+        Action::Backup { .. } => after.backups().last().map(|b| match b.outcome {
+            crate::state::BackupOutcome::Refused(reason) => reason.to_string(),
+            crate::state::BackupOutcome::Taken { first, last } if b.kind.is_log() => {
+                if last < first {
+                    format!("taken: no new log (chain at LSN {last})")
+                } else {
+                    format!("taken: LSN {first}..={last}")
+                }
+            }
+            crate::state::BackupOutcome::Taken { .. } => "taken".to_string(),
+        }),
+        Action::ClientRead { .. } => after.reads().last().map(|read| match read.served {
+            Ok(r) => format!("served by {}", c.replica_name(r)),
+            Err(why) => format!("refused: {why}"),
+        }),
+        Action::RestoreDatabase { .. } | Action::RemoveReplica { .. } => (after.lifecycle().len()
+            > before.lifecycle().len())
+        .then(|| match after.lifecycle().last() {
+            Some(crate::state::LifecycleRecord::RestoreRefused { .. }) => {
+                "refused: RESTORE is not allowed on an availability database (R-DB-3)".to_string()
+            }
+            Some(crate::state::LifecycleRecord::RemovePrimaryRefused) => {
+                "refused: the primary replica cannot be removed (R-DB-4)".to_string()
+            }
+            _ => "applied: the database is RESTORING".to_string(),
+        }),
+        Action::RepairFromPrimary { .. } | Action::RepairFromSecondary { .. } => {
+            after.repairs().last().map(|rp| {
+                if rp.correct {
+                    "the page matches its source as of the needed LSN".to_string()
+                } else {
+                    "the page does NOT match its source as of the needed LSN".to_string()
+                }
+            })
+        }
         Action::Connect { replica } => after
             .dbs_of(replica)
             .iter()
@@ -202,6 +296,12 @@ pub fn state_line(m: &AgModel, s: &State) -> String {
             if let Some(reason) = m.suspend_reason(s, id, db as u8) {
                 let _ = write!(out, " {reason}");
             }
+            if d.restoring {
+                out.push_str(" RESTORING");
+            }
+            if let crate::state::Page::Corrupt { needed } = d.page {
+                let _ = write!(out, " CORRUPT PAGE (needs LSN {needed})");
+            }
             let _ = write!(out, " {}", records(&d.log));
             if usize::from(d.hardened) != d.log.len() || d.redone != d.hardened {
                 let _ = write!(out, " hardened {} redone {}", d.hardened, d.redone);
@@ -221,6 +321,15 @@ pub fn state_line(m: &AgModel, s: &State) -> String {
     }
     if !cuts.is_empty() {
         let _ = write!(out, " · cut {}", cuts.join(", "));
+    }
+    for (db, g) in s.groups().enumerate() {
+        if !g.in_group {
+            let _ = write!(
+                out,
+                " · {} removed from the group",
+                c.database_name(db as u8)
+            );
+        }
     }
     if c.ag.cluster_type.has_manager() {
         let _ = write!(

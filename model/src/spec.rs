@@ -13,12 +13,16 @@
 //! would cross it.
 
 use crate::action::{Action, ActionKind, Node};
+use crate::backup::{allowed_in_role, BackupKind, BackupRefusal};
 use crate::config::ModelConfig;
 use crate::mutant::Mutant;
+use crate::routing::{accepts, route, ReplicaRouteView, RouteView};
 use crate::state::{
-    common_prefix, pair_bit, Db, Did, FailoverKind, FailoverRecord, Manager, Net, Rec, Replica,
-    Rid, Spent, State, Txn,
+    common_prefix, pair_bit, BackupOutcome, BackupRecord, Db, Did, FailoverKind, FailoverRecord,
+    LifecycleRecord, Manager, Net, Page, ReadRecord, Rec, RepairRecord, Replica, Rid, Spent, State,
+    Txn,
 };
+use hadr_types::{ApplicationIntent, SyncState};
 use hadr_types::{ClusterType, CommitOutcome, DefiniteReason, FailureCondition, Role};
 use smallvec::SmallVec;
 use std::sync::Arc;
@@ -33,8 +37,13 @@ pub struct AgModel {
     groups: Arc<[(ActionKind, usize, usize)]>,
     replicas: u8,
     databases: u8,
+    /// Each replica's READ_ONLY_ROUTING_LIST as replica indices (groups of one or more).
+    routing_lists: Arc<[Vec<Vec<usize>>]>,
     pub(crate) probes: Option<Arc<crate::properties::Probes>>,
     pub(crate) focus: Option<Arc<[usize]>>,
+    /// The properties checked (indices into `all_specs`), derived from the configuration and
+    /// the focus.
+    pub(crate) checked: Arc<[usize]>,
 }
 
 impl AgModel {
@@ -65,26 +74,53 @@ impl AgModel {
                 _ => groups.push((a.kind(), i, i + 1)),
             }
         }
+        let routing_lists: Vec<Vec<Vec<usize>>> = config
+            .ag
+            .replicas
+            .iter()
+            .map(|r| {
+                r.primary_role
+                    .read_only_routing_list
+                    .iter()
+                    .map(|entry| {
+                        entry
+                            .names()
+                            .iter()
+                            .filter_map(|name| config.ag.replica_id(name))
+                            .map(|id| usize::from(id.0))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
         AgModel {
             config: Arc::new(config),
             mutant,
             candidates: candidates.into(),
             groups: groups.into(),
+            routing_lists: routing_lists.into(),
             replicas,
             databases,
             probes: None,
             focus: None,
+            checked: Arc::from([]),
         }
+        .refocus(None)
+    }
+
+    /// The same model checking only the given properties (indices into `all_specs`), or
+    /// every applicable one.
+    pub(crate) fn refocus(mut self, focus: Option<Arc<[usize]>>) -> Self {
+        self.checked = crate::properties::applicable_specs(&self.config, focus.as_deref()).into();
+        self.focus = focus;
+        self
     }
 
     /// The same model, evaluating each of its properties as a Stateright property of its own
     /// (for the Explorer, which lists them by name).
-    pub fn with_each_property(mut self) -> Self {
-        let all: Vec<usize> = crate::properties::checked_specs(&self)
-            .map(|(i, _)| i)
-            .collect();
-        self.focus = Some(all.into());
-        self
+    pub fn with_each_property(self) -> Self {
+        let all: Arc<[usize]> = self.checked.clone();
+        self.refocus(Some(all))
     }
 
     /// The configuration checked.
@@ -127,6 +163,7 @@ impl AgModel {
                 missed_forced_failover: false,
                 session: false,
                 timed_out: false,
+                removed: false,
             })
             .collect();
         State {
@@ -150,6 +187,7 @@ impl AgModel {
             txns: SmallVec::new(),
             spent: Spent::default(),
             failovers: SmallVec::new(),
+            active: None,
         }
     }
 
@@ -168,6 +206,28 @@ impl AgModel {
     /// Whether a database is suspended on a replica.
     fn suspended(s: &State, r: Rid, db: Did) -> bool {
         s.db(r, db).suspended.is_some()
+    }
+
+    /// Whether a replica holds a joined copy of an availability database (R-DB-2): the
+    /// database is in the group, the replica was not removed, and its copy is not RESTORING.
+    pub fn joined(s: &State, r: Rid, db: Did) -> bool {
+        s.group(db).in_group && !s.replicas[usize::from(r)].removed && !s.db(r, db).restoring
+    }
+
+    /// Whether a database on a replica can move data: joined, its page readable, not
+    /// suspended or reverting.
+    fn healthy_copy(s: &State, r: Rid, db: Did) -> bool {
+        let d = s.db(r, db);
+        Self::joined(s, r, db) && d.page == Page::Healthy
+    }
+
+    /// Whether a replica could become primary: up, in the group, and every availability
+    /// database joined with readable pages (the spec does not fail over to an unrepaired page).
+    fn promotable(s: &State, r: Rid) -> bool {
+        let rep = &s.replicas[usize::from(r)];
+        rep.up
+            && !rep.removed
+            && (0..s.databases).all(|db| !s.group(db).in_group || Self::healthy_copy(s, r, db))
     }
 
     /// The commit participants' count that R-COMMIT-5 compares with k: secondaries recorded
@@ -190,6 +250,7 @@ impl AgModel {
         let rep = &s.replicas[usize::from(to)];
         let d = s.db(to, db);
         to != p
+            && Self::healthy_copy(s, to, db)
             && rep.up
             && rep.role == Role::Secondary
             && rep.session
@@ -213,9 +274,9 @@ impl AgModel {
         common_prefix(log, s.history(db)) < log.len()
     }
 
-    /// Whether every database of a replica is failover-ready.
+    /// Whether every availability database of a replica is failover-ready.
     fn ready_everywhere(s: &State, r: Rid) -> bool {
-        s.dbs_of(r).iter().all(|d| d.failover_ready)
+        (0..s.databases).all(|db| !s.group(db).in_group || s.db(r, db).failover_ready)
     }
 
     fn budget_left(used: u8, bound: u8) -> bool {
@@ -250,7 +311,7 @@ impl AgModel {
                 self.has_manager()
                     && Self::budget_left(s.spent.failovers, b.failovers)
                     && target != p
-                    && t.up
+                    && Self::promotable(s, target)
                     && t.role == Role::Secondary
                     && t.session
                     && self.synchronous_pair(p, target)
@@ -277,7 +338,7 @@ impl AgModel {
                 Self::budget_left(s.spent.forced_failovers, b.forced_failovers)
                     && Self::budget_left(s.spent.failovers, b.failovers)
                     && target != s.manager.primary
-                    && t.up
+                    && Self::promotable(s, target)
                     && fenced
             }
             Action::DemoteToSecondary { replica } => {
@@ -288,6 +349,7 @@ impl AgModel {
                 Self::budget_left(s.spent.suspends, b.suspends)
                     && r.up
                     && r.role != Role::Resolving
+                    && Self::joined(s, replica, db)
                     && !Self::suspended(s, replica, db)
             }
             Action::Resume { replica, db } => {
@@ -345,12 +407,15 @@ impl AgModel {
                     && usize::from(d.redone) < limit
                     && !d.reverting
                     && d.suspended.is_none()
+                    && !d.restoring
+                    && d.page == Page::Healthy
             }
             Action::Connect { replica } => {
                 let r = rep(replica);
                 primary.is_some_and(|p| {
                     p != replica
                         && r.up
+                        && !r.removed
                         && r.role == Role::Secondary
                         && !r.session
                         && s.net.linked(p, replica)
@@ -364,6 +429,7 @@ impl AgModel {
                 let r = rep(replica);
                 let d = s.db(replica, db);
                 r.session
+                    && Self::healthy_copy(s, replica, db)
                     && s.net.linked(p, replica)
                     && !d.failover_ready
                     && (self.synchronous_pair(p, replica)
@@ -382,13 +448,19 @@ impl AgModel {
                 let disconnected =
                     !r.session && !self.has(Mutant::TimedOutSecondaryStaysSynchronized);
                 d.failover_ready
-                    && (disconnected || d.suspended.is_some() || Self::suspended(s, p, db))
+                    && (disconnected
+                        || d.suspended.is_some()
+                        || Self::suspended(s, p, db)
+                        || !Self::healthy_copy(s, replica, db))
                     && (!self.has_manager() || self.reaches_manager(s, p))
             }
             Action::Revert { replica, db } => {
                 let r = rep(replica);
                 primary.is_some_and(|p| {
-                    r.up && r.session && s.db(replica, db).reverting && s.net.linked(p, replica)
+                    r.up && r.session
+                        && s.db(replica, db).reverting
+                        && Self::joined(s, replica, db)
+                        && s.net.linked(p, replica)
                 })
             }
             Action::LeaseExpiry { replica } => {
@@ -423,7 +495,7 @@ impl AgModel {
                     && target != s.manager.primary
                     && self.config.is_automatic(s.manager.primary)
                     && self.config.is_automatic(target)
-                    && t.up
+                    && Self::promotable(s, target)
                     && !s.net.manager_cut(target)
                     && t.role != Role::Primary
                     && (Self::ready_everywhere(s, target)
@@ -453,6 +525,91 @@ impl AgModel {
                     && r.role == Role::Resolving
                     && replica != s.manager.primary
                     && self.reaches_manager(s, replica)
+            }
+            Action::ClientRead { .. } => Self::budget_left(s.spent.reads, b.reads),
+            Action::Backup { replica, db, .. } => {
+                Self::budget_left(s.spent.backups, b.backups)
+                    && rep(replica).up
+                    && Self::joined(s, replica, db)
+            }
+            Action::AddDatabase { db } => {
+                Self::budget_left(s.spent.database_changes, b.database_changes)
+                    && !s.group(db).in_group
+                    && primary.is_some_and(|p| {
+                        let d = s.db(p, db);
+                        !d.restoring && d.page == Page::Healthy
+                    })
+            }
+            Action::RemoveDatabase { db } => {
+                Self::budget_left(s.spent.database_changes, b.database_changes)
+                    && primary.is_some()
+                    && s.group(db).in_group
+            }
+            Action::RemoveReplica { replica } => {
+                Self::budget_left(s.spent.database_changes, b.database_changes)
+                    && primary.is_some()
+                    && !rep(replica).removed
+            }
+            Action::RestoreDatabase { replica, db } => {
+                let r = rep(replica);
+                Self::budget_left(s.spent.database_changes, b.database_changes)
+                    && r.up
+                    && !r.removed
+                    && (Self::joined(s, replica, db) || primary.is_some_and(|p| p != replica))
+            }
+            Action::JoinDatabase { replica, db } => {
+                let r = rep(replica);
+                r.up && !r.removed
+                    && r.role == Role::Secondary
+                    && s.group(db).in_group
+                    && s.db(replica, db).restoring
+            }
+            Action::CorruptPage { replica, db } => {
+                let r = rep(replica);
+                Self::budget_left(s.spent.page_corruptions, b.page_corruptions)
+                    && r.up
+                    && r.role != Role::Resolving
+                    && Self::healthy_copy(s, replica, db)
+            }
+            Action::SeedDatabase { replica, db } => {
+                let r = rep(replica);
+                primary.is_some_and(|p| {
+                    r.session
+                        && s.net.linked(p, replica)
+                        && !r.removed
+                        && self.config.seeds_automatically(replica)
+                        && s.group(db).in_group
+                        && s.db(replica, db).restoring
+                })
+            }
+            Action::RepairFromPrimary { replica, db } => {
+                let r = rep(replica);
+                let d = s.db(replica, db);
+                primary.is_some_and(|p| {
+                    matches!(d.page, Page::Corrupt { .. })
+                        && p != replica
+                        && r.up
+                        && r.session
+                        && s.net.linked(p, replica)
+                        && Self::joined(s, replica, db)
+                        && d.suspended.is_none()
+                        && !d.reverting
+                })
+            }
+            Action::RepairFromSecondary { db, from } => {
+                let Some(p) = primary else { return false };
+                let Page::Corrupt { needed } = s.db(p, db).page else {
+                    return false;
+                };
+                let f = rep(from);
+                let d = s.db(from, db);
+                from != p
+                    && f.up
+                    && f.session
+                    && s.net.linked(p, from)
+                    && Self::healthy_copy(s, from, db)
+                    && (self.has(Mutant::RepairFromSynchronizingSecondary)
+                        || (d.failover_ready && d.redone >= needed))
             }
         }
     }
@@ -490,6 +647,17 @@ impl AgModel {
             | Revert => primary.is_some(),
             ManagerLeaseExpiry => s.manager.lease.is_some(),
             AutomaticFailover | RestorePrimary => s.manager.lease.is_none(),
+            ClientRead => spent.reads < b.reads,
+            Backup => spent.backups < b.backups,
+            AddDatabase | RemoveDatabase | RemoveReplica => {
+                primary.is_some() && spent.database_changes < b.database_changes
+            }
+            RestoreDatabase => spent.database_changes < b.database_changes,
+            JoinDatabase | SeedDatabase => s.dbs.iter().any(|d| d.restoring),
+            CorruptPage => spent.page_corruptions < b.page_corruptions,
+            RepairFromPrimary | RepairFromSecondary => {
+                primary.is_some() && s.dbs.iter().any(|d| d.page != Page::Healthy)
+            }
             DemoteToSecondary | Resume | HardenLog | RedoLog | LeaseExpiry | LoseManager
             | ResolveToSecondary => true,
         }
@@ -537,7 +705,11 @@ impl AgModel {
 
     // ------------------------------------------------------------------ effects
 
-    /// The state after an enabled action.
+    /// The state after an action.
+    ///
+    /// # Panics
+    ///
+    /// If the action is not [`enabled`](Self::enabled) in the state; `next_state` checks first.
     pub fn apply(&self, s: &State, action: &Action) -> State {
         let mut n = s.clone();
         if action.kind().is_disruption() {
@@ -557,6 +729,7 @@ impl AgModel {
             Action::Resume { replica, db } => {
                 let is_secondary = n.replicas[usize::from(replica)].role == Role::Secondary;
                 let revert = is_secondary
+                    && Self::joined(s, replica, db)
                     && Self::diverges(s, replica, db)
                     && !self.has(Mutant::RejoinWithoutRevert);
                 let d = n.db_mut(replica, db);
@@ -639,6 +812,11 @@ impl AgModel {
                 d.redone = d.redone.min(fork_point);
                 d.sent = fork_point;
                 d.reverting = false;
+                if let Page::Corrupt { needed } = d.page {
+                    d.page = Page::Corrupt {
+                        needed: needed.min(d.redone),
+                    };
+                }
             }
             Action::LeaseExpiry { replica } => demote(&mut n, replica, Role::Resolving),
             Action::ManagerLeaseExpiry => n.manager.lease = None,
@@ -657,6 +835,137 @@ impl AgModel {
             Action::ResolveToSecondary { replica } => {
                 n.replicas[usize::from(replica)].role = Role::Secondary;
             }
+            Action::ClientRead { db, intent } => self.client_read(s, &mut n, db, intent),
+            Action::Backup { replica, db, kind } => self.backup(s, &mut n, replica, db, kind),
+            Action::AddDatabase { db } => {
+                n.spent.database_changes += 1;
+                n.group_mut(db).in_group = true;
+            }
+            Action::RemoveDatabase { db } => {
+                n.spent.database_changes += 1;
+                let primary = s.serving_primary();
+                let g = n.group_mut(db);
+                g.in_group = false;
+                g.kept_online_by = primary;
+                for r in (0..self.replicas).filter(|&r| Some(r) != primary) {
+                    leave_group(n.db_mut(r, db));
+                }
+                for t in n.txns.iter_mut().filter(|t| t.db == db) {
+                    if t.outcome == CommitOutcome::Pending {
+                        t.outcome = CommitOutcome::Indefinite;
+                    }
+                }
+            }
+            Action::RemoveReplica { replica } => {
+                n.spent.database_changes += 1;
+                if s.serving_primary() == Some(replica) {
+                    n.active_mut()
+                        .lifecycle
+                        .push(LifecycleRecord::RemovePrimaryRefused);
+                } else {
+                    close_session(&mut n, replica);
+                    n.replicas[usize::from(replica)].removed = true;
+                    for d in n.dbs_of_mut(replica) {
+                        leave_group(d);
+                    }
+                }
+            }
+            Action::RestoreDatabase { replica, db } => {
+                n.spent.database_changes += 1;
+                let joined = Self::joined(s, replica, db);
+                let source = s.serving_primary().filter(|&p| p != replica);
+                match source {
+                    Some(p) if !joined || self.has(Mutant::RestoreOnAvailabilityDatabase) => {
+                        let log = s.db(p, db).log;
+                        let d = n.db_mut(replica, db);
+                        leave_group(d);
+                        d.log = log;
+                        d.hardened = log.len() as u8;
+                        d.redone = d.hardened;
+                        n.active_mut()
+                            .lifecycle
+                            .push(LifecycleRecord::RestoreApplied {
+                                replica,
+                                to_joined: joined,
+                            });
+                    }
+                    _ => n
+                        .active_mut()
+                        .lifecycle
+                        .push(LifecycleRecord::RestoreRefused { replica }),
+                }
+            }
+            Action::JoinDatabase { replica, db } => {
+                let revert =
+                    Self::diverges(s, replica, db) && !self.has(Mutant::RejoinWithoutRevert);
+                let session = s.replicas[usize::from(replica)].session;
+                let d = n.db_mut(replica, db);
+                d.restoring = false;
+                if session {
+                    d.sent = d.log.len() as u8;
+                    d.reverting = revert && d.suspended.is_none();
+                }
+            }
+            Action::CorruptPage { replica, db } => {
+                n.spent.page_corruptions += 1;
+                let on_primary = s.serving_primary() == Some(replica);
+                let d = n.db_mut(replica, db);
+                let needed = if on_primary {
+                    d.log.len() as u8
+                } else {
+                    d.redone
+                };
+                d.page = Page::Corrupt { needed };
+            }
+            Action::SeedDatabase { replica, db } => {
+                let log = s.history(db);
+                let d = n.db_mut(replica, db);
+                d.log = crate::state::Log::default();
+                for &rec in log {
+                    d.log.push(rec);
+                }
+                d.hardened = d.log.len() as u8;
+                d.redone = d.hardened;
+                d.sent = d.hardened;
+                d.restoring = false;
+                d.reverting = false;
+            }
+            Action::RepairFromPrimary { replica, db } => {
+                let Page::Corrupt { needed } = s.db(replica, db).page else {
+                    unreachable!("guarded: the page is corrupt")
+                };
+                let history = s.history(db);
+                let version = if self.has(Mutant::RepairFromPrimaryCurrentPage) {
+                    history.len()
+                } else {
+                    usize::from(needed)
+                };
+                let copy = &history[..version.min(history.len())];
+                let correct = *copy == s.db(replica, db).log[..usize::from(needed)];
+                n.db_mut(replica, db).page = Page::Healthy;
+                n.active_mut().repairs.push(RepairRecord {
+                    replica,
+                    db,
+                    from_primary: true,
+                    correct,
+                });
+            }
+            Action::RepairFromSecondary { db, from } => {
+                let p = s.serving_primary().expect("guarded: a serving primary");
+                let Page::Corrupt { needed } = s.db(p, db).page else {
+                    unreachable!("guarded: the page is corrupt")
+                };
+                let source = s.db(from, db);
+                let have = usize::from(needed.min(source.redone));
+                let correct = source.log[..have] == s.history(db)[..usize::from(needed)];
+                n.db_mut(p, db).page = Page::Healthy;
+                n.active_mut().repairs.push(RepairRecord {
+                    replica: p,
+                    db,
+                    from_primary: false,
+                    correct,
+                });
+            }
         }
         n
     }
@@ -664,6 +973,7 @@ impl AgModel {
     fn client_commit(&self, n: &mut State, db: Did) {
         let txn = n.txns.len() as u8 + 1;
         let outcome = match n.serving_primary() {
+            _ if !n.group(db).in_group => CommitOutcome::DefiniteError(DefiniteReason::NotInGroup),
             None => CommitOutcome::DefiniteError(DefiniteReason::NoPrimary),
             Some(p)
                 if !self.has(Mutant::IgnoreRequiredSynchronized)
@@ -719,7 +1029,7 @@ impl AgModel {
             && !self.has(Mutant::ForcedFailoverWithoutPartnerSuspend);
         let revert_allowed = !self.has(Mutant::RejoinWithoutRevert);
         let diverging: SmallVec<[bool; 2]> = (0..self.databases)
-            .map(|db| Self::diverges(s, replica, db))
+            .map(|db| Self::joined(s, replica, db) && Self::diverges(s, replica, db))
             .collect();
         let r = &mut n.replicas[usize::from(replica)];
         r.session = true;
@@ -732,6 +1042,163 @@ impl AgModel {
             }
             d.reverting = d.suspended.is_none() && diverges && revert_allowed;
         }
+    }
+
+    /// Whether a secondary database may serve reads (R-READ-2): it is moving data
+    /// (SYNCHRONIZING or SYNCHRONIZED: connected, joined, caught up to no abandoned record, not
+    /// suspended or reverting) and its page is readable.
+    pub fn readable(&self, s: &State, r: Rid, db: Did) -> bool {
+        let rep = &s.replicas[usize::from(r)];
+        if self.has(Mutant::ReadFromUnsynchronizedSecondary) {
+            return rep.up && rep.role == Role::Secondary && Self::joined(s, r, db);
+        }
+        matches!(
+            self.sync_state(s, r, db),
+            Some(SyncState::Synchronizing | SyncState::Synchronized)
+        ) && s.db(r, db).page == Page::Healthy
+    }
+
+    /// What the listener sees for a database: every replica's role and connection settings,
+    /// whether it is readable, and the current primary's READ_ONLY_ROUTING_LIST.
+    pub fn route_view(&self, s: &State, db: Did) -> RouteView {
+        let replicas = (0..self.replicas)
+            .map(|r| {
+                let rep = &s.replicas[usize::from(r)];
+                let cfg = &self.config.ag.replicas[usize::from(r)];
+                ReplicaRouteView {
+                    role: (rep.up && !rep.removed).then_some(rep.role),
+                    secondary: cfg.secondary_role.allow_connections,
+                    primary: cfg.primary_role.allow_connections,
+                    readable: self.readable(s, r, db),
+                    has_routing_url: cfg.secondary_role.read_only_routing_url.is_some(),
+                }
+            })
+            .collect();
+        RouteView {
+            replicas,
+            list: self.routing_lists[usize::from(s.manager.primary)].clone(),
+        }
+    }
+
+    /// R-READ: a client connects through the listener and reads; the record keeps who served
+    /// it and whether what it saw was allowed.
+    fn client_read(&self, s: &State, n: &mut State, db: Did, intent: ApplicationIntent) {
+        n.spent.reads += 1;
+        let view = self.route_view(s, db);
+        let mut rr: Vec<usize> = s.round_robin().iter().map(|&x| usize::from(x)).collect();
+        let served = if s.group(db).in_group {
+            route(&view, intent, &mut rr)
+        } else {
+            Err(crate::routing::ConnectionRefusal::NoRoute)
+        };
+        n.active_mut().round_robin = rr.iter().map(|&x| x as u8).collect();
+        let (accepted, saw_redone_history) = match served {
+            Err(_) => (true, true),
+            Ok(r) => {
+                let v = &view.replicas[r];
+                let d = s.db(r as Rid, db);
+                let seen = if v.role == Some(Role::Primary) {
+                    &d.log[..]
+                } else {
+                    &d.log[..usize::from(d.redone)]
+                };
+                (
+                    accepts(v.role, v.secondary, v.primary, intent).is_ok(),
+                    s.history(db).starts_with(seen),
+                )
+            }
+        };
+        n.active_mut().reads.push(ReadRecord {
+            db,
+            intent,
+            served_by_primary: served.is_ok_and(|r| view.replicas[r].role == Some(Role::Primary)),
+            served: served.map(|r| r as Rid),
+            accepted,
+            saw_redone_history,
+        });
+    }
+
+    /// R-BACKUP-1/2/3: a backup attempt on one replica. Log backups continue the group's log
+    /// chain, which the primary keeps (a secondary learns it through its session); COPY_ONLY
+    /// backups move neither the chain nor the differential base.
+    fn backup(&self, s: &State, n: &mut State, replica: Rid, db: Did, kind: BackupKind) {
+        n.spent.backups += 1;
+        let role = s.replicas[usize::from(replica)].role;
+        let on_primary = s.serving_primary() == Some(replica);
+        let data_moving = on_primary
+            || matches!(
+                self.sync_state(s, replica, db),
+                Some(SyncState::Synchronizing | SyncState::Synchronized)
+            );
+        let group = s.group(db);
+        let refusal = allowed_in_role(role, kind)
+            .err()
+            .or_else(|| {
+                (role == Role::Secondary
+                    && !data_moving
+                    && !self.has(Mutant::BackupOnUnsynchronizedSecondary))
+                .then_some(BackupRefusal::SecondaryNotSynchronizing)
+            })
+            .or_else(|| {
+                (kind == BackupKind::Differential && !group.differential_base)
+                    .then_some(BackupRefusal::NoDifferentialBase)
+            });
+        let d = s.db(replica, db);
+        let hardened = usize::from(d.hardened);
+        let history = s.history(db);
+        let mut record = BackupRecord {
+            replica,
+            db,
+            kind,
+            role,
+            data_moving,
+            fork: s.manager.epoch,
+            // A full or differential backup covers the data, not an LSN range of the chain.
+            outcome: BackupOutcome::Taken { first: 0, last: 0 },
+            content_in_history: history.starts_with(&d.log[..hardened]),
+            moved_chain: false,
+        };
+        let g = n.group_mut(db);
+        match (refusal, kind) {
+            (Some(reason), _) => record.outcome = BackupOutcome::Refused(reason),
+            (None, BackupKind::Full) => {
+                record.moved_chain = !g.differential_base;
+                g.differential_base = true;
+            }
+            (None, BackupKind::CopyOnlyFull) => {
+                if self.has(Mutant::CopyOnlyBackupMovesChain) {
+                    record.moved_chain = !g.differential_base;
+                    g.differential_base = true;
+                }
+            }
+            (None, BackupKind::Differential) => {}
+            (None, BackupKind::Log | BackupKind::CopyOnlyLog) => {
+                let chain_end = if self.has(Mutant::SecondaryLogBackupOwnChain) {
+                    s.backups()
+                        .iter()
+                        .rev()
+                        .find(|b| b.replica == replica && b.db == db && b.kind == BackupKind::Log)
+                        .map_or(0, |b| match b.outcome {
+                            BackupOutcome::Taken { last, .. } => last,
+                            BackupOutcome::Refused(_) => 0,
+                        })
+                } else {
+                    g.log_chain_end
+                };
+                let first = chain_end + 1;
+                let last = (hardened as u8).max(chain_end);
+                let range = usize::from(chain_end)..usize::from(last);
+                record.outcome = BackupOutcome::Taken { first, last };
+                record.content_in_history =
+                    range.is_empty() || history.get(range.clone()) == d.log.get(range);
+                let moves = kind == BackupKind::Log || self.has(Mutant::CopyOnlyBackupMovesChain);
+                if moves {
+                    record.moved_chain = last != g.log_chain_end;
+                    g.log_chain_end = last;
+                }
+            }
+        }
+        n.active_mut().backups.push(record);
     }
 
     /// A failover to `target`: a new recovery fork starts on the target's log.
@@ -757,9 +1224,11 @@ impl AgModel {
         // failover may do this).
         let targets_logs: SmallVec<[crate::state::Log; 2]> =
             n.dbs_of(target).iter().map(|d| d.log).collect();
+        let in_group: SmallVec<[bool; 2]> = n.groups().map(|g| g.in_group).collect();
         for (i, t) in n.txns.iter_mut().enumerate() {
             let number = i as u8 + 1;
             if t.outcome == CommitOutcome::Acknowledged
+                && in_group[usize::from(t.db)]
                 && t.lost_in.is_none()
                 && !targets_logs[usize::from(t.db)]
                     .iter()
@@ -789,6 +1258,14 @@ impl AgModel {
         end_term(n);
         for d in n.dbs.iter_mut() {
             d.failover_ready = false;
+        }
+        // The log backup chain continues on the new history from where the old one forks
+        // from it (R-BACKUP-3): LSNs beyond the fork point belong to the abandoned history.
+        for db in 0..self.databases {
+            let fork_point = common_prefix(&n.db(from, db).log, &n.db(target, db).log) as u8;
+            if n.group(db).log_chain_end > fork_point {
+                n.group_mut(db).log_chain_end = fork_point;
+            }
         }
         n.manager.epoch += 1;
         n.manager.primary = target;
@@ -851,6 +1328,14 @@ fn end_term(n: &mut State) {
     for r in 0..n.replicas.len() as Rid {
         close_session(n, r);
     }
+}
+
+/// A database copy leaves the group or stops being joined: RESTORING, no data movement.
+fn leave_group(d: &mut Db) {
+    d.restoring = true;
+    d.failover_ready = false;
+    d.reverting = false;
+    d.sent = 0;
 }
 
 fn close_session(n: &mut State, replica: Rid) {
@@ -959,6 +1444,27 @@ fn candidate_actions(config: &ModelConfig, replicas: u8, databases: u8) -> Vec<A
         out.push(Action::ResolveToSecondary { replica: r });
     }
     out.push(Action::ManagerLeaseExpiry);
+    for db in dbs() {
+        for intent in [ApplicationIntent::ReadWrite, ApplicationIntent::ReadOnly] {
+            out.push(Action::ClientRead { db, intent });
+        }
+        out.push(Action::AddDatabase { db });
+        out.push(Action::RemoveDatabase { db });
+        for replica in rs.clone() {
+            for kind in BackupKind::ALL {
+                out.push(Action::Backup { replica, db, kind });
+            }
+            out.push(Action::RestoreDatabase { replica, db });
+            out.push(Action::JoinDatabase { replica, db });
+            out.push(Action::CorruptPage { replica, db });
+            out.push(Action::SeedDatabase { replica, db });
+            out.push(Action::RepairFromPrimary { replica, db });
+            out.push(Action::RepairFromSecondary { db, from: replica });
+        }
+    }
+    for replica in rs.clone() {
+        out.push(Action::RemoveReplica { replica });
+    }
     out
 }
 

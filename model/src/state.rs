@@ -13,7 +13,9 @@
 //!         └─ failovers[f] ─── ghost record of every failover (kind, from, to, readiness …)
 //! ```
 
-use hadr_types::{CommitOutcome, Role, SuspendReason};
+use crate::backup::{BackupKind, BackupRefusal};
+use crate::routing::ConnectionRefusal;
+use hadr_types::{ApplicationIntent, CommitOutcome, Role, SuspendReason};
 use smallvec::SmallVec;
 
 /// A replica, by index into the configuration's replica list.
@@ -117,6 +119,24 @@ pub struct Db {
     /// Ghost (R-FAIL-4): a forced failover left this database on hold until an operator
     /// resumes it.
     pub partner_hold: bool,
+    /// RESTORING: restored WITH NORECOVERY and not joined, or removed from the group (R-DB).
+    pub restoring: bool,
+    /// The page redo or a reader needs (R-PAGE).
+    pub page: Page,
+}
+
+/// A data page that matters to the spec (R-PAGE): readable, or found corrupt and waiting for
+/// a copy of itself as of LSN `needed`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Page {
+    /// Readable.
+    #[default]
+    Healthy,
+    /// Unreadable since it was found corrupt; the copy must be the page as of `needed`.
+    Corrupt {
+        /// The LSN the repaired page must reflect.
+        needed: u8,
+    },
 }
 
 /// One replica (its databases are in [`State::dbs`]).
@@ -137,6 +157,108 @@ pub struct Replica {
     pub session: bool,
     /// Ghost: its session with the primary timed out since it last connected.
     pub timed_out: bool,
+    /// Removed from the group (REMOVE REPLICA, R-DB-4): it takes no further part.
+    pub removed: bool,
+}
+
+/// A database as the group knows it (one per availability database).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupDb {
+    /// Part of the group (ADD / REMOVE DATABASE, R-DB-1/4).
+    pub in_group: bool,
+    /// The primary when the database was removed: its copy stays ONLINE as an ordinary
+    /// database; every other copy is RESTORING (R-DB-4).
+    pub kept_online_by: Option<Rid>,
+    /// The last LSN of the log backup chain, AG-wide (R-BACKUP-3).
+    pub log_chain_end: u8,
+    /// A full (not COPY_ONLY) backup exists: the base of differentials.
+    pub differential_base: bool,
+}
+
+/// The outcome of a backup attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BackupOutcome {
+    /// Taken; a log backup covers LSNs `first..=last` (empty when `last < first`).
+    Taken {
+        /// First LSN covered.
+        first: u8,
+        /// Last LSN covered.
+        last: u8,
+    },
+    /// Refused, and why.
+    Refused(BackupRefusal),
+}
+
+/// One backup attempt (history for R-BACKUP; ghost fields computed when it was taken).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackupRecord {
+    /// Where it was taken.
+    pub replica: Rid,
+    /// Of which database.
+    pub db: Did,
+    /// What kind.
+    pub kind: BackupKind,
+    /// The replica's role then.
+    pub role: Role,
+    /// Ghost: the database was moving data then (SYNCHRONIZING or SYNCHRONIZED, or primary).
+    pub data_moving: bool,
+    /// The fork (manager epoch) it was taken on.
+    pub fork: u8,
+    /// Taken or refused.
+    pub outcome: BackupOutcome,
+    /// Ghost: the log it covers equals the history's at those LSNs.
+    pub content_in_history: bool,
+    /// Ghost: it moved the log chain or the differential base.
+    pub moved_chain: bool,
+}
+
+/// One client read through the listener (R-READ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReadRecord {
+    /// The database read.
+    pub db: Did,
+    /// The connection's ApplicationIntent.
+    pub intent: ApplicationIntent,
+    /// The replica that served it, or why none did.
+    pub served: Result<Rid, ConnectionRefusal>,
+    /// It was served by the primary.
+    pub served_by_primary: bool,
+    /// Ghost: the serving replica accepts such a connection in its role (R-READ-1).
+    pub accepted: bool,
+    /// Ghost: it saw only data of the history, and on a secondary only redone data (R-READ-2).
+    pub saw_redone_history: bool,
+}
+
+/// One automatic page repair (R-PAGE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RepairRecord {
+    /// The replica whose page was repaired.
+    pub replica: Rid,
+    /// The database.
+    pub db: Did,
+    /// Repaired from the primary (a secondary's page) or from a secondary (the primary's).
+    pub from_primary: bool,
+    /// Ghost: the copy equals the source's page as of the needed LSN.
+    pub correct: bool,
+}
+
+/// A lifecycle command's outcome worth remembering (R-DB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LifecycleRecord {
+    /// RESTORE on an availability database was refused (R-DB-3).
+    RestoreRefused {
+        /// Where.
+        replica: Rid,
+    },
+    /// A restore WITH NORECOVERY was applied.
+    RestoreApplied {
+        /// Where.
+        replica: Rid,
+        /// Ghost: the database was a joined availability database (R-DB-3 forbids it).
+        to_joined: bool,
+    },
+    /// REMOVE REPLICA of the primary was refused (R-DB-4).
+    RemovePrimaryRefused,
 }
 
 /// The network: which links are cut.
@@ -194,6 +316,14 @@ pub struct Spent {
     pub config_changes: u8,
     /// Disruptions of any kind (see `Bounds::events`).
     pub events: u8,
+    /// Backup attempts.
+    pub backups: u8,
+    /// Reads.
+    pub reads: u8,
+    /// Lifecycle commands.
+    pub database_changes: u8,
+    /// Page corruptions.
+    pub page_corruptions: u8,
 }
 
 /// The kind of a failover.
@@ -247,6 +377,36 @@ pub struct State {
     pub spent: Spent,
     /// Ghost: every failover so far.
     pub failovers: SmallVec<[FailoverRecord; 2]>,
+    /// What the optional features remember (backups, reads, lifecycle, page repair): `None`
+    /// until one of their steps first runs, so the core protocol's states carry one pointer.
+    pub active: Option<Box<Active>>,
+}
+
+/// The part of a state that only the optional features use.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Active {
+    /// The group's databases (membership, log backup chain, differential base).
+    pub group_dbs: SmallVec<[GroupDb; 1]>,
+    /// Every backup attempt.
+    pub backups: SmallVec<[BackupRecord; 1]>,
+    /// Every read.
+    pub reads: SmallVec<[ReadRecord; 1]>,
+    /// The listener's round-robin positions (R-READ-3).
+    pub round_robin: SmallVec<[u8; 2]>,
+    /// Every page repair.
+    pub repairs: SmallVec<[RepairRecord; 1]>,
+    /// Lifecycle outcomes.
+    pub lifecycle: SmallVec<[LifecycleRecord; 1]>,
+}
+
+impl GroupDb {
+    /// A database of the group as it starts: in the group, no backup yet.
+    pub const INITIAL: GroupDb = GroupDb {
+        in_group: true,
+        kept_online_by: None,
+        log_chain_end: 0,
+        differential_base: false,
+    };
 }
 
 /// The bit of the link between two distinct replicas in [`Net::replica_cuts`].
@@ -307,6 +467,63 @@ impl State {
     pub fn dbs_of_mut(&mut self, r: Rid) -> &mut [Db] {
         let n = usize::from(self.databases);
         &mut self.dbs[usize::from(r) * n..(usize::from(r) + 1) * n]
+    }
+
+    /// What the group knows of a database.
+    pub fn group(&self, db: Did) -> GroupDb {
+        self.active
+            .as_ref()
+            .map_or(GroupDb::INITIAL, |a| a.group_dbs[usize::from(db)])
+    }
+
+    /// What the group knows of each database, in order.
+    pub fn groups(&self) -> impl Iterator<Item = GroupDb> + '_ {
+        (0..self.databases).map(|db| self.group(db))
+    }
+
+    /// The optional features' memory, created on first use.
+    pub fn active_mut(&mut self) -> &mut Active {
+        let databases = self.databases;
+        self.active.get_or_insert_with(|| {
+            Box::new(Active {
+                group_dbs: (0..databases).map(|_| GroupDb::INITIAL).collect(),
+                backups: SmallVec::new(),
+                reads: SmallVec::new(),
+                round_robin: SmallVec::new(),
+                repairs: SmallVec::new(),
+                lifecycle: SmallVec::new(),
+            })
+        })
+    }
+
+    /// What the group knows of a database, to change.
+    pub fn group_mut(&mut self, db: Did) -> &mut GroupDb {
+        &mut self.active_mut().group_dbs[usize::from(db)]
+    }
+
+    /// Every backup attempt.
+    pub fn backups(&self) -> &[BackupRecord] {
+        self.active.as_ref().map_or(&[], |a| &a.backups)
+    }
+
+    /// Every read.
+    pub fn reads(&self) -> &[ReadRecord] {
+        self.active.as_ref().map_or(&[], |a| &a.reads)
+    }
+
+    /// The listener's round-robin positions.
+    pub fn round_robin(&self) -> &[u8] {
+        self.active.as_ref().map_or(&[], |a| &a.round_robin)
+    }
+
+    /// Every page repair.
+    pub fn repairs(&self) -> &[RepairRecord] {
+        self.active.as_ref().map_or(&[], |a| &a.repairs)
+    }
+
+    /// Lifecycle outcomes.
+    pub fn lifecycle(&self) -> &[LifecycleRecord] {
+        self.active.as_ref().map_or(&[], |a| &a.lifecycle)
     }
 
     /// The current history of a database: the log of the last promoted replica.
