@@ -28,6 +28,8 @@ pub const MIN_SESSION_TIMEOUT_S: u32 = 5;
 pub const MIN_HEALTH_CHECK_TIMEOUT_MS: u32 = 15_000;
 /// R-LIMIT-1: BACKUP_PRIORITY is 0..=100.
 pub const MAX_BACKUP_PRIORITY: u32 = 100;
+/// hadr numbers availability databases in one byte ([`DatabaseId`](crate::DatabaseId)).
+pub const MAX_DATABASES: usize = 255;
 
 /// An availability group: its replicas, databases and policies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -365,6 +367,12 @@ pub enum LimitViolation {
         /// Its length in characters.
         chars: usize,
     },
+    /// More databases than hadr can number.
+    #[error("the availability group has {count} databases; hadr numbers them in one byte, so the maximum is {MAX_DATABASES}")]
+    TooManyDatabases {
+        /// How many there are.
+        count: usize,
+    },
     /// Two databases share a name.
     #[error(
         "database name '{name}' appears more than once (names are compared case-insensitively)"
@@ -530,6 +538,7 @@ impl LimitViolation {
             TooFewReplicas { .. } | TooManySecondaries { .. } => "R-LIMIT-1",
             ReplicaNameEmpty { .. } | DuplicateReplicaName { .. } => "R-LIMIT-1",
             DatabaseNameLength { .. } | DuplicateDatabaseName { .. } => "R-LIMIT-1",
+            TooManyDatabases { .. } => "R-LIMIT-1",
             SessionTimeoutTooShort { .. } | HealthCheckTimeoutTooShort { .. } => "R-LIMIT-1",
             BackupPriorityOutOfRange { .. } | RequiredSynchronizedTooHigh { .. } => "R-LIMIT-1",
             FailureConditionLevelOutOfRange { .. } => "R-FAIL-7",
@@ -662,6 +671,11 @@ impl AgConfig {
                     name: replica.name.clone(),
                 });
             }
+        }
+        if self.databases.len() > MAX_DATABASES {
+            out.push(LimitViolation::TooManyDatabases {
+                count: self.databases.len(),
+            });
         }
         let mut seen = BTreeSet::new();
         for (index, database) in self.databases.iter().enumerate() {
@@ -1013,6 +1027,18 @@ mod tests {
         assert_eq!(
             violations_of(&c),
             vec![LimitViolation::TooFewReplicas { data_replicas: 1 }]
+        );
+    }
+
+    #[test]
+    fn databases_fit_their_one_byte_ids() {
+        let mut c = base();
+        c.databases = (0..MAX_DATABASES).map(|i| format!("d{i}")).collect();
+        assert!(violations_of(&c).is_empty());
+        c.databases.push("one_more".into());
+        assert_eq!(
+            violations_of(&c),
+            vec![LimitViolation::TooManyDatabases { count: 256 }]
         );
     }
 

@@ -451,6 +451,18 @@ pub enum BackupPreference {
     None,
 }
 
+impl BackupPreference {
+    /// The T-SQL keyword.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupPreference::Primary => "PRIMARY",
+            BackupPreference::SecondaryOnly => "SECONDARY_ONLY",
+            BackupPreference::Secondary => "SECONDARY",
+            BackupPreference::None => "NONE",
+        }
+    }
+}
+
 /// How `fn_hadr_backup_is_preferred_replica` breaks a tie between eligible replicas of the
 /// same BACKUP_PRIORITY (R-BACKUP-5 **\[param\]**).
 #[derive(
