@@ -192,6 +192,8 @@ pub struct CheckReport {
     pub properties: Vec<PropertyResult>,
     /// Action kinds that cannot happen in this configuration.
     pub not_applicable: Vec<NotApplicable>,
+    /// What the verdicts mean for this configuration, line by line.
+    pub advice: Vec<crate::advice::Advice>,
 }
 
 impl CheckReport {
@@ -378,7 +380,7 @@ pub fn check(
         })
         .collect();
     let secs = elapsed.as_secs_f64().max(1e-9);
-    CheckReport {
+    let mut report = CheckReport {
         ag: config.ag.name.clone(),
         mutant: mutant.map(Mutant::name),
         strategy: options.strategy,
@@ -392,7 +394,12 @@ pub fn check(
         complete: run.complete,
         properties,
         not_applicable,
+        advice: Vec::new(),
+    };
+    if report.complete {
+        report.advice = crate::advice::advise(config, &report);
     }
+    report
 }
 
 /// R-BACKUP-5 and R-READ-3 as functions of the group's state, checked over every combination

@@ -17,6 +17,7 @@
 //! `docs/spec.md` explains the model, what it abstracts away, and how to read a counterexample.
 
 pub mod action;
+pub mod advice;
 pub mod backup;
 pub mod check;
 pub mod config;
@@ -33,7 +34,7 @@ pub use action::{Action, ActionClass, ActionKind, Node};
 pub use check::{
     check, CheckOptions, CheckReport, Pass, Progress, PropertyResult, Stop, Strategy, Verdict,
 };
-pub use config::{Bounds, ModelConfig, ModelConfigError, DEFAULT_CONFIG_TOML};
+pub use config::{Bounds, ModelConfig, ModelConfigError, DEFAULT_CONFIG_TOML, SCRIPT_BOUNDS_TOML};
 pub use mutant::{Mutant, UnknownMutant};
 pub use properties::{all_specs, not_applicable, PropertyGroup, PropertyKind, PropertySpec};
 pub use render::{Step, Trace};

@@ -19,10 +19,9 @@
 //! with joins, such as this one, it can miss a violation. See `docs/spec.md`, "Liveness".
 
 use crate::action::ActionKind;
-use crate::backup::BackupKind;
 use crate::config::ModelConfig;
 use crate::spec::AgModel;
-use crate::state::{common_prefix, FailoverKind, State};
+use crate::state::{common_prefix, seen, FailoverKind, State};
 use hadr_types::{CommitOutcome, DefiniteReason, Role};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -484,61 +483,26 @@ fn converges_when_healthy(m: &AgModel, s: &State) -> bool {
 
 // ---------------------------------------------------------------------- active secondaries
 
-fn taken(b: &crate::state::BackupRecord) -> Option<(u8, u8)> {
-    match b.outcome {
-        crate::state::BackupOutcome::Taken { first, last } => Some((first, last)),
-        crate::state::BackupOutcome::Refused(_) => None,
-    }
+fn never(s: &State, flag: u32) -> bool {
+    !s.has_seen(flag)
 }
 
 fn secondary_backup_kinds(_: &AgModel, s: &State) -> bool {
-    s.backups()
-        .iter()
-        .all(|b| taken(b).is_none() || crate::backup::allowed_in_role(b.role, b.kind).is_ok())
+    never(s, seen::BACKUP_KIND_ON_SECONDARY)
 }
 
 fn secondary_backs_up_when_moving(_: &AgModel, s: &State) -> bool {
-    s.backups()
-        .iter()
-        .all(|b| taken(b).is_none() || b.role != Role::Secondary || b.data_moving)
+    never(s, seen::BACKUP_WHILE_NOT_MOVING)
 }
 
-/// The non-COPY_ONLY log backups of each database, in order, each continuing the previous one
-/// on its fork (a later fork may restart at or before the end, from its fork point).
-fn chain_links(
-    s: &State,
-) -> impl Iterator<Item = (&crate::state::BackupRecord, &crate::state::BackupRecord)> {
-    let logs: Vec<&crate::state::BackupRecord> = s
-        .backups()
-        .iter()
-        .filter(|b| b.kind == BackupKind::Log && taken(b).is_some())
-        .collect();
-    let mut links = Vec::new();
-    for (i, b) in logs.iter().enumerate() {
-        if let Some(prev) = logs[..i].iter().rev().find(|p| p.db == b.db) {
-            links.push((*prev, *b));
-        }
-    }
-    links.into_iter()
-}
-
+/// R-BACKUP-3: every log backup continued the chain on its fork (a later fork restarts at or
+/// before the end, from its fork point), covered only history, and no COPY_ONLY backup moved
+/// the chain or the differential base.
 fn one_log_chain(_: &AgModel, s: &State) -> bool {
-    let contiguous = chain_links(s).all(|(a, b)| {
-        let (_, a_last) = taken(a).expect("taken");
-        let (b_first, _) = taken(b).expect("taken");
-        if a.fork == b.fork {
-            b_first == a_last + 1
-        } else {
-            b_first <= a_last + 1
-        }
-    });
-    let clean = s.backups().iter().all(|b| {
-        taken(b).is_none()
-            || (b.content_in_history
-                && (!matches!(b.kind, BackupKind::CopyOnlyFull | BackupKind::CopyOnlyLog)
-                    || !b.moved_chain))
-    });
-    contiguous && clean
+    never(
+        s,
+        seen::BACKUP_CHAIN_BROKEN | seen::BACKUP_OUTSIDE_HISTORY | seen::COPY_ONLY_MOVED_CHAIN,
+    )
 }
 
 fn restoring_moves_nothing(_: &AgModel, s: &State) -> bool {
@@ -551,15 +515,7 @@ fn restoring_moves_nothing(_: &AgModel, s: &State) -> bool {
 }
 
 fn no_restore_on_availability_database(_: &AgModel, s: &State) -> bool {
-    s.lifecycle().iter().all(|l| {
-        !matches!(
-            l,
-            crate::state::LifecycleRecord::RestoreApplied {
-                to_joined: true,
-                ..
-            }
-        )
-    })
+    never(s, seen::RESTORED_JOINED_DATABASE)
 }
 
 fn removal_leaves_restoring(_: &AgModel, s: &State) -> bool {
@@ -574,86 +530,55 @@ fn removal_leaves_restoring(_: &AgModel, s: &State) -> bool {
 }
 
 fn repaired_from_primary_correctly(_: &AgModel, s: &State) -> bool {
-    s.repairs().iter().all(|r| !r.from_primary || r.correct)
+    never(s, seen::BAD_REPAIR_FROM_PRIMARY)
 }
 
 fn repaired_from_secondary_correctly(_: &AgModel, s: &State) -> bool {
-    s.repairs().iter().all(|r| r.from_primary || r.correct)
+    never(s, seen::BAD_REPAIR_FROM_SECONDARY)
 }
 
 fn reads_accepted(_: &AgModel, s: &State) -> bool {
-    s.reads().iter().all(|r| r.accepted)
+    never(s, seen::READ_NOT_ACCEPTED)
 }
 
 fn reads_see_redone_history(_: &AgModel, s: &State) -> bool {
-    s.reads().iter().all(|r| r.saw_redone_history)
-}
-
-fn refused_on_secondary(s: &State, kind: BackupKind) -> bool {
-    s.backups().iter().any(|b| {
-        b.kind == kind
-            && b.outcome
-                == crate::state::BackupOutcome::Refused(
-                    crate::backup::BackupRefusal::NotOnSecondary,
-                )
-    })
+    never(s, seen::READ_NOT_REDONE_HISTORY)
 }
 
 fn full_refused_on_secondary(_: &AgModel, s: &State) -> bool {
-    refused_on_secondary(s, BackupKind::Full)
+    s.has_seen(seen::FULL_REFUSED_ON_SECONDARY)
 }
 
 fn differential_refused_on_secondary(_: &AgModel, s: &State) -> bool {
-    refused_on_secondary(s, BackupKind::Differential)
+    s.has_seen(seen::DIFFERENTIAL_REFUSED_ON_SECONDARY)
 }
 
 fn copy_only_log_refused_on_secondary(_: &AgModel, s: &State) -> bool {
-    refused_on_secondary(s, BackupKind::CopyOnlyLog)
+    s.has_seen(seen::COPY_ONLY_LOG_REFUSED_ON_SECONDARY)
 }
 
 fn backup_refused_not_moving(_: &AgModel, s: &State) -> bool {
-    s.backups().iter().any(|b| {
-        b.outcome
-            == crate::state::BackupOutcome::Refused(
-                crate::backup::BackupRefusal::SecondaryNotSynchronizing,
-            )
-    })
+    s.has_seen(seen::BACKUP_REFUSED_NOT_MOVING)
 }
 
 fn restore_refused(_: &AgModel, s: &State) -> bool {
-    s.lifecycle()
-        .iter()
-        .any(|l| matches!(l, crate::state::LifecycleRecord::RestoreRefused { .. }))
+    s.has_seen(seen::RESTORE_REFUSED)
 }
 
 fn remove_primary_refused(_: &AgModel, s: &State) -> bool {
-    s.lifecycle()
-        .contains(&crate::state::LifecycleRecord::RemovePrimaryRefused)
+    s.has_seen(seen::REMOVE_PRIMARY_REFUSED)
 }
 
 fn read_routed_to_secondary(_: &AgModel, s: &State) -> bool {
-    s.reads().iter().any(|r| {
-        r.intent == hadr_types::ApplicationIntent::ReadOnly
-            && r.served.is_ok()
-            && !r.served_by_primary
-    })
+    s.has_seen(seen::READ_ON_SECONDARY)
 }
 
 fn read_falls_back_to_primary(_: &AgModel, s: &State) -> bool {
-    s.reads()
-        .iter()
-        .any(|r| r.intent == hadr_types::ApplicationIntent::ReadOnly && r.served_by_primary)
+    s.has_seen(seen::READ_FELL_BACK_TO_PRIMARY)
 }
 
 fn hazard_h6(_: &AgModel, s: &State) -> bool {
-    chain_links(s).any(|(a, b)| {
-        let (a_first, a_last) = taken(a).expect("taken");
-        let (b_first, b_last) = taken(b).expect("taken");
-        a.replica != b.replica
-            && a.fork == b.fork
-            && b_first == a_last + 1
-            && (a_last >= a_first || b_last >= b_first)
-    })
+    s.has_seen(seen::CHAIN_ACROSS_REPLICAS)
 }
 
 // ---------------------------------------------------------------------- hazards

@@ -213,41 +213,41 @@ pub fn step_effect(m: &AgModel, before: &State, action: &Action, after: &State) 
                 }
             ))
         }
-        Action::Backup { .. } => after.backups().last().map(|b| match b.outcome {
-            crate::state::BackupOutcome::Refused(reason) => reason.to_string(),
-            crate::state::BackupOutcome::Taken { first, last } if b.kind.is_log() => {
-                if last < first {
-                    format!("taken: no new log (chain at LSN {last})")
-                } else {
-                    format!("taken: LSN {first}..={last}")
+        Action::Backup { replica, db, kind } => {
+            let decision = m.backup_decision(before, replica, db, kind);
+            Some(match decision.outcome {
+                crate::state::BackupOutcome::Refused(reason) => reason.to_string(),
+                crate::state::BackupOutcome::Taken { first, last } if kind.is_log() => {
+                    if last < first {
+                        format!("taken: no new log (chain at LSN {last})")
+                    } else {
+                        format!("taken: LSN {first}..={last}")
+                    }
                 }
-            }
-            crate::state::BackupOutcome::Taken { .. } => "taken".to_string(),
-        }),
-        Action::ClientRead { .. } => after.reads().last().map(|read| match read.served {
-            Ok(r) => format!("served by {}", c.replica_name(r)),
-            Err(why) => format!("refused: {why}"),
-        }),
-        Action::RestoreDatabase { .. } | Action::RemoveReplica { .. } => (after.lifecycle().len()
-            > before.lifecycle().len())
-        .then(|| match after.lifecycle().last() {
-            Some(crate::state::LifecycleRecord::RestoreRefused { .. }) => {
-                "refused: RESTORE is not allowed on an availability database (R-DB-3)".to_string()
-            }
-            Some(crate::state::LifecycleRecord::RemovePrimaryRefused) => {
-                "refused: the primary replica cannot be removed (R-DB-4)".to_string()
-            }
-            _ => "applied: the database is RESTORING".to_string(),
-        }),
-        Action::RepairFromPrimary { .. } | Action::RepairFromSecondary { .. } => {
-            after.repairs().last().map(|rp| {
-                if rp.correct {
-                    "the page matches its source as of the needed LSN".to_string()
-                } else {
-                    "the page does NOT match its source as of the needed LSN".to_string()
-                }
+                crate::state::BackupOutcome::Taken { .. } => "taken".to_string(),
             })
         }
+        Action::ClientRead { db, intent } => {
+            Some(match m.read_decision(before, db, intent).served {
+                Ok(r) => format!("served by {}", c.replica_name(r)),
+                Err(why) => format!("refused: {why}"),
+            })
+        }
+        Action::RestoreDatabase { replica, db } => {
+            Some(match m.restore_source(before, replica, db) {
+                Some(_) => "applied: the database is RESTORING".to_string(),
+                None => "refused: RESTORE is not allowed on an availability database (R-DB-3)"
+                    .to_string(),
+            })
+        }
+        Action::RemoveReplica { replica } => (before.serving_primary() == Some(replica))
+            .then(|| "refused: the primary replica cannot be removed (R-DB-4)".to_string()),
+        Action::RepairFromPrimary { replica, db } => Some(repair_words(
+            m.repair_from_primary_correct(before, replica, db),
+        )),
+        Action::RepairFromSecondary { db, from } => Some(repair_words(
+            m.repair_from_secondary_correct(before, db, from),
+        )),
         Action::Connect { replica } => after
             .dbs_of(replica)
             .iter()
@@ -259,6 +259,14 @@ pub fn step_effect(m: &AgModel, before: &State, action: &Action, after: &State) 
                 )
             }),
         _ => None,
+    }
+}
+
+fn repair_words(correct: bool) -> String {
+    if correct {
+        "the page matches its source as of the needed LSN".to_string()
+    } else {
+        "the page does NOT match its source as of the needed LSN".to_string()
     }
 }
 

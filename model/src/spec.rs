@@ -18,9 +18,8 @@ use crate::config::ModelConfig;
 use crate::mutant::Mutant;
 use crate::routing::{accepts, route, ReplicaRouteView, RouteView};
 use crate::state::{
-    common_prefix, pair_bit, BackupOutcome, BackupRecord, Db, Did, FailoverKind, FailoverRecord,
-    LifecycleRecord, Manager, Net, Page, ReadRecord, Rec, RepairRecord, Replica, Rid, Spent, State,
-    Txn,
+    common_prefix, pair_bit, seen, BackupOutcome, Db, Did, FailoverKind, FailoverRecord, LogBackup,
+    Manager, Net, Page, Rec, Replica, Rid, Spent, State, Txn,
 };
 use hadr_types::{ApplicationIntent, SyncState};
 use hadr_types::{ClusterType, CommitOutcome, DefiniteReason, FailureCondition, Role};
@@ -835,8 +834,29 @@ impl AgModel {
             Action::ResolveToSecondary { replica } => {
                 n.replicas[usize::from(replica)].role = Role::Secondary;
             }
-            Action::ClientRead { db, intent } => self.client_read(s, &mut n, db, intent),
-            Action::Backup { replica, db, kind } => self.backup(s, &mut n, replica, db, kind),
+            Action::ClientRead { db, intent } => {
+                let decision = self.read_decision(s, db, intent);
+                n.spent.reads += 1;
+                let a = n.active_mut();
+                a.round_robin = decision.round_robin;
+                a.seen |= decision.flags;
+            }
+            Action::Backup { replica, db, kind } => {
+                let decision = self.backup_decision(s, replica, db, kind);
+                n.spent.backups += 1;
+                let databases = usize::from(n.databases);
+                let a = n.active_mut();
+                a.seen |= decision.flags;
+                let g = &mut a.group_dbs[usize::from(db)];
+                g.differential_base |= decision.sets_differential_base;
+                if let Some(backup) = decision.log_backup {
+                    g.log_chain_end = backup.last;
+                    a.last_log_backup[usize::from(db)] = Some(backup);
+                }
+                if let Some(end) = decision.own_chain_end {
+                    a.own_chain_end[usize::from(replica) * databases + usize::from(db)] = end;
+                }
+            }
             Action::AddDatabase { db } => {
                 n.spent.database_changes += 1;
                 n.group_mut(db).in_group = true;
@@ -859,9 +879,7 @@ impl AgModel {
             Action::RemoveReplica { replica } => {
                 n.spent.database_changes += 1;
                 if s.serving_primary() == Some(replica) {
-                    n.active_mut()
-                        .lifecycle
-                        .push(LifecycleRecord::RemovePrimaryRefused);
+                    n.active_mut().seen |= seen::REMOVE_PRIMARY_REFUSED;
                 } else {
                     close_session(&mut n, replica);
                     n.replicas[usize::from(replica)].removed = true;
@@ -872,27 +890,20 @@ impl AgModel {
             }
             Action::RestoreDatabase { replica, db } => {
                 n.spent.database_changes += 1;
-                let joined = Self::joined(s, replica, db);
-                let source = s.serving_primary().filter(|&p| p != replica);
-                match source {
-                    Some(p) if !joined || self.has(Mutant::RestoreOnAvailabilityDatabase) => {
+                let to_joined = Self::joined(s, replica, db);
+                match self.restore_source(s, replica, db) {
+                    Some(p) => {
                         let log = s.db(p, db).log;
                         let d = n.db_mut(replica, db);
                         leave_group(d);
                         d.log = log;
                         d.hardened = log.len() as u8;
                         d.redone = d.hardened;
-                        n.active_mut()
-                            .lifecycle
-                            .push(LifecycleRecord::RestoreApplied {
-                                replica,
-                                to_joined: joined,
-                            });
+                        if to_joined {
+                            n.active_mut().seen |= seen::RESTORED_JOINED_DATABASE;
+                        }
                     }
-                    _ => n
-                        .active_mut()
-                        .lifecycle
-                        .push(LifecycleRecord::RestoreRefused { replica }),
+                    None => n.active_mut().seen |= seen::RESTORE_REFUSED,
                 }
             }
             Action::JoinDatabase { replica, db } => {
@@ -931,40 +942,18 @@ impl AgModel {
                 d.reverting = false;
             }
             Action::RepairFromPrimary { replica, db } => {
-                let Page::Corrupt { needed } = s.db(replica, db).page else {
-                    unreachable!("guarded: the page is corrupt")
-                };
-                let history = s.history(db);
-                let version = if self.has(Mutant::RepairFromPrimaryCurrentPage) {
-                    history.len()
-                } else {
-                    usize::from(needed)
-                };
-                let copy = &history[..version.min(history.len())];
-                let correct = *copy == s.db(replica, db).log[..usize::from(needed)];
+                if !self.repair_from_primary_correct(s, replica, db) {
+                    n.active_mut().seen |= seen::BAD_REPAIR_FROM_PRIMARY;
+                }
                 n.db_mut(replica, db).page = Page::Healthy;
-                n.active_mut().repairs.push(RepairRecord {
-                    replica,
-                    db,
-                    from_primary: true,
-                    correct,
-                });
             }
             Action::RepairFromSecondary { db, from } => {
-                let p = s.serving_primary().expect("guarded: a serving primary");
-                let Page::Corrupt { needed } = s.db(p, db).page else {
-                    unreachable!("guarded: the page is corrupt")
-                };
-                let source = s.db(from, db);
-                let have = usize::from(needed.min(source.redone));
-                let correct = source.log[..have] == s.history(db)[..usize::from(needed)];
-                n.db_mut(p, db).page = Page::Healthy;
-                n.active_mut().repairs.push(RepairRecord {
-                    replica: p,
-                    db,
-                    from_primary: false,
-                    correct,
-                });
+                if !self.repair_from_secondary_correct(s, db, from) {
+                    n.active_mut().seen |= seen::BAD_REPAIR_FROM_SECONDARY;
+                }
+                if let Some(p) = s.serving_primary() {
+                    n.db_mut(p, db).page = Page::Healthy;
+                }
             }
         }
         n
@@ -1080,10 +1069,9 @@ impl AgModel {
         }
     }
 
-    /// R-READ: a client connects through the listener and reads; the record keeps who served
-    /// it and whether what it saw was allowed.
-    fn client_read(&self, s: &State, n: &mut State, db: Did, intent: ApplicationIntent) {
-        n.spent.reads += 1;
+    /// R-READ: where the listener sends a read, what the reader sees, and the flags that
+    /// raises (the step and its rendering both use this).
+    pub fn read_decision(&self, s: &State, db: Did, intent: ApplicationIntent) -> ReadDecision {
         let view = self.route_view(s, db);
         let mut rr: Vec<usize> = s.round_robin().iter().map(|&x| usize::from(x)).collect();
         let served = if s.group(db).in_group {
@@ -1091,38 +1079,49 @@ impl AgModel {
         } else {
             Err(crate::routing::ConnectionRefusal::NoRoute)
         };
-        n.active_mut().round_robin = rr.iter().map(|&x| x as u8).collect();
-        let (accepted, saw_redone_history) = match served {
-            Err(_) => (true, true),
-            Ok(r) => {
-                let v = &view.replicas[r];
-                let d = s.db(r as Rid, db);
-                let seen = if v.role == Some(Role::Primary) {
-                    &d.log[..]
-                } else {
-                    &d.log[..usize::from(d.redone)]
-                };
-                (
-                    accepts(v.role, v.secondary, v.primary, intent).is_ok(),
-                    s.history(db).starts_with(seen),
-                )
+        let mut flags = 0;
+        let mut by_primary = false;
+        if let Ok(r) = served {
+            let v = &view.replicas[r];
+            by_primary = v.role == Some(Role::Primary);
+            let d = s.db(r as Rid, db);
+            let seen_log = if by_primary {
+                &d.log[..]
+            } else {
+                &d.log[..usize::from(d.redone)]
+            };
+            if accepts(v.role, v.secondary, v.primary, intent).is_err() {
+                flags |= seen::READ_NOT_ACCEPTED;
             }
-        };
-        n.active_mut().reads.push(ReadRecord {
-            db,
-            intent,
-            served_by_primary: served.is_ok_and(|r| view.replicas[r].role == Some(Role::Primary)),
+            if !s.history(db).starts_with(seen_log) {
+                flags |= seen::READ_NOT_REDONE_HISTORY;
+            }
+            if intent == ApplicationIntent::ReadOnly {
+                flags |= if by_primary {
+                    seen::READ_FELL_BACK_TO_PRIMARY
+                } else {
+                    seen::READ_ON_SECONDARY
+                };
+            }
+        }
+        ReadDecision {
             served: served.map(|r| r as Rid),
-            accepted,
-            saw_redone_history,
-        });
+            by_primary,
+            round_robin: rr.iter().map(|&x| x as u8).collect(),
+            flags,
+        }
     }
 
-    /// R-BACKUP-1/2/3: a backup attempt on one replica. Log backups continue the group's log
-    /// chain, which the primary keeps (a secondary learns it through its session); COPY_ONLY
-    /// backups move neither the chain nor the differential base.
-    fn backup(&self, s: &State, n: &mut State, replica: Rid, db: Did, kind: BackupKind) {
-        n.spent.backups += 1;
+    /// R-BACKUP-1/2/3: what a backup attempt on one replica does. Log backups continue the
+    /// group's log chain, which the primary keeps (a secondary learns it through its session);
+    /// COPY_ONLY backups move neither the chain nor the differential base.
+    pub fn backup_decision(
+        &self,
+        s: &State,
+        replica: Rid,
+        db: Did,
+        kind: BackupKind,
+    ) -> BackupDecision {
         let role = s.replicas[usize::from(replica)].role;
         let on_primary = s.serving_primary() == Some(replica);
         let data_moving = on_primary
@@ -1131,6 +1130,13 @@ impl AgModel {
                 Some(SyncState::Synchronizing | SyncState::Synchronized)
             );
         let group = s.group(db);
+        let mut decision = BackupDecision {
+            outcome: BackupOutcome::Taken { first: 0, last: 0 },
+            flags: 0,
+            log_backup: None,
+            sets_differential_base: false,
+            own_chain_end: None,
+        };
         let refusal = allowed_in_role(role, kind)
             .err()
             .or_else(|| {
@@ -1143,62 +1149,131 @@ impl AgModel {
                 (kind == BackupKind::Differential && !group.differential_base)
                     .then_some(BackupRefusal::NoDifferentialBase)
             });
+        if let Some(reason) = refusal {
+            decision.outcome = BackupOutcome::Refused(reason);
+            decision.flags = match (reason, kind) {
+                (BackupRefusal::NotOnSecondary, BackupKind::Full) => {
+                    seen::FULL_REFUSED_ON_SECONDARY
+                }
+                (BackupRefusal::NotOnSecondary, BackupKind::Differential) => {
+                    seen::DIFFERENTIAL_REFUSED_ON_SECONDARY
+                }
+                (BackupRefusal::NotOnSecondary, BackupKind::CopyOnlyLog) => {
+                    seen::COPY_ONLY_LOG_REFUSED_ON_SECONDARY
+                }
+                (BackupRefusal::SecondaryNotSynchronizing, _) => seen::BACKUP_REFUSED_NOT_MOVING,
+                _ => 0,
+            };
+            return decision;
+        }
+        // Taken: the ghost checks of R-BACKUP-1..3.
+        if role == Role::Secondary && allowed_in_role(role, kind).is_err() {
+            decision.flags |= seen::BACKUP_KIND_ON_SECONDARY;
+        }
+        if role == Role::Secondary && !data_moving {
+            decision.flags |= seen::BACKUP_WHILE_NOT_MOVING;
+        }
         let d = s.db(replica, db);
         let hardened = usize::from(d.hardened);
         let history = s.history(db);
-        let mut record = BackupRecord {
-            replica,
-            db,
-            kind,
-            role,
-            data_moving,
-            fork: s.manager.epoch,
-            // A full or differential backup covers the data, not an LSN range of the chain.
-            outcome: BackupOutcome::Taken { first: 0, last: 0 },
-            content_in_history: history.starts_with(&d.log[..hardened]),
-            moved_chain: false,
-        };
-        let g = n.group_mut(db);
-        match (refusal, kind) {
-            (Some(reason), _) => record.outcome = BackupOutcome::Refused(reason),
-            (None, BackupKind::Full) => {
-                record.moved_chain = !g.differential_base;
-                g.differential_base = true;
-            }
-            (None, BackupKind::CopyOnlyFull) => {
-                if self.has(Mutant::CopyOnlyBackupMovesChain) {
-                    record.moved_chain = !g.differential_base;
-                    g.differential_base = true;
+        if !history.starts_with(&d.log[..hardened]) {
+            decision.flags |= seen::BACKUP_OUTSIDE_HISTORY;
+        }
+        match kind {
+            BackupKind::Full => decision.sets_differential_base = true,
+            BackupKind::CopyOnlyFull if self.has(Mutant::CopyOnlyBackupMovesChain) => {
+                decision.sets_differential_base = true;
+                if !group.differential_base {
+                    decision.flags |= seen::COPY_ONLY_MOVED_CHAIN;
                 }
             }
-            (None, BackupKind::Differential) => {}
-            (None, BackupKind::Log | BackupKind::CopyOnlyLog) => {
-                let chain_end = if self.has(Mutant::SecondaryLogBackupOwnChain) {
-                    s.backups()
-                        .iter()
-                        .rev()
-                        .find(|b| b.replica == replica && b.db == db && b.kind == BackupKind::Log)
-                        .map_or(0, |b| match b.outcome {
-                            BackupOutcome::Taken { last, .. } => last,
-                            BackupOutcome::Refused(_) => 0,
-                        })
+            BackupKind::CopyOnlyFull | BackupKind::Differential => {}
+            BackupKind::Log | BackupKind::CopyOnlyLog => {
+                let own_chain = self.has(Mutant::SecondaryLogBackupOwnChain);
+                let chain_end = if own_chain {
+                    s.active.as_ref().map_or(0, |a| {
+                        a.own_chain_end
+                            [usize::from(replica) * usize::from(s.databases) + usize::from(db)]
+                    })
                 } else {
-                    g.log_chain_end
+                    group.log_chain_end
                 };
                 let first = chain_end + 1;
                 let last = (hardened as u8).max(chain_end);
                 let range = usize::from(chain_end)..usize::from(last);
-                record.outcome = BackupOutcome::Taken { first, last };
-                record.content_in_history =
-                    range.is_empty() || history.get(range.clone()) == d.log.get(range);
+                if !range.is_empty() && history.get(range.clone()) != d.log.get(range) {
+                    decision.flags |= seen::BACKUP_OUTSIDE_HISTORY;
+                }
+                decision.outcome = BackupOutcome::Taken { first, last };
                 let moves = kind == BackupKind::Log || self.has(Mutant::CopyOnlyBackupMovesChain);
                 if moves {
-                    record.moved_chain = last != g.log_chain_end;
-                    g.log_chain_end = last;
+                    if kind == BackupKind::CopyOnlyLog && last != group.log_chain_end {
+                        decision.flags |= seen::COPY_ONLY_MOVED_CHAIN;
+                    }
+                    let fork = s.manager.epoch;
+                    if let Some(prev) = s.last_log_backup(db) {
+                        let contiguous = first == prev.last + 1;
+                        if (prev.fork == fork && !contiguous)
+                            || (prev.fork != fork && first > prev.last + 1)
+                        {
+                            decision.flags |= seen::BACKUP_CHAIN_BROKEN;
+                        }
+                        let something = prev.last >= prev.first || last >= first;
+                        if prev.replica != replica && prev.fork == fork && contiguous && something {
+                            decision.flags |= seen::CHAIN_ACROSS_REPLICAS;
+                        }
+                    }
+                    decision.log_backup = Some(LogBackup {
+                        replica,
+                        fork,
+                        first,
+                        last,
+                    });
+                    if own_chain {
+                        decision.own_chain_end = Some(last);
+                    }
                 }
             }
         }
-        n.active_mut().backups.push(record);
+        decision
+    }
+
+    /// R-DB-3: the replica a RESTORE … WITH NORECOVERY copies from (the serving primary), or
+    /// `None` when it is refused because the database is a joined availability database.
+    pub fn restore_source(&self, s: &State, replica: Rid, db: Did) -> Option<Rid> {
+        let joined = Self::joined(s, replica, db);
+        s.serving_primary()
+            .filter(|&p| p != replica)
+            .filter(|_| !joined || self.has(Mutant::RestoreOnAvailabilityDatabase))
+    }
+
+    /// R-PAGE-1: whether the copy a secondary gets from the primary equals the page as of the
+    /// LSN it needs (its redo LSN).
+    pub fn repair_from_primary_correct(&self, s: &State, replica: Rid, db: Did) -> bool {
+        let Page::Corrupt { needed } = s.db(replica, db).page else {
+            return true;
+        };
+        let history = s.history(db);
+        let version = if self.has(Mutant::RepairFromPrimaryCurrentPage) {
+            history.len()
+        } else {
+            usize::from(needed)
+        };
+        history[..version.min(history.len())] == s.db(replica, db).log[..usize::from(needed)]
+    }
+
+    /// R-PAGE-2: whether the copy the primary gets from a secondary equals its page as of the
+    /// LSN it requested.
+    pub fn repair_from_secondary_correct(&self, s: &State, db: Did, from: Rid) -> bool {
+        let Some(p) = s.serving_primary() else {
+            return true;
+        };
+        let Page::Corrupt { needed } = s.db(p, db).page else {
+            return true;
+        };
+        let source = s.db(from, db);
+        let have = usize::from(needed.min(source.redone));
+        source.log[..have] == s.history(db)[..usize::from(needed)]
     }
 
     /// A failover to `target`: a new recovery fork starts on the target's log.
@@ -1310,6 +1385,36 @@ impl AgModel {
             .iter()
             .any(|a| !a.kind().class().is_environment() && self.enabled(s, a))
     }
+}
+
+/// What a read does: who serves it (or why nobody does), the listener's next round-robin
+/// positions, and the `seen` flags it raises.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadDecision {
+    /// The replica that serves it, or why none does.
+    pub served: Result<Rid, crate::routing::ConnectionRefusal>,
+    /// It is served by the primary.
+    pub by_primary: bool,
+    /// The listener's round-robin positions afterwards.
+    pub round_robin: SmallVec<[u8; 2]>,
+    /// Flags of `state::seen` it raises.
+    pub flags: u32,
+}
+
+/// What a backup attempt does: its outcome, the `seen` flags it raises, and how it moves the
+/// log chain and the differential base.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackupDecision {
+    /// Taken (with the LSN range of a log backup) or refused.
+    pub outcome: BackupOutcome,
+    /// Flags of `state::seen` it raises.
+    pub flags: u32,
+    /// The new last link of the log chain, when it moves the chain.
+    pub log_backup: Option<LogBackup>,
+    /// It makes a differential base.
+    pub sets_differential_base: bool,
+    /// Under the own-chain mutant: the replica's own chain end afterwards.
+    pub own_chain_end: Option<u8>,
 }
 
 /// A primary stops being one: clients and sessions are dropped.

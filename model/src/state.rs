@@ -13,9 +13,8 @@
 //!         └─ failovers[f] ─── ghost record of every failover (kind, from, to, readiness …)
 //! ```
 
-use crate::backup::{BackupKind, BackupRefusal};
-use crate::routing::ConnectionRefusal;
-use hadr_types::{ApplicationIntent, CommitOutcome, Role, SuspendReason};
+use crate::backup::BackupRefusal;
+use hadr_types::{CommitOutcome, Role, SuspendReason};
 use smallvec::SmallVec;
 
 /// A replica, by index into the configuration's replica list.
@@ -189,76 +188,60 @@ pub enum BackupOutcome {
     Refused(BackupRefusal),
 }
 
-/// One backup attempt (history for R-BACKUP; ghost fields computed when it was taken).
+/// The last log backup of a database's chain (R-BACKUP-3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BackupRecord {
+pub struct LogBackup {
     /// Where it was taken.
     pub replica: Rid,
-    /// Of which database.
-    pub db: Did,
-    /// What kind.
-    pub kind: BackupKind,
-    /// The replica's role then.
-    pub role: Role,
-    /// Ghost: the database was moving data then (SYNCHRONIZING or SYNCHRONIZED, or primary).
-    pub data_moving: bool,
     /// The fork (manager epoch) it was taken on.
     pub fork: u8,
-    /// Taken or refused.
-    pub outcome: BackupOutcome,
-    /// Ghost: the log it covers equals the history's at those LSNs.
-    pub content_in_history: bool,
-    /// Ghost: it moved the log chain or the differential base.
-    pub moved_chain: bool,
+    /// First LSN covered.
+    pub first: u8,
+    /// Last LSN covered (below `first` when it covers nothing new).
+    pub last: u8,
 }
 
-/// One client read through the listener (R-READ).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ReadRecord {
-    /// The database read.
-    pub db: Did,
-    /// The connection's ApplicationIntent.
-    pub intent: ApplicationIntent,
-    /// The replica that served it, or why none did.
-    pub served: Result<Rid, ConnectionRefusal>,
-    /// It was served by the primary.
-    pub served_by_primary: bool,
-    /// Ghost: the serving replica accepts such a connection in its role (R-READ-1).
-    pub accepted: bool,
-    /// Ghost: it saw only data of the history, and on a secondary only redone data (R-READ-2).
-    pub saw_redone_history: bool,
-}
-
-/// One automatic page repair (R-PAGE).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RepairRecord {
-    /// The replica whose page was repaired.
-    pub replica: Rid,
-    /// The database.
-    pub db: Did,
-    /// Repaired from the primary (a secondary's page) or from a secondary (the primary's).
-    pub from_primary: bool,
-    /// Ghost: the copy equals the source's page as of the needed LSN.
-    pub correct: bool,
-}
-
-/// A lifecycle command's outcome worth remembering (R-DB).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum LifecycleRecord {
+/// What the optional features' properties need to know of the past, as flags raised once
+/// (history variables): a violation of a rule, or a behaviour the rules must allow.
+pub mod seen {
+    /// R-BACKUP-1 broken: a secondary took a kind of backup it may not.
+    pub const BACKUP_KIND_ON_SECONDARY: u32 = 1 << 0;
+    /// R-BACKUP-2 broken: a secondary backed up while not moving data.
+    pub const BACKUP_WHILE_NOT_MOVING: u32 = 1 << 1;
+    /// R-BACKUP-3 broken: a log backup did not start where the chain ended (same fork).
+    pub const BACKUP_CHAIN_BROKEN: u32 = 1 << 2;
+    /// R-BACKUP-3 broken: a backup covered log that is not the history's.
+    pub const BACKUP_OUTSIDE_HISTORY: u32 = 1 << 3;
+    /// R-BACKUP-3 broken: a COPY_ONLY backup moved the chain or the differential base.
+    pub const COPY_ONLY_MOVED_CHAIN: u32 = 1 << 4;
+    /// A full backup was refused on a secondary (R-BACKUP-1).
+    pub const FULL_REFUSED_ON_SECONDARY: u32 = 1 << 5;
+    /// A differential backup was refused on a secondary (R-BACKUP-1).
+    pub const DIFFERENTIAL_REFUSED_ON_SECONDARY: u32 = 1 << 6;
+    /// A COPY_ONLY log backup was refused on a secondary (R-BACKUP-1).
+    pub const COPY_ONLY_LOG_REFUSED_ON_SECONDARY: u32 = 1 << 7;
+    /// A backup was refused on a secondary that was not moving data (R-BACKUP-2).
+    pub const BACKUP_REFUSED_NOT_MOVING: u32 = 1 << 8;
+    /// H6: two log backups on two replicas formed one chain.
+    pub const CHAIN_ACROSS_REPLICAS: u32 = 1 << 9;
+    /// R-READ-1 broken: a replica served a connection it does not accept.
+    pub const READ_NOT_ACCEPTED: u32 = 1 << 10;
+    /// R-READ-2 broken: a read saw data outside the history, or not yet redone.
+    pub const READ_NOT_REDONE_HISTORY: u32 = 1 << 11;
+    /// A read-intent connection was served by a secondary (R-READ-3).
+    pub const READ_ON_SECONDARY: u32 = 1 << 12;
+    /// A read-intent connection fell back to the primary (R-READ-3).
+    pub const READ_FELL_BACK_TO_PRIMARY: u32 = 1 << 13;
+    /// R-PAGE-1 broken: a page repaired from the primary differs from its source.
+    pub const BAD_REPAIR_FROM_PRIMARY: u32 = 1 << 14;
+    /// R-PAGE-2 broken: a page repaired from a secondary differs from its source.
+    pub const BAD_REPAIR_FROM_SECONDARY: u32 = 1 << 15;
     /// RESTORE on an availability database was refused (R-DB-3).
-    RestoreRefused {
-        /// Where.
-        replica: Rid,
-    },
-    /// A restore WITH NORECOVERY was applied.
-    RestoreApplied {
-        /// Where.
-        replica: Rid,
-        /// Ghost: the database was a joined availability database (R-DB-3 forbids it).
-        to_joined: bool,
-    },
+    pub const RESTORE_REFUSED: u32 = 1 << 16;
     /// REMOVE REPLICA of the primary was refused (R-DB-4).
-    RemovePrimaryRefused,
+    pub const REMOVE_PRIMARY_REFUSED: u32 = 1 << 17;
+    /// R-DB-3 broken: RESTORE was applied to a joined availability database.
+    pub const RESTORED_JOINED_DATABASE: u32 = 1 << 18;
 }
 
 /// The network: which links are cut.
@@ -387,16 +370,15 @@ pub struct State {
 pub struct Active {
     /// The group's databases (membership, log backup chain, differential base).
     pub group_dbs: SmallVec<[GroupDb; 1]>,
-    /// Every backup attempt.
-    pub backups: SmallVec<[BackupRecord; 1]>,
-    /// Every read.
-    pub reads: SmallVec<[ReadRecord; 1]>,
+    /// The last log backup of each database's chain.
+    pub last_log_backup: SmallVec<[Option<LogBackup>; 1]>,
+    /// Under the `secondary-log-backup-own-chain` mutant only: where each replica's own last
+    /// log backup of each database ended (replica-major, like `State::dbs`).
+    pub own_chain_end: SmallVec<[u8; 3]>,
     /// The listener's round-robin positions (R-READ-3).
     pub round_robin: SmallVec<[u8; 2]>,
-    /// Every page repair.
-    pub repairs: SmallVec<[RepairRecord; 1]>,
-    /// Lifecycle outcomes.
-    pub lifecycle: SmallVec<[LifecycleRecord; 1]>,
+    /// Flags of `seen` raised so far.
+    pub seen: u32,
 }
 
 impl GroupDb {
@@ -484,14 +466,14 @@ impl State {
     /// The optional features' memory, created on first use.
     pub fn active_mut(&mut self) -> &mut Active {
         let databases = self.databases;
+        let replicas = self.replicas.len();
         self.active.get_or_insert_with(|| {
             Box::new(Active {
                 group_dbs: (0..databases).map(|_| GroupDb::INITIAL).collect(),
-                backups: SmallVec::new(),
-                reads: SmallVec::new(),
+                last_log_backup: (0..databases).map(|_| None).collect(),
+                own_chain_end: SmallVec::from_elem(0, replicas * usize::from(databases)),
                 round_robin: SmallVec::new(),
-                repairs: SmallVec::new(),
-                lifecycle: SmallVec::new(),
+                seen: 0,
             })
         })
     }
@@ -501,29 +483,21 @@ impl State {
         &mut self.active_mut().group_dbs[usize::from(db)]
     }
 
-    /// Every backup attempt.
-    pub fn backups(&self) -> &[BackupRecord] {
-        self.active.as_ref().map_or(&[], |a| &a.backups)
+    /// Whether a flag of `seen` was raised.
+    pub fn has_seen(&self, flag: u32) -> bool {
+        self.active.as_ref().is_some_and(|a| a.seen & flag != 0)
     }
 
-    /// Every read.
-    pub fn reads(&self) -> &[ReadRecord] {
-        self.active.as_ref().map_or(&[], |a| &a.reads)
+    /// The last log backup of a database's chain.
+    pub fn last_log_backup(&self, db: Did) -> Option<LogBackup> {
+        self.active
+            .as_ref()
+            .and_then(|a| a.last_log_backup[usize::from(db)])
     }
 
     /// The listener's round-robin positions.
     pub fn round_robin(&self) -> &[u8] {
         self.active.as_ref().map_or(&[], |a| &a.round_robin)
-    }
-
-    /// Every page repair.
-    pub fn repairs(&self) -> &[RepairRecord] {
-        self.active.as_ref().map_or(&[], |a| &a.repairs)
-    }
-
-    /// Lifecycle outcomes.
-    pub fn lifecycle(&self) -> &[LifecycleRecord] {
-        self.active.as_ref().map_or(&[], |a| &a.lifecycle)
     }
 
     /// The current history of a database: the log of the last promoted replica.
