@@ -5,7 +5,7 @@
 
 use crate::cli::CheckArgs;
 use crate::format::{count, describe_config, seconds};
-use crate::{load_config, parse_mutant, CliError, Exit};
+use crate::{load_config, load_tsql, parse_mutant, CliError, Exit};
 use hadr_model::{
     check, CheckOptions, CheckReport, ModelConfig, Mutant, Pass, Progress, PropertyGroup,
     PropertyResult, Stop, Strategy, Verdict,
@@ -22,7 +22,10 @@ pub fn run(args: &CheckArgs) -> Result<Exit, CliError> {
         return Ok(Exit::Passed);
     }
     let mutant = parse_mutant(args.mutant.as_deref())?;
-    let config = load_config(args.config.as_deref(), mutant)?;
+    let config = match &args.tsql {
+        Some(script) => load_tsql(script, args.bounds.as_deref())?,
+        None => load_config(args.config.as_deref(), mutant)?,
+    };
     let options = options(args, mutant);
     if !args.json {
         println!("{}", header(&config, mutant, &options));
@@ -46,7 +49,11 @@ pub fn run(args: &CheckArgs) -> Result<Exit, CliError> {
             .map_err(std::io::Error::from)?;
         writeln!(out)?;
     } else {
-        write!(out, "{}", text_report(&report))?;
+        write!(
+            out,
+            "{}",
+            text_report(&report, args.advice || args.tsql.is_some())
+        )?;
     }
     Ok(exit_of(&report))
 }
@@ -133,7 +140,7 @@ pub fn list_mutants(json: bool) -> String {
 
 /// The report in text: every property with its verdict, counterexamples, the figures, the
 /// verdict.
-pub fn text_report(report: &CheckReport) -> String {
+pub fn text_report(report: &CheckReport, advice: bool) -> String {
     let mut out = String::new();
     let section = |out: &mut String, title: &str, group: PropertyGroup, all: bool| {
         let _ = writeln!(out, "\n{title}");
@@ -224,6 +231,18 @@ pub fn text_report(report: &CheckReport) -> String {
             " · INCOMPLETE"
         }
     );
+    if advice {
+        let _ = writeln!(
+            out,
+            "\nadvice (each line from the verdicts of the properties named)"
+        );
+        if report.advice.is_empty() {
+            let _ = writeln!(out, "  none: the search did not complete");
+        }
+        for a in &report.advice {
+            let _ = writeln!(out, "  - {}  [{}]", a.text, a.backed_by.join(", "));
+        }
+    }
     let _ = writeln!(out, "verdict: {}", verdict_line(report));
     out
 }

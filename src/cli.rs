@@ -29,6 +29,17 @@ pub struct CheckArgs {
     /// `model/configs/default.toml`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Check the availability group a T-SQL script creates (CREATE AVAILABILITY GROUP …),
+    /// with --bounds or the embedded script bounds, and print advice derived from the checks.
+    #[arg(long, value_name = "FILE.sql", conflicts_with = "config")]
+    pub tsql: Option<PathBuf>,
+    /// Bounds for --tsql: a TOML file with a `[bounds]` table (default:
+    /// `model/configs/script-bounds.toml`, embedded).
+    #[arg(long, value_name = "FILE", requires = "tsql")]
+    pub bounds: Option<PathBuf>,
+    /// Print the advice section (always printed with --tsql).
+    #[arg(long)]
+    pub advice: bool,
     /// Check a deliberately wrong variant of the spec (see --list-mutants); the check stops
     /// once the rule that the mutant breaks is violated.
     #[arg(long, value_name = "NAME")]

@@ -59,6 +59,37 @@ pub enum CliError {
     /// Writing the report failed (e.g. a closed pipe).
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),
+    /// A file named on the command line could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The T-SQL script is not accepted (`file:line:column: what is wrong`).
+    #[error("{}:{line}:{column}: {}", path.display(), without_position(source))]
+    Tsql {
+        /// The script.
+        path: PathBuf,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem.
+        column: usize,
+        /// What is wrong.
+        source: Box<hadr_types::tsql::TsqlError>,
+    },
+}
+
+/// A T-SQL error's message without its leading `line L, column C: `, which the CLI writes as
+/// `file:L:C:` instead.
+fn without_position(error: &hadr_types::tsql::TsqlError) -> String {
+    let (line, column) = error.position();
+    let message = error.to_string();
+    let prefix = format!("line {line}, column {column}: ");
+    message
+        .strip_prefix(&prefix)
+        .map_or(message.clone(), str::to_string)
 }
 
 impl CliError {
@@ -84,6 +115,43 @@ pub fn load_config(path: Option<&Path>, mutant: Option<Mutant>) -> Result<ModelC
     })?;
     ModelConfig::from_toml_str(&text).map_err(|source| CliError::Config {
         path: path.to_owned(),
+        source,
+    })
+}
+
+/// Loads the check configuration of a T-SQL script: the availability group its CREATE
+/// statement defines, with the bounds of a `[bounds]` file or the embedded script bounds.
+pub fn load_tsql(script: &Path, bounds: Option<&Path>) -> Result<ModelConfig, CliError> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| CliError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let tsql_error = |source: hadr_types::tsql::TsqlError| {
+        let (line, column) = source.position();
+        CliError::Tsql {
+            path: script.to_owned(),
+            line,
+            column,
+            source: Box::new(source),
+        }
+    };
+    let text = read(script)?;
+    let ag = hadr_types::tsql::parse_script(&text)
+        .and_then(|s| s.ag_config())
+        .map_err(tsql_error)?;
+    let bounds = match bounds {
+        None => hadr_model::Bounds::for_scripts(),
+        Some(path) => {
+            hadr_model::Bounds::from_toml_str(&read(path)?).map_err(|source| CliError::Config {
+                path: path.to_owned(),
+                source,
+            })?
+        }
+    };
+    ModelConfig::new(ag, bounds).map_err(|source| CliError::Config {
+        path: script.to_owned(),
         source,
     })
 }

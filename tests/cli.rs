@@ -212,3 +212,81 @@ fn the_embedded_default_is_the_documented_file() {
     .unwrap();
     assert_eq!(file, hadr_model::DEFAULT_CONFIG_TOML);
 }
+
+/// `hadr check --tsql`: the example group passes; the new behaviours (H6, both page-repair
+/// directions, each backup refused on a secondary) are reached; the advice, each line backed
+/// by property verdicts, is pinned.
+#[test]
+fn tsql_example_passes_with_advice() {
+    let out = hadr(&[
+        "check",
+        "--tsql",
+        "examples/ag-three-replicas.sql",
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let properties = report["properties"].as_array().unwrap();
+    let verdict = |name: &str| {
+        properties
+            .iter()
+            .find(|p| p["name"].as_str().is_some_and(|n| n.starts_with(name)))
+            .map(|p| p["verdict"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("{name} not checked"))
+    };
+    for p in properties.iter().filter(|p| p["kind"] == "always") {
+        assert_eq!(p["verdict"], "holds", "{p}");
+    }
+    for goal in [
+        "H6 ",
+        "R-PAGE-1 action RepairFromPrimary",
+        "R-PAGE-2 action RepairFromSecondary",
+        "R-BACKUP-1 a full backup is refused on a secondary",
+        "R-BACKUP-1 a differential backup is refused on a secondary",
+        "R-BACKUP-1 a COPY_ONLY log backup is refused on a secondary",
+    ] {
+        assert_eq!(verdict(goal), "discovered", "{goal}");
+    }
+    let advice: Vec<String> = report["advice"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let backing: Vec<&str> = a["backed_by"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_str().unwrap())
+                .collect();
+            format!("{}  [{}]", a["text"].as_str().unwrap(), backing.join(", "))
+        })
+        .collect();
+    assert!(advice.len() >= 5, "{advice:?}");
+    insta::assert_snapshot!("tsql_advice", advice.join("\n"));
+}
+
+/// A script with a mistake is refused with exit code 2 and `file:line:col: what is wrong`.
+#[test]
+fn tsql_errors_name_file_line_and_column() {
+    let out = hadr(&["check", "--tsql", "examples/ag-with-error.sql"]);
+    assert_eq!(out.status.code(), Some(2));
+    let message = stderr(&out);
+    assert!(
+        message.starts_with("hadr: examples/ag-with-error.sql:9:1: ")
+            && message.contains("R-FAIL-1"),
+        "{message}"
+    );
+    let bounds = std::env::temp_dir().join(format!("hadr-bounds-{}.toml", std::process::id()));
+    std::fs::write(&bounds, "[bounds]\ntransactions = 1\n").unwrap();
+    let out = hadr(&[
+        "check",
+        "--tsql",
+        "examples/ag-three-replicas.sql",
+        "--bounds",
+        bounds.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&bounds).ok();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("missing field"), "{}", stderr(&out));
+}
