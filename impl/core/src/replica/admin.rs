@@ -1,0 +1,256 @@
+//! Admin commands: CREATE / JOIN (R-DB-2, simplified: every database joins with an empty log),
+//! SUSPEND / RESUME (R-SYNC-7, R-FAIL-4), REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT
+//! (R-COMMIT-5); the failover commands are dispatched to `failover`.
+
+use super::database::Phase;
+use super::{send, Core, Out, Replica};
+use crate::error::AdminError;
+use crate::ids::{Epoch, RequestId, TimerId};
+use crate::input::{AdminCommand, PromotionKind};
+use crate::message::MessageBody;
+use crate::output::{AdminOutcome, Output};
+use hadr_types::{
+    AgConfig, AvailabilityMode, DatabaseId, ReplicaId, Role, SuspendReason, SyncState,
+};
+
+type AdminResult = Result<AdminOutcome, AdminError>;
+
+impl Replica {
+    pub(super) fn on_admin(&mut self, now_ms: u64, request: RequestId, command: AdminCommand) {
+        let result = match command {
+            AdminCommand::CreateAvailabilityGroup(config) => {
+                Some(self.create_or_join(now_ms, config, true))
+            }
+            AdminCommand::JoinAvailabilityGroup(config) => {
+                Some(self.create_or_join(now_ms, config, false))
+            }
+            command => match self.core.as_mut() {
+                None => Some(Err(AdminError::NotInAvailabilityGroup)),
+                Some(core) => {
+                    let out = &mut self.outputs;
+                    core.check_lease(now_ms, out);
+                    match command {
+                        AdminCommand::CreateAvailabilityGroup(_)
+                        | AdminCommand::JoinAvailabilityGroup(_) => {
+                            unreachable!("handled above")
+                        }
+                        AdminCommand::Failover => core.admin_failover(now_ms, request, out),
+                        AdminCommand::ForceFailoverAllowDataLoss => {
+                            core.admin_force_failover(now_ms, request, out)
+                        }
+                        AdminCommand::SetRoleSecondary => Some(core.admin_set_role_secondary(out)),
+                        AdminCommand::SuspendDatabase(database) => {
+                            Some(core.admin_suspend(database, out))
+                        }
+                        AdminCommand::ResumeDatabase(database) => {
+                            Some(core.admin_resume(database, out))
+                        }
+                        AdminCommand::SetRequiredSynchronizedSecondariesToCommit(required) => {
+                            Some(core.admin_set_required(required, out))
+                        }
+                    }
+                }
+            },
+        };
+        if let Some(result) = result {
+            self.outputs
+                .push_back(Output::AdminReply { request, result });
+        }
+    }
+
+    /// CREATE (on the initial primary, the first replica listed) or JOIN (on any other).
+    fn create_or_join(&mut self, now_ms: u64, config: AgConfig, create: bool) -> AdminResult {
+        if let Some(core) = &self.core {
+            return Err(AdminError::AlreadyInAvailabilityGroup {
+                name: core.config.name.clone(),
+            });
+        }
+        config.validate()?;
+        let me = config
+            .replica_id(&self.name)
+            .ok_or_else(|| AdminError::NotInConfiguration {
+                name: self.name.clone(),
+            })?;
+        let initial_primary = me == ReplicaId(0);
+        if create && !initial_primary {
+            return Err(AdminError::WrongReplicaForCommand {
+                command: "CREATE AVAILABILITY GROUP".into(),
+                expected: "the initial primary (the first replica listed)".into(),
+                name: self.name.clone(),
+            });
+        }
+        if !create && initial_primary {
+            return Err(AdminError::WrongReplicaForCommand {
+                command: "JOIN".into(),
+                expected: "a secondary replica (any but the first one listed)".into(),
+                name: self.name.clone(),
+            });
+        }
+        if config.replicas[usize::from(me.0)].availability_mode
+            == AvailabilityMode::ConfigurationOnly
+        {
+            return Err(AdminError::ConfigurationOnlyReplica {
+                name: self.name.clone(),
+            });
+        }
+        let logs = vec![Vec::new(); config.databases.len()];
+        let mut core = Core::new(config, me, self.options, logs);
+        core.now_ms = now_ms;
+        let out = &mut self.outputs;
+        out.push_back(Output::SetTimer {
+            timer: TimerId::Heartbeat,
+            at_ms: now_ms.saturating_add(core.ping_interval_ms()),
+        });
+        if !create {
+            core.role = Role::Secondary;
+            out.push_back(Output::RoleChanged {
+                role: Role::Secondary,
+                epoch: Epoch::NONE,
+            });
+        } else if core.has_manager() {
+            out.push_back(Output::RoleChanged {
+                role: Role::Resolving,
+                epoch: Epoch::NONE,
+            });
+            core.request_promotion(PromotionKind::Initial, None, out);
+        } else {
+            core.promote(false, None, 0, out);
+        }
+        self.core = Some(core);
+        Ok(AdminOutcome::Done)
+    }
+}
+
+impl Core {
+    /// `SET HADR SUSPEND` (R-SYNC-7). On the primary it stops data movement to every secondary
+    /// (they become SUSPEND_FROM_PRIMARY); on a secondary it stops data movement to it.
+    pub(super) fn admin_suspend(&mut self, database: DatabaseId, out: &mut Out) -> AdminResult {
+        let index = self
+            .db_index(database)
+            .ok_or(AdminError::UnknownDatabase { database })?;
+        let epoch = self.epoch;
+        let primary = self.primary_link();
+        let up: Vec<bool> = self.peers.iter().map(|p| p.is_up()).collect();
+        let role = self.role;
+        let db = &mut self.dbs[index];
+        if let Some(reason) = db.suspended {
+            return Err(AdminError::AlreadySuspended { database, reason });
+        }
+        match role {
+            Role::Resolving => return Err(AdminError::Resolving),
+            Role::Primary => {
+                db.suspended = Some(SuspendReason::User);
+                for (peer, progress) in db.secondaries.iter_mut() {
+                    if progress.is_moving() || matches!(progress.phase, Phase::Reverting { .. }) {
+                        progress.phase = Phase::Suspended(SuspendReason::Primary);
+                        progress.reported = None;
+                        if up[usize::from(peer.0)] {
+                            let reason = SuspendReason::Primary;
+                            send(
+                                out,
+                                &self.peers,
+                                *peer,
+                                epoch,
+                                MessageBody::Suspend { database, reason },
+                            );
+                        }
+                    }
+                }
+            }
+            Role::Secondary => {
+                db.suspended = Some(SuspendReason::User);
+                db.told_state = SyncState::NotSynchronizing;
+                if let Some(primary) = primary {
+                    send(
+                        out,
+                        &self.peers,
+                        primary,
+                        epoch,
+                        MessageBody::Suspended { database },
+                    );
+                }
+            }
+        }
+        Ok(AdminOutcome::Done)
+    }
+
+    /// `SET HADR RESUME` (R-SYNC-7, R-FAIL-4). On the primary it resumes the secondaries
+    /// suspended because of it, and only those. On a secondary suspended by a forced failover
+    /// (SUSPEND_FROM_PARTNER) it accepts the new history: the primary then has it revert to the
+    /// fork point (REVERTING, then INITIALIZING).
+    pub(super) fn admin_resume(&mut self, database: DatabaseId, out: &mut Out) -> AdminResult {
+        let index = self
+            .db_index(database)
+            .ok_or(AdminError::UnknownDatabase { database })?;
+        let epoch = self.epoch;
+        let up: Vec<bool> = self.peers.iter().map(|p| p.is_up()).collect();
+        let primary_up = self.primary.is_some_and(|p| up[usize::from(p.0)]);
+        let role = self.role;
+        let db = &mut self.dbs[index];
+        let Some(reason) = db.suspended else {
+            return Err(AdminError::NotSuspended { database });
+        };
+        match role {
+            Role::Resolving => return Err(AdminError::Resolving),
+            Role::Primary => {
+                db.suspended = None;
+                for (peer, progress) in db.secondaries.iter_mut() {
+                    if progress.phase == Phase::Suspended(SuspendReason::Primary) {
+                        progress.phase = Phase::Inactive;
+                        if up[usize::from(peer.0)] {
+                            send(
+                                out,
+                                &self.peers,
+                                *peer,
+                                epoch,
+                                MessageBody::ResumeFromPrimary { database },
+                            );
+                        }
+                    }
+                }
+            }
+            Role::Secondary => {
+                match reason {
+                    SuspendReason::Primary => {
+                        return Err(AdminError::SuspendedFromPrimary { database })
+                    }
+                    SuspendReason::User | SuspendReason::Redo => {}
+                    SuspendReason::Partner => {
+                        // RESUME accepts the history of the primary it follows now (or of the
+                        // one that suspended it, if it follows none).
+                        let current = if primary_up { epoch } else { Epoch::NONE };
+                        db.accepted_epoch =
+                            db.accepted_epoch.max(db.suspended_by_epoch).max(current);
+                    }
+                }
+                db.suspended = None;
+                self.rejoin(index, out);
+            }
+        }
+        Ok(AdminOutcome::Done)
+    }
+
+    /// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = k, on the primary (R-COMMIT-5).
+    pub(super) fn admin_set_required(&mut self, required: u32, out: &mut Out) -> AdminResult {
+        if self.role != Role::Primary {
+            return Err(AdminError::NotPrimary { role: self.role });
+        }
+        let max = self.max_required();
+        if required > max {
+            return Err(AdminError::RequiredSynchronizedTooHigh { required, max });
+        }
+        self.config.required_synchronized_secondaries_to_commit = required;
+        for (index, peer) in self.peers.iter().enumerate() {
+            if peer.is_up() {
+                send(
+                    out,
+                    &self.peers,
+                    ReplicaId(index as u8),
+                    self.epoch,
+                    MessageBody::SetRequiredSynchronized { required },
+                );
+            }
+        }
+        Ok(AdminOutcome::Done)
+    }
+}

@@ -1,0 +1,282 @@
+//! Per-database and per-peer bookkeeping: the local log and its pointers, the key-value data
+//! as of the redone LSN, and (on the primary) each secondary's progress.
+//!
+//! Pointers: `end_of_log ≥ hardened ≥ redone` locally; on the primary, for each secondary,
+//! `end_of_log ≥ last_sent ≥ received ≥ hardened ≥ redone` (checked by `validate`).
+
+use crate::ids::{ConnectionId, Epoch, RequestId};
+use crate::log::{fork_history, ForkSegment, LogRecord, Write};
+use crate::message::DatabaseHello;
+use hadr_types::{DatabaseId, Lsn, ReplicaId, Role, SuspendReason, SyncState, TxnId};
+use std::collections::{BTreeMap, VecDeque};
+
+/// What the core knows about one peer connection.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Peer {
+    /// The connection the shell reported open (and that was not closed or timed out since).
+    pub connection: Option<ConnectionId>,
+    /// The last connection the core ended itself (closed, timed out, or replaced by a newer
+    /// one): the shell's `Closed` for it is expected and changes nothing.
+    pub retired: Option<ConnectionId>,
+    /// What the peer's last handshake said; `None` until it arrives.
+    pub hello: Option<PeerView>,
+    /// When the last message arrived (R-HEALTH-1).
+    pub last_heard_ms: u64,
+}
+
+impl Peer {
+    /// Connected and handshaken: the `CONNECTED` state of the dm_hadr views.
+    pub fn is_up(&self) -> bool {
+        self.connection.is_some() && self.hello.is_some()
+    }
+
+    /// A connection is open.
+    pub fn connected(&self) -> bool {
+        self.connection.is_some()
+    }
+}
+
+/// A peer's role and epoch, from its handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PeerView {
+    pub role: Role,
+    pub epoch: Epoch,
+}
+
+/// A commit waiting for R-COMMIT-2/3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PendingCommit {
+    pub request: RequestId,
+    pub txn: TxnId,
+    pub lsn: Lsn,
+}
+
+/// Where a secondary database stands in the primary's books.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Not handshaken in this epoch, or disconnected: nothing is sent.
+    Inactive,
+    /// Suspended; nothing is sent (R-SYNC-7, R-FAIL-4).
+    Suspended(SuspendReason),
+    /// Told to revert to the fork point `to`; waiting for `Reverted`.
+    Reverting { to: Lsn },
+    /// Reverted; receiving the log up to `until` (the primary's end of log when the revert
+    /// finished) before it counts as SYNCHRONIZING.
+    Initializing { until: Lsn },
+    /// Receiving log (SYNCHRONIZING or SYNCHRONIZED).
+    Streaming,
+}
+
+/// The primary's view of one secondary database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Progress {
+    pub phase: Phase,
+    /// Last LSN shipped to it.
+    pub last_sent: Lsn,
+    /// What it reported: received, hardened, redone.
+    pub received: Lsn,
+    pub hardened: Lsn,
+    pub redone: Lsn,
+    /// SYNCHRONIZED: latched when it caught up while streaming in synchronous-commit mode,
+    /// cleared when it stops streaming (R-SYNC-3, R-SYNC-6).
+    pub synchronized: bool,
+    /// The state last sent to it in a `SyncState` message.
+    pub reported: Option<SyncState>,
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        Progress {
+            phase: Phase::Inactive,
+            last_sent: Lsn(0),
+            received: Lsn(0),
+            hardened: Lsn(0),
+            redone: Lsn(0),
+            synchronized: false,
+            reported: None,
+        }
+    }
+
+    /// R-SYNC-3 as the primary sees it.
+    pub fn sync_state(&self) -> SyncState {
+        match self.phase {
+            Phase::Inactive | Phase::Suspended(_) => SyncState::NotSynchronizing,
+            Phase::Reverting { .. } => SyncState::Reverting,
+            Phase::Initializing { .. } => SyncState::Initializing,
+            Phase::Streaming if self.synchronized => SyncState::Synchronized,
+            Phase::Streaming => SyncState::Synchronizing,
+        }
+    }
+
+    pub fn suspended(&self) -> Option<SuspendReason> {
+        match self.phase {
+            Phase::Suspended(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Whether log flows to it.
+    pub fn is_moving(&self) -> bool {
+        matches!(self.phase, Phase::Streaming | Phase::Initializing { .. })
+    }
+}
+
+/// One availability database on this replica.
+#[derive(Clone, Debug)]
+pub(crate) struct Database {
+    pub id: DatabaseId,
+    /// The log; `log[i]` has LSN `i + 1`.
+    pub log: Vec<LogRecord>,
+    /// Written to the log file (reported, informational).
+    pub written: Lsn,
+    /// Durable: the shell reported an fsync covering it.
+    pub hardened: Lsn,
+    /// Applied to the data.
+    pub redone: Lsn,
+    /// The highest fsync / redo asked of the shell.
+    pub fsync_requested: Lsn,
+    pub redo_requested: Lsn,
+    /// The key-value data as of `redone`.
+    pub data: BTreeMap<String, String>,
+    /// R-SYNC-7 / R-FAIL-4.
+    pub suspended: Option<SuspendReason>,
+    pub suspended_by_epoch: Epoch,
+    /// The latest epoch whose history this database accepted.
+    pub accepted_epoch: Epoch,
+    /// Secondary side: the state the primary last assigned.
+    pub told_state: SyncState,
+    /// Secondary side: the primary asked for a revert to this LSN and waits for our report.
+    pub reverting: Option<Lsn>,
+    /// Truncations (`RevertLog`) emitted and not yet reported done, oldest first. Completions of
+    /// operations emitted before them may still cover records they discard.
+    pub truncations: VecDeque<Lsn>,
+    /// Secondary side: a gap was reported; do not report it again until it is filled.
+    pub gap_reported: Option<Lsn>,
+    /// Primary side: open transactions and their writes.
+    pub open_txns: BTreeMap<TxnId, Vec<Write>>,
+    /// Primary side: commits waiting, in LSN order.
+    pub pending: VecDeque<PendingCommit>,
+    /// Primary side: every other data replica's copy of this database.
+    pub secondaries: BTreeMap<ReplicaId, Progress>,
+    /// Primary side: the highest LSN acknowledged to a client in this primary's epoch.
+    pub acknowledged: Lsn,
+    /// Primary side: the highest LSN each secondary reported hardened in this primary's epoch.
+    /// Never lowered: a secondary that comes back with less lost log it had acknowledged, and
+    /// what the primary acknowledged because of it stays acknowledged.
+    pub hardened_acked: BTreeMap<ReplicaId, Lsn>,
+}
+
+impl Database {
+    pub fn new(id: DatabaseId, log: Vec<LogRecord>, others: &[ReplicaId]) -> Self {
+        let end = Lsn(log.len() as u64);
+        let mut db = Database {
+            id,
+            log,
+            written: end,
+            hardened: end,
+            redone: Lsn(0),
+            fsync_requested: end,
+            redo_requested: end,
+            data: BTreeMap::new(),
+            suspended: None,
+            suspended_by_epoch: Epoch::NONE,
+            accepted_epoch: Epoch::NONE,
+            told_state: SyncState::NotSynchronizing,
+            reverting: None,
+            truncations: VecDeque::new(),
+            gap_reported: None,
+            open_txns: BTreeMap::new(),
+            pending: VecDeque::new(),
+            secondaries: others.iter().map(|r| (*r, Progress::new())).collect(),
+            acknowledged: Lsn(0),
+            hardened_acked: BTreeMap::new(),
+        };
+        db.apply_redo(end);
+        db
+    }
+
+    pub fn end(&self) -> Lsn {
+        Lsn(self.log.len() as u64)
+    }
+
+    pub fn last_epoch(&self) -> Epoch {
+        self.log.last().map_or(Epoch::NONE, |r| r.epoch)
+    }
+
+    pub fn forks(&self) -> Vec<ForkSegment> {
+        fork_history(&self.log)
+    }
+
+    pub fn hello(&self) -> DatabaseHello {
+        DatabaseHello {
+            database: self.id,
+            end_of_log: self.end(),
+            hardened: self.hardened,
+            redone: self.redone,
+            forks: self.forks(),
+            accepted_epoch: self.accepted_epoch,
+            suspended: self.suspended,
+            reverting: self.reverting.is_some(),
+        }
+    }
+
+    /// Applies the records after `redone` up to `up_to` to the data (R-SYNC-2: redo follows
+    /// hardening; the caller checked `up_to ≤ hardened`).
+    pub fn apply_redo(&mut self, up_to: Lsn) {
+        let from = self.redone.0 as usize;
+        let to = (up_to.0 as usize).min(self.log.len());
+        for record in &self.log[from.min(to)..to] {
+            for write in &record.writes {
+                self.data.insert(write.key.clone(), write.value.clone());
+            }
+        }
+        self.redone = self.redone.max(Lsn(to as u64));
+    }
+
+    /// Discards the log after `to` and rolls the data back to it (R-FAIL-4); the caller emits
+    /// the `RevertLog` that makes the shell do the same.
+    pub fn truncate(&mut self, to: Lsn) {
+        self.truncations.push_back(to);
+        self.log.truncate(to.0 as usize);
+        self.written = self.written.min(to);
+        self.hardened = self.hardened.min(to);
+        self.fsync_requested = self.fsync_requested.min(to);
+        self.redo_requested = self.redo_requested.min(to);
+        if self.redone > to {
+            self.data.clear();
+            self.redone = Lsn(0);
+            self.apply_redo(to);
+        }
+    }
+
+    /// The value of `key` as of the redone LSN: what a readable secondary serves (R-READ-2).
+    pub fn read_redone(&self, key: &str) -> Option<String> {
+        self.data.get(key).cloned()
+    }
+
+    /// The value of `key` as of `lsn`, whatever redo has applied, seen through `txn`'s own
+    /// writes: what the primary serves.
+    pub fn read_as_of(&self, key: &str, txn: Option<&[Write]>, lsn: Lsn) -> Option<String> {
+        if let Some(write) = txn.and_then(|writes| writes.iter().rev().find(|w| w.key == key)) {
+            return Some(write.value.clone());
+        }
+        let upto = (lsn.0 as usize).min(self.log.len());
+        // The data holds the values as of `redone`: read it below the records after it, or,
+        // if redo went past `lsn`, read the log alone.
+        let data_usable = self.redone.0 as usize <= upto;
+        let from = if data_usable {
+            self.redone.0 as usize
+        } else {
+            0
+        };
+        let logged = self.log[from..upto]
+            .iter()
+            .rev()
+            .find_map(|r| r.writes.iter().rev().find(|w| w.key == key));
+        match logged {
+            Some(write) => Some(write.value.clone()),
+            None if data_usable => self.read_redone(key),
+            None => None,
+        }
+    }
+}

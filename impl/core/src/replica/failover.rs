@@ -1,0 +1,568 @@
+//! Failover: planned (R-FAIL-3, a handshake between target and primary), forced (R-FAIL-4, a
+//! new forced recovery fork), SET (ROLE = SECONDARY) for CLUSTER_TYPE = NONE (R-QUORUM-5),
+//! promotion, and the cluster-manager events (lease, R-QUORUM-3).
+//!
+//! ```text
+//!  target (SECONDARY, SYNCHRONIZED)          primary
+//!     │── FailoverRequest ──────────────────────▶│ re-checks R-FAIL-3, becomes RESOLVING
+//!     │◀── remaining Log … FailoverGranted(ends) │ (pending commits → indefinite)
+//!     │  has every record up to `ends`           │
+//!     │  [manager: RequestPromotion → Promote]   │
+//!     │  new epoch, PRIMARY ── Hello ───────────▶│ follows the new epoch as SECONDARY
+//! ```
+
+use super::database::Progress;
+use super::{ignored, send, AwaitingPromotion, Core, Out, PendingFailover};
+use crate::error::{AdminError, IgnoredReason};
+use crate::ids::{Epoch, RequestId, TimerId};
+use crate::input::{ManagerEvent, PromotionKind};
+use crate::message::{FailoverRefusal, MessageBody};
+use crate::output::{AdminOutcome, IndefiniteCause, InputSource, ManagerRequest, Output};
+use hadr_types::{Lsn, ReplicaId, Role, SyncState};
+use std::collections::BTreeSet;
+
+type AdminResult = Result<AdminOutcome, AdminError>;
+
+impl Core {
+    /// `FAILOVER` on the target. `None`: the answer comes when the handshake completes.
+    pub(super) fn admin_failover(
+        &mut self,
+        now_ms: u64,
+        request: RequestId,
+        out: &mut Out,
+    ) -> Option<AdminResult> {
+        if !self.has_manager() {
+            return Some(Err(AdminError::PlannedFailoverNeedsClusterManager));
+        }
+        match self.planned_failover_precheck() {
+            Ok(primary) => {
+                self.start_planned_failover(now_ms, request, primary, false, out);
+                None
+            }
+            Err(error) => Some(Err(error)),
+        }
+    }
+
+    /// R-FAIL-3 as the target sees it: SECONDARY, connected to the primary, both
+    /// SYNCHRONOUS_COMMIT, every database SYNCHRONIZED (SQL Server error 41142 otherwise).
+    fn planned_failover_precheck(&self) -> Result<ReplicaId, AdminError> {
+        match self.role {
+            Role::Primary => return Err(AdminError::AlreadyPrimary),
+            Role::Resolving => return Err(AdminError::NotSecondary { role: self.role }),
+            Role::Secondary => {}
+        }
+        if self.failover.is_some() || self.awaiting_promotion.is_some() {
+            return Err(AdminError::FailoverInProgress);
+        }
+        let primary = self
+            .primary
+            .filter(|p| {
+                let peer = &self.peers[usize::from(p.0)];
+                peer.is_up() && peer.hello.is_some_and(|h| h.role == Role::Primary)
+            })
+            .ok_or(AdminError::PrimaryNotConnected)?;
+        for replica in [self.me, primary] {
+            if !self.is_sync(replica) {
+                return Err(AdminError::NotSynchronousCommit { replica });
+            }
+        }
+        for (index, db) in self.dbs.iter().enumerate() {
+            let state = self.local_sync_state(index);
+            if state != SyncState::Synchronized {
+                return Err(AdminError::TargetNotSynchronized {
+                    database: db.id,
+                    state,
+                });
+            }
+        }
+        Ok(primary)
+    }
+
+    fn start_planned_failover(
+        &mut self,
+        now_ms: u64,
+        request: RequestId,
+        primary: ReplicaId,
+        forced: bool,
+        out: &mut Out,
+    ) {
+        tracing::info!(
+            primary = primary.0,
+            forced,
+            "planned failover: asking the primary"
+        );
+        send(
+            out,
+            &self.peers,
+            primary,
+            self.epoch,
+            MessageBody::FailoverRequest,
+        );
+        self.failover = Some(PendingFailover {
+            request,
+            primary,
+            forced,
+            ends: None,
+        });
+        out.push_back(Output::SetTimer {
+            timer: TimerId::FailoverHandshake,
+            at_ms: now_ms.saturating_add(self.session_timeout_ms()),
+        });
+    }
+
+    /// `FORCE_FAILOVER_ALLOW_DATA_LOSS` (R-FAIL-4). On a SYNCHRONIZED target it runs the
+    /// planned handshake (no loss); otherwise, or if that handshake fails, it starts a forced
+    /// recovery fork.
+    pub(super) fn admin_force_failover(
+        &mut self,
+        now_ms: u64,
+        request: RequestId,
+        out: &mut Out,
+    ) -> Option<AdminResult> {
+        if self.role == Role::Primary {
+            return Some(Err(AdminError::AlreadyPrimary));
+        }
+        if self.failover.is_some() || self.awaiting_promotion.is_some() {
+            return Some(Err(AdminError::FailoverInProgress));
+        }
+        match self.planned_failover_precheck() {
+            Ok(primary) => {
+                self.start_planned_failover(now_ms, request, primary, true, out);
+                None
+            }
+            Err(_) => self.force_lossy(request, out),
+        }
+    }
+
+    /// A forced failover that may lose data: with a manager it needs the manager's promotion
+    /// (quorum, R-QUORUM-2); without one it happens now.
+    fn force_lossy(&mut self, request: RequestId, out: &mut Out) -> Option<AdminResult> {
+        if self.has_manager() {
+            self.request_promotion(PromotionKind::Forced, Some(request), out);
+            None
+        } else {
+            self.promote(true, None, 0, out);
+            Some(Ok(AdminOutcome::BecamePrimary {
+                epoch: self.epoch,
+                data_loss_possible: true,
+            }))
+        }
+    }
+
+    /// The planned failover could not complete. A FORCE falls back to a forced failover when
+    /// `allow_force` (not when a newer primary showed up: then we follow it).
+    /// The connection to the primary dropped or the handshake timed out: after a grant, take
+    /// over with what arrived; before, give up (or force, for a FORCE).
+    pub(super) fn planned_failover_interrupted(&mut self, out: &mut Out) {
+        if self.failover.as_ref().is_some_and(|f| f.ends.is_some()) {
+            self.complete_failover(out);
+        } else {
+            self.fail_planned_failover(AdminError::FailoverHandshakeFailed, true, out);
+        }
+    }
+
+    pub(super) fn fail_planned_failover(
+        &mut self,
+        error: AdminError,
+        allow_force: bool,
+        out: &mut Out,
+    ) {
+        let Some(failover) = self.failover.take() else {
+            return;
+        };
+        out.push_back(Output::CancelTimer {
+            timer: TimerId::FailoverHandshake,
+        });
+        let result = if failover.forced && allow_force {
+            self.force_lossy(failover.request, out)
+        } else {
+            Some(Err(error))
+        };
+        if let Some(result) = result {
+            out.push_back(Output::AdminReply {
+                request: failover.request,
+                result,
+            });
+        }
+    }
+
+    /// `SET (ROLE = SECONDARY)` on the primary (CLUSTER_TYPE = NONE only, R-QUORUM-5).
+    pub(super) fn admin_set_role_secondary(&mut self, out: &mut Out) -> AdminResult {
+        if self.has_manager() {
+            return Err(AdminError::SetRoleNeedsClusterTypeNone);
+        }
+        if self.role != Role::Primary {
+            return Err(AdminError::NotPrimary { role: self.role });
+        }
+        self.step_down(Role::Secondary, IndefiniteCause::RoleChanged, out);
+        Ok(AdminOutcome::Done)
+    }
+
+    /// The primary's half of R-FAIL-3: check again with its own books (it is the authority on
+    /// SYNCHRONIZED), stop committing, send the target everything, grant.
+    pub(super) fn on_failover_request(&mut self, from: ReplicaId, epoch: Epoch, out: &mut Out) {
+        let refusal = if self.handover_to.is_some() && epoch == self.epoch {
+            // This replica already stepped down to hand over to a target (maybe this one).
+            Some(FailoverRefusal::FailoverInProgress)
+        } else if self.role != Role::Primary || epoch != self.epoch {
+            Some(FailoverRefusal::NotPrimary)
+        } else if let Some(replica) = [self.me, from].into_iter().find(|r| !self.is_sync(*r)) {
+            Some(FailoverRefusal::NotSynchronousCommit { replica })
+        } else {
+            self.dbs.iter().find_map(|db| {
+                let state = db
+                    .secondaries
+                    .get(&from)
+                    .map_or(SyncState::NotSynchronizing, |p| p.sync_state());
+                (state != SyncState::Synchronized).then_some(FailoverRefusal::NotSynchronized {
+                    database: db.id,
+                    state,
+                })
+            })
+        };
+        if let Some(reason) = refusal {
+            send(
+                out,
+                &self.peers,
+                from,
+                self.epoch,
+                MessageBody::FailoverRefused { reason },
+            );
+            return;
+        }
+        tracing::info!(target = from.0, "planned failover granted: RESOLVING");
+        self.step_down(Role::Resolving, IndefiniteCause::RoleChanged, out);
+        self.handover_to = Some(from);
+        for index in 0..self.dbs.len() {
+            self.ship(index, from, out);
+        }
+        let ends = self.dbs.iter().map(|db| db.end()).collect();
+        send(
+            out,
+            &self.peers,
+            from,
+            self.epoch,
+            MessageBody::FailoverGranted { ends },
+        );
+    }
+
+    pub(super) fn on_failover_refused(
+        &mut self,
+        from: ReplicaId,
+        reason: FailoverRefusal,
+        out: &mut Out,
+    ) {
+        if !self
+            .failover
+            .as_ref()
+            .is_some_and(|f| f.primary == from && f.ends.is_none())
+        {
+            ignored(
+                out,
+                InputSource::Peer(from),
+                IgnoredReason::Unexpected {
+                    what: "failover refusal".into(),
+                    role: self.role,
+                    epoch: self.epoch,
+                },
+            );
+            return;
+        }
+        self.fail_planned_failover(AdminError::FailoverRefused { reason }, true, out);
+    }
+
+    pub(super) fn on_failover_granted(
+        &mut self,
+        from: ReplicaId,
+        epoch: Epoch,
+        ends: Vec<Lsn>,
+        out: &mut Out,
+    ) {
+        let expected = epoch == self.epoch && ends.len() == self.dbs.len();
+        match self.failover.as_mut() {
+            Some(failover) if expected && failover.primary == from && failover.ends.is_none() => {
+                failover.ends = Some(ends);
+            }
+            _ => {
+                ignored(
+                    out,
+                    InputSource::Peer(from),
+                    IgnoredReason::Unexpected {
+                        what: "failover grant".into(),
+                        role: self.role,
+                        epoch: self.epoch,
+                    },
+                );
+                return;
+            }
+        }
+        self.try_complete_failover(out);
+    }
+
+    /// Once the target holds every record the old primary had, it takes over (through the
+    /// manager when there is one).
+    pub(super) fn try_complete_failover(&mut self, out: &mut Out) {
+        let Some(ends) = self.failover.as_ref().and_then(|f| f.ends.as_ref()) else {
+            return;
+        };
+        if self.dbs.iter().zip(ends).any(|(db, end)| db.end() < *end) {
+            return;
+        }
+        self.complete_failover(out);
+    }
+
+    /// Takes over after the primary granted. Even if the last records it had not yet sent
+    /// never arrive (the connection dropped), nothing acknowledged is missing: this replica was
+    /// a SYNCHRONIZED participant, so every acknowledged commit is hardened here (R-COMMIT-6);
+    /// the rest was never acknowledged and is reverted on the old primary when it rejoins.
+    fn complete_failover(&mut self, out: &mut Out) {
+        let Some(failover) = self.failover.take() else {
+            return;
+        };
+        out.push_back(Output::CancelTimer {
+            timer: TimerId::FailoverHandshake,
+        });
+        if self.has_manager() {
+            self.request_promotion(PromotionKind::Planned, Some(failover.request), out);
+        } else {
+            self.promote(false, None, 0, out);
+            out.push_back(Output::AdminReply {
+                request: failover.request,
+                result: Ok(AdminOutcome::BecamePrimary {
+                    epoch: self.epoch,
+                    data_loss_possible: false,
+                }),
+            });
+        }
+    }
+
+    /// Asks the cluster manager for a promotion and waits for its answer, at most
+    /// [`CoreOptions::promotion_timeout_ms`](super::CoreOptions::promotion_timeout_ms).
+    pub(super) fn request_promotion(
+        &mut self,
+        kind: PromotionKind,
+        request: Option<RequestId>,
+        out: &mut Out,
+    ) {
+        debug_assert!(self.role != Role::Primary);
+        self.awaiting_promotion = Some(AwaitingPromotion { kind, request });
+        out.push_back(Output::Manager(ManagerRequest::RequestPromotion { kind }));
+        out.push_back(Output::SetTimer {
+            timer: TimerId::PromotionTimeout,
+            at_ms: self
+                .now_ms
+                .saturating_add(self.options.promotion_timeout_ms),
+        });
+    }
+
+    /// The promotion request is over (answered, or given up): forget it and its timer.
+    fn end_promotion_request(&mut self, out: &mut Out) -> Option<AwaitingPromotion> {
+        let awaiting = self.awaiting_promotion.take()?;
+        out.push_back(Output::CancelTimer {
+            timer: TimerId::PromotionTimeout,
+        });
+        Some(awaiting)
+    }
+
+    /// A promotion request ended without a promotion: the operator who asked gets `error`; the
+    /// first promotion of a new group is asked for again (nothing else would make a primary).
+    fn promotion_failed(&mut self, awaiting: AwaitingPromotion, error: AdminError, out: &mut Out) {
+        match awaiting.request {
+            Some(request) => out.push_back(Output::AdminReply {
+                request,
+                result: Err(error),
+            }),
+            None if awaiting.kind == PromotionKind::Initial => {
+                tracing::warn!(%error, "initial promotion failed: asking the manager again");
+                self.request_promotion(PromotionKind::Initial, None, out);
+            }
+            None => {}
+        }
+    }
+
+    /// The manager has not answered a promotion request within the timeout.
+    pub(super) fn promotion_timed_out(&mut self, out: &mut Out) {
+        let Some(awaiting) = self.end_promotion_request(out) else {
+            return; // stale: answered meanwhile
+        };
+        let waited_ms = self.options.promotion_timeout_ms;
+        tracing::warn!(waited_ms, kind = ?awaiting.kind, "promotion request unanswered");
+        self.promotion_failed(awaiting, AdminError::PromotionUnanswered { waited_ms }, out);
+    }
+
+    /// Become the primary of a new epoch (R-ROLE-4). A forced promotion marks the epoch as a
+    /// forced recovery fork: every secondary that has not accepted it gets suspended (R-FAIL-4).
+    pub(super) fn promote(
+        &mut self,
+        forced: bool,
+        lease_until_ms: Option<u64>,
+        term_at_least: u64,
+        out: &mut Out,
+    ) {
+        debug_assert!(self.role != Role::Primary);
+        let term = self.max_term.saturating_add(1).max(term_at_least);
+        self.max_term = term;
+        let epoch = Epoch {
+            term,
+            replica: self.me,
+            generation: 0,
+        };
+        tracing::info!(%epoch, forced, "promoted to PRIMARY");
+        if let Some(failover) = self.failover.take() {
+            out.push_back(Output::CancelTimer {
+                timer: TimerId::FailoverHandshake,
+            });
+            out.push_back(Output::AdminReply {
+                request: failover.request,
+                result: Ok(AdminOutcome::BecamePrimary {
+                    epoch,
+                    data_loss_possible: forced,
+                }),
+            });
+        }
+        self.epoch = epoch;
+        if forced {
+            self.last_forced = epoch;
+        }
+        self.role = Role::Primary;
+        self.primary = Some(self.me);
+        self.handover_to = None;
+        if self.awaiting_promotion.take().is_some() {
+            out.push_back(Output::CancelTimer {
+                timer: TimerId::PromotionTimeout,
+            });
+        }
+        for db in &mut self.dbs {
+            db.accepted_epoch = epoch;
+            // A revert still on disk completes in order before our appends; no primary waits
+            // for its report any more.
+            db.reverting = None;
+            db.told_state = SyncState::NotSynchronizing;
+            db.gap_reported = None;
+            db.open_txns.clear();
+            for progress in db.secondaries.values_mut() {
+                *progress = Progress::new();
+            }
+            db.acknowledged = Lsn(0);
+            db.hardened_acked.clear();
+        }
+        self.lease_until_ms = lease_until_ms;
+        if let Some(at_ms) = lease_until_ms {
+            out.push_back(Output::SetTimer {
+                timer: TimerId::LeaseExpiry,
+                at_ms,
+            });
+        }
+        self.publication = Default::default();
+        if self.has_manager() {
+            // The manager may still hold the previous primary's publication: until it confirms
+            // ours, every synchronous replica counts as possibly failover-ready.
+            let believed: BTreeSet<ReplicaId> = (0..self.config.replicas.len())
+                .map(|r| ReplicaId(r as u8))
+                .filter(|r| *r != self.me && self.is_sync(*r))
+                .collect();
+            self.publication.confirmed = vec![believed; self.dbs.len()];
+        }
+        out.push_back(Output::RoleChanged {
+            role: Role::Primary,
+            epoch,
+        });
+        out.push_back(Output::DisconnectClients);
+        // `settle` announces the new epoch to every peer.
+    }
+
+    /// The cluster-manager seam (absent with CLUSTER_TYPE = NONE).
+    pub(super) fn on_manager(&mut self, now_ms: u64, event: ManagerEvent, out: &mut Out) {
+        let source = InputSource::Manager;
+        match event {
+            ManagerEvent::Promote {
+                kind,
+                lease_until_ms,
+                term_at_least,
+            } => {
+                if self.role == Role::Primary {
+                    ignored(out, source, IgnoredReason::PromotionWhilePrimary);
+                    return;
+                }
+                if term_at_least > Epoch::MAX_TERM {
+                    ignored(out, source, IgnoredReason::EpochOutOfRange);
+                    return;
+                }
+                if lease_until_ms <= now_ms {
+                    // R-QUORUM-3: no lease, no primary. A request waiting for this grant is
+                    // answered now, or it would block every later failover.
+                    tracing::warn!(lease_until_ms, now_ms, "promotion with an expired lease");
+                    let reason = IgnoredReason::PromotionLeaseExpired {
+                        lease_until_ms,
+                        now_ms,
+                    };
+                    ignored(out, source, reason);
+                    if let Some(awaiting) = self.end_promotion_request(out) {
+                        let error = AdminError::PromotionLeaseExpired {
+                            lease_until_ms,
+                            now_ms,
+                        };
+                        self.promotion_failed(awaiting, error, out);
+                    }
+                    return;
+                }
+                let awaiting = self.end_promotion_request(out);
+                let forced = kind == PromotionKind::Forced;
+                self.promote(forced, Some(lease_until_ms), term_at_least, out);
+                if let Some(request) = awaiting.and_then(|a| a.request) {
+                    out.push_back(Output::AdminReply {
+                        request,
+                        result: Ok(AdminOutcome::BecamePrimary {
+                            epoch: self.epoch,
+                            data_loss_possible: forced,
+                        }),
+                    });
+                }
+            }
+            ManagerEvent::LeaseRenewed { lease_until_ms } => {
+                if self.role != Role::Primary {
+                    let reason = IgnoredReason::LeaseNotHeld { role: self.role };
+                    ignored(out, source, reason);
+                    return;
+                }
+                let until = self
+                    .lease_until_ms
+                    .map_or(lease_until_ms, |t| t.max(lease_until_ms));
+                self.lease_until_ms = Some(until);
+                out.push_back(Output::SetTimer {
+                    timer: TimerId::LeaseExpiry,
+                    at_ms: until,
+                });
+            }
+            ManagerEvent::LeaseLost => {
+                if self.role != Role::Primary {
+                    let reason = IgnoredReason::LeaseNotHeld { role: self.role };
+                    ignored(out, source, reason);
+                    return;
+                }
+                self.step_down(Role::Resolving, IndefiniteCause::LeaseLost, out);
+            }
+            ManagerEvent::SyncStatePublished { epoch, version } => {
+                let current = self.role == Role::Primary && epoch == self.epoch;
+                if !current || !self.on_sync_state_published(version) {
+                    let reason = IgnoredReason::PublicationNotPending {
+                        epoch,
+                        version,
+                        role: self.role,
+                    };
+                    ignored(out, source, reason);
+                }
+            }
+            ManagerEvent::PromotionDenied => match self.end_promotion_request(out) {
+                Some(awaiting) => match awaiting.request {
+                    Some(request) => out.push_back(Output::AdminReply {
+                        request,
+                        result: Err(AdminError::PromotionDenied),
+                    }),
+                    None => tracing::warn!(kind = ?awaiting.kind, "promotion denied"),
+                },
+                None => ignored(out, source, IgnoredReason::PromotionNotRequested),
+            },
+        }
+    }
+}

@@ -1,0 +1,789 @@
+//! [`Replica`]: one replica process's state machine, holding every availability database of
+//! the group. Inputs arrive through `handle_*`, outputs leave through [`Replica::poll_output`].
+//!
+//! The submodules split the protocol by concern: `session` (connections, handshake, pings,
+//! role adoption), `primary` (commits, shipping, participants), `secondary` (receiving,
+//! hardening, redo, revert), `failover`, `admin`, `status`, `validate`.
+
+mod admin;
+mod database;
+mod failover;
+mod primary;
+mod secondary;
+mod session;
+mod status;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use status::{
+    ConnectedState, DatabaseStatus, PeerStatus, ReplicaStatus, SecondaryDatabaseStatus,
+};
+
+use crate::error::{IgnoredReason, RecoveryError, StorageContractError};
+use crate::ids::{ConnectionId, Epoch, RequestId, TimerId};
+use crate::input::{
+    AdminCommand, ClientRequest, ConnectionEvent, ManagerEvent, PromotionKind, StorageEvent,
+};
+use crate::log::{check_run, LogRecord};
+use crate::message::PeerMessage;
+use crate::output::{ClientReply, InputSource, Output};
+use crate::persist::{PersistentDatabase, PersistentState};
+use database::{Database, Peer};
+use hadr_types::{
+    AgConfig, AvailabilityMode, DatabaseId, Lsn, ReplicaId, Role, TransactionObservation, TxnId,
+};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Tunables of the core that the rule book leaves open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoreOptions {
+    /// At most this many records per `Log` message.
+    pub max_block_records: usize,
+    /// Pings are sent every `SESSION_TIMEOUT / ping_divisor` (of the shortest SESSION_TIMEOUT
+    /// of the group), so a peer hears several before it would time out. Default 4.
+    pub ping_divisor: u64,
+    /// How long a replica waits for the cluster manager to answer a promotion request before
+    /// it answers the operator's failover command with
+    /// [`AdminError::PromotionUnanswered`](crate::AdminError::PromotionUnanswered) (the first
+    /// promotion of a new group is asked for again instead). Default 60 s.
+    pub promotion_timeout_ms: u64,
+}
+
+impl Default for CoreOptions {
+    fn default() -> Self {
+        CoreOptions {
+            max_block_records: 64,
+            ping_divisor: 4,
+            promotion_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// One availability replica: a sans-IO state machine driven by inputs, yielding outputs.
+///
+/// ```text
+///  handle_message(now, from, conn, msg) ───┐
+///  handle_client(now, ClientRequest) ──────┤
+///  handle_admin(now, id, AdminCommand) ────┤      ┌──────────┐      poll_output() → Output:
+///  handle_timer(now, TimerId) ─────────────┼────▶ │ Replica  │ ───▶  PersistState, Send, AppendLog,
+///  handle_storage(now, StorageEvent) ──────┤      └──────────┘       Fsync, Redo, RevertLog,
+///  handle_connection(now, ConnectionEvent) ┤                         ClientReply, AdminReply,
+///  handle_manager(now, ManagerEvent) ──────┘                         SetTimer, RoleChanged,
+///                                                                     PrimaryChanged, Manager…
+/// ```
+///
+/// Time is a millisecond count supplied by the caller on every input; the core has no clock,
+/// no sockets and no files.
+///
+/// **`now_ms` must come from a monotonic clock** (`Instant`, `CLOCK_MONOTONIC`), never from
+/// wall-clock time: lease ends and session deadlines are instants on that clock, and a clock
+/// that steps back would let a primary commit past the end of its lease (R-QUORUM-3). As a
+/// defence the core never lets time go back: an input whose `now_ms` is below the largest one
+/// seen is processed at that largest one. (This only stops time; it cannot shorten a lease in
+/// real time, so the requirement stands.)
+///
+/// # The ordering contract
+///
+/// The core's safety rests on the shell doing what the outputs say, in order, and reporting
+/// only what is true. In the spirit of raft-rs's "persist, then send":
+///
+/// 1. **Perform outputs in the order they are polled.** `AppendLog` records of a database go to
+///    its log file in order, right after the previous ones.
+/// 2. **`PersistState` is durable before any later output is performed.** It carries the role
+///    and epoch that the `Send`s after it announce; a restart must never forget an epoch it
+///    announced.
+/// 3. **Report `LogHardened { up_to }` only after an fsync covering `up_to` finished**, and
+///    `LogReverted` only once the truncation is durable. Per database, report completions in
+///    the order the operations were emitted.
+/// 4. Sending log to secondaries does not wait for the local fsync (the primary ships and
+///    hardens in parallel, like SQL Server); *acknowledging* does.
+/// 5. **Connections have identities.** Give every connection a fresh [`ConnectionId`], tag its
+///    [`ConnectionEvent`]s and the messages read from it with that id, and perform each
+///    `Send` on the connection it names (drop it if that connection is gone).
+/// 6. **A failed write is a `Closed`.** A `Send` that cannot be performed on an open connection
+///    (write error, a send buffer the shell will not wait for) closes that connection and is
+///    reported as [`ConnectionEvent::Closed`]: never drop a `Log` or a `Progress` silently
+///    while the connection stays open, or the core would go on counting a peer that no longer
+///    receives (or acknowledges) anything.
+///
+/// In return the core guarantees, and checks at the point of acknowledgement (R-COMMIT-2/3,
+/// R-COMMIT-6):
+///
+/// - a commit is acknowledged (`ClientReply::Committed`) only after the local `LogHardened`
+///   covering its LSN was reported **and** every commit participant (a connected,
+///   synchronous-commit, SYNCHRONIZED secondary) reported hardening it, **and** at least
+///   REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT of them did;
+/// - with a cluster manager, a secondary that leaves the SYNCHRONIZED set is still waited for
+///   until the manager confirmed (`ManagerEvent::SyncStatePublished`) a publication without
+///   it, and every secondary of a publication still in flight (sent after the last confirmed
+///   one) is waited for too, since the manager may store any of them next: the
+///   `PublishSyncState` output comes first, the acknowledgements after the confirmation, so
+///   an automatic failover can never pick a replica that misses an acknowledged commit
+///   (provided the manager stores publications in version order and refuses older ones);
+/// - a secondary's `Progress` acknowledges only what its own `LogHardened` inputs covered;
+/// - a redo is never awaited by a commit.
+///
+/// After every input, debug builds check the invariants of [`Replica::validate`].
+pub struct Replica {
+    name: String,
+    options: CoreOptions,
+    core: Option<Core>,
+    outputs: VecDeque<Output>,
+    persisted: Option<PersistentState>,
+    /// The largest `now_ms` seen: time never goes back inside the core.
+    last_now_ms: u64,
+}
+
+/// A planned failover this replica (the target) asked its primary for (R-FAIL-3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PendingFailover {
+    request: RequestId,
+    primary: ReplicaId,
+    /// FORCE_FAILOVER_ALLOW_DATA_LOSS on a SYNCHRONIZED target: fall back to a forced failover
+    /// if the primary refuses.
+    forced: bool,
+    /// The primary's ends of log, once it granted.
+    ends: Option<Vec<Lsn>>,
+}
+
+/// A promotion asked of the cluster manager.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct AwaitingPromotion {
+    kind: PromotionKind,
+    request: Option<RequestId>,
+}
+
+/// What has been published to the cluster manager (R-COMMIT-4 with a manager).
+#[derive(Clone, Debug, Default)]
+struct Publication {
+    version: u64,
+    last: Option<Vec<BTreeSet<ReplicaId>>>,
+    pending: BTreeMap<u64, Vec<BTreeSet<ReplicaId>>>,
+    /// The SYNCHRONIZED sets the manager confirmed last: commits wait for these too.
+    confirmed: Vec<BTreeSet<ReplicaId>>,
+}
+
+/// The state of a replica that belongs to an availability group.
+struct Core {
+    /// The time of the input being processed (never less than that of an earlier input).
+    now_ms: u64,
+    config: AgConfig,
+    me: ReplicaId,
+    role: Role,
+    epoch: Epoch,
+    last_forced: Epoch,
+    max_term: u64,
+    primary: Option<ReplicaId>,
+    peers: Vec<Peer>,
+    dbs: Vec<Database>,
+    lease_until_ms: Option<u64>,
+    publication: Publication,
+    failover: Option<PendingFailover>,
+    handover_to: Option<ReplicaId>,
+    awaiting_promotion: Option<AwaitingPromotion>,
+    /// Every commit clients asked this replica for, per database (R-COMMIT-7).
+    outcomes: BTreeMap<(DatabaseId, TxnId), TxnOutcome>,
+    options: CoreOptions,
+    /// The role and epoch the last broadcast handshake announced.
+    announced: (Role, Epoch),
+    /// The primary (and its epoch) the last `PrimaryChanged` announced.
+    announced_primary: (Option<ReplicaId>, Option<Epoch>),
+}
+
+/// What a client was told about a commit: the observation, and the reply itself so that a
+/// commit retried after an indefinite reply (or a lost one) learns the same truth.
+#[derive(Clone, Debug)]
+struct TxnOutcome {
+    observation: TransactionObservation,
+    /// The final reply; `None` while the commit waits.
+    reply: Option<ClientReply>,
+}
+
+type Out = VecDeque<Output>;
+
+/// Sends `body` to `to` on the connection the core has open to it; with none open there is
+/// nobody to tell (the next session starts with a handshake) and nothing is emitted.
+fn send(
+    out: &mut Out,
+    peers: &[Peer],
+    to: ReplicaId,
+    epoch: Epoch,
+    body: crate::message::MessageBody,
+) {
+    let Some(connection) = peers.get(usize::from(to.0)).and_then(|p| p.connection) else {
+        tracing::trace!(peer = to.0, "no connection: message not sent");
+        return;
+    };
+    out.push_back(Output::Send {
+        to,
+        connection,
+        message: PeerMessage { epoch, body },
+    });
+}
+
+fn ignored(out: &mut Out, source: InputSource, reason: IgnoredReason) {
+    tracing::debug!(?source, %reason, "input ignored");
+    out.push_back(Output::Ignored { source, reason });
+}
+
+impl Replica {
+    /// A replica process that belongs to no availability group yet; `name` is its server
+    /// instance name, as the configuration lists it. Start with
+    /// [`AdminCommand::CreateAvailabilityGroup`] or [`AdminCommand::JoinAvailabilityGroup`].
+    pub fn new(name: impl Into<String>) -> Self {
+        Replica::with_options(name, CoreOptions::default())
+    }
+
+    /// Like [`Replica::new`], with tunables.
+    pub fn with_options(name: impl Into<String>, options: CoreOptions) -> Self {
+        Replica {
+            name: name.into(),
+            options,
+            core: None,
+            outputs: VecDeque::new(),
+            persisted: None,
+            last_now_ms: 0,
+        }
+    }
+
+    /// Rebuilds a replica after a restart, at `now_ms`, from its last [`PersistentState`] and
+    /// the hardened log of each database (in configuration order). The recovered log counts as
+    /// hardened and redone.
+    ///
+    /// The replica comes back SECONDARY (not following anyone until a primary's handshake), or
+    /// RESOLVING if it was RESOLVING, or if it was PRIMARY under a cluster manager (the manager
+    /// decides again). A PRIMARY of `CLUSTER_TYPE = NONE` comes back PRIMARY, as SQL Server
+    /// does, in a new generation of its epoch; it steps down as soon as a peer shows it a newer
+    /// epoch (see "CLUSTER_TYPE NONE and split brain" in the crate docs).
+    ///
+    /// Everything handed in comes from disk and is checked, never trusted: a state that
+    /// contradicts itself, its configuration or the logs is refused with a [`RecoveryError`].
+    pub fn recover(
+        now_ms: u64,
+        name: impl Into<String>,
+        state: PersistentState,
+        logs: Vec<Vec<LogRecord>>,
+        options: CoreOptions,
+    ) -> Result<Replica, RecoveryError> {
+        let name = name.into();
+        let config = state.config.clone();
+        config
+            .validate()
+            .map_err(|e| RecoveryError::InvalidConfiguration(e.to_string()))?;
+        let actual = config.replica_id(&name);
+        if actual != Some(state.replica) {
+            return Err(RecoveryError::NotThisReplica {
+                stored: state.replica,
+                name,
+                actual,
+            });
+        }
+        let me = state.replica;
+        if config.replicas[usize::from(me.0)].availability_mode
+            == AvailabilityMode::ConfigurationOnly
+        {
+            return Err(RecoveryError::ConfigurationOnlyReplica { name });
+        }
+        if logs.len() != config.databases.len() {
+            return Err(RecoveryError::LogCount {
+                logs: logs.len(),
+                databases: config.databases.len(),
+            });
+        }
+        if state.databases.len() != config.databases.len() {
+            return Err(RecoveryError::DatabaseStateCount {
+                stored: state.databases.len(),
+                databases: config.databases.len(),
+            });
+        }
+        let epochs = [state.epoch, state.last_forced_epoch].into_iter().chain(
+            state
+                .databases
+                .iter()
+                .flat_map(|d| [d.accepted_epoch, d.suspended_by_epoch]),
+        );
+        for epoch in epochs {
+            if epoch.term > Epoch::MAX_TERM {
+                return Err(RecoveryError::EpochOutOfRange { epoch });
+            }
+        }
+        if state.role == Role::Primary {
+            if state.epoch.term == 0 {
+                return Err(RecoveryError::PrimaryWithoutEpoch);
+            }
+            if state.epoch.replica != me {
+                return Err(RecoveryError::PrimaryOfAnotherEpoch {
+                    epoch: state.epoch,
+                    replica: me,
+                });
+            }
+        }
+        let mut max_term = state.epoch.term.max(state.last_forced_epoch.term);
+        for (index, (log, stored)) in logs.iter().zip(&state.databases).enumerate() {
+            let database = DatabaseId(index as u8);
+            check_run(log, Lsn(0), Epoch::NONE)
+                .map_err(|error| RecoveryError::MalformedLog { database, error })?;
+            if stored.accepted_epoch > state.epoch {
+                return Err(RecoveryError::AcceptedEpochAhead {
+                    database,
+                    accepted: stored.accepted_epoch,
+                    epoch: state.epoch,
+                });
+            }
+            if let Some(last) = log.last() {
+                // Records are written or taken only in the replica's current epoch, which is
+                // persisted before them (the ordering contract).
+                if last.epoch > state.epoch {
+                    return Err(RecoveryError::LogAheadOfEpoch {
+                        database,
+                        lsn: last.lsn,
+                        record: last.epoch,
+                        epoch: state.epoch,
+                    });
+                }
+                max_term = max_term.max(last.epoch.term);
+            }
+        }
+        let role = match state.role {
+            Role::Primary if !config.cluster_type.has_manager() => Role::Primary,
+            Role::Primary | Role::Resolving => Role::Resolving,
+            Role::Secondary => Role::Secondary,
+        };
+        let mut core = Core::new(config, me, options, logs);
+        core.now_ms = now_ms;
+        core.role = role;
+        core.epoch = state.epoch;
+        if role == Role::Primary {
+            // A new generation: what it writes now differs from what it had shipped but not
+            // hardened before the crash (see `Epoch`).
+            core.epoch.generation = core.epoch.generation.saturating_add(1);
+        }
+        core.last_forced = state.last_forced_epoch;
+        core.max_term = max_term;
+        core.primary = (role == Role::Primary).then_some(me);
+        for (db, stored) in core.dbs.iter_mut().zip(&state.databases) {
+            db.suspended = stored.suspended;
+            db.suspended_by_epoch = stored.suspended_by_epoch;
+            db.accepted_epoch = stored.accepted_epoch;
+        }
+        // No peer is connected yet: the first handshakes carry the role and epoch.
+        core.announced = (core.role, core.epoch);
+        core.validate().map_err(RecoveryError::Inconsistent)?;
+        let mut replica = Replica {
+            name,
+            options,
+            core: None,
+            outputs: VecDeque::new(),
+            persisted: Some(state),
+            last_now_ms: now_ms,
+        };
+        replica.outputs.push_back(Output::RoleChanged {
+            role,
+            epoch: core.epoch,
+        });
+        replica.outputs.push_back(Output::SetTimer {
+            timer: TimerId::Heartbeat,
+            at_ms: now_ms.saturating_add(core.ping_interval_ms()),
+        });
+        if role == Role::Primary {
+            replica.outputs.push_back(Output::PrimaryChanged {
+                primary: Some(me),
+                epoch: core.epoch,
+            });
+        }
+        core.announced_primary = (core.primary, core.primary.map(|_| core.epoch));
+        replica.core = Some(core);
+        replica.after_input(0);
+        Ok(replica)
+    }
+
+    /// A message from peer `from`, read from `connection` (the connection to that replica the
+    /// shell reported [`ConnectionEvent::Opened`]). A message read from a connection that is no
+    /// longer the peer's current one is ignored.
+    pub fn handle_message(
+        &mut self,
+        now_ms: u64,
+        from: ReplicaId,
+        connection: ConnectionId,
+        message: PeerMessage,
+    ) {
+        let now_ms = self.tick(now_ms);
+        let span = tracing::debug_span!("handle_message", replica = %self.name, now_ms);
+        let _entered = span.enter();
+        let mark = self.outputs.len();
+        match self.core.as_mut() {
+            Some(core) => {
+                core.check_lease(now_ms, &mut self.outputs);
+                core.on_message(now_ms, from, connection, message, &mut self.outputs);
+                core.settle(now_ms, &mut self.outputs);
+            }
+            None => ignored(
+                &mut self.outputs,
+                InputSource::Peer(from),
+                IgnoredReason::NotInAvailabilityGroup,
+            ),
+        }
+        self.after_input(mark);
+    }
+
+    /// A client request. Every request gets exactly one [`Output::ClientReply`], now or later
+    /// (commits wait for R-COMMIT-2/3).
+    pub fn handle_client(&mut self, now_ms: u64, request: ClientRequest) {
+        let now_ms = self.tick(now_ms);
+        let span = tracing::debug_span!("handle_client", replica = %self.name, now_ms);
+        let _entered = span.enter();
+        let mark = self.outputs.len();
+        match self.core.as_mut() {
+            Some(core) => {
+                core.check_lease(now_ms, &mut self.outputs);
+                core.on_client(now_ms, request, &mut self.outputs);
+                core.settle(now_ms, &mut self.outputs);
+            }
+            None => self.outputs.push_back(Output::ClientReply {
+                request: request.request,
+                reply: crate::output::ClientReply::Refused(
+                    crate::error::ClientError::NotInAvailabilityGroup,
+                ),
+            }),
+        }
+        self.after_input(mark);
+    }
+
+    /// An admin command. Every command gets exactly one [`Output::AdminReply`], now or later
+    /// (a failover answers when it completes).
+    pub fn handle_admin(&mut self, now_ms: u64, request: RequestId, command: AdminCommand) {
+        let now_ms = self.tick(now_ms);
+        let span = tracing::debug_span!("handle_admin", replica = %self.name, now_ms);
+        let _entered = span.enter();
+        let mark = self.outputs.len();
+        self.on_admin(now_ms, request, command);
+        if let Some(core) = self.core.as_mut() {
+            core.settle(now_ms, &mut self.outputs);
+        }
+        self.after_input(mark);
+    }
+
+    /// A timer the core set ([`Output::SetTimer`]) fired. Stale timers are harmless.
+    pub fn handle_timer(&mut self, now_ms: u64, timer: TimerId) {
+        let now_ms = self.tick(now_ms);
+        let span = tracing::debug_span!("handle_timer", replica = %self.name, now_ms);
+        let _entered = span.enter();
+        let mark = self.outputs.len();
+        match self.core.as_mut() {
+            Some(core) => {
+                core.check_lease(now_ms, &mut self.outputs);
+                core.on_timer(now_ms, timer, &mut self.outputs);
+                core.settle(now_ms, &mut self.outputs);
+            }
+            None => ignored(
+                &mut self.outputs,
+                InputSource::Timer(timer),
+                IgnoredReason::NotInAvailabilityGroup,
+            ),
+        }
+        self.after_input(mark);
+    }
+
+    /// A storage operation finished. An event that breaks the ordering contract (see
+    /// [`Replica`]) is refused with an error and changes nothing.
+    pub fn handle_storage(
+        &mut self,
+        now_ms: u64,
+        event: StorageEvent,
+    ) -> Result<(), StorageContractError> {
+        let now_ms = self.tick(now_ms);
+        let span = tracing::debug_span!("handle_storage", replica = %self.name, now_ms);
+        let _entered = span.enter();
+        let mark = self.outputs.len();
+        let result = match self.core.as_mut() {
+            Some(core) => {
+                core.check_lease(now_ms, &mut self.outputs);
+                let result = core.on_storage(event, &mut self.outputs);
+                core.settle(now_ms, &mut self.outputs);
+                result
+            }
+            None => Err(StorageContractError::NotInAvailabilityGroup),
+        };
+        self.after_input(mark);
+        result
+    }
+
+    /// A peer connection opened or closed.
+    pub fn handle_connection(&mut self, now_ms: u64, event: ConnectionEvent) {
+        let now_ms = self.tick(now_ms);
+        let span = tracing::debug_span!("handle_connection", replica = %self.name, now_ms);
+        let _entered = span.enter();
+        let mark = self.outputs.len();
+        match self.core.as_mut() {
+            Some(core) => {
+                core.check_lease(now_ms, &mut self.outputs);
+                core.on_connection(now_ms, event, &mut self.outputs);
+                core.settle(now_ms, &mut self.outputs);
+            }
+            None => ignored(
+                &mut self.outputs,
+                InputSource::Connection(event.peer()),
+                IgnoredReason::NotInAvailabilityGroup,
+            ),
+        }
+        self.after_input(mark);
+    }
+
+    /// An event from the cluster manager (never with `CLUSTER_TYPE = NONE`).
+    pub fn handle_manager(&mut self, now_ms: u64, event: ManagerEvent) {
+        let now_ms = self.tick(now_ms);
+        let span = tracing::debug_span!("handle_manager", replica = %self.name, now_ms);
+        let _entered = span.enter();
+        let mark = self.outputs.len();
+        match self.core.as_mut() {
+            Some(core) => {
+                core.check_lease(now_ms, &mut self.outputs);
+                core.on_manager(now_ms, event, &mut self.outputs);
+                core.settle(now_ms, &mut self.outputs);
+            }
+            None => ignored(
+                &mut self.outputs,
+                InputSource::Manager,
+                IgnoredReason::NotInAvailabilityGroup,
+            ),
+        }
+        self.after_input(mark);
+    }
+
+    /// The next thing to do, in order; `None` when there is nothing left.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Every output waiting, in order (a convenience over [`Replica::poll_output`]).
+    pub fn drain_outputs(&mut self) -> Vec<Output> {
+        self.outputs.drain(..).collect()
+    }
+
+    /// This server's instance name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The tunables.
+    pub fn options(&self) -> CoreOptions {
+        self.options
+    }
+
+    /// The group's configuration as this replica knows it (with k changes applied).
+    pub fn config(&self) -> Option<&AgConfig> {
+        self.core.as_ref().map(|c| &c.config)
+    }
+
+    /// This replica's id, once it belongs to a group.
+    pub fn id(&self) -> Option<ReplicaId> {
+        self.core.as_ref().map(|c| c.me)
+    }
+
+    /// Its role, once it belongs to a group.
+    pub fn role(&self) -> Option<Role> {
+        self.core.as_ref().map(|c| c.role)
+    }
+
+    /// The epoch of the primary it leads or follows.
+    pub fn epoch(&self) -> Option<Epoch> {
+        self.core.as_ref().map(|c| c.epoch)
+    }
+
+    /// The primary it knows of (itself when primary).
+    pub fn primary(&self) -> Option<ReplicaId> {
+        self.core.as_ref().and_then(|c| c.primary)
+    }
+
+    /// The connection to `peer` this replica considers current (the last one reported
+    /// [`ConnectionEvent::Opened`] and not closed since).
+    pub fn connection(&self, peer: ReplicaId) -> Option<ConnectionId> {
+        self.core
+            .as_ref()
+            .and_then(|c| c.peers.get(usize::from(peer.0)))
+            .and_then(|p| p.connection)
+    }
+
+    /// `end_of_log_lsn` of a database: the operator picks the forced-failover target with the
+    /// highest one (R-FAIL-6).
+    pub fn end_of_log_lsn(&self, database: DatabaseId) -> Option<Lsn> {
+        self.core
+            .as_ref()
+            .and_then(|c| c.dbs.get(usize::from(database.0)))
+            .map(|db| db.end())
+    }
+
+    /// The log of a database as this replica holds it (hardened or not).
+    pub fn log(&self, database: DatabaseId) -> Option<&[LogRecord]> {
+        self.core
+            .as_ref()
+            .and_then(|c| c.dbs.get(usize::from(database.0)))
+            .map(|db| db.log.as_slice())
+    }
+
+    /// The durable metadata as of now (what the last `PersistState` carried).
+    pub fn persistent_state(&self) -> Option<PersistentState> {
+        self.core.as_ref().map(|c| c.persistent_state())
+    }
+
+    /// Time never goes back inside the core (see "monotonic clock" above).
+    fn tick(&mut self, now_ms: u64) -> u64 {
+        if now_ms < self.last_now_ms {
+            tracing::warn!(
+                now_ms,
+                last_now_ms = self.last_now_ms,
+                "time went back: the shell must pass a monotonic clock"
+            );
+        }
+        self.last_now_ms = self.last_now_ms.max(now_ms);
+        if let Some(core) = self.core.as_mut() {
+            core.now_ms = self.last_now_ms;
+        }
+        self.last_now_ms
+    }
+
+    /// After every input: persist what changed *before* the input's other outputs, and check
+    /// the invariants in debug builds.
+    fn after_input(&mut self, mark: usize) {
+        if let Some(core) = &self.core {
+            let state = core.persistent_state();
+            if self.persisted.as_ref() != Some(&state) {
+                self.outputs.insert(
+                    mark.min(self.outputs.len()),
+                    Output::PersistState(state.clone()),
+                );
+                self.persisted = Some(state);
+            }
+        }
+        #[cfg(debug_assertions)]
+        if let Err(violation) = self.validate() {
+            panic!("hadr-core: {violation} (replica '{}')", self.name);
+        }
+    }
+}
+
+impl Core {
+    fn new(
+        config: AgConfig,
+        me: ReplicaId,
+        options: CoreOptions,
+        logs: Vec<Vec<LogRecord>>,
+    ) -> Core {
+        let others: Vec<ReplicaId> = (0..config.replicas.len())
+            .map(|i| ReplicaId(i as u8))
+            .filter(|r| {
+                *r != me
+                    && config.replicas[usize::from(r.0)].availability_mode
+                        != AvailabilityMode::ConfigurationOnly
+            })
+            .collect();
+        let dbs = logs
+            .into_iter()
+            .enumerate()
+            .map(|(i, log)| Database::new(DatabaseId(i as u8), log, &others))
+            .collect();
+        Core {
+            now_ms: 0,
+            peers: vec![Peer::default(); config.replicas.len()],
+            config,
+            me,
+            role: Role::Resolving,
+            epoch: Epoch::NONE,
+            last_forced: Epoch::NONE,
+            max_term: 0,
+            primary: None,
+            dbs,
+            lease_until_ms: None,
+            publication: Publication::default(),
+            failover: None,
+            handover_to: None,
+            awaiting_promotion: None,
+            outcomes: BTreeMap::new(),
+            options,
+            announced: (Role::Resolving, Epoch::NONE),
+            announced_primary: (None, None),
+        }
+    }
+
+    fn persistent_state(&self) -> PersistentState {
+        PersistentState {
+            config: self.config.clone(),
+            replica: self.me,
+            role: self.role,
+            epoch: self.epoch,
+            last_forced_epoch: self.last_forced,
+            databases: self
+                .dbs
+                .iter()
+                .map(|db| PersistentDatabase {
+                    suspended: db.suspended,
+                    suspended_by_epoch: db.suspended_by_epoch,
+                    accepted_epoch: db.accepted_epoch,
+                })
+                .collect(),
+        }
+    }
+
+    fn has_manager(&self) -> bool {
+        self.config.cluster_type.has_manager()
+    }
+
+    /// R-COMMIT-1: this replica's own mode is SYNCHRONOUS_COMMIT.
+    fn is_sync(&self, replica: ReplicaId) -> bool {
+        self.config
+            .replica(replica)
+            .is_some_and(|r| r.availability_mode == AvailabilityMode::SynchronousCommit)
+    }
+
+    /// R-COMMIT-1: a pair is synchronous only if both replicas are SYNCHRONOUS_COMMIT.
+    fn pair_is_sync(&self, a: ReplicaId, b: ReplicaId) -> bool {
+        self.is_sync(a) && self.is_sync(b)
+    }
+
+    fn is_peer(&self, peer: ReplicaId) -> bool {
+        peer != self.me && usize::from(peer.0) < self.peers.len()
+    }
+
+    fn db_index(&self, database: DatabaseId) -> Option<usize> {
+        let index = usize::from(database.0);
+        (index < self.dbs.len()).then_some(index)
+    }
+
+    fn session_timeout_ms(&self) -> u64 {
+        self.config
+            .replica(self.me)
+            .map_or(10_000, |r| u64::from(r.session_timeout_s) * 1000)
+    }
+
+    /// Pings go out often enough for the shortest SESSION_TIMEOUT of the group.
+    fn ping_interval_ms(&self) -> u64 {
+        let shortest_s = self
+            .config
+            .replicas
+            .iter()
+            .map(|r| u64::from(r.session_timeout_s))
+            .min()
+            .unwrap_or(10);
+        (shortest_s * 1000 / self.options.ping_divisor.max(1)).max(1)
+    }
+
+    fn note_term(&mut self, term: u64) {
+        self.max_term = self.max_term.max(term);
+    }
+
+    /// Records what the client was told about the commit of `txn` (`None`: it waits).
+    fn record_outcome(&mut self, database: DatabaseId, txn: TxnId, reply: Option<&ClientReply>) {
+        let outcome = reply
+            .and_then(ClientReply::commit_outcome)
+            .unwrap_or(hadr_types::CommitOutcome::Pending);
+        let observation = TransactionObservation {
+            txn,
+            database,
+            outcome,
+        };
+        let reply = reply.cloned();
+        self.outcomes
+            .insert((database, txn), TxnOutcome { observation, reply });
+    }
+}

@@ -1,0 +1,868 @@
+//! The primary's side: client transactions and commits (R-COMMIT-1..7), shipping log with no
+//! gap (R-SYNC-1), each secondary's progress and SYNCHRONIZED state (R-SYNC-3/4/6), the
+//! publication to the cluster manager, and releasing commits in the contract's order.
+
+use super::database::{PendingCommit, Phase, Progress};
+use super::{ignored, send, Core, Out};
+use crate::error::{ClientError, IgnoredReason};
+use crate::ids::{Epoch, RequestId};
+use crate::input::{ClientOp, ClientRequest};
+use crate::log::{common_prefix, LogRecord};
+use crate::message::{DatabaseHello, MessageBody};
+use crate::output::{
+    ClientReply, IndefiniteCause, InputSource, ManagerRequest, Output, SyncStatePublication,
+};
+use hadr_types::{
+    ApplicationIntent, DatabaseId, Lsn, PrimaryConnections, ReplicaId, Role, SecondaryConnections,
+    SuspendReason, SyncState, TxnId,
+};
+use std::collections::BTreeSet;
+
+impl Core {
+    /// R-QUORUM-3: a primary whose lease ran out stops committing before anything else happens.
+    pub(super) fn check_lease(&mut self, now_ms: u64, out: &mut Out) {
+        if self.role == Role::Primary
+            && self.has_manager()
+            && self.lease_until_ms.is_none_or(|until| now_ms >= until)
+        {
+            tracing::warn!(now_ms, "lease expired: the primary stops committing");
+            self.step_down(Role::Resolving, IndefiniteCause::LeaseLost, out);
+        }
+    }
+
+    /// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT may not exceed the data replicas − 1.
+    pub(super) fn max_required(&self) -> u32 {
+        u32::try_from(self.config.data_replica_count().saturating_sub(1)).unwrap_or(u32::MAX)
+    }
+
+    pub(super) fn on_client(&mut self, _now_ms: u64, request: ClientRequest, out: &mut Out) {
+        let id = request.request;
+        if let Some(reply) = self.client_op(request, out) {
+            out.push_back(Output::ClientReply { request: id, reply });
+        }
+    }
+
+    /// The reply, or `None` when it comes later (a commit waiting for R-COMMIT-2/3).
+    fn client_op(&mut self, request: ClientRequest, out: &mut Out) -> Option<ClientReply> {
+        let database = request.database;
+        let intent = request.intent;
+        let Some(index) = self.db_index(database) else {
+            return Some(ClientReply::Refused(ClientError::UnknownDatabase {
+                database,
+            }));
+        };
+        if let ClientOp::Read { txn, key } = &request.op {
+            return Some(self.read(index, intent, *txn, key));
+        }
+        if let ClientOp::Commit { txn } = request.op {
+            if !self.dbs[index].open_txns.contains_key(&txn) {
+                // Only an open transaction can be refused definitely; anything else may be the
+                // retry of a commit answered (or lost) before, on any replica (R-COMMIT-7).
+                return Some(self.commit_not_open(database, txn));
+            }
+        }
+        if intent == ApplicationIntent::ReadOnly {
+            // R-READ-1: a read-intent connection never writes, on any replica; a primary with
+            // ALLOW_CONNECTIONS = READ_WRITE refuses it altogether. A transaction belongs to
+            // one connection: a commit of it arriving with another intent ends it (rolled
+            // back), so the refusal is definite.
+            if let ClientOp::Commit { txn } = request.op {
+                self.dbs[index].open_txns.remove(&txn);
+            }
+            let error = if self.role == Role::Primary && self.primary_refuses_read_intent() {
+                ClientError::ConnectionNotAllowed {
+                    role: self.role,
+                    intent,
+                }
+            } else {
+                ClientError::ReadOnlyIntent
+            };
+            return Some(ClientReply::Refused(error));
+        }
+        if let Err(error) = self.writable() {
+            return Some(ClientReply::Refused(error));
+        }
+        let used = |core: &Core, txn: TxnId| {
+            core.outcomes.contains_key(&(database, txn))
+                || core.dbs[index].log.iter().any(|r| r.txn == txn)
+        };
+        Some(match request.op {
+            ClientOp::Read { .. } => unreachable!("answered above"),
+            ClientOp::Begin { txn } if self.dbs[index].open_txns.contains_key(&txn) => {
+                ClientReply::Refused(ClientError::TransactionAlreadyOpen { txn })
+            }
+            ClientOp::Begin { txn } if used(self, txn) => {
+                // R-COMMIT-7: its outcome is on record under this id; a second transaction
+                // with the same id would make the answer to a retried commit ambiguous.
+                ClientReply::Refused(ClientError::TransactionIdReused { database, txn })
+            }
+            ClientOp::Begin { txn } => {
+                self.dbs[index].open_txns.insert(txn, Vec::new());
+                ClientReply::Begun
+            }
+            ClientOp::Write { txn, key, value } => match self.dbs[index].open_txns.get_mut(&txn) {
+                Some(writes) => {
+                    writes.push(crate::log::Write { key, value });
+                    ClientReply::Written
+                }
+                None => ClientReply::Refused(ClientError::UnknownTransaction { txn }),
+            },
+            ClientOp::Rollback { txn } => match self.dbs[index].open_txns.remove(&txn) {
+                Some(_) => ClientReply::RolledBack,
+                None => ClientReply::Refused(ClientError::UnknownTransaction { txn }),
+            },
+            ClientOp::Commit { txn } => return self.commit(request.request, index, txn, out),
+        })
+    }
+
+    /// R-READ-1: PRIMARY_ROLE (ALLOW_CONNECTIONS = READ_WRITE) refuses read-intent connections.
+    fn primary_refuses_read_intent(&self) -> bool {
+        self.config
+            .replica(self.me)
+            .is_some_and(|r| r.primary_role.allow_connections == PrimaryConnections::ReadWrite)
+    }
+
+    /// A commit of a transaction that is not open here, on any role: not a definite "not
+    /// committed", since it may be a retry of a commit that was answered (or lost) already,
+    /// here or through another primary (R-COMMIT-7). The client gets what this replica told
+    /// about it before, if anything; otherwise an indefinite reply.
+    fn commit_not_open(&self, database: DatabaseId, txn: TxnId) -> ClientReply {
+        match self.outcomes.get(&(database, txn)) {
+            Some(recorded) => match &recorded.reply {
+                Some(reply) => reply.clone(),
+                None => ClientReply::Indefinite(IndefiniteCause::CommitInProgress),
+            },
+            None => ClientReply::Indefinite(IndefiniteCause::UnknownTransaction),
+        }
+    }
+
+    /// R-ROLE-3: only the primary accepts writes (its lease was checked on entry).
+    fn writable(&self) -> Result<(), ClientError> {
+        if self.role == Role::Primary {
+            Ok(())
+        } else {
+            Err(ClientError::NotPrimary {
+                role: self.role,
+                primary: self.primary,
+            })
+        }
+    }
+
+    /// The last LSN a read on the primary sees: every record before the first commit still
+    /// waiting (its outcome is not known yet), and only hardened ones. Redo lag does not hold
+    /// it back: the primary's data is current (only secondaries read redone data, R-READ-2).
+    pub(super) fn primary_read_lsn(&self, index: usize) -> Lsn {
+        let db = &self.dbs[index];
+        let before_waiting = db
+            .pending
+            .front()
+            .map_or(db.end(), |p| Lsn(p.lsn.0.saturating_sub(1)));
+        before_waiting.min(db.hardened)
+    }
+
+    /// R-READ-1/2: reads on the primary see every acknowledged commit (and the transaction's
+    /// own writes), whatever redo has applied; a readable secondary serves its redone data only
+    /// while it follows the primary's history (SYNCHRONIZING or SYNCHRONIZED), so records of an
+    /// abandoned fork are never read (R-SYNC-5).
+    fn read(
+        &self,
+        index: usize,
+        intent: ApplicationIntent,
+        txn: Option<TxnId>,
+        key: &str,
+    ) -> ClientReply {
+        let db = &self.dbs[index];
+        let me = &self.config.replicas[usize::from(self.me.0)];
+        let not_allowed = ClientReply::Refused(ClientError::ConnectionNotAllowed {
+            role: self.role,
+            intent,
+        });
+        match self.role {
+            Role::Primary => {
+                if intent == ApplicationIntent::ReadOnly && self.primary_refuses_read_intent() {
+                    return not_allowed;
+                }
+                let writes = match txn {
+                    Some(txn) => match db.open_txns.get(&txn) {
+                        Some(writes) => Some(writes.as_slice()),
+                        None => {
+                            return ClientReply::Refused(ClientError::UnknownTransaction { txn })
+                        }
+                    },
+                    None => None,
+                };
+                ClientReply::Value(db.read_as_of(key, writes, self.primary_read_lsn(index)))
+            }
+            Role::Secondary => {
+                let allowed = match me.secondary_role.allow_connections {
+                    SecondaryConnections::No => false,
+                    SecondaryConnections::ReadOnly => intent == ApplicationIntent::ReadOnly,
+                    SecondaryConnections::All => true,
+                };
+                if !allowed {
+                    return not_allowed;
+                }
+                if let Some(txn) = txn {
+                    return ClientReply::Refused(ClientError::UnknownTransaction { txn });
+                }
+                let state = self.local_sync_state(index);
+                if !matches!(state, SyncState::Synchronizing | SyncState::Synchronized) {
+                    return ClientReply::Refused(ClientError::NotReadable {
+                        database: db.id,
+                        state,
+                    });
+                }
+                ClientReply::Value(db.read_redone(key))
+            }
+            Role::Resolving => not_allowed,
+        }
+    }
+
+    /// Appends the commit record, asks for its fsync, ships it; the reply waits for
+    /// `release_commits`. R-COMMIT-5: with fewer than k SYNCHRONIZED secondaries the commit is
+    /// refused *before* anything is logged, so the definite error is true.
+    fn commit(
+        &mut self,
+        request: RequestId,
+        index: usize,
+        txn: TxnId,
+        out: &mut Out,
+    ) -> Option<ClientReply> {
+        let epoch = self.epoch;
+        let required = self.config.required_synchronized_secondaries_to_commit;
+        let db = &mut self.dbs[index];
+        let database = db.id;
+        let Some(writes) = db.open_txns.remove(&txn) else {
+            return Some(self.commit_not_open(database, txn));
+        };
+        let synchronized = db.secondaries.values().filter(|p| p.synchronized).count();
+        if (synchronized as u64) < u64::from(required) {
+            let reply = ClientReply::Refused(ClientError::TooFewSynchronized {
+                database,
+                synchronized,
+                required,
+            });
+            self.record_outcome(database, txn, Some(&reply));
+            return Some(reply);
+        }
+        let lsn = Lsn(db.end().0 + 1);
+        let record = LogRecord {
+            lsn,
+            epoch,
+            txn,
+            writes,
+        };
+        db.log.push(record.clone());
+        db.pending.push_back(PendingCommit { request, txn, lsn });
+        db.fsync_requested = lsn;
+        out.push_back(Output::AppendLog {
+            database,
+            records: vec![record],
+        });
+        out.push_back(Output::Fsync {
+            database,
+            up_to: lsn,
+        });
+        let peers: Vec<ReplicaId> = db.secondaries.keys().copied().collect();
+        self.record_outcome(database, txn, None);
+        for peer in peers {
+            self.ship(index, peer, out);
+        }
+        None
+    }
+
+    /// R-SYNC-1: sends every record after `last_sent`, in order and with no gap, to a connected
+    /// secondary whose database is moving data.
+    pub(super) fn ship(&mut self, index: usize, peer: ReplicaId, out: &mut Out) {
+        let serving = self.role == Role::Primary || self.handover_to == Some(peer);
+        if !serving || !self.peers[usize::from(peer.0)].is_up() {
+            return;
+        }
+        let epoch = self.epoch;
+        let max = self.options.max_block_records.max(1) as u64;
+        let db = &mut self.dbs[index];
+        if db.suspended.is_some() {
+            return;
+        }
+        let end = db.end();
+        let Some(progress) = db.secondaries.get_mut(&peer) else {
+            return;
+        };
+        if !progress.is_moving() {
+            return;
+        }
+        while progress.last_sent < end {
+            let first = progress.last_sent.0 + 1;
+            let last = end.0.min(progress.last_sent.0 + max);
+            let records = db.log[(first - 1) as usize..last as usize].to_vec();
+            send(
+                out,
+                &self.peers,
+                peer,
+                epoch,
+                MessageBody::Log(crate::message::LogBlock {
+                    database: db.id,
+                    first_lsn: Lsn(first),
+                    records,
+                }),
+            );
+            progress.last_sent = Lsn(last);
+        }
+    }
+
+    /// Where a secondary database starts, from its handshake (or its `Rejoin`): suspended
+    /// (R-SYNC-7; R-FAIL-4 after a forced failover it has not accepted), reverting to the fork
+    /// point (R-FAIL-6), or streaming from its end of log.
+    pub(super) fn setup_secondary(&mut self, from: ReplicaId, hello: DatabaseHello, out: &mut Out) {
+        let Some(index) = self.db_index(hello.database) else {
+            ignored(
+                out,
+                InputSource::Peer(from),
+                IgnoredReason::UnknownDatabase {
+                    database: hello.database,
+                },
+            );
+            return;
+        };
+        let epoch = self.epoch;
+        let last_forced = self.last_forced;
+        let db = &mut self.dbs[index];
+        let database = db.id;
+        let (forks, end, primary_suspended) = (db.forks(), db.end(), db.suspended.is_some());
+        let Some(progress) = db.secondaries.get_mut(&from) else {
+            ignored(
+                out,
+                InputSource::Peer(from),
+                IgnoredReason::Unexpected {
+                    what: "handshake from a replica that holds no data".into(),
+                    role: self.role,
+                    epoch,
+                },
+            );
+            return;
+        };
+        *progress = Progress::new();
+        match hello.suspended {
+            // Its own operator's suspension (or a forced failover's) stays what it is.
+            Some(reason) if reason != SuspendReason::Primary => {
+                progress.phase = Phase::Suspended(reason);
+                return;
+            }
+            _ if primary_suspended => {
+                progress.phase = Phase::Suspended(SuspendReason::Primary);
+                if hello.suspended != Some(SuspendReason::Primary) {
+                    let reason = SuspendReason::Primary;
+                    send(
+                        out,
+                        &self.peers,
+                        from,
+                        epoch,
+                        MessageBody::Suspend { database, reason },
+                    );
+                }
+                return;
+            }
+            Some(_) => {
+                // Suspended because of the primary database, which is resumed now.
+                send(
+                    out,
+                    &self.peers,
+                    from,
+                    epoch,
+                    MessageBody::ResumeFromPrimary { database },
+                );
+                return;
+            }
+            None => {}
+        }
+        if last_forced > hello.accepted_epoch {
+            tracing::info!(
+                peer = from.0,
+                database = database.0,
+                "secondary has not accepted the forced failover: SUSPEND_FROM_PARTNER"
+            );
+            progress.phase = Phase::Suspended(SuspendReason::Partner);
+            let reason = SuspendReason::Partner;
+            send(
+                out,
+                &self.peers,
+                from,
+                epoch,
+                MessageBody::Suspend { database, reason },
+            );
+            return;
+        }
+        let fork = common_prefix(&forks, end, &hello.forks, hello.end_of_log);
+        progress.last_sent = fork;
+        progress.received = fork;
+        progress.hardened = hello.hardened.min(fork);
+        progress.redone = hello.redone.min(progress.hardened);
+        if hello.end_of_log > fork {
+            tracing::info!(
+                peer = from.0,
+                database = database.0,
+                fork = fork.0,
+                "secondary holds log beyond the fork point: REVERTING"
+            );
+            progress.phase = Phase::Reverting { to: fork };
+            send(
+                out,
+                &self.peers,
+                from,
+                epoch,
+                MessageBody::Revert { database, to: fork },
+            );
+        } else if hello.reverting {
+            // Its own revert (asked by an earlier primary) ends exactly at our fork point:
+            // wait for its `Reverted`.
+            progress.phase = Phase::Reverting { to: fork };
+        } else {
+            progress.phase = Phase::Streaming;
+            self.ship(index, from, out);
+        }
+    }
+
+    fn serving(&self, peer: ReplicaId, epoch: Epoch) -> bool {
+        epoch == self.epoch && (self.role == Role::Primary || self.handover_to == Some(peer))
+    }
+
+    fn unexpected(&self, from: ReplicaId, what: &'static str, out: &mut Out) {
+        ignored(
+            out,
+            InputSource::Peer(from),
+            IgnoredReason::Unexpected {
+                what: what.into(),
+                role: self.role,
+                epoch: self.epoch,
+            },
+        );
+    }
+
+    /// The moving progress of `from` for `database`, if this replica serves it log.
+    fn moving_progress(
+        &mut self,
+        from: ReplicaId,
+        epoch: Epoch,
+        database: DatabaseId,
+        what: &'static str,
+        out: &mut Out,
+    ) -> Option<usize> {
+        let Some(index) = self.db_index(database) else {
+            ignored(
+                out,
+                InputSource::Peer(from),
+                IgnoredReason::UnknownDatabase { database },
+            );
+            return None;
+        };
+        let moving = self.dbs[index]
+            .secondaries
+            .get(&from)
+            .is_some_and(|p| p.is_moving());
+        if !self.serving(from, epoch) || !moving {
+            self.unexpected(from, what, out);
+            return None;
+        }
+        Some(index)
+    }
+
+    pub(super) fn on_rejoin(
+        &mut self,
+        from: ReplicaId,
+        epoch: Epoch,
+        hello: DatabaseHello,
+        out: &mut Out,
+    ) {
+        if self.role != Role::Primary || epoch != self.epoch {
+            self.unexpected(from, "rejoin", out);
+            return;
+        }
+        if let Err(error) = crate::log::check_fork_history(&hello.forks, hello.end_of_log) {
+            ignored(
+                out,
+                InputSource::Peer(from),
+                IgnoredReason::MalformedLog(error),
+            );
+            return;
+        }
+        self.setup_secondary(from, hello, out);
+    }
+
+    /// R-SYNC-1: the secondary refused a block that did not start at its end of log; resend
+    /// from where it is.
+    pub(super) fn on_gap_refused(
+        &mut self,
+        from: ReplicaId,
+        epoch: Epoch,
+        database: DatabaseId,
+        expected: Lsn,
+        out: &mut Out,
+    ) {
+        let Some(index) = self.moving_progress(from, epoch, database, "gap report", out) else {
+            return;
+        };
+        let progress = self.dbs[index]
+            .secondaries
+            .get_mut(&from)
+            .expect("checked by moving_progress");
+        // It cannot miss what was never sent, nor what it acknowledged hardening: that
+        // acknowledgement may already have released a commit (R-COMMIT-2).
+        if expected.0 == 0
+            || expected.0 > progress.last_sent.0 + 1
+            || expected.0 - 1 < progress.hardened.0
+        {
+            let reason = IgnoredReason::ImpossibleGap {
+                database,
+                expected,
+                sent: progress.last_sent,
+                hardened: progress.hardened,
+            };
+            ignored(out, InputSource::Peer(from), reason);
+            return;
+        }
+        let resume_after = Lsn(expected.0 - 1);
+        progress.last_sent = resume_after;
+        progress.received = progress.received.min(resume_after);
+        progress.hardened = progress.hardened.min(resume_after);
+        progress.redone = progress.redone.min(resume_after);
+        self.ship(index, from, out);
+    }
+
+    /// R-SYNC-2 / R-COMMIT-2: a secondary's received / hardened / redone pointers.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_progress(
+        &mut self,
+        from: ReplicaId,
+        epoch: Epoch,
+        database: DatabaseId,
+        received: Lsn,
+        hardened: Lsn,
+        redone: Lsn,
+        out: &mut Out,
+    ) {
+        let Some(index) = self.moving_progress(from, epoch, database, "progress report", out)
+        else {
+            return;
+        };
+        let progress = self.dbs[index]
+            .secondaries
+            .get_mut(&from)
+            .expect("checked by moving_progress");
+        if !(received >= hardened && hardened >= redone && received <= progress.last_sent) {
+            let sent = progress.last_sent;
+            ignored(
+                out,
+                InputSource::Peer(from),
+                IgnoredReason::ImpossibleProgress {
+                    received,
+                    hardened,
+                    redone,
+                    sent,
+                },
+            );
+            return;
+        }
+        progress.received = progress.received.max(received);
+        progress.hardened = progress.hardened.max(hardened);
+        progress.redone = progress.redone.max(redone);
+    }
+
+    /// R-FAIL-4/6: the secondary reverted to the fork point; it is INITIALIZING from there.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_reverted(
+        &mut self,
+        from: ReplicaId,
+        epoch: Epoch,
+        database: DatabaseId,
+        end: Lsn,
+        hardened: Lsn,
+        redone: Lsn,
+        out: &mut Out,
+    ) {
+        let Some(index) = self.db_index(database) else {
+            ignored(
+                out,
+                InputSource::Peer(from),
+                IgnoredReason::UnknownDatabase { database },
+            );
+            return;
+        };
+        let primary_end = self.dbs[index].end();
+        let expected = self.dbs[index].secondaries.get(&from).map(|p| p.phase);
+        if self.role != Role::Primary
+            || epoch != self.epoch
+            || expected != Some(Phase::Reverting { to: end })
+        {
+            self.unexpected(from, "revert report", out);
+            return;
+        }
+        if !(end >= hardened && hardened >= redone) {
+            let reason = IgnoredReason::ImpossibleRevertReport {
+                database,
+                end,
+                hardened,
+                redone,
+            };
+            ignored(out, InputSource::Peer(from), reason);
+            return;
+        }
+        let progress = self.dbs[index]
+            .secondaries
+            .get_mut(&from)
+            .expect("checked above");
+        progress.last_sent = end;
+        progress.received = end;
+        progress.hardened = hardened;
+        progress.redone = redone;
+        progress.phase = Phase::Initializing { until: primary_end };
+        self.ship(index, from, out);
+    }
+
+    /// R-SYNC-7: an operator suspended the secondary database; stop sending to it.
+    pub(super) fn on_secondary_suspended(
+        &mut self,
+        from: ReplicaId,
+        epoch: Epoch,
+        database: DatabaseId,
+        out: &mut Out,
+    ) {
+        let Some(index) = self.db_index(database) else {
+            ignored(
+                out,
+                InputSource::Peer(from),
+                IgnoredReason::UnknownDatabase { database },
+            );
+            return;
+        };
+        if self.role != Role::Primary || epoch != self.epoch {
+            self.unexpected(from, "suspension report", out);
+            return;
+        }
+        if let Some(progress) = self.dbs[index].secondaries.get_mut(&from) {
+            progress.phase = Phase::Suspended(SuspendReason::User);
+            progress.reported = None;
+        }
+    }
+
+    /// After every input on the primary: update each secondary's state (R-SYNC-3/4/6), tell it
+    /// when it changed, publish the SYNCHRONIZED sets to the manager, release commits.
+    pub(super) fn settle(&mut self, now_ms: u64, out: &mut Out) {
+        if (self.role, self.epoch) != self.announced {
+            // Peers always learn our current role and epoch (R-ROLE-1 hinges on it).
+            self.broadcast_hello(out);
+        }
+        let primary = (self.primary, self.primary.map(|_| self.epoch));
+        if primary != self.announced_primary {
+            // R-FAIL-6, R-READ-3: the listener follows the primary.
+            self.announced_primary = primary;
+            out.push_back(Output::PrimaryChanged {
+                primary: self.primary,
+                epoch: self.epoch,
+            });
+        }
+        if self.role != Role::Primary {
+            return;
+        }
+        let epoch = self.epoch;
+        let up: Vec<bool> = self.peers.iter().map(|p| p.is_up()).collect();
+        let sync: Vec<bool> = (0..self.peers.len())
+            .map(|r| self.pair_is_sync(self.me, ReplicaId(r as u8)))
+            .collect();
+        for db in &mut self.dbs {
+            let end = db.end();
+            let database = db.id;
+            for (&peer, progress) in db.secondaries.iter_mut() {
+                let r = usize::from(peer.0);
+                if let Phase::Initializing { until } = progress.phase {
+                    if progress.hardened >= until {
+                        progress.phase = Phase::Streaming;
+                    }
+                }
+                let eligible = up[r] && progress.phase == Phase::Streaming && sync[r];
+                if !eligible {
+                    progress.synchronized = false;
+                } else if !progress.synchronized && progress.hardened >= end {
+                    tracing::info!(
+                        peer = peer.0,
+                        database = database.0,
+                        "secondary SYNCHRONIZED"
+                    );
+                    progress.synchronized = true;
+                }
+                let acked = db.hardened_acked.entry(peer).or_default();
+                *acked = (*acked).max(progress.hardened);
+                if up[r] && progress.is_moving() {
+                    let state = progress.sync_state();
+                    if progress.reported != Some(state) {
+                        send(
+                            out,
+                            &self.peers,
+                            peer,
+                            epoch,
+                            MessageBody::SyncState { database, state },
+                        );
+                        progress.reported = Some(state);
+                    }
+                }
+            }
+        }
+        self.publish_if_changed(out);
+        self.release_commits(now_ms, out);
+    }
+
+    fn synchronized_sets(&self) -> Vec<BTreeSet<ReplicaId>> {
+        self.dbs
+            .iter()
+            .map(|db| {
+                db.secondaries
+                    .iter()
+                    .filter(|(_, p)| p.synchronized)
+                    .map(|(r, _)| *r)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// With a cluster manager: publish the SYNCHRONIZED sets whenever they change.
+    fn publish_if_changed(&mut self, out: &mut Out) {
+        if self.role != Role::Primary || !self.has_manager() {
+            return;
+        }
+        let sets = self.synchronized_sets();
+        if self.publication.last.as_ref() == Some(&sets) {
+            return;
+        }
+        self.publication.version += 1;
+        let version = self.publication.version;
+        self.publication.pending.insert(version, sets.clone());
+        self.publication.last = Some(sets.clone());
+        // R-FAIL-2: both the primary and the target SYNCHRONOUS_COMMIT with an automatic
+        // failover mode, the target SYNCHRONIZED in every database.
+        let failover_ready = if self.is_automatic_failover_partner(self.me) {
+            (0..self.config.replicas.len())
+                .map(|r| ReplicaId(r as u8))
+                .filter(|r| {
+                    *r != self.me
+                        && self.is_automatic_failover_partner(*r)
+                        && !sets.is_empty()
+                        && sets.iter().all(|s| s.contains(r))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        out.push_back(Output::Manager(ManagerRequest::PublishSyncState(
+            SyncStatePublication {
+                version,
+                epoch: self.epoch,
+                synchronized: sets.into_iter().map(|s| s.into_iter().collect()).collect(),
+                failover_ready,
+            },
+        )));
+    }
+
+    /// R-FAIL-1/2: SYNCHRONOUS_COMMIT with FAILOVER_MODE AUTOMATIC or EXTERNAL.
+    fn is_automatic_failover_partner(&self, replica: ReplicaId) -> bool {
+        self.is_sync(replica)
+            && self
+                .config
+                .replica(replica)
+                .is_some_and(|r| r.failover_mode.allows_automatic_failover())
+    }
+
+    /// The manager stored publication `version`: from now on commits wait for the sets it
+    /// holds and for every set published after it (still in flight, the manager may store any
+    /// of them next), not for older ones. Returns whether it was pending.
+    pub(super) fn on_sync_state_published(&mut self, version: u64) -> bool {
+        match self.publication.pending.remove(&version) {
+            Some(sets) => {
+                self.publication.confirmed = sets;
+                self.publication.pending.retain(|v, _| *v > version);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a commit at `lsn` must still wait: for the local fsync, for R-COMMIT-2
+    /// (participants), R-COMMIT-5 (at least k of them), and R-COMMIT-4 with a manager: also for
+    /// every replica the manager may hold as SYNCHRONIZED, i.e. in the last confirmed
+    /// publication **or in any publication sent since** (the manager may store any of those
+    /// next and promote from it, R-FAIL-5).
+    pub(super) fn commit_blocked(&self, index: usize, lsn: Lsn) -> bool {
+        let db = &self.dbs[index];
+        if db.hardened < lsn {
+            return true;
+        }
+        let participants: Vec<(&ReplicaId, &Progress)> = db
+            .secondaries
+            .iter()
+            .filter(|(_, p)| p.synchronized)
+            .collect();
+        let required = self.config.required_synchronized_secondaries_to_commit as usize;
+        if participants.len() < required || participants.iter().any(|(_, p)| p.hardened < lsn) {
+            return true;
+        }
+        if self.has_manager() {
+            let hardened = |r: &ReplicaId| db.secondaries.get(r).is_some_and(|p| p.hardened >= lsn);
+            if self
+                .manager_may_hold(index)
+                .any(|set| !set.iter().all(hardened))
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The SYNCHRONIZED sets of database `index` the manager holds or may store next: the
+    /// last confirmed publication and every one still pending.
+    pub(super) fn manager_may_hold(
+        &self,
+        index: usize,
+    ) -> impl Iterator<Item = &BTreeSet<ReplicaId>> + '_ {
+        let publication = &self.publication;
+        publication.confirmed.get(index).into_iter().chain(
+            publication
+                .pending
+                .values()
+                .filter_map(move |s| s.get(index)),
+        )
+    }
+
+    /// Acknowledges, in LSN order, every waiting commit that nothing blocks any more.
+    fn release_commits(&mut self, now_ms: u64, out: &mut Out) {
+        if self.role != Role::Primary {
+            return;
+        }
+        if self.has_manager() && self.lease_until_ms.is_none_or(|until| now_ms >= until) {
+            return;
+        }
+        for index in 0..self.dbs.len() {
+            while let Some(front) = self.dbs[index].pending.front().copied() {
+                if self.commit_blocked(index, front.lsn) {
+                    break;
+                }
+                let db = &mut self.dbs[index];
+                // The ordering contract, restated where it matters (R-COMMIT-2, R-COMMIT-6).
+                debug_assert!(db.hardened >= front.lsn, "ack before the local fsync");
+                debug_assert!(
+                    db.secondaries
+                        .values()
+                        .filter(|p| p.synchronized)
+                        .all(|p| p.hardened >= front.lsn),
+                    "ack before every participant hardened"
+                );
+                db.pending.pop_front();
+                db.acknowledged = front.lsn;
+                let database = db.id;
+                let reply = ClientReply::Committed { lsn: front.lsn };
+                self.record_outcome(database, front.txn, Some(&reply));
+                out.push_back(Output::ClientReply {
+                    request: front.request,
+                    reply,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! The secondary's side: taking log blocks with no gap (R-SYNC-1), hardening then redoing
+//! them (R-SYNC-2), acknowledging only what was hardened, reverting to a fork point (R-FAIL-4/6),
+//! and the storage completions of both roles.
+
+use super::{ignored, send, Core, Out};
+use crate::error::{IgnoredReason, StorageContractError};
+use crate::ids::Epoch;
+use crate::input::StorageEvent;
+use crate::log::{check_run, LogShapeError};
+use crate::message::{LogBlock, MessageBody};
+use crate::output::{InputSource, Output};
+use hadr_types::{DatabaseId, Lsn, ReplicaId, Role, SuspendReason, SyncState};
+
+impl Core {
+    /// Whether `from` is the primary this replica takes log from, in `epoch`.
+    fn is_my_primary(&self, from: ReplicaId, epoch: Epoch) -> bool {
+        if epoch != self.epoch || self.role != Role::Secondary {
+            return false;
+        }
+        self.primary == Some(from) || self.failover.as_ref().is_some_and(|f| f.primary == from)
+    }
+
+    fn not_from_my_primary(&self, from: ReplicaId, what: &'static str, out: &mut Out) {
+        ignored(
+            out,
+            InputSource::Peer(from),
+            IgnoredReason::Unexpected {
+                what: what.into(),
+                role: self.role,
+                epoch: self.epoch,
+            },
+        );
+    }
+
+    fn primary_db(
+        &self,
+        from: ReplicaId,
+        epoch: Epoch,
+        database: DatabaseId,
+        what: &'static str,
+        out: &mut Out,
+    ) -> Option<usize> {
+        let Some(index) = self.db_index(database) else {
+            ignored(
+                out,
+                InputSource::Peer(from),
+                IgnoredReason::UnknownDatabase { database },
+            );
+            return None;
+        };
+        if !self.is_my_primary(from, epoch) {
+            self.not_from_my_primary(from, what, out);
+            return None;
+        }
+        Some(index)
+    }
+
+    /// R-SYNC-3 as this secondary sees its own database.
+    pub(super) fn local_sync_state(&self, index: usize) -> SyncState {
+        let db = &self.dbs[index];
+        let primary_up = self
+            .primary
+            .is_some_and(|p| self.peers[usize::from(p.0)].is_up());
+        if self.role != Role::Secondary || db.suspended.is_some() {
+            SyncState::NotSynchronizing
+        } else if db.reverting.is_some() {
+            SyncState::Reverting
+        } else if !primary_up {
+            SyncState::NotSynchronizing
+        } else {
+            db.told_state
+        }
+    }
+
+    /// The primary this secondary reports to, if a connection to it is open.
+    ///
+    /// The primary's handshake need not have arrived: our reports follow our own handshake on
+    /// the same FIFO connection, so the primary reads them after it set us up (or ignores them
+    /// if it could not); whatever happens while no connection is open, our next handshake
+    /// tells.
+    pub(super) fn primary_link(&self) -> Option<ReplicaId> {
+        self.primary
+            .filter(|p| self.role == Role::Secondary && self.peers[usize::from(p.0)].connected())
+    }
+
+    /// Tells the primary how far this database got. Only hardened LSNs that a `LogHardened`
+    /// input reported are acknowledged (the secondary half of the ordering contract).
+    fn send_progress(&self, index: usize, out: &mut Out) {
+        let db = &self.dbs[index];
+        let Some(primary) = self.primary_link() else {
+            return;
+        };
+        if db.suspended.is_some() || db.reverting.is_some() {
+            return;
+        }
+        send(
+            out,
+            &self.peers,
+            primary,
+            self.epoch,
+            MessageBody::Progress {
+                database: db.id,
+                received: db.end(),
+                hardened: db.hardened,
+                redone: db.redone,
+            },
+        );
+    }
+
+    /// R-SYNC-1: a block must start at our end of log + 1. A gap is refused once (the primary
+    /// resends from our end); an overlap with identical records is trimmed.
+    pub(super) fn on_log(&mut self, from: ReplicaId, epoch: Epoch, block: LogBlock, out: &mut Out) {
+        let source = InputSource::Peer(from);
+        let Some(index) = self.primary_db(from, epoch, block.database, "log block", out) else {
+            return;
+        };
+        if self.dbs[index].suspended.is_some() || self.dbs[index].reverting.is_some() {
+            self.not_from_my_primary(from, "log block for a suspended or reverting database", out);
+            return;
+        }
+        let first = block.first_lsn;
+        if first.0 == 0 || block.records.is_empty() {
+            ignored(
+                out,
+                source,
+                IgnoredReason::MalformedLog(LogShapeError::NotContiguous {
+                    index: 0,
+                    found: first,
+                    expected: Lsn(first.0.max(1)),
+                }),
+            );
+            return;
+        }
+        if let Err(error) = check_run(&block.records, Lsn(first.0 - 1), Epoch::NONE) {
+            ignored(out, source, IgnoredReason::MalformedLog(error));
+            return;
+        }
+        if let Some(newer) = block.records.iter().find(|r| r.epoch > epoch) {
+            ignored(
+                out,
+                source,
+                IgnoredReason::MalformedLog(LogShapeError::EpochGoesBack {
+                    lsn: newer.lsn,
+                    epoch,
+                    previous: newer.epoch,
+                }),
+            );
+            return;
+        }
+        let db = &mut self.dbs[index];
+        let end = db.end();
+        if first.0 > end.0 + 1 {
+            let expected = Lsn(end.0 + 1);
+            if db.gap_reported != Some(expected) {
+                tracing::debug!(
+                    database = db.id.0,
+                    first = first.0,
+                    expected = expected.0,
+                    "gap: block refused"
+                );
+                db.gap_reported = Some(expected);
+                let database = db.id;
+                send(
+                    out,
+                    &self.peers,
+                    from,
+                    epoch,
+                    MessageBody::GapRefused { database, expected },
+                );
+            }
+            return;
+        }
+        let overlap = (end.0 + 1 - first.0) as usize;
+        for record in block.records.iter().take(overlap) {
+            if db.log[(record.lsn.0 - 1) as usize] != *record {
+                ignored(
+                    out,
+                    source,
+                    IgnoredReason::DivergentOverlap {
+                        database: db.id,
+                        lsn: record.lsn,
+                    },
+                );
+                return;
+            }
+        }
+        let new: Vec<_> = block.records.into_iter().skip(overlap).collect();
+        let Some(head) = new.first() else {
+            return; // all duplicates
+        };
+        if head.epoch < db.last_epoch() {
+            ignored(
+                out,
+                source,
+                IgnoredReason::MalformedLog(LogShapeError::EpochGoesBack {
+                    lsn: head.lsn,
+                    epoch: head.epoch,
+                    previous: db.last_epoch(),
+                }),
+            );
+            return;
+        }
+        let database = db.id;
+        db.log.extend(new.iter().cloned());
+        db.gap_reported = None;
+        db.accepted_epoch = db.accepted_epoch.max(epoch);
+        let up_to = db.end();
+        db.fsync_requested = up_to;
+        out.push_back(Output::AppendLog {
+            database,
+            records: new,
+        });
+        out.push_back(Output::Fsync { database, up_to });
+        self.try_complete_failover(out);
+    }
+
+    /// The primary assigned a synchronization state (R-SYNC-3).
+    pub(super) fn on_sync_state(
+        &mut self,
+        from: ReplicaId,
+        epoch: Epoch,
+        database: DatabaseId,
+        state: SyncState,
+        out: &mut Out,
+    ) {
+        let Some(index) = self.primary_db(from, epoch, database, "synchronization state", out)
+        else {
+            return;
+        };
+        if state == SyncState::Synchronized && !self.pair_is_sync(self.me, from) {
+            // R-SYNC-4: impossible for this pair, whatever the sender says.
+            self.not_from_my_primary(from, "SYNCHRONIZED for an asynchronous pair", out);
+            return;
+        }
+        let db = &mut self.dbs[index];
+        if db.suspended.is_some() {
+            return; // our own suspension report is on its way to the primary
+        }
+        db.told_state = state;
+        if state != SyncState::NotSynchronizing {
+            db.accepted_epoch = db.accepted_epoch.max(epoch);
+        }
+    }
+
+    /// R-SYNC-7 / R-FAIL-4: the primary stopped data movement to this database.
+    pub(super) fn on_suspend_from_primary(
+        &mut self,
+        from: ReplicaId,
+        epoch: Epoch,
+        database: DatabaseId,
+        reason: SuspendReason,
+        out: &mut Out,
+    ) {
+        let Some(index) = self.primary_db(from, epoch, database, "suspension", out) else {
+            return;
+        };
+        if !matches!(reason, SuspendReason::Primary | SuspendReason::Partner) {
+            self.not_from_my_primary(
+                from,
+                "a suspension reason only a secondary gives itself",
+                out,
+            );
+            return;
+        }
+        let db = &mut self.dbs[index];
+        if db.suspended.is_none() {
+            tracing::info!(database = db.id.0, %reason, "database suspended by the primary");
+            db.suspended = Some(reason);
+            db.suspended_by_epoch = epoch;
+            db.told_state = SyncState::NotSynchronizing;
+        } else if db.suspended == Some(reason) {
+            db.suspended_by_epoch = db.suspended_by_epoch.max(epoch);
+        }
+    }
+
+    /// R-SYNC-7: resuming the primary resumes the secondaries suspended because of it.
+    pub(super) fn on_resume_from_primary(
+        &mut self,
+        from: ReplicaId,
+        epoch: Epoch,
+        database: DatabaseId,
+        out: &mut Out,
+    ) {
+        let Some(index) = self.primary_db(from, epoch, database, "resume", out) else {
+            return;
+        };
+        if self.dbs[index].suspended == Some(SuspendReason::Primary) {
+            self.dbs[index].suspended = None;
+            self.rejoin(index, out);
+        }
+    }
+
+    /// Asks the primary to set this database up again (after a RESUME).
+    pub(super) fn rejoin(&self, index: usize, out: &mut Out) {
+        if let Some(primary) = self.primary_link() {
+            send(
+                out,
+                &self.peers,
+                primary,
+                self.epoch,
+                MessageBody::Rejoin(self.dbs[index].hello()),
+            );
+        }
+    }
+
+    /// R-FAIL-4/6: discard the log after the fork point and roll back to it.
+    pub(super) fn on_revert(
+        &mut self,
+        from: ReplicaId,
+        epoch: Epoch,
+        database: DatabaseId,
+        to: Lsn,
+        out: &mut Out,
+    ) {
+        let Some(index) = self.primary_db(from, epoch, database, "revert", out) else {
+            return;
+        };
+        let db = &mut self.dbs[index];
+        if db.suspended.is_some() || to > db.end() || db.reverting == Some(to) {
+            self.not_from_my_primary(from, "revert of a suspended or shorter database", out);
+            return;
+        }
+        db.accepted_epoch = db.accepted_epoch.max(epoch);
+        db.gap_reported = None;
+        if to == db.end() && !db.truncations.is_empty() {
+            // Nothing more to discard, but earlier truncations are still running: report when
+            // they are done.
+            db.reverting = Some(to);
+            db.told_state = SyncState::Reverting;
+            return;
+        }
+        if to == db.end() {
+            let body = MessageBody::Reverted {
+                database,
+                end: to,
+                hardened: db.hardened,
+                redone: db.redone,
+            };
+            db.told_state = SyncState::Initializing;
+            send(out, &self.peers, from, epoch, body);
+            return;
+        }
+        tracing::info!(
+            database = database.0,
+            from = db.end().0,
+            to = to.0,
+            "REVERTING to the fork point"
+        );
+        db.reverting = Some(to);
+        db.truncate(to);
+        db.told_state = SyncState::Reverting;
+        out.push_back(Output::RevertLog { database, to });
+    }
+
+    /// A new value of REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT from the primary.
+    pub(super) fn on_set_required(
+        &mut self,
+        from: ReplicaId,
+        epoch: Epoch,
+        required: u32,
+        out: &mut Out,
+    ) {
+        if !self.is_my_primary(from, epoch) {
+            self.not_from_my_primary(from, "REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT", out);
+            return;
+        }
+        if required > self.max_required() {
+            self.not_from_my_primary(
+                from,
+                "REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT above its limit",
+                out,
+            );
+            return;
+        }
+        self.config.required_synchronized_secondaries_to_commit = required;
+    }
+
+    /// Storage completions, on either role (R-SYNC-2: harden, then redo).
+    pub(super) fn on_storage(
+        &mut self,
+        event: StorageEvent,
+        out: &mut Out,
+    ) -> Result<(), StorageContractError> {
+        let database = match event {
+            StorageEvent::LogWritten { database, .. }
+            | StorageEvent::LogHardened { database, .. }
+            | StorageEvent::RedoApplied { database, .. }
+            | StorageEvent::LogReverted { database, .. } => database,
+        };
+        let index = self
+            .db_index(database)
+            .ok_or(StorageContractError::UnknownDatabase { database })?;
+        let db = &mut self.dbs[index];
+        // While truncations run, completions of operations issued before them may still cover
+        // records they discard: they count only up to the lowest fork point in flight.
+        let limit = db.truncations.iter().min().copied();
+        let clamp = move |lsn: Lsn| limit.map_or(lsn, |to| lsn.min(to));
+        let end = db.end();
+        match event {
+            StorageEvent::LogWritten { up_to, .. } => {
+                let up_to = clamp(up_to);
+                if up_to > end {
+                    return Err(StorageContractError::BeyondEndOfLog {
+                        database,
+                        what: "a write",
+                        up_to,
+                        end_of_log: end,
+                    });
+                }
+                db.written = db.written.max(up_to);
+            }
+            StorageEvent::LogHardened { up_to, .. } => {
+                let up_to = clamp(up_to);
+                if up_to > end {
+                    return Err(StorageContractError::BeyondEndOfLog {
+                        database,
+                        what: "an fsync",
+                        up_to,
+                        end_of_log: end,
+                    });
+                }
+                if up_to <= db.hardened {
+                    return Ok(());
+                }
+                db.hardened = up_to;
+                db.written = db.written.max(up_to);
+                let redo = up_to > db.redo_requested;
+                if redo {
+                    db.redo_requested = up_to;
+                }
+                self.send_progress(index, out);
+                if redo {
+                    out.push_back(Output::Redo { database, up_to });
+                }
+            }
+            StorageEvent::RedoApplied { up_to, .. } => {
+                let up_to = clamp(up_to);
+                if up_to > db.hardened {
+                    return Err(StorageContractError::RedoBeyondHardened {
+                        database,
+                        up_to,
+                        hardened: db.hardened,
+                    });
+                }
+                if up_to <= db.redone {
+                    return Ok(());
+                }
+                db.apply_redo(up_to);
+                self.send_progress(index, out);
+            }
+            StorageEvent::LogReverted { to, .. } => {
+                if db.truncations.front() != Some(&to) {
+                    let expected = db.truncations.front().copied();
+                    return Err(StorageContractError::UnexpectedRevert {
+                        database,
+                        to,
+                        expected,
+                    });
+                }
+                db.truncations.pop_front();
+                if !db.truncations.is_empty() || db.reverting.is_none() {
+                    return Ok(()); // a deeper revert follows, or nobody waits for a report
+                }
+                db.reverting = None;
+                db.told_state = SyncState::Initializing;
+                let body = MessageBody::Reverted {
+                    database,
+                    end: db.end(),
+                    hardened: db.hardened,
+                    redone: db.redone,
+                };
+                let suspended = db.suspended.is_some();
+                // The primary waits for this report if our handshake said we were reverting.
+                if let Some(primary) = self.primary_link().filter(|_| !suspended) {
+                    send(out, &self.peers, primary, self.epoch, body);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,571 @@
+//! Seeded random walks over environment steps (commits, partitions, crashes, restarts, held
+//! storage, delayed manager confirmations, automatic failovers), checking after every step:
+//!
+//! - R-COMMIT-6: every acknowledged commit is in the log of the primary and of every secondary
+//!   the primary counts as a commit participant (no forced failover happens here), so that an
+//!   automatic failover to a replica the manager stored as failover-ready (from any
+//!   publication it stored, intermediate ones included) loses nothing;
+//! - the invariants of `Replica::validate` (the cluster checks them after every step);
+//!
+//! and at the end, once every fault is repaired, that the group converges (R-SYNC-6). On a
+//! failure the seed is in the panic message: rerun with `HADR_SOAK_SEED=<seed>`;
+//! `HADR_SOAK_SEEDS=<n>` walks seeds 1..=n (default 40), `HADR_SOAK_STEPS=<n>` sets the length.
+
+use hadr_core::testing::{ag_config, Cluster};
+use hadr_core::{AdminCommand, ClientReply, PromotionKind, RequestId};
+use hadr_types::AvailabilityMode::{AsynchronousCommit as Async, SynchronousCommit as Sync};
+use hadr_types::{AgConfig, ClusterType, DatabaseId, Lsn, ReplicaId, Role, SyncState, TxnId};
+use std::collections::BTreeMap;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+struct Walk {
+    c: Cluster,
+    rng: Rng,
+    replicas: usize,
+    databases: usize,
+    next_txn: u32,
+    /// Commit request → (node, database, transaction).
+    commits: BTreeMap<(ReplicaId, RequestId), (DatabaseId, TxnId)>,
+    /// Acknowledged commits: (database, lsn) → transaction.
+    acknowledged: BTreeMap<(DatabaseId, Lsn), TxnId>,
+    manager: bool,
+    /// Also take operator steps: failovers, suspend/resume, changes of k.
+    admin: bool,
+}
+
+impl Walk {
+    fn new(seed: u64, config: AgConfig) -> Walk {
+        let cluster_type = config.cluster_type;
+        let replicas = config.replicas.len();
+        let databases = config.databases.len();
+        Walk {
+            c: Cluster::new(config),
+            rng: Rng(seed.max(1)),
+            replicas,
+            databases,
+            next_txn: 1,
+            commits: BTreeMap::new(),
+            acknowledged: BTreeMap::new(),
+            manager: cluster_type.has_manager(),
+            admin: false,
+        }
+    }
+
+    fn any_replica(&mut self) -> ReplicaId {
+        ReplicaId(self.rng.below(self.replicas as u64) as u8)
+    }
+
+    fn primary(&self) -> Option<ReplicaId> {
+        (0..self.replicas)
+            .map(|r| ReplicaId(r as u8))
+            .find(|r| self.c.is_up(*r) && self.c.role(*r) == Some(Role::Primary))
+    }
+
+    fn any_database(&mut self) -> DatabaseId {
+        DatabaseId(self.rng.below(self.databases as u64) as u8)
+    }
+
+    /// Operator steps (R-SYNC-7, R-FAIL-3/4, R-COMMIT-5, R-QUORUM-5).
+    fn admin_step(&mut self, choice: u64) {
+        let r = self.any_replica();
+        if !self.c.is_up(r) {
+            return;
+        }
+        let command = match choice {
+            0 => AdminCommand::SuspendDatabase(self.any_database()),
+            1 => AdminCommand::ResumeDatabase(self.any_database()),
+            2 if self.manager => AdminCommand::Failover,
+            2 => AdminCommand::ForceFailoverAllowDataLoss,
+            _ if !self.manager && self.rng.below(2) == 0 => AdminCommand::SetRoleSecondary,
+            _ => AdminCommand::SetRequiredSynchronizedSecondariesToCommit(
+                self.rng.below(self.replicas as u64) as u32,
+            ),
+        };
+        self.c.admin(r, command);
+    }
+
+    fn step(&mut self) {
+        let kinds = if self.admin { 16 } else { 12 };
+        match self.rng.below(kinds) {
+            n @ 12..=15 => self.admin_step(n - 12),
+            0..=3 => {
+                if let Some(p) = self.primary() {
+                    let database = DatabaseId(self.rng.below(self.databases as u64) as u8);
+                    let txn = self.next_txn;
+                    self.next_txn += 1;
+                    let request = self.c.commit(p, database, txn, &[("k", &txn.to_string())]);
+                    self.commits.insert((p, request), (database, TxnId(txn)));
+                }
+            }
+            4 => {
+                let (a, b) = (self.any_replica(), self.any_replica());
+                if a != b {
+                    self.c.partition(a, b);
+                }
+            }
+            5 => {
+                let (a, b) = (self.any_replica(), self.any_replica());
+                self.c.heal(a, b);
+            }
+            6 | 7 => {
+                let ms = 1 + self.rng.below(6_000);
+                self.c.advance(ms);
+            }
+            8 => {
+                let r = self.any_replica();
+                let ups = (0..self.replicas)
+                    .filter(|i| self.c.is_up(ReplicaId(*i as u8)))
+                    .count();
+                if self.c.is_up(r) && ups > 1 {
+                    self.c.crash(r);
+                }
+            }
+            9 => {
+                let r = self.any_replica();
+                if !self.c.is_up(r) {
+                    self.c.restart(r);
+                }
+            }
+            10 => {
+                let r = self.any_replica();
+                if self.c.is_up(r) {
+                    let node = self.c.node_mut(r);
+                    node.hold_storage = !node.hold_storage;
+                }
+            }
+            11 if self.manager && self.rng.below(3) == 0 => {
+                self.c.manager.confirm_publications = !self.c.manager.confirm_publications;
+                if self.c.manager.confirm_publications {
+                    for r in 0..self.replicas {
+                        self.c.confirm_publication(ReplicaId(r as u8));
+                    }
+                }
+            }
+            11 if self.manager => {
+                // The manager stores one of the publications in flight, not necessarily the
+                // newest: an intermediate one may land while newer ones are still on their way.
+                let r = self.any_replica();
+                let pending = self.c.pending_publications(r);
+                if !pending.is_empty() {
+                    let (epoch, version) = pending[self.rng.below(pending.len() as u64) as usize];
+                    self.c.store_publication(r, epoch, version);
+                }
+            }
+            11 => {}
+            _ => unreachable!(),
+        }
+        self.c.run();
+        if self.manager && self.primary().is_none() && self.rng.below(2) == 0 {
+            self.automatic_failover();
+        }
+        self.collect_acknowledgements();
+        self.check_durability();
+    }
+
+    /// R-FAIL-2: the manager promotes a running replica that its stored publication lists as
+    /// failover-ready, once no primary runs (the old one crashed, so its lease is gone).
+    fn automatic_failover(&mut self) {
+        let last_primary = self
+            .c
+            .manager
+            .published
+            .iter()
+            .max_by_key(|(_, p)| (p.epoch, p.version))
+            .map(|(r, _)| *r);
+        let candidates: Vec<ReplicaId> = self
+            .c
+            .failover_ready()
+            .into_iter()
+            .chain(last_primary)
+            .filter(|r| self.c.is_up(*r) && self.c.role(*r) != Some(Role::Primary))
+            .collect();
+        if let Some(target) = candidates.first() {
+            let promotion = self.c.promotion(PromotionKind::Automatic);
+            self.c.manager_event(*target, promotion);
+            self.c.run();
+        }
+    }
+
+    fn collect_acknowledgements(&mut self) {
+        for ((node, request), (database, txn)) in &self.commits {
+            if let Some(ClientReply::Committed { lsn }) = self.c.node(*node).replies.get(request) {
+                let previous = self.acknowledged.insert((*database, *lsn), *txn);
+                let lossy = self.admin && !self.manager; // forced failovers (R-FAIL-5)
+                assert!(
+                    lossy || previous.is_none_or(|p| p == *txn),
+                    "two acknowledged commits at {database} {lsn}: {previous:?} and {txn}"
+                );
+            }
+        }
+    }
+
+    /// R-COMMIT-6 without forced failover.
+    fn check_durability(&self) {
+        if self.admin && !self.manager {
+            return; // FORCE_FAILOVER_ALLOW_DATA_LOSS may lose acknowledged commits (R-FAIL-5)
+        }
+        let primaries = (0..self.replicas)
+            .filter(|r| self.c.role(ReplicaId(*r as u8)) == Some(Role::Primary))
+            .count();
+        let Some(p) = self.primary().filter(|_| primaries == 1) else {
+            return;
+        };
+        let primary = self.c.replica(p);
+        let status = primary.status().unwrap();
+        for ((database, lsn), txn) in &self.acknowledged {
+            let log = primary.log(*database).unwrap();
+            let found = log.get((lsn.0 - 1) as usize).map(|r| r.txn);
+            assert_eq!(
+                found,
+                Some(*txn),
+                "acknowledged {txn} at {database} {lsn} missing on the primary {p}"
+            );
+            for secondary in &status.databases[usize::from(database.0)].secondaries {
+                if secondary.is_commit_participant {
+                    let log = self.c.replica(secondary.replica).log(*database).unwrap();
+                    let found = log.get((lsn.0 - 1) as usize).map(|r| r.txn);
+                    assert_eq!(
+                        found,
+                        Some(*txn),
+                        "acknowledged {txn} missing on participant {}",
+                        secondary.replica
+                    );
+                }
+            }
+        }
+    }
+
+    /// What an operator does after the faults: make sure there is a primary (FORCE on the
+    /// replica with the highest end of log, R-FAIL-6, when none is left), set k back to 0,
+    /// resume every suspended database (the primary's first, R-SYNC-7).
+    fn operator_repairs(&mut self) {
+        if self.primary().is_none() {
+            if self.manager {
+                self.automatic_failover();
+            }
+            if self.primary().is_none() {
+                let best = (0..self.replicas)
+                    .map(|r| ReplicaId(r as u8))
+                    .max_by_key(|r| {
+                        let replica = self.c.replica(*r);
+                        (0..self.databases)
+                            .map(|d| replica.end_of_log_lsn(DatabaseId(d as u8)).unwrap().0)
+                            .sum::<u64>()
+                    })
+                    .unwrap();
+                let promotion = self.c.promotion(PromotionKind::Forced);
+                if self.manager {
+                    self.c.manager_event(best, promotion);
+                } else {
+                    self.c.admin(best, AdminCommand::ForceFailoverAllowDataLoss);
+                }
+                self.c.run();
+            }
+        }
+        let p = self
+            .primary()
+            .expect("a primary after the operator's failover");
+        self.c.admin(
+            p,
+            AdminCommand::SetRequiredSynchronizedSecondariesToCommit(0),
+        );
+        for d in 0..self.databases {
+            self.c
+                .admin(p, AdminCommand::ResumeDatabase(DatabaseId(d as u8)));
+        }
+        self.c.run();
+        // Resuming a SUSPEND_FROM_PRIMARY database may reveal that it has not accepted a
+        // forced fork (SUSPEND_FROM_PARTNER): the operator resumes again what is still suspended.
+        for _ in 0..3 {
+            for r in 0..self.replicas {
+                let r = ReplicaId(r as u8);
+                for d in 0..self.databases {
+                    let suspended =
+                        self.c.observation().replicas[usize::from(r.0)].databases[d].suspended;
+                    if suspended.is_some() {
+                        self.c
+                            .admin(r, AdminCommand::ResumeDatabase(DatabaseId(d as u8)));
+                        self.c.run();
+                    }
+                }
+            }
+        }
+        self.c.advance(30_000);
+    }
+
+    /// Repairs everything and checks that every replica ends on the primary's log.
+    fn converge(&mut self) {
+        for r in 0..self.replicas {
+            let r = ReplicaId(r as u8);
+            if !self.c.is_up(r) {
+                self.c.restart(r);
+            }
+            self.c.node_mut(r).hold_storage = false;
+            self.c.node_mut(r).hold_redo = false;
+        }
+        for a in 0..self.replicas {
+            for b in 0..self.replicas {
+                self.c.heal(ReplicaId(a as u8), ReplicaId(b as u8));
+            }
+        }
+        self.c.manager.confirm_publications = true;
+        for r in 0..self.replicas {
+            self.c.confirm_publication(ReplicaId(r as u8));
+        }
+        self.c.run();
+        if self.manager && self.primary().is_none() {
+            self.automatic_failover();
+        }
+        self.c.advance(30_000);
+        if self.admin {
+            self.operator_repairs();
+        }
+        self.collect_acknowledgements();
+        self.check_durability();
+        let p = self.primary().expect("a primary after repairs");
+        let config = self.c.replica(p).config().unwrap().clone();
+        for r in 0..self.replicas {
+            let r = ReplicaId(r as u8);
+            if r == p {
+                continue;
+            }
+            assert_eq!(self.c.role(r), Some(Role::Secondary), "{r} follows {p}");
+            for d in 0..self.databases {
+                let database = DatabaseId(d as u8);
+                assert_eq!(
+                    self.c.replica(r).log(database),
+                    self.c.replica(p).log(database),
+                    "{r} {database}"
+                );
+                let observed = &self.c.observation().replicas[usize::from(r.0)].databases[d];
+                let synchronous = config.replicas[usize::from(r.0)].availability_mode == Sync
+                    && config.replicas[usize::from(p.0)].availability_mode == Sync;
+                let expected = if synchronous {
+                    SyncState::Synchronized
+                } else {
+                    SyncState::Synchronizing
+                };
+                assert_eq!(
+                    observed.synchronization_state,
+                    Some(expected),
+                    "{r} {database}"
+                );
+                assert_eq!(
+                    observed.last_redone_lsn, observed.end_of_log_lsn,
+                    "{r} {database} redone"
+                );
+            }
+        }
+        // Liveness once repaired: a new commit on every database is acknowledged.
+        for d in 0..self.databases {
+            let database = DatabaseId(d as u8);
+            let txn = self.next_txn;
+            self.next_txn += 1;
+            let request = self.c.commit(p, database, txn, &[("k", "last")]);
+            self.commits.insert((p, request), (database, TxnId(txn)));
+            self.c.run();
+            assert!(
+                matches!(
+                    self.c.reply(p, request),
+                    Some(ClientReply::Committed { .. })
+                ),
+                "a commit after repairs is acknowledged, got {:?}",
+                self.c.reply(p, request)
+            );
+        }
+        self.collect_acknowledgements();
+        self.check_durability();
+    }
+}
+
+fn seeds() -> Vec<u64> {
+    match std::env::var("HADR_SOAK_SEED") {
+        Ok(seed) => vec![seed.parse().expect("HADR_SOAK_SEED is a number")],
+        Err(_) => {
+            let count = std::env::var("HADR_SOAK_SEEDS")
+                .map_or(40, |n| n.parse().expect("HADR_SOAK_SEEDS is a number"));
+            (1..=count).collect()
+        }
+    }
+}
+
+fn walk(config: AgConfig, steps: usize) -> usize {
+    walk_with(config, steps, false)
+}
+
+fn walk_with(config: AgConfig, steps: usize, admin: bool) -> usize {
+    let steps = std::env::var("HADR_SOAK_STEPS")
+        .map_or(steps, |n| n.parse().expect("HADR_SOAK_STEPS is a number"));
+    let mut acknowledged = 0;
+    for seed in seeds() {
+        let result = std::panic::catch_unwind(|| {
+            let mut walk = Walk::new(seed, config.clone());
+            walk.admin = admin;
+            for _ in 0..steps {
+                walk.step();
+            }
+            walk.converge();
+            walk.acknowledged.len()
+        });
+        match result {
+            Ok(count) => acknowledged += count,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                panic!("seed {seed} failed: {message}\nrerun with HADR_SOAK_SEED={seed}");
+            }
+        }
+    }
+    acknowledged
+}
+
+#[test]
+fn r_commit_6_soak_cluster_type_none_without_failover() {
+    let acknowledged = walk(ag_config(ClusterType::None, &[Sync, Sync, Async], 2), 150);
+    assert!(acknowledged > 100, "{acknowledged}");
+}
+
+#[test]
+fn r_commit_6_soak_external_manager_with_automatic_failovers() {
+    let acknowledged = walk(
+        ag_config(ClusterType::External, &[Sync, Sync, Sync], 1),
+        150,
+    );
+    assert!(acknowledged > 100, "{acknowledged}");
+}
+
+#[test]
+fn r_commit_6_soak_four_replicas_two_databases_mixed_modes() {
+    let acknowledged = walk(
+        ag_config(ClusterType::External, &[Sync, Async, Sync, Sync], 2),
+        150,
+    );
+    assert!(acknowledged > 100, "{acknowledged}");
+}
+
+/// Operator steps too. With a manager only planned failovers happen, so R-COMMIT-6 is checked
+/// throughout; under CLUSTER_TYPE NONE forced failovers may lose commits (R-FAIL-5), so only the
+/// invariants and the convergence after the operator's repairs are checked.
+#[test]
+fn soak_with_operator_steps_external() {
+    walk_with(
+        ag_config(ClusterType::External, &[Sync, Sync, Async], 2),
+        150,
+        true,
+    );
+}
+
+#[test]
+fn soak_with_operator_steps_cluster_type_none() {
+    walk_with(
+        ag_config(ClusterType::None, &[Sync, Sync, Sync], 1),
+        150,
+        true,
+    );
+}
+
+#[test]
+fn r_commit_6_soak_with_required_synchronized_secondaries() {
+    let mut config = ag_config(ClusterType::External, &[Sync, Sync, Async], 1);
+    config.required_synchronized_secondaries_to_commit = 1;
+    let acknowledged = walk(config, 120);
+    assert!(acknowledged > 40, "{acknowledged}");
+}
+
+/// Replays one walk with a trace, for debugging a failing seed:
+///
+/// ```sh
+/// HADR_SOAK_SEED=372 HADR_SOAK_KIND=none HADR_TRACE=1 \
+///     cargo test -p hadr-core --test soak debug_seed -- --ignored --nocapture
+/// ```
+///
+/// `HADR_SOAK_KIND` is one of `none` (default), `external`, `four`, `k`, `external-admin`,
+/// `none-admin` (the walks above, in order); `HADR_SOAK_STEPS` as above. It prints every
+/// replica's status at the end and, with `HADR_TRACE`, every input given to a replica.
+#[test]
+#[ignore = "a debugging tool: set HADR_SOAK_SEED"]
+fn debug_seed() {
+    let Ok(seed) = std::env::var("HADR_SOAK_SEED") else {
+        eprintln!("set HADR_SOAK_SEED to the seed to replay");
+        return;
+    };
+    let seed: u64 = seed.parse().expect("HADR_SOAK_SEED is a number");
+    let kind = std::env::var("HADR_SOAK_KIND").unwrap_or_default();
+    let (config, steps, admin) = match kind.as_str() {
+        "external" => (
+            ag_config(ClusterType::External, &[Sync, Sync, Sync], 1),
+            150,
+            false,
+        ),
+        "four" => (
+            ag_config(ClusterType::External, &[Sync, Async, Sync, Sync], 2),
+            150,
+            false,
+        ),
+        "k" => {
+            let mut config = ag_config(ClusterType::External, &[Sync, Sync, Async], 1);
+            config.required_synchronized_secondaries_to_commit = 1;
+            (config, 120, false)
+        }
+        "external-admin" => (
+            ag_config(ClusterType::External, &[Sync, Sync, Async], 2),
+            150,
+            true,
+        ),
+        "none-admin" => (
+            ag_config(ClusterType::None, &[Sync, Sync, Sync], 1),
+            150,
+            true,
+        ),
+        _ => (
+            ag_config(ClusterType::None, &[Sync, Sync, Async], 2),
+            150,
+            false,
+        ),
+    };
+    let steps = std::env::var("HADR_SOAK_STEPS")
+        .map_or(steps, |n| n.parse().expect("HADR_SOAK_STEPS is a number"));
+    let mut walk = Walk::new(seed, config);
+    walk.admin = admin;
+    walk.c.tracing = true;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for _ in 0..steps {
+            walk.step();
+        }
+        walk.converge();
+    }));
+    if std::env::var("HADR_TRACE").is_ok() {
+        for line in &walk.c.trace {
+            println!("T {line}");
+        }
+    }
+    for r in 0..walk.replicas {
+        let r = ReplicaId(r as u8);
+        if walk.c.is_up(r) {
+            println!(
+                "{}",
+                serde_json::to_string(&walk.c.replica(r).status()).unwrap()
+            );
+        }
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
