@@ -1,0 +1,433 @@
+//! The admin API: HTTP + JSON (curl-able). See `docs/node.md` for every route.
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /status` | the replica's status (role, epoch, peers, databases) |
+//! | `GET /observation` | the replica as the conformance observation format shows it |
+//! | `GET /dm_hadr/availability_replica_states` | rows like `sys.dm_hadr_availability_replica_states` |
+//! | `GET /dm_hadr/database_replica_states` | rows like `sys.dm_hadr_database_replica_states` |
+//! | `POST /ag/create`, `POST /ag/join` | body: an `AgConfig` as JSON, or a T-SQL `CREATE AVAILABILITY GROUP` script |
+//! | `POST /ag/failover`, `/ag/force-failover`, `/ag/set-role-secondary` | R-FAIL-3, R-FAIL-4, R-QUORUM-5 |
+//! | `POST /ag/required-synchronized` | body `{"value": k}` (R-COMMIT-5) |
+//! | `POST /databases/{db}/suspend`, `/resume` | R-SYNC-7 |
+//! | `POST /sql` | T-SQL statements, run in order |
+
+use super::{AdminAnswer, AdminRefusal, Driver, Event};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hadr_core::{AdminCommand, AdminError, AdminOutcome, ReplicaStatus};
+use hadr_types::tsql::{self, AgAction, AgSetting, HadrAction, Statement};
+use hadr_types::{AgConfig, DatabaseId, ReplicaObservation};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+/// The admin API's routes.
+pub(crate) fn admin_router(driver: Driver) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/observation", get(observation))
+        .route("/dm_hadr/availability_replica_states", get(replica_states))
+        .route("/dm_hadr/database_replica_states", get(database_states))
+        .route("/ag/create", post(create))
+        .route("/ag/join", post(join))
+        .route("/ag/failover", post(failover))
+        .route("/ag/force-failover", post(force_failover))
+        .route("/ag/set-role-secondary", post(set_role_secondary))
+        .route("/ag/required-synchronized", post(required_synchronized))
+        .route("/databases/{db}/suspend", post(suspend))
+        .route("/databases/{db}/resume", post(resume))
+        .route("/sql", post(sql))
+        .fallback(|| async {
+            problem(
+                StatusCode::NOT_FOUND,
+                "UnknownRoute",
+                "no such route; see docs/node.md for the admin API".to_owned(),
+            )
+        })
+        .with_state(driver)
+}
+
+/// An error answer: `{"error": message, "code": code}` with an HTTP status.
+struct Problem {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({ "error": self.message, "code": self.code })),
+        )
+            .into_response()
+    }
+}
+
+fn fail(status: StatusCode, code: &str, message: String) -> Response {
+    problem(status, code, message).into_response()
+}
+
+fn problem(status: StatusCode, code: &str, message: String) -> Problem {
+    Problem {
+        status,
+        code: code.to_owned(),
+        message,
+    }
+}
+
+async fn snapshot(driver: &Driver) -> Result<(ReplicaStatus, ReplicaObservation), Problem> {
+    let (tx, rx) = oneshot::channel();
+    driver.send(Event::Status { reply: tx });
+    match rx.await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(problem(
+            StatusCode::CONFLICT,
+            "NotInAvailabilityGroup",
+            "this replica is not in an availability group yet: POST /ag/create or /ag/join"
+                .to_owned(),
+        )),
+        Err(_) => Err(problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ShuttingDown",
+            "the replica is shutting down".to_owned(),
+        )),
+    }
+}
+
+async fn status(State(driver): State<Driver>) -> Response {
+    match snapshot(&driver).await {
+        Ok((status, _)) => Json(status).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn observation(State(driver): State<Driver>) -> Response {
+    match snapshot(&driver).await {
+        Ok((_, observation)) => Json(observation).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+fn health(h: impl serde::Serialize) -> Value {
+    serde_json::to_value(h).unwrap_or(Value::Null)
+}
+
+async fn replica_states(State(driver): State<Driver>) -> Response {
+    let (s, _) = match snapshot(&driver).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let mut rows = vec![json!({
+        "replica_id": s.replica.0,
+        "replica_server_name": s.name,
+        "is_local": 1,
+        "role_desc": s.role.as_str(),
+        "connected_state_desc": "CONNECTED",
+        "synchronization_health_desc": health(s.synchronization_health),
+    })];
+    for p in &s.peers {
+        rows.push(json!({
+            "replica_id": p.replica.0,
+            "replica_server_name": p.name,
+            "is_local": 0,
+            "role_desc": p.role.map(|r| r.as_str()),
+            "connected_state_desc": health(p.connected_state),
+        }));
+    }
+    Json(rows).into_response()
+}
+
+async fn database_states(State(driver): State<Driver>) -> Response {
+    let (s, _) = match snapshot(&driver).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let mut rows = Vec::new();
+    for d in &s.databases {
+        rows.push(json!({
+            "replica_id": s.replica.0,
+            "database_name": d.name,
+            "group_database_id": d.database.0,
+            "is_local": 1,
+            "is_primary_replica": u8::from(s.role == hadr_types::Role::Primary),
+            "synchronization_state_desc": d.synchronization_state.map(|x| x.as_str()),
+            "synchronization_health_desc": health(d.synchronization_health),
+            "is_suspended": u8::from(d.suspended.is_some()),
+            "suspend_reason_desc": d.suspended.map(|r| r.as_str()),
+            "is_failover_ready": u8::from(d.is_failover_ready),
+            "end_of_log_lsn": d.end_of_log_lsn.0,
+            "last_received_lsn": d.last_received_lsn.0,
+            "last_hardened_lsn": d.last_hardened_lsn.0,
+            "last_redone_lsn": d.last_redone_lsn.0,
+            "last_commit_lsn": d.last_commit_lsn.0,
+            "redo_queue_size": d.redo_queue_size,
+        }));
+        for r in &d.secondaries {
+            rows.push(json!({
+                "replica_id": r.replica.0,
+                "database_name": d.name,
+                "group_database_id": d.database.0,
+                "is_local": 0,
+                "is_primary_replica": 0,
+                "synchronization_state_desc": r.synchronization_state.as_str(),
+                "synchronization_health_desc": health(r.synchronization_health),
+                "is_suspended": u8::from(r.suspended.is_some()),
+                "suspend_reason_desc": r.suspended.map(|x| x.as_str()),
+                "is_commit_participant": u8::from(r.is_commit_participant),
+                "last_sent_lsn": r.last_sent_lsn.0,
+                "last_received_lsn": r.last_received_lsn.0,
+                "last_hardened_lsn": r.last_hardened_lsn.0,
+                "last_redone_lsn": r.last_redone_lsn.0,
+                "log_send_queue_size": r.log_send_queue_size,
+                "redo_queue_size": r.redo_queue_size,
+            }));
+        }
+    }
+    Json(rows).into_response()
+}
+
+/// Runs one command and turns the answer into a response.
+async fn run(driver: &Driver, command: AdminCommand) -> Response {
+    let (tx, rx) = oneshot::channel();
+    driver.send(Event::Admin { command, reply: tx });
+    answer(rx.await.unwrap_or(Err(AdminRefusal::ShuttingDown)))
+}
+
+fn answer(result: AdminAnswer) -> Response {
+    match result {
+        Ok(AdminOutcome::Done) => Json(json!({ "result": "done" })).into_response(),
+        Ok(AdminOutcome::BecamePrimary {
+            epoch,
+            data_loss_possible,
+        }) => Json(json!({
+            "result": "became_primary",
+            "epoch": epoch.to_string(),
+            "data_loss_possible": data_loss_possible,
+        }))
+        .into_response(),
+        Err(refusal) => {
+            let code = match &refusal {
+                AdminRefusal::Core(error) => variant(error),
+                AdminRefusal::NeedsClusterManager(_) => "NeedsClusterManager".to_owned(),
+                AdminRefusal::Endpoint(_) => "BadEndpointUrl".to_owned(),
+                AdminRefusal::ShuttingDown => "ShuttingDown".to_owned(),
+            };
+            fail(StatusCode::CONFLICT, &code, refusal.to_string())
+        }
+    }
+}
+
+fn variant(error: &AdminError) -> String {
+    match serde_json::to_value(error) {
+        Ok(Value::String(s)) => s,
+        Ok(Value::Object(m)) => m.keys().next().cloned().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// An `AgConfig` from a JSON body or a T-SQL script with one CREATE AVAILABILITY GROUP.
+fn ag_config(headers: &HeaderMap, body: &[u8]) -> Result<AgConfig, Problem> {
+    let bad = |code: &str, message: String| problem(StatusCode::BAD_REQUEST, code, message);
+    let text = std::str::from_utf8(body)
+        .map_err(|_| bad("NotUtf8", "the body is not UTF-8".to_owned()))?;
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+        || text.trim_start().starts_with('{');
+    if json {
+        let config: AgConfig = serde_json::from_str(text)
+            .map_err(|e| bad("MalformedConfiguration", format!("configuration: {e}")))?;
+        config
+            .validate()
+            .map_err(|e| bad("InvalidConfiguration", e.to_string()))?;
+        Ok(config)
+    } else {
+        let script = tsql::parse_script(text).map_err(|e| {
+            let (line, column) = e.position();
+            bad("TsqlError", format!("{line}:{column}: {e}"))
+        })?;
+        script.ag_config().map_err(|e| {
+            let (line, column) = e.position();
+            bad("TsqlError", format!("{line}:{column}: {e}"))
+        })
+    }
+}
+
+async fn create(State(driver): State<Driver>, headers: HeaderMap, body: Bytes) -> Response {
+    match ag_config(&headers, &body) {
+        Ok(config) => run(&driver, AdminCommand::CreateAvailabilityGroup(config)).await,
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn join(State(driver): State<Driver>, headers: HeaderMap, body: Bytes) -> Response {
+    match ag_config(&headers, &body) {
+        Ok(config) => run(&driver, AdminCommand::JoinAvailabilityGroup(config)).await,
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn failover(State(driver): State<Driver>) -> Response {
+    run(&driver, AdminCommand::Failover).await
+}
+
+async fn force_failover(State(driver): State<Driver>) -> Response {
+    run(&driver, AdminCommand::ForceFailoverAllowDataLoss).await
+}
+
+async fn set_role_secondary(State(driver): State<Driver>) -> Response {
+    run(&driver, AdminCommand::SetRoleSecondary).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequiredBody {
+    value: u32,
+}
+
+async fn required_synchronized(State(driver): State<Driver>, body: Bytes) -> Response {
+    match serde_json::from_slice::<RequiredBody>(&body) {
+        Ok(b) => {
+            run(
+                &driver,
+                AdminCommand::SetRequiredSynchronizedSecondariesToCommit(b.value),
+            )
+            .await
+        }
+        Err(e) => fail(
+            StatusCode::BAD_REQUEST,
+            "MalformedRequest",
+            format!("expected {{\"value\": k}}: {e}"),
+        ),
+    }
+}
+
+async fn database(driver: &Driver, name: &str) -> Result<DatabaseId, Problem> {
+    let (status, _) = snapshot(driver).await?;
+    status
+        .databases
+        .iter()
+        .find(|d| d.name.eq_ignore_ascii_case(name) || d.database.0.to_string() == name)
+        .map(|d| d.database)
+        .ok_or_else(|| {
+            problem(
+                StatusCode::NOT_FOUND,
+                "UnknownDatabaseName",
+                format!("no availability database named '{name}' in this group"),
+            )
+        })
+}
+
+async fn suspend(State(driver): State<Driver>, Path(db): Path<String>) -> Response {
+    match database(&driver, &db).await {
+        Ok(id) => run(&driver, AdminCommand::SuspendDatabase(id)).await,
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn resume(State(driver): State<Driver>, Path(db): Path<String>) -> Response {
+    match database(&driver, &db).await {
+        Ok(id) => run(&driver, AdminCommand::ResumeDatabase(id)).await,
+        Err(r) => r.into_response(),
+    }
+}
+
+/// Runs a T-SQL script's statements in order and stops at the first failure; the answer
+/// lists what each statement did.
+async fn sql(State(driver): State<Driver>, body: Bytes) -> Response {
+    let text = match std::str::from_utf8(&body) {
+        Ok(t) => t,
+        Err(_) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "NotUtf8",
+                "the body is not UTF-8".to_owned(),
+            )
+        }
+    };
+    let script = match tsql::parse_script(text) {
+        Ok(s) => s,
+        Err(e) => {
+            let (line, column) = e.position();
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "TsqlError",
+                format!("{line}:{column}: {e}"),
+            );
+        }
+    };
+    // Translate everything first: an unsupported statement changes nothing.
+    let mut commands = Vec::new();
+    for statement in &script.statements {
+        let at = format!("{}:{}", statement.line, statement.column);
+        let command = match &statement.statement {
+            Statement::CreateAvailabilityGroup(config) => {
+                if let Err(e) = config.validate() {
+                    return fail(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidConfiguration",
+                        format!("{at}: {e}"),
+                    );
+                }
+                Some(AdminCommand::CreateAvailabilityGroup(AgConfig::clone(
+                    config,
+                )))
+            }
+            Statement::AlterAvailabilityGroup(c) => match &c.action {
+                AgAction::Failover => Some(AdminCommand::Failover),
+                AgAction::ForceFailoverAllowDataLoss => {
+                    Some(AdminCommand::ForceFailoverAllowDataLoss)
+                }
+                AgAction::SetRoleSecondary => Some(AdminCommand::SetRoleSecondary),
+                AgAction::Set(AgSetting::RequiredSynchronizedSecondariesToCommit(k)) => {
+                    Some(AdminCommand::SetRequiredSynchronizedSecondariesToCommit(*k))
+                }
+                _ => None,
+            },
+            Statement::AlterDatabase(d) => {
+                let id = match database(&driver, &d.database).await {
+                    Ok(id) => id,
+                    Err(r) => return r.into_response(),
+                };
+                match d.action {
+                    HadrAction::Suspend => Some(AdminCommand::SuspendDatabase(id)),
+                    HadrAction::Resume => Some(AdminCommand::ResumeDatabase(id)),
+                    _ => None,
+                }
+            }
+        };
+        match command {
+            Some(command) => commands.push((at, command)),
+            None => {
+                return fail(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "UnsupportedStatement",
+                    format!("{at}: this statement is not supported by the replica yet (supported: CREATE AVAILABILITY GROUP, ALTER AVAILABILITY GROUP … FAILOVER | FORCE_FAILOVER_ALLOW_DATA_LOSS | SET (ROLE = SECONDARY) | SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = k), ALTER DATABASE … SET HADR SUSPEND | RESUME); nothing was run"),
+                )
+            }
+        }
+    }
+    let mut done = Vec::new();
+    for (at, command) in commands {
+        let (tx, rx) = oneshot::channel();
+        driver.send(Event::Admin { command, reply: tx });
+        match rx.await.unwrap_or(Err(AdminRefusal::ShuttingDown)) {
+            Ok(outcome) => done.push(json!({ "at": at, "outcome": format!("{outcome:?}") })),
+            Err(refusal) => {
+                return (
+                    StatusCode::CONFLICT,
+                    Json(json!({ "error": format!("{at}: {refusal}"), "done": done })),
+                )
+                    .into_response()
+            }
+        }
+    }
+    Json(json!({ "result": "done", "statements": done })).into_response()
+}

@@ -1,0 +1,590 @@
+//! The driver: one tokio task owns the [`Replica`] and is the only one to touch it. Everything
+//! else (peer connections, client and admin servers, WAL threads, timers) talks to it through
+//! one channel of events; after each input the driver performs the core's outputs in order.
+
+mod admin;
+mod client;
+mod peers;
+pub mod storage;
+
+use admin::admin_router;
+pub use client::{ClientReplyJson, ClientRequestJson, DatabaseRef};
+
+use crate::config::{endpoint_address, EndpointError, NodeConfig};
+use crate::wire::{encode_frame, Frame};
+use hadr_core::{
+    AdminCommand, AdminError, AdminOutcome, ClientOp, ClientReply, ClientRequest, ConnectionEvent,
+    ConnectionId, CoreOptions, ManagerEvent, Output, PeerMessage, Replica, ReplicaStatus,
+    RequestId, TimerId,
+};
+use hadr_types::{ApplicationIntent, ClusterType, DatabaseId, ReplicaId, ReplicaObservation};
+use peers::PeerNet;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+use storage::{DataDir, StorageError, WalCommand, WalReport};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
+
+/// Why a node stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Storage failed (state file or WAL): the replica cannot keep its promises and stops.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The stored state and logs do not make a consistent replica.
+    #[error("cannot recover replica {name} from {data_dir}: {source}")]
+    Recovery {
+        /// The instance name.
+        name: String,
+        /// The data directory.
+        data_dir: String,
+        /// What the core refused.
+        source: hadr_core::RecoveryError,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen for {what} on {address}: {source}")]
+    Bind {
+        /// Which API.
+        what: &'static str,
+        /// The address.
+        address: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// This replica's ENDPOINT_URL is unusable.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// The core refused a storage completion: a bug of the node (ordering contract).
+    #[error("storage completion refused by the replica core (a bug in hadr-node): {0}")]
+    StorageContract(hadr_core::StorageContractError),
+}
+
+/// A node-level reason a client request was not handed to the replica.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The replica has joined no availability group yet.
+    #[error("this replica is not in an availability group yet: CREATE or JOIN one through the admin API")]
+    NotInAvailabilityGroup,
+    /// No database of the group has that name.
+    #[error("no availability database named '{0}' in this group")]
+    UnknownDatabaseName(String),
+    /// The node is shutting down.
+    #[error("the replica is shutting down")]
+    ShuttingDown,
+}
+
+/// What a client request gets back from the driver.
+pub type ClientAnswer = Result<ClientReply, RequestError>;
+
+/// A node-level reason an admin command was not handed to the replica.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdminRefusal {
+    /// The core refused the command.
+    #[error("{0}")]
+    Core(AdminError),
+    /// The configuration needs a cluster manager this build does not have.
+    #[error("CLUSTER_TYPE = {0} needs a cluster manager; this node supports CLUSTER_TYPE = NONE (the etcd cluster manager is not part of this build)")]
+    NeedsClusterManager(ClusterType),
+    /// This replica's endpoint cannot be used.
+    #[error("{0}")]
+    Endpoint(EndpointError),
+    /// The node is shutting down.
+    #[error("the replica is shutting down")]
+    ShuttingDown,
+}
+
+/// What an admin command gets back.
+pub type AdminAnswer = Result<AdminOutcome, AdminRefusal>;
+
+/// Everything the driver reacts to.
+pub(crate) enum Event {
+    PeerOpened {
+        peer: ReplicaId,
+        connection: ConnectionId,
+        writer: mpsc::Sender<Vec<u8>>,
+        reader: AbortHandle,
+    },
+    PeerMessage {
+        peer: ReplicaId,
+        connection: ConnectionId,
+        message: PeerMessage,
+    },
+    PeerClosed {
+        peer: ReplicaId,
+        connection: ConnectionId,
+    },
+    Client {
+        database: DatabaseRef,
+        intent: ApplicationIntent,
+        op: ClientOp,
+        reply: oneshot::Sender<ClientAnswer>,
+    },
+    Admin {
+        command: AdminCommand,
+        reply: oneshot::Sender<AdminAnswer>,
+    },
+    Status {
+        reply: oneshot::Sender<Option<(ReplicaStatus, ReplicaObservation)>>,
+    },
+    Storage(WalReport),
+    #[allow(dead_code)] // the cluster-manager seam (CLUSTER_TYPE = EXTERNAL)
+    Manager(ManagerEvent),
+}
+
+/// A handle on the driver, for the servers.
+#[derive(Clone)]
+pub(crate) struct Driver {
+    events: mpsc::UnboundedSender<Event>,
+    /// Bumped at every `DisconnectClients`: client connections close.
+    pub(crate) client_generation: watch::Receiver<u64>,
+}
+
+impl Driver {
+    pub(crate) fn send(&self, event: Event) -> bool {
+        self.events.send(event).is_ok()
+    }
+}
+
+struct PeerConnection {
+    peer: ReplicaId,
+    writer: mpsc::Sender<Vec<u8>>,
+    reader: AbortHandle,
+}
+
+struct State {
+    name: String,
+    data_dir: DataDir,
+    endpoint_override: Option<std::net::SocketAddr>,
+    replica: Replica,
+    start: Instant,
+    events: mpsc::UnboundedSender<Event>,
+    timers: BTreeMap<TimerId, u64>,
+    wals: HashMap<DatabaseId, std::sync::mpsc::Sender<WalCommand>>,
+    connections: HashMap<ConnectionId, PeerConnection>,
+    clients: HashMap<RequestId, oneshot::Sender<ClientAnswer>>,
+    admins: HashMap<RequestId, oneshot::Sender<AdminAnswer>>,
+    next_request: u64,
+    net: Option<Arc<PeerNet>>,
+    client_generation: watch::Sender<u64>,
+}
+
+/// Bound of a peer connection's send queue (frames); a peer that falls this far behind is
+/// disconnected (the core then stops counting on it, R-COMMIT-4).
+const SEND_QUEUE_FRAMES: usize = 16_384;
+
+/// Runs one replica until `shutdown` resolves or storage fails.
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let data_dir = DataDir::open(&config.data_dir)?;
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let (generation_tx, generation_rx) = watch::channel(0u64);
+    let start = Instant::now();
+    let mut wals = HashMap::new();
+    let replica = match data_dir.load_state()? {
+        None => Replica::new(config.name.clone()),
+        Some(stored) => {
+            let mut logs = Vec::new();
+            for i in 0..stored.config.databases.len() {
+                let db = DatabaseId(i as u8);
+                let (wal, records) = storage::open_wal(&data_dir, db)?;
+                logs.push(records);
+                wals.insert(db, spawn_wal(db, wal, &events_tx));
+            }
+            let records: usize = logs.iter().map(Vec::len).sum();
+            let replica =
+                Replica::recover(0, config.name.clone(), stored, logs, CoreOptions::default())
+                    .map_err(|source| NodeError::Recovery {
+                        name: config.name.clone(),
+                        data_dir: config.data_dir.display().to_string(),
+                        source,
+                    })?;
+            tracing::info!(replica = %config.name, records, role = ?replica.role(), "recovered from disk");
+            replica
+        }
+    };
+    let driver = Driver {
+        events: events_tx.clone(),
+        client_generation: generation_rx,
+    };
+    let client_listener = tokio::net::TcpListener::bind(config.client_listen)
+        .await
+        .map_err(|source| NodeError::Bind {
+            what: "the client API",
+            address: config.client_listen.to_string(),
+            source,
+        })?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|source| NodeError::Bind {
+            what: "the admin API",
+            address: config.admin_listen.to_string(),
+            source,
+        })?;
+    tokio::spawn(client::serve(client_listener, driver.clone()));
+    let router = admin_router(driver.clone());
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(admin_listener, router).await {
+            tracing::error!(%error, "admin API stopped");
+        }
+    });
+    tracing::info!(
+        replica = %config.name,
+        client = %config.client_listen,
+        admin = %config.admin_listen,
+        "replica started"
+    );
+    let mut state = State {
+        name: config.name.clone(),
+        data_dir,
+        endpoint_override: config.endpoint_listen,
+        replica,
+        start,
+        events: events_tx,
+        timers: BTreeMap::new(),
+        wals,
+        connections: HashMap::new(),
+        clients: HashMap::new(),
+        admins: HashMap::new(),
+        next_request: 0,
+        net: None,
+        client_generation: generation_tx,
+    };
+    state.after_input().await?;
+    tokio::pin!(shutdown);
+    loop {
+        let next_timer = state.timers.values().min().copied();
+        let sleep = async {
+            match next_timer {
+                Some(at) => {
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(
+                        state.start + std::time::Duration::from_millis(at),
+                    ))
+                    .await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => {
+                tracing::info!(replica = %state.name, "shutting down");
+                return Ok(());
+            }
+            event = events_rx.recv() => {
+                let Some(event) = event else { return Ok(()) };
+                state.handle(event)?;
+                // Take whatever else is already queued before performing the outputs' I/O.
+                while let Ok(event) = events_rx.try_recv() {
+                    state.handle(event)?;
+                }
+                state.after_input().await?;
+            }
+            () = sleep => {
+                state.fire_timers();
+                state.after_input().await?;
+            }
+        }
+    }
+}
+
+fn spawn_wal(
+    database: DatabaseId,
+    wal: crate::wal::Wal,
+    events: &mpsc::UnboundedSender<Event>,
+) -> std::sync::mpsc::Sender<WalCommand> {
+    let events = events.clone();
+    storage::spawn_wal_thread(database, wal, move |report| {
+        let _ = events.send(Event::Storage(report));
+    })
+}
+
+impl State {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), NodeError> {
+        let now = self.now();
+        match event {
+            Event::PeerOpened {
+                peer,
+                connection,
+                writer,
+                reader,
+            } => {
+                let stale: Vec<ConnectionId> = self
+                    .connections
+                    .iter()
+                    .filter(|(_, c)| c.peer == peer)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in stale {
+                    self.drop_connection(id);
+                }
+                self.connections.insert(
+                    connection,
+                    PeerConnection {
+                        peer,
+                        writer,
+                        reader,
+                    },
+                );
+                self.replica
+                    .handle_connection(now, ConnectionEvent::Opened { peer, connection });
+            }
+            Event::PeerMessage {
+                peer,
+                connection,
+                message,
+            } => self.replica.handle_message(now, peer, connection, message),
+            Event::PeerClosed { peer, connection } => {
+                if self.connections.contains_key(&connection) {
+                    self.drop_connection(connection);
+                    self.replica
+                        .handle_connection(now, ConnectionEvent::Closed { peer, connection });
+                }
+            }
+            Event::Client {
+                database,
+                intent,
+                op,
+                reply,
+            } => {
+                let database = match self.resolve(&database) {
+                    Ok(database) => database,
+                    Err(error) => {
+                        let _ = reply.send(Err(error));
+                        return Ok(());
+                    }
+                };
+                let request = self.request_id();
+                self.clients.insert(request, reply);
+                self.replica.handle_client(
+                    now,
+                    ClientRequest {
+                        request,
+                        database,
+                        intent,
+                        op,
+                    },
+                );
+            }
+            Event::Admin { command, reply } => {
+                if let Err(refusal) = self.precheck_admin(&command) {
+                    let _ = reply.send(Err(refusal));
+                    return Ok(());
+                }
+                let request = self.request_id();
+                self.admins.insert(request, reply);
+                self.replica.handle_admin(now, request, command);
+            }
+            Event::Status { reply } => {
+                let status = self.replica.status().zip(self.replica.observe());
+                let _ = reply.send(status);
+            }
+            Event::Storage(Ok(completion)) => self
+                .replica
+                .handle_storage(now, completion)
+                .map_err(NodeError::StorageContract)?,
+            Event::Storage(Err(error)) => return Err(error.into()),
+            Event::Manager(event) => self.replica.handle_manager(now, event),
+        }
+        Ok(())
+    }
+
+    fn request_id(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId(self.next_request)
+    }
+
+    fn resolve(&self, database: &DatabaseRef) -> Result<DatabaseId, RequestError> {
+        let config = self
+            .replica
+            .config()
+            .ok_or(RequestError::NotInAvailabilityGroup)?;
+        match database {
+            DatabaseRef::Id(id) => Ok(DatabaseId(*id)),
+            DatabaseRef::Name(name) => config
+                .databases
+                .iter()
+                .position(|d| d.eq_ignore_ascii_case(name))
+                .map(|i| DatabaseId(i as u8))
+                .ok_or_else(|| RequestError::UnknownDatabaseName(name.clone())),
+        }
+    }
+
+    /// Node-level checks before a command reaches the core.
+    fn precheck_admin(&self, command: &AdminCommand) -> Result<(), AdminRefusal> {
+        if let AdminCommand::CreateAvailabilityGroup(config)
+        | AdminCommand::JoinAvailabilityGroup(config) = command
+        {
+            if config.cluster_type != ClusterType::None {
+                return Err(AdminRefusal::NeedsClusterManager(config.cluster_type));
+            }
+            if let Some(me) = config.replicas.iter().find(|r| r.name == self.name) {
+                endpoint_address(&me.name, me.endpoint_url.as_deref())
+                    .map_err(AdminRefusal::Endpoint)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.now();
+        let due: Vec<TimerId> = self
+            .timers
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for timer in due {
+            self.timers.remove(&timer);
+            self.replica.handle_timer(now, timer);
+        }
+    }
+
+    fn drop_connection(&mut self, connection: ConnectionId) {
+        if let Some(c) = self.connections.remove(&connection) {
+            c.reader.abort();
+            if let Some(net) = &self.net {
+                net.disconnected(c.peer, connection);
+            }
+        }
+    }
+
+    /// Performs every output of the core, in order.
+    async fn after_input(&mut self) -> Result<(), NodeError> {
+        while let Some(output) = self.replica.poll_output() {
+            self.perform(output)?;
+        }
+        if self.net.is_none() {
+            if let Some(config) = self.replica.config().cloned() {
+                self.start_network(&config).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn perform(&mut self, output: Output) -> Result<(), NodeError> {
+        match output {
+            Output::PersistState(state) => {
+                // Durable before anything after it (the ordering contract). Opening the WALs
+                // of a new configuration belongs here too: appends may follow.
+                for i in 0..state.config.databases.len() {
+                    let db = DatabaseId(i as u8);
+                    if !self.wals.contains_key(&db) {
+                        let (wal, _) = storage::open_wal(&self.data_dir, db)?;
+                        let tx = spawn_wal(db, wal, &self.events);
+                        self.wals.insert(db, tx);
+                    }
+                }
+                self.data_dir.store_state(&state)?;
+            }
+            Output::Send {
+                to,
+                connection,
+                message,
+            } => {
+                if let Some(c) = self.connections.get(&connection) {
+                    let mut frame = Vec::new();
+                    let encoded = encode_frame(&Frame::Message(message), &mut frame);
+                    if let Err(error) = &encoded {
+                        tracing::error!(peer = %to, %connection, %error, "cannot encode a message: closing the connection");
+                    }
+                    if encoded.is_err() || c.writer.try_send(frame).is_err() {
+                        tracing::warn!(peer = %to, %connection, "send queue full or closed: closing the connection");
+                        let _ = self.events.send(Event::PeerClosed {
+                            peer: to,
+                            connection,
+                        });
+                    }
+                }
+            }
+            Output::CloseConnection {
+                peer,
+                connection,
+                reason,
+            } => {
+                tracing::info!(%peer, %connection, ?reason, "closing peer connection");
+                self.drop_connection(connection);
+            }
+            Output::AppendLog { database, records } => {
+                self.wal(database, WalCommand::Append(records))
+            }
+            Output::Fsync { database, .. } => self.wal(database, WalCommand::Fsync),
+            Output::Redo { database, up_to } => self.wal(database, WalCommand::Redo(up_to)),
+            Output::RevertLog { database, to } => self.wal(database, WalCommand::Revert(to)),
+            Output::ClientReply { request, reply } => {
+                if let Some(tx) = self.clients.remove(&request) {
+                    let _ = tx.send(Ok(reply));
+                }
+            }
+            Output::AdminReply { request, result } => {
+                if let Some(tx) = self.admins.remove(&request) {
+                    let _ = tx.send(result.map_err(AdminRefusal::Core));
+                }
+            }
+            Output::DisconnectClients => {
+                self.client_generation.send_modify(|g| *g += 1);
+            }
+            Output::PrimaryChanged { primary, epoch } => {
+                tracing::info!(replica = %self.name, ?primary, %epoch, "primary changed");
+            }
+            Output::SetTimer { timer, at_ms } => {
+                self.timers.insert(timer, at_ms);
+            }
+            Output::CancelTimer { timer } => {
+                self.timers.remove(&timer);
+            }
+            Output::RoleChanged { role, epoch } => {
+                tracing::info!(replica = %self.name, %role, %epoch, "role changed");
+            }
+            Output::Manager(request) => {
+                tracing::warn!(
+                    ?request,
+                    "no cluster manager in this build (CLUSTER_TYPE = NONE only)"
+                );
+            }
+            Output::Ignored { source, reason } => {
+                tracing::debug!(?source, %reason, "input ignored by the replica");
+            }
+        }
+        Ok(())
+    }
+
+    fn wal(&mut self, database: DatabaseId, command: WalCommand) {
+        match self.wals.get(&database) {
+            Some(tx) => {
+                if tx.send(command).is_err() {
+                    // The thread ended after reporting its error; that report stops the node.
+                    tracing::error!(%database, "write-ahead log thread is gone");
+                }
+            }
+            None => tracing::error!(%database, "no write-ahead log open for this database"),
+        }
+    }
+
+    async fn start_network(&mut self, config: &hadr_types::AgConfig) -> Result<(), NodeError> {
+        let Some(me) = self.replica.id() else {
+            return Ok(());
+        };
+        let mine = &config.replicas[usize::from(me.0)];
+        let address = match self.endpoint_override {
+            Some(address) => address.to_string(),
+            None => endpoint_address(&mine.name, mine.endpoint_url.as_deref())?,
+        };
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|source| NodeError::Bind {
+                what: "the replica endpoint",
+                address: address.clone(),
+                source,
+            })?;
+        let net = PeerNet::start(config, me, self.events.clone(), listener);
+        tracing::info!(replica = %self.name, endpoint = %address, "endpoint listening");
+        self.net = Some(net);
+        Ok(())
+    }
+}

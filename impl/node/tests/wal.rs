@@ -1,0 +1,385 @@
+//! The write-ahead log through its public API, on real files: what survives a reopen, what a
+//! crash in the middle of a write leaves, what corruption costs, and what callers may not do.
+
+use hadr_core::log::LogShapeError;
+use hadr_core::{Epoch, LogRecord, Write};
+use hadr_node::codec::Writer;
+use hadr_node::wal::{
+    Recovered, TailProblem, Wal, WalError, MAX_RECORD_LEN, RECORD_HEADER_LEN, WAL_HEADER_LEN,
+};
+use hadr_types::{DatabaseId, Lsn, ReplicaId, TxnId};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const DB: DatabaseId = DatabaseId(1);
+
+fn epoch(term: u64) -> Epoch {
+    Epoch {
+        term,
+        replica: ReplicaId(0),
+        generation: 0,
+    }
+}
+
+fn record(lsn: u64, term: u64) -> LogRecord {
+    LogRecord {
+        lsn: Lsn(lsn),
+        epoch: epoch(term),
+        txn: TxnId(lsn as u32 * 10),
+        writes: vec![
+            Write {
+                key: format!("key-{lsn}"),
+                value: format!("value of {lsn}"),
+            },
+            Write {
+                key: "counter".into(),
+                value: lsn.to_string(),
+            },
+        ],
+    }
+}
+
+fn records(lsns: std::ops::RangeInclusive<u64>) -> Vec<LogRecord> {
+    lsns.map(|lsn| record(lsn, 1)).collect()
+}
+
+fn wal_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("db1.wal")
+}
+
+fn open(path: &Path) -> (Wal, Recovered) {
+    Wal::open(path, DB).unwrap_or_else(|e| panic!("open failed: {e}"))
+}
+
+/// Writes `records` to a new log at `path`, synced, and returns each record's file offset.
+fn write_log(path: &Path, records: &[LogRecord]) -> Vec<u64> {
+    let (mut wal, _) = open(path);
+    let mut offsets = Vec::new();
+    for record in records {
+        offsets.push(fs::metadata(path).unwrap().len());
+        wal.append(std::slice::from_ref(record)).unwrap();
+    }
+    assert_eq!(wal.sync().unwrap(), Lsn(records.len() as u64));
+    offsets
+}
+
+#[test]
+fn a_new_log_is_created_empty_with_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let (wal, recovered) = open(&path);
+    assert_eq!(
+        recovered,
+        Recovered {
+            records: vec![],
+            truncated_bytes: 0,
+            stop_reason: None
+        }
+    );
+    assert_eq!((wal.last_lsn(), wal.durable_lsn()), (Lsn(0), Lsn(0)));
+    assert_eq!(wal.path(), path);
+    assert_eq!(wal.database(), DB);
+    assert_eq!(fs::read(&path).unwrap(), b"HADRWAL1\x01");
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["db1.wal"], "no staging file is left behind");
+}
+
+#[test]
+fn appended_and_synced_records_come_back_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let (mut wal, _) = open(&path);
+    let mut expected = records(1..=3);
+    wal.append(&expected).unwrap();
+    let later = vec![record(4, 2), record(5, 2)];
+    wal.append(&later).unwrap();
+    expected.extend(later);
+    assert_eq!(wal.sync().unwrap(), Lsn(5));
+    drop(wal);
+
+    let (wal, recovered) = open(&path);
+    assert_eq!(recovered.records, expected);
+    assert_eq!(
+        (recovered.truncated_bytes, recovered.stop_reason),
+        (0, None)
+    );
+    assert_eq!((wal.last_lsn(), wal.durable_lsn()), (Lsn(5), Lsn(5)));
+}
+
+#[test]
+fn group_commit_many_appends_are_made_durable_by_one_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = open(&wal_path(&dir));
+    for record in records(1..=4) {
+        wal.append(&[record]).unwrap();
+        assert_eq!(
+            wal.durable_lsn(),
+            Lsn(0),
+            "append alone makes nothing durable"
+        );
+    }
+    assert_eq!(wal.last_lsn(), Lsn(4));
+    assert_eq!(wal.sync().unwrap(), Lsn(4));
+    assert_eq!(wal.durable_lsn(), Lsn(4));
+    // Nothing new: a second sync has nothing to do and reports the same end.
+    assert_eq!(wal.sync().unwrap(), Lsn(4));
+    wal.append(&[]).unwrap();
+    assert_eq!(wal.sync().unwrap(), Lsn(4));
+}
+
+/// A crash in the middle of writing the last record, at every byte it could stop at.
+#[test]
+fn a_torn_last_record_is_cut_off_at_every_byte_and_the_log_stays_appendable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let all = records(1..=3);
+    let offsets = write_log(&path, &all);
+    let whole = fs::read(&path).unwrap();
+    let last_start = offsets[2] as usize;
+    for cut in last_start..whole.len() {
+        fs::write(&path, &whole[..cut]).unwrap();
+        let (mut wal, recovered) = open(&path);
+        assert_eq!(recovered.records, all[..2], "cut at byte {cut}");
+        assert_eq!(recovered.truncated_bytes, (cut - last_start) as u64);
+        if cut == last_start {
+            assert_eq!(recovered.stop_reason, None);
+        } else {
+            let needed = if cut - last_start < RECORD_HEADER_LEN as usize {
+                RECORD_HEADER_LEN
+            } else {
+                (whole.len() - last_start) as u64
+            };
+            assert_eq!(
+                recovered.stop_reason,
+                Some(TailProblem::Torn {
+                    offset: last_start as u64,
+                    needed,
+                    available: (cut - last_start) as u64,
+                }),
+                "cut at byte {cut}"
+            );
+        }
+        assert_eq!(fs::metadata(&path).unwrap().len(), last_start as u64);
+        assert_eq!(wal.last_lsn(), Lsn(2));
+
+        wal.append(&all[2..]).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (_, reopened) = open(&path);
+        assert_eq!(reopened.records, all);
+        assert_eq!(fs::read(&path).unwrap(), whole);
+    }
+}
+
+#[test]
+fn a_zero_filled_tail_is_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    write_log(&path, &records(1..=2));
+    let clean_len = fs::metadata(&path).unwrap().len();
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend([0; 4096]);
+    fs::write(&path, &bytes).unwrap();
+    let (_, recovered) = open(&path);
+    assert_eq!(recovered.records, records(1..=2));
+    assert_eq!(recovered.truncated_bytes, 4096);
+    assert!(
+        matches!(recovered.stop_reason, Some(TailProblem::Undecodable { offset, .. }) if offset == clean_len)
+    );
+    assert_eq!(fs::metadata(&path).unwrap().len(), clean_len);
+}
+
+#[test]
+fn a_corrupt_byte_in_a_record_stops_recovery_there_and_drops_what_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let all = records(1..=5);
+    let offsets = write_log(&path, &all);
+    let mut bytes = fs::read(&path).unwrap();
+    let third = offsets[2] as usize;
+    bytes[third + RECORD_HEADER_LEN as usize + 3] ^= 0x40;
+    fs::write(&path, &bytes).unwrap();
+
+    let (wal, recovered) = open(&path);
+    assert_eq!(recovered.records, all[..2]);
+    assert_eq!(recovered.truncated_bytes, (bytes.len() - third) as u64);
+    assert!(matches!(
+        recovered.stop_reason,
+        Some(TailProblem::ChecksumMismatch { offset, .. }) if offset == third as u64
+    ));
+    assert_eq!(wal.last_lsn(), Lsn(2));
+    assert_eq!(fs::metadata(&path).unwrap().len(), third as u64);
+}
+
+#[test]
+fn a_corrupt_length_is_never_read_past() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let offsets = write_log(&path, &records(1..=3));
+    let mut bytes = fs::read(&path).unwrap();
+    let second = offsets[1] as usize;
+    bytes[second..second + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    fs::write(&path, &bytes).unwrap();
+    let (_, recovered) = open(&path);
+    assert_eq!(recovered.records, records(1..=1));
+    assert_eq!(
+        recovered.stop_reason,
+        Some(TailProblem::TooLong {
+            offset: second as u64,
+            length: u32::MAX,
+            limit: MAX_RECORD_LEN
+        })
+    );
+}
+
+/// Writes a record with a valid checksum whose LSN does not follow: recovery stops there too.
+#[test]
+fn a_checksummed_record_that_does_not_continue_the_log_stops_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    write_log(&path, &records(1..=2));
+    let good_len = fs::metadata(&path).unwrap().len();
+    let mut payload = Vec::new();
+    Writer::new(&mut payload).put_log_record(&record(5, 1));
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend((payload.len() as u32).to_le_bytes());
+    bytes.extend(crc32c::crc32c(&payload).to_le_bytes());
+    bytes.extend(&payload);
+    fs::write(&path, &bytes).unwrap();
+
+    let (_, recovered) = open(&path);
+    assert_eq!(recovered.records, records(1..=2));
+    assert_eq!(
+        recovered.stop_reason,
+        Some(TailProblem::OutOfSequence {
+            offset: good_len,
+            source: LogShapeError::NotContiguous {
+                index: 0,
+                found: Lsn(5),
+                expected: Lsn(3)
+            }
+        })
+    );
+}
+
+#[test]
+fn truncate_after_discards_the_records_after_the_fork_point_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let offsets = write_log(&path, &records(1..=5));
+    let (mut wal, _) = open(&path);
+    wal.append(&[record(6, 1)]).unwrap(); // not synced: truncation makes the rest durable
+    wal.truncate_after(Lsn(2)).unwrap();
+    assert_eq!((wal.last_lsn(), wal.durable_lsn()), (Lsn(2), Lsn(2)));
+    assert_eq!(fs::metadata(&path).unwrap().len(), offsets[2]);
+    // After the fork point the log goes on in the new epoch.
+    wal.append(&[record(3, 2)]).unwrap();
+    assert_eq!(wal.sync().unwrap(), Lsn(3));
+    // Truncating at or beyond the end changes nothing.
+    wal.truncate_after(Lsn(3)).unwrap();
+    wal.truncate_after(Lsn(u64::MAX)).unwrap();
+    assert_eq!(wal.last_lsn(), Lsn(3));
+    drop(wal);
+
+    let (mut wal, recovered) = open(&path);
+    assert_eq!(
+        recovered.records,
+        [record(1, 1), record(2, 1), record(3, 2)]
+    );
+    wal.truncate_after(Lsn(0)).unwrap();
+    drop(wal);
+    let (_, recovered) = open(&path);
+    assert!(recovered.records.is_empty());
+    assert_eq!(fs::metadata(&path).unwrap().len(), WAL_HEADER_LEN);
+}
+
+#[test]
+fn a_file_that_is_not_a_wal_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    for contents in [&b"NOTAWAL!\x01 and more"[..], b"HADRWAL", b""] {
+        fs::write(&path, contents).unwrap();
+        let error = Wal::open(&path, DB).unwrap_err();
+        assert!(matches!(error, WalError::BadHeader { .. }), "{error}");
+        assert!(error.to_string().contains(&path.display().to_string()));
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            contents,
+            "a refused file is left alone"
+        );
+    }
+}
+
+#[test]
+fn the_log_of_another_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    write_log(&path, &records(1..=1));
+    let error = Wal::open(&path, DatabaseId(2)).unwrap_err();
+    assert!(matches!(
+        error,
+        WalError::WrongDatabase {
+            expected: DatabaseId(2),
+            found: DatabaseId(1),
+            ..
+        }
+    ));
+    assert!(error.to_string().contains("database#1"), "{error}");
+}
+
+#[test]
+fn records_that_do_not_continue_the_log_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let (mut wal, _) = open(&path);
+    wal.append(&[record(1, 2)]).unwrap();
+    let before = fs::metadata(&path).unwrap().len();
+
+    let gap = wal.append(&[record(3, 2)]).unwrap_err();
+    assert!(matches!(
+        gap,
+        WalError::OutOfSequence {
+            source: LogShapeError::NotContiguous {
+                found: Lsn(3),
+                expected: Lsn(2),
+                ..
+            },
+            ..
+        }
+    ));
+    let back = wal.append(&[record(2, 1)]).unwrap_err();
+    assert!(matches!(
+        back,
+        WalError::OutOfSequence {
+            source: LogShapeError::EpochGoesBack { .. },
+            ..
+        }
+    ));
+    // A run whose second record repeats an LSN is refused whole.
+    let repeat = wal.append(&[record(2, 2), record(2, 2)]).unwrap_err();
+    assert!(matches!(repeat, WalError::OutOfSequence { .. }));
+    assert_eq!(fs::metadata(&path).unwrap().len(), before);
+    assert_eq!(wal.last_lsn(), Lsn(1));
+
+    wal.append(&[record(2, 2)]).unwrap();
+    assert_eq!(wal.sync().unwrap(), Lsn(2));
+}
+
+#[test]
+fn a_record_too_large_to_ship_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let (mut wal, _) = open(&path);
+    let mut huge = record(2, 1);
+    huge.writes[0].value = "x".repeat(MAX_RECORD_LEN as usize);
+    let error = wal.append(&[record(1, 1), huge]).unwrap_err();
+    assert!(
+        matches!(error, WalError::RecordTooLarge { lsn: Lsn(2), limit, .. } if limit == MAX_RECORD_LEN)
+    );
+    assert_eq!(wal.last_lsn(), Lsn(0));
+    assert_eq!(fs::metadata(&path).unwrap().len(), WAL_HEADER_LEN);
+    wal.append(&[record(1, 1)]).unwrap();
+}
