@@ -20,6 +20,51 @@ pub enum Command {
     Check(CheckArgs),
     /// Serve Stateright's Explorer on the same model, to walk its states in a browser.
     Explore(ExploreArgs),
+    /// Run one availability replica (the reference implementation) until SIGINT or SIGTERM.
+    Replica(ReplicaArgs),
+    /// Run a 3-replica availability group as local processes: workload, SIGKILL of the
+    /// primary, forced failover, a count of lost acknowledged commits, rejoin.
+    Demo(DemoArgs),
+    /// Measure synchronous-commit throughput and latency of the reference replicas.
+    Bench(BenchArgs),
+}
+
+/// Options of `hadr replica`.
+#[derive(Debug, Args)]
+pub struct ReplicaArgs {
+    /// The node's configuration (name, data_dir, client_listen, admin_listen); see
+    /// docs/node.md.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// Options of `hadr demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Concurrent clients of the workload.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub clients: u16,
+    /// Length of the workload (the primary is killed halfway).
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub seconds: f64,
+    /// Keep the replicas' data and logs in this directory (default: a temporary one, removed
+    /// after a successful run).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// Options of `hadr bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Client counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32", value_parser = clap::value_parser!(usize))]
+    pub clients: Vec<usize>,
+    /// Seconds per client count.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// One JSON object per client count on standard output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `hadr check`.

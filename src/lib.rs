@@ -5,10 +5,14 @@
 //! [`cli`], each command in its own module, and every failure a user can cause is a
 //! [`CliError`] with a message that says what to do.
 
+pub mod bench_cmd;
 pub mod check_cmd;
 pub mod cli;
+pub mod demo_cmd;
 pub mod explore_cmd;
 pub mod format;
+pub mod local_cluster;
+pub mod replica_cmd;
 
 use hadr_model::{ModelConfig, ModelConfigError, Mutant, UnknownMutant};
 use std::path::{Path, PathBuf};

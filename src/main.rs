@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use hadr::cli::{Cli, Command};
-use hadr::{check_cmd, explore_cmd};
+use hadr::{bench_cmd, check_cmd, demo_cmd, explore_cmd, replica_cmd, Exit};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -14,10 +14,27 @@ fn main() -> std::process::ExitCode {
     let result = match &cli.command {
         Command::Check(args) => check_cmd::run(args),
         Command::Explore(args) => explore_cmd::run(args),
+        Command::Replica(args) => {
+            return finish(replica_cmd::run(args).map_err(|e| (e.exit(), e.to_string())))
+        }
+        Command::Demo(args) => {
+            return finish(demo_cmd::run(args).map_err(|e| (Exit::Failed, e.to_string())))
+        }
+        Command::Bench(args) => {
+            return finish(bench_cmd::run(args).map_err(|e| (Exit::Failed, e.to_string())))
+        }
     };
     let exit = result.unwrap_or_else(|e| {
         eprintln!("hadr: {e}");
         e.exit()
+    });
+    std::process::ExitCode::from(exit as u8)
+}
+
+fn finish(result: Result<Exit, (Exit, String)>) -> std::process::ExitCode {
+    let exit = result.unwrap_or_else(|(exit, message)| {
+        eprintln!("hadr: {message}");
+        exit
     });
     std::process::ExitCode::from(exit as u8)
 }

@@ -55,3 +55,41 @@ fn the_vocabulary_depends_on_neither_side() {
         );
     }
 }
+
+fn assert_free_of(package: &str, forbidden: &[&str], must_have: &[&str]) {
+    let deps = tree(package);
+    for needed in must_have {
+        assert!(
+            deps.lines().any(|l| l.starts_with(&format!("{needed} "))),
+            "{package} should depend on {needed}:\n{deps}"
+        );
+    }
+    for forbidden in forbidden {
+        assert!(
+            !deps
+                .lines()
+                .any(|l| l.starts_with(&format!("{forbidden} "))),
+            "{package} depends on {forbidden}:\n{deps}"
+        );
+    }
+}
+
+/// The core is sans-IO: no async runtime, and nothing of the spec.
+#[test]
+fn the_core_has_no_runtime_and_no_spec() {
+    assert_free_of(
+        "hadr-core",
+        &["tokio", "mio", "hadr-model", "stateright", "hadr-node"],
+        &["hadr-types"],
+    );
+}
+
+/// The node is the implementation's shell: the core and tokio, nothing of the spec.
+#[test]
+fn the_node_depends_on_the_core_but_not_on_the_spec() {
+    assert_free_of(
+        "hadr-node",
+        &["hadr-model", "stateright"],
+        &["hadr-core", "tokio"],
+    );
+}

@@ -1,0 +1,331 @@
+//! `hadr demo`: a 3-replica availability group as local processes; a client workload; SIGKILL
+//! of the primary; a forced failover to the synchronized secondary; a check that no
+//! acknowledged commit was lost; the old primary restarted and rejoined as a secondary.
+
+use crate::cli::DemoArgs;
+use crate::local_cluster::{ClusterError, LocalCluster};
+use crate::Exit;
+use hadr_node::api::Client;
+use hadr_node::node::DatabaseRef;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Runs the demo; exit 0 when no acknowledged commit was lost.
+pub fn run(args: &DemoArgs) -> Result<Exit, ClusterError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ClusterError::Io {
+            what: "starting the async runtime".to_owned(),
+            source,
+        })?;
+    let dir = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("hadr-demo-{}", std::process::id())),
+    };
+    let exe = std::env::current_exe().map_err(|source| ClusterError::Io {
+        what: "finding the hadr executable".to_owned(),
+        source,
+    })?;
+    let result = runtime.block_on(demo(&exe, &dir, args));
+    if args.dir.is_none() && result.is_ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("replica logs and data are in {}", dir.display());
+    }
+    result
+}
+
+fn step(n: u32, text: &str) {
+    println!("\n== {n}. {text}");
+}
+
+async fn demo(
+    exe: &std::path::Path,
+    dir: &std::path::Path,
+    args: &DemoArgs,
+) -> Result<Exit, ClusterError> {
+    let mut cluster = LocalCluster::new(exe, dir, 3)?;
+    step(1, "start three replicas as local processes");
+    for i in 0..3 {
+        cluster.start(i)?;
+    }
+    for i in 0..3 {
+        cluster.wait_ready(i).await?;
+        let r = &cluster.replicas[i];
+        println!(
+            "   {}  endpoint {}  client {}  admin http://{}",
+            r.name, r.endpoint, r.client, r.admin
+        );
+    }
+    let modes = [
+        "SYNCHRONOUS_COMMIT",
+        "SYNCHRONOUS_COMMIT",
+        "ASYNCHRONOUS_COMMIT",
+    ];
+    step(2, "CREATE AVAILABILITY GROUP on R0, JOIN on R1 and R2");
+    for line in cluster.create_script(&modes, 0).lines() {
+        println!("   {line}");
+    }
+    cluster.create_group(&modes, 0).await?;
+    print_views(&cluster, 0).await;
+
+    step(
+        3,
+        &format!(
+            "client workload on R0: {} clients for {:.1} s; SIGKILL R0 halfway",
+            args.clients, args.seconds
+        ),
+    );
+    let acknowledged = Arc::new(Mutex::new(BTreeMap::<String, String>::new()));
+    let counts = Arc::new(Counts::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let txn = Arc::new(AtomicU32::new(1));
+    let mut workers = Vec::new();
+    for c in 0..args.clients {
+        let address = cluster.replicas[0].client;
+        let (acknowledged, counts, stop, txn) = (
+            acknowledged.clone(),
+            counts.clone(),
+            stop.clone(),
+            txn.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let Ok(mut client) = Client::connect(address).await else {
+                return;
+            };
+            let db = DatabaseRef::Name("db1".to_owned());
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let key = format!("c{c}-{n}");
+                let value = format!("value of {key}");
+                let id = txn.fetch_add(1, Ordering::Relaxed);
+                match client
+                    .transact(&db, id, &[(key.clone(), value.clone())])
+                    .await
+                {
+                    Ok(reply) if reply.outcome == "committed" => {
+                        counts.committed.fetch_add(1, Ordering::Relaxed);
+                        acknowledged
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(key, value);
+                    }
+                    Ok(reply) if reply.outcome == "refused" => {
+                        counts.refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => {
+                        // Indefinite, or the connection died with the primary: unknown outcome.
+                        counts.indefinite.fetch_add(1, Ordering::Relaxed);
+                        if !stop.load(Ordering::Relaxed) && n == 1 {
+                            tracing::warn!(
+                                client = c,
+                                ?other,
+                                "first transaction has no definite outcome"
+                            );
+                        }
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(args.seconds / 2.0)).await;
+    println!(
+        "   {} commits acknowledged so far; SIGKILL R0",
+        counts.committed.load(Ordering::Relaxed)
+    );
+    cluster.kill(0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.await;
+    }
+    let acknowledged = acknowledged
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    println!(
+        "   client outcomes: {} committed (acknowledged), {} refused (definite), {} unknown (indefinite or connection lost)",
+        counts.committed.load(Ordering::Relaxed),
+        counts.refused.load(Ordering::Relaxed),
+        counts.indefinite.load(Ordering::Relaxed)
+    );
+
+    step(
+        4,
+        "R0 is gone; FORCE_FAILOVER_ALLOW_DATA_LOSS on R1 (it was SYNCHRONIZED)",
+    );
+    let r = cluster
+        .must(
+            1,
+            "FORCE_FAILOVER_ALLOW_DATA_LOSS",
+            cluster
+                .admin(1)
+                .post_text(
+                    "/sql",
+                    "ALTER AVAILABILITY GROUP [demo] FORCE_FAILOVER_ALLOW_DATA_LOSS;",
+                )
+                .await,
+        )
+        .await?;
+    println!("   R1: {}", r.body);
+    cluster
+        .wait_until("R1 is PRIMARY", 30, || async {
+            cluster.role(1).await.as_deref() == Some("PRIMARY")
+        })
+        .await?;
+    println!("   R2 was suspended by the forced failover (R-FAIL-4); RESUME it on R2");
+    cluster
+        .wait_until("R2 is suspended", 30, || async {
+            cluster.suspended(2).await.is_some()
+        })
+        .await?;
+    println!(
+        "   R2: db1 suspended ({})",
+        cluster.suspended(2).await.unwrap_or_default()
+    );
+    cluster
+        .must(
+            2,
+            "RESUME",
+            cluster
+                .admin(2)
+                .post_text("/sql", "ALTER DATABASE [db1] SET HADR RESUME;")
+                .await,
+        )
+        .await?;
+    cluster
+        .wait_until("R2 is SYNCHRONIZING", 30, || async {
+            cluster.sync_state(1, 2).await.as_deref() == Some("SYNCHRONIZING")
+        })
+        .await?;
+    print_views(&cluster, 1).await;
+
+    step(
+        5,
+        &format!(
+            "read every acknowledged commit ({}) on the new primary R1",
+            acknowledged.len()
+        ),
+    );
+    let lost = count_lost(cluster.replicas[1].client, &acknowledged).await?;
+    println!(
+        "   {} of {} acknowledged commits found on R1",
+        acknowledged.len() - lost,
+        acknowledged.len()
+    );
+
+    step(
+        6,
+        "restart R0: it rejoins R1's group as a secondary; RESUME reverts its extra log",
+    );
+    cluster.start(0)?;
+    cluster.wait_ready(0).await?;
+    cluster
+        .wait_until("R0 follows R1, suspended", 30, || async {
+            cluster.role(0).await.as_deref() == Some("SECONDARY")
+                && cluster.suspended(0).await.is_some()
+        })
+        .await?;
+    println!(
+        "   R0: SECONDARY, db1 suspended ({})",
+        cluster.suspended(0).await.unwrap_or_default()
+    );
+    let r = cluster
+        .admin(0)
+        .post_text("/sql", "ALTER DATABASE [db1] SET HADR RESUME;")
+        .await?;
+    println!("   RESUME on R0: {} {}", r.status, r.body);
+    cluster
+        .wait_until("R0 is SYNCHRONIZED", 30, || async {
+            cluster.sync_state(1, 0).await.as_deref() == Some("SYNCHRONIZED")
+        })
+        .await?;
+    print_views(&cluster, 1).await;
+
+    println!("\nlost acknowledged commits: {lost}");
+    Ok(if lost == 0 {
+        Exit::Passed
+    } else {
+        Exit::Failed
+    })
+}
+
+#[derive(Default)]
+struct Counts {
+    committed: AtomicU32,
+    refused: AtomicU32,
+    indefinite: AtomicU32,
+}
+
+/// How many of the acknowledged writes the replica at `address` does not show.
+pub async fn count_lost(
+    address: std::net::SocketAddr,
+    acknowledged: &BTreeMap<String, String>,
+) -> Result<usize, ClusterError> {
+    let mut client = Client::connect(address).await?;
+    let db = DatabaseRef::Name("db1".to_owned());
+    let mut lost = 0;
+    for (key, value) in acknowledged {
+        let reply = client.read(&db, key).await?;
+        if reply.value.as_ref().and_then(|v| v.as_deref()) != Some(value.as_str()) {
+            lost += 1;
+            println!("   LOST: {key} (read: {:?})", reply.value);
+        }
+    }
+    Ok(lost)
+}
+
+async fn print_views(cluster: &LocalCluster, primary: usize) {
+    let admin = cluster.admin(primary);
+    if let Ok(r) = admin.get("/dm_hadr/availability_replica_states").await {
+        println!(
+            "   sys.dm_hadr_availability_replica_states (on {}):",
+            cluster.replicas[primary].name
+        );
+        println!("     name role       connected     health");
+        for row in r.body.as_array().into_iter().flatten() {
+            println!(
+                "     {:<4} {:<10} {:<13} {}",
+                text(&row["replica_server_name"]),
+                text(&row["role_desc"]),
+                text(&row["connected_state_desc"]),
+                text(&row["synchronization_health_desc"]),
+            );
+        }
+    }
+    if let Ok(r) = admin.get("/dm_hadr/database_replica_states").await {
+        println!(
+            "   sys.dm_hadr_database_replica_states (on {}):",
+            cluster.replicas[primary].name
+        );
+        println!(
+            "     {:<7} {:<4} {:<18} {:<22} {:>9} {:>9}",
+            "replica", "db", "state", "suspended", "hardened", "redone"
+        );
+        for row in r.body.as_array().into_iter().flatten() {
+            println!(
+                "     R{:<6} {:<4} {:<18} {:<22} {:>9} {:>9}",
+                text(&row["replica_id"]),
+                text(&row["database_name"]),
+                text(&row["synchronization_state_desc"]),
+                text(&row["suspend_reason_desc"]),
+                text(&row["last_hardened_lsn"]),
+                text(&row["last_redone_lsn"]),
+            );
+        }
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

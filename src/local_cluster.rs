@@ -1,0 +1,367 @@
+//! A group of `hadr replica` processes on loopback, for `hadr demo`, `hadr bench` and the
+//! end-to-end tests: free ports, one data directory and one log file per replica, real
+//! processes that can be killed with SIGKILL and started again on the same data.
+
+use hadr_node::api::{AdminClient, AdminResponse, ApiError};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One replica's addresses and files.
+#[derive(Clone, Debug)]
+pub struct ReplicaSpec {
+    /// Server instance name (`R0`, `R1`, …).
+    pub name: String,
+    /// Client API.
+    pub client: SocketAddr,
+    /// Admin API.
+    pub admin: SocketAddr,
+    /// Replica endpoint (ENDPOINT_URL).
+    pub endpoint: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Log file (stdout and stderr of the process).
+    pub log: PathBuf,
+}
+
+/// Why the local cluster could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A replica did not answer on its admin API in time.
+    #[error("replica {name} did not start within {seconds} s; see its log {log}")]
+    NotReady {
+        /// The replica.
+        name: String,
+        /// How long we waited.
+        seconds: u64,
+        /// Its log file.
+        log: String,
+    },
+    /// An API call failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// An admin command was refused.
+    #[error("{name}: {what} refused ({status}): {body}")]
+    Refused {
+        /// The replica.
+        name: String,
+        /// The command.
+        what: String,
+        /// HTTP status.
+        status: u16,
+        /// The answer.
+        body: String,
+    },
+    /// A condition was not reached in time.
+    #[error("timed out after {seconds} s waiting until {what}")]
+    Timeout {
+        /// What we waited for.
+        what: String,
+        /// How long.
+        seconds: u64,
+    },
+}
+
+/// Replica processes on loopback. Dropping it kills every process it started.
+pub struct LocalCluster {
+    exe: PathBuf,
+    /// The replicas, in configuration order.
+    pub replicas: Vec<ReplicaSpec>,
+    /// SESSION_TIMEOUT of every replica in [`LocalCluster::create_script`] (default 10 s).
+    pub session_timeout_s: u32,
+    children: Vec<Option<Child>>,
+}
+
+fn free_port() -> Result<SocketAddr, ClusterError> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|source| ClusterError::Io {
+        what: "finding a free port on 127.0.0.1".to_owned(),
+        source,
+    })?;
+    listener.local_addr().map_err(|source| ClusterError::Io {
+        what: "finding a free port on 127.0.0.1".to_owned(),
+        source,
+    })
+}
+
+impl LocalCluster {
+    /// Prepares `count` replicas under `dir` (created), run with the `hadr` binary `exe`.
+    pub fn new(exe: &Path, dir: &Path, count: usize) -> Result<LocalCluster, ClusterError> {
+        std::fs::create_dir_all(dir).map_err(|source| ClusterError::Io {
+            what: format!("creating {}", dir.display()),
+            source,
+        })?;
+        let mut replicas = Vec::new();
+        for i in 0..count {
+            let name = format!("R{i}");
+            let spec = ReplicaSpec {
+                client: free_port()?,
+                admin: free_port()?,
+                endpoint: free_port()?,
+                data_dir: dir.join(format!("{name}-data")),
+                log: dir.join(format!("{name}.log")),
+                name,
+            };
+            let toml = format!(
+                "name = \"{}\"\ndata_dir = \"{}\"\nclient_listen = \"{}\"\nadmin_listen = \"{}\"\n",
+                spec.name,
+                spec.data_dir.display(),
+                spec.client,
+                spec.admin
+            );
+            let path = dir.join(format!("{}.toml", spec.name));
+            std::fs::write(&path, toml).map_err(|source| ClusterError::Io {
+                what: format!("writing {}", path.display()),
+                source,
+            })?;
+            replicas.push(spec);
+        }
+        Ok(LocalCluster {
+            exe: exe.to_owned(),
+            children: replicas.iter().map(|_| None).collect(),
+            session_timeout_s: 10,
+            replicas,
+        })
+    }
+
+    /// The `CREATE AVAILABILITY GROUP` script of the group: CLUSTER_TYPE NONE, one database
+    /// `db1`, replica `i` in `modes[i]` (`SYNCHRONOUS_COMMIT` / `ASYNCHRONOUS_COMMIT`),
+    /// readable secondaries.
+    pub fn create_script(&self, modes: &[&str], required_synchronized: u32) -> String {
+        let replicas: Vec<String> = self
+            .replicas
+            .iter()
+            .zip(modes)
+            .map(|(r, mode)| {
+                format!(
+                    "    N'{}' WITH (ENDPOINT_URL = N'TCP://{}', AVAILABILITY_MODE = {mode}, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC, SESSION_TIMEOUT = {}, SECONDARY_ROLE (ALLOW_CONNECTIONS = ALL))",
+                    r.name, r.endpoint, self.session_timeout_s
+                )
+            })
+            .collect();
+        format!(
+            "CREATE AVAILABILITY GROUP [demo]\nWITH (CLUSTER_TYPE = NONE, REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = {required_synchronized})\nFOR DATABASE [db1]\nREPLICA ON\n{};\n",
+            replicas.join(",\n")
+        )
+    }
+
+    /// Starts replica `i`'s process (on its existing data, if any).
+    pub fn start(&mut self, i: usize) -> Result<(), ClusterError> {
+        let spec = &self.replicas[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spec.log)
+            .map_err(|source| ClusterError::Io {
+                what: format!("opening {}", spec.log.display()),
+                source,
+            })?;
+        let log2 = log.try_clone().map_err(|source| ClusterError::Io {
+            what: "duplicating a log handle".to_owned(),
+            source,
+        })?;
+        let config = spec.data_dir.with_file_name(format!("{}.toml", spec.name));
+        let child = Command::new(&self.exe)
+            .arg("replica")
+            .arg("--config")
+            .arg(&config)
+            .env(
+                "RUST_LOG",
+                std::env::var("HADR_REPLICA_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|source| ClusterError::Io {
+                what: format!("starting {} replica", self.exe.display()),
+                source,
+            })?;
+        self.children[i] = Some(child);
+        Ok(())
+    }
+
+    /// Kills replica `i` with SIGKILL and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to replica `i`'s process with kill(1).
+    pub fn signal(&mut self, i: usize, signal: &str) -> Result<(), ClusterError> {
+        let Some(child) = self.children[i].as_ref() else {
+            return Ok(());
+        };
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .map_err(|source| ClusterError::Io {
+                what: format!("kill -{signal}"),
+                source,
+            })?;
+        if !status.success() {
+            return Err(ClusterError::Io {
+                what: format!("kill -{signal} {}", child.id()),
+                source: std::io::Error::other(format!("kill exited with {status}")),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether replica `i`'s process is running.
+    pub fn is_running(&mut self, i: usize) -> bool {
+        match self.children[i].as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The admin client of replica `i`.
+    pub fn admin(&self, i: usize) -> AdminClient {
+        AdminClient::new(self.replicas[i].admin)
+    }
+
+    /// Waits until replica `i` answers on its admin API.
+    pub async fn wait_ready(&self, i: usize) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.admin(i).get("/status").await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ClusterError::NotReady {
+                    name: self.replicas[i].name.clone(),
+                    seconds: 20,
+                    log: self.replicas[i].log.display().to_string(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// An admin command that must succeed.
+    pub async fn must(
+        &self,
+        i: usize,
+        what: &str,
+        response: Result<AdminResponse, ApiError>,
+    ) -> Result<AdminResponse, ClusterError> {
+        let response = response?;
+        if !response.ok() {
+            return Err(ClusterError::Refused {
+                name: self.replicas[i].name.clone(),
+                what: what.to_owned(),
+                status: response.status,
+                body: response.body.to_string(),
+            });
+        }
+        Ok(response)
+    }
+
+    /// Polls `check` every 50 ms until it is true, for at most `seconds`.
+    pub async fn wait_until<F, Fut>(
+        &self,
+        what: &str,
+        seconds: u64,
+        mut check: F,
+    ) -> Result<(), ClusterError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        while !check().await {
+            if Instant::now() > deadline {
+                return Err(ClusterError::Timeout {
+                    what: what.to_owned(),
+                    seconds,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// The role replica `i` reports (`PRIMARY`, `SECONDARY`, `RESOLVING`), if it answers.
+    pub async fn role(&self, i: usize) -> Option<String> {
+        let r = self.admin(i).get("/status").await.ok()?;
+        r.body
+            .get("role")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    }
+
+    /// The synchronization state of database 0 of secondary `i`, as the primary `p` reports it.
+    pub async fn sync_state(&self, p: usize, i: usize) -> Option<String> {
+        let r = self.admin(p).get("/status").await.ok()?;
+        let secondaries = r.body["databases"][0]["secondaries"].as_array()?.clone();
+        secondaries
+            .iter()
+            .find(|s| s["replica"].as_u64() == Some(i as u64))
+            .and_then(|s| s["synchronization_state"].as_str().map(str::to_owned))
+    }
+
+    /// Why database 0 of replica `i` is suspended (its own view), if it is.
+    pub async fn suspended(&self, i: usize) -> Option<String> {
+        let r = self.admin(i).get("/status").await.ok()?;
+        r.body["databases"][0]["suspended"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// Creates the group on replica 0 and joins the others, then waits until every
+    /// synchronous-commit secondary is SYNCHRONIZED and every other one SYNCHRONIZING.
+    pub async fn create_group(
+        &self,
+        modes: &[&str],
+        required_synchronized: u32,
+    ) -> Result<(), ClusterError> {
+        let script = self.create_script(modes, required_synchronized);
+        self.must(
+            0,
+            "CREATE AVAILABILITY GROUP",
+            self.admin(0).post_text("/ag/create", &script).await,
+        )
+        .await?;
+        for i in 1..self.replicas.len() {
+            self.must(
+                i,
+                "JOIN",
+                self.admin(i).post_text("/ag/join", &script).await,
+            )
+            .await?;
+        }
+        for (i, mode) in modes.iter().enumerate().skip(1) {
+            let want = if mode.starts_with("SYNC") {
+                "SYNCHRONIZED"
+            } else {
+                "SYNCHRONIZING"
+            };
+            self.wait_until(&format!("R{i} is {want}"), 30, || async move {
+                self.sync_state(0, i).await.as_deref() == Some(want)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            let _ = self.signal(i, "CONT");
+            self.kill(i);
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! `hadr replica --config node.toml`: runs one availability replica until SIGINT or SIGTERM.
+
+use crate::cli::ReplicaArgs;
+use crate::Exit;
+use hadr_node::config::{ConfigError, NodeConfig};
+use hadr_node::node::NodeError;
+
+/// Why `hadr replica` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    /// The node configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The replica failed.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl ReplicaError {
+    /// The exit status.
+    pub fn exit(&self) -> Exit {
+        match self {
+            ReplicaError::Config(_) => Exit::Usage,
+            _ => Exit::Failed,
+        }
+    }
+}
+
+/// Runs the replica.
+pub fn run(args: &ReplicaArgs) -> Result<Exit, ReplicaError> {
+    let config = NodeConfig::load(&args.config)?;
+    // One thread for the driver, the connections and the APIs (plus one thread per WAL):
+    // commits cross no thread boundary but the WAL's, which keeps latency low on small machines.
+    // HADR_MULTI_THREAD=1 uses tokio's multi-threaded scheduler instead.
+    let runtime = if std::env::var_os("HADR_MULTI_THREAD").is_some() {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .map_err(ReplicaError::Runtime)?;
+    runtime.block_on(async {
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        };
+        hadr_node::node::run(config, shutdown).await
+    })?;
+    Ok(Exit::Passed)
+}

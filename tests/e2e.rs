@@ -1,0 +1,595 @@
+//! End-to-end tests of the reference replicas: real `hadr replica` processes on loopback,
+//! real TCP, real fsync, SIGKILL and SIGSTOP. Each test names the rules it checks.
+//!
+//! `HADR_E2E_ROUNDS` sets the number of randomized kill-and-failover rounds (default 4).
+
+use hadr::local_cluster::LocalCluster;
+use hadr_node::api::Client;
+use hadr_node::node::DatabaseRef;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SYNC: &str = "SYNCHRONOUS_COMMIT";
+const ASYNC: &str = "ASYNCHRONOUS_COMMIT";
+
+fn cluster(n: usize) -> (tempfile::TempDir, LocalCluster) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cluster = LocalCluster::new(
+        std::path::Path::new(env!("CARGO_BIN_EXE_hadr")),
+        dir.path(),
+        n,
+    )
+    .expect("preparing replicas");
+    (dir, cluster)
+}
+
+async fn start_all(c: &mut LocalCluster) {
+    for i in 0..c.replicas.len() {
+        c.start(i).unwrap();
+    }
+    for i in 0..c.replicas.len() {
+        c.wait_ready(i).await.unwrap();
+    }
+}
+
+fn db() -> DatabaseRef {
+    DatabaseRef::Name("db1".to_owned())
+}
+
+/// Transaction ids are never reused on a database (R-COMMIT-7): one counter per test.
+static TXN: AtomicU32 = AtomicU32::new(1);
+
+#[derive(Default, Debug)]
+struct Outcomes {
+    /// key → value of every acknowledged commit.
+    acknowledged: BTreeMap<String, String>,
+    refused: usize,
+    unknown: usize,
+}
+
+/// `clients` connections commit one-key transactions until `stop` is set or their connection
+/// fails; keys are `{tag}-{client}-{n}` with n increasing per client.
+async fn workload(
+    address: SocketAddr,
+    tag: String,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+) -> Outcomes {
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let stop = stop.clone();
+        let tag = tag.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Outcomes::default();
+            let Ok(mut client) = Client::connect(address).await else {
+                return out;
+            };
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let key = format!("{tag}-{c}-{n:06}");
+                let value = format!("v{n}");
+                let txn = TXN.fetch_add(1, Ordering::Relaxed);
+                match client
+                    .transact(&db(), txn, &[(key.clone(), value.clone())])
+                    .await
+                {
+                    Ok(r) if r.outcome == "committed" => {
+                        out.acknowledged.insert(key, value);
+                    }
+                    Ok(r) if r.outcome == "refused" => out.refused += 1,
+                    _ => {
+                        out.unknown += 1;
+                        return out;
+                    }
+                }
+            }
+            out
+        }));
+    }
+    let mut all = Outcomes::default();
+    for t in tasks {
+        let o = t.await.unwrap();
+        all.acknowledged.extend(o.acknowledged);
+        all.refused += o.refused;
+        all.unknown += o.unknown;
+    }
+    all
+}
+
+/// The acknowledged writes the replica at `address` does not show (reads with the given
+/// intent).
+async fn missing(
+    address: SocketAddr,
+    intent: &str,
+    expected: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut client = Client::connect(address).await.unwrap();
+    client.intent(intent).await.unwrap();
+    let mut lost = Vec::new();
+    for (key, value) in expected {
+        let r = client.read(&db(), key).await.unwrap();
+        assert_eq!(r.outcome, "value", "read of {key} on {address}: {r:?}");
+        if r.value.as_ref().and_then(|v| v.as_deref()) != Some(value.as_str()) {
+            lost.push(key.clone());
+        }
+    }
+    lost
+}
+
+async fn commit_one(address: SocketAddr, key: &str) -> hadr_node::node::ClientReplyJson {
+    let mut client = Client::connect(address).await.unwrap();
+    let txn = TXN.fetch_add(1, Ordering::Relaxed);
+    client
+        .transact(&db(), txn, &[(key.to_owned(), "x".to_owned())])
+        .await
+        .unwrap()
+}
+
+async fn sql(c: &LocalCluster, i: usize, text: &str) {
+    c.must(i, text, c.admin(i).post_text("/sql", text).await)
+        .await
+        .unwrap();
+}
+
+/// R-COMMIT-2, R-COMMIT-6, R-FAIL-4, R-FAIL-6: over randomized rounds, commits acknowledged in
+/// synchronous-commit mode survive SIGKILL of the primary and a forced failover to a
+/// SYNCHRONIZED secondary; the killed primary restarts, is suspended, resumes and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_commit_6_sync_commits_survive_sigkill_and_failover_to_a_synchronized_secondary() {
+    let rounds: usize = std::env::var("HADR_E2E_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let (_dir, mut c) = cluster(3);
+    start_all(&mut c).await;
+    c.create_group(&[SYNC, SYNC, SYNC], 0).await.unwrap();
+    let mut acknowledged = BTreeMap::new();
+    let mut primary = 0usize;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..rounds {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let run_ms = 300 + seed % 700;
+        let target = (primary + 1 + (seed as usize >> 8) % 2) % 3;
+        let stop = Arc::new(AtomicBool::new(false));
+        let load = tokio::spawn(workload(
+            c.replicas[primary].client,
+            format!("r{round}"),
+            4,
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(run_ms)).await;
+        c.kill(primary);
+        stop.store(true, Ordering::Relaxed);
+        let outcomes = load.await.unwrap();
+        assert!(
+            !outcomes.acknowledged.is_empty(),
+            "round {round}: no commit was acknowledged: {outcomes:?}"
+        );
+        acknowledged.extend(outcomes.acknowledged);
+        sql(
+            &c,
+            target,
+            "ALTER AVAILABILITY GROUP [demo] FORCE_FAILOVER_ALLOW_DATA_LOSS;",
+        )
+        .await;
+        c.wait_until("the target is PRIMARY", 30, || async {
+            c.role(target).await.as_deref() == Some("PRIMARY")
+        })
+        .await
+        .unwrap();
+        let lost = missing(c.replicas[target].client, "read_write", &acknowledged).await;
+        assert!(
+            lost.is_empty(),
+            "round {round}: {} acknowledged commits lost after failover to R{target}: {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+        // The third replica and the restarted old primary are suspended; resume both.
+        let other = 3 - primary - target;
+        c.start(primary).unwrap();
+        c.wait_ready(primary).await.unwrap();
+        for r in [other, primary] {
+            c.wait_until(&format!("R{r} is suspended"), 30, || async {
+                c.suspended(r).await.is_some()
+            })
+            .await
+            .unwrap();
+            sql(&c, r, "ALTER DATABASE [db1] SET HADR RESUME;").await;
+        }
+        for r in [other, primary] {
+            c.wait_until(&format!("R{r} is SYNCHRONIZED"), 30, || async {
+                c.sync_state(target, r).await.as_deref() == Some("SYNCHRONIZED")
+            })
+            .await
+            .unwrap();
+        }
+        primary = target;
+    }
+    for r in 0..3 {
+        let intent = if r == primary {
+            "read_write"
+        } else {
+            "read_only"
+        };
+        let lost = missing(c.replicas[r].client, intent, &acknowledged).await;
+        assert!(
+            lost.is_empty(),
+            "R{r} misses {} acknowledged commits",
+            lost.len()
+        );
+    }
+}
+
+/// R-COMMIT-3, R-SYNC-1: in asynchronous-commit mode a forced failover loses at most a suffix
+/// of what the primary acknowledged (what was not yet sent): the new primary holds, for each
+/// client, a prefix of its acknowledged commits with no hole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_commit_3_async_failover_loses_at_most_a_suffix() {
+    let (_dir, mut c) = cluster(2);
+    start_all(&mut c).await;
+    c.create_group(&[SYNC, ASYNC], 0).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(workload(
+        c.replicas[0].client,
+        "a".to_owned(),
+        2,
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    c.kill(0);
+    stop.store(true, Ordering::Relaxed);
+    let outcomes = load.await.unwrap();
+    assert!(outcomes.acknowledged.len() > 10, "{outcomes:?}");
+    sql(
+        &c,
+        1,
+        "ALTER AVAILABILITY GROUP [demo] FORCE_FAILOVER_ALLOW_DATA_LOSS;",
+    )
+    .await;
+    let lost = missing(c.replicas[1].client, "read_write", &outcomes.acknowledged).await;
+    for client in 0..2 {
+        let prefix = format!("a-{client}-");
+        let keys: Vec<&String> = outcomes
+            .acknowledged
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .collect();
+        let lost_here: Vec<&String> = keys.iter().copied().filter(|k| lost.contains(k)).collect();
+        // Lost keys, if any, are the last ones of this client: a suffix.
+        if let Some(first_lost) = lost_here.first() {
+            let position = keys.iter().position(|k| k == first_lost).unwrap();
+            assert_eq!(
+                &keys[position..],
+                &lost_here[..],
+                "client {client}: lost commits are not a suffix"
+            );
+        }
+    }
+    eprintln!(
+        "async failover: {} acknowledged, {} lost (not yet sent)",
+        outcomes.acknowledged.len(),
+        lost.len()
+    );
+}
+
+/// R-COMMIT-4, R-HEALTH-1: a synchronous secondary that stops answering (SIGSTOP) blocks
+/// commits only until SESSION_TIMEOUT; then it is no longer a commit participant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_commit_4_a_timed_out_sync_secondary_stops_blocking_commits() {
+    let (_dir, mut c) = cluster(2);
+    c.session_timeout_s = 5;
+    start_all(&mut c).await;
+    c.create_group(&[SYNC, SYNC], 0).await.unwrap();
+    assert_eq!(
+        commit_one(c.replicas[0].client, "before").await.outcome,
+        "committed"
+    );
+    c.signal(1, "STOP").unwrap();
+    let started = Instant::now();
+    let reply = commit_one(c.replicas[0].client, "during").await;
+    let waited = started.elapsed();
+    c.signal(1, "CONT").unwrap();
+    assert_eq!(reply.outcome, "committed", "{reply:?}");
+    assert!(
+        waited >= Duration::from_secs(4),
+        "the commit did not wait for the secondary: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(12),
+        "the commit waited past SESSION_TIMEOUT: {waited:?}"
+    );
+    let state = c.sync_state(0, 1).await;
+    assert!(state.is_some(), "the primary reports the secondary");
+}
+
+/// R-COMMIT-5, R-COMMIT-7: with REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = 1 and the only
+/// synchronous secondary down, commits are refused with a definite error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_commit_5_k1_without_a_synchronized_secondary_refuses_commits() {
+    let (_dir, mut c) = cluster(3);
+    start_all(&mut c).await;
+    c.create_group(&[SYNC, SYNC, ASYNC], 1).await.unwrap();
+    assert_eq!(
+        commit_one(c.replicas[0].client, "k1-before").await.outcome,
+        "committed"
+    );
+    c.kill(1);
+    c.wait_until("R1 is not SYNCHRONIZED", 30, || async {
+        c.sync_state(0, 1).await.as_deref() != Some("SYNCHRONIZED")
+    })
+    .await
+    .unwrap();
+    let reply = commit_one(c.replicas[0].client, "k1-during").await;
+    assert_eq!(reply.outcome, "refused", "{reply:?}");
+    assert_eq!(
+        reply.code.as_deref(),
+        Some("TooFewSynchronized"),
+        "{reply:?}"
+    );
+    // Definite: the key was never committed.
+    let lost = missing(
+        c.replicas[0].client,
+        "read_write",
+        &BTreeMap::from([("k1-during".to_owned(), "x".to_owned())]),
+    )
+    .await;
+    assert_eq!(lost.len(), 1);
+    c.start(1).unwrap();
+    c.wait_until("R1 is SYNCHRONIZED again", 30, || async {
+        c.sync_state(0, 1).await.as_deref() == Some("SYNCHRONIZED")
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        commit_one(c.replicas[0].client, "k1-after").await.outcome,
+        "committed"
+    );
+}
+
+/// R-FAIL-4, R-FAIL-6: a forced failover suspends the other secondaries; the old primary's
+/// commits that never reached the new primary are reverted when it resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_fail_6_resume_reverts_the_old_primarys_extra_log() {
+    let (_dir, mut c) = cluster(3);
+    start_all(&mut c).await;
+    c.create_group(&[SYNC, ASYNC, ASYNC], 0).await.unwrap();
+    assert_eq!(
+        commit_one(c.replicas[0].client, "shared").await.outcome,
+        "committed"
+    );
+    c.wait_until("R1 has the shared commit", 30, || async {
+        missing(
+            c.replicas[1].client,
+            "read_only",
+            &BTreeMap::from([("shared".to_owned(), "x".to_owned())]),
+        )
+        .await
+        .is_empty()
+    })
+    .await
+    .unwrap();
+    // R1 goes down; R0 acknowledges commits R1 never receives (asynchronous commit).
+    // (SIGSTOP would not do: the kernel still buffers what R0 sends to R1's socket.)
+    c.kill(1);
+    let mut extra = BTreeMap::new();
+    for n in 0..5 {
+        let key = format!("extra-{n}");
+        assert_eq!(
+            commit_one(c.replicas[0].client, &key).await.outcome,
+            "committed"
+        );
+        extra.insert(key, "x".to_owned());
+    }
+    c.kill(0);
+    c.start(1).unwrap();
+    c.wait_ready(1).await.unwrap();
+    sql(
+        &c,
+        1,
+        "ALTER AVAILABILITY GROUP [demo] FORCE_FAILOVER_ALLOW_DATA_LOSS;",
+    )
+    .await;
+    assert_eq!(
+        missing(c.replicas[1].client, "read_write", &extra)
+            .await
+            .len(),
+        extra.len(),
+        "the new primary must not have the old primary's last commits"
+    );
+    c.wait_until("R2 is suspended", 30, || async {
+        c.suspended(2).await.is_some()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        c.suspended(2).await.as_deref(),
+        Some("SUSPEND_FROM_PARTNER")
+    );
+    // The old primary comes back, follows R1 and is suspended with its extra log.
+    c.start(0).unwrap();
+    c.wait_ready(0).await.unwrap();
+    c.wait_until("R0 follows R1, suspended", 30, || async {
+        c.role(0).await.as_deref() == Some("SECONDARY") && c.suspended(0).await.is_some()
+    })
+    .await
+    .unwrap();
+    sql(&c, 0, "ALTER DATABASE [db1] SET HADR RESUME;").await;
+    c.wait_until("R0 is SYNCHRONIZING", 30, || async {
+        c.sync_state(1, 0).await.as_deref() == Some("SYNCHRONIZING")
+    })
+    .await
+    .unwrap();
+    let still = missing(c.replicas[0].client, "read_only", &extra).await;
+    assert_eq!(
+        still.len(),
+        extra.len(),
+        "R0 kept commits of the abandoned fork: {:?}",
+        extra
+            .keys()
+            .filter(|k| !still.contains(k))
+            .collect::<Vec<_>>()
+    );
+    assert!(missing(
+        c.replicas[0].client,
+        "read_only",
+        &BTreeMap::from([("shared".to_owned(), "x".to_owned())])
+    )
+    .await
+    .is_empty());
+}
+
+/// The WAL: a torn tail (a record cut in the middle by a crash) is recovered to the last good
+/// record, and the replica catches up from the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_wal_tail_is_recovered_and_the_replica_catches_up() {
+    let (_dir, mut c) = cluster(2);
+    start_all(&mut c).await;
+    c.create_group(&[SYNC, SYNC], 0).await.unwrap();
+    let mut expected = BTreeMap::new();
+    for n in 0..20 {
+        let key = format!("t-{n}");
+        assert_eq!(
+            commit_one(c.replicas[0].client, &key).await.outcome,
+            "committed"
+        );
+        expected.insert(key, "x".to_owned());
+    }
+    c.kill(1);
+    let wal = c.replicas[1].data_dir.join("db-0.wal");
+    let length = std::fs::metadata(&wal).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&wal).unwrap();
+    file.set_len(length - 5).unwrap();
+    drop(file);
+    c.start(1).unwrap();
+    c.wait_ready(1).await.unwrap();
+    c.wait_until("R1 is SYNCHRONIZED again", 30, || async {
+        c.sync_state(0, 1).await.as_deref() == Some("SYNCHRONIZED")
+    })
+    .await
+    .unwrap();
+    let log = std::fs::read_to_string(&c.replicas[1].log).unwrap();
+    assert!(
+        log.contains("torn or corrupt tail"),
+        "the recovery was not reported in the log"
+    );
+    assert!(missing(c.replicas[1].client, "read_only", &expected)
+        .await
+        .is_empty());
+}
+
+/// Bad input from outside changes nothing: a garbage frame on the endpoint, malformed client
+/// lines, bad admin requests and a bad node configuration all get clear errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_requests_and_configurations_get_clear_errors_and_change_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (dir, mut c) = cluster(2);
+    start_all(&mut c).await;
+    c.create_group(&[SYNC, SYNC], 0).await.unwrap();
+    let before = c.admin(0).get("/status").await.unwrap().body;
+
+    // A garbage frame on the replica endpoint: the connection is closed, nothing else happens.
+    let mut s = tokio::net::TcpStream::connect(c.replicas[0].endpoint)
+        .await
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\nnot a frame at all")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the endpoint answered garbage with data");
+
+    // Malformed client lines get an error line; the connection stays usable.
+    let mut client = Client::connect(c.replicas[0].client).await.unwrap();
+    let r = client.request(json!({ "op": "launch" })).await.unwrap();
+    assert_eq!(
+        (r.outcome.as_str(), r.code.as_deref()),
+        ("error", Some("MalformedRequest"))
+    );
+    let r = client
+        .request(json!({ "op": "read", "db": "nope", "key": "k" }))
+        .await
+        .unwrap();
+    assert_eq!(r.code.as_deref(), Some("UnknownDatabaseName"), "{r:?}");
+    let r = client
+        .transact(
+            &db(),
+            TXN.fetch_add(1, Ordering::Relaxed),
+            &[("ok".into(), "1".into())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, "committed");
+
+    // Bad admin requests.
+    let admin = c.admin(0);
+    let r = admin.post_text("/ag/create", "CREATE AVAILABILITY GROUP [x] WITH (CLUSTER_TYPE = NONE) FOR DATABASE [d] REPLICA ON N'R0' WITH (AVAILABILITY_MODE = SOMETIMES);").await.unwrap();
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.body["code"], "TsqlError");
+    assert!(
+        r.body["error"].as_str().unwrap().starts_with("1:"),
+        "{:?}",
+        r.body
+    );
+    let r = admin
+        .post_text("/ag/required-synchronized", "{\"value\": -1}")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    let r = admin.get("/no/such/route").await.unwrap();
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (404, Some("UnknownRoute"))
+    );
+    let r = admin
+        .post_text(
+            "/sql",
+            "ALTER AVAILABILITY GROUP [demo] REMOVE DATABASE [db1];",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (422, Some("UnsupportedStatement")),
+        "{:?}",
+        r.body
+    );
+    let r = admin.post_text("/ag/failover", "").await.unwrap();
+    assert_eq!(
+        r.status, 409,
+        "FAILOVER on the primary is refused: {:?}",
+        r.body
+    );
+
+    let after = c.admin(0).get("/status").await.unwrap().body;
+    assert_eq!(before["role"], after["role"]);
+    assert_eq!(before["epoch"], after["epoch"]);
+    assert_eq!(
+        before["required_synchronized_secondaries_to_commit"],
+        after["required_synchronized_secondaries_to_commit"]
+    );
+
+    // A bad node configuration: exit status 2 and the file named.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"R9\"\ndata_dir = \"/tmp/x\"\nclient_listen = \"nowhere\"\nadmin_listen = \"127.0.0.1:1\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hadr"))
+        .args(["replica", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("invalid"),
+        "{stderr}"
+    );
+}
