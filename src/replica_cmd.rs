@@ -53,7 +53,12 @@ pub fn run(args: &ReplicaArgs) -> Result<Exit, ReplicaError> {
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
             }
         };
-        hadr_node::node::run(config, shutdown).await
+        // A spawned task, not the block_on future: the driver yields to the connection
+        // writers before each fsync, and spawned tasks are scheduled fairly among themselves.
+        match tokio::spawn(hadr_node::node::run(config, shutdown)).await {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic.into_panic()),
+        }
     })?;
     Ok(Exit::Passed)
 }

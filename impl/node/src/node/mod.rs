@@ -22,7 +22,9 @@ use peers::PeerNet;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
-use storage::{DataDir, StorageError, WalCommand, WalReport};
+use crate::wal::Wal;
+use std::collections::BTreeSet;
+use storage::{DataDir, StorageError};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
@@ -55,6 +57,9 @@ pub enum NodeError {
     /// This replica's ENDPOINT_URL is unusable.
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    /// The core asked for storage of a database whose WAL is not open: a bug of the node.
+    #[error("no write-ahead log is open for {0} (a bug in hadr-node)")]
+    NoWal(DatabaseId),
     /// The core refused a storage completion: a bug of the node (ordering contract).
     #[error("storage completion refused by the replica core (a bug in hadr-node): {0}")]
     StorageContract(hadr_core::StorageContractError),
@@ -127,7 +132,6 @@ pub(crate) enum Event {
     Status {
         reply: oneshot::Sender<Option<(ReplicaStatus, ReplicaObservation)>>,
     },
-    Storage(WalReport),
     #[allow(dead_code)] // the cluster-manager seam (CLUSTER_TYPE = EXTERNAL)
     Manager(ManagerEvent),
 }
@@ -160,7 +164,15 @@ struct State {
     start: Instant,
     events: mpsc::UnboundedSender<Event>,
     timers: BTreeMap<TimerId, u64>,
-    wals: HashMap<DatabaseId, std::sync::mpsc::Sender<WalCommand>>,
+    wals: HashMap<DatabaseId, Wal>,
+    /// Databases with an fsync requested and not yet performed.
+    sync_pending: BTreeSet<DatabaseId>,
+    /// Redo asked for and not yet reported, per database (the highest LSN).
+    redo_pending: BTreeMap<DatabaseId, hadr_types::Lsn>,
+    /// When the pending redo is reported.
+    redo_due: Option<tokio::time::Instant>,
+    /// A `Send` was performed since the last fsync.
+    sent: bool,
     connections: HashMap<ConnectionId, PeerConnection>,
     clients: HashMap<RequestId, oneshot::Sender<ClientAnswer>>,
     admins: HashMap<RequestId, oneshot::Sender<AdminAnswer>>,
@@ -172,6 +184,11 @@ struct State {
 /// Bound of a peer connection's send queue (frames); a peer that falls this far behind is
 /// disconnected (the core then stops counting on it, R-COMMIT-4).
 const SEND_QUEUE_FRAMES: usize = 16_384;
+
+/// Redo runs this long after the hardening it follows, in batches: it is asynchronous
+/// (R-SYNC-2), and each report makes a secondary send a `Progress`, so batching saves the
+/// primary a wake-up per commit.
+const REDO_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Runs one replica until `shutdown` resolves or storage fails.
 pub async fn run(
@@ -191,7 +208,7 @@ pub async fn run(
                 let db = DatabaseId(i as u8);
                 let (wal, records) = storage::open_wal(&data_dir, db)?;
                 logs.push(records);
-                wals.insert(db, spawn_wal(db, wal, &events_tx));
+                wals.insert(db, wal);
             }
             let records: usize = logs.iter().map(Vec::len).sum();
             let replica =
@@ -245,6 +262,10 @@ pub async fn run(
         events: events_tx,
         timers: BTreeMap::new(),
         wals,
+        sync_pending: BTreeSet::new(),
+        redo_pending: BTreeMap::new(),
+        redo_due: None,
+        sent: false,
         connections: HashMap::new(),
         clients: HashMap::new(),
         admins: HashMap::new(),
@@ -285,19 +306,17 @@ pub async fn run(
                 state.fire_timers();
                 state.after_input().await?;
             }
+            () = async {
+                match state.redo_due {
+                    Some(due) => tokio::time::sleep_until(due).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                state.redo()?;
+                state.after_input().await?;
+            }
         }
     }
-}
-
-fn spawn_wal(
-    database: DatabaseId,
-    wal: crate::wal::Wal,
-    events: &mpsc::UnboundedSender<Event>,
-) -> std::sync::mpsc::Sender<WalCommand> {
-    let events = events.clone();
-    storage::spawn_wal_thread(database, wal, move |report| {
-        let _ = events.send(Event::Storage(report));
-    })
 }
 
 impl State {
@@ -384,11 +403,6 @@ impl State {
                 let status = self.replica.status().zip(self.replica.observe());
                 let _ = reply.send(status);
             }
-            Event::Storage(Ok(completion)) => self
-                .replica
-                .handle_storage(now, completion)
-                .map_err(NodeError::StorageContract)?,
-            Event::Storage(Err(error)) => return Err(error.into()),
             Event::Manager(event) => self.replica.handle_manager(now, event),
         }
         Ok(())
@@ -454,10 +468,28 @@ impl State {
         }
     }
 
-    /// Performs every output of the core, in order.
+    /// Performs every output of the core, in order, then the fsyncs they asked for.
+    ///
+    /// Storage is performed on this task: appends as they come, and every fsync requested by
+    /// a batch of outputs once, after the batch (group commit: commits that arrive while it
+    /// runs share the next one). Before blocking in fsync the task yields once, so that the
+    /// connection writers put the log just shipped on the wire: secondaries harden it while
+    /// the primary does (R-COMMIT-2 waits for both).
     async fn after_input(&mut self) -> Result<(), NodeError> {
-        while let Some(output) = self.replica.poll_output() {
-            self.perform(output)?;
+        loop {
+            while let Some(output) = self.replica.poll_output() {
+                self.perform(output)?;
+            }
+            if self.sync_pending.is_empty() {
+                break;
+            }
+            if std::mem::take(&mut self.sent) {
+                tokio::task::yield_now().await;
+            }
+            let pending: Vec<DatabaseId> = self.sync_pending.iter().copied().collect();
+            for database in pending {
+                self.sync(database)?;
+            }
         }
         if self.net.is_none() {
             if let Some(config) = self.replica.config().cloned() {
@@ -476,8 +508,7 @@ impl State {
                     let db = DatabaseId(i as u8);
                     if !self.wals.contains_key(&db) {
                         let (wal, _) = storage::open_wal(&self.data_dir, db)?;
-                        let tx = spawn_wal(db, wal, &self.events);
-                        self.wals.insert(db, tx);
+                        self.wals.insert(db, wal);
                     }
                 }
                 self.data_dir.store_state(&state)?;
@@ -493,6 +524,7 @@ impl State {
                     if let Err(error) = &encoded {
                         tracing::error!(peer = %to, %connection, %error, "cannot encode a message: closing the connection");
                     }
+                    self.sent = true;
                     if encoded.is_err() || c.writer.try_send(frame).is_err() {
                         tracing::warn!(peer = %to, %connection, "send queue full or closed: closing the connection");
                         let _ = self.events.send(Event::PeerClosed {
@@ -511,11 +543,33 @@ impl State {
                 self.drop_connection(connection);
             }
             Output::AppendLog { database, records } => {
-                self.wal(database, WalCommand::Append(records))
+                self.wal(database)?
+                    .append(&records)
+                    .map_err(|source| StorageError::Wal { database, source })?;
             }
-            Output::Fsync { database, .. } => self.wal(database, WalCommand::Fsync),
-            Output::Redo { database, up_to } => self.wal(database, WalCommand::Redo(up_to)),
-            Output::RevertLog { database, to } => self.wal(database, WalCommand::Revert(to)),
+            Output::Fsync { database, .. } => {
+                self.sync_pending.insert(database);
+            }
+            Output::Redo { database, up_to } => {
+                // The data is the core's; redo is reported in batches (REDO_DELAY), never on a
+                // commit's path (R-SYNC-2), always after the fsync that covered it.
+                let pending = self.redo_pending.entry(database).or_insert(up_to);
+                *pending = (*pending).max(up_to);
+                self.redo_due
+                    .get_or_insert_with(|| tokio::time::Instant::now() + REDO_DELAY);
+            }
+            Output::RevertLog { database, to } => {
+                // Completions in emission order: an fsync and a redo asked for before the
+                // revert first.
+                self.sync(database)?;
+                if let Some(up_to) = self.redo_pending.remove(&database) {
+                    self.report(hadr_core::StorageEvent::RedoApplied { database, up_to })?;
+                }
+                self.wal(database)?
+                    .truncate_after(to)
+                    .map_err(|source| StorageError::Wal { database, source })?;
+                self.report(hadr_core::StorageEvent::LogReverted { database, to })?;
+            }
             Output::ClientReply { request, reply } => {
                 if let Some(tx) = self.clients.remove(&request) {
                     let _ = tx.send(Ok(reply));
@@ -554,16 +608,38 @@ impl State {
         Ok(())
     }
 
-    fn wal(&mut self, database: DatabaseId, command: WalCommand) {
-        match self.wals.get(&database) {
-            Some(tx) => {
-                if tx.send(command).is_err() {
-                    // The thread ended after reporting its error; that report stops the node.
-                    tracing::error!(%database, "write-ahead log thread is gone");
-                }
-            }
-            None => tracing::error!(%database, "no write-ahead log open for this database"),
+    fn wal(&mut self, database: DatabaseId) -> Result<&mut Wal, NodeError> {
+        self.wals
+            .get_mut(&database)
+            .ok_or(NodeError::NoWal(database))
+    }
+
+    /// Performs a pending fsync of `database`, if any, and reports it.
+    fn sync(&mut self, database: DatabaseId) -> Result<(), NodeError> {
+        if self.sync_pending.remove(&database) {
+            let up_to = self
+                .wal(database)?
+                .sync()
+                .map_err(|source| StorageError::Wal { database, source })?;
+            self.report(hadr_core::StorageEvent::LogHardened { database, up_to })?;
         }
+        Ok(())
+    }
+
+    /// Reports every pending redo.
+    fn redo(&mut self) -> Result<(), NodeError> {
+        self.redo_due = None;
+        for (database, up_to) in std::mem::take(&mut self.redo_pending) {
+            self.report(hadr_core::StorageEvent::RedoApplied { database, up_to })?;
+        }
+        Ok(())
+    }
+
+    fn report(&mut self, event: hadr_core::StorageEvent) -> Result<(), NodeError> {
+        let now = self.now();
+        self.replica
+            .handle_storage(now, event)
+            .map_err(NodeError::StorageContract)
     }
 
     async fn start_network(&mut self, config: &hadr_types::AgConfig) -> Result<(), NodeError> {

@@ -1,18 +1,12 @@
 //! Durable storage of one replica: the state file (`state.json`, hadr-core's
-//! [`PersistentState`]) and one write-ahead log per database, each driven by its own thread.
-//!
-//! A WAL thread performs its database's `AppendLog`, `Fsync`, `Redo` and `RevertLog` outputs
-//! strictly in the order the core emitted them and reports each completion in that order
-//! (the core's ordering contract). **Group commit**: the thread takes every command that is
-//! already queued, writes all the appends, and covers all the fsyncs of that batch with one
-//! `fdatasync`; commits that arrive during the fsync form the next batch.
+//! [`PersistentState`]) and one write-ahead log per database (performed by the driver, see
+//! `after_input`).
 
 use crate::wal::{Wal, WalError};
-use hadr_core::{LogRecord, PersistentState, StorageEvent};
-use hadr_types::{DatabaseId, Lsn};
+use hadr_core::{LogRecord, PersistentState};
+use hadr_types::DatabaseId;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 /// Why storage failed. Any of these stops the replica: it cannot keep its promises.
 #[derive(Debug, thiserror::Error)]
@@ -122,23 +116,6 @@ impl DataDir {
     }
 }
 
-/// A storage operation for a WAL thread.
-#[derive(Debug)]
-pub enum WalCommand {
-    /// `Output::AppendLog`.
-    Append(Vec<LogRecord>),
-    /// `Output::Fsync`.
-    Fsync,
-    /// `Output::Redo`: the core applies the records to its key-value data when the
-    /// completion arrives; the thread reports it after everything queued before it.
-    Redo(Lsn),
-    /// `Output::RevertLog`.
-    Revert(Lsn),
-}
-
-/// A completion or a failure, from a WAL thread.
-pub type WalReport = Result<StorageEvent, StorageError>;
-
 /// Opens a database's WAL (recovering a torn tail) and returns its good records.
 pub fn open_wal(
     dir: &DataDir,
@@ -155,96 +132,4 @@ pub fn open_wal(
         );
     }
     Ok((wal, recovered.records))
-}
-
-/// Starts the WAL thread of `database`; `report` receives its completions in order.
-pub fn spawn_wal_thread(
-    database: DatabaseId,
-    mut wal: Wal,
-    report: impl Fn(WalReport) + Send + 'static,
-) -> mpsc::Sender<WalCommand> {
-    let (tx, rx) = mpsc::channel::<WalCommand>();
-    std::thread::Builder::new()
-        .name(format!("wal-{}", database.0))
-        .spawn(move || {
-            let fail = |source| StorageError::Wal { database, source };
-            while let Ok(first) = rx.recv() {
-                let mut batch = vec![first];
-                batch.extend(rx.try_iter());
-                let mut sync_pending = false;
-                let mut written: Option<Lsn> = None;
-                for command in batch {
-                    let result: Result<(), StorageError> = (|| {
-                        match command {
-                            WalCommand::Append(records) => {
-                                if let Some(last) = records.last() {
-                                    wal.append(&records).map_err(fail)?;
-                                    written = Some(last.lsn);
-                                }
-                            }
-                            WalCommand::Fsync => sync_pending = true,
-                            WalCommand::Redo(up_to) => {
-                                flush(
-                                    &mut wal,
-                                    &mut sync_pending,
-                                    &mut written,
-                                    database,
-                                    &report,
-                                )?;
-                                report(Ok(StorageEvent::RedoApplied { database, up_to }));
-                            }
-                            WalCommand::Revert(to) => {
-                                flush(
-                                    &mut wal,
-                                    &mut sync_pending,
-                                    &mut written,
-                                    database,
-                                    &report,
-                                )?;
-                                wal.truncate_after(to).map_err(fail)?;
-                                report(Ok(StorageEvent::LogReverted { database, to }));
-                            }
-                        }
-                        Ok(())
-                    })();
-                    if let Err(error) = result {
-                        report(Err(error));
-                        return;
-                    }
-                }
-                if let Err(error) =
-                    flush(&mut wal, &mut sync_pending, &mut written, database, &report)
-                {
-                    report(Err(error));
-                    return;
-                }
-            }
-        })
-        .expect("spawning a thread");
-    tx
-}
-
-/// Reports what was written and, if an fsync was asked for, syncs once and reports it.
-fn flush(
-    wal: &mut Wal,
-    sync_pending: &mut bool,
-    written: &mut Option<Lsn>,
-    database: DatabaseId,
-    report: &impl Fn(WalReport),
-) -> Result<(), StorageError> {
-    let written = written.take();
-    if !*sync_pending {
-        // Written but not yet durable: worth reporting only when no fsync follows (the
-        // hardened report covers it, and saves the driver a wake-up per commit).
-        if let Some(up_to) = written {
-            report(Ok(StorageEvent::LogWritten { database, up_to }));
-        }
-    }
-    if std::mem::take(sync_pending) {
-        let up_to = wal
-            .sync()
-            .map_err(|source| StorageError::Wal { database, source })?;
-        report(Ok(StorageEvent::LogHardened { database, up_to }));
-    }
-    Ok(())
 }
