@@ -222,7 +222,7 @@ async fn demo(
 
     step(
         6,
-        "restart R0: it rejoins R1's group as a secondary; RESUME reverts its extra log",
+        "restart R0: it rejoins as a secondary; RESUME reverts it to the fork point",
     );
     cluster.start(0)?;
     cluster.wait_ready(0).await?;

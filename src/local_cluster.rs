@@ -81,14 +81,32 @@ pub struct LocalCluster {
     children: Vec<Option<Child>>,
 }
 
+/// A free port on 127.0.0.1 below the kernel's ephemeral range (32768 and up on Linux), so
+/// that no outgoing connection of another process can take it between now and the replica's
+/// bind, even across a restart of that replica.
 fn free_port() -> Result<SocketAddr, ClusterError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|source| ClusterError::Io {
-        what: "finding a free port on 127.0.0.1".to_owned(),
-        source,
-    })?;
-    listener.local_addr().map_err(|source| ClusterError::Io {
-        what: "finding a free port on 127.0.0.1".to_owned(),
-        source,
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = seed ^ NEXT.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+    for _ in 0..1000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 20_000 + (x % 12_000) as u16;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().map_err(|source| ClusterError::Io {
+                what: "finding a free port on 127.0.0.1".to_owned(),
+                source,
+            });
+        }
+    }
+    Err(ClusterError::Io {
+        what: "finding a free port on 127.0.0.1 between 20000 and 32000".to_owned(),
+        source: std::io::Error::other("1000 ports tried, all in use"),
     })
 }
 

@@ -32,8 +32,8 @@ impl ReplicaError {
 /// Runs the replica.
 pub fn run(args: &ReplicaArgs) -> Result<Exit, ReplicaError> {
     let config = NodeConfig::load(&args.config)?;
-    // One thread for the driver, the connections and the APIs (plus one thread per WAL):
-    // commits cross no thread boundary but the WAL's, which keeps latency low on small machines.
+    // One thread for the driver, its storage, the connections and the APIs: a commit crosses
+    // no thread boundary inside the process, which keeps latency low on small machines.
     // HADR_MULTI_THREAD=1 uses tokio's multi-threaded scheduler instead.
     let runtime = if std::env::var_os("HADR_MULTI_THREAD").is_some() {
         tokio::runtime::Builder::new_multi_thread()

@@ -51,6 +51,8 @@ pub struct Client {
     writer: tokio::net::tcp::OwnedWriteHalf,
     next_id: u64,
     line: String,
+    /// How long a request may wait for its reply (default 30 s).
+    pub timeout: Duration,
 }
 
 impl Client {
@@ -67,6 +69,7 @@ impl Client {
             writer: w,
             next_id: 0,
             line: String::new(),
+            timeout: Duration::from_secs(30),
         })
     }
 
@@ -82,10 +85,12 @@ impl Client {
             .await
             .map_err(|source| ApiError::Io { address, source })?;
         self.line.clear();
-        let n = self
-            .reader
-            .read_line(&mut self.line)
+        let n = tokio::time::timeout(self.timeout, self.reader.read_line(&mut self.line))
             .await
+            .map_err(|_| ApiError::Timeout {
+                address,
+                timeout: self.timeout,
+            })?
             .map_err(|source| ApiError::Io { address, source })?;
         if n == 0 {
             return Err(ApiError::Closed { address });
@@ -146,11 +151,12 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// A client of the admin API at `address` (10 s per request).
+    /// A client of the admin API at `address` (30 s per request: a failover may wait for
+    /// a SESSION_TIMEOUT).
     pub fn new(address: SocketAddr) -> AdminClient {
         AdminClient {
             address,
-            timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
         }
     }
 

@@ -201,25 +201,36 @@ async fn run(driver: &Driver, command: AdminCommand) -> Response {
 
 fn answer(result: AdminAnswer) -> Response {
     match result {
-        Ok(AdminOutcome::Done) => Json(json!({ "result": "done" })).into_response(),
-        Ok(AdminOutcome::BecamePrimary {
+        Ok(outcome) => Json(outcome_json(outcome)).into_response(),
+        Err(refusal) => {
+            let (status, code) = refusal_code(&refusal);
+            fail(status, &code, refusal.to_string())
+        }
+    }
+}
+
+fn outcome_json(outcome: AdminOutcome) -> Value {
+    match outcome {
+        AdminOutcome::Done => json!({ "result": "done" }),
+        AdminOutcome::BecamePrimary {
             epoch,
             data_loss_possible,
-        }) => Json(json!({
+        } => json!({
             "result": "became_primary",
             "epoch": epoch.to_string(),
             "data_loss_possible": data_loss_possible,
-        }))
-        .into_response(),
-        Err(refusal) => {
-            let code = match &refusal {
-                AdminRefusal::Core(error) => variant(error),
-                AdminRefusal::NeedsClusterManager(_) => "NeedsClusterManager".to_owned(),
-                AdminRefusal::Endpoint(_) => "BadEndpointUrl".to_owned(),
-                AdminRefusal::ShuttingDown => "ShuttingDown".to_owned(),
-            };
-            fail(StatusCode::CONFLICT, &code, refusal.to_string())
+        }),
+    }
+}
+
+fn refusal_code(refusal: &AdminRefusal) -> (StatusCode, String) {
+    match refusal {
+        AdminRefusal::Core(error) => (StatusCode::CONFLICT, variant(error)),
+        AdminRefusal::NeedsClusterManager(_) => {
+            (StatusCode::CONFLICT, "NeedsClusterManager".to_owned())
         }
+        AdminRefusal::Endpoint(_) => (StatusCode::BAD_REQUEST, "BadEndpointUrl".to_owned()),
+        AdminRefusal::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown".to_owned()),
     }
 }
 
@@ -419,13 +430,16 @@ async fn sql(State(driver): State<Driver>, body: Bytes) -> Response {
         let (tx, rx) = oneshot::channel();
         driver.send(Event::Admin { command, reply: tx });
         match rx.await.unwrap_or(Err(AdminRefusal::ShuttingDown)) {
-            Ok(outcome) => done.push(json!({ "at": at, "outcome": format!("{outcome:?}") })),
+            Ok(outcome) => done.push(json!({ "at": at, "outcome": outcome_json(outcome) })),
             Err(refusal) => {
+                let (status, code) = refusal_code(&refusal);
                 return (
-                    StatusCode::CONFLICT,
-                    Json(json!({ "error": format!("{at}: {refusal}"), "done": done })),
+                    status,
+                    Json(
+                        json!({ "error": format!("{at}: {refusal}"), "code": code, "done": done }),
+                    ),
                 )
-                    .into_response()
+                    .into_response();
             }
         }
     }

@@ -11,7 +11,7 @@
 //! ```
 
 use super::{ClientAnswer, Driver, Event, RequestError};
-use hadr_core::{ClientOp, ClientReply};
+use hadr_core::{ClientError, ClientOp, ClientReply};
 use hadr_types::{ApplicationIntent, TxnId};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -20,6 +20,11 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Longest request line accepted (bytes); a longer one closes the connection.
 pub const MAX_LINE: usize = 1 << 20;
+
+/// Most bytes (keys plus values) one transaction may write. A commit is one log record, and
+/// a `Log` frame carries up to 64 records within 16 MiB (docs/wire.md), so a record must stay
+/// well under 256 KiB.
+pub const MAX_TRANSACTION_BYTES: usize = 200_000;
 
 /// A database, by name (as the configuration lists it) or by id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,9 +180,16 @@ impl ClientReplyJson {
         }
     }
 
-    fn from_answer(id: u64, answer: ClientAnswer) -> Self {
+    /// The reply line for an answer; `commit` says whether the request was a commit (a
+    /// commit whose answer was lost to a shutdown has an unknown outcome, R-COMMIT-7).
+    fn from_answer(id: u64, answer: ClientAnswer, commit: bool) -> Self {
         let id = Some(id);
         match answer {
+            Err(RequestError::ShuttingDown) if commit => ClientReplyJson {
+                code: Some("ShuttingDown".to_owned()),
+                error: Some("the replica shut down while the commit waited; reconnect and check whether the transaction committed".to_owned()),
+                ..ClientReplyJson::new(id, "indefinite")
+            },
             Err(error) => ClientReplyJson::error(id, request_error_code(&error), error.to_string()),
             Ok(reply) => match reply {
                 ClientReply::Begun => ClientReplyJson::new(id, "begun"),
@@ -211,6 +223,7 @@ fn request_error_code(error: &RequestError) -> &'static str {
         RequestError::NotInAvailabilityGroup => "NotInAvailabilityGroup",
         RequestError::UnknownDatabaseName(_) => "UnknownDatabaseName",
         RequestError::ShuttingDown => "ShuttingDown",
+        RequestError::TransactionTooLarge { .. } => "TransactionTooLarge",
     }
 }
 
@@ -305,15 +318,16 @@ async fn connection(stream: TcpStream, driver: Driver) {
             ClientOpJson::Transact { db, txn, writes } => {
                 tokio::spawn(async move {
                     let answer = transact(&driver, db, intent, TxnId(txn), writes).await;
-                    let _ = replies.send(ClientReplyJson::from_answer(id, answer));
+                    let _ = replies.send(ClientReplyJson::from_answer(id, answer, true));
                 });
             }
             op => {
                 let (db, op) = single(op);
+                let commit = matches!(op, ClientOp::Commit { .. });
                 let rx = submit(&driver, db, intent, op);
                 tokio::spawn(async move {
                     let answer = rx.await.unwrap_or(Err(RequestError::ShuttingDown));
-                    let _ = replies.send(ClientReplyJson::from_answer(id, answer));
+                    let _ = replies.send(ClientReplyJson::from_answer(id, answer, commit));
                 });
             }
         }
@@ -414,12 +428,27 @@ async fn transact(
     };
     match ask(ClientOp::Begin { txn }).await? {
         ClientReply::Begun => {}
+        // The id is taken: this may be the retry of a commit that went through (R-COMMIT-7).
+        // The commit's answer tells: the outcome on record, or indefinite.
+        ClientReply::Refused(
+            ClientError::TransactionIdReused { .. } | ClientError::TransactionAlreadyOpen { .. },
+        ) => return ask(ClientOp::Commit { txn }).await,
         other => return Ok(other),
     }
-    // The writes need no round trip each: the driver handles events in order, and a refused
-    // write (the transaction vanished) makes the commit's answer tell what happened.
+    // The writes need no round trip each: the driver handles events in order. Whatever
+    // happens to a write, the commit's answer is the transaction's outcome: a write is refused
+    // only when the transaction is gone (then the commit cannot commit it) or too large (then
+    // the transaction is rolled back first).
     let mut pending = Vec::new();
+    let mut bytes = 0usize;
     for (key, value) in writes {
+        bytes += key.len() + value.len();
+        if bytes > MAX_TRANSACTION_BYTES {
+            let _ = ask(ClientOp::Rollback { txn }).await;
+            return Err(RequestError::TransactionTooLarge {
+                limit: MAX_TRANSACTION_BYTES,
+            });
+        }
         pending.push(submit(
             driver,
             db.clone(),
@@ -429,10 +458,7 @@ async fn transact(
     }
     let commit = ask(ClientOp::Commit { txn });
     for rx in pending {
-        match rx.await.unwrap_or(Err(RequestError::ShuttingDown))? {
-            ClientReply::Written => {}
-            other => return Ok(other),
-        }
+        let _ = rx.await;
     }
     commit.await
 }
@@ -488,16 +514,20 @@ mod tests {
 
     #[test]
     fn commit_outcomes_map_to_the_three_answers_of_r_commit_7() {
-        use hadr_core::{ClientError, IndefiniteCause};
+        use hadr_core::IndefiniteCause;
         let c = ClientReplyJson::from_answer(
             1,
             Ok(ClientReply::Committed {
                 lsn: hadr_types::Lsn(9),
             }),
+            true,
         );
         assert_eq!((c.outcome.as_str(), c.lsn), ("committed", Some(9)));
-        let r =
-            ClientReplyJson::from_answer(2, Ok(ClientReply::Refused(ClientError::ReadOnlyIntent)));
+        let r = ClientReplyJson::from_answer(
+            2,
+            Ok(ClientReply::Refused(ClientError::ReadOnlyIntent)),
+            true,
+        );
         assert_eq!(
             (r.outcome.as_str(), r.code.as_deref()),
             ("refused", Some("ReadOnlyIntent"))
@@ -505,16 +535,25 @@ mod tests {
         let i = ClientReplyJson::from_answer(
             3,
             Ok(ClientReply::Indefinite(IndefiniteCause::RoleChanged)),
+            true,
         );
         assert_eq!(
             (i.outcome.as_str(), i.code.as_deref()),
             ("indefinite", Some("RoleChanged"))
         );
-        let e =
-            ClientReplyJson::from_answer(4, Err(RequestError::UnknownDatabaseName("x".to_owned())));
+        let e = ClientReplyJson::from_answer(
+            4,
+            Err(RequestError::UnknownDatabaseName("x".to_owned())),
+            true,
+        );
         assert_eq!(
             (e.outcome.as_str(), e.code.as_deref()),
             ("error", Some("UnknownDatabaseName"))
         );
+        // A commit whose answer was lost to a shutdown may have committed: indefinite.
+        let s = ClientReplyJson::from_answer(5, Err(RequestError::ShuttingDown), true);
+        assert_eq!(s.outcome, "indefinite");
+        let s = ClientReplyJson::from_answer(6, Err(RequestError::ShuttingDown), false);
+        assert_eq!(s.outcome, "error");
     }
 }

@@ -3,7 +3,7 @@
 //! one channel of events; after each input the driver performs the core's outputs in order.
 
 mod admin;
-mod client;
+pub mod client;
 mod peers;
 pub mod storage;
 
@@ -11,6 +11,7 @@ use admin::admin_router;
 pub use client::{ClientReplyJson, ClientRequestJson, DatabaseRef};
 
 use crate::config::{endpoint_address, EndpointError, NodeConfig};
+use crate::wal::Wal;
 use crate::wire::{encode_frame, Frame};
 use hadr_core::{
     AdminCommand, AdminError, AdminOutcome, ClientOp, ClientReply, ClientRequest, ConnectionEvent,
@@ -19,11 +20,10 @@ use hadr_core::{
 };
 use hadr_types::{ApplicationIntent, ClusterType, DatabaseId, ReplicaId, ReplicaObservation};
 use peers::PeerNet;
+use std::collections::BTreeSet;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
-use crate::wal::Wal;
-use std::collections::BTreeSet;
 use storage::{DataDir, StorageError};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
@@ -74,9 +74,15 @@ pub enum RequestError {
     /// No database of the group has that name.
     #[error("no availability database named '{0}' in this group")]
     UnknownDatabaseName(String),
-    /// The node is shutting down.
+    /// The node is shutting down (for a commit: its outcome is unknown).
     #[error("the replica is shutting down")]
     ShuttingDown,
+    /// The transaction would write more than the limit; it was rolled back.
+    #[error("the transaction writes more than {limit} bytes (keys plus values); it was rolled back: split it into smaller transactions")]
+    TransactionTooLarge {
+        /// The limit ([`MAX_TRANSACTION_BYTES`](crate::node::client::MAX_TRANSACTION_BYTES)).
+        limit: usize,
+    },
 }
 
 /// What a client request gets back from the driver.
@@ -108,7 +114,8 @@ pub(crate) enum Event {
         peer: ReplicaId,
         connection: ConnectionId,
         writer: mpsc::Sender<Vec<u8>>,
-        reader: AbortHandle,
+        /// The connection's reader and writer tasks.
+        tasks: [AbortHandle; 2],
     },
     PeerMessage {
         peer: ReplicaId,
@@ -153,7 +160,7 @@ impl Driver {
 struct PeerConnection {
     peer: ReplicaId,
     writer: mpsc::Sender<Vec<u8>>,
-    reader: AbortHandle,
+    tasks: [AbortHandle; 2],
 }
 
 struct State {
@@ -175,6 +182,8 @@ struct State {
     sent: bool,
     connections: HashMap<ConnectionId, PeerConnection>,
     clients: HashMap<RequestId, oneshot::Sender<ClientAnswer>>,
+    /// Bytes written so far by each open transaction (R-COMMIT: a record must fit a frame).
+    txn_bytes: HashMap<(DatabaseId, hadr_types::TxnId), usize>,
     admins: HashMap<RequestId, oneshot::Sender<AdminAnswer>>,
     next_request: u64,
     net: Option<Arc<PeerNet>>,
@@ -268,6 +277,7 @@ pub async fn run(
         sent: false,
         connections: HashMap::new(),
         clients: HashMap::new(),
+        txn_bytes: HashMap::new(),
         admins: HashMap::new(),
         next_request: 0,
         net: None,
@@ -331,7 +341,7 @@ impl State {
                 peer,
                 connection,
                 writer,
-                reader,
+                tasks,
             } => {
                 let stale: Vec<ConnectionId> = self
                     .connections
@@ -347,7 +357,7 @@ impl State {
                     PeerConnection {
                         peer,
                         writer,
-                        reader,
+                        tasks,
                     },
                 );
                 self.replica
@@ -378,6 +388,33 @@ impl State {
                         return Ok(());
                     }
                 };
+                match &op {
+                    ClientOp::Write { txn, key, value } => {
+                        let bytes = self.txn_bytes.entry((database, *txn)).or_insert(0);
+                        *bytes += key.len() + value.len();
+                        if *bytes > client::MAX_TRANSACTION_BYTES {
+                            self.txn_bytes.remove(&(database, *txn));
+                            let rollback = self.request_id();
+                            self.replica.handle_client(
+                                now,
+                                ClientRequest {
+                                    request: rollback,
+                                    database,
+                                    intent,
+                                    op: ClientOp::Rollback { txn: *txn },
+                                },
+                            );
+                            let _ = reply.send(Err(RequestError::TransactionTooLarge {
+                                limit: client::MAX_TRANSACTION_BYTES,
+                            }));
+                            return Ok(());
+                        }
+                    }
+                    ClientOp::Commit { txn } | ClientOp::Rollback { txn } => {
+                        self.txn_bytes.remove(&(database, *txn));
+                    }
+                    _ => {}
+                }
                 let request = self.request_id();
                 self.clients.insert(request, reply);
                 self.replica.handle_client(
@@ -461,7 +498,9 @@ impl State {
 
     fn drop_connection(&mut self, connection: ConnectionId) {
         if let Some(c) = self.connections.remove(&connection) {
-            c.reader.abort();
+            for task in &c.tasks {
+                task.abort();
+            }
             if let Some(net) = &self.net {
                 net.disconnected(c.peer, connection);
             }
@@ -526,11 +565,18 @@ impl State {
                     }
                     self.sent = true;
                     if encoded.is_err() || c.writer.try_send(frame).is_err() {
+                        // A Send that cannot be performed closes its connection, now: nothing
+                        // after it may go out on it (ordering contract, rule 6).
                         tracing::warn!(peer = %to, %connection, "send queue full or closed: closing the connection");
-                        let _ = self.events.send(Event::PeerClosed {
-                            peer: to,
-                            connection,
-                        });
+                        self.drop_connection(connection);
+                        let now = self.now();
+                        self.replica.handle_connection(
+                            now,
+                            ConnectionEvent::Closed {
+                                peer: to,
+                                connection,
+                            },
+                        );
                     }
                 }
             }
@@ -593,6 +639,8 @@ impl State {
                 self.timers.remove(&timer);
             }
             Output::RoleChanged { role, epoch } => {
+                // Open transactions end with the role.
+                self.txn_bytes.clear();
                 tracing::info!(replica = %self.name, %role, %epoch, "role changed");
             }
             Output::Manager(request) => {

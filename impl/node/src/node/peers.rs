@@ -210,14 +210,18 @@ async fn handshake(
     let (read_half, write_half) = stream.into_split();
     let (writer_tx, writer_rx) = mpsc::channel::<Vec<u8>>(SEND_QUEUE_FRAMES);
     let events = net.events.clone();
-    let reader = tokio::spawn(read_loop(
-        events.clone(),
-        peer,
-        connection,
-        read_half,
-        buffer,
-    ));
-    tokio::spawn(write_loop(
+    // The reader starts only once `PeerOpened` is queued: the driver must learn of the
+    // connection before any message read from it.
+    let (go, gate) = tokio::sync::oneshot::channel::<()>();
+    let reader = tokio::spawn({
+        let events = events.clone();
+        async move {
+            if gate.await.is_ok() {
+                read_loop(events, peer, connection, read_half, buffer).await;
+            }
+        }
+    });
+    let writer = tokio::spawn(write_loop(
         events.clone(),
         peer,
         connection,
@@ -229,8 +233,9 @@ async fn handshake(
         peer,
         connection,
         writer: writer_tx,
-        reader: reader.abort_handle(),
+        tasks: [reader.abort_handle(), writer.abort_handle()],
     });
+    let _ = go.send(());
     Ok(())
 }
 
@@ -317,6 +322,7 @@ async fn write_loop(
             return;
         }
     }
-    // The driver dropped the connection: close our side.
+    // The driver dropped the sender: close our side (a dropped connection's writer is
+    // aborted instead, so that a peer that stopped reading cannot hold it).
     let _ = stream.shutdown().await;
 }
