@@ -36,19 +36,8 @@ pub struct BenchResult {
 
 /// Runs the benchmark.
 pub fn run(args: &BenchArgs) -> Result<Exit, ClusterError> {
-    // The clients are I/O-bound: one thread leaves the cores to the replicas.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| ClusterError::Io {
-            what: "starting the async runtime".to_owned(),
-            source,
-        })?;
+    let (runtime, exe) = crate::local_cluster::runtime_and_exe()?;
     let dir = std::env::temp_dir().join(format!("hadr-bench-{}", std::process::id()));
-    let exe = std::env::current_exe().map_err(|source| ClusterError::Io {
-        what: "finding the hadr executable".to_owned(),
-        source,
-    })?;
     let result = runtime.block_on(bench(&exe, &dir, args));
     let _ = std::fs::remove_dir_all(&dir);
     result

@@ -15,21 +15,11 @@ use std::time::Duration;
 
 /// Runs the demo; exit 0 when no acknowledged commit was lost.
 pub fn run(args: &DemoArgs) -> Result<Exit, ClusterError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| ClusterError::Io {
-            what: "starting the async runtime".to_owned(),
-            source,
-        })?;
+    let (runtime, exe) = crate::local_cluster::runtime_and_exe()?;
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir().join(format!("hadr-demo-{}", std::process::id())),
     };
-    let exe = std::env::current_exe().map_err(|source| ClusterError::Io {
-        what: "finding the hadr executable".to_owned(),
-        source,
-    })?;
     let result = runtime.block_on(demo(&exe, &dir, args));
     if args.dir.is_none() && result.is_ok() {
         let _ = std::fs::remove_dir_all(&dir);

@@ -71,6 +71,23 @@ pub enum ClusterError {
     },
 }
 
+/// What a command that drives local replicas needs: a one-thread async runtime (the clients
+/// are I/O-bound; the cores are left to the replicas) and the path of this `hadr` binary.
+pub fn runtime_and_exe() -> Result<(tokio::runtime::Runtime, PathBuf), ClusterError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ClusterError::Io {
+            what: "starting the async runtime".to_owned(),
+            source,
+        })?;
+    let exe = std::env::current_exe().map_err(|source| ClusterError::Io {
+        what: "finding the hadr executable".to_owned(),
+        source,
+    })?;
+    Ok((runtime, exe))
+}
+
 /// Replica processes on loopback. Dropping it kills every process it started.
 pub struct LocalCluster {
     exe: PathBuf,

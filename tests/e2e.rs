@@ -675,3 +675,126 @@ fn the_demo_loses_no_acknowledged_commit() {
         .expect("the demo reports its client outcomes");
     assert!(acknowledged > 0, "the workload committed nothing: {stdout}");
 }
+
+/// R-QUORUM-5, R-FAIL-3, R-SYNC-7: CLUSTER_TYPE NONE has no planned FAILOVER (refused, with
+/// the procedure in the message); the documented procedure (k = 1, SET (ROLE = SECONDARY) on
+/// the primary, FORCE_FAILOVER_ALLOW_DATA_LOSS on the SYNCHRONIZED target) loses nothing and
+/// swaps the roles. SUSPEND on the new primary stops data movement to the secondary; RESUME
+/// brings it back to SYNCHRONIZED with every commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_quorum_5_the_documented_failover_of_cluster_type_none_and_suspend_resume() {
+    let (_dir, mut c) = cluster(2);
+    start_all(&mut c).await;
+    c.create_group(&[SYNC, SYNC], 0).await.unwrap();
+    let mut acknowledged = BTreeMap::new();
+    for n in 0..10 {
+        let key = format!("p-{n}");
+        assert_eq!(
+            commit_one(c.replicas[0].client, &key).await.outcome,
+            "committed"
+        );
+        acknowledged.insert(key, "x".to_owned());
+    }
+    let r = c.admin(1).post_text("/ag/failover", "").await.unwrap();
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (409, Some("PlannedFailoverNeedsClusterManager")),
+        "{:?}",
+        r.body
+    );
+    sql(
+        &c,
+        0,
+        "ALTER AVAILABILITY GROUP [demo] SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = 1);",
+    )
+    .await;
+    sql(
+        &c,
+        0,
+        "ALTER AVAILABILITY GROUP [demo] SET (ROLE = SECONDARY);",
+    )
+    .await;
+    let r = c
+        .admin(1)
+        .post_text("/ag/force-failover", "")
+        .await
+        .unwrap();
+    assert!(r.ok(), "{:?}", r.body);
+    c.wait_until("R1 PRIMARY and R0 SECONDARY", 30, || async {
+        c.role(1).await.as_deref() == Some("PRIMARY")
+            && c.role(0).await.as_deref() == Some("SECONDARY")
+    })
+    .await
+    .unwrap();
+    eventually_shows(c.replicas[1].client, "read_write", &acknowledged).await;
+    // The old primary refuses writes (definite). It is SUSPEND_FROM_PARTNER (a forced
+    // failover), so with k = 1 the new primary refuses commits until it is resumed.
+    let r = commit_one(c.replicas[0].client, "on-old-primary").await;
+    assert_eq!(
+        (r.outcome.as_str(), r.code.as_deref()),
+        ("refused", Some("NotPrimary")),
+        "{r:?}"
+    );
+    c.wait_until("R0 is suspended", 30, || async {
+        c.suspended(0).await.is_some()
+    })
+    .await
+    .unwrap();
+    let r = commit_one(c.replicas[1].client, "too-early").await;
+    assert_eq!(
+        (r.outcome.as_str(), r.code.as_deref()),
+        ("refused", Some("TooFewSynchronized")),
+        "{r:?}"
+    );
+    sql(&c, 0, "ALTER DATABASE [db1] SET HADR RESUME;").await;
+    c.wait_until("R0 is SYNCHRONIZED", 30, || async {
+        c.sync_state(1, 0).await.as_deref() == Some("SYNCHRONIZED")
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        commit_one(c.replicas[1].client, "after-resume")
+            .await
+            .outcome,
+        "committed"
+    );
+    acknowledged.insert("after-resume".to_owned(), "x".to_owned());
+    sql(
+        &c,
+        1,
+        "ALTER AVAILABILITY GROUP [demo] SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = 0);",
+    )
+    .await;
+
+    // SUSPEND on the primary: the secondary stops receiving; commits no longer wait for it.
+    let r = c
+        .admin(1)
+        .post_text("/sql", "ALTER DATABASE [db1] SET HADR SUSPEND;")
+        .await
+        .unwrap();
+    assert!(r.ok(), "{:?}", r.body);
+    c.wait_until("R0 is suspended", 30, || async {
+        c.suspended(0).await.is_some()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        commit_one(c.replicas[1].client, "while-suspended")
+            .await
+            .outcome,
+        "committed"
+    );
+    let r = c
+        .admin(1)
+        .post_text("/sql", "ALTER DATABASE [db1] SET HADR RESUME;")
+        .await
+        .unwrap();
+    assert!(r.ok(), "{:?}", r.body);
+    c.wait_until("R0 is SYNCHRONIZED again", 30, || async {
+        c.sync_state(1, 0).await.as_deref() == Some("SYNCHRONIZED")
+    })
+    .await
+    .unwrap();
+    acknowledged.insert("while-suspended".to_owned(), "x".to_owned());
+    eventually_shows(c.replicas[0].client, "read_only", &acknowledged).await;
+}
