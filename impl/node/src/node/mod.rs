@@ -283,7 +283,7 @@ pub async fn run(
         net: None,
         client_generation: generation_tx,
     };
-    state.after_input().await?;
+    state.after_input(&mut events_rx).await?;
     tokio::pin!(shutdown);
     loop {
         let next_timer = state.timers.values().min().copied();
@@ -310,11 +310,11 @@ pub async fn run(
                 while let Ok(event) = events_rx.try_recv() {
                     state.handle(event)?;
                 }
-                state.after_input().await?;
+                state.after_input(&mut events_rx).await?;
             }
             () = sleep => {
                 state.fire_timers();
-                state.after_input().await?;
+                state.after_input(&mut events_rx).await?;
             }
             () = async {
                 match state.redo_due {
@@ -323,7 +323,7 @@ pub async fn run(
                 }
             } => {
                 state.redo()?;
-                state.after_input().await?;
+                state.after_input(&mut events_rx).await?;
             }
         }
     }
@@ -514,7 +514,11 @@ impl State {
     /// runs share the next one). Before blocking in fsync the task yields once, so that the
     /// connection writers put the log just shipped on the wire: secondaries harden it while
     /// the primary does (R-COMMIT-2 waits for both).
-    async fn after_input(&mut self) -> Result<(), NodeError> {
+    async fn after_input(
+        &mut self,
+        events: &mut mpsc::UnboundedReceiver<Event>,
+    ) -> Result<(), NodeError> {
+        let mut gathered = false;
         loop {
             while let Some(output) = self.replica.poll_output() {
                 self.perform(output)?;
@@ -524,6 +528,19 @@ impl State {
             }
             if std::mem::take(&mut self.sent) {
                 tokio::task::yield_now().await;
+            }
+            // Group commit: what arrived meanwhile (commits, acknowledgements) joins this
+            // fsync, once, so that a steady load cannot put the fsync off.
+            if !gathered {
+                gathered = true;
+                let mut any = false;
+                while let Ok(event) = events.try_recv() {
+                    self.handle(event)?;
+                    any = true;
+                }
+                if any {
+                    continue;
+                }
             }
             let pending: Vec<DatabaseId> = self.sync_pending.iter().copied().collect();
             for database in pending {
