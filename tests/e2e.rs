@@ -591,7 +591,10 @@ async fn bad_frames_requests_and_configurations_get_clear_errors_and_change_noth
     assert_eq!(r.status, 400, "{:?}", r.body);
     assert_eq!(r.body["code"], "TsqlError");
     assert!(
-        r.body["error"].as_str().unwrap().starts_with("1:"),
+        r.body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 1, column "),
         "{:?}",
         r.body
     );
@@ -797,4 +800,55 @@ async fn r_quorum_5_the_documented_failover_of_cluster_type_none_and_suspend_res
     .unwrap();
     acknowledged.insert("while-suspended".to_owned(), "x".to_owned());
     eventually_shows(c.replicas[0].client, "read_only", &acknowledged).await;
+}
+
+/// CREATE on a replica whose endpoint port is taken, or whose data directory holds the log of
+/// a group it forgot, is refused with a reason, and the replica keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_is_refused_on_a_taken_endpoint_or_a_leftover_log() {
+    let (_dir, mut c) = cluster(2);
+    c.start(0).unwrap();
+    c.wait_ready(0).await.unwrap();
+    let script = c.create_script(&[SYNC, SYNC], 0);
+    let squatter = std::net::TcpListener::bind(c.replicas[0].endpoint).unwrap();
+    let r = c.admin(0).post_text("/ag/create", &script).await.unwrap();
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (409, Some("EndpointInUse")),
+        "{:?}",
+        r.body
+    );
+    drop(squatter);
+    c.must(
+        0,
+        "CREATE",
+        c.admin(0).post_text("/ag/create", &script).await,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        commit_one(c.replicas[0].client, "k").await.outcome,
+        "committed"
+    );
+    // Forget the group (state.json) but keep its log.
+    c.kill(0);
+    std::fs::remove_file(c.replicas[0].data_dir.join("state.json")).unwrap();
+    c.start(0).unwrap();
+    c.wait_ready(0).await.unwrap();
+    let r = c.admin(0).post_text("/ag/create", &script).await.unwrap();
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (409, Some("LeftoverLog")),
+        "{:?}",
+        r.body
+    );
+    assert!(
+        r.body["error"].as_str().unwrap().contains("db-0.wal"),
+        "{:?}",
+        r.body
+    );
+    assert!(
+        c.admin(0).get("/status").await.is_ok(),
+        "the replica stopped"
+    );
 }

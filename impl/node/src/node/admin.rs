@@ -230,6 +230,8 @@ fn refusal_code(refusal: &AdminRefusal) -> (StatusCode, String) {
             (StatusCode::CONFLICT, "NeedsClusterManager".to_owned())
         }
         AdminRefusal::Endpoint(_) => (StatusCode::BAD_REQUEST, "BadEndpointUrl".to_owned()),
+        AdminRefusal::EndpointBind { .. } => (StatusCode::CONFLICT, "EndpointInUse".to_owned()),
+        AdminRefusal::LeftoverLog { .. } => (StatusCode::CONFLICT, "LeftoverLog".to_owned()),
         AdminRefusal::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown".to_owned()),
     }
 }
@@ -260,14 +262,10 @@ fn ag_config(headers: &HeaderMap, body: &[u8]) -> Result<AgConfig, Problem> {
             .map_err(|e| bad("InvalidConfiguration", e.to_string()))?;
         Ok(config)
     } else {
-        let script = tsql::parse_script(text).map_err(|e| {
-            let (line, column) = e.position();
-            bad("TsqlError", format!("{line}:{column}: {e}"))
-        })?;
-        script.ag_config().map_err(|e| {
-            let (line, column) = e.position();
-            bad("TsqlError", format!("{line}:{column}: {e}"))
-        })
+        let script = tsql::parse_script(text).map_err(|e| bad("TsqlError", e.to_string()))?;
+        script
+            .ag_config()
+            .map_err(|e| bad("TsqlError", e.to_string()))
     }
 }
 
@@ -366,12 +364,7 @@ async fn sql(State(driver): State<Driver>, body: Bytes) -> Response {
     let script = match tsql::parse_script(text) {
         Ok(s) => s,
         Err(e) => {
-            let (line, column) = e.position();
-            return fail(
-                StatusCode::BAD_REQUEST,
-                "TsqlError",
-                format!("{line}:{column}: {e}"),
-            );
+            return fail(StatusCode::BAD_REQUEST, "TsqlError", e.to_string());
         }
     };
     // Translate everything first: an unsupported statement changes nothing.

@@ -103,6 +103,20 @@ pub enum AdminRefusal {
     /// The node is shutting down.
     #[error("the replica is shutting down")]
     ShuttingDown,
+    /// This replica's endpoint address cannot be bound.
+    #[error("cannot listen on the replica endpoint {address}: {message}; free the port or change ENDPOINT_URL")]
+    EndpointBind {
+        /// The address.
+        address: String,
+        /// The system's error.
+        message: String,
+    },
+    /// The data directory holds the log of an earlier group this replica no longer knows.
+    #[error("{} holds log records of an earlier availability group; move the data directory away (or restore its state.json) before CREATE or JOIN", path.display())]
+    LeftoverLog {
+        /// The WAL file.
+        path: std::path::PathBuf,
+    },
 }
 
 /// What an admin command gets back.
@@ -474,9 +488,29 @@ impl State {
             if config.cluster_type != ClusterType::None {
                 return Err(AdminRefusal::NeedsClusterManager(config.cluster_type));
             }
+            if self.replica.config().is_some() {
+                // The core refuses it too; checking here keeps the probes below off a live
+                // endpoint.
+                return Ok(());
+            }
             if let Some(me) = config.replicas.iter().find(|r| r.name == self.name) {
-                endpoint_address(&me.name, me.endpoint_url.as_deref())
-                    .map_err(AdminRefusal::Endpoint)?;
+                let address = match self.endpoint_override {
+                    Some(address) => address.to_string(),
+                    None => endpoint_address(&me.name, me.endpoint_url.as_deref())
+                        .map_err(AdminRefusal::Endpoint)?,
+                };
+                // Bind now, so that a taken port is refused instead of stopping the node
+                // after the command was answered.
+                std::net::TcpListener::bind(&address).map_err(|e| AdminRefusal::EndpointBind {
+                    address: address.clone(),
+                    message: e.to_string(),
+                })?;
+            }
+            for i in 0..config.databases.len() {
+                let path = self.data_dir.wal_path(DatabaseId(i as u8));
+                if std::fs::metadata(&path).is_ok_and(|m| m.len() > crate::wal::WAL_HEADER_LEN) {
+                    return Err(AdminRefusal::LeftoverLog { path });
+                }
             }
         }
         Ok(())
