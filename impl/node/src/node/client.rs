@@ -21,6 +21,10 @@ use tokio::sync::{mpsc, oneshot};
 /// Longest request line accepted (bytes); a longer one closes the connection.
 pub const MAX_LINE: usize = 1 << 20;
 
+/// Requests of one connection that may wait for their replies at the same time; beyond
+/// that, the connection is not read until some are answered (backpressure).
+pub const MAX_IN_FLIGHT: usize = 1024;
+
 /// Most bytes (keys plus values) one transaction may write. A commit is one log record, and
 /// a `Log` frame carries up to 64 records within 16 MiB (docs/wire.md), so a record must stay
 /// well under 256 KiB.
@@ -268,6 +272,7 @@ async fn connection(stream: TcpStream, driver: Driver) {
         }
         let _ = write_half.shutdown().await;
     });
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut generation = driver.client_generation.clone();
     generation.borrow_and_update();
     let mut reader = BufReader::new(read_half);
@@ -307,6 +312,11 @@ async fn connection(stream: TcpStream, driver: Driver) {
         let id = request.id;
         let driver = driver.clone();
         let replies = replies_tx.clone();
+        // Backpressure: a client that pipelines more than MAX_IN_FLIGHT requests without
+        // reading the replies is not read from until some are answered.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
         match request.op {
             ClientOpJson::Intent { intent: new } => {
                 intent = match new {
@@ -314,11 +324,13 @@ async fn connection(stream: TcpStream, driver: Driver) {
                     IntentJson::ReadOnly => ApplicationIntent::ReadOnly,
                 };
                 let _ = replies.send(ClientReplyJson::new(Some(id), "ok"));
+                drop(permit);
             }
             ClientOpJson::Transact { db, txn, writes } => {
                 tokio::spawn(async move {
                     let answer = transact(&driver, db, intent, TxnId(txn), writes).await;
                     let _ = replies.send(ClientReplyJson::from_answer(id, answer, true));
+                    drop(permit);
                 });
             }
             op => {
@@ -328,6 +340,7 @@ async fn connection(stream: TcpStream, driver: Driver) {
                 tokio::spawn(async move {
                     let answer = rx.await.unwrap_or(Err(RequestError::ShuttingDown));
                     let _ = replies.send(ClientReplyJson::from_answer(id, answer, commit));
+                    drop(permit);
                 });
             }
         }
