@@ -24,7 +24,7 @@ pub fn run(args: &DemoArgs) -> Result<Exit, ClusterError> {
     if args.dir.is_none() && result.is_ok() {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
-        println!("replica logs and data are in {}", dir.display());
+        eprintln!("replica logs and data are in {}", dir.display());
     }
     result
 }

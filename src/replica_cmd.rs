@@ -32,6 +32,8 @@ impl ReplicaError {
 /// Runs the replica.
 pub fn run(args: &ReplicaArgs) -> Result<Exit, ReplicaError> {
     let config = NodeConfig::load(&args.config)?;
+    // Every log line of the process carries the replica's name.
+    let span = tracing::info_span!("replica", name = %config.name);
     // One thread for the driver, its storage, the connections and the APIs: a commit crosses
     // no thread boundary inside the process, which keeps latency low on small machines.
     // HADR_MULTI_THREAD=1 uses tokio's multi-threaded scheduler instead.
@@ -55,7 +57,8 @@ pub fn run(args: &ReplicaArgs) -> Result<Exit, ReplicaError> {
         };
         // A spawned task, not the block_on future: the driver yields to the connection
         // writers before each fsync, and spawned tasks are scheduled fairly among themselves.
-        match tokio::spawn(hadr_node::node::run(config, shutdown)).await {
+        use tracing::Instrument as _;
+        match tokio::spawn(hadr_node::node::run(config, shutdown).instrument(span)).await {
             Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic.into_panic()),
         }
