@@ -93,3 +93,14 @@ fn the_node_depends_on_the_core_but_not_on_the_spec() {
         &["hadr-core", "tokio"],
     );
 }
+
+/// The cluster manager speaks the core's vocabulary (ManagerRequest, ManagerEvent) to etcd;
+/// it knows nothing of the spec.
+#[test]
+fn the_cluster_manager_depends_on_the_core_but_not_on_the_spec() {
+    assert_free_of(
+        "hadr-manager",
+        &["hadr-model", "stateright", "hadr-node"],
+        &["hadr-core", "etcd-client"],
+    );
+}

@@ -1,0 +1,875 @@
+//! [`EtcdManager`]: the etcd operations behind each [`ManagerRequest`].
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
+    TxnOp, WatchOptions,
+};
+use hadr_core::{Epoch, ManagerEvent, ManagerRequest, PromotionKind, SyncStatePublication};
+use hadr_types::ReplicaId;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+/// The caller's monotonic clock: milliseconds since `origin`, the same numbers the core is fed
+/// (the node's `State::start`).
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    /// A clock counting from `origin`.
+    pub fn new(origin: Instant) -> Self {
+        Clock { origin }
+    }
+
+    /// Milliseconds since the origin.
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// How to reach etcd and how long leases last.
+#[derive(Clone, Debug)]
+pub struct ManagerConfig {
+    /// etcd client URLs, e.g. `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// Keys live under `<prefix>/<ag>/`.
+    pub prefix: String,
+    /// The availability group's name.
+    pub ag: String,
+    /// This replica.
+    pub replica: ReplicaId,
+    /// The lease's TTL in etcd (whole seconds: etcd counts leases in seconds).
+    pub lease_ttl: Duration,
+    /// Subtracted from every lease end told to the core (see the crate doc's inequality).
+    pub safety_margin: Duration,
+    /// How often the primary renews its lease.
+    pub renew_interval: Duration,
+    /// Longest wait for one etcd request (a renewal waits at most until the lease ends).
+    pub request_timeout: Duration,
+}
+
+impl ManagerConfig {
+    /// Defaults: prefix `/hadr`, TTL 5 s, margin 500 ms, renewal every 1 s, requests time out
+    /// after 1 s.
+    pub fn new(endpoints: Vec<String>, ag: impl Into<String>, replica: ReplicaId) -> Self {
+        ManagerConfig {
+            endpoints,
+            prefix: "/hadr".to_owned(),
+            ag: ag.into(),
+            replica,
+            lease_ttl: Duration::from_secs(5),
+            safety_margin: Duration::from_millis(500),
+            renew_interval: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// Checks the inequalities the lease needs.
+    pub fn validate(&self) -> Result<(), ManagerError> {
+        let invalid = |why: String| Err(ManagerError::Config(why));
+        if self.endpoints.is_empty() {
+            return invalid("no etcd endpoint".to_owned());
+        }
+        if self.ag.is_empty() || self.ag.contains('/') {
+            return invalid(format!(
+                "availability group name {:?} must be non-empty and contain no '/'",
+                self.ag
+            ));
+        }
+        if self.lease_ttl.subsec_nanos() != 0 || self.lease_ttl.as_secs() == 0 {
+            return invalid(format!(
+                "lease TTL {:?} must be a whole number of seconds, at least 1 (etcd counts leases in seconds)",
+                self.lease_ttl
+            ));
+        }
+        if self.safety_margin >= self.lease_ttl {
+            return invalid(format!(
+                "safety margin {:?} must be below the lease TTL {:?}: the primary would never hold a lease",
+                self.safety_margin, self.lease_ttl
+            ));
+        }
+        if self.renew_interval.is_zero()
+            || self.renew_interval >= self.lease_ttl - self.safety_margin
+        {
+            return invalid(format!(
+                "renewal interval {:?} must be positive and leave time to renew before the lease ends (TTL {:?} − margin {:?})",
+                self.renew_interval, self.lease_ttl, self.safety_margin
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return invalid("request timeout must be positive".to_owned());
+        }
+        Ok(())
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        self.lease_ttl.as_secs() * 1000
+    }
+
+    fn margin_ms(&self) -> u64 {
+        u64::try_from(self.safety_margin.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// What went wrong talking to etcd.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// The configuration breaks a lease inequality or names nothing to connect to.
+    #[error("invalid cluster-manager configuration: {0}")]
+    Config(String),
+    /// etcd answered with an error, or could not be reached.
+    #[error("etcd {what}: {source}")]
+    Etcd {
+        /// The operation.
+        what: &'static str,
+        /// The client's error.
+        source: etcd_client::Error,
+    },
+    /// etcd did not answer in time (no quorum, a stopped or unreachable member).
+    #[error("etcd did not answer {what} within {timeout_ms} ms")]
+    Timeout {
+        /// The operation.
+        what: &'static str,
+        /// The time allowed.
+        timeout_ms: u64,
+    },
+    /// A key holds something this crate did not write.
+    #[error("malformed value at etcd key {key}: {detail}")]
+    Malformed {
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+}
+
+/// The value of the `leader` key: who is primary, under which term and lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderInfo {
+    /// The primary.
+    pub replica: ReplicaId,
+    /// The term the manager granted it (the core's epoch term is at least this).
+    pub term: u64,
+    /// The etcd lease the key is bound to.
+    pub lease: i64,
+}
+
+/// One observation of the `leader` key by [`EtcdManager::watch_leader`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaderObservation {
+    /// The primary holding the lease, or `None`: no lease, another replica may be promoted.
+    pub leader: Option<LeaderInfo>,
+    /// The etcd revision the observation is from.
+    pub revision: i64,
+}
+
+/// An unsolicited event of the keepalive task, tagged with the lease it is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseEvent {
+    /// The lease generation: compare with [`EtcdManager::lease_generation`] and drop events of
+    /// an older one ([`EtcdManager::spawn`] does).
+    pub generation: u64,
+    /// `LeaseRenewed` or `LeaseLost`.
+    pub event: ManagerEvent,
+}
+
+enum Command {
+    Core(ManagerRequest),
+    TryAutomaticFailover,
+}
+
+/// The node's side of a [spawned](EtcdManager::spawn) manager.
+#[derive(Clone)]
+pub struct ManagerHandle {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl ManagerHandle {
+    /// Queues a request of the core (`Output::Manager`); `false` if the task ended.
+    pub fn send(&self, request: ManagerRequest) -> bool {
+        self.commands.send(Command::Core(request)).is_ok()
+    }
+
+    /// Queues an automatic-failover attempt of this replica (R-FAIL-2), which the core did not
+    /// ask for: a grant reaches the sink as `Promote { kind: Automatic, .. }`, a denial is
+    /// dropped (the core has no request to answer). Call it when [`EtcdManager::watch_leader`]
+    /// shows no leader and the node's failure policy (R-FAIL-7) agrees; the manager itself
+    /// refuses replicas that are not failover-ready in the newest publication.
+    pub fn try_automatic_failover(&self) -> bool {
+        self.commands.send(Command::TryAutomaticFailover).is_ok()
+    }
+}
+
+/// The fixed-width encoding of a publication's `(epoch, version)` stored at `config_seq`: its
+/// byte order is the order of `(epoch.term, epoch.replica, epoch.generation, version)`, so etcd
+/// can compare it in a transaction.
+pub fn publication_seq(epoch: Epoch, version: u64) -> String {
+    format!(
+        "{:020}.{:03}.{:010}.{:020}",
+        epoch.term, epoch.replica.0, epoch.generation, version
+    )
+}
+
+struct Keys {
+    prefix: String,
+    leader: String,
+    term: String,
+    sync: String,
+    config_seq: String,
+}
+
+impl Keys {
+    fn new(config: &ManagerConfig) -> Self {
+        let prefix = format!("{}/{}/", config.prefix.trim_end_matches('/'), config.ag);
+        Keys {
+            leader: format!("{prefix}leader"),
+            term: format!("{prefix}term"),
+            sync: format!("{prefix}sync"),
+            config_seq: format!("{prefix}config_seq"),
+            prefix,
+        }
+    }
+}
+
+struct Held {
+    lease: i64,
+    keepalive: AbortHandle,
+}
+
+#[derive(Default)]
+struct LeaseState {
+    /// Bumped at every grant and every release: events of an older generation are stale.
+    generation: u64,
+    held: Option<Held>,
+}
+
+/// The etcd cluster manager of one replica.
+pub struct EtcdManager {
+    client: Client,
+    config: ManagerConfig,
+    clock: Clock,
+    keys: Arc<Keys>,
+    state: Arc<Mutex<LeaseState>>,
+    unsolicited_tx: mpsc::UnboundedSender<LeaseEvent>,
+    unsolicited_rx: Mutex<Option<mpsc::UnboundedReceiver<LeaseEvent>>>,
+}
+
+impl Drop for EtcdManager {
+    /// Stops renewing without revoking (like a crash): the lease runs out by itself.
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.state.lock() {
+            if let Some(held) = state.held.take() {
+                held.keepalive.abort();
+            }
+        }
+    }
+}
+
+async fn timed<T>(
+    timeout: Duration,
+    what: &'static str,
+    request: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, ManagerError> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(source)) => Err(ManagerError::Etcd { what, source }),
+        Err(_) => Err(ManagerError::Timeout {
+            what,
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        }),
+    }
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(key: &str, kv: &KeyValue) -> Result<T, ManagerError> {
+    serde_json::from_slice(kv.value()).map_err(|e| ManagerError::Malformed {
+        key: key.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+fn parse_term(key: &str, kv: &KeyValue) -> Result<u64, ManagerError> {
+    std::str::from_utf8(kv.value())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ManagerError::Malformed {
+            key: key.to_owned(),
+            detail: format!("not a term: {:?}", String::from_utf8_lossy(kv.value())),
+        })
+}
+
+/// What the promotion read found.
+struct Snapshot {
+    leader: Option<LeaderInfo>,
+    term: u64,
+    term_rev: i64,
+    publication: Option<SyncStatePublication>,
+    sync_rev: i64,
+}
+
+impl EtcdManager {
+    /// Connects to etcd (checking the configuration first).
+    pub async fn connect(config: ManagerConfig, clock: Clock) -> Result<Self, ManagerError> {
+        config.validate()?;
+        let options = ConnectOptions::new()
+            .with_connect_timeout(config.request_timeout)
+            .with_keep_alive(config.request_timeout, config.request_timeout);
+        let client = timed(
+            config.request_timeout * 2,
+            "connect",
+            Client::connect(&config.endpoints, Some(options)),
+        )
+        .await?;
+        let (unsolicited_tx, unsolicited_rx) = mpsc::unbounded_channel();
+        Ok(EtcdManager {
+            client,
+            keys: Arc::new(Keys::new(&config)),
+            config,
+            clock,
+            state: Arc::new(Mutex::new(LeaseState::default())),
+            unsolicited_tx,
+            unsolicited_rx: Mutex::new(Some(unsolicited_rx)),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ManagerConfig {
+        &self.config
+    }
+
+    /// The clock lease ends are computed on.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// The unsolicited events (`LeaseRenewed`, `LeaseLost`) of the keepalive task, once; `None`
+    /// after the first call (and after [`spawn`](Self::spawn), which takes them).
+    pub fn take_events(&self) -> Option<mpsc::UnboundedReceiver<LeaseEvent>> {
+        self.unsolicited_rx.lock().ok()?.take()
+    }
+
+    /// The current lease generation (see [`LeaseEvent`]).
+    pub fn lease_generation(&self) -> u64 {
+        self.state.lock().map(|s| s.generation).unwrap_or(0)
+    }
+
+    /// The lease this replica holds, if any.
+    pub fn held_lease(&self) -> Option<i64> {
+        self.state.lock().ok()?.held.as_ref().map(|h| h.lease)
+    }
+
+    /// Performs one request of the core; `now_ms` is the caller's clock when it was emitted.
+    ///
+    /// Errors talking to etcd never escape: a promotion that could not be granted is
+    /// `PromotionDenied`, a publication that could not be stored is not confirmed (the core
+    /// keeps waiting as the contract says), a release that failed leaves the lease to expire.
+    pub async fn handle(&self, now_ms: u64, request: ManagerRequest) -> Vec<ManagerEvent> {
+        match request {
+            ManagerRequest::RequestPromotion { kind } => {
+                match self.request_promotion(now_ms, kind).await {
+                    Ok(Some(event)) => vec![event],
+                    Ok(None) => vec![ManagerEvent::PromotionDenied],
+                    Err(error) => {
+                        tracing::warn!(%error, ?kind, "promotion request failed");
+                        vec![ManagerEvent::PromotionDenied]
+                    }
+                }
+            }
+            ManagerRequest::ReleaseLease => {
+                if let Err(error) = self.release_lease().await {
+                    tracing::warn!(%error, "could not revoke the lease; it expires by itself");
+                }
+                Vec::new()
+            }
+            ManagerRequest::PublishSyncState(publication) => {
+                let (epoch, version) = (publication.epoch, publication.version);
+                match self.publish(&publication).await {
+                    Ok(true) => vec![ManagerEvent::SyncStatePublished { epoch, version }],
+                    Ok(false) => Vec::new(),
+                    Err(error) => {
+                        tracing::warn!(%error, %epoch, version, "publication not stored");
+                        Vec::new()
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the manager in a task and returns its handle: requests are handled one at a time,
+    /// in the order sent, and every event (answers, and the current lease's keepalive events,
+    /// in the order they happened) goes to `sink`. Dropping every handle releases the lease and
+    /// ends the task; so does `sink` returning `false`.
+    pub fn spawn(
+        self: Arc<Self>,
+        sink: impl Fn(ManagerEvent) -> bool + Send + 'static,
+    ) -> ManagerHandle {
+        let (tx, mut commands) = mpsc::unbounded_channel::<Command>();
+        let mut unsolicited = self.take_events();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(event) = async {
+                        match unsolicited.as_mut() {
+                            Some(rx) => rx.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        if event.generation == self.lease_generation() && !sink(event.event) {
+                            break;
+                        }
+                    }
+                    command = commands.recv() => {
+                        let (request, answer_denial) = match command {
+                            None => break,
+                            Some(Command::Core(request)) => (request, true),
+                            Some(Command::TryAutomaticFailover) => (
+                                ManagerRequest::RequestPromotion { kind: PromotionKind::Automatic },
+                                false,
+                            ),
+                        };
+                        let now = self.clock.now_ms();
+                        for event in self.handle(now, request).await {
+                            if event == ManagerEvent::PromotionDenied && !answer_denial {
+                                continue;
+                            }
+                            if !sink(event) {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            if let Err(error) = self.release_lease().await {
+                tracing::warn!(%error, "could not revoke the lease at shutdown");
+            }
+        });
+        ManagerHandle { commands: tx }
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, ManagerError> {
+        let mut kv = self.client.kv_client();
+        let answer = timed(
+            self.config.request_timeout,
+            "read",
+            kv.get(
+                self.keys.prefix.as_bytes(),
+                Some(GetOptions::new().with_prefix()),
+            ),
+        )
+        .await?;
+        let mut snapshot = Snapshot {
+            leader: None,
+            term: 0,
+            term_rev: 0,
+            publication: None,
+            sync_rev: 0,
+        };
+        for kv in answer.kvs() {
+            let key = kv.key();
+            if key == self.keys.leader.as_bytes() {
+                snapshot.leader = Some(parse_json(&self.keys.leader, kv)?);
+            } else if key == self.keys.term.as_bytes() {
+                snapshot.term = parse_term(&self.keys.term, kv)?;
+                snapshot.term_rev = kv.mod_revision();
+            } else if key == self.keys.sync.as_bytes() {
+                snapshot.publication = Some(parse_json(&self.keys.sync, kv)?);
+                snapshot.sync_rev = kv.mod_revision();
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// `Ok(None)`: denied by the rules; `Ok(Some(Promote))`: granted.
+    async fn request_promotion(
+        &self,
+        now_ms: u64,
+        kind: PromotionKind,
+    ) -> Result<Option<ManagerEvent>, ManagerError> {
+        let me = self.config.replica;
+        let snapshot = self.snapshot().await?;
+        if let Some(leader) = snapshot.leader {
+            tracing::info!(
+                ?kind,
+                holder = leader.replica.0,
+                term = leader.term,
+                "promotion denied: a primary holds the lease"
+            );
+            return Ok(None);
+        }
+        let published_term = snapshot.publication.as_ref().map_or(0, |p| p.epoch.term);
+        if kind == PromotionKind::Automatic {
+            // R-FAIL-2 / R-QUORUM-4: only a failover-ready replica of the newest primary's
+            // newest publication. A publication of an epoch older than the last granted term
+            // is stale: the primary of that term may have committed past it.
+            let Some(publication) = &snapshot.publication else {
+                tracing::info!("automatic promotion denied: no synchronization state published");
+                return Ok(None);
+            };
+            if publication.epoch.term < snapshot.term {
+                tracing::info!(published = %publication.epoch, granted_term = snapshot.term, "automatic promotion denied: the publication predates the last granted term");
+                return Ok(None);
+            }
+            if !publication.failover_ready.contains(&me) {
+                tracing::info!(replica = me.0, failover_ready = ?publication.failover_ready, "automatic promotion denied: not failover-ready");
+                return Ok(None);
+            }
+        }
+        let term = snapshot.term.max(published_term) + 1;
+        let mut lease_client = self.client.lease_client();
+        let t0 = now_ms.min(self.clock.now_ms());
+        let grant = timed(
+            self.config.request_timeout,
+            "lease grant",
+            lease_client.grant(self.config.lease_ttl.as_secs() as i64, None),
+        )
+        .await?;
+        let lease = grant.id();
+        let ttl_ms = self
+            .config
+            .ttl_ms()
+            .min(u64::try_from(grant.ttl()).unwrap_or(0) * 1000);
+        let lease_until_ms = (t0 + ttl_ms).saturating_sub(self.config.margin_ms());
+        let info = LeaderInfo {
+            replica: me,
+            term,
+            lease,
+        };
+        let mut compares = vec![
+            Compare::version(self.keys.leader.as_str(), CompareOp::Equal, 0),
+            Compare::mod_revision(self.keys.term.as_str(), CompareOp::Equal, snapshot.term_rev),
+        ];
+        if kind == PromotionKind::Automatic {
+            compares.push(Compare::mod_revision(
+                self.keys.sync.as_str(),
+                CompareOp::Equal,
+                snapshot.sync_rev,
+            ));
+        }
+        let txn = Txn::new().when(compares).and_then(vec![
+            TxnOp::put(
+                self.keys.leader.as_str(),
+                serde_json::to_vec(&info).expect("LeaderInfo serializes"),
+                Some(PutOptions::new().with_lease(lease)),
+            ),
+            TxnOp::put(self.keys.term.as_str(), term.to_string(), None),
+        ]);
+        let mut kv = self.client.kv_client();
+        let granted = match timed(self.config.request_timeout, "promotion txn", kv.txn(txn)).await {
+            Ok(answer) => answer.succeeded(),
+            Err(error) => {
+                self.revoke_quietly(lease).await;
+                return Err(error);
+            }
+        };
+        if !granted {
+            tracing::info!(
+                ?kind,
+                "promotion denied: the leader, term or publication changed meanwhile"
+            );
+            self.revoke_quietly(lease).await;
+            return Ok(None);
+        }
+        if self.clock.now_ms() >= lease_until_ms {
+            // The core would refuse a grant that already ended and stay where it is; the
+            // lease must then not block every other promotion until it expires.
+            tracing::warn!(
+                lease_until_ms,
+                "promotion granted too late to use; releasing it"
+            );
+            self.revoke_quietly(lease).await;
+            return Ok(None);
+        }
+        self.start_keepalive(lease, lease_until_ms);
+        tracing::info!(
+            ?kind,
+            replica = me.0,
+            term,
+            lease,
+            lease_until_ms,
+            "promoted"
+        );
+        Ok(Some(ManagerEvent::Promote {
+            kind,
+            lease_until_ms,
+            term_at_least: term,
+        }))
+    }
+
+    async fn revoke_quietly(&self, lease: i64) {
+        let mut lease_client = self.client.lease_client();
+        if let Err(error) = timed(
+            self.config.request_timeout,
+            "lease revoke",
+            lease_client.revoke(lease),
+        )
+        .await
+        {
+            tracing::debug!(%error, lease, "revoke failed; the lease expires by itself");
+        }
+    }
+
+    fn start_keepalive(&self, lease: i64, lease_until_ms: u64) {
+        let mut state = self.state.lock().expect("lease state lock");
+        if let Some(old) = state.held.take() {
+            old.keepalive.abort();
+        }
+        state.generation += 1;
+        let generation = state.generation;
+        let task = tokio::spawn(keepalive(
+            self.client.clone(),
+            self.config.clone(),
+            self.clock,
+            self.state.clone(),
+            self.unsolicited_tx.clone(),
+            generation,
+            lease,
+            lease_until_ms,
+        ));
+        state.held = Some(Held {
+            lease,
+            keepalive: task.abort_handle(),
+        });
+    }
+
+    /// Stops renewing and revokes the lease (the `leader` key goes with it).
+    pub async fn release_lease(&self) -> Result<(), ManagerError> {
+        let held = {
+            let mut state = self.state.lock().expect("lease state lock");
+            state.generation += 1;
+            state.held.take()
+        };
+        let Some(held) = held else { return Ok(()) };
+        held.keepalive.abort();
+        let mut lease_client = self.client.lease_client();
+        timed(
+            self.config.request_timeout,
+            "lease revoke",
+            lease_client.revoke(held.lease),
+        )
+        .await?;
+        tracing::info!(lease = held.lease, "lease released");
+        Ok(())
+    }
+
+    /// Stores `publication` unless one with an equal or higher `(epoch, version)` is stored;
+    /// `Ok(true)` when stored.
+    pub async fn publish(&self, publication: &SyncStatePublication) -> Result<bool, ManagerError> {
+        let seq = publication_seq(publication.epoch, publication.version);
+        let json = serde_json::to_vec(publication).expect("publication serializes");
+        let puts = || {
+            vec![
+                TxnOp::put(self.keys.sync.as_str(), json.clone(), None),
+                TxnOp::put(self.keys.config_seq.as_str(), seq.clone(), None),
+            ]
+        };
+        let mut kv = self.client.kv_client();
+        // etcd compares bytes; a value compare on a missing key is false, hence the second
+        // transaction for the very first publication.
+        let newer = Txn::new()
+            .when(vec![Compare::value(
+                self.keys.config_seq.as_str(),
+                CompareOp::Less,
+                seq.clone(),
+            )])
+            .and_then(puts());
+        if timed(self.config.request_timeout, "publish txn", kv.txn(newer))
+            .await?
+            .succeeded()
+        {
+            return Ok(true);
+        }
+        let first = Txn::new()
+            .when(vec![Compare::version(
+                self.keys.config_seq.as_str(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then(puts());
+        let stored = timed(self.config.request_timeout, "publish txn", kv.txn(first))
+            .await?
+            .succeeded();
+        if !stored {
+            tracing::debug!(epoch = %publication.epoch, version = publication.version, "publication refused: not newer than the stored one");
+        }
+        Ok(stored)
+    }
+
+    /// The stored publication, if any.
+    pub async fn stored_publication(&self) -> Result<Option<SyncStatePublication>, ManagerError> {
+        Ok(self.snapshot().await?.publication)
+    }
+
+    /// The highest term granted so far (0: none).
+    pub async fn granted_term(&self) -> Result<u64, ManagerError> {
+        Ok(self.snapshot().await?.term)
+    }
+
+    /// Who holds the lease now.
+    pub async fn leader(&self) -> Result<Option<LeaderInfo>, ManagerError> {
+        Ok(self.snapshot().await?.leader)
+    }
+
+    /// Follows the `leader` key: first its current value, then every change. The watch
+    /// reconnects by itself after errors (sending the then-current value again); it ends when
+    /// the receiver is dropped. A SYNC+AUTOMATIC secondary requests an automatic promotion
+    /// when it sees `leader: None` (and its own policy, R-FAIL-7, agrees).
+    pub fn watch_leader(&self) -> mpsc::UnboundedReceiver<LeaderObservation> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = self.client.clone();
+        let keys = self.keys.clone();
+        let timeout = self.config.request_timeout;
+        tokio::spawn(async move {
+            while !tx.is_closed() {
+                if let Err(error) = watch_once(&client, &keys, timeout, &tx).await {
+                    tracing::debug!(%error, "leader watch interrupted; restarting");
+                }
+                tokio::select! {
+                    _ = tx.closed() => break,
+                    _ = tokio::time::sleep(timeout / 4) => {}
+                }
+            }
+        });
+        rx
+    }
+}
+
+async fn watch_once(
+    client: &Client,
+    keys: &Keys,
+    timeout: Duration,
+    tx: &mpsc::UnboundedSender<LeaderObservation>,
+) -> Result<(), ManagerError> {
+    let mut kv = client.kv_client();
+    let answer = timed(timeout, "read leader", kv.get(keys.leader.as_str(), None)).await?;
+    let revision = answer.header().map_or(0, |h| h.revision());
+    let leader = match answer.kvs().first() {
+        Some(kv) => Some(parse_json(&keys.leader, kv)?),
+        None => None,
+    };
+    if tx.send(LeaderObservation { leader, revision }).is_err() {
+        return Ok(());
+    }
+    let mut watch_client = client.watch_client();
+    let mut stream = timed(
+        timeout,
+        "watch leader",
+        watch_client.watch(
+            keys.leader.as_str(),
+            Some(WatchOptions::new().with_start_revision(revision + 1)),
+        ),
+    )
+    .await?;
+    loop {
+        let message = tokio::select! {
+            _ = tx.closed() => return Ok(()),
+            message = stream.message() => message,
+        };
+        let Some(response) = message.map_err(|source| ManagerError::Etcd {
+            what: "watch leader",
+            source,
+        })?
+        else {
+            return Ok(());
+        };
+        if response.canceled() {
+            return Ok(());
+        }
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            let leader = match event.event_type() {
+                EventType::Put => Some(parse_json(&keys.leader, kv)?),
+                EventType::Delete => None,
+            };
+            let observation = LeaderObservation {
+                leader,
+                revision: kv.mod_revision(),
+            };
+            if tx.send(observation).is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Renews `lease` every `renew_interval` until a renewal fails or the lease ends on the
+/// caller's clock; reports each renewal and the loss, while `generation` is current.
+#[allow(clippy::too_many_arguments)]
+async fn keepalive(
+    client: Client,
+    config: ManagerConfig,
+    clock: Clock,
+    state: Arc<Mutex<LeaseState>>,
+    events: mpsc::UnboundedSender<LeaseEvent>,
+    generation: u64,
+    lease: i64,
+    mut lease_until_ms: u64,
+) {
+    let emit = |event: ManagerEvent, lost: bool| {
+        let mut state = state.lock().expect("lease state lock");
+        if state.generation != generation {
+            return false;
+        }
+        if lost {
+            state.held = None;
+        }
+        // Sent under the lock: a release that bumps the generation happens before or after.
+        let _ = events.send(LeaseEvent { generation, event });
+        true
+    };
+    let ttl_ms = config.ttl_ms();
+    let margin_ms = config.margin_ms();
+    let mut lease_client = client.lease_client();
+    let mut keeper = None;
+    loop {
+        tokio::time::sleep(config.renew_interval).await;
+        let t0 = clock.now_ms();
+        let Some(left) = lease_until_ms.checked_sub(t0).filter(|&l| l > 0) else {
+            break;
+        };
+        let wait = config.request_timeout.min(Duration::from_millis(left));
+        let renewal = async {
+            // The stream is opened once; its first exchange is a renewal itself.
+            if keeper.is_none() {
+                let (k, s) = lease_client.keep_alive(lease).await?;
+                keeper = Some((k, s));
+                return Ok::<_, etcd_client::Error>(Some(config.lease_ttl.as_secs() as i64));
+            }
+            let (k, s) = keeper.as_mut().expect("opened above");
+            k.keep_alive().await?;
+            Ok(s.message().await?.map(|r| r.ttl()))
+        };
+        match timed(wait, "lease keepalive", renewal).await {
+            Ok(Some(ttl)) if ttl > 0 => {
+                let ttl_ms = ttl_ms.min(u64::try_from(ttl).unwrap_or(0) * 1000);
+                lease_until_ms = (t0 + ttl_ms).saturating_sub(margin_ms);
+                if !emit(ManagerEvent::LeaseRenewed { lease_until_ms }, false) {
+                    return;
+                }
+            }
+            Ok(_) => {
+                tracing::warn!(lease, "lease expired in etcd");
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(%error, lease, "lease renewal failed");
+                break;
+            }
+        }
+    }
+    if !emit(ManagerEvent::LeaseLost, true) {
+        return;
+    }
+    tracing::warn!(lease, "lease lost; revoking what may remain of it");
+    drop(keeper);
+    let _ = timed(
+        config.request_timeout,
+        "lease revoke",
+        lease_client.revoke(lease),
+    )
+    .await;
+}
