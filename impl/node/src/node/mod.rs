@@ -649,7 +649,10 @@ impl State {
             }
             Output::Redo { database, up_to } => {
                 // The data is the core's; redo is reported in batches (REDO_DELAY), never on a
-                // commit's path (R-SYNC-2), always after the fsync that covered it.
+                // commit's path (R-SYNC-2), always after the fsync that covered it. A batch may
+                // be reported after the completions of later fsyncs: the one relaxation of the
+                // emission order, which the core accepts (redo only moves forward and is
+                // clamped to what is hardened; a revert flushes the pending redo first).
                 let pending = self.redo_pending.entry(database).or_insert(up_to);
                 *pending = (*pending).max(up_to);
                 self.redo_due
