@@ -339,6 +339,25 @@ impl Wal {
         Ok(())
     }
 
+    /// A second handle on the file, for an fsync performed elsewhere (a flusher thread) while
+    /// this one goes on appending; report what it made durable with [`Wal::mark_durable`].
+    pub fn sync_handle(&self) -> Result<File, WalError> {
+        self.file
+            .try_clone()
+            .map_err(io_error(&self.path, "duplicate"))
+    }
+
+    /// Records that an fsync through [`Wal::sync_handle`], started when the log ended at
+    /// `lsn`, finished: everything up to `lsn` is durable.
+    pub fn mark_durable(&mut self, lsn: Lsn) {
+        if lsn > self.durable && lsn <= self.last_lsn() {
+            self.durable = lsn;
+            if lsn == self.last_lsn() {
+                self.dirty = false;
+            }
+        }
+    }
+
     /// The LSN of the last record appended (durable or not); `Lsn(0)` for an empty log.
     pub fn last_lsn(&self) -> Lsn {
         Lsn(self.index.len() as u64)

@@ -150,6 +150,12 @@ pub(crate) enum Event {
         command: AdminCommand,
         reply: oneshot::Sender<AdminAnswer>,
     },
+    /// A flusher thread finished an fsync.
+    Flushed {
+        database: DatabaseId,
+        up_to: hadr_types::Lsn,
+        result: Result<(), String>,
+    },
     Status {
         reply: oneshot::Sender<Option<(ReplicaStatus, ReplicaObservation)>>,
     },
@@ -171,6 +177,12 @@ impl Driver {
     }
 }
 
+/// A background fsync in flight.
+struct Flushing {
+    /// Storage outputs of the database that must wait for it (a revert, and what follows it).
+    deferred: Vec<Output>,
+}
+
 struct PeerConnection {
     peer: ReplicaId,
     writer: mpsc::Sender<Vec<u8>>,
@@ -188,6 +200,12 @@ struct State {
     wals: HashMap<DatabaseId, Wal>,
     /// Databases with an fsync requested and not yet performed.
     sync_pending: BTreeSet<DatabaseId>,
+    /// Background fsyncs in flight, per database (see `after_input`).
+    flushing: HashMap<DatabaseId, Flushing>,
+    /// The flusher thread of each database, started on first use.
+    flushers: HashMap<DatabaseId, std::sync::mpsc::Sender<hadr_types::Lsn>>,
+    /// Appends performed since the last fsync decision: more than one means load.
+    turn_appends: usize,
     /// Redo asked for and not yet reported, per database (the highest LSN).
     redo_pending: BTreeMap<DatabaseId, hadr_types::Lsn>,
     /// When the pending redo is reported.
@@ -286,6 +304,9 @@ pub async fn run(
         timers: BTreeMap::new(),
         wals,
         sync_pending: BTreeSet::new(),
+        flushing: HashMap::new(),
+        flushers: HashMap::new(),
+        turn_appends: 0,
         redo_pending: BTreeMap::new(),
         redo_due: None,
         sent: false,
@@ -455,6 +476,25 @@ impl State {
                 let _ = reply.send(status);
             }
             Event::Manager(event) => self.replica.handle_manager(now, event),
+            Event::Flushed {
+                database,
+                up_to,
+                result,
+            } => {
+                if let Err(message) = result {
+                    return Err(StorageError::Flush { database, message }.into());
+                }
+                let deferred = self
+                    .flushing
+                    .remove(&database)
+                    .map(|f| f.deferred)
+                    .unwrap_or_default();
+                self.wal(database)?.mark_durable(up_to);
+                self.report(hadr_core::StorageEvent::LogHardened { database, up_to })?;
+                for output in deferred {
+                    self.perform(output)?;
+                }
+            }
         }
         Ok(())
     }
@@ -557,7 +597,13 @@ impl State {
             while let Some(output) = self.replica.poll_output() {
                 self.perform(output)?;
             }
-            if self.sync_pending.is_empty() {
+            if self
+                .sync_pending
+                .iter()
+                .all(|db| self.flushing.contains_key(db))
+            {
+                // Nothing to sync, or only databases whose fsync in flight will be followed
+                // by another when it completes.
                 break;
             }
             if std::mem::take(&mut self.sent) {
@@ -576,9 +622,23 @@ impl State {
                     continue;
                 }
             }
-            let pending: Vec<DatabaseId> = self.sync_pending.iter().copied().collect();
+            // Under load (several appends since the last fsync) the fsync runs on a flusher
+            // thread while this task goes on receiving, appending and shipping, so that the
+            // disk is never idle between two flushes; otherwise it runs here, which spares a
+            // lone commit two thread hand-offs.
+            let background = std::mem::take(&mut self.turn_appends) > 1;
+            let pending: Vec<DatabaseId> = self
+                .sync_pending
+                .iter()
+                .copied()
+                .filter(|db| !self.flushing.contains_key(db))
+                .collect();
             for database in pending {
-                self.sync(database)?;
+                if background {
+                    self.start_flush(database)?;
+                } else {
+                    self.sync(database)?;
+                }
             }
         }
         if self.net.is_none() {
@@ -590,6 +650,19 @@ impl State {
     }
 
     fn perform(&mut self, output: Output) -> Result<(), NodeError> {
+        // While a background fsync of a database runs, a revert of it (and every storage
+        // output after the revert) waits for it: completions are reported in emission order.
+        if let Output::AppendLog { database, .. }
+        | Output::Fsync { database, .. }
+        | Output::RevertLog { database, .. } = &output
+        {
+            if let Some(flushing) = self.flushing.get_mut(database) {
+                if !flushing.deferred.is_empty() || matches!(output, Output::RevertLog { .. }) {
+                    flushing.deferred.push(output);
+                    return Ok(());
+                }
+            }
+        }
         match output {
             Output::PersistState(state) => {
                 // Durable before anything after it (the ordering contract). Opening the WALs
@@ -640,6 +713,7 @@ impl State {
                 self.drop_connection(connection);
             }
             Output::AppendLog { database, records } => {
+                self.turn_appends += 1;
                 self.wal(database)?
                     .append(&records)
                     .map_err(|source| StorageError::Wal { database, source })?;
@@ -714,6 +788,63 @@ impl State {
         self.wals
             .get_mut(&database)
             .ok_or(NodeError::NoWal(database))
+    }
+
+    /// Hands a pending fsync of `database` to its flusher thread.
+    fn start_flush(&mut self, database: DatabaseId) -> Result<(), NodeError> {
+        self.sync_pending.remove(&database);
+        let wal = self.wal(database)?;
+        let (up_to, durable) = (wal.last_lsn(), wal.durable_lsn());
+        if up_to <= durable {
+            return self.report(hadr_core::StorageEvent::LogHardened {
+                database,
+                up_to: durable,
+            });
+        }
+        if !self.flushers.contains_key(&database) {
+            let file = self
+                .wal(database)?
+                .sync_handle()
+                .map_err(|source| StorageError::Wal { database, source })?;
+            let events = self.events.clone();
+            let (tx, rx) = std::sync::mpsc::channel::<hadr_types::Lsn>();
+            std::thread::Builder::new()
+                .name(format!("flush-{}", database.0))
+                .spawn(move || {
+                    while let Ok(up_to) = rx.recv() {
+                        let result = file.sync_data().map_err(|e| e.to_string());
+                        let failed = result.is_err();
+                        let _ = events.send(Event::Flushed {
+                            database,
+                            up_to,
+                            result,
+                        });
+                        if failed {
+                            return;
+                        }
+                    }
+                })
+                .map_err(|source| StorageError::Thread { source })?;
+            self.flushers.insert(database, tx);
+        }
+        let sent = self
+            .flushers
+            .get(&database)
+            .is_some_and(|tx| tx.send(up_to).is_ok());
+        if !sent {
+            return Err(StorageError::Flush {
+                database,
+                message: "the flusher thread is gone".to_owned(),
+            }
+            .into());
+        }
+        self.flushing.insert(
+            database,
+            Flushing {
+                deferred: Vec::new(),
+            },
+        );
+        Ok(())
     }
 
     /// Performs a pending fsync of `database`, if any, and reports it.

@@ -43,6 +43,20 @@ pub enum StorageError {
         /// What the decoder said.
         message: String,
     },
+    /// A background fsync of a write-ahead log failed.
+    #[error("fsync of the write-ahead log of {database} failed: {message}")]
+    Flush {
+        /// The database.
+        database: DatabaseId,
+        /// The system's error.
+        message: String,
+    },
+    /// A flusher thread could not be started.
+    #[error("cannot start a flusher thread: {source}")]
+    Thread {
+        /// The system's error.
+        source: std::io::Error,
+    },
     /// A write-ahead log failed.
     #[error("write-ahead log of {database}: {source}")]
     Wal {
