@@ -203,7 +203,16 @@ async fn demo(
             acknowledged.len()
         ),
     );
-    let lost = count_lost(cluster.replicas[1].client, &acknowledged).await?;
+    let missing = crate::local_cluster::missing_writes(
+        cluster.replicas[1].client,
+        "read_write",
+        &acknowledged,
+    )
+    .await?;
+    for key in &missing {
+        println!("   LOST: {key}");
+    }
+    let lost = missing.len();
     println!(
         "   {} of {} acknowledged commits found on R1",
         acknowledged.len() - lost,
@@ -251,24 +260,6 @@ struct Counts {
     committed: AtomicU32,
     refused: AtomicU32,
     indefinite: AtomicU32,
-}
-
-/// How many of the acknowledged writes the replica at `address` does not show.
-pub async fn count_lost(
-    address: std::net::SocketAddr,
-    acknowledged: &BTreeMap<String, String>,
-) -> Result<usize, ClusterError> {
-    let mut client = Client::connect(address).await?;
-    let db = DatabaseRef::Name("db1".to_owned());
-    let mut lost = 0;
-    for (key, value) in acknowledged {
-        let reply = client.read(&db, key).await?;
-        if reply.value.as_ref().and_then(|v| v.as_deref()) != Some(value.as_str()) {
-            lost += 1;
-            println!("   LOST: {key} (read: {:?})", reply.value);
-        }
-    }
-    Ok(lost)
 }
 
 async fn print_views(cluster: &LocalCluster, primary: usize) {

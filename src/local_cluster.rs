@@ -88,6 +88,34 @@ pub fn runtime_and_exe() -> Result<(tokio::runtime::Runtime, PathBuf), ClusterEr
     Ok((runtime, exe))
 }
 
+/// The writes of `expected` (key → value) that the replica whose client API is at `address`
+/// does not show, read on one connection with the given ApplicationIntent (`read_write` or
+/// `read_only`) from database `db1`. A read that is not answered with a value is an error.
+pub async fn missing_writes(
+    address: SocketAddr,
+    intent: &str,
+    expected: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<String>, ClusterError> {
+    let mut client = hadr_node::api::Client::connect(address).await?;
+    client.intent(intent).await?;
+    let db = hadr_node::node::DatabaseRef::Name("db1".to_owned());
+    let mut missing = Vec::new();
+    for (key, value) in expected {
+        let reply = client.read(&db, key).await?;
+        if reply.outcome != "value" {
+            return Err(ApiError::Protocol {
+                address,
+                message: format!("read of {key}: {reply:?}"),
+            }
+            .into());
+        }
+        if reply.value.as_ref().and_then(|v| v.as_deref()) != Some(value.as_str()) {
+            missing.push(key.clone());
+        }
+    }
+    Ok(missing)
+}
+
 /// Replica processes on loopback. Dropping it kills every process it started.
 pub struct LocalCluster {
     exe: PathBuf,

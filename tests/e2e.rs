@@ -108,17 +108,9 @@ async fn missing(
     intent: &str,
     expected: &BTreeMap<String, String>,
 ) -> Vec<String> {
-    let mut client = Client::connect(address).await.unwrap();
-    client.intent(intent).await.unwrap();
-    let mut lost = Vec::new();
-    for (key, value) in expected {
-        let r = client.read(&db(), key).await.unwrap();
-        assert_eq!(r.outcome, "value", "read of {key} on {address}: {r:?}");
-        if r.value.as_ref().and_then(|v| v.as_deref()) != Some(value.as_str()) {
-            lost.push(key.clone());
-        }
-    }
-    lost
+    hadr::local_cluster::missing_writes(address, intent, expected)
+        .await
+        .unwrap()
 }
 
 /// Waits (up to 30 s) until the replica at `address` shows every write of `expected`: a

@@ -448,32 +448,33 @@ async fn transact(
         ) => return ask(ClientOp::Commit { txn }).await,
         other => return Ok(other),
     }
-    // The writes need no round trip each: the driver handles events in order. Whatever
-    // happens to a write, the commit's answer is the transaction's outcome: a write is refused
-    // only when the transaction is gone (then the commit cannot commit it) or too large (then
-    // the transaction is rolled back first).
-    let mut pending = Vec::new();
-    let mut bytes = 0usize;
-    for (key, value) in writes {
-        bytes += key.len() + value.len();
-        if bytes > MAX_TRANSACTION_BYTES {
-            let _ = ask(ClientOp::Rollback { txn }).await;
-            return Err(RequestError::TransactionTooLarge {
-                limit: MAX_TRANSACTION_BYTES,
-            });
-        }
-        pending.push(submit(
-            driver,
-            db.clone(),
-            intent,
-            ClientOp::Write { txn, key, value },
-        ));
-    }
+    // The writes need no round trip each: the driver handles events in order. The commit's
+    // answer is the transaction's outcome: a write is refused only when the transaction is
+    // gone (then the commit cannot commit it) or too large (then the driver rolled it back
+    // before the commit arrived, and that is the answer).
+    let pending: Vec<_> = writes
+        .into_iter()
+        .map(|(key, value)| {
+            submit(
+                driver,
+                db.clone(),
+                intent,
+                ClientOp::Write { txn, key, value },
+            )
+        })
+        .collect();
     let commit = ask(ClientOp::Commit { txn });
+    let mut too_large = None;
     for rx in pending {
-        let _ = rx.await;
+        if let Ok(Err(error @ RequestError::TransactionTooLarge { .. })) = rx.await {
+            too_large.get_or_insert(error);
+        }
     }
-    commit.await
+    let answer = commit.await;
+    match too_large {
+        Some(error) => Err(error),
+        None => answer,
+    }
 }
 
 #[cfg(test)]

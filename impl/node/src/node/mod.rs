@@ -405,9 +405,7 @@ impl State {
             } => self.replica.handle_message(now, peer, connection, message),
             Event::PeerClosed { peer, connection } => {
                 if self.connections.contains_key(&connection) {
-                    self.drop_connection(connection);
-                    self.replica
-                        .handle_connection(now, ConnectionEvent::Closed { peer, connection });
+                    self.close_connection(peer, connection);
                 }
             }
             Event::Client {
@@ -570,6 +568,14 @@ impl State {
         }
     }
 
+    /// Drops a connection and tells the core it closed.
+    fn close_connection(&mut self, peer: ReplicaId, connection: ConnectionId) {
+        self.drop_connection(connection);
+        let now = self.now();
+        self.replica
+            .handle_connection(now, ConnectionEvent::Closed { peer, connection });
+    }
+
     fn drop_connection(&mut self, connection: ConnectionId) {
         if let Some(c) = self.connections.remove(&connection) {
             for task in &c.tasks {
@@ -692,15 +698,7 @@ impl State {
                         // A Send that cannot be performed closes its connection, now: nothing
                         // after it may go out on it (ordering contract, rule 6).
                         tracing::warn!(peer = %to, %connection, "send queue full or closed: closing the connection");
-                        self.drop_connection(connection);
-                        let now = self.now();
-                        self.replica.handle_connection(
-                            now,
-                            ConnectionEvent::Closed {
-                                peer: to,
-                                connection,
-                            },
-                        );
+                        self.close_connection(to, connection);
                     }
                 }
             }
