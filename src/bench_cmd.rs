@@ -38,7 +38,17 @@ pub struct BenchResult {
 pub fn run(args: &BenchArgs) -> Result<Exit, ClusterError> {
     let (runtime, exe) = crate::local_cluster::runtime_and_exe()?;
     let dir = std::env::temp_dir().join(format!("hadr-bench-{}", std::process::id()));
-    let result = runtime.block_on(bench(&exe, &dir, args));
+    let result = match &args.what {
+        None => runtime.block_on(bench(&exe, &dir, args)),
+        #[cfg(feature = "etcd")]
+        Some(crate::cli::BenchCommand::Failover(failover)) => {
+            runtime.block_on(crate::failover::bench(&exe, &dir, failover))
+        }
+        #[cfg(not(feature = "etcd"))]
+        Some(crate::cli::BenchCommand::Failover(_)) => {
+            Err(ClusterError::Etcd(crate::NO_ETCD_SUPPORT.to_owned()))
+        }
+    };
     let _ = std::fs::remove_dir_all(&dir);
     result
 }

@@ -51,6 +51,20 @@ pub struct DemoArgs {
     /// after a successful run).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// The cluster manager: `none` (CLUSTER_TYPE = NONE, forced failover by the operator) or
+    /// `etcd` (CLUSTER_TYPE = EXTERNAL, automatic failover; needs a build with `--features
+    /// etcd` and an etcd binary).
+    #[arg(long, value_enum, default_value_t = ClusterKind::None)]
+    pub cluster: ClusterKind,
+}
+
+/// The cluster manager of `hadr demo`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClusterKind {
+    /// No cluster manager: CLUSTER_TYPE = NONE.
+    None,
+    /// A local etcd: CLUSTER_TYPE = EXTERNAL with automatic failover.
+    Etcd,
 }
 
 /// Options of `hadr bench`.
@@ -65,6 +79,45 @@ pub struct BenchArgs {
     /// One JSON object per client count on standard output.
     #[arg(long)]
     pub json: bool,
+    /// Another benchmark instead of commit throughput.
+    #[command(subcommand)]
+    pub what: Option<BenchCommand>,
+}
+
+/// The benchmarks of `hadr bench` besides commit throughput.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Automatic failover time under etcd: SIGKILL of the primary → first commit acknowledged
+    /// by the new primary (needs a build with `--features etcd` and an etcd binary).
+    Failover(FailoverBenchArgs),
+}
+
+/// Options of `hadr bench failover`.
+#[derive(Debug, Args)]
+pub struct FailoverBenchArgs {
+    /// Failovers measured per lease setting.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub rounds: u64,
+    /// etcd lease TTLs to measure, in ms, comma-separated (whole seconds: etcd counts leases
+    /// in seconds). The primary commits for 3/4 of the lease after each renewal.
+    #[arg(long, value_delimiter = ',', default_value = "2000", value_parser = parse_lease_ms)]
+    pub lease_ms: Vec<u32>,
+    /// One JSON object per lease setting on standard output: lease_ms, rounds, median_ms,
+    /// p99_ms, min_ms, lost_commits.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_lease_ms(text: &str) -> Result<u32, String> {
+    let ms: u32 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of milliseconds"))?;
+    if ms == 0 || ms % 1000 != 0 || ms > 600_000 {
+        return Err(format!(
+            "lease {ms} ms: must be a whole number of seconds between 1000 and 600000 (etcd counts leases in seconds)"
+        ));
+    }
+    Ok(ms)
 }
 
 /// Options of `hadr check`.

@@ -2,7 +2,7 @@
 //! of the primary; a forced failover to the synchronized secondary; a check that no
 //! acknowledged commit was lost; the old primary restarted and rejoined as a secondary.
 
-use crate::cli::DemoArgs;
+use crate::cli::{ClusterKind, DemoArgs};
 use crate::local_cluster::{ClusterError, LocalCluster};
 use crate::Exit;
 use hadr_node::api::Client;
@@ -20,7 +20,13 @@ pub fn run(args: &DemoArgs) -> Result<Exit, ClusterError> {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir().join(format!("hadr-demo-{}", std::process::id())),
     };
-    let result = runtime.block_on(demo(&exe, &dir, args));
+    let result = match args.cluster {
+        ClusterKind::None => runtime.block_on(demo(&exe, &dir, args)),
+        #[cfg(feature = "etcd")]
+        ClusterKind::Etcd => runtime.block_on(crate::failover::demo(&exe, &dir, args)),
+        #[cfg(not(feature = "etcd"))]
+        ClusterKind::Etcd => Err(ClusterError::Etcd(crate::NO_ETCD_SUPPORT.to_owned())),
+    };
     if args.dir.is_none() && result.is_ok() {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
@@ -262,7 +268,7 @@ struct Counts {
     indefinite: AtomicU32,
 }
 
-async fn print_views(cluster: &LocalCluster, primary: usize) {
+pub(crate) async fn print_views(cluster: &LocalCluster, primary: usize) {
     let admin = cluster.admin(primary);
     if let Ok(r) = admin.get("/dm_hadr/availability_replica_states").await {
         println!(

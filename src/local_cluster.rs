@@ -61,6 +61,9 @@ pub enum ClusterError {
         /// The answer.
         body: String,
     },
+    /// The local etcd could not be started, or this build has no etcd support.
+    #[error("etcd: {0}")]
+    Etcd(String),
     /// A condition was not reached in time.
     #[error("timed out after {seconds} s waiting until {what}")]
     Timeout {
@@ -214,6 +217,112 @@ impl LocalCluster {
             "CREATE AVAILABILITY GROUP [demo]\nWITH (CLUSTER_TYPE = NONE, REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = {required_synchronized})\nFOR DATABASE [db1]\nREPLICA ON\n{};\n",
             replicas.join(",\n")
         )
+    }
+
+    /// Points replica `i` at the etcd client URLs `endpoints` (its node.toml's
+    /// `etcd_endpoints`), for CLUSTER_TYPE = EXTERNAL groups. Takes effect at its next start.
+    pub fn set_etcd_endpoints(&self, i: usize, endpoints: &[String]) -> Result<(), ClusterError> {
+        let spec = &self.replicas[i];
+        let path = spec.data_dir.with_file_name(format!("{}.toml", spec.name));
+        let list: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+        let toml = format!(
+            "name = \"{}\"\ndata_dir = \"{}\"\nclient_listen = \"{}\"\nadmin_listen = \"{}\"\netcd_endpoints = [{}]\n",
+            spec.name,
+            spec.data_dir.display(),
+            spec.client,
+            spec.admin,
+            list.join(", ")
+        );
+        std::fs::write(&path, toml).map_err(|source| ClusterError::Io {
+            what: format!("writing {}", path.display()),
+            source,
+        })
+    }
+
+    /// The `AgConfig` (JSON) of a CLUSTER_TYPE = EXTERNAL group: one database `db1`, replica
+    /// `i` in `modes[i]`; synchronous-commit replicas have FAILOVER_MODE = EXTERNAL (automatic
+    /// failover through etcd), the others MANUAL. `lease_ttl_ms` is the etcd lease (a whole
+    /// number of seconds); the primary commits for 3/4 of it after each renewal and renews
+    /// every 1/8.
+    pub fn external_config(&self, modes: &[&str], lease_ttl_ms: u32) -> serde_json::Value {
+        let replicas: Vec<serde_json::Value> = self
+            .replicas
+            .iter()
+            .zip(modes)
+            .map(|(r, mode)| {
+                let failover = if mode.starts_with("SYNC") {
+                    "EXTERNAL"
+                } else {
+                    "MANUAL"
+                };
+                serde_json::json!({
+                    "name": r.name,
+                    "endpoint_url": format!("tcp://{}", r.endpoint),
+                    "availability_mode": mode,
+                    "failover_mode": failover,
+                    "session_timeout_s": self.session_timeout_s,
+                    "seeding_mode": "AUTOMATIC",
+                    "secondary_role": { "allow_connections": "ALL" },
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "name": "demo",
+            "cluster_type": "EXTERNAL",
+            "databases": ["db1"],
+            "replicas": replicas,
+            "lease": {
+                "ttl_ms": lease_ttl_ms,
+                "validity_ms": lease_ttl_ms / 4 * 3,
+                "renew_interval_ms": lease_ttl_ms / 8,
+                "clock_drift_margin_ms": lease_ttl_ms / 10,
+            },
+        })
+    }
+
+    /// Creates the EXTERNAL group of [`LocalCluster::external_config`] on replica 0, joins
+    /// the others, and waits until every synchronous-commit secondary is SYNCHRONIZED.
+    pub async fn create_external_group(
+        &self,
+        modes: &[&str],
+        lease_ttl_ms: u32,
+    ) -> Result<(), ClusterError> {
+        let config = self.external_config(modes, lease_ttl_ms);
+        self.must(
+            0,
+            "CREATE AVAILABILITY GROUP",
+            self.admin(0).post_json("/ag/create", &config).await,
+        )
+        .await?;
+        for i in 1..self.replicas.len() {
+            self.must(
+                i,
+                "JOIN",
+                self.admin(i).post_json("/ag/join", &config).await,
+            )
+            .await?;
+        }
+        self.wait_synchronized(0, modes).await
+    }
+
+    /// Waits until, seen from primary `p`, every other synchronous-commit replica is
+    /// SYNCHRONIZED and every other one SYNCHRONIZING.
+    pub async fn wait_synchronized(&self, p: usize, modes: &[&str]) -> Result<(), ClusterError> {
+        for (i, mode) in modes.iter().enumerate() {
+            if i == p {
+                continue;
+            }
+            let want = if mode.starts_with("SYNC") {
+                "SYNCHRONIZED"
+            } else {
+                "SYNCHRONIZING"
+            };
+            self.wait_until(&format!("R{i} is {want}"), 30, || async move {
+                self.sync_state(p, i).await.as_deref() == Some(want)
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Starts replica `i`'s process (on its existing data, if any).
@@ -405,18 +514,7 @@ impl LocalCluster {
             )
             .await?;
         }
-        for (i, mode) in modes.iter().enumerate().skip(1) {
-            let want = if mode.starts_with("SYNC") {
-                "SYNCHRONIZED"
-            } else {
-                "SYNCHRONIZING"
-            };
-            self.wait_until(&format!("R{i} is {want}"), 30, || async move {
-                self.sync_state(0, i).await.as_deref() == Some(want)
-            })
-            .await?;
-        }
-        Ok(())
+        self.wait_synchronized(0, modes).await
     }
 }
 

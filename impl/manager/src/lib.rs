@@ -40,6 +40,7 @@
 
 #![warn(missing_docs)]
 
+pub mod local;
 mod manager;
 #[cfg(feature = "testing")]
 pub mod testing;

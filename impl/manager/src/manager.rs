@@ -51,11 +51,16 @@ pub struct ManagerConfig {
     pub renew_interval: Duration,
     /// Longest wait for one etcd request (a renewal waits at most until the lease ends).
     pub request_timeout: Duration,
+    /// R-FAIL-7's failure threshold: at most this many automatic failovers per
+    /// `failover_period` (counted in etcd, so every replica sees the same count).
+    pub failover_threshold: u32,
+    /// The period of the failure threshold.
+    pub failover_period: Duration,
 }
 
 impl ManagerConfig {
     /// Defaults: prefix `/hadr`, TTL 5 s, margin 500 ms, renewal every 1 s, requests time out
-    /// after 1 s.
+    /// after 1 s, at most 2 automatic failovers per 6 hours (R-FAIL-7's n − 1 for 3 replicas).
     pub fn new(endpoints: Vec<String>, ag: impl Into<String>, replica: ReplicaId) -> Self {
         ManagerConfig {
             endpoints,
@@ -66,6 +71,8 @@ impl ManagerConfig {
             safety_margin: Duration::from_millis(500),
             renew_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
+            failover_threshold: 2,
+            failover_period: Duration::from_secs(6 * 3600),
         }
     }
 
@@ -221,6 +228,7 @@ struct Keys {
     term: String,
     sync: String,
     config_seq: String,
+    failovers: String,
 }
 
 impl Keys {
@@ -231,6 +239,7 @@ impl Keys {
             term: format!("{prefix}term"),
             sync: format!("{prefix}sync"),
             config_seq: format!("{prefix}config_seq"),
+            failovers: format!("{prefix}failovers"),
             prefix,
         }
     }
@@ -268,6 +277,12 @@ impl Drop for EtcdManager {
             }
         }
     }
+}
+
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 async fn timed<T>(
@@ -309,6 +324,9 @@ struct Snapshot {
     term_rev: i64,
     publication: Option<SyncStatePublication>,
     sync_rev: i64,
+    /// Wall-clock times (ms since the Unix epoch) of the automatic failovers on record.
+    failovers: Vec<u64>,
+    failovers_rev: i64,
 }
 
 impl EtcdManager {
@@ -468,6 +486,8 @@ impl EtcdManager {
             term_rev: 0,
             publication: None,
             sync_rev: 0,
+            failovers: Vec::new(),
+            failovers_rev: 0,
         };
         for kv in answer.kvs() {
             let key = kv.key();
@@ -479,6 +499,9 @@ impl EtcdManager {
             } else if key == self.keys.sync.as_bytes() {
                 snapshot.publication = Some(parse_json(&self.keys.sync, kv)?);
                 snapshot.sync_rev = kv.mod_revision();
+            } else if key == self.keys.failovers.as_bytes() {
+                snapshot.failovers = parse_json(&self.keys.failovers, kv)?;
+                snapshot.failovers_rev = kv.mod_revision();
             }
         }
         Ok(snapshot)
@@ -519,6 +542,27 @@ impl EtcdManager {
                 return Ok(None);
             }
         }
+        // R-FAIL-7's failure threshold, on the wall clock: the period is hours, and every
+        // replica must count the same failovers.
+        let wall_ms = wall_clock_ms();
+        let period_ms = u64::try_from(self.config.failover_period.as_millis()).unwrap_or(u64::MAX);
+        let mut failovers: Vec<u64> = snapshot
+            .failovers
+            .iter()
+            .copied()
+            .filter(|&at| at.saturating_add(period_ms) > wall_ms)
+            .collect();
+        if kind == PromotionKind::Automatic {
+            if failovers.len() >= self.config.failover_threshold as usize {
+                tracing::warn!(
+                    threshold = self.config.failover_threshold,
+                    period_s = self.config.failover_period.as_secs(),
+                    "automatic promotion denied: the failure threshold is reached (R-FAIL-7); fail over manually"
+                );
+                return Ok(None);
+            }
+            failovers.push(wall_ms);
+        }
         let term = snapshot.term.max(published_term) + 1;
         let mut lease_client = self.client.lease_client();
         let t0 = now_ms.min(self.clock.now_ms());
@@ -543,21 +587,32 @@ impl EtcdManager {
             Compare::version(self.keys.leader.as_str(), CompareOp::Equal, 0),
             Compare::mod_revision(self.keys.term.as_str(), CompareOp::Equal, snapshot.term_rev),
         ];
-        if kind == PromotionKind::Automatic {
-            compares.push(Compare::mod_revision(
-                self.keys.sync.as_str(),
-                CompareOp::Equal,
-                snapshot.sync_rev,
-            ));
-        }
-        let txn = Txn::new().when(compares).and_then(vec![
+        let mut puts = vec![
             TxnOp::put(
                 self.keys.leader.as_str(),
                 serde_json::to_vec(&info).expect("LeaderInfo serializes"),
                 Some(PutOptions::new().with_lease(lease)),
             ),
             TxnOp::put(self.keys.term.as_str(), term.to_string(), None),
-        ]);
+        ];
+        if kind == PromotionKind::Automatic {
+            compares.push(Compare::mod_revision(
+                self.keys.sync.as_str(),
+                CompareOp::Equal,
+                snapshot.sync_rev,
+            ));
+            compares.push(Compare::mod_revision(
+                self.keys.failovers.as_str(),
+                CompareOp::Equal,
+                snapshot.failovers_rev,
+            ));
+            puts.push(TxnOp::put(
+                self.keys.failovers.as_str(),
+                serde_json::to_vec(&failovers).expect("timestamps serialize"),
+                None,
+            ));
+        }
+        let txn = Txn::new().when(compares).and_then(puts);
         let mut kv = self.client.kv_client();
         let granted = match timed(self.config.request_timeout, "promotion txn", kv.txn(txn)).await {
             Ok(answer) => answer.succeeded(),

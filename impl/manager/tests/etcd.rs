@@ -285,6 +285,55 @@ async fn automatic_promotion_only_for_failover_ready_replicas_of_the_newest_epoc
     assert_eq!(r3.granted_term().await.unwrap(), 4);
 }
 
+/// R-FAIL-7: the failure threshold counts automatic failovers in etcd, across replicas; a
+/// manual failover is not counted and is not limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failure_threshold_stops_automatic_failovers_but_not_manual_ones() {
+    let server = EtcdServer::start();
+    let clock = Clock::new(Instant::now());
+    let with_threshold = |replica: u8| {
+        let mut c = config(&server, "ag-threshold", replica);
+        c.failover_threshold = 1;
+        c
+    };
+    let r1 = EtcdManager::connect(with_threshold(1), clock)
+        .await
+        .unwrap();
+    let r2 = EtcdManager::connect(with_threshold(2), clock)
+        .await
+        .unwrap();
+    let r3 = EtcdManager::connect(with_threshold(3), clock)
+        .await
+        .unwrap();
+    let auto = || promote(PromotionKind::Automatic);
+    let publish = |term: u64, primary: u8, ready: &'static [u8]| {
+        ManagerRequest::PublishSyncState(publication(term, primary, 1, ready))
+    };
+
+    promoted(
+        &r1.handle(clock.now_ms(), promote(PromotionKind::Initial))
+            .await,
+    )
+    .unwrap();
+    r1.handle(clock.now_ms(), publish(1, 1, &[2, 3])).await;
+    r1.handle(clock.now_ms(), ManagerRequest::ReleaseLease)
+        .await;
+    promoted(&r2.handle(clock.now_ms(), auto()).await).expect("the first automatic failover");
+    r2.handle(clock.now_ms(), publish(2, 2, &[1, 3])).await;
+    r2.handle(clock.now_ms(), ManagerRequest::ReleaseLease)
+        .await;
+    assert_eq!(
+        r3.handle(clock.now_ms(), auto()).await,
+        vec![ManagerEvent::PromotionDenied],
+        "a second automatic failover within the period breaks the threshold of 1"
+    );
+    promoted(
+        &r3.handle(clock.now_ms(), promote(PromotionKind::Planned))
+            .await,
+    )
+    .expect("a manual failover is not limited by the threshold");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_renews_and_a_frozen_etcd_loses_the_lease_before_it_ends() {
     let server = EtcdServer::start();

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 /// data_dir = "/var/lib/hadr/r0"    # state file and one WAL per database
 /// client_listen = "127.0.0.1:7100" # client API (newline-delimited JSON over TCP)
 /// admin_listen = "127.0.0.1:7200"  # admin API (HTTP + JSON)
+/// etcd_endpoints = ["http://127.0.0.1:2379"]  # only for CLUSTER_TYPE = EXTERNAL groups
 /// ```
 ///
 /// The replica endpoint (peer-to-peer TCP) listens on the address of this replica's
@@ -32,6 +33,11 @@ pub struct NodeConfig {
     /// replica's ENDPOINT_URL). Useful to listen on `0.0.0.0`.
     #[serde(default)]
     pub endpoint_listen: Option<SocketAddr>,
+    /// etcd client URLs, e.g. `["http://127.0.0.1:2379"]`: the cluster manager of
+    /// `CLUSTER_TYPE = EXTERNAL` groups (a build with the `etcd` feature). Empty: EXTERNAL
+    /// groups are refused.
+    #[serde(default)]
+    pub etcd_endpoints: Vec<String>,
 }
 
 /// Why a node configuration could not be used.

@@ -229,6 +229,10 @@ fn refusal_code(refusal: &AdminRefusal) -> (StatusCode, String) {
         AdminRefusal::NeedsClusterManager(_) => {
             (StatusCode::CONFLICT, "NeedsClusterManager".to_owned())
         }
+        AdminRefusal::ClusterManager(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ClusterManagerUnavailable".to_owned(),
+        ),
         AdminRefusal::Endpoint(_) => (StatusCode::BAD_REQUEST, "BadEndpointUrl".to_owned()),
         AdminRefusal::EndpointBind { .. } => (StatusCode::CONFLICT, "EndpointInUse".to_owned()),
         AdminRefusal::LeftoverLog { .. } => (StatusCode::CONFLICT, "LeftoverLog".to_owned()),

@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod client;
+mod cluster;
 mod peers;
 pub mod storage;
 
@@ -94,9 +95,12 @@ pub enum AdminRefusal {
     /// The core refused the command.
     #[error("{0}")]
     Core(AdminError),
-    /// The configuration needs a cluster manager this build does not have.
-    #[error("CLUSTER_TYPE = {0} needs a cluster manager; this node supports CLUSTER_TYPE = NONE (the etcd cluster manager is not part of this build)")]
-    NeedsClusterManager(ClusterType),
+    /// The configuration needs a cluster manager this node cannot provide.
+    #[error("this CLUSTER_TYPE needs a cluster manager: {0}")]
+    NeedsClusterManager(String),
+    /// The cluster manager (etcd) could not be reached or refused the configuration.
+    #[error("cannot attach to the cluster manager: {0}")]
+    ClusterManager(String),
     /// This replica's endpoint cannot be used.
     #[error("{0}")]
     Endpoint(EndpointError),
@@ -159,8 +163,21 @@ pub(crate) enum Event {
     Status {
         reply: oneshot::Sender<Option<(ReplicaStatus, ReplicaObservation)>>,
     },
-    #[allow(dead_code)] // the cluster-manager seam (CLUSTER_TYPE = EXTERNAL)
+    /// The cluster manager's answer or unsolicited news (CLUSTER_TYPE = EXTERNAL).
+    // Only the etcd build constructs it; the core's seam is there in every build.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     Manager(ManagerEvent),
+    /// Who holds the primary's lease in etcd, at every change (and every second while nobody).
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    Leader(Option<cluster::Leader>),
+    /// The cluster manager is attached (at start-up of a recovered EXTERNAL replica).
+    ManagerAttached(cluster::ClusterManager),
+    /// The cluster manager a CREATE or JOIN needed is attached: the command goes on.
+    AdminAttached {
+        manager: cluster::ClusterManager,
+        command: AdminCommand,
+        reply: oneshot::Sender<AdminAnswer>,
+    },
 }
 
 /// A handle on the driver, for the servers.
@@ -220,6 +237,9 @@ struct State {
     next_request: u64,
     net: Option<Arc<PeerNet>>,
     client_generation: watch::Sender<u64>,
+    /// The cluster manager (CLUSTER_TYPE = EXTERNAL), once attached.
+    manager: Option<cluster::ClusterManager>,
+    manager_settings: cluster::ManagerSettings,
 }
 
 /// Bound of a peer connection's send queue (frames); a peer that falls this far behind is
@@ -317,7 +337,12 @@ pub async fn run(
         next_request: 0,
         net: None,
         client_generation: generation_tx,
+        manager: None,
+        manager_settings: cluster::ManagerSettings {
+            etcd_endpoints: config.etcd_endpoints.clone(),
+        },
     };
+    state.attach_manager_on_recovery();
     state.after_input(&mut events_rx).await?;
     tokio::pin!(shutdown);
     loop {
@@ -465,10 +490,55 @@ impl State {
                     let _ = reply.send(Err(refusal));
                     return Ok(());
                 }
+                if let Some((config, me)) = self.manager_needed(&command) {
+                    // Connect first (off this task); the command goes on in `AdminAttached`.
+                    let (settings, start, events) = (
+                        self.manager_settings.clone(),
+                        self.start,
+                        self.events.clone(),
+                    );
+                    tokio::spawn(async move {
+                        let attached = cluster::ClusterManager::connect(
+                            &settings,
+                            &config,
+                            me,
+                            start,
+                            events.clone(),
+                        )
+                        .await;
+                        match attached {
+                            Ok(manager) => {
+                                let _ = events.send(Event::AdminAttached {
+                                    manager,
+                                    command,
+                                    reply,
+                                });
+                            }
+                            Err(message) => {
+                                let _ = reply.send(Err(AdminRefusal::ClusterManager(message)));
+                            }
+                        }
+                    });
+                    return Ok(());
+                }
                 let request = self.request_id();
                 self.admins.insert(request, reply);
                 self.replica.handle_admin(now, request, command);
             }
+            Event::AdminAttached {
+                manager,
+                command,
+                reply,
+            } => {
+                tracing::info!(replica = %self.name, ag = %manager.ag, "cluster manager attached (etcd)");
+                self.manager = Some(manager);
+                return self.handle(Event::Admin { command, reply });
+            }
+            Event::ManagerAttached(manager) => {
+                tracing::info!(replica = %self.name, ag = %manager.ag, "cluster manager attached (etcd)");
+                self.manager = Some(manager);
+            }
+            Event::Leader(leader) => self.consider_automatic_failover(leader),
             Event::Status { reply } => {
                 let status = self.replica.status().zip(self.replica.observe());
                 let _ = reply.send(status);
@@ -523,8 +593,14 @@ impl State {
         if let AdminCommand::CreateAvailabilityGroup(config)
         | AdminCommand::JoinAvailabilityGroup(config) = command
         {
-            if config.cluster_type != ClusterType::None {
-                return Err(AdminRefusal::NeedsClusterManager(config.cluster_type));
+            match config.cluster_type {
+                ClusterType::None => {}
+                ClusterType::External => self.manager_settings.check()?,
+                ClusterType::Wsfc => {
+                    return Err(AdminRefusal::NeedsClusterManager(
+                        "CLUSTER_TYPE = WSFC needs Windows Server Failover Clustering; use CLUSTER_TYPE = EXTERNAL (etcd) or NONE".to_owned(),
+                    ))
+                }
             }
             if self.replica.config().is_some() {
                 // The core refuses it too; checking here keeps the probes below off a live
@@ -552,6 +628,100 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// The group and this replica's id, when `command` needs a cluster manager that is not
+    /// attached yet (or is attached for another group or replica).
+    fn manager_needed(&self, command: &AdminCommand) -> Option<(hadr_types::AgConfig, ReplicaId)> {
+        let (AdminCommand::CreateAvailabilityGroup(config)
+        | AdminCommand::JoinAvailabilityGroup(config)) = command
+        else {
+            return None;
+        };
+        if config.cluster_type != ClusterType::External || self.replica.config().is_some() {
+            return None;
+        }
+        let me = config
+            .replicas
+            .iter()
+            .position(|r| r.name.eq_ignore_ascii_case(&self.name))
+            .map(|i| ReplicaId(i as u8))?;
+        match &self.manager {
+            Some(m) if m.ag == config.name && m.replica == me => None,
+            _ => Some((config.clone(), me)),
+        }
+    }
+
+    /// A replica recovered into an EXTERNAL group attaches to etcd in the background, trying
+    /// again every second: until then it cannot be promoted, and the core's RequestPromotion
+    /// is denied.
+    fn attach_manager_on_recovery(&self) {
+        let (Some(config), Some(me)) = (self.replica.config().cloned(), self.replica.id()) else {
+            return;
+        };
+        if config.cluster_type != ClusterType::External {
+            return;
+        }
+        if let Err(refusal) = self.manager_settings.check() {
+            tracing::error!(replica = %self.name, %refusal, "the recovered group is CLUSTER_TYPE = EXTERNAL");
+            return;
+        }
+        let (settings, start, events) = (
+            self.manager_settings.clone(),
+            self.start,
+            self.events.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                match cluster::ClusterManager::connect(
+                    &settings,
+                    &config,
+                    me,
+                    start,
+                    events.clone(),
+                )
+                .await
+                {
+                    Ok(manager) => {
+                        let _ = events.send(Event::ManagerAttached(manager));
+                        return;
+                    }
+                    Err(message) => {
+                        tracing::warn!(%message, "cannot attach to etcd yet; trying again in 1 s");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// R-FAIL-2/7: nobody holds the primary's lease. The failure condition of every level
+    /// (1: server down or lease expired) has fired for the old primary, so a SYNCHRONOUS_COMMIT
+    /// replica with an automatic failover mode asks etcd to promote it; etcd grants it only if
+    /// the newest publication lists it as failover-ready (SYNCHRONIZED in every database,
+    /// R-QUORUM-4), the failure threshold allows it, and no other replica won first.
+    fn consider_automatic_failover(&mut self, leader: Option<cluster::Leader>) {
+        let Some(manager) = &self.manager else { return };
+        if let Some(leader) = leader {
+            tracing::debug!(replica = %self.name, primary = leader.replica.0, term = leader.term, "lease holder");
+            return;
+        }
+        let (Some(config), Some(me)) = (self.replica.config(), self.replica.id()) else {
+            return;
+        };
+        let Some(mine) = config.replicas.get(usize::from(me.0)) else {
+            return;
+        };
+        let eligible = mine.availability_mode == hadr_types::AvailabilityMode::SynchronousCommit
+            && matches!(
+                mine.failover_mode,
+                hadr_types::FailoverMode::Automatic | hadr_types::FailoverMode::External
+            )
+            && self.replica.role() != Some(hadr_types::Role::Primary);
+        if eligible {
+            tracing::info!(replica = %self.name, "no primary holds the lease: asking etcd for an automatic failover");
+            manager.try_automatic_failover();
+        }
     }
 
     fn fire_timers(&mut self) {
@@ -770,13 +940,32 @@ impl State {
                 tracing::info!(replica = %self.name, %role, %epoch, "role changed");
             }
             Output::Manager(request) => {
-                tracing::warn!(
-                    ?request,
-                    "no cluster manager in this build (CLUSTER_TYPE = NONE only)"
-                );
+                let sent = self
+                    .manager
+                    .as_ref()
+                    .is_some_and(|m| m.send(request.clone()));
+                if !sent {
+                    tracing::warn!(?request, "no cluster manager attached (yet)");
+                    if matches!(request, hadr_core::ManagerRequest::RequestPromotion { .. }) {
+                        // Without a manager there is no quorum to promote with (R-QUORUM-2).
+                        let _ = self
+                            .events
+                            .send(Event::Manager(ManagerEvent::PromotionDenied));
+                    }
+                }
             }
             Output::Ignored { source, reason } => {
                 tracing::debug!(?source, %reason, "input ignored by the replica");
+                if matches!(
+                    reason,
+                    hadr_core::IgnoredReason::PromotionLeaseExpired { .. }
+                        | hadr_core::IgnoredReason::PromotionWhilePrimary
+                ) {
+                    // An unused lease would be renewed and block every other promotion.
+                    if let Some(manager) = &self.manager {
+                        manager.send(hadr_core::ManagerRequest::ReleaseLease);
+                    }
+                }
             }
         }
         Ok(())

@@ -1,0 +1,175 @@
+//! The cluster manager of `CLUSTER_TYPE = EXTERNAL`: etcd, through `hadr-manager`, behind the
+//! `etcd` cargo feature (building `etcd-client` needs `protoc`). Without the feature, an
+//! EXTERNAL group is refused with [`AdminRefusal::NeedsClusterManager`].
+//!
+//! What the driver gets from here:
+//! - [`ClusterManager::send`]: the core's `ManagerRequest`s, answered later by
+//!   `Event::Manager` (promotion grants, lease renewals and losses, publication receipts);
+//! - `Event::Leader`: every change of the `leader` key in etcd, and every second while there
+//!   is none, so that the driver can decide on an automatic failover (R-FAIL-2/7).
+
+use super::{AdminRefusal, Event};
+use hadr_types::{AgConfig, ReplicaId};
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Who holds the primary's lease, as etcd says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Leader {
+    /// The primary.
+    pub replica: ReplicaId,
+    /// The term etcd granted it.
+    pub term: u64,
+}
+
+/// The cluster manager a node is attached to: one per (availability group, replica).
+pub(crate) struct ClusterManager {
+    /// The group and replica it was attached for.
+    pub ag: String,
+    pub replica: ReplicaId,
+    #[cfg(feature = "etcd")]
+    handle: hadr_manager::ManagerHandle,
+    #[cfg(feature = "etcd")]
+    watch: tokio::task::AbortHandle,
+}
+
+impl Drop for ClusterManager {
+    fn drop(&mut self) {
+        #[cfg(feature = "etcd")]
+        self.watch.abort();
+    }
+}
+
+/// What the node's configuration says about the cluster manager.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ManagerSettings {
+    /// etcd client URLs (`etcd_endpoints` in node.toml).
+    pub etcd_endpoints: Vec<String>,
+}
+
+impl ManagerSettings {
+    /// Whether an EXTERNAL group can be served by this build and configuration.
+    pub fn check(&self) -> Result<(), AdminRefusal> {
+        if !cfg!(feature = "etcd") {
+            return Err(AdminRefusal::NeedsClusterManager(
+                "this build has no etcd support: build hadr with `--features etcd` (needs protoc: apt-get install -y protobuf-compiler)".to_owned(),
+            ));
+        }
+        if self.etcd_endpoints.is_empty() {
+            return Err(AdminRefusal::NeedsClusterManager(
+                "no etcd endpoint is configured: set `etcd_endpoints = [\"http://127.0.0.1:2379\"]` in this replica's node.toml".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "etcd")]
+fn manager_config(
+    settings: &ManagerSettings,
+    config: &AgConfig,
+    replica: ReplicaId,
+) -> hadr_manager::ManagerConfig {
+    use std::time::Duration;
+    let lease = config.lease;
+    let mut m =
+        hadr_manager::ManagerConfig::new(settings.etcd_endpoints.clone(), &config.name, replica);
+    m.lease_ttl = Duration::from_millis(u64::from(lease.ttl_ms));
+    // The primary commits until `validity_ms` after the renewal was sent; etcd keeps the key
+    // `ttl_ms` after it arrived (AgConfig checks validity + drift margin < ttl, R-QUORUM-3).
+    m.safety_margin = Duration::from_millis(u64::from(lease.ttl_ms - lease.validity_ms));
+    m.renew_interval = Duration::from_millis(u64::from(lease.renew_interval_ms));
+    m.request_timeout = Duration::from_millis(u64::from(lease.renew_interval_ms).clamp(100, 1000));
+    m.failover_threshold = config
+        .policy
+        .failover_threshold
+        .unwrap_or(config.replicas.len().saturating_sub(1) as u32);
+    m.failover_period = Duration::from_secs(u64::from(config.policy.failover_period_h) * 3600);
+    m
+}
+
+impl ClusterManager {
+    /// Connects to etcd for `config`'s group as `replica`, once. Events (including
+    /// `Event::Leader`) go to `events`; `start` is the driver's clock origin.
+    #[cfg(feature = "etcd")]
+    pub async fn connect(
+        settings: &ManagerSettings,
+        config: &AgConfig,
+        replica: ReplicaId,
+        start: Instant,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Result<ClusterManager, String> {
+        let manager_config = manager_config(settings, config, replica);
+        let manager = std::sync::Arc::new(
+            hadr_manager::EtcdManager::connect(manager_config, hadr_manager::Clock::new(start))
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        let mut leader = manager.watch_leader();
+        let sink = events.clone();
+        let handle = manager.spawn(move |event| sink.send(Event::Manager(event)).is_ok());
+        let watch = tokio::spawn(async move {
+            // While nobody holds the lease, remind the driver every second: an automatic
+            // failover that etcd could not grant (a timeout) is tried again.
+            let mut last: Option<Option<Leader>> = None;
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    seen = leader.recv() => {
+                        let Some(seen) = seen else { return };
+                        let now = seen.leader.map(|l| Leader { replica: l.replica, term: l.term });
+                        last = Some(now);
+                        if events.send(Event::Leader(now)).is_err() {
+                            return;
+                        }
+                    }
+                    _ = tick.tick() => {
+                        if last == Some(None) && events.send(Event::Leader(None)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+        .abort_handle();
+        Ok(ClusterManager {
+            ag: config.name.clone(),
+            replica,
+            handle,
+            watch,
+        })
+    }
+
+    /// Without etcd support there is no manager to connect to.
+    #[cfg(not(feature = "etcd"))]
+    pub async fn connect(
+        settings: &ManagerSettings,
+        _config: &AgConfig,
+        _replica: ReplicaId,
+        _start: Instant,
+        _events: mpsc::UnboundedSender<Event>,
+    ) -> Result<ClusterManager, String> {
+        Err(match settings.check() {
+            Err(refusal) => refusal.to_string(),
+            Ok(()) => "no cluster manager in this build".to_owned(),
+        })
+    }
+
+    /// Hands a request of the core to the manager; false if the manager stopped.
+    pub fn send(&self, request: hadr_core::ManagerRequest) -> bool {
+        #[cfg(feature = "etcd")]
+        return self.handle.send(request);
+        #[cfg(not(feature = "etcd"))]
+        {
+            let _ = request;
+            false
+        }
+    }
+
+    /// Asks etcd for an automatic promotion of this replica; etcd grants it only if the newest
+    /// publication lists this replica as failover-ready and the failure threshold allows it.
+    pub fn try_automatic_failover(&self) {
+        #[cfg(feature = "etcd")]
+        self.handle.try_automatic_failover();
+    }
+}
