@@ -298,3 +298,87 @@ async fn quorum_loss_leaves_every_replica_resolving_or_secondary_and_refuses_com
         "commits were attempted without quorum"
     );
 }
+
+/// Bad EXTERNAL configurations get clear errors and change nothing: no etcd endpoint in
+/// node.toml, an etcd that does not answer, a lease etcd cannot grant (not whole seconds), a
+/// lease that could outlive failure detection (R-QUORUM-3). Then a good one is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_external_configurations_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let etcd = LocalEtcd::start(&dir.path().join("etcd"), 1).unwrap_or_else(|e| panic!("{e}"));
+    let mut cluster = LocalCluster::new(
+        std::path::Path::new(env!("CARGO_BIN_EXE_hadr")),
+        dir.path(),
+        2,
+    )
+    .unwrap();
+    // A group of two; only R0 runs.
+    let good = cluster.external_config(&[SYNC, SYNC], LEASE_MS);
+    let admin = cluster.admin(0);
+    let refused = |status: u16, code: &'static str, needle: &'static str| {
+        let admin = admin;
+        move |body: serde_json::Value| async move {
+            let r = admin.post_json("/ag/create", &body).await.unwrap();
+            assert_eq!(
+                (r.status, r.body["code"].as_str()),
+                (status, Some(code)),
+                "{}",
+                r.body
+            );
+            let error = r.body["error"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                error.contains(needle),
+                "{error:?} should mention {needle:?}"
+            );
+            let status = admin.get("/status").await.unwrap();
+            assert!(
+                status.body["role"].is_null(),
+                "the refusal changed the replica: {}",
+                status.body
+            );
+        }
+    };
+
+    // No etcd endpoint configured.
+    cluster.start(0).unwrap();
+    cluster.wait_ready(0).await.unwrap();
+    refused(409, "NeedsClusterManager", "etcd_endpoints")(good.clone()).await;
+    cluster.kill(0);
+
+    // An etcd that does not answer (nothing listens on port 1).
+    cluster
+        .set_etcd_endpoints(0, &["http://127.0.0.1:1".to_owned()])
+        .unwrap();
+    cluster.start(0).unwrap();
+    cluster.wait_ready(0).await.unwrap();
+    refused(503, "ClusterManagerUnavailable", "etcd")(good.clone()).await;
+    cluster.kill(0);
+
+    cluster.set_etcd_endpoints(0, &etcd.endpoints()).unwrap();
+    cluster.start(0).unwrap();
+    cluster.wait_ready(0).await.unwrap();
+    let mut fractional = good.clone();
+    fractional["lease"]["ttl_ms"] = 2500.into();
+    refused(
+        400,
+        "InvalidClusterManagerConfig",
+        "whole number of seconds",
+    )(fractional)
+    .await;
+    let mut unsafe_lease = good.clone();
+    unsafe_lease["lease"]["validity_ms"] = 1950.into();
+    let r = admin.post_json("/ag/create", &unsafe_lease).await.unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.to_string().contains("split brain"), "{}", r.body);
+
+    cluster
+        .must(0, "CREATE", admin.post_json("/ag/create", &good).await)
+        .await
+        .unwrap();
+    cluster
+        .wait_until("R0 is PRIMARY", 10, || async {
+            cluster.role(0).await.as_deref() == Some("PRIMARY")
+        })
+        .await
+        .unwrap();
+}

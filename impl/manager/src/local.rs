@@ -96,6 +96,15 @@ impl LocalEtcd {
                 .arg(format!("--initial-advertise-peer-urls={peer_url}"))
                 .arg(format!("--initial-cluster={}", initial_cluster.join(",")))
                 .arg("--initial-cluster-state=new")
+                // One member never holds an election, so its ticks only set the shortest lease
+                // etcd grants (1.5 election timeouts, rounded up to whole seconds): 50/500 ms
+                // allow a 1 s lease. Several members keep etcd's defaults (100/1000 ms), which
+                // tolerate a loaded machine without spurious elections.
+                .args(if count == 1 {
+                    ["--heartbeat-interval=50", "--election-timeout=500"]
+                } else {
+                    ["--heartbeat-interval=100", "--election-timeout=1000"]
+                })
                 .arg("--logger=zap")
                 .arg("--log-level=warn")
                 .stdin(Stdio::null())

@@ -229,6 +229,10 @@ fn refusal_code(refusal: &AdminRefusal) -> (StatusCode, String) {
         AdminRefusal::NeedsClusterManager(_) => {
             (StatusCode::CONFLICT, "NeedsClusterManager".to_owned())
         }
+        AdminRefusal::ClusterManagerConfig(_) => (
+            StatusCode::BAD_REQUEST,
+            "InvalidClusterManagerConfig".to_owned(),
+        ),
         AdminRefusal::ClusterManager(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "ClusterManagerUnavailable".to_owned(),

@@ -62,6 +62,18 @@ impl ManagerSettings {
         }
         Ok(())
     }
+
+    /// [`ManagerSettings::check`], and the lease settings of `config` as etcd needs them.
+    pub fn check_group(&self, config: &AgConfig) -> Result<(), AdminRefusal> {
+        self.check()?;
+        #[cfg(feature = "etcd")]
+        manager_config(self, config, ReplicaId(0))
+            .validate()
+            .map_err(|e| AdminRefusal::ClusterManagerConfig(e.to_string()))?;
+        #[cfg(not(feature = "etcd"))]
+        let _ = config;
+        Ok(())
+    }
 }
 
 #[cfg(feature = "etcd")]
@@ -105,6 +117,14 @@ impl ClusterManager {
                 .await
                 .map_err(|e| e.to_string())?,
         );
+        // The client connects lazily: one read proves etcd answers (with quorum) before
+        // the group is created or joined.
+        manager.leader().await.map_err(|e| {
+            format!(
+                "{e} (etcd endpoints {}: is etcd running and reachable?)",
+                settings.etcd_endpoints.join(", ")
+            )
+        })?;
         let mut leader = manager.watch_leader();
         let sink = events.clone();
         let handle = manager.spawn(move |event| sink.send(Event::Manager(event)).is_ok());

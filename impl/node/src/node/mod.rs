@@ -98,9 +98,12 @@ pub enum AdminRefusal {
     /// The configuration needs a cluster manager this node cannot provide.
     #[error("this CLUSTER_TYPE needs a cluster manager: {0}")]
     NeedsClusterManager(String),
-    /// The cluster manager (etcd) could not be reached or refused the configuration.
+    /// The cluster manager (etcd) could not be reached.
     #[error("cannot attach to the cluster manager: {0}")]
     ClusterManager(String),
+    /// The group's lease settings cannot be used with etcd.
+    #[error("{0}")]
+    ClusterManagerConfig(String),
     /// This replica's endpoint cannot be used.
     #[error("{0}")]
     Endpoint(EndpointError),
@@ -595,7 +598,7 @@ impl State {
         {
             match config.cluster_type {
                 ClusterType::None => {}
-                ClusterType::External => self.manager_settings.check()?,
+                ClusterType::External => self.manager_settings.check_group(config)?,
                 ClusterType::Wsfc => {
                     return Err(AdminRefusal::NeedsClusterManager(
                         "CLUSTER_TYPE = WSFC needs Windows Server Failover Clustering; use CLUSTER_TYPE = EXTERNAL (etcd) or NONE".to_owned(),
