@@ -27,6 +27,18 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure synchronous-commit throughput and latency of the reference replicas.
     Bench(BenchArgs),
+    /// Run the availability group listener: one address that routes read-write connections
+    /// to the primary and read-intent ones along READ_ONLY_ROUTING_LIST (R-READ-3).
+    Listener(ListenerArgs),
+}
+
+/// Options of `hadr listener`.
+#[derive(Debug, Args)]
+pub struct ListenerArgs {
+    /// The listener's configuration (listen address; each replica's name, client and admin
+    /// addresses); see docs/listener.md.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
 }
 
 /// Options of `hadr replica`.

@@ -16,6 +16,7 @@ pub const NO_ETCD_SUPPORT: &str = "this hadr was built without etcd support: reb
 #[cfg(feature = "etcd")]
 pub mod failover;
 pub mod format;
+pub mod listener_cmd;
 pub mod local_cluster;
 pub mod replica_cmd;
 

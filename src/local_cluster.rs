@@ -132,7 +132,7 @@ pub struct LocalCluster {
 /// A free port on 127.0.0.1 below the kernel's ephemeral range (32768 and up on Linux), so
 /// that no outgoing connection of another process can take it between now and the replica's
 /// bind, even across a restart of that replica.
-fn free_port() -> Result<SocketAddr, ClusterError> {
+pub fn free_port() -> Result<SocketAddr, ClusterError> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let seed = u64::from(std::process::id())

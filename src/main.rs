@@ -24,6 +24,13 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => {
             return finish(bench_cmd::run(args).map_err(|e| (Exit::Failed, e.to_string())))
         }
+        Command::Listener(args) => {
+            return finish(
+                hadr::listener_cmd::run(&args.config)
+                    .map(|()| Exit::Passed)
+                    .map_err(|e| (Exit::Usage, e.to_string())),
+            )
+        }
     };
     let exit = result.unwrap_or_else(|e| {
         eprintln!("hadr: {e}");

@@ -316,7 +316,6 @@ async fn bad_external_configurations_are_refused_and_change_nothing() {
     let good = cluster.external_config(&[SYNC, SYNC], LEASE_MS);
     let admin = cluster.admin(0);
     let refused = |status: u16, code: &'static str, needle: &'static str| {
-        let admin = admin;
         move |body: serde_json::Value| async move {
             let r = admin.post_json("/ag/create", &body).await.unwrap();
             assert_eq!(

@@ -31,6 +31,7 @@ pub(crate) fn admin_router(driver: Driver) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/observation", get(observation))
+        .route("/ag/config", get(current_config))
         .route("/dm_hadr/availability_replica_states", get(replica_states))
         .route("/dm_hadr/database_replica_states", get(database_states))
         .route("/ag/create", post(create))
@@ -104,6 +105,29 @@ async fn status(State(driver): State<Driver>) -> Response {
     match snapshot(&driver).await {
         Ok((status, _)) => Json(status).into_response(),
         Err(r) => r.into_response(),
+    }
+}
+
+/// The group's configuration (`AgConfig` as JSON): the listener reads the primary's
+/// READ_ONLY_ROUTING_LIST and the replicas' routing URLs from it.
+async fn current_config(State(driver): State<Driver>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    driver.send(Event::Config { reply: tx });
+    match rx.await {
+        Ok(Some(config)) => Json(config).into_response(),
+        Ok(None) => problem(
+            StatusCode::CONFLICT,
+            "NotInAvailabilityGroup",
+            "this replica is not in an availability group yet: POST /ag/create or /ag/join"
+                .to_owned(),
+        )
+        .into_response(),
+        Err(_) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ShuttingDown",
+            "the replica is shutting down".to_owned(),
+        )
+        .into_response(),
     }
 }
 

@@ -162,6 +162,10 @@ pub struct ClientReplyJson {
     /// A message for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The server instance name of the replica that answered (`ok` to an `intent`), so that
+    /// a client that came through the listener knows where it landed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 impl ClientReplyJson {
@@ -173,6 +177,7 @@ impl ClientReplyJson {
             value: None,
             code: None,
             error: None,
+            replica: None,
         }
     }
 
@@ -323,7 +328,10 @@ async fn connection(stream: TcpStream, driver: Driver) {
                     IntentJson::ReadWrite => ApplicationIntent::ReadWrite,
                     IntentJson::ReadOnly => ApplicationIntent::ReadOnly,
                 };
-                let _ = replies.send(ClientReplyJson::new(Some(id), "ok"));
+                let _ = replies.send(ClientReplyJson {
+                    replica: Some(driver.name.to_string()),
+                    ..ClientReplyJson::new(Some(id), "ok")
+                });
                 drop(permit);
             }
             ClientOpJson::Transact { db, txn, writes } => {

@@ -166,6 +166,10 @@ pub(crate) enum Event {
     Status {
         reply: oneshot::Sender<Option<(ReplicaStatus, ReplicaObservation)>>,
     },
+    /// The availability group's configuration as this replica knows it.
+    Config {
+        reply: oneshot::Sender<Option<hadr_types::AgConfig>>,
+    },
     /// The cluster manager's answer or unsolicited news (CLUSTER_TYPE = EXTERNAL).
     // Only the etcd build constructs it; the core's seam is there in every build.
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
@@ -187,6 +191,8 @@ pub(crate) enum Event {
 #[derive(Clone)]
 pub(crate) struct Driver {
     events: mpsc::UnboundedSender<Event>,
+    /// The server instance name (told to clients with their ApplicationIntent).
+    pub(crate) name: Arc<str>,
     /// Bumped at every `DisconnectClients`: client connections close.
     pub(crate) client_generation: watch::Receiver<u64>,
 }
@@ -288,6 +294,7 @@ pub async fn run(
     };
     let driver = Driver {
         events: events_tx.clone(),
+        name: config.name.as_str().into(),
         client_generation: generation_rx,
     };
     let client_listener = tokio::net::TcpListener::bind(config.client_listen)
@@ -542,6 +549,9 @@ impl State {
                 self.manager = Some(manager);
             }
             Event::Leader(leader) => self.consider_automatic_failover(leader),
+            Event::Config { reply } => {
+                let _ = reply.send(self.replica.config().cloned());
+            }
             Event::Status { reply } => {
                 let status = self.replica.status().zip(self.replica.observe());
                 let _ = reply.send(status);
