@@ -9,6 +9,8 @@
 use hadr::failover::{primary, wait_new_primary, Workload};
 use hadr::local_cluster::{missing_writes, LocalCluster};
 use hadr_manager::local::LocalEtcd;
+use hadr_manager::{Clock, EtcdManager, ManagerConfig};
+use hadr_types::ReplicaId;
 use std::time::{Duration, Instant};
 
 const SYNC: &str = "SYNCHRONOUS_COMMIT";
@@ -377,6 +379,89 @@ async fn bad_external_configurations_are_refused_and_change_nothing() {
     cluster
         .wait_until("R0 is PRIMARY", 10, || async {
             cluster.role(0).await.as_deref() == Some("PRIMARY")
+        })
+        .await
+        .unwrap();
+
+    // The configuration lives in etcd: a JOIN with another one, or a second CREATE of the
+    // same group name with another one, is refused and changes nothing.
+    let etcd_view = EtcdManager::connect(
+        ManagerConfig::new(etcd.endpoints(), "demo", ReplicaId(9)),
+        Clock::new(Instant::now()),
+    )
+    .await
+    .unwrap();
+    let stored = etcd_view
+        .stored_config()
+        .await
+        .unwrap()
+        .expect("config in etcd");
+    let created: hadr_types::AgConfig = serde_json::from_value(good.clone()).unwrap();
+    assert_eq!(
+        stored, created,
+        "etcd holds the configuration CREATE was given"
+    );
+    cluster.set_etcd_endpoints(1, &etcd.endpoints()).unwrap();
+    cluster.start(1).unwrap();
+    cluster.wait_ready(1).await.unwrap();
+    let mut other = good.clone();
+    other["required_synchronized_secondaries_to_commit"] = 1.into();
+    let r = cluster
+        .admin(1)
+        .post_json("/ag/join", &other)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (409, Some("ConfigurationConflict")),
+        "{}",
+        r.body
+    );
+    let mut r1_first = good.clone();
+    r1_first["replicas"] = serde_json::json!([good["replicas"][1], good["replicas"][0]]);
+    let r = cluster
+        .admin(1)
+        .post_json("/ag/create", &r1_first)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (409, Some("ConfigurationConflict")),
+        "{}",
+        r.body
+    );
+    assert!(cluster.admin(1).get("/status").await.unwrap().body["role"].is_null());
+    cluster
+        .must(
+            1,
+            "JOIN",
+            cluster.admin(1).post_json("/ag/join", &good).await,
+        )
+        .await
+        .unwrap();
+    // An ALTER on the primary updates the configuration in etcd.
+    cluster
+        .must(
+            0,
+            "ALTER k",
+            admin
+                .post_text(
+                    "/sql",
+                    "ALTER AVAILABILITY GROUP [demo] SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = 1);",
+                )
+                .await,
+        )
+        .await
+        .unwrap();
+    cluster
+        .wait_until("etcd holds k = 1", 10, || async {
+            etcd_view
+                .stored_config()
+                .await
+                .ok()
+                .flatten()
+                .map(|c| c.required_synchronized_secondaries_to_commit)
+                == Some(1)
         })
         .await
         .unwrap();

@@ -5,7 +5,7 @@ use etcd_client::{
     TxnOp, WatchOptions,
 };
 use hadr_core::{Epoch, ManagerEvent, ManagerRequest, PromotionKind, SyncStatePublication};
-use hadr_types::ReplicaId;
+use hadr_types::{AgConfig, ReplicaId};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -145,6 +145,9 @@ pub enum ManagerError {
         /// The time allowed.
         timeout_ms: u64,
     },
+    /// etcd holds another configuration for this group.
+    #[error("{0}")]
+    ConfigConflict(String),
     /// A key holds something this crate did not write.
     #[error("malformed value at etcd key {key}: {detail}")]
     Malformed {
@@ -188,6 +191,7 @@ pub struct LeaseEvent {
 enum Command {
     Core(ManagerRequest),
     TryAutomaticFailover,
+    StoreConfig(Box<AgConfig>),
 }
 
 /// The node's side of a [spawned](EtcdManager::spawn) manager.
@@ -210,6 +214,14 @@ impl ManagerHandle {
     pub fn try_automatic_failover(&self) -> bool {
         self.commands.send(Command::TryAutomaticFailover).is_ok()
     }
+
+    /// Stores the group's configuration as the primary now has it (after an ALTER), in order
+    /// with the other requests; a failure is logged and the next change stores it again.
+    pub fn store_config(&self, config: AgConfig) -> bool {
+        self.commands
+            .send(Command::StoreConfig(Box::new(config)))
+            .is_ok()
+    }
 }
 
 /// The fixed-width encoding of a publication's `(epoch, version)` stored at `config_seq`: its
@@ -229,6 +241,7 @@ struct Keys {
     sync: String,
     config_seq: String,
     failovers: String,
+    config: String,
 }
 
 impl Keys {
@@ -240,6 +253,7 @@ impl Keys {
             sync: format!("{prefix}sync"),
             config_seq: format!("{prefix}config_seq"),
             failovers: format!("{prefix}failovers"),
+            config: format!("{prefix}config"),
             prefix,
         }
     }
@@ -449,6 +463,12 @@ impl EtcdManager {
                                 ManagerRequest::RequestPromotion { kind: PromotionKind::Automatic },
                                 false,
                             ),
+                            Some(Command::StoreConfig(config)) => {
+                                if let Err(error) = self.store_config(&config).await {
+                                    tracing::warn!(%error, "configuration not stored in etcd");
+                                }
+                                continue;
+                            }
                         };
                         let now = self.clock.now_ms();
                         for event in self.handle(now, request).await {
@@ -689,6 +709,81 @@ impl EtcdManager {
             lease,
             keepalive: task.abort_handle(),
         });
+    }
+
+    /// The group's configuration stored in etcd, if any.
+    pub async fn stored_config(&self) -> Result<Option<AgConfig>, ManagerError> {
+        let mut kv = self.client.kv_client();
+        let answer = timed(
+            self.config.request_timeout,
+            "read configuration",
+            kv.get(self.keys.config.as_str(), None),
+        )
+        .await?;
+        answer
+            .kvs()
+            .first()
+            .map(|kv| parse_json(&self.keys.config, kv))
+            .transpose()
+    }
+
+    /// Stores the group's configuration (overwriting).
+    pub async fn store_config(&self, config: &AgConfig) -> Result<(), ManagerError> {
+        let mut kv = self.client.kv_client();
+        let json = serde_json::to_vec(config).expect("AgConfig serializes");
+        timed(
+            self.config.request_timeout,
+            "store configuration",
+            kv.put(self.keys.config.as_str(), json, None),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Checks `config` against the group's configuration in etcd before a CREATE
+    /// (`creating`: stores it when etcd has none; the same one again is a retry) or a JOIN
+    /// (etcd must hold exactly this configuration, stored by the CREATE on the primary).
+    pub async fn register_config(
+        &self,
+        config: &AgConfig,
+        creating: bool,
+    ) -> Result<(), ManagerError> {
+        let where_ = format!("{}config", self.keys.prefix);
+        let remove = format!("etcdctl del --prefix {}", self.keys.prefix);
+        match self.stored_config().await? {
+            Some(stored) if &stored == config => Ok(()),
+            Some(_) if creating => Err(ManagerError::ConfigConflict(format!(
+                "an availability group named {:?} already exists in etcd ({where_}) with another configuration: JOIN it with that configuration (GET /ag/config on its primary), or remove it first ({remove})",
+                config.name
+            ))),
+            Some(_) => Err(ManagerError::ConfigConflict(format!(
+                "this JOIN's configuration differs from the group's configuration in etcd ({where_}): join with the configuration the primary has (GET /ag/config on the primary)"
+            ))),
+            None if creating => {
+                let json = serde_json::to_vec(config).expect("AgConfig serializes");
+                let txn = Txn::new()
+                    .when(vec![Compare::version(
+                        self.keys.config.as_str(),
+                        CompareOp::Equal,
+                        0,
+                    )])
+                    .and_then(vec![TxnOp::put(self.keys.config.as_str(), json, None)]);
+                let mut kv = self.client.kv_client();
+                let stored = timed(self.config.request_timeout, "store configuration", kv.txn(txn))
+                    .await?
+                    .succeeded();
+                if stored {
+                    Ok(())
+                } else {
+                    // Another CREATE won the race: the same configuration is fine.
+                    Box::pin(self.register_config(config, creating)).await
+                }
+            }
+            None => Err(ManagerError::ConfigConflict(format!(
+                "no availability group named {:?} in etcd ({where_}): CREATE it on the primary first",
+                config.name
+            ))),
+        }
     }
 
     /// Stops renewing and revokes the lease (the `leader` key goes with it).

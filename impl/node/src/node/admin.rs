@@ -253,6 +253,9 @@ fn refusal_code(refusal: &AdminRefusal) -> (StatusCode, String) {
         AdminRefusal::NeedsClusterManager(_) => {
             (StatusCode::CONFLICT, "NeedsClusterManager".to_owned())
         }
+        AdminRefusal::ConfigurationConflict(_) => {
+            (StatusCode::CONFLICT, "ConfigurationConflict".to_owned())
+        }
         AdminRefusal::ClusterManagerConfig(_) => (
             StatusCode::BAD_REQUEST,
             "InvalidClusterManagerConfig".to_owned(),

@@ -102,7 +102,9 @@ fn manager_config(
 
 impl ClusterManager {
     /// Connects to etcd for `config`'s group as `replica`, once. Events (including
-    /// `Event::Leader`) go to `events`; `start` is the driver's clock origin.
+    /// `Event::Leader`) go to `events`; `start` is the driver's clock origin. For a CREATE
+    /// (`Some(true)`) or a JOIN (`Some(false)`), the configuration is registered with, or
+    /// checked against, the one in etcd.
     #[cfg(feature = "etcd")]
     pub async fn connect(
         settings: &ManagerSettings,
@@ -110,21 +112,34 @@ impl ClusterManager {
         replica: ReplicaId,
         start: Instant,
         events: mpsc::UnboundedSender<Event>,
-    ) -> Result<ClusterManager, String> {
+        creating: Option<bool>,
+    ) -> Result<ClusterManager, AdminRefusal> {
+        let unavailable = |e: hadr_manager::ManagerError| {
+            AdminRefusal::ClusterManager(format!(
+                "{e} (etcd endpoints {}: is etcd running and reachable?)",
+                settings.etcd_endpoints.join(", ")
+            ))
+        };
         let manager_config = manager_config(settings, config, replica);
         let manager = std::sync::Arc::new(
             hadr_manager::EtcdManager::connect(manager_config, hadr_manager::Clock::new(start))
                 .await
-                .map_err(|e| e.to_string())?,
+                .map_err(unavailable)?,
         );
         // The client connects lazily: one read proves etcd answers (with quorum) before
         // the group is created or joined.
-        manager.leader().await.map_err(|e| {
-            format!(
-                "{e} (etcd endpoints {}: is etcd running and reachable?)",
-                settings.etcd_endpoints.join(", ")
-            )
-        })?;
+        manager.leader().await.map_err(unavailable)?;
+        if let Some(creating) = creating {
+            manager
+                .register_config(config, creating)
+                .await
+                .map_err(|e| match e {
+                    hadr_manager::ManagerError::ConfigConflict(message) => {
+                        AdminRefusal::ConfigurationConflict(message)
+                    }
+                    other => unavailable(other),
+                })?;
+        }
         let mut leader = manager.watch_leader();
         let sink = events.clone();
         let handle = manager.spawn(move |event| sink.send(Event::Manager(event)).is_ok());
@@ -168,11 +183,20 @@ impl ClusterManager {
         _replica: ReplicaId,
         _start: Instant,
         _events: mpsc::UnboundedSender<Event>,
-    ) -> Result<ClusterManager, String> {
-        Err(match settings.check() {
-            Err(refusal) => refusal.to_string(),
-            Ok(()) => "no cluster manager in this build".to_owned(),
-        })
+        _creating: Option<bool>,
+    ) -> Result<ClusterManager, AdminRefusal> {
+        settings.check()?;
+        Err(AdminRefusal::NeedsClusterManager(
+            "no cluster manager in this build".to_owned(),
+        ))
+    }
+
+    /// Stores the group's configuration in etcd (the primary, after a change).
+    pub fn store_config(&self, config: &AgConfig) {
+        #[cfg(feature = "etcd")]
+        self.handle.store_config(config.clone());
+        #[cfg(not(feature = "etcd"))]
+        let _ = config;
     }
 
     /// Hands a request of the core to the manager; false if the manager stopped.

@@ -101,6 +101,9 @@ pub enum AdminRefusal {
     /// The cluster manager (etcd) could not be reached.
     #[error("cannot attach to the cluster manager: {0}")]
     ClusterManager(String),
+    /// etcd holds another configuration for this group (CREATE), or not this one (JOIN).
+    #[error("{0}")]
+    ConfigurationConflict(String),
     /// The group's lease settings cannot be used with etcd.
     #[error("{0}")]
     ClusterManagerConfig(String),
@@ -249,6 +252,8 @@ struct State {
     /// The cluster manager (CLUSTER_TYPE = EXTERNAL), once attached.
     manager: Option<cluster::ClusterManager>,
     manager_settings: cluster::ManagerSettings,
+    /// The configuration this replica last stored in etcd as the primary.
+    stored_config: Option<hadr_types::AgConfig>,
 }
 
 /// Bound of a peer connection's send queue (frames); a peer that falls this far behind is
@@ -348,6 +353,7 @@ pub async fn run(
         net: None,
         client_generation: generation_tx,
         manager: None,
+        stored_config: None,
         manager_settings: cluster::ManagerSettings {
             etcd_endpoints: config.etcd_endpoints.clone(),
         },
@@ -507,6 +513,7 @@ impl State {
                         self.start,
                         self.events.clone(),
                     );
+                    let creating = matches!(command, AdminCommand::CreateAvailabilityGroup(_));
                     tokio::spawn(async move {
                         let attached = cluster::ClusterManager::connect(
                             &settings,
@@ -514,6 +521,7 @@ impl State {
                             me,
                             start,
                             events.clone(),
+                            Some(creating),
                         )
                         .await;
                         match attached {
@@ -524,8 +532,8 @@ impl State {
                                     reply,
                                 });
                             }
-                            Err(message) => {
-                                let _ = reply.send(Err(AdminRefusal::ClusterManager(message)));
+                            Err(refusal) => {
+                                let _ = reply.send(Err(refusal));
                             }
                         }
                     });
@@ -665,6 +673,20 @@ impl State {
         }
     }
 
+    /// The primary keeps the group's configuration in etcd current: admin commands (an ALTER
+    /// of k, a failover) are the only way it changes.
+    fn store_config_if_changed(&mut self) {
+        let (Some(manager), Some(config)) = (&self.manager, self.replica.config()) else {
+            return;
+        };
+        if self.replica.role() == Some(hadr_types::Role::Primary)
+            && self.stored_config.as_ref() != Some(config)
+        {
+            manager.store_config(config);
+            self.stored_config = Some(config.clone());
+        }
+    }
+
     /// A replica recovered into an EXTERNAL group attaches to etcd in the background, trying
     /// again every second: until then it cannot be promoted, and the core's RequestPromotion
     /// is denied.
@@ -692,6 +714,7 @@ impl State {
                     me,
                     start,
                     events.clone(),
+                    None,
                 )
                 .await
                 {
@@ -931,6 +954,9 @@ impl State {
                 }
             }
             Output::AdminReply { request, result } => {
+                if result.is_ok() {
+                    self.store_config_if_changed();
+                }
                 if let Some(tx) = self.admins.remove(&request) {
                     let _ = tx.send(result.map_err(AdminRefusal::Core));
                 }
