@@ -126,6 +126,8 @@ pub struct LocalCluster {
     pub replicas: Vec<ReplicaSpec>,
     /// SESSION_TIMEOUT of every replica in [`LocalCluster::create_script`] (default 10 s).
     pub session_timeout_s: u32,
+    /// Start replicas with `HADR_FAULT_INJECTION=1` (enables `POST /debug/stall`).
+    pub fault_injection: bool,
     children: Vec<Option<Child>>,
 }
 
@@ -194,6 +196,7 @@ impl LocalCluster {
             exe: exe.to_owned(),
             children: replicas.iter().map(|_| None).collect(),
             session_timeout_s: 10,
+            fault_injection: false,
             replicas,
         })
     }
@@ -348,6 +351,10 @@ impl LocalCluster {
             .env(
                 "RUST_LOG",
                 std::env::var("HADR_REPLICA_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
+            .env(
+                "HADR_FAULT_INJECTION",
+                if self.fault_injection { "1" } else { "0" },
             )
             .stdin(Stdio::null())
             .stdout(log)

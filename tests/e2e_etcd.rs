@@ -37,6 +37,7 @@ async fn setup(n: usize, members: usize, own_member: bool) -> Setup {
         n,
     )
     .expect("preparing replicas");
+    cluster.fault_injection = true;
     for i in 0..n {
         let endpoints = if own_member {
             vec![etcd.endpoint(i)]
@@ -465,4 +466,133 @@ async fn bad_external_configurations_are_refused_and_change_nothing() {
         })
         .await
         .unwrap();
+}
+
+/// Creates a 3-replica SYNC group with this FAILURE_CONDITION_LEVEL (HEALTH_CHECK_TIMEOUT 15 s,
+/// the minimum) and stalls the primary's driver for `stall_ms` (its process stays up: the lease
+/// is renewed on a thread of its own). Returns the setup, the workload and when the stall began.
+async fn hung_primary(level: u8, stall_ms: u64) -> (Setup, Workload, Instant) {
+    let s = setup(3, 1, false).await;
+    let modes = [SYNC, SYNC, SYNC];
+    let mut config = s.cluster.external_config(&modes, LEASE_MS);
+    config["failure_condition_level"] = level.into();
+    config["health_check_timeout_ms"] = 15_000.into();
+    s.cluster
+        .must(
+            0,
+            "CREATE",
+            s.cluster.admin(0).post_json("/ag/create", &config).await,
+        )
+        .await
+        .unwrap();
+    for i in 1..3 {
+        s.cluster
+            .must(
+                i,
+                "JOIN",
+                s.cluster.admin(i).post_json("/ag/join", &config).await,
+            )
+            .await
+            .unwrap();
+    }
+    s.cluster.wait_synchronized(0, &modes).await.unwrap();
+    let workload = Workload::start(addresses(&s.cluster), 0, 1);
+    workload
+        .first_ack_after(Instant::now(), None, 10)
+        .await
+        .expect("commits on R0");
+    let stalled = Instant::now();
+    s.cluster
+        .must(
+            0,
+            "stall",
+            s.cluster
+                .admin(0)
+                .post_json("/debug/stall", &serde_json::json!({ "ms": stall_ms }))
+                .await,
+        )
+        .await
+        .unwrap();
+    (s, workload, stalled)
+}
+
+/// The role of R1 or R2 that is PRIMARY, if any (R0's admin API hangs with its driver).
+async fn secondary_promoted(cluster: &LocalCluster) -> Option<usize> {
+    for i in [1, 2] {
+        if cluster.role(i).await.as_deref() == Some("PRIMARY") {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// R-FAIL-7, level 1 ("server down or lease expired" only): a primary whose process is up but
+/// hung for three lease periods keeps its lease (renewed by the manager's own thread), so no
+/// replica is promoted, and it goes on committing when it recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_failure_condition_level_1_a_hung_primary_is_not_failed_over() {
+    let stall_ms = 3 * u64::from(LEASE_MS);
+    let (s, workload, stalled) = hung_primary(1, stall_ms).await;
+    while stalled.elapsed() < Duration::from_millis(stall_ms) {
+        assert_eq!(
+            secondary_promoted(&s.cluster).await,
+            None,
+            "failed over at level 1"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = workload
+        .first_ack_after(stalled + Duration::from_millis(stall_ms), None, 10)
+        .await
+        .expect("commits after the stall");
+    assert_eq!(after.replica, 0, "R0 is still the primary");
+    assert_eq!(secondary_promoted(&s.cluster).await, None);
+    workload.stop().await;
+}
+
+/// R-FAIL-7, level 2 ("unresponsive for HEALTH_CHECK_TIMEOUT"): the same hang, longer than the
+/// health-check timeout, fails the primary over: its lease is no longer renewed, it expires,
+/// and a SYNCHRONIZED secondary is promoted; R0 acknowledges nothing after the promotion, and
+/// nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_failure_condition_level_2_a_primary_hung_past_the_health_check_timeout_fails_over() {
+    let stall_ms = 22_000;
+    let (s, workload, stalled) = hung_primary(2, stall_ms).await;
+    let new = wait_new_primary(&s.cluster, 0, 30).await.unwrap();
+    let promoted = stalled.elapsed();
+    eprintln!("R{new} promoted {} ms into the stall", promoted.as_millis());
+    assert!(
+        promoted >= Duration::from_millis(15_000),
+        "promoted after {promoted:?}, before HEALTH_CHECK_TIMEOUT"
+    );
+    let first_new = workload
+        .first_ack_after(stalled, Some(0), 20)
+        .await
+        .expect("commits on the new primary");
+    // Past the stall: R0 wakes up, steps down and follows the new primary.
+    s.cluster
+        .wait_until("R0 is SECONDARY", 30, || async {
+            s.cluster.role(0).await.as_deref() == Some("SECONDARY")
+        })
+        .await
+        .unwrap();
+    let report = workload.stop().await;
+    let last_old = report
+        .acks
+        .iter()
+        .filter(|a| a.replica == 0)
+        .map(|a| a.at)
+        .max();
+    assert!(
+        last_old.is_none_or(|t| t < first_new.at),
+        "R0 acknowledged a commit after R{new} did"
+    );
+    let missing = missing_writes(
+        s.cluster.replicas[new].client,
+        "read_write",
+        &report.acknowledged(),
+    )
+    .await
+    .unwrap();
+    assert!(missing.is_empty(), "acknowledged commits lost: {missing:?}");
 }

@@ -1016,3 +1016,48 @@ fn a_late_confirmation_of_an_earlier_epochs_publication_confirms_nothing() {
     c.run();
     assert!(committed(&c, R0, t1));
 }
+
+/// R-QUORUM-3 with a shell that delivers late: a renewal whose deadline is still ahead keeps the
+/// primary even if its previous deadline passed while the renewal waited in a queue (the
+/// manager renewed on time; the replica's thread was busy). A renewal whose deadline has passed
+/// too does not revive the lease.
+#[test]
+fn a_late_delivered_renewal_still_ahead_keeps_the_lease_and_a_stale_one_does_not() {
+    let mut c = Cluster::new(ag_config(ClusterType::External, &[Sync, Sync], 1));
+    // Past the lease of the promotion, from the last renewal on.
+    let now = c.now_ms() + c.manager.lease_ms;
+    let p = c.replica_mut(R0);
+    assert_eq!(p.role(), Some(Role::Primary));
+    p.handle_manager(
+        now - 1,
+        ManagerEvent::LeaseRenewed {
+            lease_until_ms: now + 1_000,
+        },
+    );
+    p.drain_outputs();
+    // Delivered 1.5 s later, after the 1 s deadline: the renewal itself reaches 2.5 s.
+    p.handle_manager(
+        now + 1_500,
+        ManagerEvent::LeaseRenewed {
+            lease_until_ms: now + 2_500,
+        },
+    );
+    p.drain_outputs();
+    assert_eq!(
+        p.role(),
+        Some(Role::Primary),
+        "a renewal still ahead is taken"
+    );
+    // A renewal that is itself over when it arrives: the lease ran out.
+    p.handle_manager(
+        now + 3_000,
+        ManagerEvent::LeaseRenewed {
+            lease_until_ms: now + 2_600,
+        },
+    );
+    assert_eq!(
+        p.role(),
+        Some(Role::Resolving),
+        "a stale renewal revives nothing"
+    );
+}

@@ -192,6 +192,7 @@ enum Command {
     Core(ManagerRequest),
     TryAutomaticFailover,
     StoreConfig(Box<AgConfig>),
+    StopRenewing,
 }
 
 /// The node's side of a [spawned](EtcdManager::spawn) manager.
@@ -213,6 +214,14 @@ impl ManagerHandle {
     /// refuses replicas that are not failover-ready in the newest publication.
     pub fn try_automatic_failover(&self) -> bool {
         self.commands.send(Command::TryAutomaticFailover).is_ok()
+    }
+
+    /// Stops renewing the lease without revoking it (the primary failed its health check,
+    /// R-FAIL-7): etcd drops the `leader` key when the TTL runs out, after the primary's own
+    /// deadline has passed, and another replica may then be promoted. The sink gets
+    /// `LeaseLost` if a lease was held.
+    pub fn stop_renewing(&self) -> bool {
+        self.commands.send(Command::StopRenewing).is_ok()
     }
 
     /// Stores the group's configuration as the primary now has it (after an ALTER), in order
@@ -463,6 +472,12 @@ impl EtcdManager {
                                 ManagerRequest::RequestPromotion { kind: PromotionKind::Automatic },
                                 false,
                             ),
+                            Some(Command::StopRenewing) => {
+                                if self.stop_renewing() && !sink(ManagerEvent::LeaseLost) {
+                                    return;
+                                }
+                                continue;
+                            }
                             Some(Command::StoreConfig(config)) => {
                                 if let Err(error) = self.store_config(&config).await {
                                     tracing::warn!(%error, "configuration not stored in etcd");
@@ -709,6 +724,24 @@ impl EtcdManager {
             lease,
             keepalive: task.abort_handle(),
         });
+    }
+
+    /// Stops the keepalive of the held lease, if any, without revoking it; true if one was
+    /// held. Later keepalive events of that lease are dropped (a new generation).
+    pub fn stop_renewing(&self) -> bool {
+        let mut state = self.state.lock().expect("lease state lock");
+        state.generation += 1;
+        match state.held.take() {
+            Some(held) => {
+                held.keepalive.abort();
+                tracing::warn!(
+                    lease = held.lease,
+                    "lease renewal stopped; etcd lets the lease expire"
+                );
+                true
+            }
+            None => false,
+        }
     }
 
     /// The group's configuration stored in etcd, if any.

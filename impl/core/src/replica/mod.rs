@@ -538,7 +538,17 @@ impl Replica {
         let mark = self.outputs.len();
         match self.core.as_mut() {
             Some(core) => {
-                core.check_lease(now_ms, &mut self.outputs);
+                // A renewal whose deadline is still ahead is taken before the lease is judged:
+                // the shell may deliver it late (its thread was busy while the manager renewed),
+                // and its deadline counts from when it was sent, so etcd held the lease without
+                // a gap (a renewal of an expired lease fails; R-QUORUM-3 stays intact).
+                let renewal_ahead = matches!(
+                    event,
+                    ManagerEvent::LeaseRenewed { lease_until_ms } if lease_until_ms > now_ms
+                );
+                if !renewal_ahead {
+                    core.check_lease(now_ms, &mut self.outputs);
+                }
                 core.on_manager(now_ms, event, &mut self.outputs);
                 core.settle(now_ms, &mut self.outputs);
             }

@@ -43,6 +43,7 @@ pub(crate) fn admin_router(driver: Driver) -> Router {
         .route("/databases/{db}/suspend", post(suspend))
         .route("/databases/{db}/resume", post(resume))
         .route("/sql", post(sql))
+        .route("/debug/stall", post(stall))
         .fallback(|| async {
             problem(
                 StatusCode::NOT_FOUND,
@@ -106,6 +107,38 @@ async fn status(State(driver): State<Driver>) -> Response {
         Ok((status, _)) => Json(status).into_response(),
         Err(r) => r.into_response(),
     }
+}
+
+/// Fault injection for tests: `{"ms": N}` blocks the driver's thread for N ms (at most 10
+/// minutes), as a hung replica would. Refused unless the replica runs with
+/// `HADR_FAULT_INJECTION=1`.
+async fn stall(State(driver): State<Driver>, body: axum::body::Bytes) -> Response {
+    if std::env::var("HADR_FAULT_INJECTION").as_deref() != Ok("1") {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "FaultInjectionDisabled",
+            "fault injection is off: start the replica with HADR_FAULT_INJECTION=1".to_owned(),
+        )
+        .into_response();
+    }
+    let ms = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["ms"].as_u64())
+        .filter(|ms| *ms <= 600_000);
+    let Some(ms) = ms else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "expected {\"ms\": N} with N at most 600000".to_owned(),
+        )
+        .into_response();
+    };
+    // Answer first: the stall blocks the thread this answer is written on.
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        driver.send(Event::Stall { ms });
+    });
+    Json(json!({ "result": "stalling", "ms": ms })).into_response()
 }
 
 /// The group's configuration (`AgConfig` as JSON): the listener reads the primary's

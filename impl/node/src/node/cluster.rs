@@ -31,6 +31,12 @@ pub(crate) struct ClusterManager {
     handle: hadr_manager::ManagerHandle,
     #[cfg(feature = "etcd")]
     watch: tokio::task::AbortHandle,
+    /// When the driver last answered a ping (ms on its clock): the health check's input.
+    #[cfg(feature = "etcd")]
+    health: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Dropping it stops the manager's thread.
+    #[cfg(feature = "etcd")]
+    thread: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Drop for ClusterManager {
@@ -100,11 +106,111 @@ fn manager_config(
     m
 }
 
+/// Connects and starts the manager's tasks, on the manager's own runtime.
+#[cfg(feature = "etcd")]
+async fn attach(
+    settings: &ManagerSettings,
+    config: &AgConfig,
+    replica: ReplicaId,
+    start: Instant,
+    events: mpsc::UnboundedSender<Event>,
+    creating: Option<bool>,
+) -> Result<ClusterManager, AdminRefusal> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let unavailable = |e: hadr_manager::ManagerError| {
+        AdminRefusal::ClusterManager(format!(
+            "{e} (etcd endpoints {}: is etcd running and reachable?)",
+            settings.etcd_endpoints.join(", ")
+        ))
+    };
+    let clock = hadr_manager::Clock::new(start);
+    let manager_config = manager_config(settings, config, replica);
+    let manager = std::sync::Arc::new(
+        hadr_manager::EtcdManager::connect(manager_config, clock)
+            .await
+            .map_err(unavailable)?,
+    );
+    // The client connects lazily: one read proves etcd answers (with quorum) before the
+    // group is created or joined.
+    manager.leader().await.map_err(unavailable)?;
+    if let Some(creating) = creating {
+        manager
+            .register_config(config, creating)
+            .await
+            .map_err(|e| match e {
+                hadr_manager::ManagerError::ConfigConflict(message) => {
+                    AdminRefusal::ConfigurationConflict(message)
+                }
+                other => unavailable(other),
+            })?;
+    }
+    let mut leader = manager.watch_leader();
+    let sink = events.clone();
+    let handle = manager
+        .clone()
+        .spawn(move |event| sink.send(Event::Manager(event)).is_ok());
+    let health = std::sync::Arc::new(AtomicU64::new(clock.now_ms()));
+    let level = config.failure_condition_level;
+    let health_timeout_ms = u64::from(config.health_check_timeout_ms);
+    let (watch_health, watch_handle) = (health.clone(), handle.clone());
+    let watch = tokio::spawn(async move {
+        // While nobody holds the lease, remind the driver every second: an automatic failover
+        // that etcd could not grant (a timeout) is tried again. Every second, ping the driver
+        // too: it answers by stamping `health`.
+        let mut last: Option<Option<Leader>> = None;
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut tripped = false;
+        loop {
+            tokio::select! {
+                seen = leader.recv() => {
+                    let Some(seen) = seen else { return };
+                    let now = seen.leader.map(|l| Leader { replica: l.replica, term: l.term });
+                    last = Some(now);
+                    if events.send(Event::Leader(now)).is_err() {
+                        return;
+                    }
+                }
+                _ = tick.tick() => {
+                    if last == Some(None) && events.send(Event::Leader(None)).is_err() {
+                        return;
+                    }
+                    if events.send(Event::Ping).is_err() {
+                        return;
+                    }
+                    // R-FAIL-7 level 2 and up: a primary unresponsive for HEALTH_CHECK_TIMEOUT
+                    // has failed. Its lease is left to run out (never revoked: the replica
+                    // may wake up before its own deadline), then another may be promoted.
+                    let silent_ms = clock.now_ms().saturating_sub(watch_health.load(Ordering::Relaxed));
+                    if level >= 2 && !tripped && silent_ms > health_timeout_ms && manager.held_lease().is_some() {
+                        tracing::error!(silent_ms, health_timeout_ms, level, "the primary is unresponsive (FAILURE_CONDITION_LEVEL >= 2): its lease is no longer renewed");
+                        watch_handle.stop_renewing();
+                        tripped = true;
+                    }
+                    tripped &= silent_ms > 2_000;
+                }
+            }
+        }
+    })
+    .abort_handle();
+    Ok(ClusterManager {
+        ag: config.name.clone(),
+        replica,
+        handle,
+        watch,
+        health,
+        thread: None,
+    })
+}
+
 impl ClusterManager {
     /// Connects to etcd for `config`'s group as `replica`, once. Events (including
     /// `Event::Leader`) go to `events`; `start` is the driver's clock origin. For a CREATE
     /// (`Some(true)`) or a JOIN (`Some(false)`), the configuration is registered with, or
     /// checked against, the one in etcd.
+    ///
+    /// The manager runs on a thread of its own (like SQL Server's lease worker): a replica
+    /// whose driver is busy or hung keeps renewing its lease, and the health check below
+    /// decides, by the group's FAILURE_CONDITION_LEVEL, whether that counts as a failure.
     #[cfg(feature = "etcd")]
     pub async fn connect(
         settings: &ManagerSettings,
@@ -114,64 +220,29 @@ impl ClusterManager {
         events: mpsc::UnboundedSender<Event>,
         creating: Option<bool>,
     ) -> Result<ClusterManager, AdminRefusal> {
-        let unavailable = |e: hadr_manager::ManagerError| {
-            AdminRefusal::ClusterManager(format!(
-                "{e} (etcd endpoints {}: is etcd running and reachable?)",
-                settings.etcd_endpoints.join(", ")
-            ))
-        };
-        let manager_config = manager_config(settings, config, replica);
-        let manager = std::sync::Arc::new(
-            hadr_manager::EtcdManager::connect(manager_config, hadr_manager::Clock::new(start))
-                .await
-                .map_err(unavailable)?,
-        );
-        // The client connects lazily: one read proves etcd answers (with quorum) before
-        // the group is created or joined.
-        manager.leader().await.map_err(unavailable)?;
-        if let Some(creating) = creating {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| AdminRefusal::ClusterManager(format!("cannot start its thread: {e}")))?;
+        let spawner = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("hadr-etcd".to_owned())
+            .spawn(move || {
+                // Until the ClusterManager is dropped; dropping the runtime ends its tasks.
+                let _ = runtime.block_on(stopped);
+            })
+            .map_err(|e| AdminRefusal::ClusterManager(format!("cannot start its thread: {e}")))?;
+        let (settings, config) = (settings.clone(), config.clone());
+        let attached = spawner
+            .spawn(
+                async move { attach(&settings, &config, replica, start, events, creating).await },
+            )
+            .await
+            .map_err(|e| AdminRefusal::ClusterManager(format!("its thread failed: {e}")))?;
+        attached.map(|mut manager| {
+            manager.thread = Some(stop);
             manager
-                .register_config(config, creating)
-                .await
-                .map_err(|e| match e {
-                    hadr_manager::ManagerError::ConfigConflict(message) => {
-                        AdminRefusal::ConfigurationConflict(message)
-                    }
-                    other => unavailable(other),
-                })?;
-        }
-        let mut leader = manager.watch_leader();
-        let sink = events.clone();
-        let handle = manager.spawn(move |event| sink.send(Event::Manager(event)).is_ok());
-        let watch = tokio::spawn(async move {
-            // While nobody holds the lease, remind the driver every second: an automatic
-            // failover that etcd could not grant (a timeout) is tried again.
-            let mut last: Option<Option<Leader>> = None;
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    seen = leader.recv() => {
-                        let Some(seen) = seen else { return };
-                        let now = seen.leader.map(|l| Leader { replica: l.replica, term: l.term });
-                        last = Some(now);
-                        if events.send(Event::Leader(now)).is_err() {
-                            return;
-                        }
-                    }
-                    _ = tick.tick() => {
-                        if last == Some(None) && events.send(Event::Leader(None)).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        })
-        .abort_handle();
-        Ok(ClusterManager {
-            ag: config.name.clone(),
-            replica,
-            handle,
-            watch,
         })
     }
 
@@ -189,6 +260,15 @@ impl ClusterManager {
         Err(AdminRefusal::NeedsClusterManager(
             "no cluster manager in this build".to_owned(),
         ))
+    }
+
+    /// The driver answers a ping: it is responsive now (`now_ms` on its clock).
+    pub fn pong(&self, now_ms: u64) {
+        #[cfg(feature = "etcd")]
+        self.health
+            .store(now_ms, std::sync::atomic::Ordering::Relaxed);
+        #[cfg(not(feature = "etcd"))]
+        let _ = now_ms;
     }
 
     /// Stores the group's configuration in etcd (the primary, after a change).

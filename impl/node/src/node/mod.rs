@@ -180,6 +180,12 @@ pub(crate) enum Event {
     /// Who holds the primary's lease in etcd, at every change (and every second while nobody).
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     Leader(Option<cluster::Leader>),
+    /// Fault injection (`POST /debug/stall`, only with `HADR_FAULT_INJECTION=1`): the driver
+    /// blocks its thread this long, as a hung replica would.
+    Stall { ms: u64 },
+    /// The cluster manager's health check asks whether the driver is responsive.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    Ping,
     /// The cluster manager is attached (at start-up of a recovered EXTERNAL replica).
     ManagerAttached(cluster::ClusterManager),
     /// The cluster manager a CREATE or JOIN needed is attached: the command goes on.
@@ -252,6 +258,8 @@ struct State {
     /// The cluster manager (CLUSTER_TYPE = EXTERNAL), once attached.
     manager: Option<cluster::ClusterManager>,
     manager_settings: cluster::ManagerSettings,
+    /// The role of the last `RoleChanged`.
+    last_role: Option<hadr_types::Role>,
     /// The configuration this replica last stored in etcd as the primary.
     stored_config: Option<hadr_types::AgConfig>,
 }
@@ -354,10 +362,12 @@ pub async fn run(
         client_generation: generation_tx,
         manager: None,
         stored_config: None,
+        last_role: None,
         manager_settings: cluster::ManagerSettings {
             etcd_endpoints: config.etcd_endpoints.clone(),
         },
     };
+    state.last_role = state.replica.role();
     state.attach_manager_on_recovery();
     state.after_input(&mut events_rx).await?;
     tokio::pin!(shutdown);
@@ -381,14 +391,14 @@ pub async fn run(
             }
             event = events_rx.recv() => {
                 let Some(event) = event else { return Ok(()) };
-                state.handle(event)?;
                 // Take whatever else is already queued before performing the outputs' I/O.
-                while let Ok(event) = events_rx.try_recv() {
-                    state.handle(event)?;
-                }
+                state.handle_queued(Some(event), &mut events_rx)?;
                 state.after_input(&mut events_rx).await?;
             }
             () = sleep => {
+                // Inputs that queued up while this task was busy come first: a lease renewal
+                // that arrived before the lease deadline must count before the deadline fires.
+                state.handle_queued(None, &mut events_rx)?;
                 state.fire_timers();
                 state.after_input(&mut events_rx).await?;
             }
@@ -557,6 +567,16 @@ impl State {
                 self.manager = Some(manager);
             }
             Event::Leader(leader) => self.consider_automatic_failover(leader),
+            Event::Stall { ms } => {
+                tracing::warn!(ms, "fault injection: the driver stalls");
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                tracing::warn!(ms, "fault injection: the driver resumes");
+            }
+            Event::Ping => {
+                if let Some(manager) = &self.manager {
+                    manager.pong(now);
+                }
+            }
             Event::Config { reply } => {
                 let _ = reply.send(self.replica.config().cloned());
             }
@@ -586,6 +606,48 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// Handles `first` and everything queued, in arrival order except for one thing: the
+    /// newest lease renewal waiting in the queue goes first. After this task was held up (a
+    /// long fsync, a hung thread), the renewals the manager's thread made meanwhile are news
+    /// from the past; the core must learn of them before any other input makes it check its
+    /// lease deadline against the present (R-QUORUM-3 stays safe: each renewal's deadline
+    /// counts from when it was sent).
+    fn handle_queued(
+        &mut self,
+        first: Option<Event>,
+        events: &mut mpsc::UnboundedReceiver<Event>,
+    ) -> Result<(), NodeError> {
+        let mut queue: std::collections::VecDeque<Event> = first.into_iter().collect();
+        loop {
+            let mut arrived = false;
+            while let Ok(event) = events.try_recv() {
+                queue.push_back(event);
+                arrived = true;
+            }
+            if arrived {
+                let newest = queue
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, e)| match e {
+                        Event::Manager(ManagerEvent::LeaseRenewed { lease_until_ms }) => {
+                            Some((*lease_until_ms, i))
+                        }
+                        _ => None,
+                    })
+                    .max();
+                if let Some((_, i)) = newest {
+                    if let Some(renewal) = queue.remove(i) {
+                        queue.push_front(renewal);
+                    }
+                }
+            }
+            let Some(event) = queue.pop_front() else {
+                return Ok(());
+            };
+            self.handle(event)?;
+        }
     }
 
     fn request_id(&mut self) -> RequestId {
@@ -976,6 +1038,17 @@ impl State {
             Output::RoleChanged { role, epoch } => {
                 // Open transactions end with the role.
                 self.txn_bytes.clear();
+                let was_primary = self.last_role == Some(hadr_types::Role::Primary);
+                self.last_role = Some(role);
+                if was_primary && role != hadr_types::Role::Primary {
+                    // Whatever made the primary step down (even its own lease deadline, while
+                    // the manager's thread still renewed the lease), the lease must go now so
+                    // that another replica can be promoted. Only a step down from PRIMARY: a
+                    // replica waiting for a promotion must not revoke the lease it is granted.
+                    if let Some(manager) = &self.manager {
+                        manager.send(hadr_core::ManagerRequest::ReleaseLease);
+                    }
+                }
                 tracing::info!(replica = %self.name, %role, %epoch, "role changed");
             }
             Output::Manager(request) => {
