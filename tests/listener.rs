@@ -219,3 +219,72 @@ async fn the_listener_routes_by_intent_along_the_routing_list_and_follows_failov
     .await;
     assert_eq!(commit["outcome"], "committed", "{commit}");
 }
+
+/// R-READ-3's READ_WRITE_ROUTING_URL: a read-write connection that reaches a secondary is told
+/// to go to the primary's URL; read-intent connections stay, and the primary never redirects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_redirects_read_write_connections_to_the_primarys_routing_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hadr"));
+    let mut cluster = LocalCluster::new(exe, dir.path(), 2).unwrap();
+    for i in 0..2 {
+        cluster.start(i).unwrap();
+    }
+    for i in 0..2 {
+        cluster.wait_ready(i).await.unwrap();
+    }
+    let url = |i: usize| format!("tcp://{}", cluster.replicas[i].client);
+    let replicas: Vec<Value> = (0..2)
+        .map(|i| {
+            json!({
+                "name": cluster.replicas[i].name,
+                "endpoint_url": format!("tcp://{}", cluster.replicas[i].endpoint),
+                "availability_mode": "SYNCHRONOUS_COMMIT",
+                "failover_mode": "MANUAL",
+                "seeding_mode": "AUTOMATIC",
+                "secondary_role": { "allow_connections": "ALL" },
+                "primary_role": { "read_write_routing_url": url(i) },
+            })
+        })
+        .collect();
+    let config = json!({
+        "name": "demo", "cluster_type": "NONE", "databases": ["db1"], "replicas": replicas,
+    });
+    cluster
+        .must(
+            0,
+            "CREATE",
+            cluster.admin(0).post_json("/ag/create", &config).await,
+        )
+        .await
+        .unwrap();
+    cluster
+        .must(
+            1,
+            "JOIN",
+            cluster.admin(1).post_json("/ag/join", &config).await,
+        )
+        .await
+        .unwrap();
+    cluster
+        .wait_synchronized(0, &["SYNCHRONOUS_COMMIT", "SYNCHRONOUS_COMMIT"])
+        .await
+        .unwrap();
+    let read_write = first_reply(cluster.replicas[1].client, &intent_line("read_write")).await;
+    assert_eq!(
+        (
+            read_write["outcome"].as_str(),
+            read_write["redirect"].as_str()
+        ),
+        (Some("redirect"), Some(url(0).as_str())),
+        "{read_write}"
+    );
+    let read_only = first_reply(cluster.replicas[1].client, &intent_line("read_only")).await;
+    assert_eq!(read_only["outcome"], "ok", "{read_only}");
+    let on_primary = first_reply(cluster.replicas[0].client, &intent_line("read_write")).await;
+    assert_eq!(on_primary["outcome"], "ok", "{on_primary}");
+}
+
+fn intent_line(intent: &str) -> String {
+    json!({ "id": 1, "op": "intent", "intent": intent }).to_string()
+}

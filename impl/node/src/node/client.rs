@@ -166,6 +166,10 @@ pub struct ClientReplyJson {
     /// a client that came through the listener knows where it landed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
+    /// `redirect`: where to connect instead (the primary's READ_WRITE_ROUTING_URL, for a
+    /// read-write connection that reached a secondary, R-READ-3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<String>,
 }
 
 impl ClientReplyJson {
@@ -178,6 +182,7 @@ impl ClientReplyJson {
             code: None,
             error: None,
             replica: None,
+            redirect: None,
         }
     }
 
@@ -243,6 +248,14 @@ fn variant_name(value: &impl Serialize) -> String {
         Ok(serde_json::Value::Object(map)) => map.keys().next().cloned().unwrap_or_default(),
         _ => String::new(),
     }
+}
+
+/// The primary's READ_WRITE_ROUTING_URL if this replica is a secondary that redirects
+/// read-write connections there.
+async fn read_write_redirect(driver: &Driver) -> Option<String> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    driver.send(Event::ReadWriteRedirect { reply });
+    answer.await.ok().flatten()
 }
 
 pub(crate) async fn serve(listener: TcpListener, driver: Driver) {
@@ -328,9 +341,21 @@ async fn connection(stream: TcpStream, driver: Driver) {
                     IntentJson::ReadWrite => ApplicationIntent::ReadWrite,
                     IntentJson::ReadOnly => ApplicationIntent::ReadOnly,
                 };
-                let _ = replies.send(ClientReplyJson {
-                    replica: Some(driver.name.to_string()),
-                    ..ClientReplyJson::new(Some(id), "ok")
+                let redirect = match intent {
+                    ApplicationIntent::ReadWrite => read_write_redirect(&driver).await,
+                    ApplicationIntent::ReadOnly => None,
+                };
+                let _ = replies.send(match redirect {
+                    // R-READ-3: this secondary sends read-write connections to the primary.
+                    Some(url) => ClientReplyJson {
+                        replica: Some(driver.name.to_string()),
+                        redirect: Some(url),
+                        ..ClientReplyJson::new(Some(id), "redirect")
+                    },
+                    None => ClientReplyJson {
+                        replica: Some(driver.name.to_string()),
+                        ..ClientReplyJson::new(Some(id), "ok")
+                    },
                 });
                 drop(permit);
             }

@@ -169,6 +169,11 @@ pub(crate) enum Event {
     Status {
         reply: oneshot::Sender<Option<(ReplicaStatus, ReplicaObservation)>>,
     },
+    /// Where a read-write connection to this replica should go instead (R-READ-3's
+    /// READ_WRITE_ROUTING_URL), if anywhere.
+    ReadWriteRedirect {
+        reply: oneshot::Sender<Option<String>>,
+    },
     /// The availability group's configuration as this replica knows it.
     Config {
         reply: oneshot::Sender<Option<hadr_types::AgConfig>>,
@@ -577,6 +582,9 @@ impl State {
                     manager.pong(now);
                 }
             }
+            Event::ReadWriteRedirect { reply } => {
+                let _ = reply.send(self.read_write_redirect());
+            }
             Event::Config { reply } => {
                 let _ = reply.send(self.replica.config().cloned());
             }
@@ -733,6 +741,22 @@ impl State {
             Some(m) if m.ag == config.name && m.replica == me => None,
             _ => Some((config.clone(), me)),
         }
+    }
+
+    /// R-READ-3: a read-write connection that reaches a SECONDARY accepting connections goes
+    /// to the current primary's READ_WRITE_ROUTING_URL, when it has one.
+    fn read_write_redirect(&self) -> Option<String> {
+        let config = self.replica.config()?;
+        let me = config.replicas.get(usize::from(self.replica.id()?.0))?;
+        if self.replica.role() != Some(hadr_types::Role::Secondary)
+            || me.secondary_role.allow_connections == hadr_types::SecondaryConnections::No
+        {
+            return None;
+        }
+        let primary = config
+            .replicas
+            .get(usize::from(self.replica.primary()?.0))?;
+        primary.primary_role.read_write_routing_url.clone()
     }
 
     /// The primary keeps the group's configuration in etcd current: admin commands (an ALTER
