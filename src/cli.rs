@@ -27,9 +27,45 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure synchronous-commit throughput and latency of the reference replicas.
     Bench(BenchArgs),
+    /// Conformance scenarios: `hadr trace generate` writes the corpus generated from the spec.
+    #[command(subcommand)]
+    Trace(TraceCommand),
     /// Run the availability group listener: one address that routes read-write connections
     /// to the primary and read-intent ones along READ_ONLY_ROUTING_LIST (R-READ-3).
     Listener(ListenerArgs),
+}
+
+/// `hadr trace …`.
+#[derive(Debug, Subcommand)]
+pub enum TraceCommand {
+    /// Generate the conformance corpus from the spec: the shortest scenario to every hazard and
+    /// every action kind, plus seeded random walks, each step with the observations the model
+    /// allows (docs/trace-format.md). Deterministic for a configuration and seed.
+    Generate(TraceGenerateArgs),
+}
+
+/// Options of `hadr trace generate`.
+#[derive(Debug, Args)]
+pub struct TraceGenerateArgs {
+    /// Model configuration (TOML, as for `hadr check --config`); default: the embedded
+    /// `model/configs/default.toml`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Seed of the random walks.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Number of random walks.
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=10_000))]
+    pub walks: usize,
+    /// Environment steps per random walk.
+    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100))]
+    pub walk_length: usize,
+    /// Where to write the scenarios and index.json (its earlier scenario files are replaced).
+    #[arg(long, value_name = "DIR", default_value = "conformance/corpus")]
+    pub out: PathBuf,
+    /// Print a JSON summary on standard output instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `hadr listener`.

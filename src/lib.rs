@@ -19,6 +19,7 @@ pub mod format;
 pub mod listener_cmd;
 pub mod local_cluster;
 pub mod replica_cmd;
+pub mod trace_cmd;
 
 use hadr_model::{ModelConfig, ModelConfigError, Mutant, UnknownMutant};
 use std::path::{Path, PathBuf};

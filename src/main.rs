@@ -24,6 +24,9 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => {
             return finish(bench_cmd::run(args).map_err(|e| (Exit::Failed, e.to_string())))
         }
+        Command::Trace(hadr::cli::TraceCommand::Generate(args)) => {
+            return finish(hadr::trace_cmd::run(args).map_err(|e| (Exit::Usage, e.to_string())))
+        }
         Command::Listener(args) => {
             return finish(
                 hadr::listener_cmd::run(&args.config)

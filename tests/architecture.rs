@@ -79,7 +79,14 @@ fn assert_free_of(package: &str, forbidden: &[&str], must_have: &[&str]) {
 fn the_core_has_no_runtime_and_no_spec() {
     assert_free_of(
         "hadr-core",
-        &["tokio", "mio", "hadr-model", "stateright", "hadr-node"],
+        &[
+            "tokio",
+            "mio",
+            "hadr-model",
+            "stateright",
+            "hadr-node",
+            "hadr-conformance",
+        ],
         &["hadr-types"],
     );
 }
@@ -89,7 +96,7 @@ fn the_core_has_no_runtime_and_no_spec() {
 fn the_node_depends_on_the_core_but_not_on_the_spec() {
     assert_free_of(
         "hadr-node",
-        &["hadr-model", "stateright"],
+        &["hadr-model", "stateright", "hadr-conformance"],
         &["hadr-core", "tokio"],
     );
 }

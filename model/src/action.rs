@@ -5,10 +5,10 @@
 use crate::backup::BackupKind;
 use crate::state::{Did, Rid};
 use hadr_types::{ApplicationIntent, FailureCondition};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A node of the network: a replica or the cluster manager's majority.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Node {
     /// A replica.
     Replica(Rid),
@@ -17,7 +17,7 @@ pub enum Node {
 }
 
 /// One atomic step of the spec.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Action {
     // ---- environment: client ----
     /// A client commits a transaction on a database, through the listener (to the primary).

@@ -12,7 +12,9 @@ use serde::Serialize;
 use std::fmt;
 
 /// The kinds of backup an operator can take (R-BACKUP-1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 pub enum BackupKind {
     /// `BACKUP DATABASE`: a full backup; the base of later differentials.
     Full,

@@ -463,6 +463,33 @@ fn function_checks(mutant: Option<Mutant>) -> Vec<PropertyResult> {
 
 /// Paths to the given properties (indices into `all_specs`), by a run that checks nothing
 /// else; breadth-first with one thread, they are shortest.
+/// The shortest path (breadth-first) from the initial state to every hazard and to every action
+/// kind the configuration can take, as the actions taken, keyed by the property's rule id (`H1`)
+/// or action kind name (`ShipLog`). Unreachable targets are missing from the answer. The
+/// conformance harness turns these paths into scenarios.
+pub fn example_paths(
+    config: &ModelConfig,
+    options: &CheckOptions,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Vec<(String, Vec<crate::Action>)> {
+    let base = AgModel::new(config.clone());
+    let targets: Vec<(usize, &'static PropertySpec)> = checked_specs(&base)
+        .filter(|(_, spec)| matches!(spec.group, PropertyGroup::Hazard | PropertyGroup::Coverage))
+        .collect();
+    let indices: Vec<usize> = targets.iter().map(|(i, _)| *i).collect();
+    focused_paths(&base, &indices, options, Strategy::Bfs, on_progress)
+        .into_iter()
+        .filter_map(|(name, actions)| {
+            let spec = targets.iter().find(|(_, s)| s.name == name)?.1;
+            let key = match spec.action {
+                Some(kind) => kind.name().to_owned(),
+                None => spec.rule.to_owned(),
+            };
+            Some((key, actions))
+        })
+        .collect()
+}
+
 fn focused_paths(
     base: &AgModel,
     targets: &[usize],

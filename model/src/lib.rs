@@ -32,7 +32,8 @@ pub mod symmetry;
 
 pub use action::{Action, ActionClass, ActionKind, Node};
 pub use check::{
-    check, CheckOptions, CheckReport, Pass, Progress, PropertyResult, Stop, Strategy, Verdict,
+    check, example_paths, CheckOptions, CheckReport, Pass, Progress, PropertyResult, Stop,
+    Strategy, Verdict,
 };
 pub use config::{Bounds, ModelConfig, ModelConfigError, DEFAULT_CONFIG_TOML, SCRIPT_BOUNDS_TOML};
 pub use mutant::{Mutant, UnknownMutant};

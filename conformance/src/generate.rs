@@ -1,0 +1,337 @@
+//! Scenarios from the spec.
+//!
+//! 1. The shortest path to every hazard and every action kind ([`hadr_model::example_paths`],
+//!    a breadth-first search) is projected onto its environment actions: the internal steps
+//!    in between are the protocol's business, not the scenario's.
+//! 2. Seeded random walks of environment actions add breadth.
+//! 3. Each scenario is replayed on the model as a set of possible states (a *frontier*): the
+//!    next environment action applies to every state of the frontier where it is enabled, then
+//!    the frontier is closed under internal actions. After each step the scenario records the
+//!    observations of the frontier's quiescent states: what a correct implementation may show
+//!    once it has done everything it can do on its own.
+
+use crate::scenario::{Coverage, Scenario, ScenarioStep, FORMAT};
+use hadr_model::properties::{all_specs, PropertyGroup};
+use hadr_model::{Action, AgModel, CheckOptions, ModelConfig, State};
+use hadr_types::Observation;
+use std::collections::{BTreeSet, HashSet, VecDeque};
+
+/// How many states a frontier may hold before a scenario is given up as too broad to judge.
+pub const MAX_FRONTIER: usize = 200_000;
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    /// Seed of the random walks (the corpus is a function of the configuration and the seed).
+    pub seed: u64,
+    /// How many random walks.
+    pub walks: usize,
+    /// Environment steps per random walk.
+    pub walk_length: usize,
+    /// Checker threads for the search of the shortest paths (1 = deterministic order).
+    pub threads: usize,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            seed: 1,
+            walks: 20,
+            walk_length: 8,
+            threads: 1,
+        }
+    }
+}
+
+/// A generated corpus.
+#[derive(Clone, Debug)]
+pub struct Corpus {
+    /// The scenarios: shortest examples first (by purpose), then the walks.
+    pub scenarios: Vec<Scenario>,
+    /// What they exercise together.
+    pub coverage: Coverage,
+    /// Action kinds the configuration can take, and hazards the spec defines, that no
+    /// scenario reaches.
+    pub missing: Coverage,
+    /// Targets given up because their frontier grew past [`MAX_FRONTIER`].
+    pub too_broad: Vec<String>,
+}
+
+/// Why a corpus could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// The configuration is not valid TOML for the model, or breaks a limit.
+    #[error("invalid model configuration: {0}")]
+    Config(#[from] hadr_model::ModelConfigError),
+}
+
+/// A frontier: the states the model may be in, and what it took to get there.
+struct Frontier {
+    states: Vec<State>,
+    coverage: Coverage,
+    quiescent: Vec<usize>,
+}
+
+fn kind_name(action: &Action) -> String {
+    action.kind().name().to_owned()
+}
+
+fn is_environment(action: &Action) -> bool {
+    action.kind().class().is_environment()
+}
+
+/// Closes `start` under internal actions (breadth-first); `None` if it grows past the cap.
+fn close(m: &AgModel, start: Vec<State>, coverage: &mut Coverage) -> Option<Frontier> {
+    let internal: Vec<Action> = m
+        .candidates()
+        .iter()
+        .filter(|a| !is_environment(a))
+        .copied()
+        .collect();
+    let mut seen: HashSet<State> = HashSet::new();
+    let mut order = Vec::new();
+    let mut queue: VecDeque<State> = VecDeque::new();
+    for s in start {
+        if seen.insert(s.clone()) {
+            queue.push_back(s);
+        }
+    }
+    let mut kinds = BTreeSet::new();
+    let mut quiescent = Vec::new();
+    while let Some(s) = queue.pop_front() {
+        let mut stuck = true;
+        for a in internal.iter().filter(|a| m.enabled(&s, a)) {
+            stuck = false;
+            kinds.insert(kind_name(a));
+            let next = m.apply(&s, a);
+            if seen.insert(next.clone()) {
+                if seen.len() > MAX_FRONTIER {
+                    return None;
+                }
+                queue.push_back(next);
+            }
+        }
+        if stuck {
+            quiescent.push(order.len());
+        }
+        order.push(s);
+    }
+    coverage.merge(&Coverage {
+        action_kinds: kinds.into_iter().collect(),
+        hazards: hazards(m, &order),
+    });
+    Some(Frontier {
+        states: order,
+        coverage: coverage.clone(),
+        quiescent,
+    })
+}
+
+/// The hazards whose condition holds in one of `states`.
+fn hazards(m: &AgModel, states: &[State]) -> Vec<String> {
+    all_specs()
+        .iter()
+        .filter(|spec| spec.group == PropertyGroup::Hazard)
+        .filter(|spec| states.iter().any(|s| (spec.condition)(m, s)))
+        .map(|spec| spec.rule.to_owned())
+        .collect()
+}
+
+/// What may be seen of a frontier once quiescent, sorted and deduplicated.
+fn expected(m: &AgModel, frontier: &Frontier) -> (Vec<Observation>, bool) {
+    let quiescent = !frontier.quiescent.is_empty();
+    let states: Box<dyn Iterator<Item = &State>> = if quiescent {
+        Box::new(frontier.quiescent.iter().map(|&i| &frontier.states[i]))
+    } else {
+        Box::new(frontier.states.iter())
+    };
+    let mut unique: Vec<(String, Observation)> = states
+        .map(|s| m.observe(s))
+        .collect::<HashSet<Observation>>()
+        .into_iter()
+        .map(|o| {
+            (
+                serde_json::to_string(&o).expect("an observation serializes"),
+                o,
+            )
+        })
+        .collect();
+    unique.sort_by(|a, b| a.0.cmp(&b.0));
+    (unique.into_iter().map(|(_, o)| o).collect(), quiescent)
+}
+
+/// Replays environment actions on the model as frontiers; `None` if a frontier grows too broad
+/// or an action is enabled in none of its states.
+fn replay(m: &AgModel, config_toml: &str, purpose: &str, actions: &[Action]) -> Option<Scenario> {
+    let mut coverage = Coverage::default();
+    let mut frontier = close(m, vec![m.initial_state()], &mut coverage)?;
+    let (initial, initial_quiescent) = expected(m, &frontier);
+    let mut steps = Vec::new();
+    for action in actions {
+        let next: Vec<State> = frontier
+            .states
+            .iter()
+            .filter(|s| m.enabled(s, action))
+            .map(|s| m.apply(s, action))
+            .collect();
+        if next.is_empty() {
+            return None;
+        }
+        coverage.merge(&Coverage {
+            action_kinds: vec![kind_name(action)],
+            hazards: Vec::new(),
+        });
+        frontier = close(m, next, &mut coverage)?;
+        let (expected, quiescent) = expected(m, &frontier);
+        steps.push(ScenarioStep {
+            action: *action,
+            expected,
+            quiescent,
+        });
+    }
+    Some(Scenario {
+        format: FORMAT.to_owned(),
+        purpose: purpose.to_owned(),
+        config: config_toml.to_owned(),
+        initial,
+        initial_quiescent,
+        steps,
+        covers: frontier.coverage,
+    })
+}
+
+/// A small deterministic generator (xorshift64*), so that a corpus depends on the seed only.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// A random walk: environment actions each enabled in some state of the current frontier.
+fn walk(m: &AgModel, rng: &mut Rng, length: usize) -> Vec<Action> {
+    let environment: Vec<Action> = m
+        .candidates()
+        .iter()
+        .filter(|a| is_environment(a))
+        .copied()
+        .collect();
+    let mut ignored = Coverage::default();
+    let Some(mut frontier) = close(m, vec![m.initial_state()], &mut ignored) else {
+        return Vec::new();
+    };
+    let mut actions = Vec::new();
+    for _ in 0..length {
+        let enabled: Vec<Action> = environment
+            .iter()
+            .filter(|a| frontier.states.iter().any(|s| m.enabled(s, a)))
+            .copied()
+            .collect();
+        if enabled.is_empty() {
+            break;
+        }
+        let action = enabled[rng.below(enabled.len())];
+        let next: Vec<State> = frontier
+            .states
+            .iter()
+            .filter(|s| m.enabled(s, &action))
+            .map(|s| m.apply(s, &action))
+            .collect();
+        match close(m, next, &mut ignored) {
+            Some(f) => frontier = f,
+            None => break,
+        }
+        actions.push(action);
+    }
+    actions
+}
+
+/// Generates the corpus of a model configuration (`config_toml`, as `hadr check --config`
+/// reads it). `on_target` is told each target as it is replayed (for progress output).
+pub fn generate(
+    config_toml: &str,
+    options: &GenerateOptions,
+    on_target: &mut dyn FnMut(&str),
+) -> Result<Corpus, GenerateError> {
+    let config = ModelConfig::from_toml_str(config_toml)?;
+    let m = AgModel::new(config.clone());
+    let check = CheckOptions {
+        threads: options.threads.max(1),
+        ..CheckOptions::default()
+    };
+    let mut paths = hadr_model::example_paths(&config, &check, &mut |_| {});
+    paths.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut scenarios = Vec::new();
+    let mut too_broad = Vec::new();
+    let mut seen_actions: HashSet<Vec<Action>> = HashSet::new();
+    for (target, path) in &paths {
+        on_target(target);
+        // An action kind's example ends where the action is enabled: take it too.
+        let mut path = path.clone();
+        let end = path.iter().fold(m.initial_state(), |s, a| m.apply(&s, a));
+        if let Some(action) = m
+            .candidates()
+            .iter()
+            .find(|a| kind_name(a) == *target && m.enabled(&end, a))
+        {
+            path.push(*action);
+        }
+        let actions: Vec<Action> = path.iter().filter(|a| is_environment(a)).copied().collect();
+        if !seen_actions.insert(actions.clone()) {
+            continue; // the same environment steps as an earlier target's scenario
+        }
+        match replay(&m, config_toml, target, &actions) {
+            Some(scenario) => scenarios.push(scenario),
+            None => too_broad.push(target.clone()),
+        }
+    }
+    let mut rng = Rng(options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    for i in 0..options.walks {
+        let purpose = format!("walk {i}");
+        on_target(&purpose);
+        let actions = walk(&m, &mut rng, options.walk_length);
+        if actions.is_empty() || !seen_actions.insert(actions.clone()) {
+            continue;
+        }
+        if let Some(scenario) = replay(&m, config_toml, &purpose, &actions) {
+            scenarios.push(scenario);
+        }
+    }
+    let mut coverage = Coverage::default();
+    for s in &scenarios {
+        coverage.merge(&s.covers);
+    }
+    let wanted_kinds: Vec<String> = hadr_model::ActionKind::ALL
+        .iter()
+        .filter(|k| hadr_model::properties::not_applicable(**k, &config).is_none())
+        .map(|k| k.name().to_owned())
+        .collect();
+    let wanted_hazards: Vec<String> = hadr_model::properties::checked_specs(&m)
+        .filter(|(_, s)| s.group == PropertyGroup::Hazard)
+        .map(|(_, s)| s.rule.to_owned())
+        .collect();
+    let missing = Coverage {
+        action_kinds: wanted_kinds
+            .into_iter()
+            .filter(|k| !coverage.action_kinds.contains(k))
+            .collect(),
+        hazards: wanted_hazards
+            .into_iter()
+            .filter(|h| !coverage.hazards.contains(h))
+            .collect(),
+    };
+    Ok(Corpus {
+        scenarios,
+        coverage,
+        missing,
+        too_broad,
+    })
+}
