@@ -27,12 +27,34 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure synchronous-commit throughput and latency of the reference replicas.
     Bench(BenchArgs),
+    /// Replay the conformance corpus on an implementation and print its certificate.
+    Certify(CertifyArgs),
     /// Conformance scenarios: `hadr trace generate` writes the corpus generated from the spec.
     #[command(subcommand)]
     Trace(TraceCommand),
     /// Run the availability group listener: one address that routes read-write connections
     /// to the primary and read-intent ones along READ_ONLY_ROUTING_LIST (R-READ-3).
     Listener(ListenerArgs),
+}
+
+/// Options of `hadr certify`.
+#[derive(Debug, Args)]
+pub struct CertifyArgs {
+    /// The system under test: `reference-sim` (the reference core in a simulated network).
+    #[arg(long, default_value = "reference-sim")]
+    pub sut: String,
+    /// The corpus directory (scenario files from `hadr trace generate`).
+    #[arg(long, value_name = "DIR", default_value = "conformance/corpus")]
+    pub corpus: PathBuf,
+    /// Print the certificate as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the results as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Also write the certificate as Markdown.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
 }
 
 /// `hadr trace …`.

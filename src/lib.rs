@@ -6,6 +6,7 @@
 //! [`CliError`] with a message that says what to do.
 
 pub mod bench_cmd;
+pub mod certify_cmd;
 pub mod check_cmd;
 pub mod cli;
 pub mod demo_cmd;

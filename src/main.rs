@@ -6,12 +6,17 @@ use hadr::{bench_cmd, check_cmd, demo_cmd, explore_cmd, replica_cmd, Exit};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Certification replays the reference core many times: its warnings are expected there.
+    let quiet = matches!(cli.command, Command::Certify(_) | Command::Trace(_));
+    let default_filter = if quiet { "error" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let result = match &cli.command {
         Command::Check(args) => check_cmd::run(args),
         Command::Explore(args) => explore_cmd::run(args),
@@ -23,6 +28,9 @@ fn main() -> std::process::ExitCode {
         }
         Command::Bench(args) => {
             return finish(bench_cmd::run(args).map_err(|e| (Exit::Failed, e.to_string())))
+        }
+        Command::Certify(args) => {
+            return finish(hadr::certify_cmd::run(args).map_err(|e| (Exit::Usage, e.to_string())))
         }
         Command::Trace(hadr::cli::TraceCommand::Generate(args)) => {
             return finish(hadr::trace_cmd::run(args).map_err(|e| (Exit::Usage, e.to_string())))

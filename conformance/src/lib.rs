@@ -13,8 +13,12 @@
 
 #![warn(missing_docs)]
 
+pub mod certify;
 pub mod generate;
+pub mod judge;
 pub mod scenario;
+pub mod sim;
+pub mod sut;
 
 pub use generate::{generate, Corpus, GenerateError, GenerateOptions};
 pub use scenario::{Coverage, Scenario, ScenarioStep, FORMAT};

@@ -1,0 +1,270 @@
+//! `reference-sim`: the reference core (hadr-core) in its deterministic simulated network
+//! (`hadr_core::testing::Cluster`), with a simulated cluster manager that grants promotions,
+//! renews leases, and fails over automatically as the spec's manager does.
+
+use crate::sut::{Sut, SutError};
+use hadr_core::testing::Cluster;
+use hadr_core::{AdminCommand, ClientReply, ManagerEvent, PromotionKind, RequestId};
+use hadr_model::{Action, Node};
+use hadr_types::{
+    AgConfig, CommitOutcome, DatabaseId, DefiniteReason, Observation, ReplicaId, Role,
+    TransactionObservation, TxnId,
+};
+use std::collections::BTreeSet;
+
+/// Long enough for every timer of the reference configurations to fire (session timeouts,
+/// leases): the harness waits this long, in simulated time, after each step.
+const SETTLE_MS: u64 = 120_000;
+
+/// One client transaction as its client sees it.
+struct ClientTxn {
+    txn: u32,
+    database: DatabaseId,
+    /// Where it was sent and its request, or the listener's own definite answer.
+    sent: Result<(ReplicaId, RequestId), DefiniteReason>,
+    /// The server it went to crashed before answering.
+    lost: bool,
+}
+
+/// The reference core, simulated.
+#[derive(Default)]
+pub struct ReferenceSim {
+    cluster: Option<Cluster>,
+    config: Option<AgConfig>,
+    clients: Vec<ClientTxn>,
+    /// Replicas cut off from the manager by partitions; with `quorum_lost`, every replica is.
+    manager_cut: BTreeSet<ReplicaId>,
+    quorum_lost: bool,
+}
+
+impl ReferenceSim {
+    /// A simulator with nothing set up yet.
+    pub fn new() -> Self {
+        ReferenceSim::default()
+    }
+
+    fn cluster(&mut self) -> Result<&mut Cluster, SutError> {
+        self.cluster
+            .as_mut()
+            .ok_or_else(|| SutError::Failed("no group: setup first".to_owned()))
+    }
+
+    fn sync_isolation(&mut self) {
+        let n = self.config.as_ref().map_or(0, |c| c.replicas.len());
+        let isolated: BTreeSet<ReplicaId> = if self.quorum_lost {
+            (0..n).map(|r| ReplicaId(r as u8)).collect()
+        } else {
+            self.manager_cut.clone()
+        };
+        if let Some(c) = self.cluster.as_mut() {
+            c.manager.isolated = isolated;
+        }
+    }
+
+    fn primary(&self) -> Option<ReplicaId> {
+        let c = self.cluster.as_ref()?;
+        (0..c.nodes.len())
+            .map(|r| ReplicaId(r as u8))
+            .find(|&r| c.role(r) == Some(Role::Primary))
+    }
+
+    /// The manager's automatic failover (R-FAIL-2): with quorum and no primary, promote a
+    /// failover-ready replica that reaches the manager.
+    fn automatic_failover(&mut self) {
+        let has_manager = self
+            .config
+            .as_ref()
+            .is_some_and(|c| c.cluster_type.has_manager());
+        if !has_manager || self.quorum_lost || self.primary().is_some() {
+            return;
+        }
+        let cut = self.manager_cut.clone();
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let target = c
+            .failover_ready()
+            .into_iter()
+            .find(|r| c.is_up(*r) && !cut.contains(r));
+        if let Some(target) = target {
+            let event = c.promotion(PromotionKind::Automatic);
+            c.manager_event(target, event);
+            c.run();
+        }
+    }
+
+    fn settle(&mut self) -> Result<(), SutError> {
+        for _ in 0..4 {
+            self.cluster()?.advance(SETTLE_MS);
+            self.automatic_failover();
+        }
+        Ok(())
+    }
+
+    fn admin(&mut self, r: ReplicaId, command: AdminCommand) -> Result<(), SutError> {
+        let c = self.cluster()?;
+        if c.is_up(r) {
+            c.admin(r, command);
+        }
+        Ok(())
+    }
+
+    fn replica(node: &Node) -> Option<ReplicaId> {
+        match node {
+            Node::Replica(r) => Some(ReplicaId(*r)),
+            Node::Manager => None,
+        }
+    }
+}
+
+impl Sut for ReferenceSim {
+    fn name(&self) -> String {
+        "reference-sim".to_owned()
+    }
+
+    fn setup(&mut self, config: &AgConfig) -> Result<(), SutError> {
+        *self = ReferenceSim::default();
+        let mut cluster = Cluster::new(config.clone());
+        cluster.run();
+        self.cluster = Some(cluster);
+        self.config = Some(config.clone());
+        self.settle()
+    }
+
+    fn step(&mut self, action: &Action) -> Result<(), SutError> {
+        match *action {
+            Action::ClientCommit { db } => {
+                let txn = self.clients.len() as u32 + 1;
+                let database = DatabaseId(db);
+                let sent = match self.primary() {
+                    None => Err(DefiniteReason::NoPrimary),
+                    Some(p) => {
+                        let key = format!("k{txn}");
+                        let request = self.cluster()?.commit(p, database, txn, &[(&key, "v")]);
+                        Ok((p, request))
+                    }
+                };
+                self.clients.push(ClientTxn {
+                    txn,
+                    database,
+                    sent,
+                    lost: false,
+                });
+            }
+            Action::Crash { replica } => {
+                let r = ReplicaId(replica);
+                for t in &mut self.clients {
+                    if matches!(t.sent, Ok((to, _)) if to == r) {
+                        let answered = self
+                            .cluster
+                            .as_ref()
+                            .and_then(|c| t.sent.as_ref().ok().and_then(|(to, q)| c.reply(*to, *q)))
+                            .is_some();
+                        t.lost |= !answered;
+                    }
+                }
+                self.cluster()?.crash(r);
+            }
+            Action::Restart { replica } => self.cluster()?.restart(ReplicaId(replica)),
+            Action::Partition { a, b } => match (Self::replica(&a), Self::replica(&b)) {
+                (Some(a), Some(b)) => self.cluster()?.partition(a, b),
+                (Some(r), None) | (None, Some(r)) => {
+                    self.manager_cut.insert(r);
+                    self.sync_isolation();
+                }
+                (None, None) => {}
+            },
+            Action::Heal { a, b } => match (Self::replica(&a), Self::replica(&b)) {
+                (Some(a), Some(b)) => self.cluster()?.heal(a, b),
+                (Some(r), None) | (None, Some(r)) => {
+                    self.manager_cut.remove(&r);
+                    self.sync_isolation();
+                }
+                (None, None) => {}
+            },
+            Action::LoseQuorum => {
+                self.quorum_lost = true;
+                self.sync_isolation();
+            }
+            Action::RegainQuorum => {
+                self.quorum_lost = false;
+                self.sync_isolation();
+            }
+            Action::LoseLogBlock { to, db: _ } => {
+                if let Some(p) = self.primary() {
+                    self.cluster()?.drop_next_log(p, ReplicaId(to));
+                }
+            }
+            Action::HealthFault { replica, condition } => {
+                let level = self
+                    .config
+                    .as_ref()
+                    .map_or(0, |c| c.failure_condition_level);
+                let r = ReplicaId(replica);
+                if condition.level() <= level && !self.quorum_lost && self.primary() == Some(r) {
+                    // The manager declares the primary failed: its lease is gone.
+                    let c = self.cluster()?;
+                    c.manager_event(r, ManagerEvent::LeaseLost);
+                    c.run();
+                }
+            }
+            Action::PlannedFailover { target } => {
+                self.admin(ReplicaId(target), AdminCommand::Failover)?
+            }
+            Action::ForcedFailover { target } => {
+                self.admin(ReplicaId(target), AdminCommand::ForceFailoverAllowDataLoss)?
+            }
+            Action::DemoteToSecondary { replica } => {
+                self.admin(ReplicaId(replica), AdminCommand::SetRoleSecondary)?
+            }
+            Action::Suspend { replica, db } => self.admin(
+                ReplicaId(replica),
+                AdminCommand::SuspendDatabase(DatabaseId(db)),
+            )?,
+            Action::Resume { replica, db } => self.admin(
+                ReplicaId(replica),
+                AdminCommand::ResumeDatabase(DatabaseId(db)),
+            )?,
+            Action::SetRequiredSynchronized { k } => {
+                if let Some(p) = self.primary() {
+                    self.admin(
+                        p,
+                        AdminCommand::SetRequiredSynchronizedSecondariesToCommit(u32::from(k)),
+                    )?;
+                }
+            }
+            other => return Err(SutError::Unsupported(format!("{:?}", other.kind()))),
+        }
+        self.cluster()?.run();
+        self.settle()
+    }
+
+    fn observe(&mut self) -> Result<Observation, SutError> {
+        let c = self
+            .cluster
+            .as_ref()
+            .ok_or_else(|| SutError::Failed("no group: setup first".to_owned()))?;
+        let mut observation = c.observation();
+        observation.transactions = self
+            .clients
+            .iter()
+            .map(|t| {
+                let outcome = match t.sent {
+                    Err(reason) => CommitOutcome::DefiniteError(reason),
+                    Ok((to, request)) => match c.reply(to, request) {
+                        Some(reply) => reply.commit_outcome().unwrap_or(CommitOutcome::Indefinite),
+                        None if t.lost => CommitOutcome::Indefinite,
+                        None => CommitOutcome::Pending,
+                    },
+                };
+                TransactionObservation {
+                    txn: TxnId(t.txn),
+                    database: t.database,
+                    outcome,
+                }
+            })
+            .collect();
+        let _ = ClientReply::Begun;
+        Ok(observation)
+    }
+}

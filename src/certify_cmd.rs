@@ -1,0 +1,77 @@
+//! `hadr certify`: replay the conformance corpus on a system under test and print its
+//! certificate (hadr-conformance).
+
+use crate::cli::CertifyArgs;
+use crate::Exit;
+use hadr_conformance::certify::{certify, load_corpus, CorpusError};
+use hadr_conformance::sim::ReferenceSim;
+use hadr_conformance::sut::Sut;
+use std::path::PathBuf;
+
+/// Why `hadr certify` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CertifyError {
+    /// The corpus could not be read.
+    #[error(transparent)]
+    Corpus(#[from] CorpusError),
+    /// An unknown or not yet available system under test.
+    #[error("unknown system under test {0:?}: available: reference-sim (reference and external:CMD are not built yet)")]
+    UnknownSut(String),
+    /// A report file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs `hadr certify`: exit 0 when every scenario passes, 1 otherwise.
+pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
+    let mut make: Box<dyn FnMut() -> Box<dyn Sut>> = match args.sut.as_str() {
+        "reference-sim" => Box::new(|| Box::new(ReferenceSim::new()) as Box<dyn Sut>),
+        other => return Err(CertifyError::UnknownSut(other.to_owned())),
+    };
+    let (scenarios, hash) = load_corpus(&args.corpus)?;
+    let total = scenarios.len();
+    let progress = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let certificate = certify(&scenarios, hash, &mut *make, &mut |i, r| {
+        if progress {
+            eprint!(
+                "\r[{:>3}/{total}] {:<5} {:<40}",
+                i + 1,
+                r.verdict,
+                r.purpose
+            );
+        }
+    });
+    if progress {
+        eprintln!("\r{:<60}", "");
+    }
+    let write = |path: &PathBuf, text: String| {
+        std::fs::write(path, text).map_err(|source| CertifyError::Write {
+            path: path.clone(),
+            source,
+        })
+    };
+    if let Some(path) = &args.junit {
+        write(path, certificate.junit())?;
+    }
+    if let Some(path) = &args.markdown {
+        write(path, certificate.markdown())?;
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&certificate).expect("a certificate serializes")
+        );
+    } else {
+        print!("{}", certificate.markdown());
+    }
+    Ok(if certificate.verdict == "PASS" {
+        Exit::Passed
+    } else {
+        Exit::Failed
+    })
+}
