@@ -35,6 +35,8 @@ pub struct ReferenceSim {
     /// Replicas cut off from the manager by partitions; with `quorum_lost`, every replica is.
     manager_cut: BTreeSet<ReplicaId>,
     quorum_lost: bool,
+    /// The primary the manager records: the last replica seen PRIMARY.
+    manager_primary: Option<ReplicaId>,
 }
 
 impl ReferenceSim {
@@ -93,10 +95,46 @@ impl ReferenceSim {
         }
     }
 
+    /// Tells every running replica whether it reaches the manager's majority, and which
+    /// primary the manager records (what the node's etcd watch does every second).
+    fn report_reachability(&mut self) {
+        let has_manager = self
+            .config
+            .as_ref()
+            .is_some_and(|c| c.cluster_type.has_manager());
+        if !has_manager {
+            return;
+        }
+        if let Some(p) = self.primary() {
+            self.manager_primary = Some(p);
+        }
+        let (quorum_lost, cut, primary) = (
+            self.quorum_lost,
+            self.manager_cut.clone(),
+            self.manager_primary,
+        );
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        for r in (0..c.nodes.len()).map(|r| ReplicaId(r as u8)) {
+            if !c.is_up(r) {
+                continue;
+            }
+            let event = if quorum_lost || cut.contains(&r) {
+                ManagerEvent::Unreachable
+            } else {
+                ManagerEvent::Reachable { primary }
+            };
+            c.manager_event(r, event);
+        }
+        c.run();
+    }
+
     fn settle(&mut self) -> Result<(), SutError> {
         for _ in 0..4 {
             self.cluster()?.advance(SETTLE_MS);
             self.automatic_failover();
+            self.report_reachability();
         }
         Ok(())
     }

@@ -435,6 +435,10 @@ pub enum IgnoredReason {
     /// A promotion while this replica is already the primary.
     #[error("promotion received, but this replica is already the primary")]
     PromotionWhilePrimary,
+    /// A primary's handshake while the cluster manager is unreachable (R-QUORUM-2): this
+    /// replica cannot learn its role; it follows once the manager is back.
+    #[error("a primary's handshake while the cluster manager is unreachable: not followed until it is back")]
+    ManagerUnreachable,
     /// A promotion whose lease had already run out when it arrived (R-QUORUM-3): this replica
     /// stays where it is; a promotion it asked for is answered with an error.
     #[error("promotion with a lease until {lease_until_ms} ms arrived at {now_ms} ms, after the lease ended")]

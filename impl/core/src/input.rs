@@ -209,4 +209,16 @@ pub enum ManagerEvent {
     },
     /// The manager refused a promotion this replica requested (e.g. no quorum, R-QUORUM-2).
     PromotionDenied,
+    /// This replica cannot reach the manager's majority (R-QUORUM-2): a SECONDARY cannot know
+    /// its role any more and goes RESOLVING (its session with the primary ends); a RESOLVING
+    /// replica follows no primary until the manager is reachable again. (A primary loses its
+    /// lease instead: [`ManagerEvent::LeaseLost`].)
+    Unreachable,
+    /// This replica reaches the manager's majority, which records `primary` as the group's
+    /// primary. A RESOLVING replica that is not that primary learns it is a SECONDARY (R-FAIL-6)
+    /// and follows the primary when it meets it.
+    Reachable {
+        /// The primary the manager records (the lease holder, or the last one).
+        primary: Option<ReplicaId>,
+    },
 }

@@ -150,6 +150,8 @@ pub enum DisconnectReason {
     SessionTimeout,
     /// The handshake named another availability group or another replica.
     HandshakeMismatch,
+    /// This replica lost the cluster manager and went RESOLVING (R-QUORUM-2).
+    ManagerUnreachable,
 }
 
 /// What a client is told.

@@ -142,6 +142,8 @@ pub struct SimManager {
     pub lease_ms: u64,
     /// The highest term the manager granted a promotion in.
     pub highest_term: u64,
+    /// The primary the manager records: the last replica it promoted.
+    pub primary: Option<ReplicaId>,
     /// Nodes cut off from the manager (no renewals, no promotions).
     pub isolated: BTreeSet<ReplicaId>,
     /// The last publication of each primary that the manager stored (confirmed).
@@ -161,6 +163,7 @@ impl Default for SimManager {
             renew_leases: true,
             lease_ms: 10_000,
             highest_term: 0,
+            primary: None,
             isolated: BTreeSet::new(),
             published: BTreeMap::new(),
             unconfirmed: BTreeMap::new(),
@@ -617,6 +620,20 @@ impl Cluster {
         )
         .expect("the disk holds what the replica persisted");
         node.replica = Some(replica);
+        // A shell under a cluster manager tells the recovered replica whether it reaches the
+        // manager, and who the manager says is primary (R-ROLE-2).
+        let has_manager = node
+            .replica
+            .as_ref()
+            .and_then(|x| x.config())
+            .is_some_and(|c| c.cluster_type.has_manager());
+        if has_manager && !self.manager.isolated.contains(&r) {
+            let now = self.now_ms;
+            let primary = self.manager.primary;
+            if let Some(replica) = self.nodes[usize::from(r.0)].replica.as_mut() {
+                replica.handle_manager(now, ManagerEvent::Reachable { primary });
+            }
+        }
         for peer in 0..self.nodes.len() {
             self.connect(r, ReplicaId(peer as u8));
         }
@@ -699,6 +716,9 @@ impl Cluster {
 
     /// Delivers a manager event to a node (runs at the next [`Cluster::run`]).
     pub fn manager_event(&mut self, r: ReplicaId, event: ManagerEvent) {
+        if matches!(event, ManagerEvent::Promote { .. }) {
+            self.manager.primary = Some(r);
+        }
         self.manager_inbox.push_back((r, event));
     }
 
@@ -878,6 +898,7 @@ impl Cluster {
             ManagerRequest::RequestPromotion { kind } => {
                 if self.manager.grant_promotions {
                     let event = self.promotion(kind);
+                    self.manager.primary = Some(r);
                     self.manager_inbox.push_back((r, event));
                 }
             }

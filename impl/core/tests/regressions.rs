@@ -1061,3 +1061,48 @@ fn a_late_delivered_renewal_still_ahead_keeps_the_lease_and_a_stale_one_does_not
         "a stale renewal revives nothing"
     );
 }
+
+/// R-QUORUM-2 / R-ROLE-2: a secondary that loses the cluster manager's majority cannot know its
+/// role: it goes RESOLVING, its session with the primary ends, and it follows no primary until
+/// the manager is reachable again and names another replica as primary.
+#[test]
+fn a_secondary_without_the_manager_is_resolving_until_the_manager_names_the_primary() {
+    let mut c = Cluster::new(ag_config(ClusterType::External, &[Sync, Sync], 1));
+    assert_eq!(c.role(R1), Some(Role::Secondary));
+    c.manager_event(R1, ManagerEvent::Unreachable);
+    c.run();
+    assert_eq!(c.role(R1), Some(Role::Resolving));
+    // The shell keeps reconnecting; the handshakes do not make it follow.
+    c.advance(5_000);
+    assert_eq!(c.role(R1), Some(Role::Resolving));
+    assert_ne!(state(&c, R1), Some(SyncState::Synchronized));
+    c.manager_event(R1, ManagerEvent::Reachable { primary: Some(R0) });
+    c.run();
+    assert_eq!(c.role(R1), Some(Role::Secondary));
+    c.advance(5_000);
+    assert_eq!(state(&c, R1), Some(SyncState::Synchronized));
+}
+
+/// R-ROLE-2 under a manager: a restarted replica is RESOLVING until the manager is reachable;
+/// the manager's own primary does not resolve to SECONDARY.
+#[test]
+fn a_restarted_replica_under_a_manager_waits_for_it_and_its_primary_is_not_demoted() {
+    let mut c = Cluster::new(ag_config(ClusterType::External, &[Sync, Sync], 1));
+    c.manager.isolated.insert(R1);
+    c.crash(R1);
+    c.restart(R1);
+    c.advance(5_000);
+    assert_eq!(c.role(R1), Some(Role::Resolving), "no manager: no role");
+    c.manager.isolated.remove(&R1);
+    c.manager_event(R1, ManagerEvent::Reachable { primary: Some(R0) });
+    c.advance(5_000);
+    assert_eq!(c.role(R1), Some(Role::Secondary));
+    // A RESOLVING replica the manager names as primary stays RESOLVING (the manager restores
+    // or replaces it; it does not resolve to SECONDARY on its own).
+    c.manager_event(R0, ManagerEvent::LeaseLost);
+    c.run();
+    assert_eq!(c.role(R0), Some(Role::Resolving));
+    c.manager_event(R0, ManagerEvent::Reachable { primary: Some(R0) });
+    c.run();
+    assert_eq!(c.role(R0), Some(Role::Resolving));
+}

@@ -553,6 +553,66 @@ impl Core {
                     ignored(out, source, reason);
                 }
             }
+            ManagerEvent::Unreachable => {
+                self.manager_reachable = false;
+                if self.role == Role::Secondary {
+                    // R-QUORUM-2: no quorum, no role: RESOLVING, and the session with the
+                    // primary ends (it stops counting on this replica, R-COMMIT-4).
+                    tracing::warn!("cluster manager unreachable: RESOLVING");
+                    if let Some(primary) = self.primary {
+                        self.close_connection(
+                            primary,
+                            crate::output::DisconnectReason::ManagerUnreachable,
+                            true,
+                            out,
+                        );
+                    }
+                    for db in &mut self.dbs {
+                        db.told_state = SyncState::NotSynchronizing;
+                        db.gap_reported = None;
+                    }
+                    self.role = Role::Resolving;
+                    self.primary = None;
+                    out.push_back(Output::RoleChanged {
+                        role: Role::Resolving,
+                        epoch: self.epoch,
+                    });
+                    out.push_back(Output::DisconnectClients);
+                }
+            }
+            ManagerEvent::Reachable { primary } => {
+                let was_cut_off = !self.manager_reachable;
+                self.manager_reachable = true;
+                let pending = self.awaiting_promotion.is_some() || self.failover.is_some();
+                if self.role == Role::Resolving && primary != Some(self.me) && !pending {
+                    // R-FAIL-6: the manager's majority says another replica is (or was last)
+                    // primary: this one is a SECONDARY and follows it when it meets it.
+                    self.role = Role::Secondary;
+                    out.push_back(Output::RoleChanged {
+                        role: Role::Secondary,
+                        epoch: self.epoch,
+                    });
+                    out.push_back(Output::DisconnectClients);
+                }
+                if was_cut_off {
+                    // Handshakes ignored meanwhile run again on fresh connections.
+                    let claims: Vec<ReplicaId> = self
+                        .peers
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.hello.as_ref().is_some_and(|h| h.role == Role::Primary))
+                        .map(|(i, _)| ReplicaId(i as u8))
+                        .collect();
+                    for peer in claims {
+                        self.close_connection(
+                            peer,
+                            crate::output::DisconnectReason::ManagerUnreachable,
+                            true,
+                            out,
+                        );
+                    }
+                }
+            }
             ManagerEvent::PromotionDenied => match self.end_promotion_request(out) {
                 Some(awaiting) => match awaiting.request {
                     Some(request) => out.push_back(Output::AdminReply {

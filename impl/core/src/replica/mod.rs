@@ -189,6 +189,8 @@ struct Core {
     announced: (Role, Epoch),
     /// The primary (and its epoch) the last `PrimaryChanged` announced.
     announced_primary: (Option<ReplicaId>, Option<Epoch>),
+    /// Whether the cluster manager's majority is reachable (always, without a manager).
+    manager_reachable: bool,
 }
 
 /// What a client was told about a commit: the observation, and the reply itself so that a
@@ -345,12 +347,18 @@ impl Replica {
                 max_term = max_term.max(last.epoch.term);
             }
         }
+        // Under a cluster manager the role comes from the manager (R-ROLE-2): every replica
+        // restarts RESOLVING and learns it is a secondary when the shell reports the manager
+        // reachable ([`ManagerEvent::Reachable`]).
+        let has_manager = config.cluster_type.has_manager();
         let role = match state.role {
-            Role::Primary if !config.cluster_type.has_manager() => Role::Primary,
+            Role::Primary if !has_manager => Role::Primary,
+            _ if has_manager => Role::Resolving,
             Role::Primary | Role::Resolving => Role::Resolving,
             Role::Secondary => Role::Secondary,
         };
         let mut core = Core::new(config, me, options, logs);
+        core.manager_reachable = !has_manager;
         core.now_ms = now_ms;
         core.role = role;
         core.epoch = state.epoch;
@@ -713,6 +721,7 @@ impl Core {
             options,
             announced: (Role::Resolving, Epoch::NONE),
             announced_primary: (None, None),
+            manager_reachable: true,
         }
     }
 

@@ -294,6 +294,14 @@ impl Core {
         });
         match hello.role {
             Role::Primary
+                if (epoch > self.epoch || (epoch == self.epoch && self.role != Role::Primary))
+                    && !self.manager_reachable =>
+            {
+                // R-QUORUM-2: without the manager's majority this replica cannot learn its
+                // role; it follows the primary once the manager is back (`Reachable`).
+                ignored(out, source, IgnoredReason::ManagerUnreachable);
+            }
+            Role::Primary
                 if epoch > self.epoch || (epoch == self.epoch && self.role != Role::Primary) =>
             {
                 self.follow(from, epoch, &hello, out);

@@ -160,11 +160,14 @@ async fn attach(
         let mut last: Option<Option<Leader>> = None;
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         let mut tripped = false;
+        // The primary the manager records: the lease holder, or the last one seen.
+        let mut recorded: Option<ReplicaId> = None;
         loop {
             tokio::select! {
                 seen = leader.recv() => {
                     let Some(seen) = seen else { return };
                     let now = seen.leader.map(|l| Leader { replica: l.replica, term: l.term });
+                    recorded = now.map(|l| l.replica).or(recorded);
                     last = Some(now);
                     if events.send(Event::Leader(now)).is_err() {
                         return;
@@ -175,6 +178,17 @@ async fn attach(
                         return;
                     }
                     if events.send(Event::Ping).is_err() {
+                        return;
+                    }
+                    // R-QUORUM-2: can this replica reach etcd's majority (a linearizable read)?
+                    let reach = match manager.leader().await {
+                        Ok(leader) => {
+                            recorded = leader.map(|l| l.replica).or(recorded);
+                            hadr_core::ManagerEvent::Reachable { primary: recorded }
+                        }
+                        Err(_) => hadr_core::ManagerEvent::Unreachable,
+                    };
+                    if events.send(Event::Manager(reach)).is_err() {
                         return;
                     }
                     // R-FAIL-7 level 2 and up: a primary unresponsive for HEALTH_CHECK_TIMEOUT
