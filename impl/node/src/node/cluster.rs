@@ -97,7 +97,12 @@ fn manager_config(
     // `ttl_ms` after it arrived (AgConfig checks validity + drift margin < ttl, R-QUORUM-3).
     m.safety_margin = Duration::from_millis(u64::from(lease.ttl_ms - lease.validity_ms));
     m.renew_interval = Duration::from_millis(u64::from(lease.renew_interval_ms));
-    m.request_timeout = Duration::from_millis(u64::from(lease.renew_interval_ms).clamp(100, 1000));
+    // A renewal may take until the next one is due without the lease being at risk (the
+    // primary's own deadline is `validity_ms` after the renewal was sent); a short timeout
+    // would turn a busy machine into a lost lease and a needless failover.
+    m.request_timeout = Duration::from_millis(
+        u64::from(lease.validity_ms.saturating_sub(lease.renew_interval_ms)).clamp(100, 1000),
+    );
     m.failover_threshold = config
         .policy
         .failover_threshold
