@@ -168,15 +168,21 @@ fn replay(m: &AgModel, config_toml: &str, purpose: &str, actions: &[Action]) -> 
     let (initial, initial_quiescent) = expected(m, &frontier);
     let mut steps = Vec::new();
     for action in actions {
+        if !frontier.states.iter().any(|s| m.enabled(s, action)) {
+            return None;
+        }
+        // Where the model does not enable the action, the system refuses it: nothing changes.
         let next: Vec<State> = frontier
             .states
             .iter()
-            .filter(|s| m.enabled(s, action))
-            .map(|s| m.apply(s, action))
+            .map(|s| {
+                if m.enabled(s, action) {
+                    m.apply(s, action)
+                } else {
+                    s.clone()
+                }
+            })
             .collect();
-        if next.is_empty() {
-            return None;
-        }
         coverage.merge(&Coverage {
             action_kinds: vec![kind_name(action)],
             hazards: Vec::new(),
