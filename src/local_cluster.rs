@@ -131,9 +131,45 @@ pub struct LocalCluster {
     children: Vec<Option<Child>>,
 }
 
+/// Where ports handed out by [`free_port`] are reserved, one empty file per port, so that two
+/// processes (tests run in parallel, each in its own process) never pick the same one.
+fn reservations() -> std::path::PathBuf {
+    std::env::temp_dir().join("hadr-port-reservations")
+}
+
+/// Reserves `port` for this process: false if another live reservation holds it. A
+/// reservation older than an hour is stale (its process died without cleaning up).
+fn reserve(port: u16) -> bool {
+    let dir = reservations();
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true; // nowhere to reserve: fall back to the bind check alone
+    }
+    let path = dir.join(port.to_string());
+    let stale = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600));
+    if stale {
+        let _ = std::fs::remove_file(&path);
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .is_ok()
+}
+
+/// Gives reserved ports back.
+fn release(ports: impl IntoIterator<Item = u16>) {
+    let dir = reservations();
+    for port in ports {
+        let _ = std::fs::remove_file(dir.join(port.to_string()));
+    }
+}
+
 /// A free port on 127.0.0.1 below the kernel's ephemeral range (32768 and up on Linux), so
 /// that no outgoing connection of another process can take it between now and the replica's
-/// bind, even across a restart of that replica.
+/// bind, even across a restart of that replica. It is reserved (see [`reservations`]) until
+/// the [`LocalCluster`] that asked for it is dropped, or for an hour when a caller keeps it.
 pub fn free_port() -> Result<SocketAddr, ClusterError> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -147,12 +183,16 @@ pub fn free_port() -> Result<SocketAddr, ClusterError> {
         x ^= x >> 7;
         x ^= x << 17;
         let port = 20_000 + (x % 12_000) as u16;
+        if !reserve(port) {
+            continue;
+        }
         if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
             return listener.local_addr().map_err(|source| ClusterError::Io {
                 what: "finding a free port on 127.0.0.1".to_owned(),
                 source,
             });
         }
+        release([port]); // in use by something else
     }
     Err(ClusterError::Io {
         what: "finding a free port on 127.0.0.1 between 20000 and 32000".to_owned(),
@@ -531,5 +571,10 @@ impl Drop for LocalCluster {
             let _ = self.signal(i, "CONT");
             self.kill(i);
         }
+        release(
+            self.replicas
+                .iter()
+                .flat_map(|r| [r.client.port(), r.admin.port(), r.endpoint.port()]),
+        );
     }
 }
