@@ -168,8 +168,9 @@ fn release(ports: impl IntoIterator<Item = u16>) {
 
 /// A free port on 127.0.0.1 below the kernel's ephemeral range (32768 and up on Linux), so
 /// that no outgoing connection of another process can take it between now and the replica's
-/// bind, even across a restart of that replica. It is reserved (see [`reservations`]) until
-/// the [`LocalCluster`] that asked for it is dropped, or for an hour when a caller keeps it.
+/// bind, even across a restart of that replica. It is reserved (a file per port under the temp
+/// directory's `hadr-port-reservations`) until the [`LocalCluster`] that asked for it is
+/// dropped, or for an hour when a caller keeps it.
 pub fn free_port() -> Result<SocketAddr, ClusterError> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
