@@ -622,12 +622,17 @@ impl State {
     /// from the past; the core must learn of them before any other input makes it check its
     /// lease deadline against the present (R-QUORUM-3 stays safe: each renewal's deadline
     /// counts from when it was sent).
+    ///
+    /// Every path that takes queued events goes through here (the main loop, the timers, the
+    /// group-commit gathering): a stall can end inside any of them. Returns how many events
+    /// were handled.
     fn handle_queued(
         &mut self,
         first: Option<Event>,
         events: &mut mpsc::UnboundedReceiver<Event>,
-    ) -> Result<(), NodeError> {
+    ) -> Result<usize, NodeError> {
         let mut queue: std::collections::VecDeque<Event> = first.into_iter().collect();
+        let mut handled = 0;
         loop {
             let mut arrived = false;
             while let Ok(event) = events.try_recv() {
@@ -652,9 +657,10 @@ impl State {
                 }
             }
             let Some(event) = queue.pop_front() else {
-                return Ok(());
+                return Ok(handled);
             };
             self.handle(event)?;
+            handled += 1;
         }
     }
 
@@ -911,12 +917,7 @@ impl State {
             // fsync, once, so that a steady load cannot put the fsync off.
             if !gathered {
                 gathered = true;
-                let mut any = false;
-                while let Ok(event) = events.try_recv() {
-                    self.handle(event)?;
-                    any = true;
-                }
-                if any {
+                if self.handle_queued(None, events)? > 0 {
                     continue;
                 }
             }
