@@ -263,23 +263,7 @@ async fn external_cluster(
     }
     let mut config = cluster.external_config(modes, lease_ms);
     config["policy"] = serde_json::json!({ "failover_threshold": failover_threshold });
-    cluster
-        .must(
-            0,
-            "CREATE",
-            cluster.admin(0).post_json("/ag/create", &config).await,
-        )
-        .await?;
-    for i in 1..modes.len() {
-        cluster
-            .must(
-                i,
-                "JOIN",
-                cluster.admin(i).post_json("/ag/join", &config).await,
-            )
-            .await?;
-    }
-    cluster.wait_synchronized(0, modes).await?;
+    cluster.create_group_from(&config, modes).await?;
     Ok(cluster)
 }
 

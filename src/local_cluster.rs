@@ -331,20 +331,27 @@ impl LocalCluster {
         modes: &[&str],
         lease_ttl_ms: u32,
     ) -> Result<(), ClusterError> {
-        let config = self.external_config(modes, lease_ttl_ms);
+        self.create_group_from(&self.external_config(modes, lease_ttl_ms), modes)
+            .await
+    }
+
+    /// Creates the group `config` (an `AgConfig` as JSON) on replica 0, joins the others with
+    /// the same configuration, and waits until, seen from replica 0, every synchronous-commit
+    /// replica (`modes[i]`) is SYNCHRONIZED and every other one SYNCHRONIZING.
+    pub async fn create_group_from(
+        &self,
+        config: &serde_json::Value,
+        modes: &[&str],
+    ) -> Result<(), ClusterError> {
         self.must(
             0,
             "CREATE AVAILABILITY GROUP",
-            self.admin(0).post_json("/ag/create", &config).await,
+            self.admin(0).post_json("/ag/create", config).await,
         )
         .await?;
         for i in 1..self.replicas.len() {
-            self.must(
-                i,
-                "JOIN",
-                self.admin(i).post_json("/ag/join", &config).await,
-            )
-            .await?;
+            self.must(i, "JOIN", self.admin(i).post_json("/ag/join", config).await)
+                .await?;
         }
         self.wait_synchronized(0, modes).await
     }

@@ -74,24 +74,7 @@ async fn automatic_failover_after_sigkill_loses_no_acknowledged_commit() {
     let modes = [SYNC, SYNC, SYNC];
     let mut config = s.cluster.external_config(&modes, LEASE_MS);
     config["policy"] = serde_json::json!({ "failover_threshold": 100 });
-    s.cluster
-        .must(
-            0,
-            "CREATE",
-            s.cluster.admin(0).post_json("/ag/create", &config).await,
-        )
-        .await
-        .unwrap();
-    for i in 1..3 {
-        s.cluster
-            .must(
-                i,
-                "JOIN",
-                s.cluster.admin(i).post_json("/ag/join", &config).await,
-            )
-            .await
-            .unwrap();
-    }
+    s.cluster.create_group_from(&config, &modes).await.unwrap();
     let workload = Workload::start(addresses(&s.cluster), 0, 4);
     let mut p = 0;
     for round in 0..rounds {
@@ -482,25 +465,7 @@ async fn hung_primary(level: u8, stall_ms: u64) -> (Setup, Workload, Instant) {
     let mut config = s.cluster.external_config(&modes, LEASE_MS);
     config["failure_condition_level"] = level.into();
     config["health_check_timeout_ms"] = 15_000.into();
-    s.cluster
-        .must(
-            0,
-            "CREATE",
-            s.cluster.admin(0).post_json("/ag/create", &config).await,
-        )
-        .await
-        .unwrap();
-    for i in 1..3 {
-        s.cluster
-            .must(
-                i,
-                "JOIN",
-                s.cluster.admin(i).post_json("/ag/join", &config).await,
-            )
-            .await
-            .unwrap();
-    }
-    s.cluster.wait_synchronized(0, &modes).await.unwrap();
+    s.cluster.create_group_from(&config, &modes).await.unwrap();
     let workload = Workload::start(addresses(&s.cluster), 0, 1);
     workload
         .first_ack_after(Instant::now(), None, 10)

@@ -112,25 +112,7 @@ async fn the_listener_routes_by_intent_along_the_routing_list_and_follows_failov
     let config = json!({
         "name": "demo", "cluster_type": "NONE", "databases": ["db1"], "replicas": replicas,
     });
-    cluster
-        .must(
-            0,
-            "CREATE",
-            cluster.admin(0).post_json("/ag/create", &config).await,
-        )
-        .await
-        .unwrap();
-    for i in 1..4 {
-        cluster
-            .must(
-                i,
-                "JOIN",
-                cluster.admin(i).post_json("/ag/join", &config).await,
-            )
-            .await
-            .unwrap();
-    }
-    cluster.wait_synchronized(0, &modes).await.unwrap();
+    cluster.create_group_from(&config, &modes).await.unwrap();
 
     let listen = free_port().unwrap();
     let mut toml = format!("listen = \"{listen}\"\n");
@@ -251,23 +233,7 @@ async fn a_secondary_redirects_read_write_connections_to_the_primarys_routing_ur
         "name": "demo", "cluster_type": "NONE", "databases": ["db1"], "replicas": replicas,
     });
     cluster
-        .must(
-            0,
-            "CREATE",
-            cluster.admin(0).post_json("/ag/create", &config).await,
-        )
-        .await
-        .unwrap();
-    cluster
-        .must(
-            1,
-            "JOIN",
-            cluster.admin(1).post_json("/ag/join", &config).await,
-        )
-        .await
-        .unwrap();
-    cluster
-        .wait_synchronized(0, &["SYNCHRONOUS_COMMIT", "SYNCHRONOUS_COMMIT"])
+        .create_group_from(&config, &["SYNCHRONOUS_COMMIT", "SYNCHRONOUS_COMMIT"])
         .await
         .unwrap();
     let read_write = first_reply(cluster.replicas[1].client, &intent_line("read_write")).await;

@@ -4,7 +4,7 @@
 
 use crate::sut::{Sut, SutError};
 use hadr_core::testing::Cluster;
-use hadr_core::{AdminCommand, ClientReply, ManagerEvent, PromotionKind, RequestId};
+use hadr_core::{AdminCommand, ManagerEvent, PromotionKind, RequestId};
 use hadr_model::{Action, Node};
 use hadr_types::{
     AgConfig, CommitOutcome, DatabaseId, DefiniteReason, Observation, ReplicaId, Role,
@@ -302,7 +302,6 @@ impl Sut for ReferenceSim {
                 }
             })
             .collect();
-        let _ = ClientReply::Begun;
         Ok(observation)
     }
 }

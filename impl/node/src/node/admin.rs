@@ -83,11 +83,16 @@ fn problem(status: StatusCode, code: &str, message: String) -> Problem {
     }
 }
 
-async fn snapshot(driver: &Driver) -> Result<(ReplicaStatus, ReplicaObservation), Problem> {
+/// Asks the driver something only a replica in a group can answer (`ask` builds the event
+/// around the reply channel).
+async fn ask_in_group<T>(
+    driver: &Driver,
+    ask: impl FnOnce(oneshot::Sender<Option<T>>) -> Event,
+) -> Result<T, Problem> {
     let (tx, rx) = oneshot::channel();
-    driver.send(Event::Status { reply: tx });
+    driver.send(ask(tx));
     match rx.await {
-        Ok(Some(s)) => Ok(s),
+        Ok(Some(answer)) => Ok(answer),
         Ok(None) => Err(problem(
             StatusCode::CONFLICT,
             "NotInAvailabilityGroup",
@@ -100,6 +105,10 @@ async fn snapshot(driver: &Driver) -> Result<(ReplicaStatus, ReplicaObservation)
             "the replica is shutting down".to_owned(),
         )),
     }
+}
+
+async fn snapshot(driver: &Driver) -> Result<(ReplicaStatus, ReplicaObservation), Problem> {
+    ask_in_group(driver, |reply| Event::Status { reply }).await
 }
 
 async fn status(State(driver): State<Driver>) -> Response {
@@ -144,23 +153,9 @@ async fn stall(State(driver): State<Driver>, body: axum::body::Bytes) -> Respons
 /// The group's configuration (`AgConfig` as JSON): the listener reads the primary's
 /// READ_ONLY_ROUTING_LIST and the replicas' routing URLs from it.
 async fn current_config(State(driver): State<Driver>) -> Response {
-    let (tx, rx) = oneshot::channel();
-    driver.send(Event::Config { reply: tx });
-    match rx.await {
-        Ok(Some(config)) => Json(config).into_response(),
-        Ok(None) => problem(
-            StatusCode::CONFLICT,
-            "NotInAvailabilityGroup",
-            "this replica is not in an availability group yet: POST /ag/create or /ag/join"
-                .to_owned(),
-        )
-        .into_response(),
-        Err(_) => problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ShuttingDown",
-            "the replica is shutting down".to_owned(),
-        )
-        .into_response(),
+    match ask_in_group(&driver, |reply| Event::Config { reply }).await {
+        Ok(config) => Json(config).into_response(),
+        Err(r) => r.into_response(),
     }
 }
 
