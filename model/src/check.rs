@@ -490,6 +490,51 @@ pub fn example_paths(
         .collect()
 }
 
+/// The shortest path (breadth-first) on which the spec with `mutant` planted breaks an
+/// invariant: what a conformance scenario must do to catch an implementation with the same
+/// bug. `None` when the search meets no violation (a mutant refuted by an exhaustive check of
+/// a pure function, or by a reachability property, has no such path).
+///
+/// With `quiescent_environment`, only paths on which the environment acts in quiescent states
+/// ([`AgModel::with_quiescent_environment`]): a system run to quiescence after each step
+/// shows the bug on the projected scenario whenever its own choices follow the path.
+pub fn refuting_path(
+    config: &ModelConfig,
+    mutant: Mutant,
+    quiescent_environment: bool,
+    options: &CheckOptions,
+) -> Option<Vec<crate::Action>> {
+    // A mutant of a feature the configuration cannot exercise cannot break anything here.
+    if crate::mutant::feature_of(mutant).is_some_and(|k| not_applicable(k, config).is_some()) {
+        return None;
+    }
+    let mut model = AgModel::with_mutant(config.clone(), mutant);
+    if quiescent_environment {
+        model = model.with_quiescent_environment();
+    }
+    let rules = vec![mutant.rule()];
+    let probes = Arc::new(Probes::new(&model, Some(rules.as_slice())));
+    model.probes = Some(Arc::clone(&probes));
+    let search = CheckOptions {
+        strategy: Strategy::Bfs,
+        threads: 1,
+        stop: Stop::RuleViolated(rules),
+        ..options.clone()
+    };
+    run_checker(
+        model,
+        &probes,
+        &search,
+        Strategy::Bfs,
+        Pass::Search,
+        &mut |_| {},
+    )
+    .discoveries
+    .into_iter()
+    .find(|(name, _)| *name == INVARIANTS)
+    .map(|(_, actions)| actions)
+}
+
 fn focused_paths(
     base: &AgModel,
     targets: &[usize],

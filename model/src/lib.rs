@@ -16,6 +16,9 @@
 //!
 //! `docs/spec.md` explains the model, what it abstracts away, and how to read a counterexample.
 
+/// FNV-1a 64 of the spec's source files, in hex: which exact spec judged a conformance run.
+pub const SPEC_HASH: &str = env!("HADR_SPEC_HASH");
+
 pub mod action;
 pub mod advice;
 pub mod backup;
@@ -32,8 +35,8 @@ pub mod symmetry;
 
 pub use action::{Action, ActionClass, ActionKind, Node};
 pub use check::{
-    check, example_paths, CheckOptions, CheckReport, Pass, Progress, PropertyResult, Stop,
-    Strategy, Verdict,
+    check, example_paths, refuting_path, CheckOptions, CheckReport, Pass, Progress, PropertyResult,
+    Stop, Strategy, Verdict,
 };
 pub use config::{Bounds, ModelConfig, ModelConfigError, DEFAULT_CONFIG_TOML, SCRIPT_BOUNDS_TOML};
 pub use mutant::{Mutant, UnknownMutant};

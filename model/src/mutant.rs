@@ -94,6 +94,24 @@ pub fn configuration_for(mutant: Mutant) -> &'static str {
     }
 }
 
+/// The action kind whose behaviour the mutant changes, for the mutants of an optional feature
+/// (backups, database lifecycle, page repair, reads): a configuration that cannot take it
+/// cannot refute the mutant. `None` for the core protocol's mutants.
+pub fn feature_of(mutant: Mutant) -> Option<crate::ActionKind> {
+    use crate::ActionKind as K;
+    use Mutant::*;
+    match mutant {
+        SecondaryLogBackupOwnChain
+        | BackupOnUnsynchronizedSecondary
+        | CopyOnlyBackupMovesChain
+        | BackupTieBreakPrefersAllEquals => Some(K::Backup),
+        RestoreOnAvailabilityDatabase => Some(K::RestoreDatabase),
+        RepairFromPrimaryCurrentPage | RepairFromSynchronizingSecondary => Some(K::CorruptPage),
+        ReadFromUnsynchronizedSecondary | RouteToUnreadableSecondary => Some(K::ClientRead),
+        _ => None,
+    }
+}
+
 impl fmt::Display for Mutant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -40,15 +40,21 @@ impl AgModel {
     }
 
     /// Why a database is suspended as the views show it: its own reason, or the primary's
-    /// database being suspended (R-SYNC-7).
+    /// database being suspended (R-SYNC-7), which only a secondary in session with the primary
+    /// knows. A replica that is down shows only what it holds itself.
     pub fn suspend_reason(&self, s: &State, replica: Rid, db: Did) -> Option<SuspendReason> {
         let d = s.db(replica, db);
+        if !s.replicas[usize::from(replica)].up {
+            return d.suspended;
+        }
         let redo_stopped = (s.serving_primary() != Some(replica)
             && d.page != crate::state::Page::Healthy)
             .then_some(SuspendReason::Redo);
         d.suspended.or(redo_stopped).or_else(|| {
             let p = s.serving_primary()?;
-            (p != replica && s.db(p, db).suspended.is_some()).then_some(SuspendReason::Primary)
+            let r = &s.replicas[usize::from(replica)];
+            let told = p != replica && r.role == Role::Secondary && r.session;
+            (told && s.db(p, db).suspended.is_some()).then_some(SuspendReason::Primary)
         })
     }
 

@@ -31,6 +31,9 @@ use std::sync::Arc;
 pub struct AgModel {
     config: Arc<ModelConfig>,
     mutant: Option<Mutant>,
+    /// The environment acts only in quiescent states (see
+    /// [`AgModel::with_quiescent_environment`]).
+    quiescent_environment: bool,
     candidates: Arc<[Action]>,
     /// `candidates` grouped by kind: (kind, start, end).
     groups: Arc<[(ActionKind, usize, usize)]>,
@@ -95,6 +98,7 @@ impl AgModel {
         AgModel {
             config: Arc::new(config),
             mutant,
+            quiescent_environment: false,
             candidates: candidates.into(),
             groups: groups.into(),
             routing_lists: routing_lists.into(),
@@ -109,6 +113,14 @@ impl AgModel {
 
     /// The same model checking only the given properties (indices into `all_specs`), or
     /// every applicable one.
+    /// The behaviours in which the environment (clients, operators, faults) acts only when the
+    /// protocol has nothing left to do on its own: those a conformance harness reproduces by
+    /// running the system under test to quiescence after each step.
+    pub fn with_quiescent_environment(mut self) -> Self {
+        self.quiescent_environment = true;
+        self
+    }
+
     pub(crate) fn refocus(mut self, focus: Option<Arc<[usize]>>) -> Self {
         self.checked = crate::properties::applicable_specs(&self.config, focus.as_deref()).into();
         self.focus = focus;
@@ -1583,10 +1595,22 @@ impl stateright::Model for AgModel {
 
     fn actions(&self, state: &State, actions: &mut Vec<Action>) {
         let primary = state.serving_primary();
+        let start = actions.len();
         for &(kind, start, end) in self.groups.iter() {
             let group = &self.candidates[start..end];
             if self.kind_possible(state, kind, primary) {
                 actions.extend(group.iter().filter(|a| self.enabled(state, a)));
+            }
+        }
+        let environment = |a: &Action| a.kind().class().is_environment();
+        if self.quiescent_environment && actions[start..].iter().any(|a| !environment(a)) {
+            let mut i = start;
+            while i < actions.len() {
+                if environment(&actions[i]) {
+                    actions.remove(i);
+                } else {
+                    i += 1;
+                }
             }
         }
     }
