@@ -228,6 +228,13 @@ pub enum AdminError {
         /// The database.
         database: DatabaseId,
     },
+    /// RESUME on a secondary that has no session with a primary (R-SYNC-7: resuming is
+    /// rejoining the primary's data movement).
+    #[error("{database} cannot resume: this secondary has no session with a primary; resume it once it is connected (see sys.dm_hadr_availability_replica_states)")]
+    ResumeWithoutPrimary {
+        /// The database.
+        database: DatabaseId,
+    },
     /// A secondary suspended because its primary database is suspended resumes from the primary.
     #[error("{database} is suspended because the primary database is (SUSPEND_FROM_PRIMARY); resume it on the primary")]
     SuspendedFromPrimary {

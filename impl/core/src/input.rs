@@ -169,6 +169,10 @@ pub enum PromotionKind {
     Planned,
     /// A forced failover this replica requested (R-FAIL-4): starts a forced recovery fork.
     Forced,
+    /// The manager brings its recorded primary back online (R-QUORUM-2): that replica
+    /// restarted, or reached the manager again, and nobody was promoted in between, so its log
+    /// is the newest of the group.
+    Restore,
 }
 
 /// What the cluster manager (etcd in the node) tells the core. `CLUSTER_TYPE = NONE` has no

@@ -116,6 +116,7 @@ pub mod ids;
 pub mod input;
 pub mod log;
 pub mod message;
+pub mod mutants;
 pub mod output;
 pub mod persist;
 mod replica;

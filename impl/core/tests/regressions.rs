@@ -1106,3 +1106,88 @@ fn a_restarted_replica_under_a_manager_waits_for_it_and_its_primary_is_not_demot
     c.run();
     assert_eq!(c.role(R0), Some(Role::Resolving));
 }
+
+/// Found by the conformance harness (R-SYNC-7): a secondary suspended because the old
+/// primary's database was, forced to primary, kept SUSPEND_FROM_PRIMARY on its own database.
+/// And (R-FAIL-4) the other replicas, which the forced failover suspends, kept their older
+/// reasons instead of SUSPEND_FROM_PARTNER.
+#[test]
+fn a_forced_failover_ends_suspensions_from_the_old_primary_and_suspends_partners() {
+    let mut c = Cluster::new(ag_config(ClusterType::None, &[Sync, Sync, Sync], 1));
+    c.admin(R0, AdminCommand::SuspendDatabase(DB));
+    c.run();
+    assert_eq!(suspended(&c, R0), Some(SuspendReason::User));
+    assert_eq!(suspended(&c, R2), Some(SuspendReason::Primary));
+    c.admin(R0, AdminCommand::SetRoleSecondary);
+    c.run();
+    c.admin(R2, AdminCommand::ForceFailoverAllowDataLoss);
+    c.run();
+    assert_eq!(c.role(R2), Some(Role::Primary));
+    assert_eq!(suspended(&c, R2), None, "the new primary's own database");
+    let stored = c.replica(R2).persistent_state().unwrap();
+    assert_eq!(stored.databases[0].suspended, None, "and what it stores");
+    assert_eq!(suspended(&c, R1), Some(SuspendReason::Partner));
+    assert_eq!(
+        suspended(&c, R0),
+        Some(SuspendReason::Partner),
+        "the forced failover overrides the operator's suspension"
+    );
+}
+
+/// Found by the conformance harness (R-SYNC-7, as the spec has it): RESUME on a secondary
+/// with no session with a primary is refused and changes nothing.
+#[test]
+fn resume_on_a_secondary_without_a_primary_session_is_refused() {
+    let mut c = Cluster::new(ag_config(ClusterType::None, &[Sync, Sync], 1));
+    c.admin(R1, AdminCommand::SuspendDatabase(DB));
+    c.run();
+    c.partition(R0, R1);
+    c.advance(60_000);
+    let resume = c.admin(R1, AdminCommand::ResumeDatabase(DB));
+    c.run();
+    assert!(matches!(
+        c.admin_reply(R1, resume),
+        Some(Err(AdminError::ResumeWithoutPrimary { .. }))
+    ));
+    assert_eq!(suspended(&c, R1), Some(SuspendReason::User));
+    c.heal(R0, R1);
+    c.advance(60_000);
+    c.admin(R1, AdminCommand::ResumeDatabase(DB));
+    c.run();
+    assert_eq!(suspended(&c, R1), None);
+}
+
+/// Found by the conformance harness: a secondary cut off from its primary does not know the
+/// primary's database is still suspended, so its views show no SUSPEND_FROM_PRIMARY.
+#[test]
+fn a_secondary_without_a_session_shows_no_suspension_from_the_primary() {
+    let mut c = Cluster::new(ag_config(ClusterType::None, &[Sync, Sync], 1));
+    c.admin(R0, AdminCommand::SuspendDatabase(DB));
+    c.run();
+    assert_eq!(suspended(&c, R1), Some(SuspendReason::Primary));
+    c.partition(R0, R1);
+    c.advance(60_000);
+    assert_eq!(suspended(&c, R1), None);
+    c.heal(R0, R1);
+    c.advance(60_000);
+    assert_eq!(suspended(&c, R1), Some(SuspendReason::Primary));
+}
+
+/// R-QUORUM-2 (the spec's RestorePrimary): the manager brings its recorded primary back after
+/// it restarted with nobody promoted in between; it commits again in a new term.
+#[test]
+fn a_restored_primary_serves_again() {
+    let mut c = Cluster::new(ag_config(ClusterType::External, &[Sync, Sync], 1));
+    c.crash(R0);
+    c.restart(R0);
+    assert_eq!(c.role(R0), Some(Role::Resolving));
+    let before = c.epoch(R0).unwrap();
+    let event = c.promotion(PromotionKind::Restore);
+    c.manager_event(R0, event);
+    c.run();
+    assert_eq!(c.role(R0), Some(Role::Primary));
+    assert!(c.epoch(R0).unwrap().term > before.term);
+    let t = c.commit(R0, DB, 1, &[("k", "1")]);
+    c.advance(1_000);
+    assert!(committed(&c, R0, t));
+}

@@ -184,7 +184,7 @@ impl Core {
             .ok_or(AdminError::UnknownDatabase { database })?;
         let epoch = self.epoch;
         let up: Vec<bool> = self.peers.iter().map(|p| p.is_up()).collect();
-        let primary_up = self.primary.is_some_and(|p| up[usize::from(p.0)]);
+        let connected = self.primary_link().is_some();
         let role = self.role;
         let db = &mut self.dbs[index];
         let Some(reason) = db.suspended else {
@@ -214,13 +214,11 @@ impl Core {
                     SuspendReason::Primary => {
                         return Err(AdminError::SuspendedFromPrimary { database })
                     }
+                    _ if !connected => return Err(AdminError::ResumeWithoutPrimary { database }),
                     SuspendReason::User | SuspendReason::Redo => {}
                     SuspendReason::Partner => {
-                        // RESUME accepts the history of the primary it follows now (or of the
-                        // one that suspended it, if it follows none).
-                        let current = if primary_up { epoch } else { Epoch::NONE };
-                        db.accepted_epoch =
-                            db.accepted_epoch.max(db.suspended_by_epoch).max(current);
+                        // RESUME accepts the history of the primary it follows now.
+                        db.accepted_epoch = db.accepted_epoch.max(db.suspended_by_epoch).max(epoch);
                     }
                 }
                 db.suspended = None;

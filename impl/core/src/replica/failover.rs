@@ -17,8 +17,9 @@ use crate::error::{AdminError, IgnoredReason};
 use crate::ids::{Epoch, RequestId, TimerId};
 use crate::input::{ManagerEvent, PromotionKind};
 use crate::message::{FailoverRefusal, MessageBody};
+use crate::mutants::Mutant;
 use crate::output::{AdminOutcome, IndefiniteCause, InputSource, ManagerRequest, Output};
-use hadr_types::{Lsn, ReplicaId, Role, SyncState};
+use hadr_types::{Lsn, ReplicaId, Role, SuspendReason, SyncState};
 use std::collections::BTreeSet;
 
 type AdminResult = Result<AdminOutcome, AdminError>;
@@ -434,6 +435,11 @@ impl Core {
         }
         for db in &mut self.dbs {
             db.accepted_epoch = epoch;
+            // A suspension because of the former primary's database ends with its primacy
+            // (R-SYNC-7): a primary's own database is suspended only by its operator.
+            if db.suspended == Some(SuspendReason::Primary) {
+                db.suspended = None;
+            }
             // A revert still on disk completes in order before our appends; no primary waits
             // for its report any more.
             db.reverting = None;
@@ -538,6 +544,9 @@ impl Core {
                 if self.role != Role::Primary {
                     let reason = IgnoredReason::LeaseNotHeld { role: self.role };
                     ignored(out, source, reason);
+                    return;
+                }
+                if self.planted(Mutant::CommitAfterLeaseExpiry) {
                     return;
                 }
                 self.step_down(Role::Resolving, IndefiniteCause::LeaseLost, out);

@@ -48,6 +48,9 @@ pub struct CoreOptions {
     /// [`AdminError::PromotionUnanswered`](crate::AdminError::PromotionUnanswered) (the first
     /// promotion of a new group is asked for again instead). Default 60 s.
     pub promotion_timeout_ms: u64,
+    /// A planted bug (feature `mutants`, for certifying the conformance harness only).
+    #[cfg(feature = "mutants")]
+    pub mutant: Option<crate::mutants::Mutant>,
 }
 
 impl Default for CoreOptions {
@@ -56,6 +59,8 @@ impl Default for CoreOptions {
             max_block_records: 64,
             ping_divisor: 4,
             promotion_timeout_ms: 60_000,
+            #[cfg(feature = "mutants")]
+            mutant: None,
         }
     }
 }
@@ -589,6 +594,14 @@ impl Replica {
         self.options
     }
 
+    /// Whether a bug is planted in this replica (feature `mutants`).
+    fn mutated(&self) -> bool {
+        #[cfg(feature = "mutants")]
+        return self.options.mutant.is_some();
+        #[cfg(not(feature = "mutants"))]
+        false
+    }
+
     /// The group's configuration as this replica knows it (with k changes applied).
     pub fn config(&self) -> Option<&AgConfig> {
         self.core.as_ref().map(|c| &c.config)
@@ -682,6 +695,18 @@ impl Replica {
 }
 
 impl Core {
+    /// Whether `mutant` is planted (always `false` without the `mutants` feature).
+    #[inline]
+    fn planted(&self, mutant: crate::mutants::Mutant) -> bool {
+        #[cfg(feature = "mutants")]
+        return self.options.mutant == Some(mutant);
+        #[cfg(not(feature = "mutants"))]
+        {
+            let _ = mutant;
+            false
+        }
+    }
+
     fn new(
         config: AgConfig,
         me: ReplicaId,

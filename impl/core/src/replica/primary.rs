@@ -9,6 +9,7 @@ use crate::ids::{Epoch, RequestId};
 use crate::input::{ClientOp, ClientRequest};
 use crate::log::{common_prefix, LogRecord};
 use crate::message::{DatabaseHello, MessageBody};
+use crate::mutants::Mutant;
 use crate::output::{
     ClientReply, IndefiniteCause, InputSource, ManagerRequest, Output, SyncStatePublication,
 };
@@ -24,6 +25,7 @@ impl Core {
         if self.role == Role::Primary
             && self.has_manager()
             && self.lease_until_ms.is_none_or(|until| now_ms >= until)
+            && !self.planted(Mutant::CommitAfterLeaseExpiry)
         {
             tracing::warn!(now_ms, "lease expired: the primary stops committing");
             self.step_down(Role::Resolving, IndefiniteCause::LeaseLost, out);
@@ -326,6 +328,7 @@ impl Core {
         };
         let epoch = self.epoch;
         let last_forced = self.last_forced;
+        let suspend_partners = !self.planted(Mutant::ForcedFailoverWithoutPartnerSuspend);
         let db = &mut self.dbs[index];
         let database = db.id;
         let (forks, end, primary_suspended) = (db.forks(), db.end(), db.suspended.is_some());
@@ -342,6 +345,24 @@ impl Core {
             return;
         };
         *progress = Progress::new();
+        // A forced failover's suspension comes first and overrides any other (R-FAIL-4).
+        if last_forced > hello.accepted_epoch && suspend_partners {
+            tracing::info!(
+                peer = from.0,
+                database = database.0,
+                "secondary has not accepted the forced failover: SUSPEND_FROM_PARTNER"
+            );
+            progress.phase = Phase::Suspended(SuspendReason::Partner);
+            let reason = SuspendReason::Partner;
+            send(
+                out,
+                &self.peers,
+                from,
+                epoch,
+                MessageBody::Suspend { database, reason },
+            );
+            return;
+        }
         match hello.suspended {
             // Its own operator's suspension (or a forced failover's) stays what it is.
             Some(reason) if reason != SuspendReason::Primary => {
@@ -374,23 +395,6 @@ impl Core {
                 return;
             }
             None => {}
-        }
-        if last_forced > hello.accepted_epoch {
-            tracing::info!(
-                peer = from.0,
-                database = database.0,
-                "secondary has not accepted the forced failover: SUSPEND_FROM_PARTNER"
-            );
-            progress.phase = Phase::Suspended(SuspendReason::Partner);
-            let reason = SuspendReason::Partner;
-            send(
-                out,
-                &self.peers,
-                from,
-                epoch,
-                MessageBody::Suspend { database, reason },
-            );
-            return;
         }
         let fork = common_prefix(&forks, end, &hello.forks, hello.end_of_log);
         progress.last_sent = fork;
@@ -668,6 +672,7 @@ impl Core {
         let sync: Vec<bool> = (0..self.peers.len())
             .map(|r| self.pair_is_sync(self.me, ReplicaId(r as u8)))
             .collect();
+        let keep_disconnected = self.planted(Mutant::CountDisconnectedParticipant);
         for db in &mut self.dbs {
             let end = db.end();
             let database = db.id;
@@ -679,7 +684,7 @@ impl Core {
                     }
                 }
                 let eligible = up[r] && progress.phase == Phase::Streaming && sync[r];
-                if !eligible {
+                if !eligible && (!keep_disconnected || up[r]) {
                     progress.synchronized = false;
                 } else if !progress.synchronized && progress.hardened >= end {
                     tracing::info!(
@@ -738,14 +743,14 @@ impl Core {
         self.publication.last = Some(sets.clone());
         // R-FAIL-2: both the primary and the target SYNCHRONOUS_COMMIT with an automatic
         // failover mode, the target SYNCHRONIZED in every database.
+        let any_partner = self.planted(Mutant::PromoteSynchronizing);
         let failover_ready = if self.is_automatic_failover_partner(self.me) {
             (0..self.config.replicas.len())
                 .map(|r| ReplicaId(r as u8))
                 .filter(|r| {
                     *r != self.me
                         && self.is_automatic_failover_partner(*r)
-                        && !sets.is_empty()
-                        && sets.iter().all(|s| s.contains(r))
+                        && (any_partner || !sets.is_empty() && sets.iter().all(|s| s.contains(r)))
                 })
                 .collect()
         } else {
@@ -794,17 +799,25 @@ impl Core {
         if db.hardened < lsn {
             return true;
         }
+        let ack_on_receipt = self.planted(Mutant::AckBeforeSecondaryHardens);
+        let durable = |p: &Progress| {
+            if ack_on_receipt {
+                p.received
+            } else {
+                p.hardened
+            }
+        };
         let participants: Vec<(&ReplicaId, &Progress)> = db
             .secondaries
             .iter()
             .filter(|(_, p)| p.synchronized)
             .collect();
         let required = self.config.required_synchronized_secondaries_to_commit as usize;
-        if participants.len() < required || participants.iter().any(|(_, p)| p.hardened < lsn) {
+        if participants.len() < required || participants.iter().any(|(_, p)| durable(p) < lsn) {
             return true;
         }
         if self.has_manager() {
-            let hardened = |r: &ReplicaId| db.secondaries.get(r).is_some_and(|p| p.hardened >= lsn);
+            let hardened = |r: &ReplicaId| db.secondaries.get(r).is_some_and(|p| durable(p) >= lsn);
             if self
                 .manager_may_hold(index)
                 .any(|set| !set.iter().all(hardened))
@@ -835,9 +848,13 @@ impl Core {
         if self.role != Role::Primary {
             return;
         }
-        if self.has_manager() && self.lease_until_ms.is_none_or(|until| now_ms >= until) {
+        if self.has_manager()
+            && self.lease_until_ms.is_none_or(|until| now_ms >= until)
+            && !self.planted(Mutant::CommitAfterLeaseExpiry)
+        {
             return;
         }
+        let ack_on_receipt = self.planted(Mutant::AckBeforeSecondaryHardens);
         for index in 0..self.dbs.len() {
             while let Some(front) = self.dbs[index].pending.front().copied() {
                 if self.commit_blocked(index, front.lsn) {
@@ -847,10 +864,12 @@ impl Core {
                 // The ordering contract, restated where it matters (R-COMMIT-2, R-COMMIT-6).
                 debug_assert!(db.hardened >= front.lsn, "ack before the local fsync");
                 debug_assert!(
-                    db.secondaries
-                        .values()
-                        .filter(|p| p.synchronized)
-                        .all(|p| p.hardened >= front.lsn),
+                    ack_on_receipt
+                        || db
+                            .secondaries
+                            .values()
+                            .filter(|p| p.synchronized)
+                            .all(|p| p.hardened >= front.lsn),
                     "ack before every participant hardened"
                 );
                 db.pending.pop_front();

@@ -8,6 +8,7 @@ use crate::ids::Epoch;
 use crate::input::StorageEvent;
 use crate::log::{check_run, LogShapeError};
 use crate::message::{LogBlock, MessageBody};
+use crate::mutants::Mutant;
 use crate::output::{InputSource, Output};
 use hadr_types::{DatabaseId, Lsn, ReplicaId, Role, SuspendReason, SyncState};
 
@@ -147,8 +148,17 @@ impl Core {
             );
             return;
         }
+        let accept_gap = self.planted(Mutant::AcceptLogGap);
+        let mut block = block;
+        let mut first = first;
         let db = &mut self.dbs[index];
         let end = db.end();
+        if first.0 > end.0 + 1 && accept_gap {
+            for (i, record) in block.records.iter_mut().enumerate() {
+                record.lsn = Lsn(end.0 + 1 + i as u64);
+            }
+            first = Lsn(end.0 + 1);
+        }
         if first.0 > end.0 + 1 {
             let expected = Lsn(end.0 + 1);
             if db.gap_reported != Some(expected) {
@@ -263,7 +273,10 @@ impl Core {
             return;
         }
         let db = &mut self.dbs[index];
-        if db.suspended.is_none() {
+        // A forced failover's suspension overrides any other (R-FAIL-4): only its resume
+        // reverts to the fork point.
+        let overrides = reason == SuspendReason::Partner && db.suspended != Some(reason);
+        if db.suspended.is_none() || overrides {
             tracing::info!(database = db.id.0, %reason, "database suspended by the primary");
             db.suspended = Some(reason);
             db.suspended_by_epoch = epoch;

@@ -279,7 +279,11 @@ impl Core {
                         database_state: hadr_types::DatabaseState::Online,
                         database: db.id,
                         synchronization_state: state,
-                        suspended: db.suspended,
+                        // The primary's suspension is the primary's to tell: a secondary with
+                        // no session with it does not know it still holds.
+                        suspended: db.suspended.filter(|reason| {
+                            *reason != SuspendReason::Primary || self.primary_link().is_some()
+                        }),
                         end_of_log_lsn: db.end(),
                         last_hardened_lsn: db.hardened,
                         last_redone_lsn: db.redone,
