@@ -17,6 +17,13 @@ pub enum CertifyError {
     /// An unknown or not yet available system under test.
     #[error("unknown system under test {0:?}: available: reference-sim (reference and external:CMD are not built yet)")]
     UnknownSut(String),
+    /// `--mutant` on a build without the `mutants` feature.
+    #[error("this hadr is built without planted bugs: build it with `cargo build --features mutants` to use --mutant and --list-mutants")]
+    MutantsNotBuilt,
+    /// An unknown mutant name.
+    #[cfg(feature = "mutants")]
+    #[error(transparent)]
+    UnknownMutant(#[from] hadr_core::mutants::UnknownMutant),
     /// A report file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -29,23 +36,33 @@ pub enum CertifyError {
 
 /// Runs `hadr certify`: exit 0 when every scenario passes, 1 otherwise.
 pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
-    let mut make: Box<dyn FnMut() -> Box<dyn Sut>> = match args.sut.as_str() {
-        "reference-sim" => Box::new(|| Box::new(ReferenceSim::new()) as Box<dyn Sut>),
-        other => return Err(CertifyError::UnknownSut(other.to_owned())),
+    if args.list_mutants {
+        return list_mutants(args.json);
+    }
+    let mut make: Box<dyn FnMut() -> Box<dyn Sut>> = match (args.sut.as_str(), &args.mutant) {
+        ("reference-sim", None) => Box::new(|| Box::new(ReferenceSim::new()) as Box<dyn Sut>),
+        ("reference-sim", Some(name)) => sim_with_mutant(name)?,
+        (other, _) => return Err(CertifyError::UnknownSut(other.to_owned())),
     };
     let (scenarios, hash) = load_corpus(&args.corpus)?;
     let total = scenarios.len();
     let progress = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let certificate = certify(&scenarios, hash, &mut *make, &mut |i, r| {
-        if progress {
-            eprint!(
-                "\r[{:>3}/{total}] {:<5} {:<40}",
-                i + 1,
-                r.verdict,
-                r.purpose
-            );
-        }
-    });
+    let certificate = certify(
+        &scenarios,
+        hash,
+        &mut *make,
+        !args.no_shrink,
+        &mut |i, r| {
+            if progress {
+                eprint!(
+                    "\r[{:>3}/{total}] {:<5} {:<40}",
+                    i + 1,
+                    r.verdict,
+                    r.purpose
+                );
+            }
+        },
+    );
     if progress {
         eprintln!("\r{:<60}", "");
     }
@@ -74,4 +91,39 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
     } else {
         Exit::Failed
     })
+}
+
+#[cfg(feature = "mutants")]
+fn sim_with_mutant(name: &str) -> Result<Box<dyn FnMut() -> Box<dyn Sut>>, CertifyError> {
+    let mutant: hadr_core::mutants::Mutant = name.parse()?;
+    Ok(Box::new(move || {
+        Box::new(ReferenceSim::with_mutant(mutant)) as Box<dyn Sut>
+    }))
+}
+
+#[cfg(not(feature = "mutants"))]
+fn sim_with_mutant(_: &str) -> Result<Box<dyn FnMut() -> Box<dyn Sut>>, CertifyError> {
+    Err(CertifyError::MutantsNotBuilt)
+}
+
+#[cfg(feature = "mutants")]
+fn list_mutants(json: bool) -> Result<Exit, CertifyError> {
+    use hadr_core::mutants::Mutant;
+    if json {
+        let list: Vec<serde_json::Value> = Mutant::ALL
+            .iter()
+            .map(|m| serde_json::json!({"name": m.name(), "rule": m.rule(), "bug": m.bug()}))
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else {
+        for m in Mutant::ALL {
+            println!("{:<42} {:<11} {}", m.name(), m.rule(), m.bug());
+        }
+    }
+    Ok(Exit::Passed)
+}
+
+#[cfg(not(feature = "mutants"))]
+fn list_mutants(_: bool) -> Result<Exit, CertifyError> {
+    Err(CertifyError::MutantsNotBuilt)
 }

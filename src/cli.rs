@@ -55,6 +55,17 @@ pub struct CertifyArgs {
     /// Also write the certificate as Markdown.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+    /// Plant a bug in the reference implementation (a build with the `mutants` feature):
+    /// certification must fail and name the rule it breaks.
+    #[arg(long, value_name = "NAME")]
+    pub mutant: Option<String>,
+    /// List the planted bugs `--mutant` accepts, with the rule each breaks, and exit.
+    #[arg(long)]
+    pub list_mutants: bool,
+    /// Report each failure at the step it failed, without shrinking it first (shrinking
+    /// replays shorter scenarios on fresh systems).
+    #[arg(long)]
+    pub no_shrink: bool,
 }
 
 /// `hadr trace …`.

@@ -138,6 +138,7 @@ pub fn run(args: &TraceGenerateArgs) -> Result<Exit, TraceError> {
         walks: args.walks,
         walk_length: args.walk_length,
         threads: 1,
+        mutant_scenarios: true,
     };
     let quiet = args.json || !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let corpus = generate(&text, &options, &mut |target| {

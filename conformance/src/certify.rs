@@ -1,6 +1,6 @@
 //! Certification: a corpus replayed on a system under test, with a certificate.
 
-use crate::judge::{diff, judge, Verdict};
+use crate::judge::{diff, judge, rules, Disagreement, Verdict};
 use crate::scenario::{Coverage, Scenario};
 use crate::sut::Sut;
 use serde::Serialize;
@@ -18,9 +18,16 @@ pub struct ScenarioResult {
     /// For a failure or an error: the step (1-based; 0 is the setup).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step: Option<usize>,
-    /// For a failure: the actions up to the failing step.
+    /// For a failure: the environment actions of the shortest scenario found that still fails
+    /// (the scenario's prefix up to the failing step, shrunk by dropping steps), in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<String>,
+    /// For a failure: how many steps the corpus scenario took to fail, before shrinking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unshrunk_steps: Option<usize>,
+    /// For a failure: the rules involved (see [`rules`](crate::judge::rules)).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<&'static str>,
     /// For a failure: `field: expected → observed`, against the closest allowed observation.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub diff: Vec<String>,
@@ -36,6 +43,8 @@ pub struct Certificate {
     pub sut: String,
     /// The spec's version (the hadr-model crate).
     pub spec_version: &'static str,
+    /// The hash of the spec's sources ([`hadr_model::SPEC_HASH`]).
+    pub model_hash: &'static str,
     /// FNV-1a 64 of the corpus' scenario files, in file-name order.
     pub corpus_hash: String,
     /// Scenarios run.
@@ -48,6 +57,10 @@ pub struct Certificate {
     pub errors: usize,
     /// What the corpus exercises in the model.
     pub coverage: Coverage,
+    /// What the corpus' configurations could exercise and the corpus does not.
+    pub missing: Coverage,
+    /// How many action kinds the corpus' configurations can take.
+    pub applicable_action_kinds: usize,
     /// `PASS` when every scenario passed.
     pub verdict: &'static str,
     /// Every scenario's result.
@@ -113,19 +126,94 @@ pub fn load_corpus(dir: &Path) -> Result<(Vec<(String, Scenario)>, String), Corp
     Ok((scenarios, format!("{hash:016x}")))
 }
 
-/// Runs every scenario on a fresh system from `make_sut`; `on_result` sees each result as it
-/// comes (for progress output).
+/// How much farther than the closest allowed observation another may be for its differences
+/// to count among the rules involved.
+const RULE_MARGIN: usize = 2;
+
+/// The rules a failure involves: those of the differences from each allowed observation
+/// nearly as close as the closest (a wrong observation is often one field from several
+/// allowed ones, each telling another broken rule).
+fn involved_rules(scenario: &Scenario, d: &Disagreement) -> Vec<&'static str> {
+    let action = d.step.checked_sub(1).map(|i| &scenario.steps[i].action);
+    let Some(closest) = d.expected.first() else {
+        return Vec::new();
+    };
+    let nearest = crate::judge::distance(closest, &d.observed);
+    let mut all: Vec<&'static str> = Vec::new();
+    for e in d
+        .expected
+        .iter()
+        .take_while(|e| crate::judge::distance(e, &d.observed) <= nearest + RULE_MARGIN)
+    {
+        for r in rules(d.previous.as_ref(), e, &d.observed, action) {
+            if !all.contains(&r) {
+                all.push(r);
+            }
+        }
+    }
+    all
+}
+
+/// Shrinks a failing scenario: drops one step at a time from the failing prefix while the
+/// rest, replayed on the model for its expectations, still fails on a fresh system. Returns
+/// the shortest scenario found and its disagreement.
+pub fn shrink(
+    scenario: &Scenario,
+    failure: Disagreement,
+    make_sut: &mut dyn FnMut() -> Box<dyn Sut>,
+) -> (Scenario, Disagreement) {
+    let mut best = scenario.clone();
+    best.steps.truncate(failure.step);
+    let mut failure = failure;
+    let Ok(config) = hadr_model::ModelConfig::from_toml_str(&scenario.config) else {
+        return (best, failure);
+    };
+    let model = hadr_model::AgModel::new(config);
+    let mut i = 0;
+    while i < best.steps.len() {
+        let actions: Vec<hadr_model::Action> = best
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, s)| s.action)
+            .collect();
+        let candidate =
+            crate::generate::replay(&model, &scenario.config, &scenario.purpose, &actions);
+        if let Some(candidate) = candidate {
+            if let Verdict::Fail(d) = judge(&candidate, make_sut().as_mut()) {
+                best = candidate;
+                best.steps.truncate(d.step);
+                failure = d;
+                continue; // the same index holds the next step now
+            }
+        }
+        i += 1;
+    }
+    (best, failure)
+}
+
+/// Runs every scenario on a fresh system from `make_sut`, shrinking each failure when
+/// `shrink_failures`; `on_result` sees each result as it comes (for progress output).
 pub fn certify(
     scenarios: &[(String, Scenario)],
     corpus_hash: String,
     make_sut: &mut dyn FnMut() -> Box<dyn Sut>,
+    shrink_failures: bool,
     on_result: &mut dyn FnMut(usize, &ScenarioResult),
 ) -> Certificate {
     let mut results = Vec::new();
     let mut coverage = Coverage::default();
+    let mut wanted = Coverage::default();
+    let mut configs_seen = std::collections::HashSet::new();
     let mut sut_name = String::new();
     for (i, (file, scenario)) in scenarios.iter().enumerate() {
         coverage.merge(&scenario.covers);
+        if configs_seen.insert(scenario.config.clone()) {
+            if let Ok(config) = hadr_model::ModelConfig::from_toml_str(&scenario.config) {
+                wanted.merge(&crate::generate::wanted(&config));
+            }
+        }
         let mut sut = make_sut();
         sut_name = sut.name();
         let mut result = ScenarioResult {
@@ -134,6 +222,8 @@ pub fn certify(
             verdict: "pass",
             step: None,
             actions: Vec::new(),
+            unshrunk_steps: None,
+            rules: Vec::new(),
             diff: Vec::new(),
             error: None,
         };
@@ -141,18 +231,24 @@ pub fn certify(
             Verdict::Pass => {}
             Verdict::Fail(d) => {
                 result.verdict = "fail";
+                result.unshrunk_steps = Some(d.step);
+                let (shrunk, d) = if shrink_failures {
+                    shrink(scenario, d, make_sut)
+                } else {
+                    let mut prefix = scenario.clone();
+                    prefix.steps.truncate(d.step);
+                    (prefix, d)
+                };
                 result.step = Some(d.step);
-                result.actions = scenario
+                result.actions = shrunk
                     .steps
                     .iter()
-                    .take(d.step)
                     .map(|s| format!("{:?}", s.action))
                     .collect();
-                result.diff = d
-                    .expected
-                    .first()
-                    .map(|e| diff(e, &d.observed))
-                    .unwrap_or_default();
+                if let Some(closest) = d.expected.first() {
+                    result.diff = diff(closest, &d.observed);
+                    result.rules = involved_rules(&shrunk, &d);
+                }
             }
             Verdict::Error { step, error } => {
                 result.verdict = "error";
@@ -168,11 +264,14 @@ pub fn certify(
     Certificate {
         sut: sut_name,
         spec_version: hadr_model_version(),
+        model_hash: hadr_model::SPEC_HASH,
         corpus_hash,
         scenarios: results.len(),
         passed,
         failed,
         errors,
+        missing: wanted.without(&coverage),
+        applicable_action_kinds: wanted.action_kinds.len(),
         coverage,
         verdict: if passed == results.len() {
             "PASS"
@@ -191,16 +290,31 @@ impl Certificate {
     /// The certificate as Markdown.
     pub fn markdown(&self) -> String {
         let mut out = format!(
-            "# hadr conformance certificate\n\n| | |\n|---|---|\n| system under test | `{}` |\n| spec version | {} |\n| corpus hash | `{}` |\n| scenarios | {} passed, {} failed, {} errors of {} |\n| action kinds covered | {} |\n| hazards covered | {} |\n| verdict | **{}** |\n",
+            "# hadr conformance certificate\n\n| | |\n|---|---|\n| system under test | `{}` |\n| spec version | {} (model hash `{}`) |\n| corpus hash | `{}` |\n| scenarios | {} passed, {} failed, {} errors of {} |\n| action kinds covered | {} of {} ({}) |\n| hazards covered | {} |\n| verdict | **{}** |\n",
             self.sut,
             self.spec_version,
+            self.model_hash,
             self.corpus_hash,
             self.passed,
             self.failed,
             self.errors,
             self.scenarios,
-            self.coverage.action_kinds.len(),
-            self.coverage.hazards.join(", "),
+            self.applicable_action_kinds - self.missing.action_kinds.len(),
+            self.applicable_action_kinds,
+            if self.missing.action_kinds.is_empty() {
+                "100 %".to_owned()
+            } else {
+                format!("missing: {}", self.missing.action_kinds.join(", "))
+            },
+            if self.missing.hazards.is_empty() {
+                format!("{} (all)", self.coverage.hazards.join(", "))
+            } else {
+                format!(
+                    "{}; missing: {}",
+                    self.coverage.hazards.join(", "),
+                    self.missing.hazards.join(", ")
+                )
+            },
             self.verdict
         );
         let bad: Vec<&ScenarioResult> = self
@@ -218,8 +332,16 @@ impl Certificate {
                     r.verdict,
                     r.step.unwrap_or(0)
                 );
+                if !r.rules.is_empty() {
+                    out += &format!("rules: {}\n\n", r.rules.join(", "));
+                }
                 if !r.actions.is_empty() {
-                    out += &format!("steps: {}\n\n", r.actions.join(", "));
+                    out += &format!(
+                        "shortest failing scenario ({} of {} steps): {}\n\n",
+                        r.actions.len(),
+                        r.unshrunk_steps.unwrap_or(r.actions.len()),
+                        r.actions.join(", ")
+                    );
                 }
                 for line in &r.diff {
                     out += &format!("- `{line}`\n");

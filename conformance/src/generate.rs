@@ -3,8 +3,11 @@
 //! 1. The shortest path to every hazard and every action kind ([`hadr_model::example_paths`],
 //!    a breadth-first search) is projected onto its environment actions: the internal steps
 //!    in between are the protocol's business, not the scenario's.
-//! 2. Seeded random walks of environment actions add breadth.
-//! 3. Each scenario is replayed on the model as a set of possible states (a *frontier*): the
+//! 2. For every mutant of the spec (a planted bug, `hadr check --list-mutants`), the shortest
+//!    path on which it breaks an invariant ([`hadr_model::refuting_path`]), projected the same
+//!    way: the scenario that catches an implementation with the same bug.
+//! 3. Seeded random walks of environment actions add breadth.
+//! 4. Each scenario is replayed on the model as a set of possible states (a *frontier*): the
 //!    next environment action applies to every state of the frontier where it is enabled, then
 //!    the frontier is closed under internal actions. After each step the scenario records the
 //!    observations of the frontier's quiescent states: what a correct implementation may show
@@ -30,6 +33,8 @@ pub struct GenerateOptions {
     pub walk_length: usize,
     /// Checker threads for the search of the shortest paths (1 = deterministic order).
     pub threads: usize,
+    /// Add a scenario per mutant of the spec that the configuration can refute.
+    pub mutant_scenarios: bool,
 }
 
 impl Default for GenerateOptions {
@@ -39,6 +44,7 @@ impl Default for GenerateOptions {
             walks: 20,
             walk_length: 8,
             threads: 1,
+            mutant_scenarios: true,
         }
     }
 }
@@ -162,7 +168,12 @@ fn expected(m: &AgModel, frontier: &Frontier) -> (Vec<Observation>, bool) {
 
 /// Replays environment actions on the model as frontiers; `None` if a frontier grows too broad
 /// or an action is enabled in none of its states.
-fn replay(m: &AgModel, config_toml: &str, purpose: &str, actions: &[Action]) -> Option<Scenario> {
+pub(crate) fn replay(
+    m: &AgModel,
+    config_toml: &str,
+    purpose: &str,
+    actions: &[Action],
+) -> Option<Scenario> {
     let mut coverage = Coverage::default();
     let mut frontier = close(m, vec![m.initial_state()], &mut coverage)?;
     let (initial, initial_quiescent) = expected(m, &frontier);
@@ -260,6 +271,161 @@ fn walk(m: &AgModel, rng: &mut Rng, length: usize) -> Vec<Action> {
     actions
 }
 
+/// What a corpus of `config` must exercise: every action kind the configuration can take and
+/// every hazard the spec checks under it.
+pub fn wanted(config: &ModelConfig) -> Coverage {
+    let m = AgModel::new(config.clone());
+    Coverage {
+        action_kinds: hadr_model::ActionKind::ALL
+            .iter()
+            .filter(|k| hadr_model::properties::not_applicable(**k, config).is_none())
+            .map(|k| k.name().to_owned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        hazards: hadr_model::properties::checked_specs(&m)
+            .filter(|(_, s)| s.group == PropertyGroup::Hazard)
+            .map(|(_, s)| s.rule.to_owned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// How many random walks [`mutant_scenario`] tries when the refuting path does not tell.
+const MUTANT_WALKS: usize = 400;
+
+/// A scenario on which the spec with `mutant` planted can be told from the spec: a
+/// system with the same bug, run to quiescence after each step, may show an observation the
+/// scenario does not allow. Tried in order: the environment steps of the shortest path on
+/// which the mutant breaks an invariant with the environment acting in quiescent states, of
+/// the shortest path at all, then seeded random walks of the mutant. `None` if none tells.
+fn mutant_scenario(
+    m: &AgModel,
+    config: &ModelConfig,
+    mutant: hadr_model::Mutant,
+    config_toml: &str,
+    purpose: &str,
+    check: &CheckOptions,
+    seed: u64,
+) -> Option<Scenario> {
+    let bug = AgModel::with_mutant(config.clone(), mutant);
+    let mut candidates: Vec<Vec<Action>> = [true, false]
+        .into_iter()
+        .filter_map(|quiescent| hadr_model::refuting_path(config, mutant, quiescent, check))
+        .map(|path| path.into_iter().filter(is_environment).collect())
+        .collect();
+    if candidates.is_empty() {
+        return None; // the configuration cannot exercise it
+    }
+    let mut rng = Rng(seed | 1);
+    let length = 4;
+    let mut walks = 0;
+    loop {
+        let actions = match candidates.pop() {
+            Some(actions) => actions,
+            None if walks < MUTANT_WALKS => {
+                walks += 1;
+                quiescent_walk(&bug, &mut rng, length)
+            }
+            None => return None,
+        };
+        if actions.is_empty() {
+            continue;
+        }
+        let Some(scenario) = replay(m, config_toml, purpose, &actions) else {
+            continue;
+        };
+        if let Some(step) = tells_apart(&bug, &scenario) {
+            let mut scenario = scenario;
+            scenario.steps.truncate(step);
+            // The coverage of the shortened scenario.
+            let actions: Vec<Action> = scenario.steps.iter().map(|s| s.action).collect();
+            return replay(m, config_toml, purpose, &actions);
+        }
+    }
+}
+
+/// The frontier of `states` once quiescent: its quiescent states, or all of them when the
+/// protocol can always move on (a cycle).
+fn settled(m: &AgModel, states: Vec<State>) -> Option<Vec<State>> {
+    let frontier = close(m, states, &mut Coverage::default())?;
+    Some(if frontier.quiescent.is_empty() {
+        frontier.states
+    } else {
+        frontier
+            .quiescent
+            .iter()
+            .map(|&i| frontier.states[i].clone())
+            .collect()
+    })
+}
+
+/// The first step (1-based; 0: the initial state) after which `bug`, with the environment
+/// acting in quiescent states only, can show an observation `scenario` does not allow.
+fn tells_apart(bug: &AgModel, scenario: &Scenario) -> Option<usize> {
+    let escapes = |states: &[State], allowed: &[Observation]| {
+        states.iter().any(|s| !allowed.contains(&bug.observe(s)))
+    };
+    let mut states = settled(bug, vec![bug.initial_state()])?;
+    if escapes(&states, &scenario.initial) {
+        return Some(0);
+    }
+    for (i, step) in scenario.steps.iter().enumerate() {
+        let next = states
+            .iter()
+            .map(|s| {
+                if bug.enabled(s, &step.action) {
+                    bug.apply(s, &step.action)
+                } else {
+                    s.clone()
+                }
+            })
+            .collect();
+        states = settled(bug, next)?;
+        if escapes(&states, &step.expected) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// A random walk of environment actions taken in quiescent states of `m`.
+fn quiescent_walk(m: &AgModel, rng: &mut Rng, length: usize) -> Vec<Action> {
+    let environment: Vec<Action> = m
+        .candidates()
+        .iter()
+        .filter(|a| is_environment(a))
+        .copied()
+        .collect();
+    let Some(mut states) = settled(m, vec![m.initial_state()]) else {
+        return Vec::new();
+    };
+    let mut actions = Vec::new();
+    for _ in 0..length {
+        let enabled: Vec<Action> = environment
+            .iter()
+            .filter(|a| states.iter().any(|s| m.enabled(s, a)))
+            .copied()
+            .collect();
+        if enabled.is_empty() {
+            break;
+        }
+        let action = enabled[rng.below(enabled.len())];
+        let next = states
+            .iter()
+            .filter(|s| m.enabled(s, &action))
+            .map(|s| m.apply(s, &action))
+            .collect();
+        match settled(m, next) {
+            Some(s) => states = s,
+            None => break,
+        }
+        actions.push(action);
+    }
+    actions
+}
+
 /// Generates the corpus of a model configuration (`config_toml`, as `hadr check --config`
 /// reads it). `on_target` is told each target as it is replayed (for progress output).
 pub fn generate(
@@ -299,6 +465,22 @@ pub fn generate(
             None => too_broad.push(target.clone()),
         }
     }
+    if options.mutant_scenarios {
+        for (i, &mutant) in hadr_model::Mutant::ALL.iter().enumerate() {
+            let purpose = format!("mutant {mutant}");
+            on_target(&purpose);
+            let seed = options.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let Some(scenario) =
+                mutant_scenario(&m, &config, mutant, config_toml, &purpose, &check, seed)
+            else {
+                continue;
+            };
+            let actions: Vec<Action> = scenario.steps.iter().map(|s| s.action).collect();
+            if seen_actions.insert(actions) {
+                scenarios.push(scenario);
+            }
+        }
+    }
     let mut rng = Rng(options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     for i in 0..options.walks {
         let purpose = format!("walk {i}");
@@ -315,25 +497,7 @@ pub fn generate(
     for s in &scenarios {
         coverage.merge(&s.covers);
     }
-    let wanted_kinds: Vec<String> = hadr_model::ActionKind::ALL
-        .iter()
-        .filter(|k| hadr_model::properties::not_applicable(**k, &config).is_none())
-        .map(|k| k.name().to_owned())
-        .collect();
-    let wanted_hazards: Vec<String> = hadr_model::properties::checked_specs(&m)
-        .filter(|(_, s)| s.group == PropertyGroup::Hazard)
-        .map(|(_, s)| s.rule.to_owned())
-        .collect();
-    let missing = Coverage {
-        action_kinds: wanted_kinds
-            .into_iter()
-            .filter(|k| !coverage.action_kinds.contains(k))
-            .collect(),
-        hazards: wanted_hazards
-            .into_iter()
-            .filter(|h| !coverage.hazards.contains(h))
-            .collect(),
-    };
+    let missing = wanted(&config).without(&coverage);
     Ok(Corpus {
         scenarios,
         coverage,

@@ -3,8 +3,9 @@
 
 use crate::scenario::Scenario;
 use crate::sut::{Sut, SutError};
+use hadr_model::Action;
 use hadr_model::ModelConfig;
-use hadr_types::Observation;
+use hadr_types::{CommitOutcome, Observation, Role, SuspendReason};
 
 /// Where a scenario stopped agreeing with the model.
 #[derive(Clone, Debug)]
@@ -15,6 +16,95 @@ pub struct Disagreement {
     pub observed: Observation,
     /// What the model allows, the closest first.
     pub expected: Vec<Observation>,
+    /// What the system showed after the step before (`None` at step 0).
+    pub previous: Option<Observation>,
+}
+
+/// The rules a disagreement involves: what the fields that differ from the closest allowed
+/// observation are governed by, then the rule of the step's environment action.
+///
+/// - a replica PRIMARY where the model allows no such thing: R-QUORUM-3 if it was already
+///   primary (it should have stepped down), else R-FAIL-2 and R-ROLE-4 (it should not have
+///   been promoted); any other role: R-ROLE-2;
+/// - a client outcome: acknowledged where the model does not allow it: R-COMMIT-2, R-COMMIT-5
+///   (and R-COMMIT-6 after a crash or failover); still pending where the model acknowledges:
+///   R-COMMIT-4; definite against indefinite: R-COMMIT-7;
+/// - a suspension reason: R-FAIL-4 when SUSPEND_FROM_PARTNER is involved, else R-SYNC-7;
+/// - a synchronization state or failover readiness: R-SYNC-3;
+/// - the end of log: R-SYNC-1; hardened or redone LSNs: R-SYNC-2.
+pub fn rules(
+    previous: Option<&Observation>,
+    expected: &Observation,
+    observed: &Observation,
+    action: Option<&Action>,
+) -> Vec<&'static str> {
+    let mut rules = Vec::new();
+    let mut add = |r: &'static str| {
+        if !rules.contains(&r) {
+            rules.push(r);
+        }
+    };
+    for (i, (e, o)) in expected.replicas.iter().zip(&observed.replicas).enumerate() {
+        if e.role != o.role {
+            if o.role == Some(Role::Primary) {
+                let was_primary = previous
+                    .and_then(|p| p.replicas.get(i))
+                    .is_some_and(|p| p.role == Some(Role::Primary));
+                if was_primary {
+                    add("R-QUORUM-3");
+                } else {
+                    add("R-FAIL-2");
+                    add("R-ROLE-4");
+                }
+            } else {
+                add("R-ROLE-2");
+            }
+        }
+        for (e, o) in e.databases.iter().zip(&o.databases) {
+            if e.suspended != o.suspended {
+                let partner = Some(SuspendReason::Partner);
+                add(if e.suspended == partner || o.suspended == partner {
+                    "R-FAIL-4"
+                } else {
+                    "R-SYNC-7"
+                });
+            }
+            if e.synchronization_state != o.synchronization_state
+                || e.is_failover_ready != o.is_failover_ready
+            {
+                add("R-SYNC-3");
+            }
+            if e.end_of_log_lsn != o.end_of_log_lsn {
+                add("R-SYNC-1");
+            }
+            if e.last_hardened_lsn != o.last_hardened_lsn || e.last_redone_lsn != o.last_redone_lsn
+            {
+                add("R-SYNC-2");
+            }
+        }
+    }
+    let lossy = matches!(
+        action,
+        Some(Action::Crash { .. } | Action::ForcedFailover { .. } | Action::HealthFault { .. })
+    );
+    for (e, o) in expected.transactions.iter().zip(&observed.transactions) {
+        match (e.outcome, o.outcome) {
+            (e, o) if e == o => {}
+            (_, CommitOutcome::Acknowledged) => {
+                add("R-COMMIT-2");
+                add("R-COMMIT-5");
+                if lossy {
+                    add("R-COMMIT-6");
+                }
+            }
+            (CommitOutcome::Acknowledged, CommitOutcome::Pending) => add("R-COMMIT-4"),
+            _ => add("R-COMMIT-7"),
+        }
+    }
+    if let Some(action) = action {
+        add(action.kind().rule());
+    }
+    rules
 }
 
 /// The verdict on one scenario.
@@ -68,7 +158,8 @@ pub fn diff(expected: &Observation, observed: &Observation) -> Vec<String> {
     out
 }
 
-fn distance(a: &Observation, b: &Observation) -> usize {
+/// How many fields of `a` and `b` differ.
+pub fn distance(a: &Observation, b: &Observation) -> usize {
     let a = serde_json::to_value(a).unwrap_or_default();
     let b = serde_json::to_value(b).unwrap_or_default();
     fn walk(a: &serde_json::Value, b: &serde_json::Value) -> usize {
@@ -87,21 +178,44 @@ fn distance(a: &Observation, b: &Observation) -> usize {
     walk(&a, &b)
 }
 
-fn judge_one(step: usize, observed: Observation, expected: &[Observation]) -> Option<Disagreement> {
-    if expected.contains(&observed) {
+fn judge_one(
+    step: usize,
+    observed: &Observation,
+    expected: &[Observation],
+    previous: Option<&Observation>,
+) -> Option<Disagreement> {
+    if expected.contains(observed) {
         return None;
     }
     let mut expected = expected.to_vec();
-    expected.sort_by_key(|e| distance(e, &observed));
+    expected.sort_by_key(|e| distance(e, observed));
     Some(Disagreement {
         step,
-        observed,
+        observed: observed.clone(),
         expected,
+        previous: previous.cloned(),
     })
 }
 
-/// Replays `scenario` on `sut` and judges each observation.
+/// Replays `scenario` on `sut` and judges each observation. A panic inside the system under
+/// test (an in-process adapter) is an error of the scenario, not of the harness.
 pub fn judge(scenario: &Scenario, sut: &mut dyn Sut) -> Verdict {
+    let step = std::cell::Cell::new(0);
+    let run = std::panic::AssertUnwindSafe(|| judge_steps(scenario, sut, &step));
+    std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("(no message)");
+        Verdict::Error {
+            step: step.get(),
+            error: SutError::Failed(format!("the system under test panicked: {message}")),
+        }
+    })
+}
+
+fn judge_steps(scenario: &Scenario, sut: &mut dyn Sut, at: &std::cell::Cell<usize>) -> Verdict {
     let config = match ModelConfig::from_toml_str(&scenario.config) {
         Ok(c) => c,
         Err(e) => {
@@ -114,23 +228,26 @@ pub fn judge(scenario: &Scenario, sut: &mut dyn Sut) -> Verdict {
     if let Err(error) = sut.setup(&config.ag) {
         return Verdict::Error { step: 0, error };
     }
-    match sut.observe() {
+    let mut previous = match sut.observe() {
         Ok(o) => {
-            if let Some(d) = judge_one(0, o, &scenario.initial) {
+            if let Some(d) = judge_one(0, &o, &scenario.initial, None) {
                 return Verdict::Fail(d);
             }
+            o
         }
         Err(error) => return Verdict::Error { step: 0, error },
-    }
+    };
     for (i, step) in scenario.steps.iter().enumerate() {
+        at.set(i + 1);
         if let Err(error) = sut.step(&step.action) {
             return Verdict::Error { step: i + 1, error };
         }
         match sut.observe() {
             Ok(o) => {
-                if let Some(d) = judge_one(i + 1, o, &step.expected) {
+                if let Some(d) = judge_one(i + 1, &o, &step.expected, Some(&previous)) {
                     return Verdict::Fail(d);
                 }
+                previous = o;
             }
             Err(error) => return Verdict::Error { step: i + 1, error },
         }

@@ -55,6 +55,20 @@ pub struct Coverage {
 }
 
 impl Coverage {
+    /// What `self` holds that `covered` does not.
+    pub fn without(&self, covered: &Coverage) -> Coverage {
+        let minus = |mine: &[String], theirs: &[String]| {
+            mine.iter()
+                .filter(|x| !theirs.contains(x))
+                .cloned()
+                .collect()
+        };
+        Coverage {
+            action_kinds: minus(&self.action_kinds, &covered.action_kinds),
+            hazards: minus(&self.hazards, &covered.hazards),
+        }
+    }
+
     /// Adds `other`'s kinds and hazards (kept sorted, without duplicates).
     pub fn merge(&mut self, other: &Coverage) {
         for (mine, theirs) in [

@@ -29,6 +29,7 @@ struct ClientTxn {
 /// The reference core, simulated.
 #[derive(Default)]
 pub struct ReferenceSim {
+    options: hadr_core::CoreOptions,
     cluster: Option<Cluster>,
     config: Option<AgConfig>,
     clients: Vec<ClientTxn>,
@@ -43,6 +44,19 @@ impl ReferenceSim {
     /// A simulator with nothing set up yet.
     pub fn new() -> Self {
         ReferenceSim::default()
+    }
+
+    /// A simulator whose replicas carry a planted bug (feature `mutants`).
+    #[cfg(feature = "mutants")]
+    pub fn with_mutant(mutant: hadr_core::mutants::Mutant) -> Self {
+        let options = hadr_core::CoreOptions {
+            mutant: Some(mutant),
+            ..Default::default()
+        };
+        ReferenceSim {
+            options,
+            ..ReferenceSim::default()
+        }
     }
 
     fn cluster(&mut self) -> Result<&mut Cluster, SutError> {
@@ -71,7 +85,8 @@ impl ReferenceSim {
     }
 
     /// The manager's automatic failover (R-FAIL-2): with quorum and no primary, promote a
-    /// failover-ready replica that reaches the manager.
+    /// failover-ready replica that reaches the manager; failing that, bring its recorded
+    /// primary back online when it is up and reaches the manager (R-QUORUM-2).
     fn automatic_failover(&mut self) {
         let has_manager = self
             .config
@@ -88,8 +103,16 @@ impl ReferenceSim {
             .failover_ready()
             .into_iter()
             .find(|r| c.is_up(*r) && !cut.contains(r));
-        if let Some(target) = target {
-            let event = c.promotion(PromotionKind::Automatic);
+        let restore = self
+            .manager_primary
+            .filter(|r| c.is_up(*r) && !cut.contains(r) && c.role(*r) == Some(Role::Resolving));
+        let promotion = match (target, restore) {
+            (Some(target), _) => Some((target, PromotionKind::Automatic)),
+            (None, Some(primary)) => Some((primary, PromotionKind::Restore)),
+            (None, None) => None,
+        };
+        if let Some((target, kind)) = promotion {
+            let event = c.promotion(kind);
             c.manager_event(target, event);
             c.run();
         }
@@ -157,12 +180,19 @@ impl ReferenceSim {
 
 impl Sut for ReferenceSim {
     fn name(&self) -> String {
+        #[cfg(feature = "mutants")]
+        if let Some(m) = self.options.mutant {
+            return format!("reference-sim --mutant {m}");
+        }
         "reference-sim".to_owned()
     }
 
     fn setup(&mut self, config: &AgConfig) -> Result<(), SutError> {
-        *self = ReferenceSim::default();
-        let mut cluster = Cluster::new(config.clone());
+        *self = ReferenceSim {
+            options: self.options,
+            ..ReferenceSim::default()
+        };
+        let mut cluster = Cluster::with_options(config.clone(), self.options);
         cluster.run();
         self.cluster = Some(cluster);
         self.config = Some(config.clone());

@@ -8,62 +8,27 @@ use hadr_model::Action;
 use hadr_types::{AgConfig, CommitOutcome, Observation};
 use std::path::Path;
 
-/// Scenarios of the committed corpus on which the reference core (in `reference-sim`) and the
-/// spec disagree today, by cause. Each is a finding of the harness under investigation, not an
-/// excuse: the test fails when another scenario fails, and when one of these starts passing
-/// (then take it off the list).
-const KNOWN_DISAGREEMENTS: &[(&str, &str)] = &[
-    // R-FAIL-4 / R-SYNC-7, forced failover while the old primary's database is suspended by the
-    // user: the spec marks the other databases SUSPEND_FROM_PARTNER and the new primary's
-    // database as not suspended; the core keeps SUSPEND_FROM_PRIMARY on the new primary's own
-    // database (a reason derived from the old primary that it never clears: likely a core bug)
-    // and the user's reason on the old primary.
-    (
-        "023-walk-1.json",
-        "forced failover over a user suspension: suspension reasons",
-    ),
-    (
-        "036-walk-14.json",
-        "forced failover over a user suspension: suspension reasons",
-    ),
-    // The views of a crashed replica: the spec shows SUSPEND_FROM_PRIMARY when the primary's
-    // database is suspended; the simulator shows the crashed replica's own state only.
-    (
-        "032-walk-10.json",
-        "the suspension reason shown for a crashed replica",
-    ),
-];
-
 fn corpus_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
 }
 
+/// The acceptance of issue 5 for `reference-sim`: every scenario of the committed corpus
+/// passes, and the corpus covers every action kind of the model and every hazard.
 #[test]
-fn reference_sim_on_the_corpus_fails_only_the_known_disagreements() {
+fn reference_sim_passes_the_whole_corpus_with_full_coverage() {
     let (scenarios, hash) = load_corpus(&corpus_dir()).unwrap();
     let certificate = certify(
         &scenarios,
         hash,
         &mut || Box::new(ReferenceSim::new()) as Box<dyn Sut>,
+        true,
         &mut |_, _| {},
     );
-    assert_eq!(certificate.errors, 0, "{}", certificate.markdown());
-    let failing: Vec<&str> = certificate
-        .results
-        .iter()
-        .filter(|r| r.verdict != "pass")
-        .map(|r| r.file.as_str())
-        .collect();
-    let mut known: Vec<&str> = KNOWN_DISAGREEMENTS.iter().map(|(f, _)| *f).collect();
-    known.sort();
-    assert_eq!(
-        failing,
-        known,
-        "the disagreements changed; update KNOWN_DISAGREEMENTS:\n{}",
-        certificate.markdown()
-    );
+    assert_eq!(certificate.verdict, "PASS", "{}", certificate.markdown());
+    assert_eq!(certificate.passed, scenarios.len());
     assert_eq!(certificate.coverage.hazards, ["H1", "H2", "H3", "H4", "H5"]);
-    assert_eq!(certificate.verdict, "FAIL");
+    assert_eq!(certificate.missing, Default::default());
+    assert_eq!(certificate.applicable_action_kinds, 29);
 }
 
 /// A system that lies about its clients: every acknowledged commit is reported indefinite.
