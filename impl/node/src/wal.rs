@@ -250,6 +250,31 @@ impl Wal {
         Ok((wal, recovered))
     }
 
+    /// What [`Wal::open`] would recover from the log of `database` at `path`, read without
+    /// changing anything: the file is opened read-only, a bad tail is reported in
+    /// [`Recovered::truncated_bytes`] and [`Recovered::stop_reason`] but not cut off, and a
+    /// missing file reads as the empty log that `open` would create.
+    pub fn inspect(path: &Path, database: DatabaseId) -> Result<Recovered, WalError> {
+        let contents = match fs::read(path) {
+            Ok(contents) => contents,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Ok(Recovered {
+                    records: Vec::new(),
+                    truncated_bytes: 0,
+                    stop_reason: None,
+                })
+            }
+            Err(error) => return Err(io_error(path, "read")(error)),
+        };
+        check_header(path, &contents, database)?;
+        let scan = scan(&contents);
+        Ok(Recovered {
+            records: scan.records,
+            truncated_bytes: contents.len() as u64 - scan.end,
+            stop_reason: scan.problem,
+        })
+    }
+
     /// Writes `records` at the end of the log, in one write call. They are not durable until
     /// [`Wal::sync`].
     ///

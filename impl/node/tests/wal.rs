@@ -174,6 +174,49 @@ fn a_torn_last_record_is_cut_off_at_every_byte_and_the_log_stays_appendable() {
     }
 }
 
+/// `Wal::inspect` (the offline observation of a stopped replica) sees what recovery would,
+/// and changes nothing: a torn tail stays on disk, a missing log is not created.
+#[test]
+fn inspect_reports_what_recovery_would_keep_without_touching_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let empty = Wal::inspect(&path, DB).unwrap();
+    assert_eq!(empty, empty_log());
+    assert!(!path.exists(), "inspect created the log");
+    let all = records(1..=3);
+    let offsets = write_log(&path, &all);
+    let whole = fs::read(&path).unwrap();
+    assert_eq!(Wal::inspect(&path, DB).unwrap().records, all);
+    let torn = &whole[..whole.len() - 3];
+    fs::write(&path, torn).unwrap();
+    let inspected = Wal::inspect(&path, DB).unwrap();
+    assert_eq!(inspected.records, all[..2]);
+    assert_eq!(
+        inspected.truncated_bytes,
+        torn.len() as u64 - offsets[2],
+        "the torn tail is reported"
+    );
+    assert!(matches!(
+        inspected.stop_reason,
+        Some(TailProblem::Torn { .. })
+    ));
+    assert_eq!(fs::read(&path).unwrap(), torn, "inspect changed the file");
+    let (_, recovered) = open(&path);
+    assert_eq!(recovered, inspected, "recovery keeps what inspect reported");
+    assert!(matches!(
+        Wal::inspect(&path, DatabaseId(7)),
+        Err(WalError::WrongDatabase { .. })
+    ));
+}
+
+fn empty_log() -> Recovered {
+    Recovered {
+        records: vec![],
+        truncated_bytes: 0,
+        stop_reason: None,
+    }
+}
+
 #[test]
 fn a_zero_filled_tail_is_discarded() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,8 +11,10 @@
 //! | `POST /ag/required-synchronized` | body `{"value": k}` (R-COMMIT-5) |
 //! | `POST /databases/{db}/suspend`, `/resume` | R-SYNC-7 |
 //! | `POST /sql` | T-SQL statements, run in order |
+//! | `POST /debug/stall`, `/debug/partition`, `/debug/manager`, `/debug/drop-log`, `/debug/health-fault` | fault injection, only with `HADR_FAULT_INJECTION=1` (see `fault.rs`) |
 
-use super::{AdminAnswer, AdminRefusal, Driver, Event};
+use super::fault::{self, Fault, FaultRefusal};
+use super::{AdminAnswer, AdminRefusal, DatabaseRef, Driver, Event};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -44,6 +46,10 @@ pub(crate) fn admin_router(driver: Driver) -> Router {
         .route("/databases/{db}/resume", post(resume))
         .route("/sql", post(sql))
         .route("/debug/stall", post(stall))
+        .route("/debug/partition", post(partition))
+        .route("/debug/manager", post(cut_manager))
+        .route("/debug/drop-log", post(drop_log))
+        .route("/debug/health-fault", post(health_fault))
         .fallback(|| async {
             problem(
                 StatusCode::NOT_FOUND,
@@ -122,13 +128,8 @@ async fn status(State(driver): State<Driver>) -> Response {
 /// minutes), as a hung replica would. Refused unless the replica runs with
 /// `HADR_FAULT_INJECTION=1`.
 async fn stall(State(driver): State<Driver>, body: axum::body::Bytes) -> Response {
-    if std::env::var("HADR_FAULT_INJECTION").as_deref() != Ok("1") {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "FaultInjectionDisabled",
-            "fault injection is off: start the replica with HADR_FAULT_INJECTION=1".to_owned(),
-        )
-        .into_response();
+    if let Err(off) = fault_injection_enabled() {
+        return off.into_response();
     }
     let ms = serde_json::from_slice::<Value>(&body)
         .ok()
@@ -148,6 +149,156 @@ async fn stall(State(driver): State<Driver>, body: axum::body::Bytes) -> Respons
         driver.send(Event::Stall { ms });
     });
     Json(json!({ "result": "stalling", "ms": ms })).into_response()
+}
+
+/// 404 `FaultInjectionDisabled` unless the replica runs with `HADR_FAULT_INJECTION=1`.
+fn fault_injection_enabled() -> Result<(), Problem> {
+    if fault::enabled() {
+        return Ok(());
+    }
+    Err(problem(
+        StatusCode::NOT_FOUND,
+        "FaultInjectionDisabled",
+        format!(
+            "fault injection is off: start the replica with {}=1",
+            fault::ENV
+        ),
+    ))
+}
+
+/// Checks that fault injection is on, reads the body as `B` (`expected` shows its shape in
+/// the error), turns it into a fault, has the driver inject it and answers.
+async fn inject<B: serde::de::DeserializeOwned>(
+    driver: &Driver,
+    body: &[u8],
+    expected: &str,
+    fault: impl FnOnce(B) -> Result<Fault, Problem>,
+) -> Response {
+    if let Err(off) = fault_injection_enabled() {
+        return off.into_response();
+    }
+    let fault = match serde_json::from_slice::<B>(body) {
+        Ok(b) => match fault(b) {
+            Ok(fault) => fault,
+            Err(r) => return r.into_response(),
+        },
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "MalformedRequest",
+                format!("expected {expected}: {e}"),
+            )
+        }
+    };
+    let (tx, rx) = oneshot::channel();
+    driver.send(Event::Fault { fault, reply: tx });
+    match rx.await.unwrap_or(Err(FaultRefusal::ShuttingDown)) {
+        Ok(reply) => Json(reply).into_response(),
+        Err(refusal) => {
+            let (status, code) = match &refusal {
+                FaultRefusal::NotInAvailabilityGroup => {
+                    (StatusCode::CONFLICT, "NotInAvailabilityGroup")
+                }
+                FaultRefusal::UnknownReplicaName(_) => {
+                    (StatusCode::NOT_FOUND, "UnknownReplicaName")
+                }
+                FaultRefusal::ThisReplica(_) => (StatusCode::BAD_REQUEST, "ThisReplica"),
+                FaultRefusal::UnknownDatabase(_) => (StatusCode::NOT_FOUND, "UnknownDatabaseName"),
+                FaultRefusal::NotPrimary { .. } => (StatusCode::CONFLICT, "NotPrimary"),
+                FaultRefusal::NoClusterManager(_) => (StatusCode::CONFLICT, "NoClusterManager"),
+                FaultRefusal::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown"),
+            };
+            fail(status, code, refusal.to_string())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartitionBody {
+    peer: String,
+    cut: bool,
+}
+
+/// `{"peer": name, "cut": bool}`: a silent network partition from another replica, or its
+/// end (see `fault.rs`).
+async fn partition(State(driver): State<Driver>, body: Bytes) -> Response {
+    inject(
+        &driver,
+        &body,
+        "{\"peer\": \"<replica name>\", \"cut\": true|false}",
+        |b: PartitionBody| {
+            Ok(Fault::Partition {
+                peer: b.peer,
+                cut: b.cut,
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManagerBody {
+    cut: bool,
+}
+
+/// `{"cut": bool}`: this replica cannot reach the cluster manager (etcd), or can again.
+async fn cut_manager(State(driver): State<Driver>, body: Bytes) -> Response {
+    inject(&driver, &body, "{\"cut\": true|false}", |b: ManagerBody| {
+        Ok(Fault::Manager { cut: b.cut })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DropLogBody {
+    peer: String,
+    database: DatabaseRef,
+}
+
+/// `{"peer": name, "database": name or index}`: the next log block this primary sends to
+/// that peer for that database is lost (R-SYNC-1).
+async fn drop_log(State(driver): State<Driver>, body: Bytes) -> Response {
+    inject(
+        &driver,
+        &body,
+        "{\"peer\": \"<replica name>\", \"database\": \"<name>\" or <index>}",
+        |b: DropLogBody| {
+            Ok(Fault::DropLog {
+                peer: b.peer,
+                database: b.database,
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthFaultBody {
+    level: u8,
+}
+
+/// `{"level": 1..5}`: sp_server_diagnostics reports a failure condition of that level
+/// (R-FAIL-7).
+async fn health_fault(State(driver): State<Driver>, body: Bytes) -> Response {
+    inject(&driver, &body, "{\"level\": 1..5}", |b: HealthFaultBody| {
+        if (1..=5).contains(&b.level) {
+            Ok(Fault::Health { level: b.level })
+        } else {
+            Err(problem(
+                StatusCode::BAD_REQUEST,
+                "MalformedRequest",
+                format!(
+                    "level {} is not a FAILURE_CONDITION_LEVEL: expected 1 to 5",
+                    b.level
+                ),
+            ))
+        }
+    })
+    .await
 }
 
 /// The group's configuration (`AgConfig` as JSON): the listener reads the primary's

@@ -51,6 +51,10 @@ impl Drop for ClusterManager {
 pub(crate) struct ManagerSettings {
     /// etcd client URLs (`etcd_endpoints` in node.toml).
     pub etcd_endpoints: Vec<String>,
+    /// The URLs the manager connects to: `etcd_endpoints`, or with fault injection the
+    /// relay's that `/debug/manager` cuts.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub connect_to: Vec<String>,
 }
 
 impl ManagerSettings {
@@ -91,7 +95,7 @@ fn manager_config(
     use std::time::Duration;
     let lease = config.lease;
     let mut m =
-        hadr_manager::ManagerConfig::new(settings.etcd_endpoints.clone(), &config.name, replica);
+        hadr_manager::ManagerConfig::new(settings.connect_to.clone(), &config.name, replica);
     m.lease_ttl = Duration::from_millis(u64::from(lease.ttl_ms));
     // The primary commits until `validity_ms` after the renewal was sent; etcd keeps the key
     // `ttl_ms` after it arrived (AgConfig checks validity + drift margin < ttl, R-QUORUM-3).
@@ -307,6 +311,13 @@ impl ClusterManager {
             let _ = request;
             false
         }
+    }
+
+    /// Stops renewing the lease this replica holds, without revoking it (a failed primary,
+    /// R-FAIL-7): the core hears `LeaseLost`, and etcd lets the lease run out.
+    pub fn stop_renewing(&self) {
+        #[cfg(feature = "etcd")]
+        self.handle.stop_renewing();
     }
 
     /// Asks etcd for an automatic promotion of this replica; etcd grants it only if the newest

@@ -5,11 +5,13 @@
 mod admin;
 pub mod client;
 mod cluster;
+mod fault;
 mod peers;
 pub mod storage;
 
 use admin::admin_router;
 pub use client::{ClientReplyJson, ClientRequestJson, DatabaseRef};
+pub use storage::{offline_observation, OfflineError};
 
 use crate::config::{endpoint_address, EndpointError, NodeConfig};
 use crate::wal::Wal;
@@ -188,6 +190,11 @@ pub(crate) enum Event {
     /// Fault injection (`POST /debug/stall`, only with `HADR_FAULT_INJECTION=1`): the driver
     /// blocks its thread this long, as a hung replica would.
     Stall { ms: u64 },
+    /// Fault injection (the other `POST /debug/*` routes, only with `HADR_FAULT_INJECTION=1`).
+    Fault {
+        fault: fault::Fault,
+        reply: oneshot::Sender<fault::FaultAnswer>,
+    },
     /// The cluster manager's health check asks whether the driver is responsive.
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     Ping,
@@ -267,6 +274,8 @@ struct State {
     last_role: Option<hadr_types::Role>,
     /// The configuration this replica last stored in etcd as the primary.
     stored_config: Option<hadr_types::AgConfig>,
+    /// Injected faults in force (`HADR_FAULT_INJECTION=1`).
+    faults: fault::Faults,
 }
 
 /// Bound of a peer connection's send queue (frames); a peer that falls this far behind is
@@ -342,6 +351,12 @@ pub async fn run(
         admin = %config.admin_listen,
         "replica started"
     );
+    // With fault injection, the cluster manager reaches etcd through a relay that can be cut.
+    let (faults, relayed) = fault::Faults::new(&config.etcd_endpoints);
+    let manager_settings = cluster::ManagerSettings {
+        etcd_endpoints: config.etcd_endpoints.clone(),
+        connect_to: relayed.unwrap_or_else(|| config.etcd_endpoints.clone()),
+    };
     let mut state = State {
         name: config.name.clone(),
         data_dir,
@@ -368,9 +383,8 @@ pub async fn run(
         manager: None,
         stored_config: None,
         last_role: None,
-        manager_settings: cluster::ManagerSettings {
-            etcd_endpoints: config.etcd_endpoints.clone(),
-        },
+        manager_settings,
+        faults,
     };
     state.last_role = state.replica.role();
     state.attach_manager_on_recovery();
@@ -576,6 +590,9 @@ impl State {
                 tracing::warn!(ms, "fault injection: the driver stalls");
                 std::thread::sleep(std::time::Duration::from_millis(ms));
                 tracing::warn!(ms, "fault injection: the driver resumes");
+            }
+            Event::Fault { fault, reply } => {
+                let _ = reply.send(self.inject(fault));
             }
             Event::Ping => {
                 if let Some(manager) = &self.manager {
@@ -840,6 +857,10 @@ impl State {
         let Some(mine) = config.replicas.get(usize::from(me.0)) else {
             return;
         };
+        if let Some(level) = self.faults.health_failed() {
+            tracing::debug!(replica = %self.name, level, "no automatic failover to a replica failed by an injected health fault");
+            return;
+        }
         let eligible = mine.availability_mode == hadr_types::AvailabilityMode::SynchronousCommit
             && matches!(
                 mine.failover_mode,
@@ -981,6 +1002,12 @@ impl State {
                 message,
             } => {
                 if let Some(c) = self.connections.get(&connection) {
+                    if let hadr_core::MessageBody::Log(block) = &message.body {
+                        if self.faults.take_drop_log(to, block.database) {
+                            tracing::warn!(peer = %to, %connection, database = %block.database, first_lsn = %block.first_lsn, records = block.records.len(), "fault injection: a log block dropped instead of sent");
+                            return Ok(());
+                        }
+                    }
                     let mut frame = Vec::new();
                     let encoded = encode_frame(&Frame::Message(message), &mut frame);
                     if let Err(error) = &encoded {
@@ -1075,6 +1102,14 @@ impl State {
                     }
                 }
                 tracing::info!(replica = %self.name, %role, %epoch, "role changed");
+                if let (Some(level), Some(manager)) = (self.faults.health_failed(), &self.manager) {
+                    if role == hadr_types::Role::Primary {
+                        // An injected health fault lasts until the process restarts: a lease
+                        // this failed replica gets is not renewed either.
+                        tracing::error!(level, "fault injection: the health fault persists; the new lease is not renewed");
+                        manager.stop_renewing();
+                    }
+                }
             }
             Output::Manager(request) => {
                 let sent = self
@@ -1215,7 +1250,13 @@ impl State {
                 address: address.clone(),
                 source,
             })?;
-        let net = PeerNet::start(config, me, self.events.clone(), listener);
+        let net = PeerNet::start(
+            config,
+            me,
+            self.events.clone(),
+            listener,
+            self.faults.partitioned(),
+        );
         tracing::info!(replica = %self.name, endpoint = %address, "endpoint listening");
         self.net = Some(net);
         Ok(())

@@ -2,7 +2,12 @@
 //! writer task per connection. Frames are `wire.rs`'s; the first frame each side sends is a
 //! [`Preface`] naming the group and both replicas, so that a connection is tied to one peer
 //! before hadr-core sees it. The replica with the lower id dials the higher one.
+//!
+//! A partition injected by `POST /debug/partition` ([`Partitioned`]) is silent, like a cut
+//! network: no dial to the peer, its prefaces refused, and the reader and writer of an open
+//! connection hold what they read and what they are to write until it heals.
 
+use super::fault::Partitioned;
 use super::{Event, SEND_QUEUE_FRAMES};
 use crate::config::endpoint_address;
 use crate::wire::{decode_frame, encode_frame, Frame, Preface};
@@ -38,6 +43,8 @@ pub(crate) struct PeerNet {
     current: Mutex<HashMap<ReplicaId, ConnectionId>>,
     /// Wakes the dialers when a connection went away.
     redial: Notify,
+    /// The peers this replica is partitioned from (fault injection).
+    partitioned: Partitioned,
 }
 
 impl PeerNet {
@@ -47,6 +54,7 @@ impl PeerNet {
         me: ReplicaId,
         events: mpsc::UnboundedSender<Event>,
         listener: TcpListener,
+        partitioned: Partitioned,
     ) -> Arc<PeerNet> {
         let replicas = config
             .replicas
@@ -66,6 +74,7 @@ impl PeerNet {
             next_connection: AtomicU64::new(1),
             current: Mutex::new(HashMap::new()),
             redial: Notify::new(),
+            partitioned,
         });
         tokio::spawn(accept_loop(net.clone(), listener));
         for peer in net.replicas.iter().filter(|r| r.id > me) {
@@ -91,6 +100,16 @@ impl PeerNet {
         }
         drop(current);
         self.redial.notify_waiters();
+    }
+
+    /// A partition healed: dial at once instead of at the next attempt.
+    pub(crate) fn redial_now(&self) {
+        self.redial.notify_waiters();
+    }
+
+    /// Whether a partition from `peer` is injected.
+    fn partitioned_from(&self, peer: ReplicaId) -> bool {
+        self.partitioned.borrow().contains(&peer)
     }
 
     fn connected(&self, peer: ReplicaId) -> bool {
@@ -161,7 +180,7 @@ async fn accept_loop(net: Arc<PeerNet>, listener: TcpListener) {
 
 async fn dial_loop(net: Arc<PeerNet>, peer: ReplicaId, address: String) {
     loop {
-        if !net.connected(peer) {
+        if !net.connected(peer) && !net.partitioned_from(peer) {
             let attempt = tokio::time::timeout(PREFACE_TIMEOUT, TcpStream::connect(&address)).await;
             match attempt {
                 Ok(Ok(stream)) => {
@@ -199,6 +218,11 @@ async fn handshake(
         return Err("the first frame was not a preface".to_owned());
     };
     let peer = net.check_preface(&preface, expected)?;
+    if net.partitioned_from(peer) {
+        return Err(format!(
+            "{peer} is partitioned from this replica (fault injection)"
+        ));
+    }
     if expected.is_none() {
         write_frame(&mut stream, &net.preface(peer)).await?;
     }
@@ -210,6 +234,7 @@ async fn handshake(
     let (read_half, write_half) = stream.into_split();
     let (writer_tx, writer_rx) = mpsc::channel::<Vec<u8>>(SEND_QUEUE_FRAMES);
     let events = net.events.clone();
+    let partitioned = net.partitioned.clone();
     // The reader starts only once `PeerOpened` is queued: the driver must learn of the
     // connection before any message read from it.
     let (go, gate) = tokio::sync::oneshot::channel::<()>();
@@ -217,7 +242,7 @@ async fn handshake(
         let events = events.clone();
         async move {
             if gate.await.is_ok() {
-                read_loop(events, peer, connection, read_half, buffer).await;
+                read_loop(events, peer, connection, read_half, buffer, partitioned).await;
             }
         }
     });
@@ -227,6 +252,7 @@ async fn handshake(
         connection,
         write_half,
         writer_rx,
+        net.partitioned.clone(),
     ));
     tracing::info!(%peer, %connection, "peer connected");
     let _ = events.send(Event::PeerOpened {
@@ -274,9 +300,13 @@ async fn read_loop(
     connection: ConnectionId,
     mut stream: tokio::net::tcp::OwnedReadHalf,
     mut buffer: Vec<u8>,
+    mut partitioned: Partitioned,
 ) {
     loop {
-        match read_frame(&mut stream, &mut buffer).await {
+        let read = read_frame(&mut stream, &mut buffer).await;
+        // A partition holds what arrived, the end of the connection included.
+        reachable(&mut partitioned, peer).await;
+        match read {
             Ok(Frame::Message(message)) => {
                 if events
                     .send(Event::PeerMessage {
@@ -308,9 +338,12 @@ async fn write_loop(
     connection: ConnectionId,
     mut stream: tokio::net::tcp::OwnedWriteHalf,
     mut frames: mpsc::Receiver<Vec<u8>>,
+    mut partitioned: Partitioned,
 ) {
     let mut batch = Vec::new();
     while let Some(frame) = frames.recv().await {
+        // A partition holds what is to be sent (in the queue, which may fill up).
+        reachable(&mut partitioned, peer).await;
         batch.clear();
         batch.extend_from_slice(&frame);
         while let Ok(more) = frames.try_recv() {
@@ -325,4 +358,10 @@ async fn write_loop(
     // The driver dropped the sender: close our side (a dropped connection's writer is
     // aborted instead, so that a peer that stopped reading cannot hold it).
     let _ = stream.shutdown().await;
+}
+
+/// Returns once no partition from `peer` is injected (at once, normally).
+async fn reachable(partitioned: &mut Partitioned, peer: ReplicaId) {
+    // An error means the driver is gone: nothing to wait for.
+    let _ = partitioned.wait_for(|cut| !cut.contains(&peer)).await;
 }

@@ -1,10 +1,11 @@
 //! Durable storage of one replica: the state file (`state.json`, hadr-core's
 //! [`PersistentState`]) and one write-ahead log per database (performed by the driver, see
-//! `after_input`).
+//! `after_input`); and [`offline_observation`], what a stopped replica's files say.
 
+use crate::config::NodeConfig;
 use crate::wal::{Wal, WalError};
-use hadr_core::{LogRecord, PersistentState};
-use hadr_types::DatabaseId;
+use hadr_core::{CoreOptions, LogRecord, PersistentState, Replica};
+use hadr_types::{DatabaseId, DatabaseObservation, DatabaseState, Lsn, ReplicaObservation};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -146,4 +147,107 @@ pub fn open_wal(
         );
     }
     Ok((wal, recovered.records))
+}
+
+/// Why [`offline_observation`] could not observe a stopped replica.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    /// The data directory does not exist.
+    #[error("the data directory {} of replica {name} does not exist; check `data_dir` in its node.toml", path.display())]
+    NoDataDir {
+        /// The instance name.
+        name: String,
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The replica never stored a state: it never joined an availability group.
+    #[error("replica {name} has no state file in {}: it never joined an availability group, so there is nothing to observe", path.display())]
+    NotInAvailabilityGroup {
+        /// The instance name.
+        name: String,
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// The state file or a write-ahead log cannot be read.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The files do not make a replica that could restart (the checks of a restart).
+    #[error("replica {name} could not restart from {}: {source}", path.display())]
+    Recovery {
+        /// The instance name.
+        name: String,
+        /// The data directory.
+        path: PathBuf,
+        /// What recovery refused.
+        source: hadr_core::RecoveryError,
+    },
+}
+
+/// The observation of a stopped (crashed) replica, read from its data directory without
+/// changing anything: the shape `GET /observation` has, as the reference simulation reports a
+/// crashed node (`hadr_core::testing::Cluster::observation`). `up` is false and `role` is
+/// `None`; per database, `end_of_log_lsn`, `last_hardened_lsn` and `last_redone_lsn` are all
+/// the last record a restart would recover from the WAL (a torn or corrupt tail excluded,
+/// though left on disk), `suspended` comes from the state file, `synchronization_state` is
+/// `None`, `is_failover_ready` false and `database_state` ONLINE.
+///
+/// The files must make a replica that could restart (the same checks as a restart:
+/// [`Replica::recover`]); a replica that never joined a group has nothing to observe. Meant
+/// for a stopped replica: the files of a running one may change while they are read.
+pub fn offline_observation(config: &NodeConfig) -> Result<ReplicaObservation, OfflineError> {
+    let name = &config.name;
+    let path = &config.data_dir;
+    if !path.is_dir() {
+        return Err(OfflineError::NoDataDir {
+            name: name.clone(),
+            path: path.clone(),
+        });
+    }
+    let dir = DataDir { path: path.clone() };
+    let state = dir
+        .load_state()?
+        .ok_or_else(|| OfflineError::NotInAvailabilityGroup {
+            name: name.clone(),
+            path: path.clone(),
+        })?;
+    let mut logs = Vec::with_capacity(state.config.databases.len());
+    for i in 0..state.config.databases.len() {
+        let database = DatabaseId(i as u8);
+        let recovered = Wal::inspect(&dir.wal_path(database), database)
+            .map_err(|source| StorageError::Wal { database, source })?;
+        logs.push(recovered.records);
+    }
+    let databases = logs
+        .iter()
+        .zip(&state.databases)
+        .enumerate()
+        .map(|(i, (log, stored))| {
+            let durable = log.last().map_or(Lsn(0), |record| record.lsn);
+            DatabaseObservation {
+                database: DatabaseId(i as u8),
+                database_state: DatabaseState::Online,
+                synchronization_state: None,
+                suspended: stored.suspended,
+                end_of_log_lsn: durable,
+                last_hardened_lsn: durable,
+                last_redone_lsn: durable,
+                is_failover_ready: false,
+            }
+        })
+        .collect();
+    let replica = state.replica;
+    // The checks of a restart, on a throwaway replica (the core does no I/O).
+    Replica::recover(0, name.clone(), state, logs, CoreOptions::default()).map_err(|source| {
+        OfflineError::Recovery {
+            name: name.clone(),
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(ReplicaObservation {
+        replica,
+        up: false,
+        role: None,
+        databases,
+    })
 }
