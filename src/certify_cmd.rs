@@ -4,6 +4,7 @@
 use crate::cli::CertifyArgs;
 use crate::Exit;
 use hadr_conformance::certify::{certify, load_corpus, CorpusError};
+use hadr_conformance::external::External;
 use hadr_conformance::sim::ReferenceSim;
 use hadr_conformance::sut::Sut;
 use std::path::PathBuf;
@@ -15,8 +16,13 @@ pub enum CertifyError {
     #[error(transparent)]
     Corpus(#[from] CorpusError),
     /// An unknown or not yet available system under test.
-    #[error("unknown system under test {0:?}: available: reference-sim (reference and external:CMD are not built yet)")]
+    #[error("unknown system under test {0:?}: available: reference-sim, external:CMD (CMD: a driver speaking docs/adapter-protocol.md; `reference` is not built yet)")]
     UnknownSut(String),
+    /// `--mutant` with a system under test other than the reference.
+    #[error(
+        "--mutant plants a bug in the reference implementation: use it with --sut reference-sim"
+    )]
+    MutantOnOtherSut,
     /// `--mutant` on a build without the `mutants` feature.
     #[error("this hadr is built without planted bugs: build it with `cargo build --features mutants` to use --mutant and --list-mutants")]
     MutantsNotBuilt,
@@ -42,6 +48,14 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
     let mut make: Box<dyn FnMut() -> Box<dyn Sut>> = match (args.sut.as_str(), &args.mutant) {
         ("reference-sim", None) => Box::new(|| Box::new(ReferenceSim::new()) as Box<dyn Sut>),
         ("reference-sim", Some(name)) => sim_with_mutant(name)?,
+        (sut, None) if sut.starts_with("external:") => {
+            let command = sut["external:".len()..].to_owned();
+            if command.trim().is_empty() {
+                return Err(CertifyError::UnknownSut(sut.to_owned()));
+            }
+            Box::new(move || Box::new(External::spawn(&command)) as Box<dyn Sut>)
+        }
+        (_, Some(_)) => return Err(CertifyError::MutantOnOtherSut),
         (other, _) => return Err(CertifyError::UnknownSut(other.to_owned())),
     };
     let (scenarios, hash) = load_corpus(&args.corpus)?;

@@ -32,6 +32,9 @@ pub enum Command {
     /// Conformance scenarios: `hadr trace generate` writes the corpus generated from the spec.
     #[command(subcommand)]
     Trace(TraceCommand),
+    /// Print the observation of a stopped replica from its files (read only), as
+    /// `GET /observation` shows a running one: for conformance drivers (docs/adapter-protocol.md).
+    ObserveOffline(ReplicaArgs),
     /// Run the availability group listener: one address that routes read-write connections
     /// to the primary and read-intent ones along READ_ONLY_ROUTING_LIST (R-READ-3).
     Listener(ListenerArgs),

@@ -35,6 +35,11 @@ fn main() -> std::process::ExitCode {
         Command::Trace(hadr::cli::TraceCommand::Generate(args)) => {
             return finish(hadr::trace_cmd::run(args).map_err(|e| (Exit::Usage, e.to_string())))
         }
+        Command::ObserveOffline(args) => {
+            return finish(
+                hadr::replica_cmd::observe_offline(args).map_err(|e| (e.exit(), e.to_string())),
+            )
+        }
         Command::Listener(args) => {
             return finish(
                 hadr::listener_cmd::run(&args.config)

@@ -14,6 +14,9 @@ pub enum ReplicaError {
     /// The replica failed.
     #[error(transparent)]
     Node(#[from] NodeError),
+    /// The stopped replica's files could not be read.
+    #[error(transparent)]
+    Offline(#[from] hadr_node::node::OfflineError),
     /// The runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -63,5 +66,17 @@ pub fn run(args: &ReplicaArgs) -> Result<Exit, ReplicaError> {
             Err(panic) => std::panic::resume_unwind(panic.into_panic()),
         }
     })?;
+    Ok(Exit::Passed)
+}
+
+/// `hadr observe-offline --config node.toml`: the observation of a stopped replica, read from
+/// its files without changing them, as one line of JSON.
+pub fn observe_offline(args: &ReplicaArgs) -> Result<Exit, ReplicaError> {
+    let config = NodeConfig::load(&args.config)?;
+    let observation = hadr_node::node::offline_observation(&config)?;
+    println!(
+        "{}",
+        serde_json::to_string(&observation).expect("an observation serializes")
+    );
     Ok(Exit::Passed)
 }

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod certify;
+pub mod external;
 pub mod generate;
 pub mod judge;
 pub mod scenario;
