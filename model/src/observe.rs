@@ -74,19 +74,24 @@ impl AgModel {
                         .dbs_of(id)
                         .iter()
                         .enumerate()
-                        .map(|(db, d)| DatabaseObservation {
-                            database: DatabaseId(db as Did),
-                            database_state: if d.restoring {
-                                DatabaseState::Restoring
-                            } else {
-                                DatabaseState::Online
-                            },
-                            synchronization_state: self.sync_state(s, id, db as Did),
-                            suspended: self.suspend_reason(s, id, db as Did),
-                            end_of_log_lsn: Lsn(d.log.len() as u64),
-                            last_hardened_lsn: Lsn(u64::from(d.hardened)),
-                            last_redone_lsn: Lsn(u64::from(d.redone)),
-                            is_failover_ready: d.failover_ready,
+                        .map(|(db, d)| {
+                            let sync = self.sync_state(s, id, db as Did);
+                            DatabaseObservation {
+                                database: DatabaseId(db as Did),
+                                database_state: if d.restoring {
+                                    DatabaseState::Restoring
+                                } else {
+                                    DatabaseState::Online
+                                },
+                                synchronization_state: sync,
+                                suspended: self.suspend_reason(s, id, db as Did),
+                                end_of_log_lsn: Lsn(d.log.len() as u64),
+                                last_hardened_lsn: Lsn(u64::from(d.hardened)),
+                                last_redone_lsn: Lsn(u64::from(d.redone)),
+                                // What the replica's views show: SYNCHRONIZED now. (The manager's
+                                // record, `failover_ready`, outlives a lost session or quorum.)
+                                is_failover_ready: sync == Some(SyncState::Synchronized),
+                            }
                         })
                         .collect(),
                 }

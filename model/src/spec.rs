@@ -34,6 +34,9 @@ pub struct AgModel {
     /// The environment acts only in quiescent states (see
     /// [`AgModel::with_quiescent_environment`]).
     quiescent_environment: bool,
+    /// The budgets `enabled` checks: the configuration's bounds, or for a conformance judge
+    /// none but the number of transactions (see [`AgModel::for_conformance`]).
+    budgets: crate::config::Bounds,
     candidates: Arc<[Action]>,
     /// `candidates` grouped by kind: (kind, start, end).
     groups: Arc<[(ActionKind, usize, usize)]>,
@@ -96,6 +99,7 @@ impl AgModel {
             })
             .collect();
         AgModel {
+            budgets: config.bounds,
             config: Arc::new(config),
             mutant,
             quiescent_environment: false,
@@ -118,6 +122,31 @@ impl AgModel {
     /// running the system under test to quiescence after each step.
     pub fn with_quiescent_environment(mut self) -> Self {
         self.quiescent_environment = true;
+        self
+    }
+
+    /// The spec as a conformance judge needs it: no budget but the number of transactions.
+    /// The bounds exist to make model checking finite; a system under test knows none, so a
+    /// judge that kept them would refuse what the system rightly does (an automatic failover
+    /// after `bounds.failovers` failovers), or refuse an environment action in some states of
+    /// a frontier while the system performed it. A judge replays a given sequence of
+    /// environment actions, so its state space stays finite without them.
+    pub fn for_conformance(mut self) -> Self {
+        let transactions = self.budgets.transactions;
+        self.budgets = crate::config::Bounds {
+            transactions,
+            crashes: u8::MAX,
+            network_faults: u8::MAX,
+            failovers: u8::MAX,
+            forced_failovers: u8::MAX,
+            suspends: u8::MAX,
+            config_changes: u8::MAX,
+            events: u8::MAX,
+            backups: u8::MAX,
+            reads: u8::MAX,
+            database_changes: u8::MAX,
+            page_corruptions: u8::MAX,
+        };
         self
     }
 
@@ -308,7 +337,7 @@ impl AgModel {
 
     /// Whether an action can be taken in a state (its guard).
     pub fn enabled(&self, s: &State, action: &Action) -> bool {
-        let b = &self.config.bounds;
+        let b = &self.budgets;
         let rep = |r: Rid| &s.replicas[usize::from(r)];
         let primary = s.serving_primary();
         if action.kind().is_disruption() && !Self::budget_left(s.spent.events, b.events) {
@@ -631,7 +660,7 @@ impl AgModel {
     /// no action of it was enabled then).
     fn kind_possible(&self, s: &State, kind: ActionKind, primary: Option<Rid>) -> bool {
         use ActionKind::*;
-        let b = &self.config.bounds;
+        let b = &self.budgets;
         let spent = &s.spent;
         if kind.is_disruption() && spent.events >= b.events {
             return false;
