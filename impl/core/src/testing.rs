@@ -568,6 +568,21 @@ impl Cluster {
         self.drop_next_log.insert((from, to));
     }
 
+    /// Loses the first `Log` message in flight from `from` to `to`, if there is one (the
+    /// spec's LoseLogBlock); returns whether one was lost.
+    pub fn lose_log_in_flight(&mut self, from: ReplicaId, to: ReplicaId) -> bool {
+        let Some(queue) = self.links.get_mut(&(from, to)) else {
+            return false;
+        };
+        match queue
+            .iter()
+            .position(|(_, m)| matches!(m.body, MessageBody::Log(_)))
+        {
+            Some(i) => queue.remove(i).is_some(),
+            None => false,
+        }
+    }
+
     /// Messages in flight from `from` to `to`.
     pub fn in_flight(&self, from: ReplicaId, to: ReplicaId) -> usize {
         self.links.get(&(from, to)).map_or(0, |q| q.len())
@@ -805,8 +820,11 @@ impl Cluster {
                 .as_ref()
                 .and_then(|x| x.config())
                 .is_some_and(|c| c.cluster_type.has_manager());
+            // The manager renews the lease of the primary it granted it to, no other (a
+            // deposed primary that still believes it is one runs out of lease, R-QUORUM-3).
             if has_manager
                 && self.role(id) == Some(Role::Primary)
+                && self.manager.primary == Some(id)
                 && !self.manager.isolated.contains(&id)
             {
                 let lease_until_ms = self.now_ms + self.manager.lease_ms;
@@ -1039,7 +1057,10 @@ impl Cluster {
                                 .state
                                 .as_ref()
                                 .and_then(|s| s.databases.get(d))
-                                .and_then(|x| x.suspended),
+                                .and_then(|x| x.suspended)
+                                // The primary's suspension is the primary's to tell: a replica
+                                // that is down does not know it still holds.
+                                .filter(|r| *r != hadr_types::SuspendReason::Primary),
                             end_of_log_lsn: Lsn(*durable as u64),
                             last_hardened_lsn: Lsn(*durable as u64),
                             last_redone_lsn: Lsn(*durable as u64),

@@ -1191,3 +1191,25 @@ fn a_restored_primary_serves_again() {
     c.advance(1_000);
     assert!(committed(&c, R0, t));
 }
+
+/// Found by the differential fuzz target (R-SYNC-7): an operator may suspend a secondary the
+/// primary's suspension already stopped; that suspension is the operator's and outlives the
+/// primary's resume.
+#[test]
+fn a_secondary_suspended_from_the_primary_can_be_suspended_by_its_operator() {
+    let mut c = Cluster::new(ag_config(ClusterType::None, &[Sync, Sync], 1));
+    c.admin(R0, AdminCommand::SuspendDatabase(DB));
+    c.run();
+    assert_eq!(suspended(&c, R1), Some(SuspendReason::Primary));
+    let suspend = c.admin(R1, AdminCommand::SuspendDatabase(DB));
+    c.run();
+    assert!(matches!(c.admin_reply(R1, suspend), Some(Ok(_))));
+    assert_eq!(suspended(&c, R1), Some(SuspendReason::User));
+    c.admin(R0, AdminCommand::ResumeDatabase(DB));
+    c.run();
+    assert_eq!(suspended(&c, R1), Some(SuspendReason::User));
+    c.admin(R1, AdminCommand::ResumeDatabase(DB));
+    c.run();
+    assert_eq!(suspended(&c, R1), None);
+    assert_eq!(state(&c, R1), Some(SyncState::Synchronized));
+}

@@ -133,8 +133,12 @@ impl Core {
         let up: Vec<bool> = self.peers.iter().map(|p| p.is_up()).collect();
         let role = self.role;
         let db = &mut self.dbs[index];
-        if let Some(reason) = db.suspended {
-            return Err(AdminError::AlreadySuspended { database, reason });
+        match db.suspended {
+            // The operator's own suspension of a secondary outlasts the primary's (R-SYNC-7:
+            // resuming the primary resumes only the secondaries suspended because of it).
+            Some(SuspendReason::Primary) if role == Role::Secondary => {}
+            Some(reason) => return Err(AdminError::AlreadySuspended { database, reason }),
+            None => {}
         }
         match role {
             Role::Resolving => return Err(AdminError::Resolving),

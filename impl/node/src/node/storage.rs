@@ -188,7 +188,7 @@ pub enum OfflineError {
 /// crashed node (`hadr_core::testing::Cluster::observation`). `up` is false and `role` is
 /// `None`; per database, `end_of_log_lsn`, `last_hardened_lsn` and `last_redone_lsn` are all
 /// the last record a restart would recover from the WAL (a torn or corrupt tail excluded,
-/// though left on disk), `suspended` comes from the state file, `synchronization_state` is
+/// though left on disk), `suspended` comes from the state file (except SUSPEND_FROM_PRIMARY), `synchronization_state` is
 /// `None`, `is_failover_ready` false and `database_state` ONLINE.
 ///
 /// The files must make a replica that could restart (the same checks as a restart:
@@ -227,7 +227,11 @@ pub fn offline_observation(config: &NodeConfig) -> Result<ReplicaObservation, Of
                 database: DatabaseId(i as u8),
                 database_state: DatabaseState::Online,
                 synchronization_state: None,
-                suspended: stored.suspended,
+                // The primary's suspension is the primary's to tell: a stopped replica does
+                // not know it still holds (as the core's views of a replica without session).
+                suspended: stored
+                    .suspended
+                    .filter(|r| *r != hadr_types::SuspendReason::Primary),
                 end_of_log_lsn: durable,
                 last_hardened_lsn: durable,
                 last_redone_lsn: durable,
