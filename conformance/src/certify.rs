@@ -168,7 +168,7 @@ pub fn shrink(
     let Ok(config) = hadr_model::ModelConfig::from_toml_str(&scenario.config) else {
         return (best, failure);
     };
-    let model = hadr_model::AgModel::new(config);
+    let model = hadr_model::AgModel::new(config).for_conformance();
     let mut i = 0;
     while i < best.steps.len() {
         let actions: Vec<hadr_model::Action> = best

@@ -125,10 +125,18 @@ impl Driver {
     fn request(&mut self, request: &Value, timeout: Duration) -> Result<Value, SutError> {
         let op = request["op"].as_str().unwrap_or_default().to_owned();
         let failed = |what: String| SutError::Failed(format!("driver, `{op}`: {what}"));
-        writeln!(self.stdin, "{request}")
-            .and_then(|()| self.stdin.flush())
-            .map_err(|e| failed(format!("cannot write the request: {e}")))?;
+        // A driver that exited early may still have said why on stdout: read that first.
+        let written = writeln!(self.stdin, "{request}").and_then(|()| self.stdin.flush());
+        let timeout = if written.is_err() {
+            Duration::from_secs(1)
+        } else {
+            timeout
+        };
         let line = match self.lines.recv_timeout(timeout) {
+            Err(_) if written.is_err() => {
+                let e = written.expect_err("checked");
+                return Err(failed(format!("cannot write the request: {e}")));
+            }
             Ok(Ok(line)) => line,
             Ok(Err(e)) => return Err(failed(format!("cannot read the reply: {e}"))),
             Err(RecvTimeoutError::Timeout) => {

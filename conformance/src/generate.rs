@@ -72,22 +72,33 @@ pub enum GenerateError {
 }
 
 /// A frontier: the states the model may be in, and what it took to get there.
-struct Frontier {
-    states: Vec<State>,
+pub(crate) struct Frontier {
+    pub(crate) states: Vec<State>,
     coverage: Coverage,
-    quiescent: Vec<usize>,
+    pub(crate) quiescent: Vec<usize>,
 }
 
 fn kind_name(action: &Action) -> String {
     action.kind().name().to_owned()
 }
 
-fn is_environment(action: &Action) -> bool {
+pub(crate) fn is_environment(action: &Action) -> bool {
     action.kind().class().is_environment()
 }
 
 /// Closes `start` under internal actions (breadth-first); `None` if it grows past the cap.
-fn close(m: &AgModel, start: Vec<State>, coverage: &mut Coverage) -> Option<Frontier> {
+pub(crate) fn close(m: &AgModel, start: Vec<State>, coverage: &mut Coverage) -> Option<Frontier> {
+    close_within(m, start, Some(coverage), MAX_FRONTIER)
+}
+
+/// [`close`] with another cap on the frontier's size, tracking the coverage only if asked
+/// (the hazard conditions are the expensive part).
+pub(crate) fn close_within(
+    m: &AgModel,
+    start: Vec<State>,
+    coverage: Option<&mut Coverage>,
+    cap: usize,
+) -> Option<Frontier> {
     let internal: Vec<Action> = m
         .candidates()
         .iter()
@@ -108,10 +119,12 @@ fn close(m: &AgModel, start: Vec<State>, coverage: &mut Coverage) -> Option<Fron
         let mut stuck = true;
         for a in internal.iter().filter(|a| m.enabled(&s, a)) {
             stuck = false;
-            kinds.insert(kind_name(a));
+            if coverage.is_some() {
+                kinds.insert(a.kind());
+            }
             let next = m.apply(&s, a);
             if seen.insert(next.clone()) {
-                if seen.len() > MAX_FRONTIER {
+                if seen.len() > cap {
                     return None;
                 }
                 queue.push_back(next);
@@ -122,13 +135,19 @@ fn close(m: &AgModel, start: Vec<State>, coverage: &mut Coverage) -> Option<Fron
         }
         order.push(s);
     }
-    coverage.merge(&Coverage {
-        action_kinds: kinds.into_iter().collect(),
-        hazards: hazards(m, &order),
-    });
+    let coverage = match coverage {
+        Some(coverage) => {
+            coverage.merge(&Coverage {
+                action_kinds: kinds.into_iter().map(|k| k.name().to_owned()).collect(),
+                hazards: hazards(m, &order),
+            });
+            coverage.clone()
+        }
+        None => Coverage::default(),
+    };
     Some(Frontier {
         states: order,
-        coverage: coverage.clone(),
+        coverage,
         quiescent,
     })
 }
@@ -309,7 +328,9 @@ fn mutant_scenario(
     check: &CheckOptions,
     seed: u64,
 ) -> Option<Scenario> {
-    let bug = AgModel::with_mutant(config.clone(), mutant);
+    // Walks keep to the configuration's bounds; judging knows none (`for_conformance`).
+    let bounded_bug = AgModel::with_mutant(config.clone(), mutant);
+    let bug = bounded_bug.clone().for_conformance();
     let mut candidates: Vec<Vec<Action>> = [true, false]
         .into_iter()
         .filter_map(|quiescent| hadr_model::refuting_path(config, mutant, quiescent, check))
@@ -326,7 +347,7 @@ fn mutant_scenario(
             Some(actions) => actions,
             None if walks < MUTANT_WALKS => {
                 walks += 1;
-                quiescent_walk(&bug, &mut rng, length)
+                quiescent_walk(&bounded_bug, &mut rng, length)
             }
             None => return None,
         };
@@ -434,7 +455,9 @@ pub fn generate(
     on_target: &mut dyn FnMut(&str),
 ) -> Result<Corpus, GenerateError> {
     let config = ModelConfig::from_toml_str(config_toml)?;
-    let m = AgModel::new(config.clone());
+    // Paths and walks keep to the configuration's bounds; the expectations know none.
+    let bounded = AgModel::new(config.clone());
+    let m = bounded.clone().for_conformance();
     let check = CheckOptions {
         threads: options.threads.max(1),
         ..CheckOptions::default()
@@ -448,11 +471,13 @@ pub fn generate(
         on_target(target);
         // An action kind's example ends where the action is enabled: take it too.
         let mut path = path.clone();
-        let end = path.iter().fold(m.initial_state(), |s, a| m.apply(&s, a));
+        let end = path
+            .iter()
+            .fold(bounded.initial_state(), |s, a| bounded.apply(&s, a));
         if let Some(action) = m
             .candidates()
             .iter()
-            .find(|a| kind_name(a) == *target && m.enabled(&end, a))
+            .find(|a| kind_name(a) == *target && bounded.enabled(&end, a))
         {
             path.push(*action);
         }
@@ -485,7 +510,7 @@ pub fn generate(
     for i in 0..options.walks {
         let purpose = format!("walk {i}");
         on_target(&purpose);
-        let actions = walk(&m, &mut rng, options.walk_length);
+        let actions = walk(&bounded, &mut rng, options.walk_length);
         if actions.is_empty() || !seen_actions.insert(actions.clone()) {
             continue;
         }

@@ -17,6 +17,7 @@ pub mod certify;
 pub mod external;
 pub mod generate;
 pub mod judge;
+pub mod lockstep;
 pub mod scenario;
 pub mod sim;
 pub mod sut;

@@ -153,11 +153,19 @@ impl ReferenceSim {
         c.run();
     }
 
+    /// Runs until quiescent: [`SETTLE_MS`] at a time, with the manager's moves in between,
+    /// until a whole round changes nothing that can be observed (at most four rounds).
     fn settle(&mut self) -> Result<(), SutError> {
+        let mut before = self.cluster()?.observation();
         for _ in 0..4 {
             self.cluster()?.advance(SETTLE_MS);
             self.automatic_failover();
             self.report_reachability();
+            let after = self.cluster()?.observation();
+            if after == before {
+                break;
+            }
+            before = after;
         }
         Ok(())
     }
@@ -258,9 +266,11 @@ impl Sut for ReferenceSim {
                 self.quorum_lost = false;
                 self.sync_isolation();
             }
+            // A block in flight is lost; once the group is quiescent none is (the spec enables
+            // LoseLogBlock only while a block is shipped), so this changes nothing then.
             Action::LoseLogBlock { to, db: _ } => {
                 if let Some(p) = self.primary() {
-                    self.cluster()?.drop_next_log(p, ReplicaId(to));
+                    self.cluster()?.lose_log_in_flight(p, ReplicaId(to));
                 }
             }
             Action::HealthFault { replica, condition } => {

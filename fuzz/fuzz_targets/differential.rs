@@ -1,0 +1,45 @@
+//! Arbitrary bytes → a scenario (a configuration and environment actions, `Arbitrary`), run
+//! on the spec and on `reference-sim` (the reference core in its simulated network) in lock
+//! step (`hadr_conformance::lockstep`). Any observation the model does not allow, any error of
+//! the system, and any invariant the core's own debug checks find broken, crashes.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use hadr_conformance::lockstep::Lockstep;
+use hadr_conformance::sim::ReferenceSim;
+use hadr_model::ModelConfig;
+use std::sync::OnceLock;
+
+/// The configurations a scenario may pick: two synchronous replicas with automatic failover
+/// (small frontiers, fast), and the default three-replica group.
+const CONFIGS: [&str; 2] = [
+    include_str!("../../model/configs/two-replicas.toml"),
+    hadr_model::DEFAULT_CONFIG_TOML,
+];
+
+/// At most this many environment actions per scenario.
+const MAX_STEPS: usize = 8;
+
+#[derive(Debug, Arbitrary)]
+struct Scenario {
+    config: u8,
+    choices: Vec<u8>,
+}
+
+fn lockstep(index: usize) -> &'static Lockstep {
+    static MODELS: OnceLock<Vec<Lockstep>> = OnceLock::new();
+    &MODELS.get_or_init(|| {
+        CONFIGS
+            .iter()
+            .map(|text| Lockstep::new(ModelConfig::from_toml_str(text).expect("a valid configuration")))
+            .collect()
+    })[index]
+}
+
+libfuzzer_sys::fuzz_target!(|scenario: Scenario| {
+    let model = lockstep(usize::from(scenario.config) % CONFIGS.len());
+    let choices = scenario.choices.iter().take(MAX_STEPS).map(|&c| usize::from(c));
+    if let Err(divergence) = model.run(choices, &mut ReferenceSim::new()) {
+        panic!("{divergence}");
+    }
+});
