@@ -87,3 +87,22 @@ fn a_wrong_observation_fails_at_its_step_with_a_diff_naming_the_field() {
         other => panic!("a forgetful system passed: {other:?}"),
     }
 }
+
+/// The certificate's table as users read it (snapshot), hashes redacted: they change with the
+/// spec and the corpus.
+#[test]
+fn the_certificate_of_reference_sim() {
+    let (scenarios, hash) = load_corpus(&corpus_dir()).unwrap();
+    let certificate = certify(
+        &scenarios,
+        hash,
+        &mut || Box::new(ReferenceSim::new()) as Box<dyn Sut>,
+        true,
+        &mut |_, _| {},
+    );
+    let markdown = certificate
+        .markdown()
+        .replace(certificate.model_hash, "[model hash]")
+        .replace(&certificate.corpus_hash, "[corpus hash]");
+    insta::assert_snapshot!(markdown);
+}

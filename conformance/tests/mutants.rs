@@ -109,3 +109,20 @@ fn every_mutant_is_tested() {
     }
     assert_eq!(Mutant::ALL.len(), 6);
 }
+
+/// The failure report of a mutant, as users read it (snapshot): which scenario, the rules,
+/// the shrunk scenario and the diff. The header's hashes change with the spec and the corpus,
+/// so the snapshot holds the failures only.
+#[test]
+fn the_failure_report_of_a_mutant() {
+    let certificate = run(Mutant::PromoteSynchronizing);
+    let markdown = certificate.markdown();
+    let failures = &markdown[markdown.find("## Failures").expect("a failure section")..];
+    insta::assert_snapshot!(failures);
+    let results: Vec<_> = certificate
+        .results
+        .iter()
+        .filter(|r| r.verdict != "pass")
+        .collect();
+    insta::assert_json_snapshot!(results);
+}
