@@ -252,37 +252,43 @@ impl Rng {
     }
 }
 
-/// A random walk: environment actions each enabled in some state of the current frontier.
-fn walk(m: &AgModel, rng: &mut Rng, length: usize) -> Vec<Action> {
+/// A random walk: environment actions each enabled in some state of the current frontier, or
+/// with `at_rest`, in some quiescent state of it (how a system run to quiescence meets them).
+fn walk(m: &AgModel, rng: &mut Rng, length: usize, at_rest: bool) -> Vec<Action> {
     let environment: Vec<Action> = m
         .candidates()
         .iter()
         .filter(|a| is_environment(a))
         .copied()
         .collect();
-    let mut ignored = Coverage::default();
-    let Some(mut frontier) = close(m, vec![m.initial_state()], &mut ignored) else {
+    let frontier = |states: Vec<State>| {
+        if at_rest {
+            settled(m, states)
+        } else {
+            close_within(m, states, None, MAX_FRONTIER).map(|f| f.states)
+        }
+    };
+    let Some(mut states) = frontier(vec![m.initial_state()]) else {
         return Vec::new();
     };
     let mut actions = Vec::new();
     for _ in 0..length {
         let enabled: Vec<Action> = environment
             .iter()
-            .filter(|a| frontier.states.iter().any(|s| m.enabled(s, a)))
+            .filter(|a| states.iter().any(|s| m.enabled(s, a)))
             .copied()
             .collect();
         if enabled.is_empty() {
             break;
         }
         let action = enabled[rng.below(enabled.len())];
-        let next: Vec<State> = frontier
-            .states
+        let next = states
             .iter()
             .filter(|s| m.enabled(s, &action))
             .map(|s| m.apply(s, &action))
             .collect();
-        match close(m, next, &mut ignored) {
-            Some(f) => frontier = f,
+        match frontier(next) {
+            Some(next) => states = next,
             None => break,
         }
         actions.push(action);
@@ -347,7 +353,7 @@ fn mutant_scenario(
             Some(actions) => actions,
             None if walks < MUTANT_WALKS => {
                 walks += 1;
-                quiescent_walk(&bounded_bug, &mut rng, length)
+                walk(&bounded_bug, &mut rng, length, true)
             }
             None => return None,
         };
@@ -409,42 +415,6 @@ fn tells_apart(bug: &AgModel, scenario: &Scenario) -> Option<usize> {
         }
     }
     None
-}
-
-/// A random walk of environment actions taken in quiescent states of `m`.
-fn quiescent_walk(m: &AgModel, rng: &mut Rng, length: usize) -> Vec<Action> {
-    let environment: Vec<Action> = m
-        .candidates()
-        .iter()
-        .filter(|a| is_environment(a))
-        .copied()
-        .collect();
-    let Some(mut states) = settled(m, vec![m.initial_state()]) else {
-        return Vec::new();
-    };
-    let mut actions = Vec::new();
-    for _ in 0..length {
-        let enabled: Vec<Action> = environment
-            .iter()
-            .filter(|a| states.iter().any(|s| m.enabled(s, a)))
-            .copied()
-            .collect();
-        if enabled.is_empty() {
-            break;
-        }
-        let action = enabled[rng.below(enabled.len())];
-        let next = states
-            .iter()
-            .filter(|s| m.enabled(s, &action))
-            .map(|s| m.apply(s, &action))
-            .collect();
-        match settled(m, next) {
-            Some(s) => states = s,
-            None => break,
-        }
-        actions.push(action);
-    }
-    actions
 }
 
 /// Generates the corpus of a model configuration (`config_toml`, as `hadr check --config`
@@ -510,7 +480,7 @@ pub fn generate(
     for i in 0..options.walks {
         let purpose = format!("walk {i}");
         on_target(&purpose);
-        let actions = walk(&bounded, &mut rng, options.walk_length);
+        let actions = walk(&bounded, &mut rng, options.walk_length, false);
         if actions.is_empty() || !seen_actions.insert(actions.clone()) {
             continue;
         }
