@@ -47,7 +47,7 @@ pub mod testing;
 
 pub use manager::{
     publication_seq, Clock, EtcdManager, LeaderInfo, LeaderObservation, LeaseEvent, ManagerConfig,
-    ManagerError, ManagerHandle,
+    ManagerError, ManagerHandle, RESTORE_AFTER_MS,
 };
 
 pub use hadr_core::{ManagerEvent, ManagerRequest, PromotionKind, SyncStatePublication};

@@ -278,6 +278,8 @@ struct LeaseState {
     /// Bumped at every grant and every release: events of an older generation are stale.
     generation: u64,
     held: Option<Held>,
+    /// The lease end last told for the held lease (at its grant, then at each renewal).
+    until_ms: u64,
 }
 
 /// The etcd cluster manager of one replica.
@@ -289,7 +291,16 @@ pub struct EtcdManager {
     state: Arc<Mutex<LeaseState>>,
     unsolicited_tx: mpsc::UnboundedSender<LeaseEvent>,
     unsolicited_rx: Mutex<Option<mpsc::UnboundedReceiver<LeaseEvent>>>,
+    /// Since when (manager clock, ms) this replica, etcd's recorded primary, has found no
+    /// leader and is not failover-ready: after [`RESTORE_AFTER_MS`] it is restored.
+    /// (since, last asked).
+    restore_candidate_since: Mutex<Option<(u64, u64)>>,
 }
+
+/// How long the recorded primary waits, once nobody holds the lease, before etcd brings it
+/// back online (R-QUORUM-2): time for a failover-ready replica, which polls every second, to be
+/// promoted first (R-FAIL-2).
+pub const RESTORE_AFTER_MS: u64 = 3_000;
 
 impl Drop for EtcdManager {
     /// Stops renewing without revoking (like a crash): the lease runs out by itself.
@@ -343,6 +354,7 @@ fn parse_term(key: &str, kv: &KeyValue) -> Result<u64, ManagerError> {
 /// What the promotion read found.
 struct Snapshot {
     leader: Option<LeaderInfo>,
+    leader_rev: i64,
     term: u64,
     term_rev: i64,
     publication: Option<SyncStatePublication>,
@@ -374,6 +386,7 @@ impl EtcdManager {
             state: Arc::new(Mutex::new(LeaseState::default())),
             unsolicited_tx,
             unsolicited_rx: Mutex::new(Some(unsolicited_rx)),
+            restore_candidate_since: Mutex::new(None),
         })
     }
 
@@ -517,6 +530,7 @@ impl EtcdManager {
         .await?;
         let mut snapshot = Snapshot {
             leader: None,
+            leader_rev: 0,
             term: 0,
             term_rev: 0,
             publication: None,
@@ -528,6 +542,7 @@ impl EtcdManager {
             let key = kv.key();
             if key == self.keys.leader.as_bytes() {
                 snapshot.leader = Some(parse_json(&self.keys.leader, kv)?);
+                snapshot.leader_rev = kv.mod_revision();
             } else if key == self.keys.term.as_bytes() {
                 snapshot.term = parse_term(&self.keys.term, kv)?;
                 snapshot.term_rev = kv.mod_revision();
@@ -550,14 +565,25 @@ impl EtcdManager {
     ) -> Result<Option<ManagerEvent>, ManagerError> {
         let me = self.config.replica;
         let snapshot = self.snapshot().await?;
+        let mut kind = kind;
         if let Some(leader) = snapshot.leader {
-            tracing::info!(
-                ?kind,
+            self.set_restore_candidate(None);
+            if kind != PromotionKind::Forced || leader.replica == me {
+                tracing::info!(
+                    ?kind,
+                    holder = leader.replica.0,
+                    term = leader.term,
+                    "promotion denied: a primary holds the lease"
+                );
+                return Ok(None);
+            }
+            // R-FAIL-4: a forced failover is the operator's: it takes the lease from the
+            // primary that holds it (below, in the same transaction that records the new one).
+            tracing::warn!(
                 holder = leader.replica.0,
                 term = leader.term,
-                "promotion denied: a primary holds the lease"
+                "forced failover: taking the lease from the primary that holds it"
             );
-            return Ok(None);
         }
         let published_term = snapshot.publication.as_ref().map_or(0, |p| p.epoch.term);
         if kind == PromotionKind::Automatic {
@@ -573,10 +599,41 @@ impl EtcdManager {
                 return Ok(None);
             }
             if !publication.failover_ready.contains(&me) {
-                tracing::info!(replica = me.0, failover_ready = ?publication.failover_ready, "automatic promotion denied: not failover-ready");
-                return Ok(None);
+                // R-QUORUM-2: etcd's recorded primary (the newest publication is its own)
+                // comes back online when no failover-ready replica has taken over meanwhile:
+                // its log is the newest of the group.
+                let recorded = publication.epoch.replica == me;
+                if !recorded {
+                    tracing::info!(replica = me.0, failover_ready = ?publication.failover_ready, "automatic promotion denied: not failover-ready");
+                    return Ok(None);
+                }
+                // Asked about every second while nobody holds the lease: a gap of more than
+                // two seconds means the wait starts over.
+                let now = self.clock.now_ms();
+                let since = {
+                    let mut candidate = self
+                        .restore_candidate_since
+                        .lock()
+                        .expect("restore state lock");
+                    let since = match *candidate {
+                        Some((since, last)) if now.saturating_sub(last) <= 2_000 => since,
+                        _ => now,
+                    };
+                    *candidate = Some((since, now));
+                    since
+                };
+                if now.saturating_sub(since) < RESTORE_AFTER_MS {
+                    tracing::info!(
+                        replica = me.0,
+                        waited_ms = now.saturating_sub(since),
+                        "restore of the recorded primary: waiting for a failover-ready replica first"
+                    );
+                    return Ok(None);
+                }
+                kind = PromotionKind::Restore;
             }
         }
+        self.set_restore_candidate(None);
         // R-FAIL-7's failure threshold, on the wall clock: the period is hours, and every
         // replica must count the same failovers.
         let wall_ms = wall_clock_ms();
@@ -618,8 +675,17 @@ impl EtcdManager {
             term,
             lease,
         };
+        let taken_from = snapshot.leader.map(|l| l.lease);
+        let leader_unchanged = match taken_from {
+            None => Compare::version(self.keys.leader.as_str(), CompareOp::Equal, 0),
+            Some(_) => Compare::mod_revision(
+                self.keys.leader.as_str(),
+                CompareOp::Equal,
+                snapshot.leader_rev,
+            ),
+        };
         let mut compares = vec![
-            Compare::version(self.keys.leader.as_str(), CompareOp::Equal, 0),
+            leader_unchanged,
             Compare::mod_revision(self.keys.term.as_str(), CompareOp::Equal, snapshot.term_rev),
         ];
         let mut puts = vec![
@@ -630,12 +696,14 @@ impl EtcdManager {
             ),
             TxnOp::put(self.keys.term.as_str(), term.to_string(), None),
         ];
-        if kind == PromotionKind::Automatic {
+        if matches!(kind, PromotionKind::Automatic | PromotionKind::Restore) {
             compares.push(Compare::mod_revision(
                 self.keys.sync.as_str(),
                 CompareOp::Equal,
                 snapshot.sync_rev,
             ));
+        }
+        if kind == PromotionKind::Automatic {
             compares.push(Compare::mod_revision(
                 self.keys.failovers.as_str(),
                 CompareOp::Equal,
@@ -675,6 +743,13 @@ impl EtcdManager {
             return Ok(None);
         }
         self.start_keepalive(lease, lease_until_ms);
+        let lease_until_ms = match taken_from {
+            None => lease_until_ms,
+            Some(old) => match self.take_over(old, lease).await {
+                Some(until) => until,
+                None => return Ok(None),
+            },
+        };
         tracing::info!(
             ?kind,
             replica = me.0,
@@ -688,6 +763,36 @@ impl EtcdManager {
             lease_until_ms,
             term_at_least: term,
         }))
+    }
+
+    /// The end of a forced takeover: the new lease is recorded and renewed; revoke the old
+    /// primary's (its renewals fail, so it steps down), then wait one TTL before the promotion
+    /// is told, so that every lease end the old primary was told has passed (they are below
+    /// the TTL by the safety margin): the two never commit at the same time (R-QUORUM-3).
+    /// Returns the new lease's end, or `None` if it was lost meanwhile.
+    async fn take_over(&self, old_lease: i64, lease: i64) -> Option<u64> {
+        self.revoke_quietly(old_lease).await;
+        tokio::time::sleep(self.config.lease_ttl).await;
+        let state = self.state.lock().expect("lease state lock");
+        match &state.held {
+            Some(held) if held.lease == lease && state.until_ms > self.clock.now_ms() => {
+                Some(state.until_ms)
+            }
+            _ => {
+                tracing::warn!(
+                    lease,
+                    "forced promotion: the new lease was lost while the old one ran out"
+                );
+                None
+            }
+        }
+    }
+
+    fn set_restore_candidate(&self, since: Option<(u64, u64)>) {
+        *self
+            .restore_candidate_since
+            .lock()
+            .expect("restore state lock") = since;
     }
 
     async fn revoke_quietly(&self, lease: i64) {
@@ -724,6 +829,7 @@ impl EtcdManager {
             lease,
             keepalive: task.abort_handle(),
         });
+        state.until_ms = lease_until_ms;
     }
 
     /// Stops the keepalive of the held lease, if any, without revoking it; true if one was
@@ -999,6 +1105,8 @@ async fn keepalive(
         }
         if lost {
             state.held = None;
+        } else if let ManagerEvent::LeaseRenewed { lease_until_ms } = event {
+            state.until_ms = lease_until_ms;
         }
         // Sent under the lock: a release that bumps the generation happens before or after.
         let _ = events.send(LeaseEvent { generation, event });

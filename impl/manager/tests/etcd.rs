@@ -125,14 +125,14 @@ async fn promotion_refused_while_old_lease_lives_and_granted_after_expiry() {
 
     // The old primary crashes: nothing renews or revokes its lease.
     drop(old);
-    for kind in [PromotionKind::Planned, PromotionKind::Forced] {
-        let denied = new.handle(clock.now_ms(), promote(kind)).await;
-        assert_eq!(
-            denied,
-            vec![ManagerEvent::PromotionDenied],
-            "{kind:?} while the lease lives"
-        );
-    }
+    let denied = new
+        .handle(clock.now_ms(), promote(PromotionKind::Planned))
+        .await;
+    assert_eq!(
+        denied,
+        vec![ManagerEvent::PromotionDenied],
+        "a planned promotion while the lease lives"
+    );
     let gone = next_observation(&mut watch, TTL * 3).await;
     let t_gone = clock.now_ms();
     assert_eq!(gone.leader, None);
@@ -157,6 +157,107 @@ async fn promotion_refused_while_old_lease_lives_and_granted_after_expiry() {
         seen.leader.map(|l| (l.replica, l.term)),
         Some((ReplicaId(2), 2))
     );
+}
+
+/// R-FAIL-4 with R-QUORUM-3: a forced failover takes the lease from a live primary, which
+/// loses it; the promotion is told only once every lease end the old primary was told has
+/// passed, so the two never commit at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_promotion_takes_the_lease_from_a_live_primary_after_its_last_lease_ends() {
+    let server = EtcdServer::start();
+    let clock = Clock::new(Instant::now());
+    let old = manager(&server, "ag8", 1, clock).await;
+    let new = manager(&server, "ag8", 2, clock).await;
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let old = std::sync::Arc::new(old)
+        .spawn(move |event| events_tx.send((clock.now_ms(), event)).is_ok());
+    assert!(old.send(promote(PromotionKind::Initial)));
+    let (_, first) = recv(&mut events).await;
+    let ManagerEvent::Promote {
+        mut lease_until_ms, ..
+    } = first
+    else {
+        panic!("expected Promote, got {first:?}");
+    };
+    let t_request = clock.now_ms();
+    let events_of_new = new.handle(t_request, promote(PromotionKind::Forced)).await;
+    let t_told = clock.now_ms();
+    let (_, term) = promoted(&events_of_new).expect("the forced promotion is granted");
+    assert_eq!(term, 2);
+    let lost_at = loop {
+        let (t, event) = recv(&mut events).await;
+        match event {
+            ManagerEvent::LeaseRenewed { lease_until_ms: u } => lease_until_ms = u,
+            ManagerEvent::LeaseLost => break t,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    eprintln!(
+        "forced at {t_request} ms; the old primary lost its lease at {lost_at} ms, its last          lease end {lease_until_ms} ms; the new one told at {t_told} ms"
+    );
+    assert!(lost_at < t_told, "the old primary loses its lease first");
+    assert!(
+        lease_until_ms < t_told,
+        "the old primary's last lease end passed before the new one was told"
+    );
+    assert_eq!(
+        new.leader().await.unwrap().map(|l| (l.replica, l.term)),
+        Some((ReplicaId(2), 2))
+    );
+}
+
+/// R-QUORUM-2: with nobody holding the lease and no failover-ready replica taking over, etcd
+/// brings its recorded primary (the newest publication's) back online, after giving the
+/// failover-ready replicas [`RESTORE_AFTER_MS`] to go first; another replica is not restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorded_primary_is_restored_when_no_failover_ready_replica_takes_over() {
+    let server = EtcdServer::start();
+    let clock = Clock::new(Instant::now());
+    let r1 = manager(&server, "ag9", 1, clock).await;
+    let r3 = manager(&server, "ag9", 3, clock).await;
+    let auto = || promote(PromotionKind::Automatic);
+    promoted(
+        &r1.handle(clock.now_ms(), promote(PromotionKind::Initial))
+            .await,
+    )
+    .expect("initial promotion");
+    let p = publication(1, 1, 1, &[2]);
+    assert_eq!(
+        r1.handle(clock.now_ms(), ManagerRequest::PublishSyncState(p))
+            .await
+            .len(),
+        1
+    );
+    r1.handle(clock.now_ms(), ManagerRequest::ReleaseLease)
+        .await;
+    let started = Instant::now();
+    let granted = loop {
+        assert_eq!(
+            r3.handle(clock.now_ms(), auto()).await,
+            vec![ManagerEvent::PromotionDenied],
+            "3 is neither failover-ready nor the recorded primary"
+        );
+        let events = r1.handle(clock.now_ms(), auto()).await;
+        if events != vec![ManagerEvent::PromotionDenied] {
+            break events;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never restored"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let waited = started.elapsed();
+    eprintln!("restored after {waited:?}");
+    assert!(waited >= Duration::from_millis(hadr_manager::RESTORE_AFTER_MS));
+    assert!(matches!(
+        granted.as_slice(),
+        [ManagerEvent::Promote {
+            kind: PromotionKind::Restore,
+            term_at_least: 2,
+            ..
+        }]
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

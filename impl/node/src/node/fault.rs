@@ -139,10 +139,15 @@ impl Faults {
         self.partitioned.subscribe()
     }
 
-    /// Whether a health fault failed this replica (it then holds no lease it could renew and
-    /// asks for no automatic promotion, until the process restarts).
+    /// Whether a health fault is failing this primary (it renews no lease and asks for no
+    /// automatic promotion until it has stepped down).
     pub(crate) fn health_failed(&self) -> Option<u8> {
         self.health_failed
+    }
+
+    /// The health fault has been acted on: the primary stepped down, and is healthy again.
+    pub(crate) fn clear_health_fault(&mut self) {
+        self.health_failed = None;
     }
 
     /// Whether the log block about to be sent to `peer` for `database` is to be dropped; the
@@ -291,8 +296,9 @@ impl State {
     /// the group's FAILURE_CONDITION_LEVEL, on the primary of a group with a cluster manager,
     /// the lease is no longer renewed (as after HEALTH_CHECK_TIMEOUT): the core hears
     /// `LeaseLost`, etcd lets the lease run out, and a failover-ready secondary is promoted.
-    /// The condition stays until the process restarts: a lease this replica gets later is not
-    /// renewed either, and it asks for no automatic promotion. Otherwise nothing happens.
+    /// The condition is one event, as the spec's `HealthFault`: once the primary has stepped
+    /// down it is healthy again (a lease it is granted later is renewed). Otherwise nothing
+    /// happens.
     fn health_fault(&mut self, level: u8) -> FaultAnswer {
         let config = self
             .replica

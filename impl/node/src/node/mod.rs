@@ -66,6 +66,46 @@ pub enum NodeError {
     /// The core refused a storage completion: a bug of the node (ordering contract).
     #[error("storage completion refused by the replica core (a bug in hadr-node): {0}")]
     StorageContract(hadr_core::StorageContractError),
+    /// `HADR_MUTANT` names a planted bug this build cannot plant.
+    #[error("HADR_MUTANT={name}: {reason}")]
+    Mutant {
+        /// The value of `HADR_MUTANT`.
+        name: String,
+        /// Why it cannot be planted.
+        reason: String,
+    },
+}
+
+/// The core's options: the defaults, plus the planted bug `HADR_MUTANT` names (a build with
+/// the `mutants` feature, for `hadr certify --sut reference --mutant NAME`). A build without
+/// the feature refuses to start with `HADR_MUTANT` set rather than run without the bug.
+fn core_options() -> Result<CoreOptions, NodeError> {
+    #[allow(unused_mut)]
+    let mut options = CoreOptions::default();
+    let Ok(name) = std::env::var("HADR_MUTANT") else {
+        return Ok(options);
+    };
+    if name.is_empty() {
+        return Ok(options);
+    }
+    #[cfg(feature = "mutants")]
+    {
+        let mutant = name
+            .parse()
+            .map_err(|e: hadr_core::mutants::UnknownMutant| NodeError::Mutant {
+                name: name.clone(),
+                reason: e.to_string(),
+            })?;
+        tracing::warn!(%name, "a planted bug is active (HADR_MUTANT): never use this replica for data");
+        options.mutant = Some(mutant);
+        Ok(options)
+    }
+    #[cfg(not(feature = "mutants"))]
+    Err(NodeError::Mutant {
+        name,
+        reason: "this hadr is built without planted bugs: build it with `--features mutants`"
+            .to_owned(),
+    })
 }
 
 /// A node-level reason a client request was not handed to the replica.
@@ -298,7 +338,7 @@ pub async fn run(
     let start = Instant::now();
     let mut wals = HashMap::new();
     let replica = match data_dir.load_state()? {
-        None => Replica::new(config.name.clone()),
+        None => Replica::with_options(config.name.clone(), core_options()?),
         Some(stored) => {
             let mut logs = Vec::new();
             for i in 0..stored.config.databases.len() {
@@ -308,13 +348,12 @@ pub async fn run(
                 wals.insert(db, wal);
             }
             let records: usize = logs.iter().map(Vec::len).sum();
-            let replica =
-                Replica::recover(0, config.name.clone(), stored, logs, CoreOptions::default())
-                    .map_err(|source| NodeError::Recovery {
-                        name: config.name.clone(),
-                        data_dir: config.data_dir.display().to_string(),
-                        source,
-                    })?;
+            let replica = Replica::recover(0, config.name.clone(), stored, logs, core_options()?)
+                .map_err(|source| NodeError::Recovery {
+                name: config.name.clone(),
+                data_dir: config.data_dir.display().to_string(),
+                source,
+            })?;
             tracing::info!(replica = %config.name, records, role = ?replica.role(), "recovered from disk");
             replica
         }
@@ -861,12 +900,15 @@ impl State {
             tracing::debug!(replica = %self.name, level, "no automatic failover to a replica failed by an injected health fault");
             return;
         }
-        let eligible = mine.availability_mode == hadr_types::AvailabilityMode::SynchronousCommit
+        // A RESOLVING replica asks too, whatever its modes: if it is the primary etcd last
+        // recorded and no failover-ready replica takes over, etcd restores it (R-QUORUM-2).
+        let eligible = (mine.availability_mode == hadr_types::AvailabilityMode::SynchronousCommit
             && matches!(
                 mine.failover_mode,
                 hadr_types::FailoverMode::Automatic | hadr_types::FailoverMode::External
             )
-            && self.replica.role() != Some(hadr_types::Role::Primary);
+            && self.replica.role() != Some(hadr_types::Role::Primary))
+            || self.replica.role() == Some(hadr_types::Role::Resolving);
         if eligible {
             tracing::info!(replica = %self.name, "no primary holds the lease: asking etcd for an automatic failover");
             manager.try_automatic_failover();
@@ -1102,13 +1144,10 @@ impl State {
                     }
                 }
                 tracing::info!(replica = %self.name, %role, %epoch, "role changed");
-                if let (Some(level), Some(manager)) = (self.faults.health_failed(), &self.manager) {
-                    if role == hadr_types::Role::Primary {
-                        // An injected health fault lasts until the process restarts: a lease
-                        // this failed replica gets is not renewed either.
-                        tracing::error!(level, "fault injection: the health fault persists; the new lease is not renewed");
-                        manager.stop_renewing();
-                    }
+                if role != hadr_types::Role::Primary {
+                    // An injected health fault is one event: it failed the primary over, and
+                    // the replica is healthy again (as the spec's HealthFault).
+                    self.faults.clear_health_fault();
                 }
             }
             Output::Manager(request) => {
