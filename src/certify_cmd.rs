@@ -2,11 +2,12 @@
 //! certificate (hadr-conformance).
 
 use crate::cli::CertifyArgs;
+use crate::reference_sut::Reference;
 use crate::Exit;
 use hadr_conformance::certify::{certify, load_corpus, CorpusError};
 use hadr_conformance::external::External;
 use hadr_conformance::sim::ReferenceSim;
-use hadr_conformance::sut::Sut;
+use hadr_conformance::sut::{ShortTimeouts, Sut, SutError};
 use std::path::PathBuf;
 
 /// Why `hadr certify` could not run.
@@ -16,13 +17,16 @@ pub enum CertifyError {
     #[error(transparent)]
     Corpus(#[from] CorpusError),
     /// An unknown or not yet available system under test.
-    #[error("unknown system under test {0:?}: available: reference-sim, external:CMD (CMD: a driver speaking docs/adapter-protocol.md; `reference` is not built yet)")]
+    #[error("unknown system under test {0:?}: available: reference-sim, reference, external:CMD (CMD: a driver speaking docs/adapter-protocol.md)")]
     UnknownSut(String),
     /// `--mutant` with a system under test other than the reference.
     #[error(
-        "--mutant plants a bug in the reference implementation: use it with --sut reference-sim"
+        "--mutant plants a bug in the reference implementation: use it with --sut reference-sim or --sut reference"
     )]
     MutantOnOtherSut,
+    /// The path of this program (to start replicas with) is unknown.
+    #[error("cannot find this hadr binary to start replicas with: {0}")]
+    OwnPath(std::io::Error),
     /// `--mutant` on a build without the `mutants` feature.
     #[error("this hadr is built without planted bugs: build it with `cargo build --features mutants` to use --mutant and --list-mutants")]
     MutantsNotBuilt,
@@ -48,6 +52,17 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
     let mut make: Box<dyn FnMut() -> Box<dyn Sut>> = match (args.sut.as_str(), &args.mutant) {
         ("reference-sim", None) => Box::new(|| Box::new(ReferenceSim::new()) as Box<dyn Sut>),
         ("reference-sim", Some(name)) => sim_with_mutant(name)?,
+        ("reference", mutant) => {
+            if let Some(name) = mutant {
+                check_mutant(name)?;
+            }
+            let exe = std::env::current_exe().map_err(CertifyError::OwnPath)?;
+            let mutant = mutant.clone();
+            Box::new(move || match Reference::new(exe.clone(), mutant.clone()) {
+                Ok(r) => Box::new(r) as Box<dyn Sut>,
+                Err(e) => Box::new(Broken(e.to_string())) as Box<dyn Sut>,
+            })
+        }
         (sut, None) if sut.starts_with("external:") => {
             let command = sut["external:".len()..].to_owned();
             if command.trim().is_empty() {
@@ -58,26 +73,45 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
         (_, Some(_)) => return Err(CertifyError::MutantOnOtherSut),
         (other, _) => return Err(CertifyError::UnknownSut(other.to_owned())),
     };
+    if args.short_timeouts {
+        let mut inner = make;
+        make = Box::new(move || Box::new(ShortTimeouts(inner())) as Box<dyn Sut>);
+    }
     let (scenarios, hash) = load_corpus(&args.corpus)?;
     let total = scenarios.len();
-    let progress = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Progress on stderr: one line rewritten in place on a terminal; otherwise (CI logs) one
+    // line per scenario, with how long it took, since a system on real time takes minutes.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let started = std::time::Instant::now();
+    let mut last = started;
     let certificate = certify(
         &scenarios,
         hash,
         &mut *make,
         !args.no_shrink,
         &mut |i, r| {
-            if progress {
+            if terminal && !args.json {
                 eprint!(
                     "\r[{:>3}/{total}] {:<5} {:<40}",
                     i + 1,
                     r.verdict,
                     r.purpose
                 );
+            } else if !terminal {
+                let now = std::time::Instant::now();
+                eprintln!(
+                    "[{:>3}/{total}] {:<5} {} ({:.1} s, {:.0} s in all)",
+                    i + 1,
+                    r.verdict,
+                    r.file,
+                    (now - last).as_secs_f64(),
+                    (now - started).as_secs_f64()
+                );
+                last = now;
             }
         },
     );
-    if progress {
+    if terminal && !args.json {
         eprintln!("\r{:<60}", "");
     }
     let write = |path: &PathBuf, text: String| {
@@ -118,6 +152,36 @@ fn sim_with_mutant(name: &str) -> Result<Box<dyn FnMut() -> Box<dyn Sut>>, Certi
 #[cfg(not(feature = "mutants"))]
 fn sim_with_mutant(_: &str) -> Result<Box<dyn FnMut() -> Box<dyn Sut>>, CertifyError> {
     Err(CertifyError::MutantsNotBuilt)
+}
+
+/// Checks that this build can plant `name` (the replicas are this binary).
+#[cfg(feature = "mutants")]
+fn check_mutant(name: &str) -> Result<(), CertifyError> {
+    name.parse::<hadr_core::mutants::Mutant>()?;
+    Ok(())
+}
+
+#[cfg(not(feature = "mutants"))]
+fn check_mutant(_: &str) -> Result<(), CertifyError> {
+    Err(CertifyError::MutantsNotBuilt)
+}
+
+/// A system under test that could not be made: every request fails with why.
+struct Broken(String);
+
+impl Sut for Broken {
+    fn name(&self) -> String {
+        "reference".to_owned()
+    }
+    fn setup(&mut self, _: &hadr_types::AgConfig) -> Result<(), SutError> {
+        Err(SutError::Failed(self.0.clone()))
+    }
+    fn step(&mut self, _: &hadr_model::Action) -> Result<(), SutError> {
+        Err(SutError::Failed(self.0.clone()))
+    }
+    fn observe(&mut self) -> Result<hadr_types::Observation, SutError> {
+        Err(SutError::Failed(self.0.clone()))
+    }
 }
 
 #[cfg(feature = "mutants")]

@@ -43,7 +43,10 @@ pub enum Command {
 /// Options of `hadr certify`.
 #[derive(Debug, Args)]
 pub struct CertifyArgs {
-    /// The system under test: `reference-sim` (the reference core in a simulated network).
+    /// The system under test: `reference-sim` (the reference core in a simulated network),
+    /// `reference` (the reference replicas as processes on loopback, with etcd for
+    /// CLUSTER_TYPE EXTERNAL), or `external:CMD` (any implementation behind a driver program
+    /// speaking docs/adapter-protocol.md).
     #[arg(long, default_value = "reference-sim")]
     pub sut: String,
     /// The corpus directory (scenario files from `hadr trace generate`).
@@ -69,6 +72,11 @@ pub struct CertifyArgs {
     /// replays shorter scenarios on fresh systems).
     #[arg(long)]
     pub no_shrink: bool,
+    /// Give the system under test the shortest timeouts a group may have (SESSION_TIMEOUT
+    /// 5 s, a 2 s lease) instead of the scenarios' own: the same expectations (the model has
+    /// no clock), far shorter waits on real time.
+    #[arg(long)]
+    pub short_timeouts: bool,
 }
 
 /// `hadr trace …`.

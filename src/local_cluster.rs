@@ -128,6 +128,8 @@ pub struct LocalCluster {
     pub session_timeout_s: u32,
     /// Start replicas with `HADR_FAULT_INJECTION=1` (enables `POST /debug/stall`).
     pub fault_injection: bool,
+    /// More environment variables for the replica processes (e.g. `HADR_MUTANT`).
+    pub env: Vec<(String, String)>,
     children: Vec<Option<Child>>,
 }
 
@@ -156,6 +158,11 @@ fn reserve(port: u16) -> bool {
         .create_new(true)
         .open(&path)
         .is_ok()
+}
+
+/// Gives back a port [`free_port`] reserved.
+pub fn release_port(port: u16) {
+    release([port]);
 }
 
 /// Gives reserved ports back.
@@ -204,13 +211,19 @@ pub fn free_port() -> Result<SocketAddr, ClusterError> {
 impl LocalCluster {
     /// Prepares `count` replicas under `dir` (created), run with the `hadr` binary `exe`.
     pub fn new(exe: &Path, dir: &Path, count: usize) -> Result<LocalCluster, ClusterError> {
+        let names: Vec<String> = (0..count).map(|i| format!("R{i}")).collect();
+        LocalCluster::named(exe, dir, &names)
+    }
+
+    /// Prepares one replica per server instance name of `names` under `dir` (created).
+    pub fn named(exe: &Path, dir: &Path, names: &[String]) -> Result<LocalCluster, ClusterError> {
         std::fs::create_dir_all(dir).map_err(|source| ClusterError::Io {
             what: format!("creating {}", dir.display()),
             source,
         })?;
         let mut replicas = Vec::new();
-        for i in 0..count {
-            let name = format!("R{i}");
+        for name in names {
+            let name = name.clone();
             let spec = ReplicaSpec {
                 client: free_port()?,
                 admin: free_port()?,
@@ -238,6 +251,7 @@ impl LocalCluster {
             children: replicas.iter().map(|_| None).collect(),
             session_timeout_s: 10,
             fault_injection: false,
+            env: Vec::new(),
             replicas,
         })
     }
@@ -404,6 +418,7 @@ impl LocalCluster {
                 "HADR_FAULT_INJECTION",
                 if self.fault_injection { "1" } else { "0" },
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -444,6 +459,17 @@ impl LocalCluster {
             });
         }
         Ok(())
+    }
+
+    /// Whether replica `i` has a process (started and not killed since; it may have exited).
+    pub fn has_process(&self, i: usize) -> bool {
+        self.children[i].is_some()
+    }
+
+    /// The node.toml of replica `i`.
+    pub fn node_toml(&self, i: usize) -> PathBuf {
+        let spec = &self.replicas[i];
+        spec.data_dir.with_file_name(format!("{}.toml", spec.name))
     }
 
     /// Whether replica `i`'s process is running.

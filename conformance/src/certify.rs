@@ -309,11 +309,12 @@ impl Certificate {
             if self.missing.hazards.is_empty() {
                 format!("{} (all)", self.coverage.hazards.join(", "))
             } else {
-                format!(
-                    "{}; missing: {}",
-                    self.coverage.hazards.join(", "),
-                    self.missing.hazards.join(", ")
-                )
+                let covered = if self.coverage.hazards.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.coverage.hazards.join(", ")
+                };
+                format!("{covered}; missing: {}", self.missing.hazards.join(", "))
             },
             self.verdict
         );

@@ -29,3 +29,62 @@ pub trait Sut {
     /// client's outcome so far.
     fn observe(&mut self) -> Result<Observation, SutError>;
 }
+
+impl<S: Sut + ?Sized> Sut for Box<S> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+
+    fn setup(&mut self, config: &AgConfig) -> Result<(), SutError> {
+        (**self).setup(config)
+    }
+
+    fn step(&mut self, action: &Action) -> Result<(), SutError> {
+        (**self).step(action)
+    }
+
+    fn observe(&mut self) -> Result<Observation, SutError> {
+        (**self).observe()
+    }
+}
+
+/// A system under test run with the shortest timeouts a group may have: every replica's
+/// SESSION_TIMEOUT at [`hadr_types::config::MIN_SESSION_TIMEOUT_S`] and a 2 s lease (1 s validity,
+/// 250 ms renewals, 500 ms drift margin), whatever the scenario's configuration says
+/// (`hadr certify --short-timeouts`). The model has no clock (a timeout is one step that may
+/// come at any time), so every scenario expects the same observations either way; what
+/// changes is how long a system on real time waits for its timeouts.
+pub struct ShortTimeouts<S>(pub S);
+
+impl<S> ShortTimeouts<S> {
+    /// `config` with the short timeouts.
+    pub fn shorten(config: &AgConfig) -> AgConfig {
+        let mut config = config.clone();
+        for r in &mut config.replicas {
+            r.session_timeout_s = hadr_types::config::MIN_SESSION_TIMEOUT_S;
+        }
+        config.lease.ttl_ms = 2_000;
+        config.lease.validity_ms = 1_000;
+        config.lease.renew_interval_ms = 250;
+        config.lease.clock_drift_margin_ms = 500;
+        config
+    }
+}
+
+impl<S: Sut> Sut for ShortTimeouts<S> {
+    fn name(&self) -> String {
+        format!("{} (short timeouts)", self.0.name())
+    }
+
+    fn setup(&mut self, config: &AgConfig) -> Result<(), SutError> {
+        self.0.setup(&Self::shorten(config))
+    }
+
+    fn step(&mut self, action: &Action) -> Result<(), SutError> {
+        self.0.step(action)
+    }
+
+    fn observe(&mut self) -> Result<Observation, SutError> {
+        self.0.observe()
+    }
+}
