@@ -1,6 +1,6 @@
 //! Certification: a corpus replayed on a system under test, with a certificate.
 
-use crate::judge::{diff, judge, rules, Disagreement, Verdict};
+use crate::judge::{diff, judge, Disagreement, Verdict};
 use crate::scenario::{Coverage, Scenario};
 use crate::sut::Sut;
 use serde::Serialize;
@@ -126,32 +126,11 @@ pub fn load_corpus(dir: &Path) -> Result<(Vec<(String, Scenario)>, String), Corp
     Ok((scenarios, format!("{hash:016x}")))
 }
 
-/// How much farther than the closest allowed observation another may be for its differences
-/// to count among the rules involved.
-const RULE_MARGIN: usize = 2;
-
-/// The rules a failure involves: those of the differences from each allowed observation
-/// nearly as close as the closest (a wrong observation is often one field from several
-/// allowed ones, each telling another broken rule).
+/// The rules a failure of `scenario` involves ([`crate::judge::involved_rules`] with the
+/// action of the failing step).
 fn involved_rules(scenario: &Scenario, d: &Disagreement) -> Vec<&'static str> {
     let action = d.step.checked_sub(1).map(|i| &scenario.steps[i].action);
-    let Some(closest) = d.expected.first() else {
-        return Vec::new();
-    };
-    let nearest = crate::judge::distance(closest, &d.observed);
-    let mut all: Vec<&'static str> = Vec::new();
-    for e in d
-        .expected
-        .iter()
-        .take_while(|e| crate::judge::distance(e, &d.observed) <= nearest + RULE_MARGIN)
-    {
-        for r in rules(d.previous.as_ref(), e, &d.observed, action) {
-            if !all.contains(&r) {
-                all.push(r);
-            }
-        }
-    }
-    all
+    crate::judge::involved_rules(d.previous.as_ref(), &d.expected, &d.observed, action)
 }
 
 /// Shrinks a failing scenario: drops one step at a time from the failing prefix while the

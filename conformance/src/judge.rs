@@ -107,6 +107,38 @@ pub fn rules(
     rules
 }
 
+/// How much farther than the closest allowed observation another may be for its differences
+/// to count among the rules involved.
+const RULE_MARGIN: usize = 2;
+
+/// The rules a failure involves: those of the differences from each allowed observation
+/// nearly as close as the closest (a wrong observation is often one field from several
+/// allowed ones, each telling another broken rule). `expected` is sorted closest first (as a
+/// [`Disagreement`]'s); `action` is the environment action of the failing step.
+pub fn involved_rules(
+    previous: Option<&Observation>,
+    expected: &[Observation],
+    observed: &Observation,
+    action: Option<&Action>,
+) -> Vec<&'static str> {
+    let Some(closest) = expected.first() else {
+        return Vec::new();
+    };
+    let nearest = distance(closest, observed);
+    let mut all: Vec<&'static str> = Vec::new();
+    for e in expected
+        .iter()
+        .take_while(|e| distance(e, observed) <= nearest + RULE_MARGIN)
+    {
+        for r in rules(previous, e, observed, action) {
+            if !all.contains(&r) {
+                all.push(r);
+            }
+        }
+    }
+    all
+}
+
 /// The verdict on one scenario.
 #[derive(Debug)]
 pub enum Verdict {

@@ -8,6 +8,10 @@
 //! `sys.dm_hadr_*` views and the clients would see it ([`hadr_types::Observation`]). The file
 //! format is [`scenario`]'s, documented in `docs/trace-format.md`.
 //!
+//! The other direction, [`validate`]: an implementation's own event log (`hadr-events/1`,
+//! `docs/event-log.md`) checked against the model, so that runs of anyone's test suite can be
+//! certified.
+//!
 //! The harness depends on the spec and on the implementation's vocabulary only; adapters that
 //! drive an implementation through a scenario come on top of this crate.
 
@@ -21,6 +25,7 @@ pub mod lockstep;
 pub mod scenario;
 pub mod sim;
 pub mod sut;
+pub mod validate;
 
 pub use generate::{generate, Corpus, GenerateError, GenerateOptions};
 pub use scenario::{Coverage, Scenario, ScenarioStep, FORMAT};

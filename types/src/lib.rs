@@ -12,6 +12,7 @@
 //! book talks about), then [`observation`] (what is compared).
 
 pub mod config;
+pub mod event_log;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod observation;
