@@ -288,6 +288,9 @@ fn parse_header(
     at: &Location,
     map: serde_json::Map<String, Value>,
 ) -> Result<(Option<String>, Option<HeaderConfig>), LogError> {
+    if !map.contains_key("format") {
+        return Err(LogError::MissingHeader { at: at.clone() });
+    }
     let mut source = None;
     let mut config = None;
     let mut format = None;
@@ -341,6 +344,9 @@ fn parse_header(
 }
 
 fn parse_event(at: Location, map: serde_json::Map<String, Value>) -> Result<Event, LogError> {
+    if map.contains_key("format") {
+        return Err(LogError::HeaderAgain { at });
+    }
     let mut t = None;
     let mut kind = None;
     for (key, value) in map {
@@ -353,7 +359,6 @@ fn parse_event(at: Location, map: serde_json::Map<String, Value>) -> Result<Even
                     })?);
                     continue;
                 }
-                "format" => return Err(LogError::HeaderAgain { at }),
                 "action" => {
                     let action: Action =
                         serde_json::from_value(value).map_err(|e| LogError::BadAction {

@@ -91,3 +91,240 @@ fn logs_of_the_reference_core_on_the_corpus_validate() {
         }
     }
 }
+
+/// The line of `lines` holding `needle` (0-based), the only one.
+fn line_with(lines: &[String], needle: &str) -> usize {
+    let found: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains(needle))
+        .collect();
+    assert_eq!(found.len(), 1, "{needle} in\n{}", lines.join("\n"));
+    found[0]
+}
+
+fn invalid(lines: &[String]) -> hadr_conformance::validate::Failure {
+    match verdict(lines) {
+        Verdict::Invalid(f) => *f,
+        other => panic!("not refused: {}\n{}", other.report(), lines.join("\n")),
+    }
+}
+
+/// (b) A secondary cut off from the primary, which its own view says it knows, shows itself
+/// SYNCHRONIZED again before the partition heals: R-SYNC-3.
+#[test]
+fn a_partitioned_secondary_shown_synchronized_is_refused() {
+    let mut lines = sim_log(&scenario("011-Heal.json"));
+    let i = line_with(&lines, "NOT_SYNCHRONIZING");
+    let mut view: serde_json::Value = serde_json::from_str(&lines[i]).unwrap();
+    assert_eq!(view["view"]["replica"], 1);
+    view["view"]["databases"][0]["synchronization_state"] =
+        serde_json::to_value(SyncState::Synchronized).unwrap();
+    view["view"]["databases"][0]["is_failover_ready"] = true.into();
+    lines.insert(i + 1, view.to_string());
+    // Untampered, the same log validates.
+    let mut honest = lines.clone();
+    honest.remove(i + 1);
+    assert!(matches!(verdict(&honest), Verdict::Valid { .. }));
+    let failure = invalid(&lines);
+    assert_eq!(failure.at.line, i + 2);
+    assert_eq!(failure.explained, i);
+    assert!(failure.rules.contains(&"R-SYNC-3"), "{:?}", failure.rules);
+    assert_eq!(
+        failure.closest[0],
+        [
+            "replicas[1].databases[0].is_failover_ready: false → true",
+            "replicas[1].databases[0].synchronization_state: \"NOT_SYNCHRONIZING\" → \"SYNCHRONIZED\""
+        ]
+    );
+    insta::assert_snapshot!(Verdict::Invalid(Box::new(failure)).report());
+}
+
+/// (b) A commit the model refuses (no primary) logged as acknowledged: R-COMMIT-2 and
+/// R-COMMIT-5.
+#[test]
+fn an_acknowledgement_the_model_cannot_give_is_refused() {
+    let mut lines = sim_log(&scenario("037-walk-9.json"));
+    let i = line_with(&lines, "no_primary");
+    let mut txn: serde_json::Value = serde_json::from_str(&lines[i]).unwrap();
+    txn["txn"]["outcome"] = serde_json::to_value(CommitOutcome::Acknowledged).unwrap();
+    lines[i] = txn.to_string();
+    let failure = invalid(&lines);
+    assert_eq!(failure.at.line, i + 1);
+    assert_eq!(failure.rules[..2], ["R-COMMIT-2", "R-COMMIT-5"]);
+    assert_eq!(
+        failure.closest[0],
+        [
+            "transactions[0].outcome.outcome: \"definite_error\" → \"acknowledged\"",
+            "transactions[0].outcome.reason: \"no_primary\" → null"
+        ]
+    );
+}
+
+/// (b) An outcome for a transaction no client submitted.
+#[test]
+fn an_outcome_without_a_commit_is_refused() {
+    let mut lines = sim_log(&scenario("011-Heal.json"));
+    lines.push(
+        r#"{"t":5000,"txn":{"txn":1,"database":0,"outcome":{"outcome":"acknowledged"}}}"#
+            .to_owned(),
+    );
+    let failure = invalid(&lines);
+    assert!(
+        failure.reason.contains("no transaction 1"),
+        "{}",
+        failure.reason
+    );
+}
+
+/// One file per writer: the driver's actions and each replica's views, merged by time. Out
+/// of order in time, the same lines tell another story, which the model refuses.
+#[test]
+fn files_of_several_writers_merge_by_time() {
+    let lines = sim_log(&scenario("011-Heal.json"));
+    let config = ModelConfig::from_toml_str(&scenario("011-Heal.json").config).unwrap();
+    let header = |name: &str| header_line(name, None);
+    let mut driver = vec![header_line(
+        "driver",
+        Some(&scenario("011-Heal.json").config),
+    )];
+    let mut replicas: Vec<Vec<String>> = (0..config.replica_count())
+        .map(|r| vec![header(&format!("R{r}"))])
+        .collect();
+    for line in &lines[1..] {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        match v["view"]["replica"].as_u64() {
+            Some(r) => replicas[r as usize].push(line.clone()),
+            None => driver.push(line.clone()),
+        }
+    }
+    let files = |driver: &[String]| {
+        let mut files = vec![parse_file("driver.ndjson", &driver.join("\n")).unwrap()];
+        for (r, lines) in replicas.iter().enumerate() {
+            files.push(parse_file(&format!("r{r}.ndjson"), &lines.join("\n")).unwrap());
+        }
+        merge(files).unwrap()
+    };
+    let merged = files(&driver);
+    assert_eq!(merged.events.len(), lines.len() - 1);
+    assert!(merged.events.windows(2).all(|w| w[0].t <= w[1].t));
+    assert!(matches!(
+        validate(&merged, MAX_FRONTIER),
+        Verdict::Valid { .. }
+    ));
+    // The heal logged after the view it explains: SYNCHRONIZED while still partitioned.
+    let heal = line_with(&driver, "Heal");
+    let mut late = driver.clone();
+    late[heal] = late[heal].replace("\"t\":1006", "\"t\":1010");
+    assert!(late[heal].contains("1010"));
+    match validate(&files(&late), MAX_FRONTIER) {
+        Verdict::Invalid(f) => assert_eq!(f.at.file, "r1.ndjson"),
+        other => panic!("{}", other.report()),
+    }
+}
+
+fn error(text: &str) -> LogError {
+    match parse_file("bad.ndjson", text).and_then(|f| merge(vec![f])) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+/// (c) Each kind of malformed input is its own error, naming file and line.
+#[test]
+fn malformed_logs_are_bad_input_with_their_line() {
+    let config = serde_json::to_string(&scenario("011-Heal.json").config).unwrap();
+    let head = format!(r#"{{"format":"hadr-events/1","config":{config}}}"#);
+    let with = |line: &str| format!("{head}\n{line}\n");
+    let view = r#"{"replica":0,"up":true,"role":"PRIMARY","databases":[]}"#;
+    assert!(matches!(error(""), LogError::Empty { .. }));
+    assert!(matches!(error("{"), LogError::Json { .. }));
+    assert!(matches!(error("[1]"), LogError::NotAnObject { .. }));
+    assert!(matches!(
+        error(r#"{"t":1,"view":{}}"#),
+        LogError::MissingHeader { .. }
+    ));
+    assert!(matches!(
+        error(r#"{"format":"hadr-events/2"}"#),
+        LogError::Format { .. }
+    ));
+    assert!(matches!(
+        error(r#"{"format":"hadr-events/1","confg":""}"#),
+        LogError::UnknownField { .. }
+    ));
+    assert!(matches!(
+        error(r#"{"format":"hadr-events/1","config":"[ag]"}"#),
+        LogError::Config { .. }
+    ));
+    assert!(matches!(
+        error(r#"{"format":"hadr-events/1","config":7}"#),
+        LogError::Config { .. }
+    ));
+    assert!(matches!(
+        error(r#"{"format":"hadr-events/1"}"#),
+        LogError::NoConfig
+    ));
+    assert!(matches!(error(&with(&head)), LogError::HeaderAgain { .. }));
+    assert!(matches!(
+        error(&with(&format!(r#"{{"view":{view}}}"#))),
+        LogError::BadTime { .. }
+    ));
+    assert!(matches!(
+        error(&with(&format!(r#"{{"t":-1,"view":{view}}}"#))),
+        LogError::BadTime { .. }
+    ));
+    assert!(matches!(
+        error(&with(r#"{"t":1}"#)),
+        LogError::NoEvent { .. }
+    ));
+    assert!(matches!(
+        error(&with(&format!(
+            r#"{{"t":1,"view":{view},"action":{{"Crash":{{"replica":0}}}}}}"#
+        ))),
+        LogError::SeveralEvents { .. }
+    ));
+    assert!(matches!(
+        error(&with(r#"{"t":1,"action":{"Explode":{}}}"#)),
+        LogError::BadAction { .. }
+    ));
+    assert!(matches!(
+        error(&with(r#"{"t":1,"action":{"ShipLog":{"to":1,"db":0}}}"#)),
+        LogError::InternalAction { .. }
+    ));
+    assert!(matches!(
+        error(&with(r#"{"t":1,"view":{"replica":0}}"#)),
+        LogError::BadView { .. }
+    ));
+    assert!(matches!(
+        error(&with(r#"{"t":1,"txn":{"txn":1}}"#)),
+        LogError::BadTxn { .. }
+    ));
+    let stranger = view.replace(r#""replica":0"#, r#""replica":9"#);
+    assert!(matches!(
+        error(&with(&format!(r#"{{"t":1,"view":{stranger}}}"#))),
+        LogError::NoSuchReplica {
+            replica: 9,
+            replicas: 3,
+            ..
+        }
+    ));
+    let commits: String = (0..17)
+        .map(|i| format!("{{\"t\":{i},\"action\":{{\"ClientCommit\":{{\"db\":0}}}}}}\n"))
+        .collect();
+    assert!(matches!(
+        error(&format!("{head}\n{commits}")),
+        LogError::TooManyCommits { commits: 17, .. }
+    ));
+    // The message names the file and the line.
+    let e = error(&with(r#"{"t":1}"#));
+    assert!(e.to_string().starts_with("bad.ndjson:2: "), "{e}");
+    // Two headers that disagree (another group), and a file without a header's config.
+    let a = parse_file("a.ndjson", &head).unwrap();
+    let pair = include_str!("../../model/configs/two-replicas.toml");
+    let b = parse_file("b.ndjson", &header_line("b", Some(pair))).unwrap();
+    assert!(matches!(
+        merge(vec![a.clone(), b]),
+        Err(LogError::ConfigMismatch { ref at, .. }) if at.file == "b.ndjson"
+    ));
+    let c = parse_file("c.ndjson", &header_line("R0", None)).unwrap();
+    assert!(merge(vec![c, a]).is_ok());
+    assert!(matches!(merge(Vec::new()), Err(LogError::NoFiles)));
+}
