@@ -29,6 +29,11 @@ pub enum Command {
     Bench(BenchArgs),
     /// Replay the conformance corpus on an implementation and print its certificate.
     Certify(CertifyArgs),
+    /// Check an implementation's own event log (hadr-events/1, docs/event-log.md) against the
+    /// model: is there a behaviour of the spec that explains it? Several files (one per
+    /// replica, the driver's) are merged by time. Exit 0 valid, 1 invalid, 2 bad input, 3 too
+    /// broad to judge.
+    Validate(ValidateArgs),
     /// Conformance scenarios: `hadr trace generate` writes the corpus generated from the spec.
     #[command(subcommand)]
     Trace(TraceCommand),
@@ -77,6 +82,20 @@ pub struct CertifyArgs {
     /// no clock), far shorter waits on real time.
     #[arg(long)]
     pub short_timeouts: bool,
+}
+
+/// Options of `hadr validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The files of one run (NDJSON, `hadr-events/1`): merged by their events' time.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Give up (exit 3) when the model may be in more states than this at once.
+    #[arg(long, value_name = "STATES", default_value_t = hadr_conformance::validate::MAX_FRONTIER)]
+    pub max_frontier: usize,
 }
 
 /// `hadr trace …`.

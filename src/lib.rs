@@ -22,6 +22,7 @@ pub mod local_cluster;
 pub mod reference_sut;
 pub mod replica_cmd;
 pub mod trace_cmd;
+pub mod validate_cmd;
 
 use hadr_model::{ModelConfig, ModelConfigError, Mutant, UnknownMutant};
 use std::path::{Path, PathBuf};

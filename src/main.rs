@@ -8,7 +8,10 @@ use tracing_subscriber::EnvFilter;
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Certification replays the reference core many times: its warnings are expected there.
-    let quiet = matches!(cli.command, Command::Certify(_) | Command::Trace(_));
+    let quiet = matches!(
+        cli.command,
+        Command::Certify(_) | Command::Trace(_) | Command::Validate(_)
+    );
     let default_filter = if quiet { "error" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -31,6 +34,9 @@ fn main() -> std::process::ExitCode {
         }
         Command::Certify(args) => {
             return finish(hadr::certify_cmd::run(args).map_err(|e| (Exit::Usage, e.to_string())))
+        }
+        Command::Validate(args) => {
+            return finish(hadr::validate_cmd::run(args).map_err(|e| (Exit::Usage, e.to_string())))
         }
         Command::Trace(hadr::cli::TraceCommand::Generate(args)) => {
             return finish(hadr::trace_cmd::run(args).map_err(|e| (Exit::Usage, e.to_string())))
