@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 /// client_listen = "127.0.0.1:7100" # client API (newline-delimited JSON over TCP)
 /// admin_listen = "127.0.0.1:7200"  # admin API (HTTP + JSON)
 /// etcd_endpoints = ["http://127.0.0.1:2379"]  # only for CLUSTER_TYPE = EXTERNAL groups
+/// event_log = "/var/log/hadr/r0.ndjson"  # optional: view changes, for `hadr validate`
 /// ```
 ///
 /// The replica endpoint (peer-to-peer TCP) listens on the address of this replica's
@@ -38,6 +39,10 @@ pub struct NodeConfig {
     /// groups are refused.
     #[serde(default)]
     pub etcd_endpoints: Vec<String>,
+    /// Where to log every change of this replica's views (`hadr-events/1`, for `hadr
+    /// validate`; docs/event-log.md). The `HADR_EVENT_LOG` environment variable overrides it.
+    #[serde(default)]
+    pub event_log: Option<PathBuf>,
 }
 
 /// Why a node configuration could not be used.

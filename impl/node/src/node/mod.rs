@@ -5,6 +5,7 @@
 mod admin;
 pub mod client;
 mod cluster;
+pub mod event_log;
 mod fault;
 mod peers;
 pub mod storage;
@@ -74,6 +75,9 @@ pub enum NodeError {
         /// Why it cannot be planted.
         reason: String,
     },
+    /// The event log could not be opened.
+    #[error(transparent)]
+    EventLog(#[from] event_log::EventLogError),
 }
 
 /// The core's options: the defaults, plus the planted bug `HADR_MUTANT` names (a build with
@@ -316,6 +320,8 @@ struct State {
     stored_config: Option<hadr_types::AgConfig>,
     /// Injected faults in force (`HADR_FAULT_INJECTION=1`).
     faults: fault::Faults,
+    /// Where every change of this replica's views is logged, if anywhere.
+    event_log: Option<event_log::EventLog>,
 }
 
 /// Bound of a peer connection's send queue (frames); a peer that falls this far behind is
@@ -333,6 +339,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let data_dir = DataDir::open(&config.data_dir)?;
+    let event_log = match event_log::path_of(&config) {
+        Some(path) => Some(event_log::EventLog::open(&path, &config.name)?),
+        None => None,
+    };
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let (generation_tx, generation_rx) = watch::channel(0u64);
     let start = Instant::now();
@@ -424,6 +434,7 @@ pub async fn run(
         last_role: None,
         manager_settings,
         faults,
+        event_log,
     };
     state.last_role = state.replica.role();
     state.attach_manager_on_recovery();
@@ -1006,6 +1017,11 @@ impl State {
         if self.net.is_none() {
             if let Some(config) = self.replica.config().cloned() {
                 self.start_network(&config).await?;
+            }
+        }
+        if let Some(log) = &mut self.event_log {
+            if !log.record(self.replica.observe()) {
+                self.event_log = None;
             }
         }
         Ok(())
