@@ -185,6 +185,21 @@ fn expected(m: &AgModel, frontier: &Frontier) -> (Vec<Observation>, bool) {
     (unique.into_iter().map(|(_, o)| o).collect(), quiescent)
 }
 
+/// An environment action taken by a frontier: applied in every state where the model enables
+/// it; the others stay as they are (there the system refuses it).
+pub(crate) fn take_or_refuse(m: &AgModel, states: &[State], action: &Action) -> Vec<State> {
+    states
+        .iter()
+        .map(|s| {
+            if m.enabled(s, action) {
+                m.apply(s, action)
+            } else {
+                s.clone()
+            }
+        })
+        .collect()
+}
+
 /// Replays environment actions on the model as frontiers; `None` if a frontier grows too broad
 /// or an action is enabled in none of its states.
 pub(crate) fn replay(
@@ -201,18 +216,7 @@ pub(crate) fn replay(
         if !frontier.states.iter().any(|s| m.enabled(s, action)) {
             return None;
         }
-        // Where the model does not enable the action, the system refuses it: nothing changes.
-        let next: Vec<State> = frontier
-            .states
-            .iter()
-            .map(|s| {
-                if m.enabled(s, action) {
-                    m.apply(s, action)
-                } else {
-                    s.clone()
-                }
-            })
-            .collect();
+        let next = take_or_refuse(m, &frontier.states, action);
         coverage.merge(&Coverage {
             action_kinds: vec![kind_name(action)],
             hazards: Vec::new(),
@@ -399,16 +403,7 @@ fn tells_apart(bug: &AgModel, scenario: &Scenario) -> Option<usize> {
         return Some(0);
     }
     for (i, step) in scenario.steps.iter().enumerate() {
-        let next = states
-            .iter()
-            .map(|s| {
-                if bug.enabled(s, &step.action) {
-                    bug.apply(s, &step.action)
-                } else {
-                    s.clone()
-                }
-            })
-            .collect();
+        let next = take_or_refuse(bug, &states, &step.action);
         states = settled(bug, next)?;
         if escapes(&states, &step.expected) {
             return Some(i + 1);

@@ -7,7 +7,7 @@
 //! replica is already down, …) is left out: the system never sees it. One the frontier enables
 //! in some states only is refused in the others, which stay as they are.
 
-use crate::generate::{close_within, is_environment};
+use crate::generate::{close_within, is_environment, take_or_refuse};
 use crate::judge::Disagreement;
 use crate::sut::{Sut, SutError};
 use hadr_model::{Action, AgModel, ModelConfig, State};
@@ -160,17 +160,7 @@ impl Lockstep {
             if !frontier.states.iter().any(|s| m.enabled(s, &action)) {
                 continue;
             }
-            let next = frontier
-                .states
-                .iter()
-                .map(|s| {
-                    if m.enabled(s, &action) {
-                        m.apply(s, &action)
-                    } else {
-                        s.clone()
-                    }
-                })
-                .collect();
+            let next = take_or_refuse(m, &frontier.states, &action);
             actions.push(action);
             frontier = match close_within(m, next, None, FRONTIER_CAP) {
                 Some(f) => f,

@@ -20,7 +20,7 @@
 //! changes without logging it is not caught, and a view that some interleaving explains is
 //! accepted.
 
-use crate::generate::{close_within, is_environment};
+use crate::generate::{close_within, is_environment, take_or_refuse};
 use crate::judge::{diff, distance, involved_rules};
 use hadr_model::{Action, AgModel, Bounds, ModelConfig, State};
 use hadr_types::event_log::FORMAT;
@@ -775,16 +775,7 @@ pub fn validate(log: &EventLog, max_frontier: usize) -> Verdict {
         let frontier = frontier.states;
         largest = largest.max(frontier.len());
         let next: Vec<State> = match &event.kind {
-            EventKind::Action(a) => frontier
-                .iter()
-                .map(|s| {
-                    if m.enabled(s, a) {
-                        m.apply(s, a)
-                    } else {
-                        s.clone()
-                    }
-                })
-                .collect(),
+            EventKind::Action(a) => take_or_refuse(&m, &frontier, a),
             EventKind::View(v) => frontier
                 .iter()
                 .filter(|s| m.observe(s).replicas.get(usize::from(v.replica.0)) == Some(v))
