@@ -1,0 +1,93 @@
+//! `hadr certify --sut reference`: the reference replicas as real processes on loopback (real
+//! TCP, fsync, SIGKILL, one etcd), judged against the spec on scenarios of the committed
+//! corpus, with and without a planted bug. They need the `etcd` feature (the README's test
+//! command enables it) and an etcd binary (`apt-get install -y etcd-server`: a scenario then
+//! ends in an error saying so, and the test fails). The whole corpus takes about 15 minutes
+//! with `--short-timeouts` (`hadr certify --sut reference --short-timeouts`); these take a
+//! sample.
+#![cfg(feature = "etcd")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A corpus directory holding copies of the named scenarios of the committed corpus.
+fn sample(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/corpus");
+    for name in names {
+        let from = corpus.join(format!("{name}.json"));
+        std::fs::copy(&from, dir.path().join(format!("{name}.json")))
+            .unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    }
+    dir
+}
+
+/// Runs `hadr certify --sut reference --short-timeouts --no-shrink --json` on `corpus` with
+/// `extra` options: (exit code, certificate).
+fn certify(corpus: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let scenarios = PathBuf::from(corpus);
+    let output = Command::new(env!("CARGO_BIN_EXE_hadr"))
+        .args([
+            "certify",
+            "--sut",
+            "reference",
+            "--short-timeouts",
+            "--no-shrink",
+        ])
+        .arg("--corpus")
+        .arg(&scenarios)
+        .arg("--json")
+        .args(extra)
+        .env("RUST_LOG", "hadr=info")
+        .output()
+        .expect("run hadr certify");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let certificate: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no certificate ({e}); stderr:\n{stderr}"));
+    eprintln!("{stderr}");
+    (output.status.code().unwrap_or(-1), certificate)
+}
+
+/// R-FAIL-4 (a forced failover past a partition, the old primary SUSPEND_FROM_PARTNER),
+/// R-QUORUM-2 (a replica cut off from etcd, crashed and restarted while still cut; the recorded
+/// primary restored when quorum returns) and R-FAIL-7 (a health fault): the reference
+/// replicas show, after every step, an observation the spec allows.
+#[test]
+fn the_reference_replicas_pass_a_sample_of_the_corpus() {
+    let corpus = sample(&["006-H1", "035-walk-7", "040-walk-12"]);
+    let (code, certificate) = certify(corpus.path(), &[]);
+    assert_eq!(
+        (code, certificate["verdict"].as_str()),
+        (0, Some("PASS")),
+        "{certificate:#}"
+    );
+    assert_eq!(certificate["passed"], 3, "{certificate:#}");
+    assert_eq!(certificate["sut"], "reference (short timeouts)");
+}
+
+/// A planted bug in every replica process (`HADR_MUTANT`) fails certification, and the report
+/// names the rule the bug breaks.
+#[cfg(feature = "mutants")]
+#[test]
+fn a_planted_bug_in_the_reference_replicas_fails_certification_naming_its_rule() {
+    let corpus = sample(&["024-mutant-forced-failover-without-partner-suspend"]);
+    let (code, certificate) = certify(
+        corpus.path(),
+        &["--mutant", "forced-failover-without-partner-suspend"],
+    );
+    assert_eq!(
+        (code, certificate["verdict"].as_str()),
+        (1, Some("FAIL")),
+        "{certificate:#}"
+    );
+    assert_eq!(certificate["errors"], 0, "{certificate:#}");
+    let result = &certificate["results"][0];
+    assert_eq!(result["verdict"], "fail", "{certificate:#}");
+    let rules: Vec<&str> = result["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert!(rules.contains(&"R-FAIL-4"), "{certificate:#}");
+}
