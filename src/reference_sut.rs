@@ -39,11 +39,14 @@ const POLL: Duration = Duration::from_millis(100);
 /// `quiescent: false` steps expect such systems).
 const SETTLE_LIMIT: Duration = Duration::from_secs(180);
 
-/// The environment actions after which the adapter waits out every timeout first.
+/// The environment actions after which the adapter waits out every timeout first. A restart
+/// is one: a restarted recorded primary is brought back by the manager only after giving
+/// failover-ready replicas their chance (`hadr_manager::RESTORE_AFTER_MS`).
 fn starts_timeouts(action: &Action) -> bool {
     matches!(
         action,
         Action::Crash { .. }
+            | Action::Restart { .. }
             | Action::Partition { .. }
             | Action::LoseQuorum
             | Action::RegainQuorum

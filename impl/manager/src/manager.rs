@@ -251,6 +251,8 @@ struct Keys {
     config_seq: String,
     failovers: String,
     config: String,
+    /// The last replica promoted (no lease: it outlives the primary's lease).
+    primary: String,
 }
 
 impl Keys {
@@ -263,6 +265,7 @@ impl Keys {
             config_seq: format!("{prefix}config_seq"),
             failovers: format!("{prefix}failovers"),
             config: format!("{prefix}config"),
+            primary: format!("{prefix}primary"),
             prefix,
         }
     }
@@ -355,6 +358,8 @@ fn parse_term(key: &str, kv: &KeyValue) -> Result<u64, ManagerError> {
 struct Snapshot {
     leader: Option<LeaderInfo>,
     leader_rev: i64,
+    /// The last replica promoted.
+    primary: Option<ReplicaId>,
     term: u64,
     term_rev: i64,
     publication: Option<SyncStatePublication>,
@@ -531,6 +536,7 @@ impl EtcdManager {
         let mut snapshot = Snapshot {
             leader: None,
             leader_rev: 0,
+            primary: None,
             term: 0,
             term_rev: 0,
             publication: None,
@@ -543,6 +549,8 @@ impl EtcdManager {
             if key == self.keys.leader.as_bytes() {
                 snapshot.leader = Some(parse_json(&self.keys.leader, kv)?);
                 snapshot.leader_rev = kv.mod_revision();
+            } else if key == self.keys.primary.as_bytes() {
+                snapshot.primary = Some(ReplicaId(parse_json(&self.keys.primary, kv)?));
             } else if key == self.keys.term.as_bytes() {
                 snapshot.term = parse_term(&self.keys.term, kv)?;
                 snapshot.term_rev = kv.mod_revision();
@@ -695,6 +703,7 @@ impl EtcdManager {
                 Some(PutOptions::new().with_lease(lease)),
             ),
             TxnOp::put(self.keys.term.as_str(), term.to_string(), None),
+            TxnOp::put(self.keys.primary.as_str(), me.0.to_string(), None),
         ];
         if matches!(kind, PromotionKind::Automatic | PromotionKind::Restore) {
             compares.push(Compare::mod_revision(
@@ -996,6 +1005,14 @@ impl EtcdManager {
     /// The highest term granted so far (0: none).
     pub async fn granted_term(&self) -> Result<u64, ManagerError> {
         Ok(self.snapshot().await?.term)
+    }
+
+    /// The primary etcd records (R-QUORUM-2): the lease holder, or when nobody holds the
+    /// lease the last replica promoted. A linearizable read: an answer means this replica
+    /// reaches etcd's majority.
+    pub async fn recorded_primary(&self) -> Result<Option<ReplicaId>, ManagerError> {
+        let snapshot = self.snapshot().await?;
+        Ok(snapshot.leader.map(|l| l.replica).or(snapshot.primary))
     }
 
     /// Who holds the lease now.

@@ -230,6 +230,12 @@ async fn the_recorded_primary_is_restored_when_no_failover_ready_replica_takes_o
     );
     r1.handle(clock.now_ms(), ManagerRequest::ReleaseLease)
         .await;
+    assert_eq!(r3.leader().await.unwrap(), None);
+    assert_eq!(
+        r3.recorded_primary().await.unwrap(),
+        Some(ReplicaId(1)),
+        "the primary etcd records outlives its lease"
+    );
     let started = Instant::now();
     let granted = loop {
         assert_eq!(

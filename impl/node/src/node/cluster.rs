@@ -169,7 +169,8 @@ async fn attach(
         let mut last: Option<Option<Leader>> = None;
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         let mut tripped = false;
-        // The primary the manager records: the lease holder, or the last one seen.
+        // The primary the manager records: the lease holder, or the last one promoted (kept
+        // in etcd, so that a restarted replica knows it too), or the last one seen.
         let mut recorded: Option<ReplicaId> = None;
         loop {
             tokio::select! {
@@ -190,9 +191,9 @@ async fn attach(
                         return;
                     }
                     // R-QUORUM-2: can this replica reach etcd's majority (a linearizable read)?
-                    let reach = match manager.leader().await {
-                        Ok(leader) => {
-                            recorded = leader.map(|l| l.replica).or(recorded);
+                    let reach = match manager.recorded_primary().await {
+                        Ok(primary) => {
+                            recorded = primary.or(recorded);
                             hadr_core::ManagerEvent::Reachable { primary: recorded }
                         }
                         Err(_) => hadr_core::ManagerEvent::Unreachable,
