@@ -12,7 +12,8 @@ use crate::judge::Disagreement;
 use crate::sut::{Sut, SutError};
 use hadr_model::{Action, AgModel, ModelConfig, State};
 use hadr_types::Observation;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 /// The largest frontier a lock-step run keeps: a run whose frontier grows past it stops there
 /// (it is not a divergence; it is too broad to judge quickly).
@@ -67,7 +68,48 @@ pub struct Lockstep {
     config: ModelConfig,
     model: AgModel,
     environment: Vec<Action>,
-    initial: Vec<State>,
+    initial: Option<Arc<Frontier>>,
+    /// The frontier after each sequence of actions met so far (the model is deterministic, and
+    /// a fuzzer replays the same prefixes over and over): about three times the scenarios per
+    /// second. Emptied when it holds more than [`CACHE_STATES`] states.
+    cache: Mutex<Cache>,
+}
+
+/// At most this many model states are kept in a [`Lockstep`]'s cache.
+const CACHE_STATES: usize = 2_000_000;
+
+#[derive(Default)]
+struct Cache {
+    after: HashMap<Vec<Action>, Next>,
+    states: usize,
+}
+
+/// The model after a sequence of actions and one more.
+#[derive(Clone)]
+enum Next {
+    /// No state of the frontier enables the action: it is left out.
+    Skip,
+    /// The frontier grew past [`FRONTIER_CAP`]: the run stops.
+    TooBroad,
+    /// The frontier, closed under internal actions.
+    Frontier(Arc<Frontier>),
+}
+
+/// A frontier and the observations it allows.
+struct Frontier {
+    states: Vec<State>,
+    allowed: HashSet<Observation>,
+}
+
+impl Frontier {
+    fn new(m: &AgModel, states: Vec<State>) -> Option<Frontier> {
+        let f = close_within(m, states, None, FRONTIER_CAP)?;
+        let allowed = allowed(m, &f.states, &f.quiescent);
+        Some(Frontier {
+            states: f.states,
+            allowed,
+        })
+    }
 }
 
 /// The frontier once quiescent, as a set of observations.
@@ -108,21 +150,61 @@ impl Lockstep {
             .filter(|a| hadr_model::not_applicable(a.kind(), &config).is_none())
             .copied()
             .collect();
-        let initial = close_within(&model, vec![model.initial_state()], None, FRONTIER_CAP)
-            .map(|f| f.states)
-            .unwrap_or_default();
+        let initial = Frontier::new(&model, vec![model.initial_state()]).map(Arc::new);
         Lockstep {
             config,
             model,
             environment,
             initial,
+            cache: Mutex::default(),
         }
+    }
+
+    /// The model after `actions` and then `action` (from `frontier`, the model after
+    /// `actions`), from the cache when it was met before.
+    fn next(&self, actions: &[Action], frontier: &Frontier, action: Action) -> Next {
+        let mut key = actions.to_vec();
+        key.push(action);
+        if let Some(next) = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.after.get(&key).cloned())
+        {
+            return next;
+        }
+        let m = &self.model;
+        let next = if !frontier.states.iter().any(|s| m.enabled(s, &action)) {
+            Next::Skip
+        } else {
+            match Frontier::new(m, take_or_refuse(m, &frontier.states, &action)) {
+                Some(f) => Next::Frontier(Arc::new(f)),
+                None => Next::TooBroad,
+            }
+        };
+        if let Ok(mut cache) = self.cache.lock() {
+            let size = match &next {
+                Next::Frontier(f) => f.states.len(),
+                _ => 0,
+            };
+            if cache.states + size > CACHE_STATES {
+                *cache = Cache::default();
+            }
+            cache.states += size;
+            cache.after.insert(key, next.clone());
+        }
+        next
     }
 
     /// The environment actions of the configuration, in the model's order: choices index
     /// into it.
     pub fn environment(&self) -> &[Action] {
         &self.environment
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
     }
 
     /// Runs the actions `choices` pick (each taken modulo the number of environment actions)
@@ -132,20 +214,32 @@ impl Lockstep {
         choices: impl IntoIterator<Item = usize>,
         sut: &mut dyn Sut,
     ) -> Result<Vec<Action>, Divergence> {
-        let m = &self.model;
+        sut.setup(&self.config.ag)
+            .map_err(|error| Divergence::Sut {
+                actions: Vec::new(),
+                error,
+            })?;
+        self.run_set_up(choices, sut)
+    }
+
+    /// [`Lockstep::run`] on a system already set up with this configuration (and nothing
+    /// done since): a copy of one set up once, say.
+    pub fn run_set_up(
+        &self,
+        choices: impl IntoIterator<Item = usize>,
+        sut: &mut dyn Sut,
+    ) -> Result<Vec<Action>, Divergence> {
         let mut actions = Vec::new();
         let failed = |actions: &Vec<Action>, error| Divergence::Sut {
             actions: actions.clone(),
             error,
         };
-        sut.setup(&self.config.ag)
-            .map_err(|e| failed(&actions, e))?;
-        let Some(mut frontier) = close_within(m, self.initial.clone(), None, FRONTIER_CAP) else {
+        let Some(mut frontier) = self.initial.clone() else {
             return Ok(actions);
         };
         let observed = sut.observe().map_err(|e| failed(&actions, e))?;
-        let allowed_now = allowed(m, &frontier.states, &frontier.quiescent);
-        if !allowed_now.contains(&observed) {
+        if !frontier.allowed.contains(&observed) {
+            let allowed_now = frontier.allowed.clone();
             return Err(Divergence::Observation {
                 actions,
                 disagreement: Box::new(disagreement(0, observed, allowed_now, None)),
@@ -157,19 +251,19 @@ impl Lockstep {
                 break;
             }
             let action = self.environment[choice % self.environment.len()];
-            if !frontier.states.iter().any(|s| m.enabled(s, &action)) {
-                continue;
-            }
-            let next = take_or_refuse(m, &frontier.states, &action);
-            actions.push(action);
-            frontier = match close_within(m, next, None, FRONTIER_CAP) {
-                Some(f) => f,
-                None => return Ok(actions),
+            frontier = match self.next(&actions, &frontier, action) {
+                Next::Skip => continue,
+                Next::TooBroad => {
+                    actions.push(action);
+                    return Ok(actions);
+                }
+                Next::Frontier(f) => f,
             };
+            actions.push(action);
             sut.step(&action).map_err(|e| failed(&actions, e))?;
             let observed = sut.observe().map_err(|e| failed(&actions, e))?;
-            let allowed_now = allowed(m, &frontier.states, &frontier.quiescent);
-            if !allowed_now.contains(&observed) {
+            if !frontier.allowed.contains(&observed) {
+                let allowed_now = frontier.allowed.clone();
                 return Err(Divergence::Observation {
                     disagreement: Box::new(disagreement(
                         actions.len(),

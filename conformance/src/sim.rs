@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 const SETTLE_MS: u64 = 120_000;
 
 /// One client transaction as its client sees it.
+#[derive(Clone)]
 struct ClientTxn {
     txn: u32,
     database: DatabaseId,
@@ -26,8 +27,9 @@ struct ClientTxn {
     lost: bool,
 }
 
-/// The reference core, simulated.
-#[derive(Default)]
+/// The reference core, simulated. A clone is an independent copy (the fuzz target sets one
+/// up once and runs every scenario on a clone).
+#[derive(Clone, Default)]
 pub struct ReferenceSim {
     options: hadr_core::CoreOptions,
     cluster: Option<Cluster>,

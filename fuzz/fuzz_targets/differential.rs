@@ -7,6 +7,7 @@
 use arbitrary::Arbitrary;
 use hadr_conformance::lockstep::Lockstep;
 use hadr_conformance::sim::ReferenceSim;
+use hadr_conformance::sut::Sut;
 use hadr_model::ModelConfig;
 use std::sync::OnceLock;
 
@@ -26,20 +27,27 @@ struct Scenario {
     choices: Vec<u8>,
 }
 
-fn lockstep(index: usize) -> &'static Lockstep {
-    static MODELS: OnceLock<Vec<Lockstep>> = OnceLock::new();
+/// The model of each configuration, and the system set up with it once: every scenario runs
+/// on a copy (setting up is deterministic, and the copy is several times cheaper).
+fn lockstep(index: usize) -> &'static (Lockstep, ReferenceSim) {
+    static MODELS: OnceLock<Vec<(Lockstep, ReferenceSim)>> = OnceLock::new();
     &MODELS.get_or_init(|| {
         CONFIGS
             .iter()
-            .map(|text| Lockstep::new(ModelConfig::from_toml_str(text).expect("a valid configuration")))
+            .map(|text| {
+                let model = Lockstep::new(ModelConfig::from_toml_str(text).expect("a valid configuration"));
+                let mut sim = ReferenceSim::new();
+                sim.setup(&model.config().ag).expect("reference-sim sets up");
+                (model, sim)
+            })
             .collect()
     })[index]
 }
 
 libfuzzer_sys::fuzz_target!(|scenario: Scenario| {
-    let model = lockstep(usize::from(scenario.config) % CONFIGS.len());
+    let (model, set_up) = lockstep(usize::from(scenario.config) % CONFIGS.len());
     let choices = scenario.choices.iter().take(MAX_STEPS).map(|&c| usize::from(c));
-    if let Err(divergence) = model.run(choices, &mut ReferenceSim::new()) {
+    if let Err(divergence) = model.run_set_up(choices, &mut set_up.clone()) {
         panic!("{divergence}");
     }
 });

@@ -52,6 +52,7 @@ enum StorageOp {
 }
 
 /// One simulated server: a replica (absent while crashed) and everything around it.
+#[derive(Clone)]
 pub struct Node {
     /// Its server instance name.
     pub name: String,
@@ -172,6 +173,7 @@ impl Default for SimManager {
 }
 
 /// The simulated availability group.
+#[derive(Clone)]
 pub struct Cluster {
     now_ms: u64,
     options: CoreOptions,

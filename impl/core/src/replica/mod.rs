@@ -130,6 +130,7 @@ impl Default for CoreOptions {
 /// - a redo is never awaited by a commit.
 ///
 /// After every input, debug builds check the invariants of [`Replica::validate`].
+#[derive(Clone)]
 pub struct Replica {
     name: String,
     options: CoreOptions,
@@ -170,6 +171,7 @@ struct Publication {
 }
 
 /// The state of a replica that belongs to an availability group.
+#[derive(Clone)]
 struct Core {
     /// The time of the input being processed (never less than that of an earlier input).
     now_ms: u64,
@@ -678,14 +680,27 @@ impl Replica {
     /// the invariants in debug builds.
     fn after_input(&mut self, mark: usize) {
         if let Some(core) = &self.core {
-            let state = core.persistent_state();
-            if self.persisted.as_ref() != Some(&state) {
+            // Compared in place: most inputs change nothing durable, and building the state
+            // clones the configuration.
+            if !self
+                .persisted
+                .as_ref()
+                .is_some_and(|p| core.persisted_as(p))
+            {
+                let state = core.persistent_state();
                 self.outputs.insert(
                     mark.min(self.outputs.len()),
                     Output::PersistState(state.clone()),
                 );
                 self.persisted = Some(state);
             }
+        }
+        #[cfg(debug_assertions)]
+        if let (Some(core), Some(p)) = (&self.core, &self.persisted) {
+            debug_assert!(
+                core.persisted_as(p) == (*p == core.persistent_state()),
+                "persisted_as disagrees with persistent_state: a field was added to one only"
+            );
         }
         #[cfg(debug_assertions)]
         if let Err(violation) = self.validate() {
@@ -748,6 +763,21 @@ impl Core {
             announced_primary: (None, None),
             manager_reachable: true,
         }
+    }
+
+    /// Whether `p` is [`Core::persistent_state`], without building it.
+    fn persisted_as(&self, p: &PersistentState) -> bool {
+        p.replica == self.me
+            && p.role == self.role
+            && p.epoch == self.epoch
+            && p.last_forced_epoch == self.last_forced
+            && p.databases.len() == self.dbs.len()
+            && p.databases.iter().zip(&self.dbs).all(|(d, db)| {
+                d.suspended == db.suspended
+                    && d.suspended_by_epoch == db.suspended_by_epoch
+                    && d.accepted_epoch == db.accepted_epoch
+            })
+            && p.config == self.config
     }
 
     fn persistent_state(&self) -> PersistentState {
