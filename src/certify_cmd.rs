@@ -6,6 +6,7 @@ use crate::reference_sut::Reference;
 use crate::Exit;
 use hadr_conformance::certify::{certify, load_corpus, CorpusError};
 use hadr_conformance::external::External;
+use hadr_conformance::generate::{random_walks, GenerateError};
 use hadr_conformance::sim::ReferenceSim;
 use hadr_conformance::sut::{ShortTimeouts, Sut, SutError};
 use std::path::PathBuf;
@@ -24,6 +25,12 @@ pub enum CertifyError {
         "--mutant plants a bug in the reference implementation: use it with --sut reference-sim or --sut reference"
     )]
     MutantOnOtherSut,
+    /// `--seed` on a corpus of several configurations.
+    #[error("--seed generates walks of the corpus' configuration, but {0} has another one than the first scenario: use a corpus of one configuration")]
+    MixedConfigurations(String),
+    /// The walks of `--seed` could not be generated.
+    #[error("--seed: {0}")]
+    Walks(#[from] GenerateError),
     /// The path of this program (to start replicas with) is unknown.
     #[error("cannot find this hadr binary to start replicas with: {0}")]
     OwnPath(std::io::Error),
@@ -77,7 +84,19 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
         let mut inner = make;
         make = Box::new(move || Box::new(ShortTimeouts(inner())) as Box<dyn Sut>);
     }
-    let (scenarios, hash) = load_corpus(&args.corpus)?;
+    let (mut scenarios, mut hash) = load_corpus(&args.corpus)?;
+    if let Some(seed) = args.seed {
+        let config = scenarios[0].1.config.clone();
+        if let Some((name, _)) = scenarios.iter().find(|(_, s)| s.config != config) {
+            return Err(CertifyError::MixedConfigurations(name.clone()));
+        }
+        let walks = random_walks(&config, seed, args.walks, args.walk_length)?;
+        for (i, walk) in walks.into_iter().enumerate() {
+            scenarios.push((format!("seed-{seed}-walk-{i}"), walk));
+        }
+        // The corpus hash names what ran: the files, and the walks added to them.
+        hash = format!("{hash}+seed{seed}:{}x{}", args.walks, args.walk_length);
+    }
     let total = scenarios.len();
     // Progress on stderr: one line rewritten in place on a terminal; otherwise (CI logs) one
     // line per scenario, with how long it took, since a system on real time takes minutes.

@@ -77,6 +77,16 @@ pub struct CertifyArgs {
     /// replays shorter scenarios on fresh systems).
     #[arg(long)]
     pub no_shrink: bool,
+    /// Also run this many random walks of the corpus' configuration generated from `--seed`
+    /// (after the corpus' scenarios): breadth beyond the committed corpus.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// How many random walks `--seed` adds.
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "seed")]
+    pub walks: usize,
+    /// Environment steps per walk of `--seed`.
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "seed")]
+    pub walk_length: usize,
     /// Give the system under test the shortest timeouts a group may have (SESSION_TIMEOUT
     /// 5 s, a 2 s lease) instead of the scenarios' own: the same expectations (the model has
     /// no clock), far shorter waits on real time.

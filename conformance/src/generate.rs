@@ -412,6 +412,55 @@ fn tells_apart(bug: &AgModel, scenario: &Scenario) -> Option<usize> {
     None
 }
 
+/// `count` seeded random walks of `length` environment steps on `bounded` (within the
+/// configuration's bounds), each replayed on `m` (no budgets) for its expectations; a walk that
+/// repeats an earlier one, or whose frontier is too broad, is left out. `purpose` names walk
+/// `i`.
+fn seeded_walks(
+    (bounded, m): (&AgModel, &AgModel),
+    config_toml: &str,
+    seed: u64,
+    count: usize,
+    length: usize,
+    purpose: &mut dyn FnMut(usize) -> String,
+) -> Vec<Scenario> {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut seen: HashSet<Vec<Action>> = HashSet::new();
+    let mut scenarios = Vec::new();
+    for i in 0..count {
+        let purpose = purpose(i);
+        let actions = walk(bounded, &mut rng, length, false);
+        if actions.is_empty() || !seen.insert(actions.clone()) {
+            continue;
+        }
+        if let Some(scenario) = replay(m, config_toml, &purpose, &actions) {
+            scenarios.push(scenario);
+        }
+    }
+    scenarios
+}
+
+/// `count` random walks of `length` environment steps from `seed`, with their expectations,
+/// as [`generate`] makes its walks: breadth beyond a committed corpus (`hadr certify --seed`).
+pub fn random_walks(
+    config_toml: &str,
+    seed: u64,
+    count: usize,
+    length: usize,
+) -> Result<Vec<Scenario>, GenerateError> {
+    let config = ModelConfig::from_toml_str(config_toml)?;
+    let bounded = AgModel::new(config);
+    let m = bounded.clone().for_conformance();
+    Ok(seeded_walks(
+        (&bounded, &m),
+        config_toml,
+        seed,
+        count,
+        length,
+        &mut |i| format!("seed {seed} walk {i}"),
+    ))
+}
+
 /// Generates the corpus of a model configuration (`config_toml`, as `hadr check --config`
 /// reads it). `on_target` is told each target as it is replayed (for progress output).
 pub fn generate(
@@ -471,15 +520,21 @@ pub fn generate(
             }
         }
     }
-    let mut rng = Rng(options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    for i in 0..options.walks {
-        let purpose = format!("walk {i}");
-        on_target(&purpose);
-        let actions = walk(&bounded, &mut rng, options.walk_length, false);
-        if actions.is_empty() || !seen_actions.insert(actions.clone()) {
-            continue;
-        }
-        if let Some(scenario) = replay(&m, config_toml, &purpose, &actions) {
+    let walks = seeded_walks(
+        (&bounded, &m),
+        config_toml,
+        options.seed,
+        options.walks,
+        options.walk_length,
+        &mut |i| {
+            let purpose = format!("walk {i}");
+            on_target(&purpose);
+            purpose
+        },
+    );
+    for scenario in walks {
+        let actions: Vec<Action> = scenario.steps.iter().map(|s| s.action).collect();
+        if seen_actions.insert(actions) {
             scenarios.push(scenario);
         }
     }
