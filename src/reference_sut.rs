@@ -14,7 +14,7 @@
 //! SESSION_TIMEOUT plus the lease TTL, plus a margin), then until the whole observation has not
 //! changed for [`SETTLE`].
 
-use crate::local_cluster::{free_port, release_port, ClusterError, LocalCluster};
+use crate::local_cluster::{release_port, ClusterError, LocalCluster};
 use hadr_conformance::sut::{Sut, SutError};
 use hadr_model::{Action, Node};
 use hadr_types::{
@@ -22,8 +22,7 @@ use hadr_types::{
     ReplicaObservation, TransactionObservation, TxnId,
 };
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -204,7 +203,7 @@ impl Group {
             for i in 0..names.len() {
                 group.cluster.wait_ready(i).await?;
             }
-            for i in 0..names.len() {
+            for (i, name) in names.iter().enumerate() {
                 let command = if i == 0 { "/ag/create" } else { "/ag/join" };
                 let answer = group
                     .cluster
@@ -214,8 +213,8 @@ impl Group {
                     .map_err(failed)?;
                 if !answer.ok() {
                     return Err(failed(format!(
-                        "{command} on {} refused ({}): {}",
-                        names[i], answer.status, answer.body
+                        "{command} on {name} refused ({}): {}",
+                        answer.status, answer.body
                     )));
                 }
             }
@@ -815,9 +814,10 @@ struct RelayState {
 }
 
 impl Relay {
+    #[cfg(feature = "etcd")]
     fn start(upstream: SocketAddr) -> Result<Relay, SutError> {
-        let address = free_port()?;
-        let listener = TcpListener::bind(address).map_err(|e| {
+        let address = crate::local_cluster::free_port()?;
+        let listener = std::net::TcpListener::bind(address).map_err(|e| {
             failed(format!(
                 "cannot listen on {address} for the etcd relay: {e}"
             ))
@@ -885,7 +885,9 @@ impl Drop for Relay {
     }
 }
 
+#[cfg(feature = "etcd")]
 fn pump(mut from: TcpStream, mut to: TcpStream) {
+    use std::io::{Read, Write};
     let mut buffer = [0u8; 16 * 1024];
     loop {
         match from.read(&mut buffer) {
