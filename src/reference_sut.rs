@@ -12,7 +12,7 @@
 //! Quiescence is judged from outside, as a third party's driver would: after a fault the
 //! adapter first waits out every timeout the configuration can start (the longest
 //! SESSION_TIMEOUT plus the lease TTL, plus a margin), then until the whole observation has not
-//! changed for [`SETTLE`].
+//! changed for 3 s (the settle period).
 
 use crate::local_cluster::{release_port, ClusterError, LocalCluster};
 use hadr_conformance::sut::{Sut, SutError};

@@ -25,7 +25,7 @@ pub struct ScenarioResult {
     /// For a failure: how many steps the corpus scenario took to fail, before shrinking.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unshrunk_steps: Option<usize>,
-    /// For a failure: the rules involved (see [`rules`]).
+    /// For a failure: the rules involved (see [`crate::judge::involved_rules`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<&'static str>,
     /// For a failure: `field: expected → observed`, against the closest allowed observation.

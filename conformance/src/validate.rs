@@ -3,7 +3,7 @@
 //! behaviour of the spec that explains every line of it?
 //!
 //! The log is replayed as a *frontier*, the set of states the model may be in, exactly as a
-//! scenario is (docs/trace-format.md), with the same functions ([`crate::generate`]'s
+//! scenario is (docs/trace-format.md), with the same functions ([`crate::generate`](mod@crate::generate)'s
 //! closure under internal actions). Before each event the frontier is closed under internal
 //! actions: any number of them may have happened since the last event. Then:
 //!
