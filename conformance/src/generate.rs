@@ -105,7 +105,7 @@ pub(crate) fn close_within(
         .filter(|a| !is_environment(a))
         .copied()
         .collect();
-    let mut seen: HashSet<State> = HashSet::new();
+    let mut seen: HashSet<State, crate::fxhash::FxBuild> = HashSet::default();
     let mut order = Vec::new();
     let mut queue: VecDeque<State> = VecDeque::new();
     for s in start {

@@ -19,6 +19,7 @@
 
 pub mod certify;
 pub mod external;
+pub mod fxhash;
 pub mod generate;
 pub mod judge;
 pub mod lockstep;

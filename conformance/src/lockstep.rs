@@ -69,6 +69,8 @@ pub struct Lockstep {
     model: AgModel,
     environment: Vec<Action>,
     initial: Option<Arc<Frontier>>,
+    /// The largest frontier a run keeps ([`Lockstep::with_frontier_cap`]).
+    cap: usize,
     /// The frontier after each sequence of actions met so far (the model is deterministic, and
     /// a fuzzer replays the same prefixes over and over): about three times the scenarios per
     /// second. Emptied when it holds more than [`CACHE_STATES`] states.
@@ -76,11 +78,11 @@ pub struct Lockstep {
 }
 
 /// At most this many model states are kept in a [`Lockstep`]'s cache.
-const CACHE_STATES: usize = 2_000_000;
+const CACHE_STATES: usize = 1_000_000;
 
 #[derive(Default)]
 struct Cache {
-    after: HashMap<Vec<Action>, Next>,
+    after: HashMap<Vec<Action>, Next, crate::fxhash::FxBuild>,
     states: usize,
 }
 
@@ -89,7 +91,7 @@ struct Cache {
 enum Next {
     /// No state of the frontier enables the action: it is left out.
     Skip,
-    /// The frontier grew past [`FRONTIER_CAP`]: the run stops.
+    /// The frontier grew past the cap ([`FRONTIER_CAP`] by default): the run stops.
     TooBroad,
     /// The frontier, closed under internal actions.
     Frontier(Arc<Frontier>),
@@ -102,8 +104,8 @@ struct Frontier {
 }
 
 impl Frontier {
-    fn new(m: &AgModel, states: Vec<State>) -> Option<Frontier> {
-        let f = close_within(m, states, None, FRONTIER_CAP)?;
+    fn new(m: &AgModel, states: Vec<State>, cap: usize) -> Option<Frontier> {
+        let f = close_within(m, states, None, cap)?;
         let allowed = allowed(m, &f.states, &f.quiescent);
         Some(Frontier {
             states: f.states,
@@ -150,14 +152,23 @@ impl Lockstep {
             .filter(|a| hadr_model::not_applicable(a.kind(), &config).is_none())
             .copied()
             .collect();
-        let initial = Frontier::new(&model, vec![model.initial_state()]).map(Arc::new);
+        let initial =
+            Frontier::new(&model, vec![model.initial_state()], FRONTIER_CAP).map(Arc::new);
         Lockstep {
             config,
             model,
             environment,
             initial,
+            cap: FRONTIER_CAP,
             cache: Mutex::default(),
         }
+    }
+
+    /// Stops a run once its frontier has more than `cap` states (instead of
+    /// [`FRONTIER_CAP`]): a fuzzer trades the broadest scenarios for many more narrow ones.
+    pub fn with_frontier_cap(mut self, cap: usize) -> Lockstep {
+        self.cap = cap;
+        self
     }
 
     /// The model after `actions` and then `action` (from `frontier`, the model after
@@ -177,7 +188,7 @@ impl Lockstep {
         let next = if !frontier.states.iter().any(|s| m.enabled(s, &action)) {
             Next::Skip
         } else {
-            match Frontier::new(m, take_or_refuse(m, &frontier.states, &action)) {
+            match Frontier::new(m, take_or_refuse(m, &frontier.states, &action), self.cap) {
                 Some(f) => Next::Frontier(Arc::new(f)),
                 None => Next::TooBroad,
             }
@@ -284,6 +295,93 @@ impl Lockstep {
 mod tests {
     use super::*;
     use crate::sim::ReferenceSim;
+
+    /// Runs `actions` (each must be an environment action of the configuration) in lock step.
+    fn run_actions(lockstep: &Lockstep, actions: &[Action]) -> Result<Vec<Action>, Divergence> {
+        let choices: Vec<usize> = actions
+            .iter()
+            .map(|a| {
+                lockstep
+                    .environment()
+                    .iter()
+                    .position(|e| e == a)
+                    .unwrap_or_else(|| panic!("{a:?} is no environment action here"))
+            })
+            .collect();
+        lockstep.run(choices, &mut ReferenceSim::new())
+    }
+
+    /// Found by the differential fuzz target (R-COMMIT-5): B, cut off from the primary when
+    /// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT became 1, is forced primary and must commit
+    /// by the group's value (refusing: no secondary is SYNCHRONIZED), not by the 0 it last
+    /// heard. The manager gives the stored value with the promotion.
+    #[test]
+    fn a_replica_promoted_after_missing_an_alter_commits_by_the_groups_required_synchronized() {
+        use hadr_model::Node;
+        use hadr_types::FailureCondition;
+        let lockstep =
+            Lockstep::new(ModelConfig::from_toml_str(hadr_model::DEFAULT_CONFIG_TOML).unwrap());
+        let actions = [
+            Action::Partition {
+                a: Node::Replica(2),
+                b: Node::Manager,
+            },
+            Action::Partition {
+                a: Node::Replica(0),
+                b: Node::Replica(1),
+            },
+            Action::SetRequiredSynchronized { k: 1 },
+            Action::HealthFault {
+                replica: 0,
+                condition: FailureCondition::Unresponsive,
+            },
+            Action::ForcedFailover { target: 1 },
+            Action::ClientCommit { db: 0 },
+        ];
+        let performed = run_actions(&lockstep, &actions).unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(performed, actions);
+    }
+
+    /// Found by the differential fuzz target (R-FAIL-7): after one automatic failover the
+    /// two-replica group is at its failure threshold (replicas − 1), so a health fault of the
+    /// new primary fails nobody over: the manager restores it.
+    #[test]
+    fn at_the_failure_threshold_a_health_fault_fails_nobody_over() {
+        use hadr_types::FailureCondition;
+        let lockstep = Lockstep::new(
+            ModelConfig::from_toml_str(include_str!("../../model/configs/two-replicas.toml"))
+                .unwrap(),
+        );
+        let actions = [
+            Action::Crash { replica: 0 },
+            Action::ClientCommit { db: 0 },
+            Action::Restart { replica: 0 },
+            Action::HealthFault {
+                replica: 1,
+                condition: FailureCondition::CriticalError,
+            },
+        ];
+        let performed = run_actions(&lockstep, &actions).unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(performed, actions);
+    }
+
+    /// Found by the differential fuzz target (R-FAIL-6): A, the old primary holding a commit
+    /// B never got, is resumed after B's forced failover while B's own database is suspended:
+    /// A reverts to the fork point all the same, then is SUSPEND_FROM_PRIMARY.
+    #[test]
+    fn a_resumed_copy_beyond_the_fork_point_reverts_even_when_the_primary_database_is_suspended() {
+        let lockstep =
+            Lockstep::new(ModelConfig::from_toml_str(hadr_model::DEFAULT_CONFIG_TOML).unwrap());
+        let actions = [
+            Action::Suspend { replica: 1, db: 0 },
+            Action::Crash { replica: 2 },
+            Action::ClientCommit { db: 0 },
+            Action::ForcedFailover { target: 1 },
+            Action::Resume { replica: 0, db: 0 },
+        ];
+        let performed = run_actions(&lockstep, &actions).unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(performed, actions);
+    }
 
     /// The reference core agrees with the spec on seeded random action sequences of the
     /// two-replica configuration.

@@ -40,6 +40,9 @@ pub struct ReferenceSim {
     quorum_lost: bool,
     /// The primary the manager records: the last replica seen PRIMARY.
     manager_primary: Option<ReplicaId>,
+    /// Automatic failovers so far: at the failure threshold the manager makes no more
+    /// (R-FAIL-7; one scenario is well within `failover_period_h`).
+    automatic_failovers: u32,
 }
 
 impl ReferenceSim {
@@ -98,12 +101,17 @@ impl ReferenceSim {
             return;
         }
         let cut = self.manager_cut.clone();
+        let below_threshold = self
+            .config
+            .as_ref()
+            .is_some_and(|c| self.automatic_failovers < c.failover_threshold());
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
         let target = c
             .failover_ready()
             .into_iter()
+            .filter(|_| below_threshold)
             .find(|r| c.is_up(*r) && !cut.contains(r));
         let restore = self
             .manager_primary
@@ -114,6 +122,9 @@ impl ReferenceSim {
             (None, None) => None,
         };
         if let Some((target, kind)) = promotion {
+            if kind == PromotionKind::Automatic {
+                self.automatic_failovers += 1;
+            }
             let event = c.promotion(kind);
             c.manager_event(target, event);
             c.run();

@@ -18,6 +18,11 @@ const CONFIGS: [&str; 2] = [
     hadr_model::DEFAULT_CONFIG_TOML,
 ];
 
+/// A scenario stops once the model's frontier (the states it may be in) has more states than
+/// this: closing a frontier is most of a scenario's cost, and the broad ones are the rare,
+/// slow ones.
+const FRONTIER_CAP: usize = 2_000;
+
 /// At most this many environment actions per scenario.
 const MAX_STEPS: usize = 8;
 
@@ -35,7 +40,8 @@ fn lockstep(index: usize) -> &'static (Lockstep, ReferenceSim) {
         CONFIGS
             .iter()
             .map(|text| {
-                let model = Lockstep::new(ModelConfig::from_toml_str(text).expect("a valid configuration"));
+                let model = Lockstep::new(ModelConfig::from_toml_str(text).expect("a valid configuration"))
+                    .with_frontier_cap(FRONTIER_CAP);
                 let mut sim = ReferenceSim::new();
                 sim.setup(&model.config().ag).expect("reference-sim sets up");
                 (model, sim)

@@ -192,6 +192,11 @@ pub enum ManagerEvent {
         /// The new epoch's term is at least this: the manager knows every term it granted,
         /// which this replica may not (0 when the manager does not count terms).
         term_at_least: u64,
+        /// The group's REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT as the manager stores it
+        /// (the primary stores the group's configuration after every change): a replica
+        /// that missed an ALTER (it was cut off from the primary then) commits by the group's
+        /// value once promoted, not by its own (R-COMMIT-5). `None`: the manager stores none.
+        required_synchronized: Option<u32>,
     },
     /// The lease was renewed until `lease_until_ms`.
     LeaseRenewed {

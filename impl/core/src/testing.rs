@@ -154,6 +154,9 @@ pub struct SimManager {
     /// one discards the older ones, as a real manager must (it stores in version order and
     /// refuses older epochs).
     pub unconfirmed: BTreeMap<ReplicaId, VecDeque<SyncStatePublication>>,
+    /// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT of the group as the primary last stored
+    /// it (from the primary's persisted configuration), given with every promotion.
+    pub required_synchronized: Option<u32>,
 }
 
 impl Default for SimManager {
@@ -168,6 +171,7 @@ impl Default for SimManager {
             isolated: BTreeSet::new(),
             published: BTreeMap::new(),
             unconfirmed: BTreeMap::new(),
+            required_synchronized: None,
         }
     }
 }
@@ -665,6 +669,7 @@ impl Cluster {
             kind,
             lease_until_ms: self.now_ms + self.manager.lease_ms,
             term_at_least: self.manager.highest_term,
+            required_synchronized: self.manager.required_synchronized,
         }
     }
 
@@ -847,7 +852,15 @@ impl Cluster {
             };
             moved = true;
             match output {
-                Output::PersistState(state) => node.disk.state = Some(state),
+                Output::PersistState(state) => {
+                    // The primary stores the group's configuration with the manager, as the
+                    // node does in etcd (unless it is cut off from the manager).
+                    if state.role == Role::Primary && !self.manager.isolated.contains(&r) {
+                        self.manager.required_synchronized =
+                            Some(state.config.required_synchronized_secondaries_to_commit);
+                    }
+                    node.disk.state = Some(state);
+                }
                 Output::Send {
                     to,
                     connection,

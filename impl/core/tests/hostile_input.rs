@@ -264,6 +264,9 @@ fn hostile_walk(cluster_type: ClusterType, seed: u64) {
                         kind: PromotionKind::Automatic,
                         lease_until_ms: rng.number(),
                         term_at_least: rng.number(),
+                        required_synchronized: u32::try_from(rng.number() % 10)
+                            .ok()
+                            .filter(|&k| k < 8),
                     },
                     1 => ManagerEvent::LeaseRenewed {
                         lease_until_ms: rng.number(),

@@ -329,6 +329,7 @@ fn a_promotion_with_an_expired_lease_answers_the_failover_and_frees_the_replica(
             kind: PromotionKind::Planned,
             lease_until_ms: now,
             term_at_least: 0,
+            required_synchronized: None,
         },
     );
     c.run();
@@ -570,6 +571,7 @@ fn a_clock_that_steps_back_does_not_revive_an_expired_lease() {
             kind: PromotionKind::Automatic,
             lease_until_ms: 15_000,
             term_at_least: 0,
+            required_synchronized: None,
         },
     );
     assert_ne!(replica.role(), Some(Role::Primary));

@@ -360,6 +360,8 @@ struct Snapshot {
     leader_rev: i64,
     /// The last replica promoted.
     primary: Option<ReplicaId>,
+    /// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT of the stored configuration.
+    required_synchronized: Option<u32>,
     term: u64,
     term_rev: i64,
     publication: Option<SyncStatePublication>,
@@ -537,6 +539,7 @@ impl EtcdManager {
             leader: None,
             leader_rev: 0,
             primary: None,
+            required_synchronized: None,
             term: 0,
             term_rev: 0,
             publication: None,
@@ -549,6 +552,10 @@ impl EtcdManager {
             if key == self.keys.leader.as_bytes() {
                 snapshot.leader = Some(parse_json(&self.keys.leader, kv)?);
                 snapshot.leader_rev = kv.mod_revision();
+            } else if key == self.keys.config.as_bytes() {
+                let config: AgConfig = parse_json(&self.keys.config, kv)?;
+                snapshot.required_synchronized =
+                    Some(config.required_synchronized_secondaries_to_commit);
             } else if key == self.keys.primary.as_bytes() {
                 snapshot.primary = Some(ReplicaId(parse_json(&self.keys.primary, kv)?));
             } else if key == self.keys.term.as_bytes() {
@@ -771,6 +778,7 @@ impl EtcdManager {
             kind,
             lease_until_ms,
             term_at_least: term,
+            required_synchronized: snapshot.required_synchronized,
         }))
     }
 

@@ -485,6 +485,7 @@ impl Core {
                 kind,
                 lease_until_ms,
                 term_at_least,
+                required_synchronized,
             } => {
                 if self.role == Role::Primary {
                     ignored(out, source, IgnoredReason::PromotionWhilePrimary);
@@ -513,6 +514,9 @@ impl Core {
                     return;
                 }
                 let awaiting = self.end_promotion_request(out);
+                if let Some(k) = required_synchronized.filter(|&k| k <= self.max_required()) {
+                    self.config.required_synchronized_secondaries_to_commit = k;
+                }
                 let forced = kind == PromotionKind::Forced;
                 self.promote(forced, Some(lease_until_ms), term_at_least, out);
                 if let Some(request) = awaiting.and_then(|a| a.request) {

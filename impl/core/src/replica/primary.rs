@@ -370,6 +370,25 @@ impl Core {
                 return;
             }
             _ if primary_suspended => {
+                // A copy beyond the fork point reverts all the same (R-FAIL-6): the revert is
+                // about its log, the suspension about data movement. It reverts first, then is
+                // suspended (it refuses a revert once suspended).
+                let fork = common_prefix(&forks, end, &hello.forks, hello.end_of_log);
+                if hello.suspended.is_none() && !hello.reverting && hello.end_of_log > fork {
+                    tracing::info!(
+                        peer = from.0,
+                        database = database.0,
+                        fork = fork.0,
+                        "secondary holds log beyond the fork point: REVERTING, then SUSPEND_FROM_PRIMARY"
+                    );
+                    send(
+                        out,
+                        &self.peers,
+                        from,
+                        epoch,
+                        MessageBody::Revert { database, to: fork },
+                    );
+                }
                 progress.phase = Phase::Suspended(SuspendReason::Primary);
                 if hello.suspended != Some(SuspendReason::Primary) {
                     let reason = SuspendReason::Primary;
