@@ -25,15 +25,15 @@ fn sample(names: &[&str]) -> tempfile::TempDir {
 /// Runs `hadr certify --sut reference --short-timeouts --no-shrink --json` on `corpus` with
 /// `extra` options: (exit code, certificate).
 fn certify(corpus: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    certify_sut("reference", corpus, extra)
+}
+
+/// Runs `hadr certify --sut SUT --short-timeouts --no-shrink --json` on `corpus`.
+fn certify_sut(sut: &str, corpus: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
     let scenarios = PathBuf::from(corpus);
     let output = Command::new(env!("CARGO_BIN_EXE_hadr"))
-        .args([
-            "certify",
-            "--sut",
-            "reference",
-            "--short-timeouts",
-            "--no-shrink",
-        ])
+        .args(["certify", "--sut", sut, "--short-timeouts", "--no-shrink"])
+        .env("HADR_BIN", env!("CARGO_BIN_EXE_hadr"))
         .arg("--corpus")
         .arg(&scenarios)
         .arg("--json")
@@ -90,4 +90,32 @@ fn a_planted_bug_in_the_reference_replicas_fails_certification_naming_its_rule()
         .filter_map(|r| r.as_str())
         .collect();
     assert!(rules.contains(&"R-FAIL-4"), "{certificate:#}");
+}
+
+/// The example driver of docs/adapter-protocol.md (Python, standard library only) around the
+/// reference replicas: the whole `external:CMD` loop passes, a commit and a crash of the
+/// primary. Needs `python3` (Debian: `apt-get install -y python3`).
+#[test]
+fn the_python_example_driver_certifies_the_reference_replicas() {
+    let python = Command::new("python3").arg("--version").output();
+    assert!(
+        python.is_ok_and(|o| o.status.success()),
+        "python3 is missing: apt-get install -y python3"
+    );
+    let corpus = sample(&["000-AckCommit", "003-Crash"]);
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/examples/driver.py");
+    let sut = format!("external:python3 {}", driver.display());
+    let (code, certificate) = certify_sut(&sut, corpus.path(), &[]);
+    assert_eq!(
+        (code, certificate["verdict"].as_str()),
+        (0, Some("PASS")),
+        "{certificate:#}"
+    );
+    assert_eq!(certificate["passed"], 2, "{certificate:#}");
+    assert!(
+        certificate["sut"]
+            .as_str()
+            .is_some_and(|s| s.contains("hadr reference replicas (conformance/examples/driver.py)")),
+        "{certificate:#}"
+    );
 }
