@@ -58,8 +58,15 @@ async fn a_replica_logging_its_views_validates_with_the_drivers_log() {
         driver.push(txn_line(now_micros(), &txn));
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    c.kill(0);
-    c.kill(1);
+    // The kills are environment actions too: logged before they happen, as a driver must (the
+    // secondary may see its primary go and show NOT_SYNCHRONIZING before its own kill).
+    for i in 0..2 {
+        driver.push(
+            serde_json::json!({"t": now_micros(), "action": {"Crash": {"replica": i}}})
+                .to_string(),
+        );
+        c.kill(i);
+    }
     let driver_file = dir.path().join("driver.ndjson");
     std::fs::write(&driver_file, driver.join("\n")).unwrap();
     let files: Vec<std::path::PathBuf> = std::iter::once(driver_file.clone())
