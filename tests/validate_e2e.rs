@@ -62,8 +62,7 @@ async fn a_replica_logging_its_views_validates_with_the_drivers_log() {
     // secondary may see its primary go and show NOT_SYNCHRONIZING before its own kill).
     for i in 0..2 {
         driver.push(
-            serde_json::json!({"t": now_micros(), "action": {"Crash": {"replica": i}}})
-                .to_string(),
+            serde_json::json!({"t": now_micros(), "action": {"Crash": {"replica": i}}}).to_string(),
         );
         c.kill(i);
     }

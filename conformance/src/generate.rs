@@ -329,6 +329,7 @@ const MUTANT_WALKS: usize = 400;
 /// scenario does not allow. Tried in order: the environment steps of the shortest path on
 /// which the mutant breaks an invariant with the environment acting in quiescent states, of
 /// the shortest path at all, then seeded random walks of the mutant. `None` if none tells.
+#[allow(clippy::too_many_arguments)]
 fn mutant_scenario(
     m: &AgModel,
     config: &ModelConfig,
@@ -337,6 +338,7 @@ fn mutant_scenario(
     purpose: &str,
     check: &CheckOptions,
     seed: u64,
+    taken: &HashSet<Vec<Action>>,
 ) -> Option<Scenario> {
     // Walks keep to the configuration's bounds; judging knows none (`for_conformance`).
     let bounded_bug = AgModel::with_mutant(config.clone(), mutant);
@@ -372,6 +374,11 @@ fn mutant_scenario(
             scenario.steps.truncate(step);
             // The coverage of the shortened scenario.
             let actions: Vec<Action> = scenario.steps.iter().map(|s| s.action).collect();
+            if taken.contains(&actions) {
+                // Another target's scenario already: look on for one of the mutant's own, so
+                // that an implementation with the same bug has a scenario aimed at it.
+                continue;
+            }
             return replay(m, config_toml, purpose, &actions);
         }
     }
@@ -509,9 +516,16 @@ pub fn generate(
             let purpose = format!("mutant {mutant}");
             on_target(&purpose);
             let seed = options.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let Some(scenario) =
-                mutant_scenario(&m, &config, mutant, config_toml, &purpose, &check, seed)
-            else {
+            let Some(scenario) = mutant_scenario(
+                &m,
+                &config,
+                mutant,
+                config_toml,
+                &purpose,
+                &check,
+                seed,
+                &seen_actions,
+            ) else {
                 continue;
             };
             let actions: Vec<Action> = scenario.steps.iter().map(|s| s.action).collect();

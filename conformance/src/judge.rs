@@ -87,6 +87,20 @@ pub fn rules(
         action,
         Some(Action::Crash { .. } | Action::ForcedFailover { .. } | Action::HealthFault { .. })
     );
+    // The primary moved in this step: an acknowledgement the model does not give then also
+    // implicates the choice of the new primary (one that was not SYNCHRONIZED lacks it).
+    let primary_of = |o: &Observation| {
+        o.replicas
+            .iter()
+            .position(|r| r.role == Some(Role::Primary))
+    };
+    let moved = previous.is_some_and(|p| primary_of(p) != primary_of(observed))
+        && primary_of(observed).is_some();
+    let target_rule = match action {
+        Some(Action::PlannedFailover { .. }) => Some("R-FAIL-3"),
+        Some(Action::ForcedFailover { .. }) => None, // may lose commits (R-FAIL-5)
+        _ => Some("R-FAIL-2"),
+    };
     for (e, o) in expected.transactions.iter().zip(&observed.transactions) {
         match (e.outcome, o.outcome) {
             (e, o) if e == o => {}
@@ -95,6 +109,9 @@ pub fn rules(
                 add("R-COMMIT-5");
                 if lossy {
                     add("R-COMMIT-6");
+                }
+                if let Some(rule) = target_rule.filter(|_| moved) {
+                    add(rule);
                 }
             }
             (CommitOutcome::Acknowledged, CommitOutcome::Pending) => add("R-COMMIT-4"),

@@ -279,11 +279,11 @@ impl Sut for ReferenceSim {
                 self.quorum_lost = false;
                 self.sync_isolation();
             }
-            // A block in flight is lost; once the group is quiescent none is (the spec enables
-            // LoseLogBlock only while a block is shipped), so this changes nothing then.
-            Action::LoseLogBlock { to, db: _ } => {
+            // Armed on the primary: the next record it ships to `to` is lost in transit.
+            Action::LoseLogBlock { to, db } => {
                 if let Some(p) = self.primary() {
-                    self.cluster()?.lose_log_in_flight(p, ReplicaId(to));
+                    self.cluster()?
+                        .lose_next_record(p, ReplicaId(to), DatabaseId(db));
                 }
             }
             Action::HealthFault { replica, condition } => {

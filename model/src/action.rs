@@ -66,7 +66,9 @@ pub enum Action {
     LoseQuorum,
     /// The cluster manager's majority is back.
     RegainQuorum,
-    /// The next log block on its way to a secondary is lost in transit.
+    /// The next log record the primary ships to a secondary's database will be lost in
+    /// transit (armed now, taking effect at that shipment; disarmed when the primary's term
+    /// ends). The secondary notices the gap when the next record arrives (R-SYNC-1).
     LoseLogBlock { to: Rid, db: Did },
     /// The primary reports a failure that the flexible failover policy weighs (R-FAIL-7).
     HealthFault {

@@ -453,7 +453,10 @@ fn converges_when_healthy(m: &AgModel, s: &State) -> bool {
     let healthy = s.replicas.iter().all(|r| r.up)
         && s.net.replica_cuts == 0
         && s.net.manager_cuts == 0
-        && s.manager.quorum;
+        && s.manager.quorum
+        // A lost last record is noticed only when the next one leaves a gap (LoseLogBlock,
+        // R-SYNC-1): until a client commits again that secondary may stay behind.
+        && s.dbs.iter().all(|d| usize::from(d.sent) <= d.log.len());
     if !healthy || m.internal_step_possible(s) {
         return true;
     }
@@ -690,10 +693,7 @@ pub fn not_applicable(kind: ActionKind, c: &ModelConfig) -> Option<&'static str>
             (manager, "CLUSTER_TYPE = NONE has no cluster manager"),
             (b.network_faults > 0, "bounds.network_faults is 0"),
         ],
-        LoseLogBlock => &[
-            (b.network_faults > 0, "bounds.network_faults is 0"),
-            (b.transactions > 0, "bounds.transactions is 0"),
-        ],
+        LoseLogBlock => &[(b.network_faults > 0, "bounds.network_faults is 0")],
         Connect => &[],
         ClientRead => &[(b.reads > 0, "bounds.reads is 0")],
         Backup => &[(b.backups > 0, "bounds.backups is 0")],

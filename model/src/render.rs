@@ -59,7 +59,11 @@ pub fn action_words(c: &ModelConfig, action: &Action) -> String {
         Action::LoseQuorum => "cluster manager loses quorum".to_string(),
         Action::RegainQuorum => "cluster manager regains quorum".to_string(),
         Action::LoseLogBlock { to, db } => {
-            format!("network: a {} log block to {} is lost", d(db), r(to))
+            format!(
+                "network: the next {} log block to {} will be lost",
+                d(db),
+                r(to)
+            )
         }
         Action::HealthFault { replica, condition } => format!(
             "{} reports a health failure: {} (level {})",
@@ -184,6 +188,9 @@ pub fn step_effect(m: &AgModel, before: &State, action: &Action, after: &State) 
         Action::ShipLog { to, db } => {
             let b = &before.db(to, db);
             let a = &after.db(to, db);
+            if b.lose_next {
+                return Some("lost in transit".to_owned());
+            }
             (a.log.len() == b.log.len()).then(|| {
                 format!(
                     "gap: {} refuses the block and asks for LSN {} onwards",

@@ -298,14 +298,7 @@ impl AgModel {
             && d.suspended.is_none()
             && !Self::suspended(s, p, db)
             && !d.reverting
-            && (usize::from(d.sent) < s.history(db).len() || self.gap(d))
-    }
-
-    /// A block was lost on its way to this database: the secondary's acknowledgements show the
-    /// primary that it is behind what was sent, so sending resumes from the secondary's end
-    /// even when there is nothing new to send (or, under the mutant, the next block lands).
-    fn gap(&self, d: &Db) -> bool {
-        d.log.len() < usize::from(d.sent) && !self.has(Mutant::AcceptLogGap)
+            && usize::from(d.sent) < s.history(db).len()
     }
 
     /// Whether a replica's log of a database has records that are not in the current history.
@@ -417,10 +410,12 @@ impl AgModel {
                     && Self::budget_left(s.spent.network_faults, b.network_faults)
             }
             Action::RegainQuorum => self.has_manager() && !s.manager.quorum,
+            // Armed on the primary, whatever the state of the secondary (as a real fault
+            // injector does); it takes effect at the next record shipped to it.
             Action::LoseLogBlock { to, db } => {
                 Self::budget_left(s.spent.network_faults, b.network_faults)
-                    && primary.is_some_and(|p| self.ship_ready(s, p, to, db))
-                    && usize::from(s.db(to, db).sent) < s.history(db).len()
+                    && primary.is_some_and(|p| p != to)
+                    && !s.db(to, db).lose_next
             }
             Action::HealthFault { replica, condition } => {
                 self.has_manager()
@@ -795,7 +790,7 @@ impl AgModel {
             Action::RegainQuorum => n.manager.quorum = true,
             Action::LoseLogBlock { to, db } => {
                 n.spent.network_faults += 1;
-                n.db_mut(to, db).sent += 1;
+                n.db_mut(to, db).lose_next = true;
             }
             Action::HealthFault { replica, .. } => {
                 n.spent.crashes += 1;
@@ -812,7 +807,12 @@ impl AgModel {
                 let history = s.history(db);
                 let accept_gap = self.has(Mutant::AcceptLogGap);
                 let d = n.db_mut(to, db);
-                if d.log.len() == usize::from(d.sent) || accept_gap {
+                if d.lose_next {
+                    // Lost in transit: the secondary sees nothing; the next record it gets
+                    // leaves a gap (R-SYNC-1), noticed only then.
+                    d.lose_next = false;
+                    d.sent += 1;
+                } else if d.log.len() == usize::from(d.sent) || accept_gap {
                     d.log.push(history[usize::from(d.sent)]);
                     d.sent += 1;
                 } else {
@@ -1473,6 +1473,10 @@ fn end_term(n: &mut State) {
     }
     for r in 0..n.replicas.len() as Rid {
         close_session(n, r);
+        // A lost-block fault is armed on the primary's sending: it ends with its term.
+        for d in n.dbs_of_mut(r) {
+            d.lose_next = false;
+        }
     }
 }
 

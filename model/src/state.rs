@@ -108,6 +108,9 @@ pub struct Db {
     pub redone: u8,
     /// The primary's send position for this secondary (0 while no session).
     pub sent: u8,
+    /// A fault is armed: the next log record the primary ships to this copy is lost in
+    /// transit (LoseLogBlock; cleared when the primary's term ends).
+    pub lose_next: bool,
     /// The manager's record that this secondary database is SYNCHRONIZED with the current
     /// primary: failover-ready, and a commit participant (R-COMMIT-2, R-FAIL-2).
     pub failover_ready: bool,

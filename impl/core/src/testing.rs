@@ -187,6 +187,7 @@ pub struct Cluster {
     next_connection: u64,
     cut: BTreeSet<(ReplicaId, ReplicaId)>,
     drop_next_log: BTreeSet<(ReplicaId, ReplicaId)>,
+    lose_next_record: BTreeSet<(ReplicaId, ReplicaId, DatabaseId)>,
     manager_inbox: VecDeque<(ReplicaId, ManagerEvent)>,
     next_request: u64,
     /// The simulated cluster manager (unused with `CLUSTER_TYPE = NONE`).
@@ -301,6 +302,7 @@ impl Cluster {
             next_connection: 1,
             cut: BTreeSet::new(),
             drop_next_log: BTreeSet::new(),
+            lose_next_record: BTreeSet::new(),
             manager_inbox: VecDeque::new(),
             next_request: 1,
             manager: SimManager::default(),
@@ -574,19 +576,12 @@ impl Cluster {
         self.drop_next_log.insert((from, to));
     }
 
-    /// Loses the first `Log` message in flight from `from` to `to`, if there is one (the
-    /// spec's LoseLogBlock); returns whether one was lost.
-    pub fn lose_log_in_flight(&mut self, from: ReplicaId, to: ReplicaId) -> bool {
-        let Some(queue) = self.links.get_mut(&(from, to)) else {
-            return false;
-        };
-        match queue
-            .iter()
-            .position(|(_, m)| matches!(m.body, MessageBody::Log(_)))
-        {
-            Some(i) => queue.remove(i).is_some(),
-            None => false,
-        }
+    /// Arms the spec's LoseLogBlock on the primary `from`: the next log record it sends to
+    /// `to` for `database` is lost in transit (the first record of the next such block; the
+    /// rest of the block arrives, with a gap). The fault ends when `from` crashes or stops
+    /// being primary, as the node's `/debug/drop-log` does.
+    pub fn lose_next_record(&mut self, from: ReplicaId, to: ReplicaId, database: DatabaseId) {
+        self.lose_next_record.insert((from, to, database));
     }
 
     /// Messages in flight from `from` to `to`.
@@ -608,6 +603,7 @@ impl Cluster {
         for peer in peers {
             self.disconnect(r, peer);
         }
+        self.lose_next_record.retain(|(from, _, _)| *from != r);
         let node = &mut self.nodes[usize::from(r.0)];
         node.replica = None;
         node.hold_storage = false;
@@ -875,6 +871,16 @@ impl Cluster {
                     if is_log && self.drop_next_log.remove(&(r, to)) {
                         continue;
                     }
+                    let mut message = message;
+                    if let MessageBody::Log(block) = &mut message.body {
+                        if self.lose_next_record.remove(&(r, to, block.database)) {
+                            if block.records.len() <= 1 {
+                                continue;
+                            }
+                            block.records.remove(0);
+                            block.first_lsn = Lsn(block.first_lsn.0 + 1);
+                        }
+                    }
                     self.links
                         .entry((r, to))
                         .or_default()
@@ -913,7 +919,12 @@ impl Cluster {
                 Output::CancelTimer { timer } => {
                     node.timers.remove(&timer);
                 }
-                Output::RoleChanged { role, epoch } => node.roles.push((role, epoch)),
+                Output::RoleChanged { role, epoch } => {
+                    if role != Role::Primary {
+                        self.lose_next_record.retain(|(from, _, _)| *from != r);
+                    }
+                    node.roles.push((role, epoch))
+                }
                 Output::Manager(request) => {
                     node.manager_requests.push(request.clone());
                     self.manager_request(r, request);

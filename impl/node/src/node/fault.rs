@@ -5,8 +5,9 @@
 //! ```text
 //!  /debug/partition ───▶ Faults::partitioned (watch) ─▶ peers.rs: no dial, prefaces refused,
 //!                                                       frames held both ways (a silent cut)
-//!  /debug/drop-log ────▶ Faults::drop_log ────────────▶ driver: the next Log block to (peer,
-//!                                                       database) is not sent (R-SYNC-1 gap)
+//!  /debug/drop-log ────▶ Faults::drop_log ────────────▶ driver: the first record of the next
+//!                                                       Log block to (peer, database) is not
+//!                                                       sent (R-SYNC-1 gap)
 //!  /debug/manager ─────▶ ManagerRelay (own thread) ───▶ etcd connections closed, new ones
 //!                                                       refused, until healed
 //!  /debug/health-fault ▶ driver: the lease is no longer renewed (as HEALTH_CHECK_TIMEOUT)
@@ -36,7 +37,7 @@ pub(crate) enum Fault {
     Partition { peer: String, cut: bool },
     /// Cut (or heal) the network between this replica and the cluster manager.
     Manager { cut: bool },
-    /// Lose the next log block this primary sends to `peer` for `database`.
+    /// Lose the next log record this primary sends to `peer` for `database`.
     DropLog { peer: String, database: DatabaseRef },
     /// sp_server_diagnostics reports a failure condition of this level (R-FAIL-7).
     Health { level: u8 },
@@ -150,8 +151,14 @@ impl Faults {
         self.health_failed = None;
     }
 
-    /// Whether the log block about to be sent to `peer` for `database` is to be dropped; the
-    /// drop is used up.
+    /// The primary stepped down: the lost-block faults armed on its sending end with its term
+    /// (as the spec's LoseLogBlock).
+    pub(crate) fn clear_drop_log(&mut self) {
+        self.drop_log.clear();
+    }
+
+    /// Whether the first record of the log block about to be sent to `peer` for `database` is
+    /// to be lost; the fault is used up.
     pub(crate) fn take_drop_log(&mut self, peer: ReplicaId, database: DatabaseId) -> bool {
         self.drop_log.remove(&(peer, database))
     }

@@ -1059,11 +1059,17 @@ impl State {
                 connection,
                 message,
             } => {
+                let mut message = message;
                 if let Some(c) = self.connections.get(&connection) {
-                    if let hadr_core::MessageBody::Log(block) = &message.body {
+                    if let hadr_core::MessageBody::Log(block) = &mut message.body {
                         if self.faults.take_drop_log(to, block.database) {
-                            tracing::warn!(peer = %to, %connection, database = %block.database, first_lsn = %block.first_lsn, records = block.records.len(), "fault injection: a log block dropped instead of sent");
-                            return Ok(());
+                            tracing::warn!(peer = %to, %connection, database = %block.database, lsn = %block.first_lsn, "fault injection: a log record lost instead of sent");
+                            if block.records.len() <= 1 {
+                                return Ok(());
+                            }
+                            // The rest of the block goes out, with a gap (R-SYNC-1).
+                            block.records.remove(0);
+                            block.first_lsn = hadr_types::Lsn(block.first_lsn.0 + 1);
                         }
                     }
                     let mut frame = Vec::new();
@@ -1174,6 +1180,7 @@ impl State {
                     // An injected health fault is one event: it failed the primary over, and
                     // the replica is healthy again (as the spec's HealthFault).
                     self.faults.clear_health_fault();
+                    self.faults.clear_drop_log();
                 }
             }
             Output::Manager(request) => {
