@@ -383,6 +383,48 @@ mod tests {
         assert_eq!(performed, actions);
     }
 
+    /// Found by the differential fuzz target (R-QUORUM-2): B missed A's commit (a lost block)
+    /// yet is SYNCHRONIZED; A is cut from the manager, its lease runs out, B is promoted. A,
+    /// RESOLVING and cut off, must not follow B (nor revert its log): the simulated manager
+    /// now tells a replica it is unreachable as soon as it is cut, as the node's etcd watch
+    /// does within a second, not after the lease has already run out.
+    #[test]
+    fn a_replica_cut_from_the_manager_follows_no_new_primary() {
+        let lockstep = Lockstep::new(
+            ModelConfig::from_toml_str(include_str!("../../model/configs/two-replicas.toml"))
+                .unwrap(),
+        );
+        let actions = [
+            Action::LoseLogBlock { to: 1, db: 0 },
+            Action::ClientCommit { db: 0 },
+            Action::Partition {
+                a: hadr_model::Node::Replica(0),
+                b: hadr_model::Node::Manager,
+            },
+        ];
+        let performed = run_actions(&lockstep, &actions).unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(performed, actions);
+    }
+
+    /// Found by the differential fuzz target (R-SYNC-7): resuming the primary's database
+    /// starts data movement again from each secondary's end of log, so a record lost before
+    /// is sent again (the spec had the secondary wait for the next record).
+    #[test]
+    fn resuming_the_primary_database_sends_a_lost_record_again() {
+        let lockstep = Lockstep::new(
+            ModelConfig::from_toml_str(include_str!("../../model/configs/two-replicas.toml"))
+                .unwrap(),
+        );
+        let actions = [
+            Action::LoseLogBlock { to: 1, db: 0 },
+            Action::ClientCommit { db: 0 },
+            Action::Suspend { replica: 0, db: 0 },
+            Action::Resume { replica: 0, db: 0 },
+        ];
+        let performed = run_actions(&lockstep, &actions).unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(performed, actions);
+    }
+
     /// The reference core agrees with the spec on seeded random action sequences of the
     /// two-replica configuration.
     #[test]

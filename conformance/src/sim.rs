@@ -260,6 +260,9 @@ impl Sut for ReferenceSim {
                 (Some(r), None) | (None, Some(r)) => {
                     self.manager_cut.insert(r);
                     self.sync_isolation();
+                    // As the node's etcd watch: the replica knows within a second, long
+                    // before its lease runs out.
+                    self.report_reachability();
                 }
                 (None, None) => {}
             },
@@ -268,16 +271,19 @@ impl Sut for ReferenceSim {
                 (Some(r), None) | (None, Some(r)) => {
                     self.manager_cut.remove(&r);
                     self.sync_isolation();
+                    self.report_reachability();
                 }
                 (None, None) => {}
             },
             Action::LoseQuorum => {
                 self.quorum_lost = true;
                 self.sync_isolation();
+                self.report_reachability();
             }
             Action::RegainQuorum => {
                 self.quorum_lost = false;
                 self.sync_isolation();
+                self.report_reachability();
             }
             // Armed on the primary: the next record it ships to `to` is lost in transit.
             Action::LoseLogBlock { to, db } => {

@@ -771,6 +771,16 @@ impl AgModel {
                 d.suspended = None;
                 d.partner_hold = false;
                 d.reverting = revert;
+                // Data movement starts again from each secondary's end of log (its copy
+                // reports it, as at a handshake): a record lost before is sent again.
+                if is_secondary {
+                    d.sent = d.log.len() as u8;
+                } else if s.serving_primary() == Some(replica) {
+                    for r in (0..self.replicas).filter(|&r| r != replica) {
+                        let d = n.db_mut(r, db);
+                        d.sent = d.log.len() as u8;
+                    }
+                }
             }
             Action::SetRequiredSynchronized { k } => {
                 n.spent.config_changes += 1;
