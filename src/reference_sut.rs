@@ -492,6 +492,10 @@ impl Group {
                 let body = serde_json::json!({ "level": condition.level() });
                 self.admin(runtime, i, "/debug/health-fault", body)
             }
+            Action::DiskStall { replica } => {
+                let i = self.replica_index(replica)?;
+                self.admin(runtime, i, "/debug/disk-stall", serde_json::json!({}))
+            }
             Action::PlannedFailover { target } => {
                 let i = self.replica_index(target)?;
                 self.admin(runtime, i, "/ag/failover", serde_json::Value::Null)

@@ -959,6 +959,8 @@ class Group:
                 raise failed("unknown failure condition %s" % json.dumps(a["condition"]))
             r = self.replica(a["replica"])
             self.admin_command(r, "POST", "/debug/health-fault", {"level": level})
+        elif kind == "DiskStall":
+            self.admin_command(self.replica(a["replica"]), "POST", "/debug/disk-stall", {})
         elif kind == "PlannedFailover":
             self.admin_command(self.replica(a["target"]), "POST", "/ag/failover")
         elif kind == "ForcedFailover":

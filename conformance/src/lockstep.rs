@@ -425,6 +425,28 @@ mod tests {
         assert_eq!(performed, actions);
     }
 
+    /// Found by the differential fuzz target: C (asynchronous) holds T1, which B (SYNCHRONIZED,
+    /// its block lost) lacks; C's log disk stalls; B is promoted and C must revert T1. The
+    /// core cuts its log back at once and stays REVERTING, its truncation never done; the
+    /// spec had the stalled copy not revert at all.
+    #[test]
+    fn a_stalled_copy_cut_back_to_the_fork_point_stays_reverting() {
+        let lockstep =
+            Lockstep::new(ModelConfig::from_toml_str(hadr_model::DEFAULT_CONFIG_TOML).unwrap());
+        let actions = [
+            Action::LoseLogBlock { to: 1, db: 0 },
+            Action::ClientCommit { db: 0 },
+            Action::SetRequiredSynchronized { k: 1 },
+            Action::DiskStall { replica: 2 },
+            Action::Partition {
+                a: hadr_model::Node::Replica(0),
+                b: hadr_model::Node::Manager,
+            },
+        ];
+        let performed = run_actions(&lockstep, &actions).unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(performed, actions);
+    }
+
     /// The reference core agrees with the spec on seeded random action sequences of the
     /// two-replica configuration.
     #[test]

@@ -43,6 +43,9 @@ pub struct ReferenceSim {
     /// Automatic failovers so far: at the failure threshold the manager makes no more
     /// (R-FAIL-7; one scenario is well within `failover_period_h`).
     automatic_failovers: u32,
+    /// Replicas whose log disk is stalled (DiskStall, until they crash): their storage is
+    /// held and they are not promoted, as the node's `/debug/disk-stall` does.
+    stalled: BTreeSet<ReplicaId>,
 }
 
 impl ReferenceSim {
@@ -108,11 +111,12 @@ impl ReferenceSim {
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
+        let stalled = &self.stalled;
         let target = c
             .failover_ready()
             .into_iter()
             .filter(|_| below_threshold)
-            .find(|r| c.is_up(*r) && !cut.contains(r));
+            .find(|r| c.is_up(*r) && !cut.contains(r) && !stalled.contains(r));
         let restore = self
             .manager_primary
             .filter(|r| c.is_up(*r) && !cut.contains(r) && c.role(*r) == Some(Role::Resolving));
@@ -253,6 +257,7 @@ impl Sut for ReferenceSim {
                     }
                 }
                 self.cluster()?.crash(r);
+                self.stalled.remove(&r);
             }
             Action::Restart { replica } => self.cluster()?.restart(ReplicaId(replica)),
             Action::Partition { a, b } => match (Self::replica(&a), Self::replica(&b)) {
@@ -305,11 +310,22 @@ impl Sut for ReferenceSim {
                     c.run();
                 }
             }
+            // A replica whose log disk is stalled refuses to become primary (as the node).
+            Action::PlannedFailover { target } if self.stalled.contains(&ReplicaId(target)) => {}
+            Action::ForcedFailover { target } if self.stalled.contains(&ReplicaId(target)) => {}
             Action::PlannedFailover { target } => {
                 self.admin(ReplicaId(target), AdminCommand::Failover)?
             }
             Action::ForcedFailover { target } => {
                 self.admin(ReplicaId(target), AdminCommand::ForceFailoverAllowDataLoss)?
+            }
+            Action::DiskStall { replica } => {
+                let r = ReplicaId(replica);
+                let c = self.cluster()?;
+                if c.is_up(r) && c.role(r) == Some(Role::Secondary) {
+                    c.node_mut(r).stall_disk = true;
+                    self.stalled.insert(r);
+                }
             }
             Action::DemoteToSecondary { replica } => {
                 self.admin(ReplicaId(replica), AdminCommand::SetRoleSecondary)?

@@ -19,11 +19,12 @@ fn corpus() -> Vec<(String, Scenario)> {
         .0
 }
 
-fn scenario(file: &str) -> Scenario {
+/// The corpus scenario named `name` (its file name without the number: `Heal.json`).
+fn scenario(name: &str) -> Scenario {
     corpus()
         .into_iter()
-        .find(|(f, _)| f == file)
-        .unwrap_or_else(|| panic!("no {file} in the corpus"))
+        .find(|(f, _)| f.split_once('-').is_some_and(|(_, rest)| rest == name))
+        .unwrap_or_else(|| panic!("no {name} in the corpus"))
         .1
 }
 
@@ -112,7 +113,7 @@ fn invalid(lines: &[String]) -> hadr_conformance::validate::Failure {
 /// SYNCHRONIZED again before the partition heals: R-SYNC-3.
 #[test]
 fn a_partitioned_secondary_shown_synchronized_is_refused() {
-    let mut lines = sim_log(&scenario("011-Heal.json"));
+    let mut lines = sim_log(&scenario("Heal.json"));
     let i = line_with(&lines, "NOT_SYNCHRONIZING");
     let mut view: serde_json::Value = serde_json::from_str(&lines[i]).unwrap();
     assert_eq!(view["view"]["replica"], 1);
@@ -172,7 +173,7 @@ fn an_acknowledgement_the_model_cannot_give_is_refused() {
 /// (b) An outcome for a transaction no client submitted.
 #[test]
 fn an_outcome_without_a_commit_is_refused() {
-    let mut lines = sim_log(&scenario("011-Heal.json"));
+    let mut lines = sim_log(&scenario("Heal.json"));
     lines.push(
         r#"{"t":5000,"txn":{"txn":1,"database":0,"outcome":{"outcome":"acknowledged"}}}"#
             .to_owned(),
@@ -189,13 +190,10 @@ fn an_outcome_without_a_commit_is_refused() {
 /// of order in time, the same lines tell another story, which the model refuses.
 #[test]
 fn files_of_several_writers_merge_by_time() {
-    let lines = sim_log(&scenario("011-Heal.json"));
-    let config = ModelConfig::from_toml_str(&scenario("011-Heal.json").config).unwrap();
+    let lines = sim_log(&scenario("Heal.json"));
+    let config = ModelConfig::from_toml_str(&scenario("Heal.json").config).unwrap();
     let header = |name: &str| header_line(name, None);
-    let mut driver = vec![header_line(
-        "driver",
-        Some(&scenario("011-Heal.json").config),
-    )];
+    let mut driver = vec![header_line("driver", Some(&scenario("Heal.json").config))];
     let mut replicas: Vec<Vec<String>> = (0..config.replica_count())
         .map(|r| vec![header(&format!("R{r}"))])
         .collect();
@@ -241,7 +239,7 @@ fn error(text: &str) -> LogError {
 /// (c) Each kind of malformed input is its own error, naming file and line.
 #[test]
 fn malformed_logs_are_bad_input_with_their_line() {
-    let config = serde_json::to_string(&scenario("011-Heal.json").config).unwrap();
+    let config = serde_json::to_string(&scenario("Heal.json").config).unwrap();
     let head = format!(r#"{{"format":"hadr-events/1","config":{config}}}"#);
     let with = |line: &str| format!("{head}\n{line}\n");
     let view = r#"{"replica":0,"up":true,"role":"PRIMARY","databases":[]}"#;

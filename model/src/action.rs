@@ -70,6 +70,9 @@ pub enum Action {
     /// transit (armed now, taking effect at that shipment; disarmed when the primary's term
     /// ends). The secondary notices the gap when the next record arrives (R-SYNC-1).
     LoseLogBlock { to: Rid, db: Did },
+    /// A secondary's log disk stops completing writes (an fsync that never returns): what it
+    /// receives is not hardened until its server crashes (R-COMMIT-2).
+    DiskStall { replica: Rid },
     /// The primary reports a failure that the flexible failover policy weighs (R-FAIL-7).
     HealthFault {
         replica: Rid,
@@ -201,6 +204,7 @@ action_kinds! {
     LoseQuorum => Fault, "R-QUORUM-2", "the cluster manager loses quorum";
     RegainQuorum => Fault, "R-QUORUM-2", "the cluster manager regains quorum";
     LoseLogBlock => Fault, "R-SYNC-1", "a log block is lost in transit";
+    DiskStall => Fault, "R-COMMIT-2", "a secondary's log disk stalls";
     HealthFault => Fault, "R-FAIL-7", "the primary reports a health failure";
     CorruptPage => Fault, "R-PAGE-1", "a page is found corrupt";
     AckCommit => Internal, "R-COMMIT-2", "the primary acknowledges a commit";
@@ -241,6 +245,7 @@ impl ActionKind {
                 | Partition
                 | LoseQuorum
                 | LoseLogBlock
+                | DiskStall
                 | PlannedFailover
                 | ForcedFailover
                 | DemoteToSecondary
@@ -274,7 +279,7 @@ mod tests {
             .iter()
             .filter(|k| k.class().is_environment())
             .count();
-        assert_eq!(env, 23);
+        assert_eq!(env, 24);
         assert_eq!(ActionKind::ALL.len() - env, 18);
         assert_eq!(
             Action::ShipLog { to: 1, db: 0 }.kind().class(),

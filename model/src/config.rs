@@ -60,7 +60,7 @@ pub const MAX_DATABASES: usize = 8;
 pub struct Bounds {
     /// Client commits.
     pub transactions: u8,
-    /// Server crashes and health faults (R-FAIL-7).
+    /// Server crashes, stalled log disks (DiskStall) and health faults (R-FAIL-7).
     pub crashes: u8,
     /// Partitions, quorum losses and lost log blocks.
     pub network_faults: u8,

@@ -450,7 +450,7 @@ fn only_forced_loses(_: &AgModel, s: &State) -> bool {
 /// decides), every resumed secondary caught up with it (SYNCHRONIZED when synchronous), and no
 /// commit left pending unless R-COMMIT-5 holds it back.
 fn converges_when_healthy(m: &AgModel, s: &State) -> bool {
-    let healthy = s.replicas.iter().all(|r| r.up)
+    let healthy = s.replicas.iter().all(|r| r.up && !r.disk_stalled)
         && s.net.replica_cuts == 0
         && s.net.manager_cuts == 0
         && s.manager.quorum
@@ -677,7 +677,7 @@ pub fn not_applicable(kind: ActionKind, c: &ModelConfig) -> Option<&'static str>
             "nothing can be suspended (bounds.suspends and bounds.forced_failovers are 0)",
         )],
         SetRequiredSynchronized => &[(b.config_changes > 0, "bounds.config_changes is 0")],
-        Crash | Restart => &[(b.crashes > 0, "bounds.crashes is 0")],
+        Crash | Restart | DiskStall => &[(b.crashes > 0, "bounds.crashes is 0")],
         HealthFault => &[
             (manager, "CLUSTER_TYPE = NONE has no failover policy"),
             (b.crashes > 0, "bounds.crashes is 0"),
@@ -753,7 +753,7 @@ fn covered<const K: usize>(m: &AgModel, s: &State) -> bool {
     m.enabled_kinds(s) & (1 << K) != 0
 }
 
-const COVERAGE: [Condition; 41] = [
+const COVERAGE: [Condition; 42] = [
     covered::<0>,
     covered::<1>,
     covered::<2>,
@@ -795,6 +795,7 @@ const COVERAGE: [Condition; 41] = [
     covered::<38>,
     covered::<39>,
     covered::<40>,
+    covered::<41>,
 ];
 
 const _: () = assert!(COVERAGE.len() == ActionKind::ALL.len());

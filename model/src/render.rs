@@ -53,6 +53,7 @@ pub fn action_words(c: &ModelConfig, action: &Action) -> String {
             format!("operator: SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = {k})")
         }
         Action::Crash { replica } => format!("{} crashes", r(replica)),
+        Action::DiskStall { replica } => format!("{}'s log disk stalls", r(replica)),
         Action::Restart { replica } => format!("{} restarts", r(replica)),
         Action::Partition { a, b } => format!("network: {}–{} cut", node(c, a), node(c, b)),
         Action::Heal { a, b } => format!("network: {}–{} healed", node(c, a), node(c, b)),

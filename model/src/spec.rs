@@ -204,6 +204,7 @@ impl AgModel {
                 session: false,
                 timed_out: false,
                 removed: false,
+                disk_stalled: false,
             })
             .collect();
         State {
@@ -267,6 +268,7 @@ impl AgModel {
         let rep = &s.replicas[usize::from(r)];
         rep.up
             && !rep.removed
+            && !rep.disk_stalled
             && (0..s.databases).all(|db| !s.group(db).in_group || Self::healthy_copy(s, r, db))
     }
 
@@ -417,6 +419,13 @@ impl AgModel {
                     && primary.is_some_and(|p| p != to)
                     && !s.db(to, db).lose_next
             }
+            Action::DiskStall { replica } => {
+                let r = rep(replica);
+                Self::budget_left(s.spent.crashes, b.crashes)
+                    && r.up
+                    && r.role == Role::Secondary
+                    && !r.disk_stalled
+            }
             Action::HealthFault { replica, condition } => {
                 self.has_manager()
                     && Self::budget_left(s.spent.crashes, b.crashes)
@@ -428,7 +437,9 @@ impl AgModel {
             Action::ShipLog { to, db } => primary.is_some_and(|p| self.ship_ready(s, p, to, db)),
             Action::HardenLog { replica, db } => {
                 let d = s.db(replica, db);
-                rep(replica).up && usize::from(d.hardened) < d.log.len()
+                rep(replica).up
+                    && !rep(replica).disk_stalled
+                    && usize::from(d.hardened) < d.log.len()
             }
             Action::RedoLog { replica, db } => {
                 let r = rep(replica);
@@ -439,6 +450,7 @@ impl AgModel {
                     usize::from(d.hardened)
                 };
                 r.up && r.role != Role::Primary
+                    && !r.disk_stalled
                     && usize::from(d.redone) < limit
                     && !d.reverting
                     && d.suspended.is_none()
@@ -493,6 +505,7 @@ impl AgModel {
                 let r = rep(replica);
                 primary.is_some_and(|p| {
                     r.up && r.session
+                        && (!r.disk_stalled || Self::diverges(s, replica, db))
                         && s.db(replica, db).reverting
                         && Self::joined(s, replica, db)
                         && s.net.linked(p, replica)
@@ -668,7 +681,7 @@ impl AgModel {
             }
             Suspend => spent.suspends < b.suspends,
             SetRequiredSynchronized => primary.is_some() && spent.config_changes < b.config_changes,
-            Crash => spent.crashes < b.crashes,
+            Crash | DiskStall => spent.crashes < b.crashes,
             HealthFault => primary.is_some() && spent.crashes < b.crashes,
             Restart => s.replicas.iter().any(|r| !r.up),
             Partition | LoseQuorum => spent.network_faults < b.network_faults,
@@ -802,6 +815,10 @@ impl AgModel {
                 n.spent.network_faults += 1;
                 n.db_mut(to, db).lose_next = true;
             }
+            Action::DiskStall { replica } => {
+                n.spent.crashes += 1;
+                n.replicas[usize::from(replica)].disk_stalled = true;
+            }
             Action::HealthFault { replica, .. } => {
                 n.spent.crashes += 1;
                 demote(&mut n, replica, Role::Resolving);
@@ -861,7 +878,9 @@ impl AgModel {
                 d.hardened = d.hardened.min(fork_point);
                 d.redone = d.redone.min(fork_point);
                 d.sent = fork_point;
-                d.reverting = false;
+                // On a stalled disk the truncation is asked for and never done: the log is
+                // cut back in memory, and the copy stays REVERTING.
+                d.reverting = s.replicas[usize::from(replica)].disk_stalled;
                 if let Page::Corrupt { needed } = d.page {
                     d.page = Page::Corrupt {
                         needed: needed.min(d.redone),
@@ -1053,6 +1072,7 @@ impl AgModel {
         close_session(n, replica);
         let r = &mut n.replicas[usize::from(replica)];
         r.up = false;
+        r.disk_stalled = false;
         if self.has_manager() {
             r.role = Role::Resolving;
         }
@@ -1575,6 +1595,9 @@ fn candidate_actions(config: &ModelConfig, replicas: u8, databases: u8) -> Vec<A
         for db in dbs() {
             out.push(Action::LoseLogBlock { to, db });
         }
+    }
+    for replica in rs.clone() {
+        out.push(Action::DiskStall { replica });
     }
     for replica in rs.clone() {
         for condition in FailureCondition::ALL {

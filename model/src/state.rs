@@ -161,6 +161,9 @@ pub struct Replica {
     pub timed_out: bool,
     /// Removed from the group (REMOVE REPLICA, R-DB-4): it takes no further part.
     pub removed: bool,
+    /// Its log disk has stopped completing writes (DiskStall): it hardens, redoes and reverts
+    /// nothing, and cannot take the primary role, until its server crashes.
+    pub disk_stalled: bool,
 }
 
 /// A database as the group knows it (one per availability database).

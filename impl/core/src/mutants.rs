@@ -39,7 +39,7 @@ macro_rules! mutants {
 
 mutants! {
     AckBeforeSecondaryHardens => "ack-before-secondary-hardens", "R-COMMIT-2",
-        "the primary acknowledges a commit once its participants have received the log, before they report it hardened";
+        "the primary acknowledges a commit once it has sent the log to its participants, before they report it hardened";
     CountDisconnectedParticipant => "count-disconnected-participant", "R-COMMIT-4",
         "a SYNCHRONIZED secondary whose session ended still counts as a commit participant, so commits wait for it";
     PromoteSynchronizing => "promote-synchronizing", "R-FAIL-2",

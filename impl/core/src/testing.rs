@@ -65,6 +65,10 @@ pub struct Node {
     pub hold_storage: bool,
     /// Complete no redo while set (everything else proceeds).
     pub hold_redo: bool,
+    /// A stalled log disk (the spec's DiskStall) while set: appends complete (the write
+    /// reaches the page cache), every fsync, redo and revert asked for never does. A crash
+    /// clears it.
+    pub stall_disk: bool,
     timers: BTreeMap<TimerId, u64>,
     connected: BTreeMap<ReplicaId, ConnectionId>,
     /// Every client reply, by request.
@@ -282,6 +286,7 @@ impl Cluster {
                 storage: VecDeque::new(),
                 parked_redo: VecDeque::new(),
                 hold_storage: false,
+                stall_disk: false,
                 hold_redo: false,
                 timers: BTreeMap::new(),
                 connected: BTreeMap::new(),
@@ -608,6 +613,7 @@ impl Cluster {
         node.replica = None;
         node.hold_storage = false;
         node.hold_redo = false;
+        node.stall_disk = false;
         node.storage.clear();
         node.parked_redo.clear();
         node.timers.clear();
@@ -986,6 +992,9 @@ impl Cluster {
             let Some(op) = node.storage.pop_front() else {
                 break;
             };
+            if node.stall_disk && !matches!(op, StorageOp::Append(..)) {
+                continue; // never completes
+            }
             if node.hold_redo && matches!(op, StorageOp::Redo(..)) {
                 node.parked_redo.push_back(op);
                 continue;

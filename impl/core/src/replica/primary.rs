@@ -818,10 +818,10 @@ impl Core {
         if db.hardened < lsn {
             return true;
         }
-        let ack_on_receipt = self.planted(Mutant::AckBeforeSecondaryHardens);
+        let ack_on_sending = self.planted(Mutant::AckBeforeSecondaryHardens);
         let durable = |p: &Progress| {
-            if ack_on_receipt {
-                p.received
+            if ack_on_sending {
+                p.last_sent
             } else {
                 p.hardened
             }
@@ -873,7 +873,7 @@ impl Core {
         {
             return;
         }
-        let ack_on_receipt = self.planted(Mutant::AckBeforeSecondaryHardens);
+        let ack_on_sending = self.planted(Mutant::AckBeforeSecondaryHardens);
         for index in 0..self.dbs.len() {
             while let Some(front) = self.dbs[index].pending.front().copied() {
                 if self.commit_blocked(index, front.lsn) {
@@ -883,7 +883,7 @@ impl Core {
                 // The ordering contract, restated where it matters (R-COMMIT-2, R-COMMIT-6).
                 debug_assert!(db.hardened >= front.lsn, "ack before the local fsync");
                 debug_assert!(
-                    ack_on_receipt
+                    ack_on_sending
                         || db
                             .secondaries
                             .values()

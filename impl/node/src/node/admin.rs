@@ -11,7 +11,7 @@
 //! | `POST /ag/required-synchronized` | body `{"value": k}` (R-COMMIT-5) |
 //! | `POST /databases/{db}/suspend`, `/resume` | R-SYNC-7 |
 //! | `POST /sql` | T-SQL statements, run in order |
-//! | `POST /debug/stall`, `/debug/partition`, `/debug/manager`, `/debug/drop-log`, `/debug/health-fault` | fault injection, only with `HADR_FAULT_INJECTION=1` (see `fault.rs`) |
+//! | `POST /debug/stall`, `/debug/partition`, `/debug/manager`, `/debug/drop-log`, `/debug/health-fault`, `/debug/disk-stall` | fault injection, only with `HADR_FAULT_INJECTION=1` (see `fault.rs`) |
 
 use super::fault::{self, Fault, FaultRefusal};
 use super::{AdminAnswer, AdminRefusal, DatabaseRef, Driver, Event};
@@ -49,6 +49,7 @@ pub(crate) fn admin_router(driver: Driver) -> Router {
         .route("/debug/partition", post(partition))
         .route("/debug/manager", post(cut_manager))
         .route("/debug/drop-log", post(drop_log))
+        .route("/debug/disk-stall", post(disk_stall))
         .route("/debug/health-fault", post(health_fault))
         .fallback(|| async {
             problem(
@@ -275,6 +276,24 @@ async fn drop_log(State(driver): State<Driver>, body: Bytes) -> Response {
     .await
 }
 
+/// No body (or `{}`): this secondary's log disk stops completing writes until the process
+/// dies (R-COMMIT-2: what it receives is never hardened, so never acknowledged).
+async fn disk_stall(State(driver): State<Driver>, body: Bytes) -> Response {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        Bytes::from_static(b"{}")
+    } else {
+        body
+    };
+    inject(&driver, &body, "{} (or no body)", |_: DiskStallBody| {
+        Ok(Fault::DiskStall)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiskStallBody {}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HealthFaultBody {
@@ -446,6 +465,7 @@ fn refusal_code(refusal: &AdminRefusal) -> (StatusCode, String) {
         AdminRefusal::Endpoint(_) => (StatusCode::BAD_REQUEST, "BadEndpointUrl".to_owned()),
         AdminRefusal::EndpointBind { .. } => (StatusCode::CONFLICT, "EndpointInUse".to_owned()),
         AdminRefusal::LeftoverLog { .. } => (StatusCode::CONFLICT, "LeftoverLog".to_owned()),
+        AdminRefusal::DiskStalled => (StatusCode::CONFLICT, "DiskStalled".to_owned()),
         AdminRefusal::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown".to_owned()),
     }
 }

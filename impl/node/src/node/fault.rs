@@ -11,6 +11,8 @@
 //!  /debug/manager ─────▶ ManagerRelay (own thread) ───▶ etcd connections closed, new ones
 //!                                                       refused, until healed
 //!  /debug/health-fault ▶ driver: the lease is no longer renewed (as HEALTH_CHECK_TIMEOUT)
+//!  /debug/disk-stall ──▶ Faults::disk_stalled ────────▶ driver: fsyncs, redo and reverts
+//!                                                       never done; no promotion of it
 //! ```
 
 use super::{DatabaseRef, State};
@@ -41,6 +43,8 @@ pub(crate) enum Fault {
     DropLog { peer: String, database: DatabaseRef },
     /// sp_server_diagnostics reports a failure condition of this level (R-FAIL-7).
     Health { level: u8 },
+    /// This secondary's log disk stops completing writes, until the process dies.
+    DiskStall,
 }
 
 /// Why the driver did not inject a fault.
@@ -87,6 +91,9 @@ pub(crate) struct Faults {
     /// The level of the health fault that failed this replica as a primary, for the life of
     /// the process (`/debug/health-fault`).
     health_failed: Option<u8>,
+    /// The log disk completes no write any more, for the life of the process
+    /// (`/debug/disk-stall`).
+    disk_stalled: bool,
 }
 
 impl Faults {
@@ -131,6 +138,7 @@ impl Faults {
             #[cfg(feature = "etcd")]
             relay,
             health_failed: None,
+            disk_stalled: false,
         };
         (faults, relayed)
     }
@@ -149,6 +157,12 @@ impl Faults {
     /// The health fault has been acted on: the primary stepped down, and is healthy again.
     pub(crate) fn clear_health_fault(&mut self) {
         self.health_failed = None;
+    }
+
+    /// Whether this replica's log disk is stalled: its storage requests are held forever, it
+    /// is not promoted (planned, forced or automatic).
+    pub(crate) fn disk_stalled(&self) -> bool {
+        self.disk_stalled
     }
 
     /// The primary stepped down: the lost-block faults armed on its sending end with its term
@@ -172,6 +186,7 @@ impl State {
             Fault::Manager { cut } => self.cut_manager(cut),
             Fault::DropLog { peer, database } => self.drop_next_log(&peer, &database),
             Fault::Health { level } => self.health_fault(level),
+            Fault::DiskStall => self.disk_stall(),
         }
     }
 
@@ -306,6 +321,30 @@ impl State {
     /// The condition is one event, as the spec's `HealthFault`: once the primary has stepped
     /// down it is healthy again (a lease it is granted later is renewed). Otherwise nothing
     /// happens.
+    /// Stalls this secondary's log disk: from now on no fsync, redo or revert it asks for
+    /// completes (an fsync that never returns; appends still reach the page cache), so what it receives is never hardened and
+    /// never acknowledged (R-COMMIT-2); it refuses to become primary. Only the process's death
+    /// ends it (SIGKILL, then a restart, finds the disk working and the log as last hardened).
+    /// On a replica that is not a secondary it has no effect (the spec's DiskStall is a
+    /// secondary's fault).
+    fn disk_stall(&mut self) -> FaultAnswer {
+        self.replica
+            .config()
+            .ok_or(FaultRefusal::NotInAvailabilityGroup)?;
+        let role = self.replica.role();
+        if role != Some(Role::Secondary) {
+            let reason = format!(
+                "this replica is {}, not a secondary",
+                role.map_or("not in a role", |r| r.as_str())
+            );
+            tracing::warn!(%reason, "fault injection: a disk stall with no effect");
+            return Ok(json!({ "result": "no_effect", "reason": reason }));
+        }
+        let already = std::mem::replace(&mut self.faults.disk_stalled, true);
+        tracing::warn!("fault injection: the log disk is stalled until the process dies");
+        Ok(json!({ "result": "stalled", "already_stalled": already }))
+    }
+
     fn health_fault(&mut self, level: u8) -> FaultAnswer {
         let config = self
             .replica

@@ -167,6 +167,10 @@ pub enum AdminRefusal {
         /// The system's error.
         message: String,
     },
+    /// This replica's log disk is stalled (fault injection, `/debug/disk-stall`): it cannot
+    /// take the primary role.
+    #[error("this replica's log disk is stalled (fault injection): it cannot become primary; fail over to another replica, or restart this one")]
+    DiskStalled,
     /// The data directory holds the log of an earlier group this replica no longer knows.
     #[error("{} holds log records of an earlier availability group; move the data directory away (or restore its state.json) before CREATE or JOIN", path.display())]
     LeftoverLog {
@@ -754,6 +758,14 @@ impl State {
 
     /// Node-level checks before a command reaches the core.
     fn precheck_admin(&self, command: &AdminCommand) -> Result<(), AdminRefusal> {
+        if self.faults.disk_stalled()
+            && matches!(
+                command,
+                AdminCommand::Failover | AdminCommand::ForceFailoverAllowDataLoss
+            )
+        {
+            return Err(AdminRefusal::DiskStalled);
+        }
         if let AdminCommand::CreateAvailabilityGroup(config)
         | AdminCommand::JoinAvailabilityGroup(config) = command
         {
@@ -911,6 +923,10 @@ impl State {
             tracing::debug!(replica = %self.name, level, "no automatic failover to a replica failed by an injected health fault");
             return;
         }
+        if self.faults.disk_stalled() {
+            tracing::debug!(replica = %self.name, "no automatic failover to a replica whose log disk is stalled");
+            return;
+        }
         // A RESOLVING replica asks too, whatever its modes: if it is the primary etcd last
         // recorded and no failover-ready replica takes over, etcd restores it (R-QUORUM-2).
         let eligible = (mine.availability_mode == hadr_types::AvailabilityMode::SynchronousCommit
@@ -1028,6 +1044,20 @@ impl State {
     }
 
     fn perform(&mut self, output: Output) -> Result<(), NodeError> {
+        if self.faults.disk_stalled()
+            && matches!(
+                output,
+                Output::Fsync { .. } | Output::Redo { .. } | Output::RevertLog { .. }
+            )
+        {
+            // An fsync that never returns (until the process dies): appends still reach the
+            // page cache, nothing is hardened, redone or reverted any more.
+            tracing::debug!(
+                ?output,
+                "fault injection: log disk stalled, storage request held forever"
+            );
+            return Ok(());
+        }
         // While a background fsync of a database runs, a revert of it (and every storage
         // output after the revert) waits for it: completions are reported in emission order.
         if let Output::AppendLog { database, .. }
