@@ -102,15 +102,23 @@ async fn workload(
 }
 
 /// The acknowledged writes the replica at `address` does not show (reads with the given
-/// intent).
+/// intent). A secondary that refuses reads for now (INITIALIZING after a revert, R-READ-1: its
+/// primary may already see it SYNCHRONIZING) is asked again, for up to 30 s.
 async fn missing(
     address: SocketAddr,
     intent: &str,
     expected: &BTreeMap<String, String>,
 ) -> Vec<String> {
-    hadr::local_cluster::missing_writes(address, intent, expected)
-        .await
-        .unwrap()
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match hadr::local_cluster::missing_writes(address, intent, expected).await {
+            Ok(lost) => return lost,
+            Err(e) if Instant::now() < deadline && e.to_string().contains("NotReadable") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{address}: {e}"),
+        }
+    }
 }
 
 /// Waits (up to 30 s) until the replica at `address` shows every write of `expected`: a
