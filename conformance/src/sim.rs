@@ -73,6 +73,9 @@ impl ReferenceSim {
             .ok_or_else(|| SutError::Failed("no group: setup first".to_owned()))
     }
 
+    /// Applies the cuts from the manager (partitions, lost quorum) and tells every replica at
+    /// once whether it reaches the manager, as the node's etcd watch does within a second,
+    /// long before a lease runs out.
     fn sync_isolation(&mut self) {
         let n = self.config.as_ref().map_or(0, |c| c.replicas.len());
         let isolated: BTreeSet<ReplicaId> = if self.quorum_lost {
@@ -83,6 +86,7 @@ impl ReferenceSim {
         if let Some(c) = self.cluster.as_mut() {
             c.manager.isolated = isolated;
         }
+        self.report_reachability();
     }
 
     fn primary(&self) -> Option<ReplicaId> {
@@ -265,9 +269,6 @@ impl Sut for ReferenceSim {
                 (Some(r), None) | (None, Some(r)) => {
                     self.manager_cut.insert(r);
                     self.sync_isolation();
-                    // As the node's etcd watch: the replica knows within a second, long
-                    // before its lease runs out.
-                    self.report_reachability();
                 }
                 (None, None) => {}
             },
@@ -276,19 +277,16 @@ impl Sut for ReferenceSim {
                 (Some(r), None) | (None, Some(r)) => {
                     self.manager_cut.remove(&r);
                     self.sync_isolation();
-                    self.report_reachability();
                 }
                 (None, None) => {}
             },
             Action::LoseQuorum => {
                 self.quorum_lost = true;
                 self.sync_isolation();
-                self.report_reachability();
             }
             Action::RegainQuorum => {
                 self.quorum_lost = false;
                 self.sync_isolation();
-                self.report_reachability();
             }
             // Armed on the primary: the next record it ships to `to` is lost in transit.
             Action::LoseLogBlock { to, db } => {
