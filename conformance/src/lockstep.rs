@@ -311,6 +311,17 @@ mod tests {
         lockstep.run(choices, &mut ReferenceSim::new())
     }
 
+    /// The two-replica configuration (`model/configs/two-replicas.toml`).
+    const TWO_REPLICAS: &str = include_str!("../../model/configs/two-replicas.toml");
+
+    /// Asserts that the reference core performs every one of `actions` (in the configuration
+    /// `config_toml`) in step with the spec.
+    fn keeps_in_step(config_toml: &str, actions: &[Action]) {
+        let lockstep = Lockstep::new(ModelConfig::from_toml_str(config_toml).unwrap());
+        let performed = run_actions(&lockstep, actions).unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(performed, actions);
+    }
+
     /// Found by the differential fuzz target (R-COMMIT-5): B, cut off from the primary when
     /// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT became 1, is forced primary and must commit
     /// by the group's value (refusing: no secondary is SYNCHRONIZED), not by the 0 it last
@@ -319,27 +330,26 @@ mod tests {
     fn a_replica_promoted_after_missing_an_alter_commits_by_the_groups_required_synchronized() {
         use hadr_model::Node;
         use hadr_types::FailureCondition;
-        let lockstep =
-            Lockstep::new(ModelConfig::from_toml_str(hadr_model::DEFAULT_CONFIG_TOML).unwrap());
-        let actions = [
-            Action::Partition {
-                a: Node::Replica(2),
-                b: Node::Manager,
-            },
-            Action::Partition {
-                a: Node::Replica(0),
-                b: Node::Replica(1),
-            },
-            Action::SetRequiredSynchronized { k: 1 },
-            Action::HealthFault {
-                replica: 0,
-                condition: FailureCondition::Unresponsive,
-            },
-            Action::ForcedFailover { target: 1 },
-            Action::ClientCommit { db: 0 },
-        ];
-        let performed = run_actions(&lockstep, &actions).unwrap_or_else(|d| panic!("{d}"));
-        assert_eq!(performed, actions);
+        keeps_in_step(
+            hadr_model::DEFAULT_CONFIG_TOML,
+            &[
+                Action::Partition {
+                    a: Node::Replica(2),
+                    b: Node::Manager,
+                },
+                Action::Partition {
+                    a: Node::Replica(0),
+                    b: Node::Replica(1),
+                },
+                Action::SetRequiredSynchronized { k: 1 },
+                Action::HealthFault {
+                    replica: 0,
+                    condition: FailureCondition::Unresponsive,
+                },
+                Action::ForcedFailover { target: 1 },
+                Action::ClientCommit { db: 0 },
+            ],
+        );
     }
 
     /// Found by the differential fuzz target (R-FAIL-7): after one automatic failover the
@@ -348,21 +358,18 @@ mod tests {
     #[test]
     fn at_the_failure_threshold_a_health_fault_fails_nobody_over() {
         use hadr_types::FailureCondition;
-        let lockstep = Lockstep::new(
-            ModelConfig::from_toml_str(include_str!("../../model/configs/two-replicas.toml"))
-                .unwrap(),
+        keeps_in_step(
+            TWO_REPLICAS,
+            &[
+                Action::Crash { replica: 0 },
+                Action::ClientCommit { db: 0 },
+                Action::Restart { replica: 0 },
+                Action::HealthFault {
+                    replica: 1,
+                    condition: FailureCondition::CriticalError,
+                },
+            ],
         );
-        let actions = [
-            Action::Crash { replica: 0 },
-            Action::ClientCommit { db: 0 },
-            Action::Restart { replica: 0 },
-            Action::HealthFault {
-                replica: 1,
-                condition: FailureCondition::CriticalError,
-            },
-        ];
-        let performed = run_actions(&lockstep, &actions).unwrap_or_else(|d| panic!("{d}"));
-        assert_eq!(performed, actions);
     }
 
     /// Found by the differential fuzz target (R-FAIL-6): A, the old primary holding a commit
@@ -370,17 +377,16 @@ mod tests {
     /// A reverts to the fork point all the same, then is SUSPEND_FROM_PRIMARY.
     #[test]
     fn a_resumed_copy_beyond_the_fork_point_reverts_even_when_the_primary_database_is_suspended() {
-        let lockstep =
-            Lockstep::new(ModelConfig::from_toml_str(hadr_model::DEFAULT_CONFIG_TOML).unwrap());
-        let actions = [
-            Action::Suspend { replica: 1, db: 0 },
-            Action::Crash { replica: 2 },
-            Action::ClientCommit { db: 0 },
-            Action::ForcedFailover { target: 1 },
-            Action::Resume { replica: 0, db: 0 },
-        ];
-        let performed = run_actions(&lockstep, &actions).unwrap_or_else(|d| panic!("{d}"));
-        assert_eq!(performed, actions);
+        keeps_in_step(
+            hadr_model::DEFAULT_CONFIG_TOML,
+            &[
+                Action::Suspend { replica: 1, db: 0 },
+                Action::Crash { replica: 2 },
+                Action::ClientCommit { db: 0 },
+                Action::ForcedFailover { target: 1 },
+                Action::Resume { replica: 0, db: 0 },
+            ],
+        );
     }
 
     /// Found by the differential fuzz target (R-QUORUM-2): B missed A's commit (a lost block)
@@ -390,20 +396,17 @@ mod tests {
     /// does within a second, not after the lease has already run out.
     #[test]
     fn a_replica_cut_from_the_manager_follows_no_new_primary() {
-        let lockstep = Lockstep::new(
-            ModelConfig::from_toml_str(include_str!("../../model/configs/two-replicas.toml"))
-                .unwrap(),
+        keeps_in_step(
+            TWO_REPLICAS,
+            &[
+                Action::LoseLogBlock { to: 1, db: 0 },
+                Action::ClientCommit { db: 0 },
+                Action::Partition {
+                    a: hadr_model::Node::Replica(0),
+                    b: hadr_model::Node::Manager,
+                },
+            ],
         );
-        let actions = [
-            Action::LoseLogBlock { to: 1, db: 0 },
-            Action::ClientCommit { db: 0 },
-            Action::Partition {
-                a: hadr_model::Node::Replica(0),
-                b: hadr_model::Node::Manager,
-            },
-        ];
-        let performed = run_actions(&lockstep, &actions).unwrap_or_else(|d| panic!("{d}"));
-        assert_eq!(performed, actions);
     }
 
     /// Found by the differential fuzz target (R-SYNC-7): resuming the primary's database
@@ -411,18 +414,15 @@ mod tests {
     /// is sent again (the spec had the secondary wait for the next record).
     #[test]
     fn resuming_the_primary_database_sends_a_lost_record_again() {
-        let lockstep = Lockstep::new(
-            ModelConfig::from_toml_str(include_str!("../../model/configs/two-replicas.toml"))
-                .unwrap(),
+        keeps_in_step(
+            TWO_REPLICAS,
+            &[
+                Action::LoseLogBlock { to: 1, db: 0 },
+                Action::ClientCommit { db: 0 },
+                Action::Suspend { replica: 0, db: 0 },
+                Action::Resume { replica: 0, db: 0 },
+            ],
         );
-        let actions = [
-            Action::LoseLogBlock { to: 1, db: 0 },
-            Action::ClientCommit { db: 0 },
-            Action::Suspend { replica: 0, db: 0 },
-            Action::Resume { replica: 0, db: 0 },
-        ];
-        let performed = run_actions(&lockstep, &actions).unwrap_or_else(|d| panic!("{d}"));
-        assert_eq!(performed, actions);
     }
 
     /// Found by the differential fuzz target: C (asynchronous) holds T1, which B (SYNCHRONIZED,
@@ -431,29 +431,26 @@ mod tests {
     /// spec had the stalled copy not revert at all.
     #[test]
     fn a_stalled_copy_cut_back_to_the_fork_point_stays_reverting() {
-        let lockstep =
-            Lockstep::new(ModelConfig::from_toml_str(hadr_model::DEFAULT_CONFIG_TOML).unwrap());
-        let actions = [
-            Action::LoseLogBlock { to: 1, db: 0 },
-            Action::ClientCommit { db: 0 },
-            Action::SetRequiredSynchronized { k: 1 },
-            Action::DiskStall { replica: 2 },
-            Action::Partition {
-                a: hadr_model::Node::Replica(0),
-                b: hadr_model::Node::Manager,
-            },
-        ];
-        let performed = run_actions(&lockstep, &actions).unwrap_or_else(|d| panic!("{d}"));
-        assert_eq!(performed, actions);
+        keeps_in_step(
+            hadr_model::DEFAULT_CONFIG_TOML,
+            &[
+                Action::LoseLogBlock { to: 1, db: 0 },
+                Action::ClientCommit { db: 0 },
+                Action::SetRequiredSynchronized { k: 1 },
+                Action::DiskStall { replica: 2 },
+                Action::Partition {
+                    a: hadr_model::Node::Replica(0),
+                    b: hadr_model::Node::Manager,
+                },
+            ],
+        );
     }
 
     /// The reference core agrees with the spec on seeded random action sequences of the
     /// two-replica configuration.
     #[test]
     fn reference_sim_keeps_in_step_with_the_spec() {
-        let config =
-            ModelConfig::from_toml_str(include_str!("../../model/configs/two-replicas.toml"))
-                .unwrap();
+        let config = ModelConfig::from_toml_str(TWO_REPLICAS).unwrap();
         let lockstep = Lockstep::new(config);
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         let started = std::time::Instant::now();
