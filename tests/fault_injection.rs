@@ -492,14 +492,17 @@ async fn the_offline_observation_of_a_killed_replica_is_its_durable_state() {
 
     // A torn tail (a record cut by the crash) is not part of the durable log, and stays.
     let wal = c.replicas[1].data_dir.join("db-0.wal");
-    let length = std::fs::metadata(&wal).unwrap().len();
-    let file = std::fs::OpenOptions::new().write(true).open(&wal).unwrap();
-    file.set_len(length - 3).unwrap();
-    drop(file);
+    let torn = hadr_node::wal::tear_last_record(&wal, 3).unwrap();
+    assert_eq!(torn, Some(live[1].databases[0].end_of_log_lsn));
+    let contents = std::fs::read(&wal).unwrap();
     let durable = Lsn(live[1].databases[0].end_of_log_lsn.0 - 1);
     let offline = offline_observation(&node_config(&c, 1)).unwrap();
     assert_eq!(offline, crashed(&live[1], durable));
-    assert_eq!(std::fs::metadata(&wal).unwrap().len(), length - 3);
+    assert_eq!(
+        std::fs::read(&wal).unwrap(),
+        contents,
+        "the torn tail stays"
+    );
 
     // A restart recovers what the offline observation reported (R1 stays suspended: its
     // primary is down anyway).

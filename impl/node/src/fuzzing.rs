@@ -1,7 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/` (one-line targets call these; cargo feature
 //! `fuzzing`). Each must never panic except on a real bug of this crate.
 
-use crate::wal::{self, Wal, WalError, WAL_MAGIC};
+use crate::wal::{self, Wal, WalError, WalOptions, WAL_MAGIC};
 use crate::wire::{decode_frame, encode_frame, HEADER_LEN, MAGIC, VERSION};
 use hadr_core::{Epoch, LogRecord, Write};
 use hadr_types::{DatabaseId, Lsn, TxnId};
@@ -78,7 +78,7 @@ fn check_stream(mut rest: &[u8]) {
 /// Recovers a WAL file made of arbitrary bytes.
 ///
 /// The file is `data` itself when it starts with the WAL magic, otherwise a valid header for
-/// database 3 followed by `data`. Opening it must either refuse the header (only possible when
+/// database 3 followed by `data`. Opening it (buffered, not preallocated: [`WalOptions::plain`]) must either refuse the header (only possible when
 /// `data` supplied it) or recover records with consecutive LSNs from 1, cut the file to a
 /// prefix of what it held, and leave it in a state that reopens to the same records without
 /// any further cut and accepts the next record.
@@ -92,7 +92,7 @@ pub fn wal_recover(data: &[u8]) {
     let file = TempFile::new();
     std::fs::write(&file.0, &contents).expect("the temporary directory is writable");
 
-    let (wal, recovered) = match Wal::open(&file.0, database) {
+    let (wal, recovered) = match Wal::open_with(&file.0, database, WalOptions::plain()) {
         Ok(opened) => opened,
         Err(WalError::BadHeader { .. } | WalError::WrongDatabase { .. })
             if data.starts_with(&WAL_MAGIC) =>
@@ -127,7 +127,8 @@ pub fn wal_recover(data: &[u8]) {
     );
     drop(wal);
 
-    let (mut wal, again) = Wal::open(&file.0, database).expect("a recovered log reopens");
+    let (mut wal, again) =
+        Wal::open_with(&file.0, database, WalOptions::plain()).expect("a recovered log reopens");
     assert_eq!(again.records, recovered.records);
     assert_eq!((again.truncated_bytes, again.stop_reason), (0, None));
 
@@ -146,7 +147,8 @@ pub fn wal_recover(data: &[u8]) {
     assert_eq!(durable, next.lsn);
     drop(wal);
 
-    let (_, last) = Wal::open(&file.0, database).expect("the log reopens after an append");
+    let (_, last) = Wal::open_with(&file.0, database, WalOptions::plain())
+        .expect("the log reopens after an append");
     let mut expected = recovered.records;
     expected.push(next);
     assert_eq!(last.records, expected);

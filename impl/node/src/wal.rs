@@ -16,9 +16,23 @@
 //! checksum, does not decode, or does not continue the log. A record that fails its checksum is
 //! never returned.
 //!
-//! Durability: [`Wal::append`] only writes (into the page cache); [`Wal::sync`] makes
-//! everything appended so far durable with one `fdatasync`. Group commit is the caller's: append
-//! the records of many transactions, then sync once, then acknowledge them all.
+//! Durability: [`Wal::append`] makes nothing durable; [`Wal::sync`] makes everything appended
+//! so far durable with one flush. Group commit is the caller's: append the records of many
+//! transactions, then sync once, then acknowledge them all. A flush can also run on another
+//! thread: [`Wal::prepare_flush`] hands out a [`FlushJob`], run it with a [`FlushHandle`], then
+//! report it with [`Wal::mark_durable`].
+//!
+//! How a flush reaches the disk ([`WalOptions`]). By default the file is **preallocated**: zeros
+//! are written ahead of the log's end and made durable, a megabyte at a time, so that a flush
+//! never changes the file's size or allocates a block (no journal commit of the inode; recovery
+//! reads zeros where a record would start as the end of the log). Records are kept in memory
+//! until the flush, which writes them with **direct, synchronous I/O** (`O_DIRECT | O_DSYNC`) in
+//! whole 4 KiB blocks, the partly filled last block written again by the next flush: one device
+//! write instead of a page-cache write and an `fdatasync`. Rewriting that block never endangers
+//! the records already in it (a torn write mixes old and new sectors whose bytes agree on them).
+//! Where the file system refuses direct I/O (tmpfs), the log falls back to buffered writes and
+//! `fdatasync`; [`WalOptions::plain`] asks for exactly that, and for a file that grows with
+//! every append.
 //!
 //! After any I/O error while writing, syncing or truncating, the file's state on disk is
 //! unknown (a failed `fsync` may have dropped dirty pages), so the [`Wal`] refuses all further
@@ -29,7 +43,8 @@ use hadr_core::log::{check_run, LogShapeError};
 use hadr_core::{Epoch, LogRecord};
 use hadr_types::{DatabaseId, Lsn};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write as _};
+use std::io::{self, Read, Write as _};
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// The first eight bytes of a WAL file (the `1` is the format version).
@@ -41,6 +56,45 @@ pub const RECORD_HEADER_LEN: u64 = 8;
 /// The largest payload of a record: small enough that any record fits in one peer frame
 /// ([`crate::wire::MAX_FRAME_BODY`]) with the fields of a `Log` message around it.
 pub const MAX_RECORD_LEN: u32 = crate::wire::MAX_FRAME_BODY - 1024;
+/// The unit of direct I/O: offsets, lengths and buffers of direct writes are multiples of it.
+pub const BLOCK: u64 = 4096;
+/// Bytes of zeros written ahead of the log's end by default ([`WalOptions::preallocate`]).
+pub const DEFAULT_PREALLOCATE: u64 = 1 << 20;
+
+/// How a [`Wal`] writes its file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    /// Write records at each flush with direct, synchronous I/O (`O_DIRECT | O_DSYNC`) in
+    /// whole [`BLOCK`]s, when the file system allows it; otherwise (and when `false`) write them
+    /// into the page cache at each append and `fdatasync` at each flush. Direct I/O needs
+    /// preallocation: `preallocate` is raised to at least one block.
+    pub direct: bool,
+    /// Bytes of zeros written (and made durable) ahead of the log's end whenever appends come
+    /// within reach of the file's end, so that a flush never grows the file. 0: the file grows
+    /// with every append, and ends exactly at the last record.
+    pub preallocate: u64,
+}
+
+impl WalOptions {
+    /// Buffered writes, `fdatasync`, no preallocation: the file is exactly the header and the
+    /// records.
+    pub const fn plain() -> WalOptions {
+        WalOptions {
+            direct: false,
+            preallocate: 0,
+        }
+    }
+}
+
+impl Default for WalOptions {
+    /// Direct I/O where supported, [`DEFAULT_PREALLOCATE`] bytes of zeros ahead.
+    fn default() -> WalOptions {
+        WalOptions {
+            direct: true,
+            preallocate: DEFAULT_PREALLOCATE,
+        }
+    }
+}
 
 /// Why recovery stopped before the end of the file: the first bad record. Everything from its
 /// offset on was discarded.
@@ -84,6 +138,16 @@ pub enum TailProblem {
         /// What is wrong with it.
         source: DecodeError,
     },
+    /// Zeros where a record should start (the end of the log in a preallocated file), but
+    /// bytes that are not zeros further on: records written after a hole, none of them durable
+    /// (writes that reached the disk out of order before a crash).
+    #[error("record at byte {offset} is missing (zeros) but byte {data_at} further on is not zero: writes cut short by a crash")]
+    Hole {
+        /// Where the missing record starts in the file.
+        offset: u64,
+        /// The first byte after it that is not zero.
+        data_at: u64,
+    },
     /// The record does not continue the log (its LSN is not the next one, or its epoch is older
     /// than the previous record's).
     #[error("record at byte {offset} does not continue the log: {source}")]
@@ -100,7 +164,8 @@ pub enum TailProblem {
 pub struct Recovered {
     /// The good records, LSNs consecutive from 1, all durable.
     pub records: Vec<LogRecord>,
-    /// Bytes discarded from the end of the file (0 when it ended cleanly).
+    /// Bytes discarded from the end of the file (0 when it ended cleanly: after the last record,
+    /// or in zeros, which are preallocated space and are kept).
     pub truncated_bytes: u64,
     /// Why recovery stopped before the end of the file, if it did.
     pub stop_reason: Option<TailProblem>,
@@ -174,29 +239,122 @@ struct IndexEntry {
 #[derive(Debug)]
 pub struct Wal {
     path: PathBuf,
+    /// The file, buffered: recovery, preallocation, truncation, and appends and flushes
+    /// without direct I/O.
     file: File,
+    /// The file opened with `O_DIRECT | O_DSYNC`, when flushes write through it.
+    direct: Option<File>,
     database: DatabaseId,
+    /// Zeros kept ahead of the log's end (0: none).
+    preallocate: u64,
     /// Entry `i` is the record of LSN `i + 1`.
     index: Vec<IndexEntry>,
     /// File offset just after the last record.
     end: u64,
+    /// The file's length (≥ `end`; the bytes between are zeros).
+    allocated: u64,
+    /// With direct I/O: the bytes of the file from `pending_start` (a block boundary, the
+    /// start of the block the last flush ended in) to `end`, to be written by the next flush.
+    pending: Vec<u8>,
+    pending_start: u64,
     durable: Lsn,
-    /// Something was appended since the last sync.
+    /// Something was appended since the last flush job was prepared.
     dirty: bool,
     /// An I/O error left the file in an unknown state.
     failed: bool,
 }
 
+/// A flush prepared by [`Wal::prepare_flush`], to run (on any thread) with the log's
+/// [`FlushHandle`], then to report with [`Wal::mark_durable`]. Jobs of one log must run one at a
+/// time, in the order they were prepared: with direct I/O a job writes again the last block of
+/// the one before it.
+#[derive(Debug)]
+pub struct FlushJob {
+    up_to: Lsn,
+    write: Option<BlockWrite>,
+}
+
+/// Whole blocks to write with direct I/O: `storage[start..start + len]` (block-aligned in
+/// memory) at file offset `offset`.
+#[derive(Debug)]
+struct BlockWrite {
+    offset: u64,
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl FlushJob {
+    /// The last record the job makes durable.
+    pub fn up_to(&self) -> Lsn {
+        self.up_to
+    }
+
+    /// Performs the flush: one direct write of whole blocks, or one `fdatasync`. When it
+    /// returns `Ok`, every record up to [`FlushJob::up_to`] is durable.
+    pub fn run(&self, handle: &FlushHandle) -> io::Result<()> {
+        match &self.write {
+            Some(write) => write.run_on(&handle.0),
+            None => handle.0.sync_data(),
+        }
+    }
+}
+
+impl BlockWrite {
+    fn run_on(&self, file: &File) -> io::Result<()> {
+        file.write_all_at(
+            &self.storage[self.start..self.start + self.len],
+            self.offset,
+        )
+    }
+}
+
+/// `len` zero bytes (a multiple of [`BLOCK`]) at a block-aligned address, to write at offset 0.
+fn aligned(len: usize) -> BlockWrite {
+    let storage = vec![0; len + BLOCK as usize];
+    let start = storage.as_ptr().align_offset(BLOCK as usize);
+    BlockWrite {
+        offset: 0,
+        storage,
+        start,
+        len,
+    }
+}
+
+fn align_down(offset: u64) -> u64 {
+    offset / BLOCK * BLOCK
+}
+
+fn align_up(offset: u64) -> u64 {
+    offset.div_ceil(BLOCK) * BLOCK
+}
+
+/// The descriptor through which a log's [`FlushJob`]s run ([`Wal::flush_handle`]).
+#[derive(Debug)]
+pub struct FlushHandle(File);
+
 impl Wal {
+    /// Opens the log of `database` at `path` with the default [`WalOptions`] (direct I/O where
+    /// supported, preallocated), creating it if it does not exist, and recovers its records.
+    pub fn open(path: &Path, database: DatabaseId) -> Result<(Wal, Recovered), WalError> {
+        Wal::open_with(path, database, WalOptions::default())
+    }
+
     /// Opens the log of `database` at `path`, creating it if it does not exist, and recovers
     /// its records.
     ///
     /// A new file is created atomically (written as `<path>.new`, synced, renamed, directory
     /// synced), so a file at `path` always has a complete header. For an existing file, the
-    /// records are read up to the first bad one ([`TailProblem`]); the file is truncated there
-    /// and synced, so every record returned is durable, including records that the previous
-    /// process wrote but did not sync before it died.
-    pub fn open(path: &Path, database: DatabaseId) -> Result<(Wal, Recovered), WalError> {
+    /// records are read up to the first bad one ([`TailProblem`]) or to zeros where a record
+    /// would start with nothing but zeros after them (preallocated space, kept); the file is
+    /// cut at a bad record and synced, so every record returned is durable, including records
+    /// that the previous process wrote but did not sync before it died. Any log opens with any
+    /// options: the options decide only how it is written from now on.
+    pub fn open_with(
+        path: &Path,
+        database: DatabaseId,
+        options: WalOptions,
+    ) -> Result<(Wal, Recovered), WalError> {
         let io = |operation| io_error(path, operation);
         let mut file = match OpenOptions::new().read(true).write(true).open(path) {
             Ok(file) => file,
@@ -215,7 +373,11 @@ impl Wal {
         check_header(path, &contents, database)?;
 
         let scan = scan(&contents);
-        let truncated_bytes = contents.len() as u64 - scan.end;
+        let mut allocated = contents.len() as u64;
+        let truncated_bytes = match &scan.problem {
+            Some(_) => allocated - scan.end,
+            None => 0,
+        };
         if let Some(problem) = &scan.problem {
             tracing::warn!(
                 path = %path.display(),
@@ -226,28 +388,79 @@ impl Wal {
                 "discarding the tail of the write-ahead log"
             );
             file.set_len(scan.end).map_err(io("truncate"))?;
+            allocated = scan.end;
         }
         file.sync_all().map_err(io("fsync"))?;
-        file.seek(SeekFrom::Start(scan.end))
-            .map_err(io("seek in"))?;
 
         let last = Lsn(scan.records.len() as u64);
-        let wal = Wal {
+        let preallocate = match options.direct {
+            true => options.preallocate.max(BLOCK),
+            false => options.preallocate,
+        };
+        let mut wal = Wal {
             path: path.to_path_buf(),
             file,
+            direct: None,
             database,
+            preallocate,
             index: scan.index,
             end: scan.end,
+            allocated,
+            pending: Vec::new(),
+            pending_start: 0,
             durable: last,
             dirty: false,
             failed: false,
         };
+        wal.reserve(wal.end)?;
+        if options.direct {
+            wal.direct = wal.open_direct()?;
+            let start = align_down(wal.end);
+            wal.pending_start = start;
+            wal.pending = contents[start as usize..wal.end as usize].to_vec();
+        }
         let recovered = Recovered {
             records: scan.records,
             truncated_bytes,
             stop_reason: scan.problem,
         };
         Ok((wal, recovered))
+    }
+
+    /// Opens the file for direct, synchronous writes and checks that the file system takes
+    /// them by writing the first block again (same bytes). `None` where direct I/O is not
+    /// supported: flushes then use `fdatasync`.
+    fn open_direct(&self) -> Result<Option<File>, WalError> {
+        let not_supported = |error: &io::Error| {
+            matches!(
+                error.raw_os_error(),
+                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)
+            )
+        };
+        let direct = match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+            .open(&self.path)
+        {
+            Ok(file) => file,
+            Err(error) if not_supported(&error) => {
+                tracing::info!(path = %self.path.display(), %error, "no direct I/O on this file system: the write-ahead log uses buffered writes and fdatasync");
+                return Ok(None);
+            }
+            Err(error) => return Err(io_error(&self.path, "open")(error)),
+        };
+        let mut first = aligned(BLOCK as usize);
+        self.file
+            .read_exact_at(&mut first.storage[first.start..first.start + first.len], 0)
+            .map_err(io_error(&self.path, "read"))?;
+        match first.run_on(&direct) {
+            Ok(()) => Ok(Some(direct)),
+            Err(error) if not_supported(&error) => {
+                tracing::info!(path = %self.path.display(), %error, "direct writes refused by this file system: the write-ahead log uses buffered writes and fdatasync");
+                Ok(None)
+            }
+            Err(error) => Err(io_error(&self.path, "write to")(error)),
+        }
     }
 
     /// What [`Wal::open`] would recover from the log of `database` at `path`, read without
@@ -270,13 +483,17 @@ impl Wal {
         let scan = scan(&contents);
         Ok(Recovered {
             records: scan.records,
-            truncated_bytes: contents.len() as u64 - scan.end,
+            truncated_bytes: match scan.problem {
+                Some(_) => contents.len() as u64 - scan.end,
+                None => 0,
+            },
             stop_reason: scan.problem,
         })
     }
 
-    /// Writes `records` at the end of the log, in one write call. They are not durable until
-    /// [`Wal::sync`].
+    /// Appends `records` at the end of the log (with direct I/O, in memory until the next
+    /// flush; otherwise in one write call). They are not durable until [`Wal::sync`] (or a
+    /// [`FlushJob`] prepared after this call).
     ///
     /// The records must continue the log: the first has LSN [`Wal::last_lsn`] + 1, the others
     /// follow without a gap, and epochs never go back. Anything else is refused with
@@ -313,40 +530,97 @@ impl Wal {
                 epoch: record.epoch,
             });
         }
-        if let Err(source) = self.file.write_all(&buf) {
+        let new_end = self.end + buf.len() as u64;
+        self.reserve(new_end)?;
+        if self.direct.is_some() {
+            self.pending.extend_from_slice(&buf);
+        } else if let Err(source) = self.file.write_all_at(&buf, self.end) {
             return Err(self.fail("append to", source));
         }
         self.index.extend(entries);
-        self.end += buf.len() as u64;
+        self.end = new_end;
+        self.allocated = self.allocated.max(new_end);
         self.dirty |= !records.is_empty();
         Ok(())
     }
 
-    /// Makes every record appended so far durable (`fdatasync`) and returns the last durable
-    /// LSN. Returns at once, without a system call, when nothing was appended since the last
-    /// sync.
+    /// Makes every record appended so far durable (one direct write, or one `fdatasync`) and
+    /// returns the last durable LSN. Returns at once, without a system call, when nothing was
+    /// appended since the last flush.
     pub fn sync(&mut self) -> Result<Lsn, WalError> {
-        self.check_usable()?;
-        if self.dirty {
-            if let Err(source) = self.file.sync_data() {
+        if let Some(job) = self.prepare_flush()? {
+            let handle = self.direct.as_ref().unwrap_or(&self.file);
+            let result = match &job.write {
+                Some(write) => write.run_on(handle),
+                None => handle.sync_data(),
+            };
+            if let Err(source) = result {
                 return Err(self.fail("fsync", source));
             }
-            self.dirty = false;
-            self.durable = self.last_lsn();
+            self.mark_durable(job.up_to);
         }
         Ok(self.durable)
+    }
+
+    /// The flush of everything appended so far, to run elsewhere (a flusher thread) while this
+    /// log goes on appending; `None` when nothing was appended since the last job. Run the
+    /// jobs of a log one at a time, in order, and report each with [`Wal::mark_durable`].
+    pub fn prepare_flush(&mut self) -> Result<Option<FlushJob>, WalError> {
+        self.check_usable()?;
+        if !self.dirty {
+            return Ok(None);
+        }
+        self.dirty = false;
+        let write = if self.direct.is_some() {
+            let len = align_up(self.pending.len() as u64) as usize;
+            let mut write = aligned(len);
+            write.offset = self.pending_start;
+            write.storage[write.start..write.start + self.pending.len()]
+                .copy_from_slice(&self.pending);
+            // The next job starts at the block this one ends in.
+            let next_start = align_down(self.end);
+            self.pending
+                .drain(..(next_start - self.pending_start) as usize);
+            self.pending_start = next_start;
+            Some(write)
+        } else {
+            None
+        };
+        Ok(Some(FlushJob {
+            up_to: self.last_lsn(),
+            write,
+        }))
+    }
+
+    /// A handle to run this log's [`FlushJob`]s through (a duplicate descriptor).
+    pub fn flush_handle(&self) -> Result<FlushHandle, WalError> {
+        self.direct
+            .as_ref()
+            .unwrap_or(&self.file)
+            .try_clone()
+            .map(FlushHandle)
+            .map_err(io_error(&self.path, "duplicate"))
+    }
+
+    /// Records that a [`FlushJob`] up to `lsn` finished: everything up to `lsn` is durable.
+    pub fn mark_durable(&mut self, lsn: Lsn) {
+        if lsn > self.durable && lsn <= self.last_lsn() {
+            self.durable = lsn;
+        }
     }
 
     /// Durably discards every record after `lsn` (reverting to a fork point, R-FAIL-4/6).
     ///
     /// Does nothing when the log ends at or before `lsn`. Afterwards the log ends at `lsn`,
-    /// and all of it is durable (the truncation syncs the whole file).
+    /// and all of it is durable (what was appended before is flushed first; the file is cut
+    /// and synced, then preallocated again). No [`FlushJob`] of this log may be running.
     pub fn truncate_after(&mut self, lsn: Lsn) -> Result<(), WalError> {
         self.check_usable()?;
         let keep = match usize::try_from(lsn.0) {
             Ok(keep) if keep < self.index.len() => keep,
             _ => return Ok(()),
         };
+        self.sync()?;
         let new_end = self.index[keep].offset;
         if let Err(source) = self.file.set_len(new_end) {
             return Err(self.fail("truncate", source));
@@ -354,33 +628,51 @@ impl Wal {
         if let Err(source) = self.file.sync_all() {
             return Err(self.fail("fsync", source));
         }
-        if let Err(source) = self.file.seek(SeekFrom::Start(new_end)) {
-            return Err(self.fail("seek in", source));
-        }
         self.index.truncate(keep);
         self.end = new_end;
+        self.allocated = new_end;
         self.durable = lsn;
         self.dirty = false;
+        if self.direct.is_some() {
+            let start = align_down(new_end);
+            let mut tail = vec![0; (new_end - start) as usize];
+            if let Err(source) = self.file.read_exact_at(&mut tail, start) {
+                return Err(self.fail("read", source));
+            }
+            self.pending = tail;
+            self.pending_start = start;
+        }
+        self.reserve(new_end)
+    }
+
+    /// Makes sure the file holds durable zeros up to at least `needed` and ends on a block
+    /// boundary, writing [`WalOptions::preallocate`] bytes of zeros beyond `needed` when it
+    /// does not. Nothing without preallocation.
+    fn reserve(&mut self, needed: u64) -> Result<(), WalError> {
+        if self.preallocate == 0 || (needed <= self.allocated && self.allocated % BLOCK == 0) {
+            return Ok(());
+        }
+        let target = align_up(needed.max(self.allocated) + self.preallocate);
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        let mut at = self.allocated;
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64) as usize;
+            if let Err(source) = self.file.write_all_at(&ZEROS[..n], at) {
+                return Err(self.fail("preallocate", source));
+            }
+            at += n as u64;
+        }
+        if let Err(source) = self.file.sync_data() {
+            return Err(self.fail("fsync", source));
+        }
+        tracing::debug!(path = %self.path.display(), from = self.allocated, to = target, "write-ahead log preallocated");
+        self.allocated = target;
         Ok(())
     }
 
-    /// A second handle on the file, for an fsync performed elsewhere (a flusher thread) while
-    /// this one goes on appending; report what it made durable with [`Wal::mark_durable`].
-    pub fn sync_handle(&self) -> Result<File, WalError> {
-        self.file
-            .try_clone()
-            .map_err(io_error(&self.path, "duplicate"))
-    }
-
-    /// Records that an fsync through [`Wal::sync_handle`], started when the log ended at
-    /// `lsn`, finished: everything up to `lsn` is durable.
-    pub fn mark_durable(&mut self, lsn: Lsn) {
-        if lsn > self.durable && lsn <= self.last_lsn() {
-            self.durable = lsn;
-            if lsn == self.last_lsn() {
-                self.dirty = false;
-            }
-        }
+    /// Whether flushes write with direct I/O (`false`: buffered writes and `fdatasync`).
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
     }
 
     /// The LSN of the last record appended (durable or not); `Lsn(0)` for an empty log.
@@ -437,6 +729,30 @@ fn io_error(path: &Path, operation: &'static str) -> impl FnOnce(io::Error) -> W
         operation,
         source,
     }
+}
+
+/// Simulates a crash in the middle of writing the last record of the log at `path`, for tests
+/// and fault injection on a stopped replica: the record's last `bytes` bytes (at most all of it)
+/// read back as zeros, as the part of a preallocated file that a write did not reach. The file
+/// keeps its length. Returns the LSN of the record torn; `None` (and nothing changed) when the
+/// log has no record.
+pub fn tear_last_record(path: &Path, bytes: u64) -> io::Result<Option<Lsn>> {
+    let contents = fs::read(path)?;
+    if contents.len() < WAL_HEADER_LEN as usize || contents[..8] != WAL_MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a hadr write-ahead log", path.display()),
+        ));
+    }
+    let scan = scan(&contents);
+    let Some(last) = scan.index.last() else {
+        return Ok(None);
+    };
+    let from = last.offset.max(scan.end.saturating_sub(bytes));
+    let file = OpenOptions::new().write(true).open(path)?;
+    file.write_all_at(&vec![0; (scan.end - from) as usize], from)?;
+    file.sync_all()?;
+    Ok(Some(Lsn(scan.index.len() as u64)))
 }
 
 /// The header of the log of `database`.
@@ -519,6 +835,21 @@ fn scan(contents: &[u8]) -> Scan {
     let mut offset = WAL_HEADER_LEN as usize;
     let mut previous = (Lsn(0), Epoch::NONE);
     while offset < contents.len() {
+        let rest = &contents[offset..];
+        if rest[..rest.len().min(RECORD_HEADER_LEN as usize)]
+            .iter()
+            .all(|b| *b == 0)
+        {
+            // No record starts with a zero length: this is where the log ends, in
+            // preallocated space, unless something was written beyond.
+            if let Some(at) = rest.iter().position(|b| *b != 0) {
+                scan.problem = Some(TailProblem::Hole {
+                    offset: offset as u64,
+                    data_at: (offset + at) as u64,
+                });
+            }
+            break;
+        }
         match read_record(&contents[offset..], offset as u64, previous) {
             Ok((record, len)) => {
                 previous = (record.lsn, record.epoch);

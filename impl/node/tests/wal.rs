@@ -1,11 +1,16 @@
 //! The write-ahead log through its public API, on real files: what survives a reopen, what a
 //! crash in the middle of a write leaves, what corruption costs, and what callers may not do.
+//!
+//! The tests of the file's layout open logs with `WalOptions::plain()` (the file is exactly
+//! the header and the records); the tests at the end open them as the node does (direct I/O,
+//! preallocated), which needs a temporary directory on a file system that takes `O_DIRECT`.
 
 use hadr_core::log::LogShapeError;
 use hadr_core::{Epoch, LogRecord, Write};
 use hadr_node::codec::Writer;
 use hadr_node::wal::{
-    Recovered, TailProblem, Wal, WalError, MAX_RECORD_LEN, RECORD_HEADER_LEN, WAL_HEADER_LEN,
+    tear_last_record, Recovered, TailProblem, Wal, WalError, WalOptions, BLOCK,
+    DEFAULT_PREALLOCATE, MAX_RECORD_LEN, RECORD_HEADER_LEN, WAL_HEADER_LEN,
 };
 use hadr_types::{DatabaseId, Lsn, ReplicaId, TxnId};
 use std::fs;
@@ -48,7 +53,7 @@ fn wal_path(dir: &tempfile::TempDir) -> PathBuf {
 }
 
 fn open(path: &Path) -> (Wal, Recovered) {
-    Wal::open(path, DB).unwrap_or_else(|e| panic!("open failed: {e}"))
+    Wal::open_with(path, DB, WalOptions::plain()).unwrap_or_else(|e| panic!("open failed: {e}"))
 }
 
 /// Writes `records` to a new log at `path`, synced, and returns each record's file offset.
@@ -218,21 +223,55 @@ fn empty_log() -> Recovered {
 }
 
 #[test]
-fn a_zero_filled_tail_is_discarded() {
+fn a_zero_filled_tail_is_the_end_of_the_log_and_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_path(&dir);
     write_log(&path, &records(1..=2));
-    let clean_len = fs::metadata(&path).unwrap().len();
     let mut bytes = fs::read(&path).unwrap();
     bytes.extend([0; 4096]);
     fs::write(&path, &bytes).unwrap();
-    let (_, recovered) = open(&path);
+    let (mut wal, recovered) = open(&path);
     assert_eq!(recovered.records, records(1..=2));
-    assert_eq!(recovered.truncated_bytes, 4096);
-    assert!(
-        matches!(recovered.stop_reason, Some(TailProblem::Undecodable { offset, .. }) if offset == clean_len)
+    assert_eq!(
+        (recovered.truncated_bytes, recovered.stop_reason),
+        (0, None)
     );
-    assert_eq!(fs::metadata(&path).unwrap().len(), clean_len);
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        bytes,
+        "preallocated space is kept"
+    );
+    // The next record goes where the zeros begin.
+    wal.append(&records(3..=3)).unwrap();
+    wal.sync().unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), bytes.len() as u64);
+    drop(wal);
+    assert_eq!(open(&path).1.records, records(1..=3));
+}
+
+/// Zeros where a record should start, then data: a write that reached the disk before the one
+/// in front of it, cut short by a crash. Nothing after the hole is durable, so it all goes.
+#[test]
+fn data_after_zeros_is_a_hole_and_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let offsets = write_log(&path, &records(1..=3));
+    let mut bytes = fs::read(&path).unwrap();
+    let second = offsets[1] as usize;
+    let third = offsets[2] as usize;
+    bytes[second..third].fill(0);
+    fs::write(&path, &bytes).unwrap();
+    let (_, recovered) = open(&path);
+    assert_eq!(recovered.records, records(1..=1));
+    assert_eq!(
+        recovered.stop_reason,
+        Some(TailProblem::Hole {
+            offset: offsets[1],
+            data_at: offsets[2]
+        })
+    );
+    assert_eq!(recovered.truncated_bytes, (bytes.len() - second) as u64);
+    assert_eq!(fs::metadata(&path).unwrap().len(), offsets[1]);
 }
 
 #[test]
@@ -425,4 +464,226 @@ fn a_record_too_large_to_ship_is_refused_before_anything_is_written() {
     assert_eq!(wal.last_lsn(), Lsn(0));
     assert_eq!(fs::metadata(&path).unwrap().len(), WAL_HEADER_LEN);
     wal.append(&[record(1, 1)]).unwrap();
+}
+
+// The log as the node opens it: direct I/O, preallocated.
+
+fn open_default(path: &Path) -> (Wal, Recovered) {
+    open_with(path, WalOptions::default())
+}
+
+fn open_with(path: &Path, options: WalOptions) -> (Wal, Recovered) {
+    let opened = Wal::open_with(path, DB, options).unwrap_or_else(|e| panic!("open failed: {e}"));
+    if options.direct {
+        assert!(
+            opened.0.is_direct(),
+            "the file system of {} refuses direct I/O (O_DIRECT), so the direct path cannot be \
+             tested there (tmpfs does): point TMPDIR at a directory on a disk (ext4, xfs)",
+            path.display()
+        );
+    }
+    opened
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).unwrap().len()
+}
+
+#[test]
+fn the_default_log_keeps_records_in_memory_until_a_flush_writes_them_into_preallocated_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let (mut wal, _) = open_default(&path);
+    let allocated = file_len(&path);
+    assert!(allocated >= WAL_HEADER_LEN + DEFAULT_PREALLOCATE);
+    assert_eq!(allocated % BLOCK, 0, "the file ends on a block boundary");
+    wal.append(&records(1..=3)).unwrap();
+    assert!(
+        fs::read(&path).unwrap()[WAL_HEADER_LEN as usize..]
+            .iter()
+            .all(|b| *b == 0),
+        "an append alone writes nothing"
+    );
+    assert_eq!(wal.sync().unwrap(), Lsn(3));
+    assert_eq!(file_len(&path), allocated, "a flush does not grow the file");
+    drop(wal);
+
+    for options in [WalOptions::default(), WalOptions::plain()] {
+        let (wal, recovered) = open_with(&path, options);
+        assert_eq!(recovered.records, records(1..=3), "{options:?}");
+        assert_eq!(
+            (recovered.truncated_bytes, recovered.stop_reason),
+            (0, None)
+        );
+        assert_eq!((wal.last_lsn(), wal.durable_lsn()), (Lsn(3), Lsn(3)));
+    }
+    assert_eq!(file_len(&path), allocated, "reopening keeps the zeros");
+}
+
+/// Each flush writes whole blocks again from the block the previous one ended in: records
+/// already durable there must survive every rewrite, across block boundaries.
+#[test]
+fn flush_after_flush_rewrites_the_last_block_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let (mut wal, _) = open_default(&path);
+    let all = records(1..=120);
+    for (n, record) in all.iter().enumerate() {
+        wal.append(std::slice::from_ref(record)).unwrap();
+        if n % 3 != 1 {
+            assert_eq!(wal.sync().unwrap(), record.lsn);
+        }
+    }
+    wal.sync().unwrap();
+    assert!(
+        file_len(&path) > 2 * BLOCK,
+        "the records span several blocks"
+    );
+    drop(wal);
+    assert_eq!(open_default(&path).1.records, all);
+}
+
+/// Flush jobs prepared ahead and run on another handle (the node's flusher thread), in order,
+/// while the log goes on appending.
+#[test]
+fn prepared_flush_jobs_run_in_order_make_exactly_their_records_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let (mut wal, _) = open_default(&path);
+    let handle = wal.flush_handle().unwrap();
+    wal.append(&records(1..=40)).unwrap();
+    let first = wal.prepare_flush().unwrap().expect("something to flush");
+    wal.append(&records(41..=90)).unwrap();
+    let second = wal.prepare_flush().unwrap().expect("something to flush");
+    assert!(
+        wal.prepare_flush().unwrap().is_none(),
+        "nothing appended since"
+    );
+    assert_eq!((first.up_to(), second.up_to()), (Lsn(40), Lsn(90)));
+    first.run(&handle).unwrap();
+    wal.mark_durable(first.up_to());
+    assert_eq!(wal.durable_lsn(), Lsn(40));
+    // What the first job wrote is on disk, what the second holds is not yet.
+    assert_eq!(Wal::inspect(&path, DB).unwrap().records, records(1..=40));
+    second.run(&handle).unwrap();
+    wal.mark_durable(second.up_to());
+    assert_eq!(wal.durable_lsn(), Lsn(90));
+    drop(wal);
+    assert_eq!(open_default(&path).1.records, records(1..=90));
+}
+
+/// Appends that reach the end of the preallocated space get more zeros ahead, a chunk at a
+/// time; the file always ends on a block boundary.
+#[test]
+fn appends_past_the_preallocated_space_extend_it_by_a_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let options = WalOptions {
+        direct: true,
+        preallocate: BLOCK,
+    };
+    let (mut wal, _) = open_with(&path, options);
+    let mut lengths = vec![file_len(&path)];
+    let all = records(1..=200);
+    for chunk in all.chunks(10) {
+        wal.append(chunk).unwrap();
+        wal.sync().unwrap();
+        lengths.push(file_len(&path));
+    }
+    assert!(lengths.iter().all(|len| len % BLOCK == 0), "{lengths:?}");
+    assert!(lengths.windows(2).all(|w| w[0] <= w[1]), "{lengths:?}");
+    assert!(lengths.last() > lengths.first(), "{lengths:?}");
+    drop(wal);
+    assert_eq!(open_with(&path, options).1.records, all);
+}
+
+#[test]
+fn truncate_after_in_a_preallocated_log_cuts_durably_and_the_log_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let (mut wal, _) = open_default(&path);
+    wal.append(&records(1..=5)).unwrap();
+    wal.sync().unwrap();
+    wal.append(&[record(6, 1)]).unwrap(); // not flushed: truncation flushes it first
+    wal.truncate_after(Lsn(2)).unwrap();
+    assert_eq!((wal.last_lsn(), wal.durable_lsn()), (Lsn(2), Lsn(2)));
+    assert_eq!(file_len(&path) % BLOCK, 0, "preallocated again");
+    assert_eq!(Wal::inspect(&path, DB).unwrap().records, records(1..=2));
+    wal.append(&[record(3, 2)]).unwrap();
+    assert_eq!(wal.sync().unwrap(), Lsn(3));
+    drop(wal);
+
+    let (mut wal, recovered) = open_default(&path);
+    assert_eq!(
+        recovered.records,
+        [record(1, 1), record(2, 1), record(3, 2)]
+    );
+    wal.truncate_after(Lsn(0)).unwrap();
+    wal.append(&[record(1, 3)]).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    assert_eq!(open_default(&path).1.records, [record(1, 3)]);
+}
+
+/// A crash in the middle of the write of the last record in a preallocated file: the bytes it
+/// did not reach read as zeros, whatever their number. Recovery keeps the records before it
+/// and the log goes on.
+#[test]
+fn a_torn_last_record_in_preallocated_space_is_cut_off_and_the_log_stays_appendable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let all = records(1..=3);
+    let (mut wal, _) = open_default(&path);
+    wal.append(&all).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let whole = fs::read(&path).unwrap();
+    let last_len = {
+        let plain = dir.path().join("plain.wal");
+        let offsets = write_log(&plain, &all);
+        file_len(&plain) - offsets[2]
+    };
+    for torn in 1..=last_len {
+        fs::write(&path, &whole).unwrap();
+        assert_eq!(tear_last_record(&path, torn).unwrap(), Some(Lsn(3)));
+        let inspected = Wal::inspect(&path, DB).unwrap();
+        let (mut wal, recovered) = open_default(&path);
+        assert_eq!(recovered, inspected, "torn {torn}");
+        assert_eq!(recovered.records, all[..2], "torn {torn}");
+        assert_eq!(
+            recovered.stop_reason.is_some(),
+            torn < last_len,
+            "a record torn by {torn} of its {last_len} bytes: {recovered:?}"
+        );
+        wal.append(&all[2..]).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        assert_eq!(open_default(&path).1.records, all, "torn {torn}");
+    }
+}
+
+/// Without direct I/O (the fallback where the file system refuses it) the log is still
+/// preallocated, written through the page cache and flushed with fdatasync.
+#[test]
+fn buffered_writes_into_preallocated_space_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let options = WalOptions {
+        direct: false,
+        preallocate: DEFAULT_PREALLOCATE,
+    };
+    let (mut wal, _) = open_with(&path, options);
+    assert!(!wal.is_direct());
+    let allocated = file_len(&path);
+    wal.append(&records(1..=50)).unwrap();
+    assert_eq!(wal.sync().unwrap(), Lsn(50));
+    wal.truncate_after(Lsn(30)).unwrap();
+    wal.append(&[record(31, 2)]).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    assert_eq!(file_len(&path) % BLOCK, 0);
+    assert!(file_len(&path) >= allocated.min(WAL_HEADER_LEN + DEFAULT_PREALLOCATE));
+    let mut expected = records(1..=30);
+    expected.push(record(31, 2));
+    assert_eq!(open_default(&path).1.records, expected);
 }

@@ -160,6 +160,13 @@ fn the_wal_recover_seeds_recover_as_their_names_say() {
                     Some(TailProblem::Torn { .. })
                 ));
             }
+            ("hole.bin", Ok((_, recovered))) => {
+                assert_eq!(recovered.records.len(), 1);
+                assert!(matches!(
+                    recovered.stop_reason,
+                    Some(TailProblem::Hole { .. })
+                ));
+            }
             (_, Ok((_, recovered))) => {
                 assert_eq!(recovered.records.len(), 3, "{name}");
                 assert_eq!(recovered.stop_reason, None, "{name}");

@@ -15,7 +15,7 @@ pub use client::{ClientReplyJson, ClientRequestJson, DatabaseRef};
 pub use storage::{offline_observation, OfflineError};
 
 use crate::config::{endpoint_address, EndpointError, NodeConfig};
-use crate::wal::Wal;
+use crate::wal::{FlushJob, Wal};
 use crate::wire::{encode_frame, Frame};
 use hadr_core::{
     AdminCommand, AdminError, AdminOutcome, ClientOp, ClientReply, ClientRequest, ConnectionEvent,
@@ -298,7 +298,7 @@ struct State {
     /// Background fsyncs in flight, per database (see `after_input`).
     flushing: HashMap<DatabaseId, Flushing>,
     /// The flusher thread of each database, started on first use.
-    flushers: HashMap<DatabaseId, std::sync::mpsc::Sender<hadr_types::Lsn>>,
+    flushers: HashMap<DatabaseId, std::sync::mpsc::Sender<FlushJob>>,
     /// Appends performed since the last fsync decision: more than one means load.
     turn_appends: usize,
     /// Redo asked for and not yet reported, per database (the highest LSN).
@@ -1255,29 +1255,32 @@ impl State {
     fn start_flush(&mut self, database: DatabaseId) -> Result<(), NodeError> {
         self.sync_pending.remove(&database);
         let wal = self.wal(database)?;
-        let (up_to, durable) = (wal.last_lsn(), wal.durable_lsn());
-        if up_to <= durable {
+        let Some(job) = wal
+            .prepare_flush()
+            .map_err(|source| StorageError::Wal { database, source })?
+        else {
+            let durable = wal.durable_lsn();
             return self.report(hadr_core::StorageEvent::LogHardened {
                 database,
                 up_to: durable,
             });
-        }
+        };
         if !self.flushers.contains_key(&database) {
-            let file = self
+            let handle = self
                 .wal(database)?
-                .sync_handle()
+                .flush_handle()
                 .map_err(|source| StorageError::Wal { database, source })?;
             let events = self.events.clone();
-            let (tx, rx) = std::sync::mpsc::channel::<hadr_types::Lsn>();
+            let (tx, rx) = std::sync::mpsc::channel::<FlushJob>();
             std::thread::Builder::new()
                 .name(format!("flush-{}", database.0))
                 .spawn(move || {
-                    while let Ok(up_to) = rx.recv() {
-                        let result = file.sync_data().map_err(|e| e.to_string());
+                    while let Ok(job) = rx.recv() {
+                        let result = job.run(&handle).map_err(|e| e.to_string());
                         let failed = result.is_err();
                         let _ = events.send(Event::Flushed {
                             database,
-                            up_to,
+                            up_to: job.up_to(),
                             result,
                         });
                         if failed {
@@ -1291,7 +1294,7 @@ impl State {
         let sent = self
             .flushers
             .get(&database)
-            .is_some_and(|tx| tx.send(up_to).is_ok());
+            .is_some_and(|tx| tx.send(job).is_ok());
         if !sent {
             return Err(StorageError::Flush {
                 database,
