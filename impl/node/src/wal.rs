@@ -28,8 +28,13 @@
 //! reads zeros where a record would start as the end of the log). Records are kept in memory
 //! until the flush, which writes them with **direct, synchronous I/O** (`O_DIRECT | O_DSYNC`) in
 //! whole 4 KiB blocks, the partly filled last block written again by the next flush: one device
-//! write instead of a page-cache write and an `fdatasync`. Rewriting that block never endangers
-//! the records already in it (a torn write mixes old and new sectors whose bytes agree on them).
+//! write instead of a page-cache write and an `fdatasync`. Rewriting that block does not endanger
+//! the records already in it as long as the device writes each sector whole (a torn write then
+//! mixes old and new sectors whose bytes agree on those records), the same assumption as the
+//! writeback of a partly filled page. Direct and buffered I/O meet on one block, the one a
+//! truncation cuts (read, cut and zero-filled through the page cache): this relies on Linux
+//! dropping cached pages after each direct write (a failure to do so fails the next
+//! `fdatasync`, and the log then refuses all work). Direct I/O is used on Linux only.
 //! Where the file system refuses direct I/O (tmpfs), the log falls back to buffered writes and
 //! `fdatasync`; [`WalOptions::plain`] asks for exactly that, and for a file that grows with
 //! every append.
@@ -58,6 +63,11 @@ pub const RECORD_HEADER_LEN: u64 = 8;
 pub const MAX_RECORD_LEN: u32 = crate::wire::MAX_FRAME_BODY - 1024;
 /// The unit of direct I/O: offsets, lengths and buffers of direct writes are multiples of it.
 pub const BLOCK: u64 = 4096;
+/// The flags of the descriptor that flushes write through with direct I/O (Linux only).
+#[cfg(target_os = "linux")]
+const DIRECT_FLAGS: Option<i32> = Some(libc::O_DIRECT | libc::O_DSYNC);
+#[cfg(not(target_os = "linux"))]
+const DIRECT_FLAGS: Option<i32> = None;
 /// Bytes of zeros written ahead of the log's end by default ([`WalOptions::preallocate`]).
 pub const DEFAULT_PREALLOCATE: u64 = 1 << 20;
 
@@ -164,8 +174,9 @@ pub enum TailProblem {
 pub struct Recovered {
     /// The good records, LSNs consecutive from 1, all durable.
     pub records: Vec<LogRecord>,
-    /// Bytes discarded from the end of the file (0 when it ended cleanly: after the last record,
-    /// or in zeros, which are preallocated space and are kept).
+    /// Bytes discarded from the end of the file, up to the last byte that is not zero (0 when
+    /// it ended cleanly: after the last record, or in zeros, which are preallocated space and
+    /// are kept; zeros after a bad tail are cut with it but not counted).
     pub truncated_bytes: u64,
     /// Why recovery stopped before the end of the file, if it did.
     pub stop_reason: Option<TailProblem>,
@@ -220,6 +231,15 @@ pub enum WalError {
         /// The limit.
         limit: u32,
     },
+    /// A flush job prepared by [`Wal::prepare_flush`] has not been reported yet (a bug of the
+    /// caller: jobs run one at a time, and nothing else flushes or cuts the log meanwhile).
+    #[error("a flush of {} up to {up_to} is still running: report it with mark_durable before the next flush or truncation", path.display())]
+    FlushInFlight {
+        /// The file.
+        path: PathBuf,
+        /// The last record of the job.
+        up_to: Lsn,
+    },
     /// An earlier write, fsync or truncation of this file failed.
     #[error("an earlier write or fsync of {} failed and its contents on disk are unknown: reopen the log (restart the node) to recover", path.display())]
     Failed {
@@ -258,6 +278,8 @@ pub struct Wal {
     pending: Vec<u8>,
     pending_start: u64,
     durable: Lsn,
+    /// The last record of the flush job prepared and not reported yet.
+    in_flight: Option<Lsn>,
     /// Something was appended since the last flush job was prepared.
     dirty: bool,
     /// An I/O error left the file in an unknown state.
@@ -374,10 +396,7 @@ impl Wal {
 
         let scan = scan(&contents);
         let mut allocated = contents.len() as u64;
-        let truncated_bytes = match &scan.problem {
-            Some(_) => allocated - scan.end,
-            None => 0,
-        };
+        let truncated_bytes = discarded(&contents, &scan);
         if let Some(problem) = &scan.problem {
             tracing::warn!(
                 path = %path.display(),
@@ -409,6 +428,7 @@ impl Wal {
             pending: Vec::new(),
             pending_start: 0,
             durable: last,
+            in_flight: None,
             dirty: false,
             failed: false,
         };
@@ -437,9 +457,13 @@ impl Wal {
                 Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)
             )
         };
+        let Some(flags) = DIRECT_FLAGS else {
+            tracing::info!(path = %self.path.display(), "no direct I/O on this platform: the write-ahead log uses buffered writes and fdatasync");
+            return Ok(None);
+        };
         let direct = match OpenOptions::new()
             .write(true)
-            .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+            .custom_flags(flags)
             .open(&self.path)
         {
             Ok(file) => file,
@@ -481,12 +505,10 @@ impl Wal {
         };
         check_header(path, &contents, database)?;
         let scan = scan(&contents);
+        let truncated_bytes = discarded(&contents, &scan);
         Ok(Recovered {
             records: scan.records,
-            truncated_bytes: match scan.problem {
-                Some(_) => contents.len() as u64 - scan.end,
-                None => 0,
-            },
+            truncated_bytes,
             stop_reason: scan.problem,
         })
     }
@@ -548,6 +570,7 @@ impl Wal {
     /// returns the last durable LSN. Returns at once, without a system call, when nothing was
     /// appended since the last flush.
     pub fn sync(&mut self) -> Result<Lsn, WalError> {
+        self.check_idle()?;
         if let Some(job) = self.prepare_flush()? {
             let handle = self.direct.as_ref().unwrap_or(&self.file);
             let result = match &job.write {
@@ -555,7 +578,7 @@ impl Wal {
                 None => handle.sync_data(),
             };
             if let Err(source) = result {
-                return Err(self.fail("fsync", source));
+                return Err(self.flush_failed(source));
             }
             self.mark_durable(job.up_to);
         }
@@ -563,14 +586,16 @@ impl Wal {
     }
 
     /// The flush of everything appended so far, to run elsewhere (a flusher thread) while this
-    /// log goes on appending; `None` when nothing was appended since the last job. Run the
-    /// jobs of a log one at a time, in order, and report each with [`Wal::mark_durable`].
+    /// log goes on appending; `None` when nothing was appended since the last job. One job at a
+    /// time: report it with [`Wal::mark_durable`] (or [`Wal::flush_failed`]) before the next
+    /// flush, job or truncation, which are refused with [`WalError::FlushInFlight`] until then.
     pub fn prepare_flush(&mut self) -> Result<Option<FlushJob>, WalError> {
-        self.check_usable()?;
+        self.check_idle()?;
         if !self.dirty {
             return Ok(None);
         }
         self.dirty = false;
+        self.in_flight = Some(self.last_lsn());
         let write = if self.direct.is_some() {
             let len = align_up(self.pending.len() as u64) as usize;
             let mut write = aligned(len);
@@ -602,11 +627,22 @@ impl Wal {
             .map_err(io_error(&self.path, "duplicate"))
     }
 
-    /// Records that a [`FlushJob`] up to `lsn` finished: everything up to `lsn` is durable.
+    /// Records that the [`FlushJob`] up to `lsn` finished: everything up to `lsn` is durable.
     pub fn mark_durable(&mut self, lsn: Lsn) {
+        if self.in_flight.is_some_and(|up_to| lsn >= up_to) {
+            self.in_flight = None;
+        }
         if lsn > self.durable && lsn <= self.last_lsn() {
             self.durable = lsn;
         }
+    }
+
+    /// Records that the [`FlushJob`] in flight failed with `source`: what it held is lost from
+    /// memory and its state on disk unknown, so the log refuses all further work (reopen it).
+    /// Returns the error to report.
+    pub fn flush_failed(&mut self, source: io::Error) -> WalError {
+        self.in_flight = None;
+        self.fail("flush", source)
     }
 
     /// Durably discards every record after `lsn` (reverting to a fork point, R-FAIL-4/6).
@@ -615,7 +651,7 @@ impl Wal {
     /// and all of it is durable (what was appended before is flushed first; the file is cut
     /// and synced, then preallocated again). No [`FlushJob`] of this log may be running.
     pub fn truncate_after(&mut self, lsn: Lsn) -> Result<(), WalError> {
-        self.check_usable()?;
+        self.check_idle()?;
         let keep = match usize::try_from(lsn.0) {
             Ok(keep) if keep < self.index.len() => keep,
             _ => return Ok(()),
@@ -699,6 +735,18 @@ impl Wal {
         self.index.last().map_or(Epoch::NONE, |entry| entry.epoch)
     }
 
+    /// Usable, and no flush job in flight.
+    fn check_idle(&self) -> Result<(), WalError> {
+        self.check_usable()?;
+        match self.in_flight {
+            Some(up_to) => Err(WalError::FlushInFlight {
+                path: self.path.clone(),
+                up_to,
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn check_usable(&self) -> Result<(), WalError> {
         if self.failed {
             return Err(WalError::Failed {
@@ -737,6 +785,12 @@ fn io_error(path: &Path, operation: &'static str) -> impl FnOnce(io::Error) -> W
 /// keeps its length. Returns the LSN of the record torn; `None` (and nothing changed) when the
 /// log has no record.
 pub fn tear_last_record(path: &Path, bytes: u64) -> io::Result<Option<Lsn>> {
+    if bytes == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "tearing 0 bytes off a record tears nothing",
+        ));
+    }
     let contents = fs::read(path)?;
     if contents.len() < WAL_HEADER_LEN as usize || contents[..8] != WAL_MAGIC {
         return Err(io::Error::new(
@@ -822,6 +876,17 @@ struct Scan {
     index: Vec<IndexEntry>,
     end: u64,
     problem: Option<TailProblem>,
+}
+
+/// Bytes of a bad tail that recovery discards, up to its last byte that is not zero.
+fn discarded(contents: &[u8], scan: &Scan) -> u64 {
+    if scan.problem.is_none() {
+        return 0;
+    }
+    let tail = &contents[scan.end as usize..];
+    tail.iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |last| last as u64 + 1)
 }
 
 /// Reads records after the header up to the end of `contents` or the first bad record.

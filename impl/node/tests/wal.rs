@@ -68,6 +68,14 @@ fn write_log(path: &Path, records: &[LogRecord]) -> Vec<u64> {
     offsets
 }
 
+/// The bytes of a discarded tail that recovery counts: up to the last one that is not zero
+/// (zeros could be preallocated space).
+fn counted(tail: &[u8]) -> u64 {
+    tail.iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |last| last as u64 + 1)
+}
+
 #[test]
 fn a_new_log_is_created_empty_with_its_header() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,7 +156,11 @@ fn a_torn_last_record_is_cut_off_at_every_byte_and_the_log_stays_appendable() {
         fs::write(&path, &whole[..cut]).unwrap();
         let (mut wal, recovered) = open(&path);
         assert_eq!(recovered.records, all[..2], "cut at byte {cut}");
-        assert_eq!(recovered.truncated_bytes, (cut - last_start) as u64);
+        assert_eq!(
+            recovered.truncated_bytes,
+            counted(&whole[last_start..cut]),
+            "cut at byte {cut}"
+        );
         if cut == last_start {
             assert_eq!(recovered.stop_reason, None);
         } else {
@@ -198,7 +210,7 @@ fn inspect_reports_what_recovery_would_keep_without_touching_the_file() {
     assert_eq!(inspected.records, all[..2]);
     assert_eq!(
         inspected.truncated_bytes,
-        torn.len() as u64 - offsets[2],
+        counted(&torn[offsets[2] as usize..]),
         "the torn tail is reported"
     );
     assert!(matches!(
@@ -543,33 +555,62 @@ fn flush_after_flush_rewrites_the_last_block_and_loses_nothing() {
     assert_eq!(open_default(&path).1.records, all);
 }
 
-/// Flush jobs prepared ahead and run on another handle (the node's flusher thread), in order,
-/// while the log goes on appending.
+/// A flush job run on another handle (the node's flusher thread) while the log goes on
+/// appending: it makes exactly its records durable, and nothing else flushes or cuts the log
+/// until it is reported.
 #[test]
-fn prepared_flush_jobs_run_in_order_make_exactly_their_records_durable() {
+fn a_flush_job_makes_exactly_its_records_durable_and_is_the_only_flush_until_reported() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_path(&dir);
     let (mut wal, _) = open_default(&path);
     let handle = wal.flush_handle().unwrap();
     wal.append(&records(1..=40)).unwrap();
     let first = wal.prepare_flush().unwrap().expect("something to flush");
+    assert_eq!(first.up_to(), Lsn(40));
     wal.append(&records(41..=90)).unwrap();
-    let second = wal.prepare_flush().unwrap().expect("something to flush");
+    for refused in [
+        wal.prepare_flush().map(|_| ()),
+        wal.sync().map(|_| ()),
+        wal.truncate_after(Lsn(10)),
+    ] {
+        assert!(
+            matches!(refused, Err(WalError::FlushInFlight { up_to, .. }) if up_to == Lsn(40)),
+            "{refused:?}"
+        );
+    }
+    first.run(&handle).unwrap();
+    assert_eq!(Wal::inspect(&path, DB).unwrap().records, records(1..=40));
+    wal.mark_durable(first.up_to());
+    assert_eq!(wal.durable_lsn(), Lsn(40));
+    let second = wal.prepare_flush().unwrap().expect("41..=90 to flush");
+    assert_eq!(second.up_to(), Lsn(90));
+    second.run(&handle).unwrap();
+    wal.mark_durable(second.up_to());
+    assert_eq!(wal.durable_lsn(), Lsn(90));
     assert!(
         wal.prepare_flush().unwrap().is_none(),
         "nothing appended since"
     );
-    assert_eq!((first.up_to(), second.up_to()), (Lsn(40), Lsn(90)));
-    first.run(&handle).unwrap();
-    wal.mark_durable(first.up_to());
-    assert_eq!(wal.durable_lsn(), Lsn(40));
-    // What the first job wrote is on disk, what the second holds is not yet.
-    assert_eq!(Wal::inspect(&path, DB).unwrap().records, records(1..=40));
-    second.run(&handle).unwrap();
-    wal.mark_durable(second.up_to());
-    assert_eq!(wal.durable_lsn(), Lsn(90));
     drop(wal);
     assert_eq!(open_default(&path).1.records, records(1..=90));
+}
+
+/// A job that fails leaves the log unusable: what it held is not on disk.
+#[test]
+fn a_failed_flush_job_makes_the_log_refuse_all_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = open_default(&wal_path(&dir));
+    wal.append(&records(1..=2)).unwrap();
+    let job = wal.prepare_flush().unwrap().unwrap();
+    drop(job);
+    let error = wal.flush_failed(std::io::Error::other("disk gone"));
+    assert!(error.to_string().contains("disk gone"), "{error}");
+    assert!(matches!(
+        wal.append(&records(3..=3)),
+        Err(WalError::Failed { .. })
+    ));
+    assert!(matches!(wal.sync(), Err(WalError::Failed { .. })));
+    assert_eq!(wal.durable_lsn(), Lsn(0));
 }
 
 /// Appends that reach the end of the preallocated space get more zeros ahead, a chunk at a
@@ -643,6 +684,10 @@ fn a_torn_last_record_in_preallocated_space_is_cut_off_and_the_log_stays_appenda
         let offsets = write_log(&plain, &all);
         file_len(&plain) - offsets[2]
     };
+    assert!(
+        tear_last_record(&path, 0).is_err(),
+        "tearing nothing is refused"
+    );
     for torn in 1..=last_len {
         fs::write(&path, &whole).unwrap();
         assert_eq!(tear_last_record(&path, torn).unwrap(), Some(Lsn(3)));
@@ -650,6 +695,10 @@ fn a_torn_last_record_in_preallocated_space_is_cut_off_and_the_log_stays_appenda
         let (mut wal, recovered) = open_default(&path);
         assert_eq!(recovered, inspected, "torn {torn}");
         assert_eq!(recovered.records, all[..2], "torn {torn}");
+        assert!(
+            recovered.truncated_bytes < last_len,
+            "only what is left of the record counts, not the zeros after it: {recovered:?}"
+        );
         assert_eq!(
             recovered.stop_reason.is_some(),
             torn < last_len,

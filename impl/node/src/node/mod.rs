@@ -214,7 +214,7 @@ pub(crate) enum Event {
     Flushed {
         database: DatabaseId,
         up_to: hadr_types::Lsn,
-        result: Result<(), String>,
+        result: std::io::Result<()>,
     },
     Status {
         reply: oneshot::Sender<Option<(ReplicaStatus, ReplicaObservation)>>,
@@ -669,8 +669,9 @@ impl State {
                 up_to,
                 result,
             } => {
-                if let Err(message) = result {
-                    return Err(StorageError::Flush { database, message }.into());
+                if let Err(error) = result {
+                    let source = self.wal(database)?.flush_failed(error);
+                    return Err(StorageError::Wal { database, source }.into());
                 }
                 let deferred = self
                     .flushing
@@ -1276,7 +1277,7 @@ impl State {
                 .name(format!("flush-{}", database.0))
                 .spawn(move || {
                     while let Ok(job) = rx.recv() {
-                        let result = job.run(&handle).map_err(|e| e.to_string());
+                        let result = job.run(&handle);
                         let failed = result.is_err();
                         let _ = events.send(Event::Flushed {
                             database,
@@ -1296,11 +1297,7 @@ impl State {
             .get(&database)
             .is_some_and(|tx| tx.send(job).is_ok());
         if !sent {
-            return Err(StorageError::Flush {
-                database,
-                message: "the flusher thread is gone".to_owned(),
-            }
-            .into());
+            return Err(StorageError::FlusherGone { database }.into());
         }
         self.flushing.insert(
             database,

@@ -44,13 +44,12 @@ pub enum StorageError {
         /// What the decoder said.
         message: String,
     },
-    /// A background fsync of a write-ahead log failed.
-    #[error("fsync of the write-ahead log of {database} failed: {message}")]
-    Flush {
+    /// The flusher thread of a write-ahead log is gone (it stopped after a failed flush, or
+    /// panicked): the node cannot make that log durable any more.
+    #[error("the flusher thread of the write-ahead log of {database} is gone: restart the node")]
+    FlusherGone {
         /// The database.
         database: DatabaseId,
-        /// The system's error.
-        message: String,
     },
     /// A flusher thread could not be started.
     #[error("cannot start a flusher thread: {source}")]
