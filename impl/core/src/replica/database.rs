@@ -125,8 +125,12 @@ impl Progress {
 #[derive(Clone, Debug)]
 pub(crate) struct Database {
     pub id: DatabaseId,
-    /// The log; `log[i]` has LSN `i + 1`.
-    pub log: Vec<LogRecord>,
+    /// The log; `log[i]` has LSN `i + 1`. Changed only through [`Database::append`] and
+    /// [`Database::truncate`], which keep `txns_in_log` in step.
+    log: Vec<LogRecord>,
+    /// How many records of `log` each transaction id has (normally one): whether an id is in
+    /// the log without a scan of the log on every `Begin`.
+    txns_in_log: BTreeMap<TxnId, u32>,
     /// Written to the log file (reported, informational).
     pub written: Lsn,
     /// Durable: the shell reported an fsync covering it.
@@ -171,7 +175,8 @@ impl Database {
         let end = Lsn(log.len() as u64);
         let mut db = Database {
             id,
-            log,
+            log: Vec::new(),
+            txns_in_log: BTreeMap::new(),
             written: end,
             hardened: end,
             redone: Lsn(0),
@@ -191,8 +196,27 @@ impl Database {
             acknowledged: Lsn(0),
             hardened_acked: BTreeMap::new(),
         };
+        db.append(log);
         db.apply_redo(end);
         db
+    }
+
+    /// The log; `log()[i]` has LSN `i + 1`.
+    pub fn log(&self) -> &[LogRecord] {
+        &self.log
+    }
+
+    /// Adds records at the end of the log (the caller checked that they continue it).
+    pub fn append(&mut self, records: impl IntoIterator<Item = LogRecord>) {
+        for record in records {
+            *self.txns_in_log.entry(record.txn).or_default() += 1;
+            self.log.push(record);
+        }
+    }
+
+    /// Whether a record of transaction `txn` is in the log.
+    pub fn has_txn(&self, txn: TxnId) -> bool {
+        self.txns_in_log.contains_key(&txn)
     }
 
     pub fn end(&self) -> Lsn {
@@ -237,7 +261,15 @@ impl Database {
     /// the `RevertLog` that makes the shell do the same.
     pub fn truncate(&mut self, to: Lsn) {
         self.truncations.push_back(to);
-        self.log.truncate(to.0 as usize);
+        let keep = (to.0 as usize).min(self.log.len());
+        for record in self.log.drain(keep..) {
+            if let Some(count) = self.txns_in_log.get_mut(&record.txn) {
+                *count -= 1;
+                if *count == 0 {
+                    self.txns_in_log.remove(&record.txn);
+                }
+            }
+        }
         self.written = self.written.min(to);
         self.hardened = self.hardened.min(to);
         self.fsync_requested = self.fsync_requested.min(to);
@@ -278,5 +310,39 @@ impl Database {
             None if data_usable => self.read_redone(key),
             None => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(lsn: u64, txn: u32) -> LogRecord {
+        LogRecord {
+            lsn: Lsn(lsn),
+            epoch: Epoch::NONE,
+            txn: TxnId(txn),
+            writes: vec![],
+        }
+    }
+
+    /// The index of transaction ids follows the log through appends and truncations, an id
+    /// that appears twice included.
+    #[test]
+    fn the_transaction_index_follows_appends_and_truncations() {
+        let mut db = Database::new(DatabaseId(0), vec![record(1, 10), record(2, 20)], &[]);
+        assert!(db.has_txn(TxnId(10)) && db.has_txn(TxnId(20)));
+        db.append([record(3, 30), record(4, 10)]);
+        assert!(db.has_txn(TxnId(30)));
+        db.truncate(Lsn(3));
+        assert!(db.has_txn(TxnId(10)), "still at LSN 1");
+        assert!(db.has_txn(TxnId(30)));
+        db.truncate(Lsn(1));
+        assert!(db.has_txn(TxnId(10)));
+        assert!(!db.has_txn(TxnId(20)) && !db.has_txn(TxnId(30)));
+        db.truncate(Lsn(0));
+        assert!(!db.has_txn(TxnId(10)));
+        assert_eq!(db.log(), []);
+        assert!(db.txns_in_log.is_empty());
     }
 }

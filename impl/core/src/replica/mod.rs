@@ -652,7 +652,7 @@ impl Replica {
         self.core
             .as_ref()
             .and_then(|c| c.dbs.get(usize::from(database.0)))
-            .map(|db| db.log.as_slice())
+            .map(|db| db.log())
     }
 
     /// The durable metadata as of now (what the last `PersistState` carried).

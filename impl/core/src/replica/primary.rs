@@ -85,8 +85,7 @@ impl Core {
             return Some(ClientReply::Refused(error));
         }
         let used = |core: &Core, txn: TxnId| {
-            core.outcomes.contains_key(&(database, txn))
-                || core.dbs[index].log.iter().any(|r| r.txn == txn)
+            core.outcomes.contains_key(&(database, txn)) || core.dbs[index].has_txn(txn)
         };
         Some(match request.op {
             ClientOp::Read { .. } => unreachable!("answered above"),
@@ -254,7 +253,7 @@ impl Core {
             txn,
             writes,
         };
-        db.log.push(record.clone());
+        db.append([record.clone()]);
         db.pending.push_back(PendingCommit { request, txn, lsn });
         db.fsync_requested = lsn;
         out.push_back(Output::AppendLog {
@@ -287,16 +286,19 @@ impl Core {
             return;
         }
         let end = db.end();
-        let Some(progress) = db.secondaries.get_mut(&peer) else {
+        let Some(mut last_sent) = db
+            .secondaries
+            .get(&peer)
+            .filter(|progress| progress.is_moving())
+            .map(|progress| progress.last_sent)
+        else {
             return;
         };
-        if !progress.is_moving() {
-            return;
-        }
-        while progress.last_sent < end {
-            let first = progress.last_sent.0 + 1;
-            let last = end.0.min(progress.last_sent.0 + max);
-            let records = db.log[(first - 1) as usize..last as usize].to_vec();
+        let shipped = last_sent;
+        while last_sent < end {
+            let first = last_sent.0 + 1;
+            let last = end.0.min(last_sent.0 + max);
+            let records = db.log()[(first - 1) as usize..last as usize].to_vec();
             send(
                 out,
                 &self.peers,
@@ -308,7 +310,12 @@ impl Core {
                     records,
                 }),
             );
-            progress.last_sent = Lsn(last);
+            last_sent = Lsn(last);
+        }
+        if last_sent != shipped {
+            if let Some(progress) = db.secondaries.get_mut(&peer) {
+                progress.last_sent = last_sent;
+            }
         }
     }
 

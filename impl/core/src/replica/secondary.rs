@@ -182,7 +182,7 @@ impl Core {
         }
         let overlap = (end.0 + 1 - first.0) as usize;
         for record in block.records.iter().take(overlap) {
-            if db.log[(record.lsn.0 - 1) as usize] != *record {
+            if db.log()[(record.lsn.0 - 1) as usize] != *record {
                 ignored(
                     out,
                     source,
@@ -211,7 +211,7 @@ impl Core {
             return;
         }
         let database = db.id;
-        db.log.extend(new.iter().cloned());
+        db.append(new.iter().cloned());
         db.gap_reported = None;
         db.accepted_epoch = db.accepted_epoch.max(epoch);
         let up_to = db.end();

@@ -140,7 +140,7 @@ impl Core {
                 );
             }
             let mut previous = Epoch::NONE;
-            for (i, record) in db.log.iter().enumerate() {
+            for (i, record) in db.log().iter().enumerate() {
                 if record.lsn != Lsn(i as u64 + 1)
                     || record.epoch < previous
                     || record.epoch.term > self.max_term
