@@ -35,9 +35,9 @@
 //! truncation cuts (read, cut and zero-filled through the page cache): this relies on Linux
 //! dropping cached pages after each direct write (a failure to do so fails the next
 //! `fdatasync`, and the log then refuses all work). Direct I/O is used on Linux only.
-//! Where the file system refuses direct I/O (tmpfs), the log falls back to buffered writes and
-//! `fdatasync`; [`WalOptions::plain`] asks for exactly that, and for a file that grows with
-//! every append.
+//! Where the file system refuses direct I/O (tmpfs before Linux 6.6, some network and FUSE file
+//! systems), the log falls back to buffered writes and `fdatasync`; [`WalOptions::plain`] asks
+//! for exactly that, and for a file that grows with every append.
 //!
 //! After any I/O error while writing, syncing or truncating, the file's state on disk is
 //! unknown (a failed `fsync` may have dropped dirty pages), so the [`Wal`] refuses all further

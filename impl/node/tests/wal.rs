@@ -490,7 +490,7 @@ fn open_with(path: &Path, options: WalOptions) -> (Wal, Recovered) {
         assert!(
             opened.0.is_direct(),
             "the file system of {} refuses direct I/O (O_DIRECT), so the direct path cannot be \
-             tested there (tmpfs does): point TMPDIR at a directory on a disk (ext4, xfs)",
+             tested there (tmpfs did before Linux 6.6): point TMPDIR at a directory on a disk (ext4, xfs)",
             path.display()
         );
     }
