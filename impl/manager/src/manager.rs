@@ -305,6 +305,10 @@ pub struct EtcdManager {
 /// promoted first (R-FAIL-2).
 pub const RESTORE_AFTER_MS: u64 = 3_000;
 
+/// How long a planned promotion waits for the lease of the primary that granted the failover
+/// to be released, before it is refused because a primary holds the lease.
+pub const PLANNED_HANDOVER_WAIT_MS: u64 = 1_000;
+
 impl Drop for EtcdManager {
     /// Stops renewing without revoking (like a crash): the lease runs out by itself.
     fn drop(&mut self) {
@@ -579,7 +583,19 @@ impl EtcdManager {
         kind: PromotionKind,
     ) -> Result<Option<ManagerEvent>, ManagerError> {
         let me = self.config.replica;
-        let snapshot = self.snapshot().await?;
+        let mut snapshot = self.snapshot().await?;
+        if kind == PromotionKind::Planned {
+            // R-FAIL-3: the primary granted this failover and stepped down; its shell releases
+            // its lease on another thread, which may reach etcd after this request. Wait a
+            // little for that release rather than refuse a handover both sides agreed on.
+            let until = self.clock.now_ms() + PLANNED_HANDOVER_WAIT_MS;
+            while snapshot.leader.is_some_and(|leader| leader.replica != me)
+                && self.clock.now_ms() < until
+            {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                snapshot = self.snapshot().await?;
+            }
+        }
         let mut kind = kind;
         if let Some(leader) = snapshot.leader {
             self.set_restore_candidate(None);
