@@ -78,10 +78,11 @@ fn check_stream(mut rest: &[u8]) {
 /// Recovers a WAL file made of arbitrary bytes.
 ///
 /// The file is `data` itself when it starts with the WAL magic, otherwise a valid header for
-/// database 3 followed by `data`. Opening it (buffered, not preallocated: [`WalOptions::plain`]) must either refuse the header (only possible when
-/// `data` supplied it) or recover records with consecutive LSNs from 1, cut the file to a
-/// prefix of what it held, and leave it in a state that reopens to the same records without
-/// any further cut and accepts the next record.
+/// database 3 followed by `data`. Opening it (buffered, not preallocated:
+/// [`WalOptions::plain`]) must either refuse the header (only possible when `data` supplied it)
+/// or recover records with consecutive LSNs from 1, cut the file to a prefix of what it held,
+/// and leave it in a state that reopens to the same records without any further cut and
+/// accepts the next record.
 pub fn wal_recover(data: &[u8]) {
     let database = DatabaseId(3);
     let contents = if data.starts_with(&WAL_MAGIC) {

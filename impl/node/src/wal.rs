@@ -315,14 +315,22 @@ impl FlushJob {
     /// Performs the flush: one direct write of whole blocks, or one `fdatasync`. When it
     /// returns `Ok`, every record up to [`FlushJob::up_to`] is durable.
     pub fn run(&self, handle: &FlushHandle) -> io::Result<()> {
+        self.run_on(&handle.0)
+    }
+
+    fn run_on(&self, file: &File) -> io::Result<()> {
         match &self.write {
-            Some(write) => write.run_on(&handle.0),
-            None => handle.0.sync_data(),
+            Some(write) => write.run_on(file),
+            None => file.sync_data(),
         }
     }
 }
 
 impl BlockWrite {
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + self.len]
+    }
+
     fn run_on(&self, file: &File) -> io::Result<()> {
         file.write_all_at(
             &self.storage[self.start..self.start + self.len],
@@ -475,7 +483,7 @@ impl Wal {
         };
         let mut first = aligned(BLOCK as usize);
         self.file
-            .read_exact_at(&mut first.storage[first.start..first.start + first.len], 0)
+            .read_exact_at(first.bytes_mut(), 0)
             .map_err(io_error(&self.path, "read"))?;
         match first.run_on(&direct) {
             Ok(()) => Ok(Some(direct)),
@@ -570,14 +578,8 @@ impl Wal {
     /// returns the last durable LSN. Returns at once, without a system call, when nothing was
     /// appended since the last flush.
     pub fn sync(&mut self) -> Result<Lsn, WalError> {
-        self.check_idle()?;
         if let Some(job) = self.prepare_flush()? {
-            let handle = self.direct.as_ref().unwrap_or(&self.file);
-            let result = match &job.write {
-                Some(write) => write.run_on(handle),
-                None => handle.sync_data(),
-            };
-            if let Err(source) = result {
+            if let Err(source) = job.run_on(self.flush_file()) {
                 return Err(self.flush_failed(source));
             }
             self.mark_durable(job.up_to);
@@ -600,8 +602,7 @@ impl Wal {
             let len = align_up(self.pending.len() as u64) as usize;
             let mut write = aligned(len);
             write.offset = self.pending_start;
-            write.storage[write.start..write.start + self.pending.len()]
-                .copy_from_slice(&self.pending);
+            write.bytes_mut()[..self.pending.len()].copy_from_slice(&self.pending);
             // The next job starts at the block this one ends in.
             let next_start = align_down(self.end);
             self.pending
@@ -619,12 +620,15 @@ impl Wal {
 
     /// A handle to run this log's [`FlushJob`]s through (a duplicate descriptor).
     pub fn flush_handle(&self) -> Result<FlushHandle, WalError> {
-        self.direct
-            .as_ref()
-            .unwrap_or(&self.file)
+        self.flush_file()
             .try_clone()
             .map(FlushHandle)
             .map_err(io_error(&self.path, "duplicate"))
+    }
+
+    /// The descriptor flushes go through: the direct one, or the buffered file.
+    fn flush_file(&self) -> &File {
+        self.direct.as_ref().unwrap_or(&self.file)
     }
 
     /// Records that the [`FlushJob`] up to `lsn` finished: everything up to `lsn` is durable.

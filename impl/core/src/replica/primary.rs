@@ -294,7 +294,6 @@ impl Core {
         else {
             return;
         };
-        let shipped = last_sent;
         while last_sent < end {
             let first = last_sent.0 + 1;
             let last = end.0.min(last_sent.0 + max);
@@ -312,10 +311,8 @@ impl Core {
             );
             last_sent = Lsn(last);
         }
-        if last_sent != shipped {
-            if let Some(progress) = db.secondaries.get_mut(&peer) {
-                progress.last_sent = last_sent;
-            }
+        if let Some(progress) = db.secondaries.get_mut(&peer) {
+            progress.last_sent = last_sent;
         }
     }
 
