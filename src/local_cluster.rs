@@ -466,6 +466,25 @@ impl LocalCluster {
         self.children[i].is_some()
     }
 
+    /// The lines of every replica's log that contain one of `needles`, each prefixed with its
+    /// replica's name: for a failing test's message (what each replica did, in its own words).
+    pub fn log_lines(&self, needles: &[&str]) -> String {
+        let mut lines = String::new();
+        for spec in &self.replicas {
+            let text = std::fs::read_to_string(&spec.log).unwrap_or_default();
+            for line in text
+                .lines()
+                .filter(|l| needles.iter().any(|n| l.contains(n)))
+            {
+                lines.push_str(&spec.name);
+                lines.push_str(": ");
+                lines.push_str(line);
+                lines.push('\n');
+            }
+        }
+        lines
+    }
+
     /// The node.toml of replica `i`.
     pub fn node_toml(&self, i: usize) -> PathBuf {
         let spec = &self.replicas[i];

@@ -688,7 +688,11 @@ mod etcd {
             .post_json("/ag/failover", &json!({}))
             .await
             .unwrap();
-        assert!(answer.ok(), "planned failover back to R0: {answer:?}");
+        assert!(
+            answer.ok(),
+            "planned failover back to R0: {answer:?}\n{}",
+            c.log_lines(&["promot", "lease", "failover"])
+        );
         role_is(c, 0, "PRIMARY").await;
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         role_is(c, 0, "PRIMARY").await;
