@@ -254,6 +254,14 @@ pub enum ManagerRequest {
     },
     /// I stopped being primary: release my lease so that another may be promoted.
     ReleaseLease,
+    /// I granted a planned failover to `to` and stepped down (R-FAIL-3): reserve the next
+    /// promotion for `to`, then release my lease. The reservation keeps the other replicas'
+    /// automatic failover (R-FAIL-2) from taking the lease the target was handed; it lasts one
+    /// lease TTL, so a target that never asks does not block failover for longer.
+    HandOver {
+        /// The target of the planned failover.
+        to: ReplicaId,
+    },
     /// Store which secondaries are SYNCHRONIZED and which are automatic-failover candidates
     /// (R-FAIL-2), then answer with
     /// [`ManagerEvent::SyncStatePublished`](crate::ManagerEvent::SyncStatePublished).

@@ -952,7 +952,7 @@ impl Cluster {
                     self.manager_inbox.push_back((r, event));
                 }
             }
-            ManagerRequest::ReleaseLease => {}
+            ManagerRequest::ReleaseLease | ManagerRequest::HandOver { .. } => {}
             ManagerRequest::PublishSyncState(publication) => {
                 self.manager
                     .unconfirmed

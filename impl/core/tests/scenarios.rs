@@ -283,10 +283,13 @@ fn r_fail_3_planned_failover_completes_without_data_loss() {
             hadr_core::IndefiniteCause::RoleChanged
         ))
     );
-    assert!(c
-        .node(R0)
-        .manager_requests
-        .contains(&hadr_core::ManagerRequest::ReleaseLease));
+    assert!(
+        c.node(R0)
+            .manager_requests
+            .contains(&hadr_core::ManagerRequest::HandOver { to: R1 }),
+        "the old primary hands its lease over to the target: {:?}",
+        c.node(R0).manager_requests
+    );
     c.node_mut(R0).hold_storage = false;
     c.run();
 

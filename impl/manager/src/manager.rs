@@ -169,6 +169,17 @@ pub struct LeaderInfo {
     pub lease: i64,
 }
 
+/// The value of the `handover` key: a primary granted a planned failover to `to` (R-FAIL-3)
+/// and released its lease; until `to` is promoted, or the key's lease (one TTL) runs out, no
+/// automatic failover may take the lease (R-FAIL-2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handover {
+    /// The primary that granted the failover.
+    pub from: ReplicaId,
+    /// The target it granted it to.
+    pub to: ReplicaId,
+}
+
 /// One observation of the `leader` key by [`EtcdManager::watch_leader`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeaderObservation {
@@ -253,6 +264,8 @@ struct Keys {
     config: String,
     /// The last replica promoted (no lease: it outlives the primary's lease).
     primary: String,
+    /// A planned failover's reservation of the next promotion ([`Handover`], on its own lease).
+    handover: String,
 }
 
 impl Keys {
@@ -266,6 +279,7 @@ impl Keys {
             failovers: format!("{prefix}failovers"),
             config: format!("{prefix}config"),
             primary: format!("{prefix}primary"),
+            handover: format!("{prefix}handover"),
             prefix,
         }
     }
@@ -373,6 +387,9 @@ struct Snapshot {
     /// Wall-clock times (ms since the Unix epoch) of the automatic failovers on record.
     failovers: Vec<u64>,
     failovers_rev: i64,
+    /// A planned failover in progress, and the key's revision (0: none).
+    handover: Option<Handover>,
+    handover_rev: i64,
 }
 
 impl EtcdManager {
@@ -445,6 +462,17 @@ impl EtcdManager {
                 }
             }
             ManagerRequest::ReleaseLease => {
+                if let Err(error) = self.release_lease().await {
+                    tracing::warn!(%error, "could not revoke the lease; it expires by itself");
+                }
+                Vec::new()
+            }
+            ManagerRequest::HandOver { to } => {
+                if let Err(error) = self.reserve_handover(to).await {
+                    // The release still goes ahead: the target then races any automatic
+                    // failover, as without a reservation.
+                    tracing::warn!(%error, to = to.0, "could not reserve the promotion for the planned failover's target");
+                }
                 if let Err(error) = self.release_lease().await {
                     tracing::warn!(%error, "could not revoke the lease; it expires by itself");
                 }
@@ -550,6 +578,8 @@ impl EtcdManager {
             sync_rev: 0,
             failovers: Vec::new(),
             failovers_rev: 0,
+            handover: None,
+            handover_rev: 0,
         };
         for kv in answer.kvs() {
             let key = kv.key();
@@ -571,6 +601,9 @@ impl EtcdManager {
             } else if key == self.keys.failovers.as_bytes() {
                 snapshot.failovers = parse_json(&self.keys.failovers, kv)?;
                 snapshot.failovers_rev = kv.mod_revision();
+            } else if key == self.keys.handover.as_bytes() {
+                snapshot.handover = Some(parse_json(&self.keys.handover, kv)?);
+                snapshot.handover_rev = kv.mod_revision();
             }
         }
         Ok(snapshot)
@@ -615,6 +648,24 @@ impl EtcdManager {
                 term = leader.term,
                 "forced failover: taking the lease from the primary that holds it"
             );
+        }
+        if let Some(handover) = snapshot.handover {
+            // R-FAIL-3 over R-FAIL-2: the lease was handed to a target, which is promoted
+            // next; a forced failover is the operator's and overrides it.
+            let reserved = match kind {
+                PromotionKind::Planned => handover.to != me,
+                PromotionKind::Forced => false,
+                _ => true,
+            };
+            if reserved {
+                tracing::info!(
+                    ?kind,
+                    from = handover.from.0,
+                    to = handover.to.0,
+                    "promotion denied: a planned failover hands the lease to its target"
+                );
+                return Ok(None);
+            }
         }
         let published_term = snapshot.publication.as_ref().map_or(0, |p| p.epoch.term);
         if kind == PromotionKind::Automatic {
@@ -718,6 +769,12 @@ impl EtcdManager {
         let mut compares = vec![
             leader_unchanged,
             Compare::mod_revision(self.keys.term.as_str(), CompareOp::Equal, snapshot.term_rev),
+            // No planned failover began since the snapshot (0: the key is absent).
+            Compare::mod_revision(
+                self.keys.handover.as_str(),
+                CompareOp::Equal,
+                snapshot.handover_rev,
+            ),
         ];
         let mut puts = vec![
             TxnOp::put(
@@ -728,6 +785,10 @@ impl EtcdManager {
             TxnOp::put(self.keys.term.as_str(), term.to_string(), None),
             TxnOp::put(self.keys.primary.as_str(), me.0.to_string(), None),
         ];
+        if snapshot.handover.is_some() {
+            // The handover is done (or overridden by a forced failover).
+            puts.push(TxnOp::delete(self.keys.handover.as_str(), None));
+        }
         if matches!(kind, PromotionKind::Automatic | PromotionKind::Restore) {
             compares.push(Compare::mod_revision(
                 self.keys.sync.as_str(),
@@ -956,6 +1017,56 @@ impl EtcdManager {
                 config.name
             ))),
         }
+    }
+
+    /// R-FAIL-3: reserves the next promotion for `to`, the target of the planned failover this
+    /// primary granted, before its lease is released ([`ManagerRequest::HandOver`]): a
+    /// `handover` key on a lease of its own (one TTL, not renewed), written only while this
+    /// replica still holds the `leader` key. `Ok(false)`: it does not (nothing written).
+    pub async fn reserve_handover(&self, to: ReplicaId) -> Result<bool, ManagerError> {
+        let Some(held) = self.held_lease() else {
+            return Ok(false);
+        };
+        let mut lease_client = self.client.lease_client();
+        let grant = timed(
+            self.config.request_timeout,
+            "lease grant",
+            lease_client.grant(self.config.lease_ttl.as_secs() as i64, None),
+        )
+        .await?;
+        let reservation = grant.id();
+        let handover = Handover {
+            from: self.config.replica,
+            to,
+        };
+        let txn = Txn::new()
+            .when(vec![Compare::lease(
+                self.keys.leader.as_str(),
+                CompareOp::Equal,
+                held,
+            )])
+            .and_then(vec![TxnOp::put(
+                self.keys.handover.as_str(),
+                serde_json::to_vec(&handover).expect("Handover serializes"),
+                Some(PutOptions::new().with_lease(reservation)),
+            )]);
+        let mut kv = self.client.kv_client();
+        let written = match timed(self.config.request_timeout, "handover txn", kv.txn(txn)).await {
+            Ok(answer) => answer.succeeded(),
+            Err(error) => {
+                self.revoke_quietly(reservation).await;
+                return Err(error);
+            }
+        };
+        if written {
+            tracing::info!(
+                to = to.0,
+                "next promotion reserved for the planned failover's target"
+            );
+        } else {
+            self.revoke_quietly(reservation).await;
+        }
+        Ok(written)
     }
 
     /// Stops renewing and revokes the lease (the `leader` key goes with it).

@@ -392,6 +392,107 @@ async fn automatic_promotion_only_for_failover_ready_replicas_of_the_newest_epoc
     assert_eq!(r3.granted_term().await.unwrap(), 4);
 }
 
+/// R-FAIL-3 over R-FAIL-2: a primary that granted a planned failover hands its lease over to
+/// the target. Until the target is promoted, no automatic failover takes the lease, not even
+/// of a failover-ready replica; the target's planned promotion clears the reservation; a
+/// reservation whose target never asks runs out after one TTL and automatic failover resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_failover_hands_the_lease_to_its_target_only() {
+    let server = EtcdServer::start();
+    let clock = Clock::new(Instant::now());
+    let r1 = manager(&server, "ag-handover", 1, clock).await;
+    let r2 = manager(&server, "ag-handover", 2, clock).await;
+    let r3 = manager(&server, "ag-handover", 3, clock).await;
+    let auto = || promote(PromotionKind::Automatic);
+    let denied = vec![ManagerEvent::PromotionDenied];
+
+    promoted(
+        &r1.handle(clock.now_ms(), promote(PromotionKind::Initial))
+            .await,
+    )
+    .unwrap();
+    let p = publication(1, 1, 1, &[2, 3]);
+    assert_eq!(
+        r1.handle(clock.now_ms(), ManagerRequest::PublishSyncState(p))
+            .await
+            .len(),
+        1
+    );
+    let hand_over = |to| ManagerRequest::HandOver { to: ReplicaId(to) };
+    assert!(r1.handle(clock.now_ms(), hand_over(2)).await.is_empty());
+    assert_eq!(r1.leader().await.unwrap(), None, "the lease is released");
+    assert_eq!(
+        r3.handle(clock.now_ms(), auto()).await,
+        denied,
+        "3 is not the target"
+    );
+    assert_eq!(
+        r2.handle(clock.now_ms(), auto()).await,
+        denied,
+        "the target is promoted by its planned request"
+    );
+    assert_eq!(
+        r3.handle(clock.now_ms(), promote(PromotionKind::Planned))
+            .await,
+        denied,
+        "the grant was for 2"
+    );
+    let (_, term) = promoted(
+        &r2.handle(clock.now_ms(), promote(PromotionKind::Planned))
+            .await,
+    )
+    .expect("the target's planned promotion");
+    assert_eq!(term, 2);
+    let p = publication(2, 2, 1, &[1, 3]);
+    assert_eq!(
+        r2.handle(clock.now_ms(), ManagerRequest::PublishSyncState(p))
+            .await
+            .len(),
+        1
+    );
+    // The reservation is gone with the promotion: an ordinary release lets 3 fail over.
+    r2.handle(clock.now_ms(), ManagerRequest::ReleaseLease)
+        .await;
+    let (_, term) =
+        promoted(&r3.handle(clock.now_ms(), auto()).await).expect("3 is failover-ready");
+    assert_eq!(term, 3);
+
+    // A target that never asks: the reservation runs out after one TTL.
+    let p = publication(3, 3, 1, &[1, 2]);
+    assert_eq!(
+        r3.handle(clock.now_ms(), ManagerRequest::PublishSyncState(p))
+            .await
+            .len(),
+        1
+    );
+    assert!(r3.handle(clock.now_ms(), hand_over(1)).await.is_empty());
+    let handed = Instant::now();
+    assert_eq!(
+        r2.handle(clock.now_ms(), auto()).await,
+        denied,
+        "reserved for 1"
+    );
+    let deadline = handed + TTL * 3;
+    let term = loop {
+        if let Some((_, term)) = promoted(&r2.handle(clock.now_ms(), auto()).await) {
+            break term;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reservation outlived its TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        handed.elapsed() >= TTL - Duration::from_millis(MARGIN_MS),
+        "{:?}",
+        handed.elapsed()
+    );
+    assert_eq!(term, 4);
+    // A replica that holds no lease reserves nothing.
+    assert!(!r1.reserve_handover(ReplicaId(3)).await.unwrap());
+}
+
 /// R-FAIL-7: the failure threshold counts automatic failovers in etcd, across replicas; a
 /// manual failover is not counted and is not limited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

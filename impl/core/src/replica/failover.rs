@@ -232,8 +232,9 @@ impl Core {
             return;
         }
         tracing::info!(target = from.0, "planned failover granted: RESOLVING");
-        self.step_down(Role::Resolving, IndefiniteCause::RoleChanged, out);
+        // Set first: stepping down hands the lease over to the target (`HandOver`).
         self.handover_to = Some(from);
+        self.step_down(Role::Resolving, IndefiniteCause::RoleChanged, out);
         for index in 0..self.dbs.len() {
             self.ship(index, from, out);
         }

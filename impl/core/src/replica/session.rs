@@ -436,7 +436,11 @@ impl Core {
         }
         if was_primary && self.has_manager() {
             if cause != IndefiniteCause::LeaseLost {
-                out.push_back(Output::Manager(crate::output::ManagerRequest::ReleaseLease));
+                let request = match self.handover_to {
+                    Some(to) => crate::output::ManagerRequest::HandOver { to },
+                    None => crate::output::ManagerRequest::ReleaseLease,
+                };
+                out.push_back(Output::Manager(request));
             }
             out.push_back(Output::CancelTimer {
                 timer: TimerId::LeaseExpiry,
