@@ -46,6 +46,16 @@ fn publication(term: u64, primary: u8, version: u64, ready: &[u8]) -> SyncStateP
     }
 }
 
+/// Publishes `p` through `m` and asserts etcd stored it.
+async fn stored(m: &EtcdManager, clock: Clock, p: SyncStatePublication) {
+    let (epoch, version) = (p.epoch, p.version);
+    assert_eq!(
+        m.handle(clock.now_ms(), ManagerRequest::PublishSyncState(p))
+            .await,
+        vec![ManagerEvent::SyncStatePublished { epoch, version }]
+    );
+}
+
 fn promoted(events: &[ManagerEvent]) -> Option<(u64, u64)> {
     match events {
         [ManagerEvent::Promote {
@@ -222,12 +232,7 @@ async fn the_recorded_primary_is_restored_when_no_failover_ready_replica_takes_o
     )
     .expect("initial promotion");
     let p = publication(1, 1, 1, &[2]);
-    assert_eq!(
-        r1.handle(clock.now_ms(), ManagerRequest::PublishSyncState(p))
-            .await
-            .len(),
-        1
-    );
+    stored(&r1, clock, p).await;
     r1.handle(clock.now_ms(), ManagerRequest::ReleaseLease)
         .await;
     assert_eq!(r3.leader().await.unwrap(), None);
@@ -341,12 +346,7 @@ async fn automatic_promotion_only_for_failover_ready_replicas_of_the_newest_epoc
     .unwrap();
     assert_eq!(term, 1);
     let p = publication(1, 1, 1, &[2, 3]);
-    assert_eq!(
-        r1.handle(clock.now_ms(), ManagerRequest::PublishSyncState(p))
-            .await
-            .len(),
-        1
-    );
+    stored(&r1, clock, p).await;
     assert_eq!(
         r2.handle(clock.now_ms(), auto()).await,
         vec![ManagerEvent::PromotionDenied],
@@ -379,12 +379,7 @@ async fn automatic_promotion_only_for_failover_ready_replicas_of_the_newest_epoc
     .unwrap();
     assert_eq!(term, 3);
     let p = publication(3, 4, 1, &[3]);
-    assert_eq!(
-        r4.handle(clock.now_ms(), ManagerRequest::PublishSyncState(p))
-            .await
-            .len(),
-        1
-    );
+    stored(&r4, clock, p).await;
     r4.handle(clock.now_ms(), ManagerRequest::ReleaseLease)
         .await;
     let (_, term) = promoted(&r3.handle(clock.now_ms(), auto()).await).expect("3 ready in term 3");
@@ -412,12 +407,7 @@ async fn a_planned_failover_hands_the_lease_to_its_target_only() {
     )
     .unwrap();
     let p = publication(1, 1, 1, &[2, 3]);
-    assert_eq!(
-        r1.handle(clock.now_ms(), ManagerRequest::PublishSyncState(p))
-            .await
-            .len(),
-        1
-    );
+    stored(&r1, clock, p).await;
     let hand_over = |to| ManagerRequest::HandOver { to: ReplicaId(to) };
     assert!(r1.handle(clock.now_ms(), hand_over(2)).await.is_empty());
     assert_eq!(r1.leader().await.unwrap(), None, "the lease is released");
@@ -444,12 +434,7 @@ async fn a_planned_failover_hands_the_lease_to_its_target_only() {
     .expect("the target's planned promotion");
     assert_eq!(term, 2);
     let p = publication(2, 2, 1, &[1, 3]);
-    assert_eq!(
-        r2.handle(clock.now_ms(), ManagerRequest::PublishSyncState(p))
-            .await
-            .len(),
-        1
-    );
+    stored(&r2, clock, p).await;
     // The reservation is gone with the promotion: an ordinary release lets 3 fail over.
     r2.handle(clock.now_ms(), ManagerRequest::ReleaseLease)
         .await;
@@ -459,12 +444,7 @@ async fn a_planned_failover_hands_the_lease_to_its_target_only() {
 
     // A target that never asks: the reservation runs out after one TTL.
     let p = publication(3, 3, 1, &[1, 2]);
-    assert_eq!(
-        r3.handle(clock.now_ms(), ManagerRequest::PublishSyncState(p))
-            .await
-            .len(),
-        1
-    );
+    stored(&r3, clock, p).await;
     assert!(r3.handle(clock.now_ms(), hand_over(1)).await.is_empty());
     let handed = Instant::now();
     assert_eq!(
