@@ -461,13 +461,17 @@ impl EtcdManager {
                     }
                 }
             }
-            ManagerRequest::ReleaseLease | ManagerRequest::HandOver { .. } => {
-                if let ManagerRequest::HandOver { to } = request {
-                    if let Err(error) = self.reserve_handover(to).await {
-                        // The release still goes ahead: the target then races any automatic
-                        // failover, as without a reservation.
-                        tracing::warn!(%error, to = to.0, "could not reserve the promotion for the planned failover's target");
-                    }
+            ManagerRequest::ReleaseLease => {
+                if let Err(error) = self.release_lease().await {
+                    tracing::warn!(%error, "could not revoke the lease; it expires by itself");
+                }
+                Vec::new()
+            }
+            ManagerRequest::HandOver { to } => {
+                if let Err(error) = self.reserve_handover(to).await {
+                    // The release still goes ahead: the target then races any automatic
+                    // failover, as without a reservation.
+                    tracing::warn!(%error, to = to.0, "could not reserve the promotion for the planned failover's target");
                 }
                 if let Err(error) = self.release_lease().await {
                     tracing::warn!(%error, "could not revoke the lease; it expires by itself");
@@ -734,8 +738,14 @@ impl EtcdManager {
             failovers.push(wall_ms);
         }
         let term = snapshot.term.max(published_term) + 1;
+        let mut lease_client = self.client.lease_client();
         let t0 = now_ms.min(self.clock.now_ms());
-        let grant = self.grant_lease().await?;
+        let grant = timed(
+            self.config.request_timeout,
+            "lease grant",
+            lease_client.grant(self.config.lease_ttl.as_secs() as i64, None),
+        )
+        .await?;
         let lease = grant.id();
         let ttl_ms = self
             .config
@@ -879,17 +889,6 @@ impl EtcdManager {
             .expect("restore state lock") = since;
     }
 
-    /// A fresh etcd lease of one TTL (`lease_ttl`), not yet renewed by anyone.
-    async fn grant_lease(&self) -> Result<etcd_client::LeaseGrantResponse, ManagerError> {
-        let mut lease_client = self.client.lease_client();
-        timed(
-            self.config.request_timeout,
-            "lease grant",
-            lease_client.grant(self.config.lease_ttl.as_secs() as i64, None),
-        )
-        .await
-    }
-
     async fn revoke_quietly(&self, lease: i64) {
         let mut lease_client = self.client.lease_client();
         if let Err(error) = timed(
@@ -1028,7 +1027,14 @@ impl EtcdManager {
         let Some(held) = self.held_lease() else {
             return Ok(false);
         };
-        let reservation = self.grant_lease().await?.id();
+        let mut lease_client = self.client.lease_client();
+        let grant = timed(
+            self.config.request_timeout,
+            "lease grant",
+            lease_client.grant(self.config.lease_ttl.as_secs() as i64, None),
+        )
+        .await?;
+        let reservation = grant.id();
         let handover = Handover {
             from: self.config.replica,
             to,
