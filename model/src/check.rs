@@ -461,18 +461,22 @@ fn function_checks(mutant: Option<Mutant>) -> Vec<PropertyResult> {
     ]
 }
 
-/// Paths to the given properties (indices into `all_specs`), by a run that checks nothing
-/// else; breadth-first with one thread, they are shortest.
 /// The shortest path (breadth-first) from the initial state to every hazard and to every action
 /// kind the configuration can take, as the actions taken, keyed by the property's rule id (`H1`)
 /// or action kind name (`ShipLog`). Unreachable targets are missing from the answer. The
-/// conformance harness turns these paths into scenarios.
+/// conformance harness turns these paths into scenarios. With `quiescent_environment`, only
+/// paths on which the environment acts at rest ([`AgModel::with_quiescent_environment`]), as a
+/// system under test run to quiescence after each step meets them.
 pub fn example_paths(
     config: &ModelConfig,
+    quiescent_environment: bool,
     options: &CheckOptions,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Vec<(String, Vec<crate::Action>)> {
-    let base = AgModel::new(config.clone());
+    let mut base = AgModel::new(config.clone());
+    if quiescent_environment {
+        base = base.with_quiescent_environment();
+    }
     let targets: Vec<(usize, &'static PropertySpec)> = checked_specs(&base)
         .filter(|(_, spec)| matches!(spec.group, PropertyGroup::Hazard | PropertyGroup::Coverage))
         .collect();

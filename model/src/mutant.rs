@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 macro_rules! mutants {
-    ($($variant:ident => $name:literal, $rule:literal, $bug:literal;)*) => {
+    ($($variant:ident => $name:literal, $rule:literal, $breaks:literal, $bug:literal;)*) => {
         /// A deliberately wrong variant of the spec.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
         pub enum Mutant { $(#[doc = $bug] $variant),* }
@@ -21,9 +21,16 @@ macro_rules! mutants {
                 match self { $(Mutant::$variant => $name),* }
             }
 
-            /// The rule whose property must refute it.
+            /// The rule whose property must refute it (`hadr check --mutant`): where the bug
+            /// shows, which may be a consequence of the rule it breaks.
             pub fn rule(self) -> &'static str {
                 match self { $(Mutant::$variant => $rule),* }
+            }
+
+            /// The rule the planted bug breaks: what a conformance failure that behaves like
+            /// this mutant names first.
+            pub fn breaks(self) -> &'static str {
+                match self { $(Mutant::$variant => $breaks),* }
             }
 
             /// The planted bug, in words.
@@ -35,45 +42,55 @@ macro_rules! mutants {
 }
 
 mutants! {
-    AckBeforeSecondaryHardens => "ack-before-secondary-hardens", "R-COMMIT-6",
+    AckBeforeSecondaryHardens => "ack-before-secondary-hardens", "R-COMMIT-6", "R-COMMIT-2",
         "the primary acknowledges a commit once its participants have received the log, before they harden it";
-    AutomaticFailoverToSynchronizing => "automatic-failover-to-synchronizing", "R-FAIL-2",
+    AutomaticFailoverToSynchronizing => "automatic-failover-to-synchronizing", "R-FAIL-2", "R-FAIL-2",
         "the cluster manager promotes a SYNCHRONOUS_COMMIT secondary that is not SYNCHRONIZED";
-    CommitAfterLeaseExpiry => "commit-after-lease-expiry", "R-ROLE-1",
-        "the primary keeps committing after the manager saw its lease expire (lease not shorter than the manager's timeout)";
-    AcceptLogGap => "accept-log-gap", "R-SYNC-5",
+    CommitAfterLeaseExpiry => "commit-after-lease-expiry", "R-ROLE-1", "R-QUORUM-3",
+        "the primary ignores the end of its lease: cut off from the manager it keeps its role and its commits, while the manager lets the lease expire and may promote another";
+    AcceptLogGap => "accept-log-gap", "R-SYNC-5", "R-SYNC-1",
         "a secondary applies a log block that does not start at the end of its log";
-    TimedOutSecondaryStaysSynchronized => "timed-out-secondary-stays-synchronized", "R-COMMIT-6",
-        "once its session with a secondary ends (timeout or reset), the primary stops waiting for it but leaves it recorded as SYNCHRONIZED";
-    ForcedFailoverWithoutPartnerSuspend => "forced-failover-without-partner-suspend", "R-FAIL-4",
+    TimedOutSecondaryStaysSynchronized => "timed-out-secondary-stays-synchronized", "R-COMMIT-6", "R-COMMIT-4",
+        "once its session with a secondary ends (timeout or reset), the primary stops waiting for it but leaves it recorded as SYNCHRONIZED at the manager";
+    CountDisconnectedParticipant => "count-disconnected-participant", "R-COMMIT-4", "R-COMMIT-4",
+        "a SYNCHRONIZED secondary whose session ended stays a commit participant: commits wait for it until it reconnects";
+    AsyncSecondaryParticipant => "async-secondary-participant", "R-COMMIT-4", "R-COMMIT-1",
+        "the primary waits for its connected ASYNCHRONOUS_COMMIT secondaries to harden a commit too, as if they were synchronous participants";
+    DefiniteAtStepDown => "definite-at-step-down", "R-COMMIT-7", "R-COMMIT-7",
+        "commits still waiting when the primary steps down are answered with a definite error (not committed) instead of an indefinite one";
+    ForcedFailoverWithoutPartnerSuspend => "forced-failover-without-partner-suspend", "R-FAIL-4", "R-FAIL-4",
         "after a forced failover the other secondaries rejoin the new history without being suspended";
-    AsyncSecondarySynchronized => "async-secondary-synchronized", "R-SYNC-4",
+    ForcedFailoverToSynchronizedLossy => "forced-failover-to-synchronized-lossy", "R-FAIL-4", "R-FAIL-4",
+        "a forced failover onto a SYNCHRONIZED target is handled as a lossy one: the other secondaries are suspended (SUSPEND_FROM_PARTNER)";
+    ResumeWithoutRevert => "resume-without-revert", "R-SYNC-5", "R-FAIL-4",
+        "RESUME lifts a partner suspension (after a forced failover) without rolling the database back to the fork point";
+    AsyncSecondarySynchronized => "async-secondary-synchronized", "R-SYNC-4", "R-SYNC-4",
         "a caught-up asynchronous-commit secondary is recorded as SYNCHRONIZED";
-    PlannedFailoverToUnsynchronized => "planned-failover-to-unsynchronized", "R-FAIL-3",
+    PlannedFailoverToUnsynchronized => "planned-failover-to-unsynchronized", "R-FAIL-3", "R-FAIL-3",
         "a planned manual failover is allowed to a secondary that is not SYNCHRONIZED";
-    IgnoreRequiredSynchronized => "ignore-required-synchronized", "R-COMMIT-5",
+    IgnoreRequiredSynchronized => "ignore-required-synchronized", "R-COMMIT-5", "R-COMMIT-5",
         "the primary commits and acknowledges with fewer SYNCHRONIZED secondaries than REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT";
-    RedoBeforeHarden => "redo-before-harden", "R-SYNC-2",
+    RedoBeforeHarden => "redo-before-harden", "R-SYNC-2", "R-SYNC-2",
         "a secondary redoes log it has received but not hardened";
-    RejoinWithoutRevert => "rejoin-without-revert", "R-SYNC-6",
-        "a secondary whose log diverges from the new primary's rejoins without reverting to the fork point, so it never catches up";
-    SecondaryLogBackupOwnChain => "secondary-log-backup-own-chain", "R-BACKUP-3",
+    RejoinWithoutRevert => "rejoin-without-revert", "R-SYNC-5", "R-FAIL-6",
+        "a secondary whose log diverges from the new primary's reconnects (handshake, JOIN) without reverting to the fork point";
+    SecondaryLogBackupOwnChain => "secondary-log-backup-own-chain", "R-BACKUP-3", "R-BACKUP-3",
         "a log backup starts where this replica's own last log backup ended, not where the group's chain ends";
-    BackupOnUnsynchronizedSecondary => "backup-on-unsynchronized-secondary", "R-BACKUP-2",
+    BackupOnUnsynchronizedSecondary => "backup-on-unsynchronized-secondary", "R-BACKUP-2", "R-BACKUP-2",
         "a secondary takes backups while it is not SYNCHRONIZED or SYNCHRONIZING";
-    CopyOnlyBackupMovesChain => "copy-only-backup-moves-chain", "R-BACKUP-3",
+    CopyOnlyBackupMovesChain => "copy-only-backup-moves-chain", "R-BACKUP-3", "R-BACKUP-3",
         "COPY_ONLY backups move the log chain and set the differential base";
-    RestoreOnAvailabilityDatabase => "restore-on-availability-database", "R-DB-3",
+    RestoreOnAvailabilityDatabase => "restore-on-availability-database", "R-DB-3", "R-DB-3",
         "RESTORE is applied to a joined availability database";
-    RepairFromPrimaryCurrentPage => "repair-from-primary-current-page", "R-PAGE-1",
+    RepairFromPrimaryCurrentPage => "repair-from-primary-current-page", "R-PAGE-1", "R-PAGE-1",
         "a secondary's page is repaired with the primary's current page instead of the page as of the secondary's redo LSN";
-    RepairFromSynchronizingSecondary => "repair-from-synchronizing-secondary", "R-PAGE-2",
+    RepairFromSynchronizingSecondary => "repair-from-synchronizing-secondary", "R-PAGE-2", "R-PAGE-2",
         "the primary takes a page from a secondary that is not SYNCHRONIZED or has not redone up to the requested LSN";
-    ReadFromUnsynchronizedSecondary => "read-from-unsynchronized-secondary", "R-READ-2",
+    ReadFromUnsynchronizedSecondary => "read-from-unsynchronized-secondary", "R-READ-2", "R-READ-2",
         "a secondary serves reads while it is not moving data (suspended, reverting, disconnected)";
-    BackupTieBreakPrefersAllEquals => "backup-tie-break-prefers-all-equals", "R-BACKUP-5",
+    BackupTieBreakPrefersAllEquals => "backup-tie-break-prefers-all-equals", "R-BACKUP-5", "R-BACKUP-5",
         "fn_hadr_backup_is_preferred_replica returns true on every eligible replica of the highest priority";
-    RouteToUnreadableSecondary => "route-to-unreadable-secondary", "R-READ-3",
+    RouteToUnreadableSecondary => "route-to-unreadable-secondary", "R-READ-3", "R-READ-3",
         "the listener routes read-intent connections to listed secondaries whatever their ALLOW_CONNECTIONS and state";
 }
 

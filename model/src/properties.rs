@@ -151,12 +151,15 @@ rule_properties! {
     "R-SYNC-2", "received >= hardened >= redone on every replica", Always, Rule => log_pointers_ordered;
     "R-SYNC-4", "an asynchronous-commit secondary is never SYNCHRONIZED", Always, Rule => async_never_synchronized;
     "R-SYNC-5", "every log is the history plus unreverted records of abandoned forks", Always, Rule => log_prefix;
+    "R-SYNC-5", "a secondary moving data holds no record of an abandoned fork unless it reverts", Always, Rule => moving_copies_hold_history;
     "R-COMMIT-6", "acknowledged commits are on the history and every SYNCHRONIZED secondary", Always, Rule => durable;
     "R-COMMIT-5", "acknowledged commits are hardened on k SYNCHRONIZED secondaries", Always, Rule => hardened_on_k;
     "R-COMMIT-7", "a commit refused with a definite error is in no log", Always, Rule => definite_means_absent;
+    "R-COMMIT-4", "at rest, a commit waits only for k and for connected SYNCHRONIZED participants", Always, Rule => commits_wait_only_for_participants;
     "R-FAIL-2", "automatic failover only to a SYNCHRONIZED automatic replica", Always, Rule => automatic_failover_safe;
     "R-FAIL-3", "planned failover only to a SYNCHRONIZED synchronous-commit replica", Always, Rule => planned_failover_safe;
     "R-FAIL-4", "after a forced failover partners stay suspended until resumed", Always, Rule => partners_held;
+    "R-FAIL-4", "a forced failover onto a SYNCHRONIZED target suspends no partner", Always, Rule => forced_onto_synchronized_is_planned;
     "R-FAIL-5", "only a forced failover loses acknowledged commits", Always, Rule => only_forced_loses;
     "R-SYNC-6", "a healthy, quiescent group has a primary and is caught up", Always, Rule => converges_when_healthy;
     "R-BACKUP-1", "a secondary takes only COPY_ONLY full and regular log backups", Always, Rule => secondary_backup_kinds;
@@ -433,6 +436,68 @@ fn partners_held(_: &AgModel, s: &State) -> bool {
             || s.dbs_of(r as u8)
                 .iter()
                 .all(|d| !d.partner_hold || d.suspended.is_some())
+    })
+}
+
+/// R-FAIL-4: "on a SYNCHRONIZED target it is a planned failover": no partner is suspended.
+fn forced_onto_synchronized_is_planned(_: &AgModel, s: &State) -> bool {
+    s.failovers
+        .iter()
+        .all(|f| !(f.kind == FailoverKind::Forced && f.target_ready && f.suspends_partners))
+}
+
+/// R-SYNC-5: a secondary database in session with the primary that is not suspended reverts
+/// whatever it holds beyond its fork point before it moves data; it never extends a log of an
+/// abandoned fork.
+fn moving_copies_hold_history(_: &AgModel, s: &State) -> bool {
+    let Some(p) = s.serving_primary() else {
+        return true;
+    };
+    s.replicas.iter().enumerate().all(|(r, rep)| {
+        let r = r as u8;
+        r == p
+            || !rep.session
+            || (0..s.databases).all(|db| {
+                let d = s.db(r, db);
+                d.suspended.is_some()
+                    || d.reverting
+                    || !AgModel::joined(s, r, db)
+                    || common_prefix(&d.log, s.history(db)) == d.log.len()
+            })
+    })
+}
+
+/// R-COMMIT-4 (with R-COMMIT-1/2/5), as liveness under fairness: at a quiescent state a commit
+/// still waits only because fewer than k secondaries are SYNCHRONIZED, or because a connected
+/// SYNCHRONIZED participant cannot harden it yet (its log disk stalled, or its last block lost
+/// in transit and not noticed until the next one). Never for a disconnected secondary, an
+/// asynchronous one, or nothing.
+fn commits_wait_only_for_participants(m: &AgModel, s: &State) -> bool {
+    if s.txns.iter().all(|t| t.outcome != CommitOutcome::Pending) || m.internal_step_possible(s)
+    {
+        return true;
+    }
+    let Some(p) = s.serving_primary() else {
+        return true;
+    };
+    (0..s.databases).all(|db| {
+        let Some(i) = s
+            .txns
+            .iter()
+            .position(|t| t.db == db && t.outcome == CommitOutcome::Pending)
+        else {
+            return true;
+        };
+        let number = i as u8 + 1;
+        m.synchronized_count(s, p, db) < s.required_synchronized
+            || s.replicas.iter().enumerate().any(|(r, rep)| {
+                let d = s.db(r as u8, db);
+                r != usize::from(p)
+                    && d.failover_ready
+                    && rep.session
+                    && !d.has_hardened(number)
+                    && (rep.disk_stalled || usize::from(d.sent) > d.log.len())
+            })
     })
 }
 

@@ -186,6 +186,16 @@ impl AgModel {
         self.config.ag.cluster_type.has_manager()
     }
 
+    /// What the clients of commits still waiting are told when their primary steps down while
+    /// it runs: the outcome is unknown (R-COMMIT-7).
+    fn step_down_answer(&self) -> CommitOutcome {
+        if self.has(Mutant::DefiniteAtStepDown) {
+            CommitOutcome::DefiniteError(DefiniteReason::NoPrimary)
+        } else {
+            CommitOutcome::Indefinite
+        }
+    }
+
     /// The initial state: the first replica is primary (holding the lease where a manager
     /// governs), the others are secondaries not yet connected, every log is empty.
     pub fn initial_state(&self) -> State {
@@ -449,8 +459,9 @@ impl AgModel {
                 } else {
                     usize::from(d.hardened)
                 };
+                // A stalled log disk stops hardening, not redo: redo reads the log it has
+                // and writes data pages (it only ever has hardened log to redo then).
                 r.up && r.role != Role::Primary
-                    && !r.disk_stalled
                     && usize::from(d.redone) < limit
                     && !d.reverting
                     && d.suspended.is_none()
@@ -484,16 +495,17 @@ impl AgModel {
                     && d.suspended.is_none()
                     && !Self::suspended(s, p, db)
                     && !d.reverting
-                    && usize::from(d.hardened) == d.log.len()
-                    && d.log[..] == *s.history(db)
+                    // By position, as a primary knows it: the copy reports hardening up to the
+                    // history's end. (A moving copy's log is a prefix of the history, R-SYNC-5,
+                    // so this is its content too, unless a planted bug broke that.)
+                    && usize::from(d.hardened) >= s.history(db).len()
                     && (!self.has_manager() || self.reaches_manager(s, p))
             }
             Action::DropFromSynchronized { replica, db } => {
                 let Some(p) = primary else { return false };
                 let r = rep(replica);
                 let d = s.db(replica, db);
-                let disconnected =
-                    !r.session && !self.has(Mutant::TimedOutSecondaryStaysSynchronized);
+                let disconnected = !r.session && !self.has(Mutant::TimedOutSecondaryStaysSynchronized);
                 d.failover_ready
                     && (disconnected
                         || d.suspended.is_some()
@@ -514,6 +526,7 @@ impl AgModel {
             Action::LeaseExpiry { replica } => {
                 let r = rep(replica);
                 self.has_manager()
+                    && !self.has(Mutant::CommitAfterLeaseExpiry)
                     && r.up
                     && r.role == Role::Primary
                     && !self.reaches_manager(s, replica)
@@ -735,10 +748,20 @@ impl AgModel {
         };
         let early_ack = self.has(Mutant::AckBeforeSecondaryHardens);
         let timed_out_excluded = self.has(Mutant::TimedOutSecondaryStaysSynchronized);
+        let async_waited = self.has(Mutant::AsyncSecondaryParticipant);
+        let primary_suspended = s.db(p, t.db).suspended.is_some();
         let participants_hardened = s.replicas.iter().enumerate().all(|(r, rep)| {
             let d = s.db(r as Rid, t.db);
-            let participant =
-                r != usize::from(p) && d.failover_ready && (!timed_out_excluded || rep.session);
+            let moving_async = rep.session
+                && !self.synchronous_pair(p, r as Rid)
+                && d.suspended.is_none()
+                && !d.reverting
+                && !primary_suspended
+                && Self::joined(s, r as Rid, t.db);
+            let participant = r != usize::from(p)
+                && ((d.failover_ready && (!timed_out_excluded || rep.session))
+                    || d.lingering
+                    || (async_waited && moving_async));
             let have = if early_ack {
                 d.log.len()
             } else {
@@ -769,17 +792,21 @@ impl AgModel {
                 self.promote(&mut n, target, FailoverKind::Planned)
             }
             Action::ForcedFailover { target } => self.promote(&mut n, target, FailoverKind::Forced),
-            Action::DemoteToSecondary { replica } => demote(&mut n, replica, Role::Secondary),
+            Action::DemoteToSecondary { replica } => {
+                demote(&mut n, replica, Role::Secondary, self.step_down_answer())
+            }
             Action::Suspend { replica, db } => {
                 n.spent.suspends += 1;
                 n.db_mut(replica, db).suspended = Some(hadr_types::SuspendReason::User);
             }
             Action::Resume { replica, db } => {
                 let is_secondary = n.replicas[usize::from(replica)].role == Role::Secondary;
+                let partner_resumed_in_place = self.has(Mutant::ResumeWithoutRevert)
+                    && s.db(replica, db).suspended == Some(hadr_types::SuspendReason::Partner);
                 let revert = is_secondary
                     && Self::joined(s, replica, db)
                     && Self::diverges(s, replica, db)
-                    && !self.has(Mutant::RejoinWithoutRevert);
+                    && !partner_resumed_in_place;
                 let d = n.db_mut(replica, db);
                 d.suspended = None;
                 d.partner_hold = false;
@@ -821,7 +848,7 @@ impl AgModel {
             }
             Action::HealthFault { replica, .. } => {
                 n.spent.crashes += 1;
-                demote(&mut n, replica, Role::Resolving);
+                demote(&mut n, replica, Role::Resolving, self.step_down_answer());
                 n.manager.lease = None;
             }
             Action::AckCommit { txn } => {
@@ -869,7 +896,11 @@ impl AgModel {
                 n.db_mut(replica, db).failover_ready = true;
             }
             Action::DropFromSynchronized { replica, db } => {
-                n.db_mut(replica, db).failover_ready = false;
+                let lingers = self.has(Mutant::CountDisconnectedParticipant)
+                    && !s.replicas[usize::from(replica)].session;
+                let d = n.db_mut(replica, db);
+                d.failover_ready = false;
+                d.lingering = lingers;
             }
             Action::Revert { replica, db } => {
                 let fork_point = common_prefix(&s.db(replica, db).log, s.history(db)) as u8;
@@ -887,7 +918,9 @@ impl AgModel {
                     };
                 }
             }
-            Action::LeaseExpiry { replica } => demote(&mut n, replica, Role::Resolving),
+            Action::LeaseExpiry { replica } => {
+                demote(&mut n, replica, Role::Resolving, self.step_down_answer())
+            }
             Action::ManagerLeaseExpiry => n.manager.lease = None,
             Action::AutomaticFailover { target } => {
                 n.manager.automatic_failovers += 1;
@@ -1067,7 +1100,8 @@ impl AgModel {
             } else {
                 Role::Primary
             };
-            demote(n, replica, persisted);
+            // Its clients lose their connections: they cannot know (R-COMMIT-7).
+            demote(n, replica, persisted, CommitOutcome::Indefinite);
         }
         close_session(n, replica);
         let r = &mut n.replicas[usize::from(replica)];
@@ -1097,6 +1131,7 @@ impl AgModel {
         r.missed_forced_failover = false;
         for (d, diverges) in n.dbs_of_mut(replica).iter_mut().zip(diverging) {
             d.sent = d.log.len() as u8;
+            d.lingering = false;
             if missed_forced_failover {
                 d.suspended = Some(hadr_types::SuspendReason::Partner);
             }
@@ -1359,6 +1394,7 @@ impl AgModel {
             synchronous_pair: self.synchronous_pair(from, target),
             target_timed_out: n.replicas[usize::from(target)].timed_out,
             acked_before: n.acked_count(),
+            suspends_partners: false,
         };
         let index = n.failovers.len() as u8;
         n.failovers.push(record);
@@ -1401,7 +1437,7 @@ impl AgModel {
                 n.replicas[usize::from(r)].role = old_primary_role;
             }
         }
-        end_term(n);
+        end_term(n, self.step_down_answer());
         for d in n.dbs.iter_mut() {
             d.failover_ready = false;
         }
@@ -1418,7 +1454,9 @@ impl AgModel {
         if self.has_manager() {
             n.manager.lease = Some(target);
         }
-        let lossy_forced = kind == FailoverKind::Forced && !target_ready;
+        let lossy_forced = kind == FailoverKind::Forced
+            && (!target_ready || self.has(Mutant::ForcedFailoverToSynchronizedLossy));
+        n.failovers[usize::from(index)].suspends_partners = lossy_forced;
         for r in 0..self.replicas {
             if r == target {
                 let rep = &mut n.replicas[usize::from(r)];
@@ -1489,16 +1527,17 @@ pub struct BackupDecision {
 }
 
 /// A primary stops being one: clients and sessions are dropped.
-fn demote(n: &mut State, replica: Rid, role: Role) {
+fn demote(n: &mut State, replica: Rid, role: Role, answer: CommitOutcome) {
     n.replicas[usize::from(replica)].role = role;
-    end_term(n);
+    end_term(n, answer);
 }
 
-/// Every pending commit becomes indefinite and every session closes (R-FAIL-6, R-ROLE-2).
-fn end_term(n: &mut State) {
+/// Every pending commit gets `answer` (indefinite, R-COMMIT-7) and every session closes
+/// (R-FAIL-6, R-ROLE-2).
+fn end_term(n: &mut State, answer: CommitOutcome) {
     for t in n.txns.iter_mut() {
         if t.outcome == CommitOutcome::Pending {
-            t.outcome = CommitOutcome::Indefinite;
+            t.outcome = answer;
         }
     }
     for r in 0..n.replicas.len() as Rid {
@@ -1506,6 +1545,7 @@ fn end_term(n: &mut State) {
         // A lost-block fault is armed on the primary's sending: it ends with its term.
         for d in n.dbs_of_mut(r) {
             d.lose_next = false;
+            d.lingering = false;
         }
     }
 }

@@ -125,6 +125,9 @@ pub struct Db {
     pub restoring: bool,
     /// The page redo or a reader needs (R-PAGE).
     pub page: Page,
+    /// Under the `count-disconnected-participant` mutant only: dropped from SYNCHRONIZED when
+    /// its session ended, yet still waited for by commits until it reconnects.
+    pub lingering: bool,
 }
 
 /// A data page that matters to the spec (R-PAGE): readable, or found corrupt and waiting for
@@ -161,8 +164,9 @@ pub struct Replica {
     pub timed_out: bool,
     /// Removed from the group (REMOVE REPLICA, R-DB-4): it takes no further part.
     pub removed: bool,
-    /// Its log disk has stopped completing writes (DiskStall): it hardens, redoes and reverts
-    /// nothing, and cannot take the primary role, until its server crashes.
+    /// Its log disk has stopped completing writes (DiskStall): it hardens and reverts nothing
+    /// (redo, which writes no log, goes on over what it hardened before), and cannot take the
+    /// primary role, until its server crashes.
     pub disk_stalled: bool,
 }
 
@@ -343,6 +347,9 @@ pub struct FailoverRecord {
     pub target_timed_out: bool,
     /// Transactions acknowledged before it.
     pub acked_before: u8,
+    /// It suspends the other secondaries (SUSPEND_FROM_PARTNER) as a lossy forced failover
+    /// does (R-FAIL-4).
+    pub suspends_partners: bool,
 }
 
 /// A state of the spec.
