@@ -82,6 +82,9 @@ pub(crate) struct Progress {
     pub synchronized: bool,
     /// The state last sent to it in a `SyncState` message.
     pub reported: Option<SyncState>,
+    /// Planted bug `count-disconnected-participant` only: it was SYNCHRONIZED when its session
+    /// ended, and commits still wait for it until it reconnects.
+    pub lingering: bool,
 }
 
 impl Progress {
@@ -94,6 +97,7 @@ impl Progress {
             redone: Lsn(0),
             synchronized: false,
             reported: None,
+            lingering: false,
         }
     }
 

@@ -35,7 +35,7 @@ impl Core {
         if !self.has_manager() {
             return Some(Err(AdminError::PlannedFailoverNeedsClusterManager));
         }
-        match self.planned_failover_precheck() {
+        match self.planned_failover_precheck(false) {
             Ok(primary) => {
                 self.start_planned_failover(now_ms, request, primary, false, out);
                 None
@@ -46,7 +46,8 @@ impl Core {
 
     /// R-FAIL-3 as the target sees it: SECONDARY, connected to the primary, both
     /// SYNCHRONOUS_COMMIT, every database SYNCHRONIZED (SQL Server error 41142 otherwise).
-    fn planned_failover_precheck(&self) -> Result<ReplicaId, AdminError> {
+    /// `forced`: for a FORCE_FAILOVER_ALLOW_DATA_LOSS, which is planned when this holds.
+    fn planned_failover_precheck(&self, forced: bool) -> Result<ReplicaId, AdminError> {
         match self.role {
             Role::Primary => return Err(AdminError::AlreadyPrimary),
             Role::Resolving => return Err(AdminError::NotSecondary { role: self.role }),
@@ -69,7 +70,9 @@ impl Core {
         }
         for (index, db) in self.dbs.iter().enumerate() {
             let state = self.local_sync_state(index);
-            if state != SyncState::Synchronized {
+            if state != SyncState::Synchronized
+                && (forced || !self.planted(Mutant::PlannedFailoverToUnsynchronized))
+            {
                 return Err(AdminError::TargetNotSynchronized {
                     database: db.id,
                     state,
@@ -126,12 +129,12 @@ impl Core {
         if self.failover.is_some() || self.awaiting_promotion.is_some() {
             return Some(Err(AdminError::FailoverInProgress));
         }
-        match self.planned_failover_precheck() {
-            Ok(primary) => {
+        match self.planned_failover_precheck(true) {
+            Ok(primary) if !self.planted(Mutant::ForcedFailoverToSynchronizedLossy) => {
                 self.start_planned_failover(now_ms, request, primary, true, out);
                 None
             }
-            Err(_) => self.force_lossy(request, out),
+            _ => self.force_lossy(request, out),
         }
     }
 
@@ -209,6 +212,8 @@ impl Core {
             Some(FailoverRefusal::NotPrimary)
         } else if let Some(replica) = [self.me, from].into_iter().find(|r| !self.is_sync(*r)) {
             Some(FailoverRefusal::NotSynchronousCommit { replica })
+        } else if self.planted(Mutant::PlannedFailoverToUnsynchronized) {
+            None
         } else {
             self.dbs.iter().find_map(|db| {
                 let state = db

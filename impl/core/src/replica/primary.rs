@@ -231,13 +231,14 @@ impl Core {
     ) -> Option<ClientReply> {
         let epoch = self.epoch;
         let required = self.config.required_synchronized_secondaries_to_commit;
+        let ignore_k = self.planted(Mutant::IgnoreRequiredSynchronized);
         let db = &mut self.dbs[index];
         let database = db.id;
         let Some(writes) = db.open_txns.remove(&txn) else {
             return Some(self.commit_not_open(database, txn));
         };
         let synchronized = db.secondaries.values().filter(|p| p.synchronized).count();
-        if (synchronized as u64) < u64::from(required) {
+        if (synchronized as u64) < u64::from(required) && !ignore_k {
             let reply = ClientReply::Refused(ClientError::TooFewSynchronized {
                 database,
                 synchronized,
@@ -316,10 +317,16 @@ impl Core {
         }
     }
 
-    /// Where a secondary database starts, from its handshake (or its `Rejoin`): suspended
-    /// (R-SYNC-7; R-FAIL-4 after a forced failover it has not accepted), reverting to the fork
-    /// point (R-FAIL-6), or streaming from its end of log.
-    pub(super) fn setup_secondary(&mut self, from: ReplicaId, hello: DatabaseHello, out: &mut Out) {
+    /// Where a secondary database starts, from its handshake (or, `rejoin`, its `Rejoin` after
+    /// a RESUME): suspended (R-SYNC-7; R-FAIL-4 after a forced failover it has not accepted),
+    /// reverting to the fork point (R-FAIL-6), or streaming from its end of log.
+    pub(super) fn setup_secondary(
+        &mut self,
+        from: ReplicaId,
+        hello: DatabaseHello,
+        rejoin: bool,
+        out: &mut Out,
+    ) {
         let Some(index) = self.db_index(hello.database) else {
             ignored(
                 out,
@@ -333,6 +340,9 @@ impl Core {
         let epoch = self.epoch;
         let last_forced = self.last_forced;
         let suspend_partners = !self.planted(Mutant::ForcedFailoverWithoutPartnerSuspend);
+        // Planted bugs only: the copy is taken to end where the fork point is.
+        let no_revert = (!rejoin && self.planted(Mutant::RejoinWithoutRevert))
+            || (rejoin && self.planted(Mutant::ResumeWithoutRevert) && last_forced == epoch);
         let db = &mut self.dbs[index];
         let database = db.id;
         let (forks, end, primary_suspended) = (db.forks(), db.end(), db.suspended.is_some());
@@ -419,7 +429,11 @@ impl Core {
             }
             None => {}
         }
-        let fork = common_prefix(&forks, end, &hello.forks, hello.end_of_log);
+        let fork = if no_revert {
+            hello.end_of_log
+        } else {
+            common_prefix(&forks, end, &hello.forks, hello.end_of_log)
+        };
         progress.last_sent = fork;
         progress.received = fork;
         progress.hardened = hello.hardened.min(fork);
@@ -512,7 +526,7 @@ impl Core {
             );
             return;
         }
-        self.setup_secondary(from, hello, out);
+        self.setup_secondary(from, hello, true, out);
     }
 
     /// R-SYNC-1: the secondary refused a block that did not start at its end of log; resend
@@ -695,7 +709,7 @@ impl Core {
         let sync: Vec<bool> = (0..self.peers.len())
             .map(|r| self.pair_is_sync(self.me, ReplicaId(r as u8)))
             .collect();
-        let keep_disconnected = self.planted(Mutant::CountDisconnectedParticipant);
+        let async_synchronized = self.planted(Mutant::AsyncSecondarySynchronized);
         for db in &mut self.dbs {
             let end = db.end();
             let database = db.id;
@@ -706,10 +720,12 @@ impl Core {
                         progress.phase = Phase::Streaming;
                     }
                 }
-                let eligible = up[r] && progress.phase == Phase::Streaming && sync[r];
-                if !eligible && (!keep_disconnected || up[r]) {
+                let eligible = up[r]
+                    && progress.phase == Phase::Streaming
+                    && (sync[r] || async_synchronized);
+                if !eligible {
                     progress.synchronized = false;
-                } else if !progress.synchronized && progress.hardened >= end {
+                } else if eligible && !progress.synchronized && progress.hardened >= end {
                     tracing::info!(
                         peer = peer.0,
                         database = database.0,
@@ -830,13 +846,23 @@ impl Core {
                 p.hardened
             }
         };
+        // Planted bug only: asynchronous peers moving data are waited for.
+        let async_waited = |r: &ReplicaId, p: &Progress| {
+            self.planted(Mutant::AsyncSecondaryParticipant)
+                && !self.pair_is_sync(self.me, *r)
+                && p.is_moving()
+                && self.peers[usize::from(r.0)].is_up()
+        };
         let participants: Vec<(&ReplicaId, &Progress)> = db
             .secondaries
             .iter()
-            .filter(|(_, p)| p.synchronized)
+            .filter(|(r, p)| p.synchronized || p.lingering || async_waited(r, p))
             .collect();
+        let counted = participants.iter().filter(|(_, p)| p.synchronized).count();
         let required = self.config.required_synchronized_secondaries_to_commit as usize;
-        if participants.len() < required || participants.iter().any(|(_, p)| durable(p) < lsn) {
+        let ignore_k = self.planted(Mutant::IgnoreRequiredSynchronized);
+        if (counted < required && !ignore_k) || participants.iter().any(|(_, p)| durable(p) < lsn)
+        {
             return true;
         }
         if self.has_manager() {

@@ -237,7 +237,10 @@ impl Core {
         else {
             return;
         };
-        if state == SyncState::Synchronized && !self.pair_is_sync(self.me, from) {
+        if state == SyncState::Synchronized
+            && !self.pair_is_sync(self.me, from)
+            && !self.planted(Mutant::AsyncSecondarySynchronized)
+        {
             // R-SYNC-4: impossible for this pair, whatever the sender says.
             self.not_from_my_primary(from, "SYNCHRONIZED for an asynchronous pair", out);
             return;

@@ -101,9 +101,12 @@ impl Core {
                 timer: TimerId::SessionTimeout(peer),
             });
         }
+        // Planted bug only: commits still wait for it.
+        let linger = self.planted(crate::mutants::Mutant::CountDisconnectedParticipant);
         for db in &mut self.dbs {
             if let Some(progress) = db.secondaries.get_mut(&peer) {
                 progress.phase = Phase::Inactive;
+                progress.lingering |= linger && progress.synchronized;
                 progress.synchronized = false;
                 progress.reported = None;
             }
@@ -315,7 +318,7 @@ impl Core {
             }
             Role::Secondary if self.role == Role::Primary && epoch == self.epoch => {
                 for database in hello.databases {
-                    self.setup_secondary(from, database, out);
+                    self.setup_secondary(from, database, false, out);
                 }
             }
             _ if self.primary == Some(from) && self.role == Role::Secondary => {
@@ -426,8 +429,16 @@ impl Core {
                 released.push((pending, db.id));
             }
         }
+        let definite = self.planted(crate::mutants::Mutant::DefiniteAtStepDown);
         for (pending, database) in released {
-            let reply = crate::output::ClientReply::Indefinite(cause);
+            let reply = if definite {
+                crate::output::ClientReply::Refused(crate::error::ClientError::NotPrimary {
+                    role,
+                    primary: None,
+                })
+            } else {
+                crate::output::ClientReply::Indefinite(cause)
+            };
             self.record_outcome(database, pending.txn, Some(&reply));
             out.push_back(Output::ClientReply {
                 request: pending.request,
