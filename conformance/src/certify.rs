@@ -1,5 +1,7 @@
 //! Certification: a corpus replayed on a system under test, with a certificate.
 
+use crate::adequacy::{MutationScore, TransitionCoverage};
+use crate::diagnose::diagnose;
 use crate::judge::{diff, judge, Disagreement, Verdict};
 use crate::scenario::{Coverage, Scenario};
 use crate::sut::Sut;
@@ -13,28 +15,48 @@ pub struct ScenarioResult {
     pub file: String,
     /// Its purpose.
     pub purpose: String,
-    /// `pass`, `fail` or `error`.
+    /// `pass`, `fail`, `error`, or `too_broad` (the judge could not track the model's states:
+    /// neither passed nor failed).
     pub verdict: &'static str,
-    /// For a failure or an error: the step (1-based; 0 is the setup).
+    /// For a failure: the failing step of the scenario in `actions` (the shrunk one, when it was
+    /// shrunk; 0 is right after setup). For an error: the step of the corpus scenario.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step: Option<usize>,
     /// For a failure: the environment actions of the shortest scenario found that still fails
-    /// (the scenario's prefix up to the failing step, shrunk by dropping steps), in order.
+    /// (the corpus scenario's prefix up to its failing step, shrunk by dropping steps), in
+    /// order, as the protocol's JSON (`docs/adapter-protocol.md`). `--save-failures` writes it
+    /// as a scenario file, which `--scenario FILE` replays.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub actions: Vec<String>,
-    /// For a failure: how many steps the corpus scenario took to fail, before shrinking.
+    pub actions: Vec<serde_json::Value>,
+    /// For a failure: the step at which the corpus scenario itself failed, before shrinking
+    /// (the number of its steps that ran).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unshrunk_steps: Option<usize>,
-    /// For a failure: the rules involved (see [`crate::judge::involved_rules`]).
+    /// For a failure: the rules involved, the one the bug breaks first ([`crate::diagnose`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<&'static str>,
-    /// For a failure: `field: expected → observed`, against the closest allowed observation.
+    /// For a failure: the spec mutants that behave like the system on it, as `name (breaks
+    /// RULE)`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub like: Vec<String>,
+    /// For a failure: `field: expected → observed`, against the closest observation the spec
+    /// allows after what the system showed before.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub diff: Vec<String>,
+    /// For a failure: the same against the other allowed observations nearly as close (at
+    /// most [`ALTERNATIVES`]), each telling of another way the system went wrong.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<Vec<String>>,
     /// For an error: what went wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For a failure: the shrunk scenario, replayable (`--save-failures`).
+    #[serde(skip)]
+    pub failing_scenario: Option<Scenario>,
 }
+
+/// How many other nearly-closest allowed observations a failure is also compared with.
+pub const ALTERNATIVES: usize = 2;
 
 /// The certificate of a run.
 #[derive(Clone, Debug, Serialize)]
@@ -51,16 +73,22 @@ pub struct Certificate {
     pub scenarios: usize,
     /// Passed.
     pub passed: usize,
-    /// Failed (an observation the model does not allow).
+    /// Failed (an observation the model does not allow after the ones before it).
     pub failed: usize,
     /// Could not be run to the end.
     pub errors: usize,
+    /// Too broad to judge (neither passed nor failed).
+    pub too_broad: usize,
     /// What the corpus exercises in the model.
     pub coverage: Coverage,
     /// What the corpus' configurations could exercise and the corpus does not.
     pub missing: Coverage,
     /// How many action kinds the corpus' configurations can take.
     pub applicable_action_kinds: usize,
+    /// How many of the transitions the spec can take at rest the corpus tries.
+    pub transitions: TransitionCoverage,
+    /// How many of the spec's mutants the corpus catches.
+    pub mutation: MutationScore,
     /// `PASS` when every scenario passed.
     pub verdict: &'static str,
     /// Every scenario's result.
@@ -93,15 +121,22 @@ pub enum CorpusError {
     Empty(String),
 }
 
+/// FNV-1a 64, continued over `bytes`.
+fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
 /// The scenarios of a corpus directory, in file-name order, with their file names, and the
 /// corpus hash.
 pub fn load_corpus(dir: &Path) -> Result<(Vec<(String, Scenario)>, String), CorpusError> {
-    let read_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| CorpusError::Read { path, source }
-    };
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map_err(read_err(dir))?
+        .map_err(read_error(dir))?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".json") && n != "index.json")
@@ -110,44 +145,46 @@ pub fn load_corpus(dir: &Path) -> Result<(Vec<(String, Scenario)>, String), Corp
     if names.is_empty() {
         return Err(CorpusError::Empty(dir.display().to_string()));
     }
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+    load_scenarios(&paths)
+}
+
+fn read_error(path: &Path) -> impl FnOnce(std::io::Error) -> CorpusError {
+    let path = path.to_owned();
+    move |source| CorpusError::Read { path, source }
+}
+
+/// Scenario files, in the order given, named by their file names, and their hash (as a corpus
+/// of just these files would have).
+pub fn load_scenarios(paths: &[PathBuf]) -> Result<(Vec<(String, Scenario)>, String), CorpusError> {
+    let mut hash = FNV_OFFSET;
     let mut scenarios = Vec::new();
-    for name in names {
-        let path = dir.join(&name);
-        let text = std::fs::read_to_string(&path).map_err(read_err(&path))?;
-        for byte in text.bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        let scenario =
-            Scenario::from_json(&text).map_err(|source| CorpusError::Scenario { path, source })?;
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(read_error(path))?;
+        hash = fnv1a(hash, text.as_bytes());
+        let scenario = Scenario::from_json(&text).map_err(|source| CorpusError::Scenario {
+            path: path.clone(),
+            source,
+        })?;
+        let name = path
+            .file_name()
+            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         scenarios.push((name, scenario));
     }
     Ok((scenarios, format!("{hash:016x}")))
 }
 
-/// The rules a failure of `scenario` involves ([`crate::judge::involved_rules`] with the
-/// action of the failing step).
-fn involved_rules(scenario: &Scenario, d: &Disagreement) -> Vec<&'static str> {
-    let action = d.step.checked_sub(1).map(|i| &scenario.steps[i].action);
-    crate::judge::involved_rules(d.previous.as_ref(), &d.expected, &d.observed, action)
-}
-
 /// Shrinks a failing scenario: drops one step at a time from the failing prefix while the
-/// rest, replayed on the model for its expectations, still fails on a fresh system. Returns
-/// the shortest scenario found and its disagreement.
+/// rest still fails on a fresh system. Returns the shortest scenario found and its
+/// disagreement.
 pub fn shrink(
     scenario: &Scenario,
     failure: Disagreement,
-    make_sut: &mut dyn FnMut() -> Box<dyn Sut>,
+    make_sut: &mut dyn FnMut(&Scenario) -> Box<dyn Sut>,
 ) -> (Scenario, Disagreement) {
     let mut best = scenario.clone();
     best.steps.truncate(failure.step);
     let mut failure = failure;
-    let Ok(config) = hadr_model::ModelConfig::from_toml_str(&scenario.config) else {
-        return (best, failure);
-    };
-    let model = hadr_model::AgModel::new(config).for_conformance();
     let mut i = 0;
     while i < best.steps.len() {
         let actions: Vec<hadr_model::Action> = best
@@ -157,91 +194,140 @@ pub fn shrink(
             .filter(|(j, _)| *j != i)
             .map(|(_, s)| s.action)
             .collect();
-        let candidate =
-            crate::generate::replay(&model, &scenario.config, &scenario.purpose, &actions);
-        if let Some(candidate) = candidate {
-            if let Verdict::Fail(d) = judge(&candidate, make_sut().as_mut()) {
-                best = candidate;
-                best.steps.truncate(d.step);
-                failure = d;
-                continue; // the same index holds the next step now
-            }
+        let candidate = crate::generate::scenario_of(&scenario.config, &scenario.purpose, &actions);
+        if let Verdict::Fail(d) = judge(&candidate, make_sut(&candidate).as_mut()) {
+            best = candidate;
+            best.steps.truncate(d.step);
+            failure = d;
+            continue; // the same index holds the next step now
         }
         i += 1;
     }
     (best, failure)
 }
 
-/// Runs every scenario on a fresh system from `make_sut`, shrinking each failure when
-/// `shrink_failures`; `on_result` sees each result as it comes (for progress output).
+/// The result of one scenario, shrinking a failure when `shrink_failures`.
+fn run_one(
+    file: &str,
+    scenario: &Scenario,
+    make_sut: &mut dyn FnMut(&Scenario) -> Box<dyn Sut>,
+    shrink_failures: bool,
+) -> (String, ScenarioResult) {
+    let mut sut = make_sut(scenario);
+    let name = sut.name();
+    let mut result = ScenarioResult {
+        file: file.to_owned(),
+        purpose: scenario.purpose.clone(),
+        verdict: "pass",
+        step: None,
+        actions: Vec::new(),
+        unshrunk_steps: None,
+        rules: Vec::new(),
+        like: Vec::new(),
+        diff: Vec::new(),
+        alternatives: Vec::new(),
+        error: None,
+        failing_scenario: None,
+    };
+    match judge(scenario, sut.as_mut()) {
+        Verdict::Pass => {}
+        Verdict::Fail(d) => {
+            drop(sut);
+            result.verdict = "fail";
+            result.unshrunk_steps = Some(d.step);
+            let (shrunk, d) = if shrink_failures {
+                shrink(scenario, d, make_sut)
+            } else {
+                let mut prefix = scenario.clone();
+                prefix.steps.truncate(d.step);
+                (prefix, d)
+            };
+            describe_failure(&mut result, shrunk, &d);
+        }
+        Verdict::Error { step, error } => {
+            result.verdict = "error";
+            result.step = Some(step);
+            result.error = Some(error.to_string());
+        }
+        Verdict::TooBroad { step, cap } => {
+            result.verdict = "too_broad";
+            result.step = Some(step);
+            result.error = Some(format!(
+                "after step {step} the model may be in more than {cap} states: too broad to judge"
+            ));
+        }
+    }
+    (name, result)
+}
+
+/// Fills a failure's report: the shrunk scenario, the rules, the mutants it behaves like and
+/// the differences from the closest allowed observations.
+fn describe_failure(result: &mut ScenarioResult, shrunk: Scenario, d: &Disagreement) {
+    result.step = Some(d.step);
+    result.actions = shrunk
+        .steps
+        .iter()
+        .map(|s| serde_json::to_value(s.action).unwrap_or_default())
+        .collect();
+    let actions: Vec<hadr_model::Action> = shrunk.steps.iter().map(|s| s.action).collect();
+    if let Ok(config) = crate::judge::judging_model(&shrunk) {
+        let diagnosis = diagnose(&config, &actions, &d.observations(), &d.expected);
+        result.rules = diagnosis.rules;
+        result.like = diagnosis
+            .like
+            .iter()
+            .map(|m| format!("{m} (breaks {})", m.breaks()))
+            .collect();
+    }
+    let near = crate::diagnose::nearly_closest(&d.expected, &d.observed);
+    if let Some((closest, others)) = near.split_first() {
+        result.diff = diff(closest, &d.observed);
+        result.alternatives = others
+            .iter()
+            .take(ALTERNATIVES)
+            .map(|e| diff(e, &d.observed))
+            .collect();
+    }
+    let mut saved = shrunk;
+    saved.purpose = format!("failure of {} ({})", result.file, result.purpose);
+    result.failing_scenario = Some(saved);
+}
+
+/// Runs every scenario on a fresh system from `make_sut` (given the scenario, which only an
+/// in-process model needs), shrinking each failure when `shrink_failures`; `on_result` sees
+/// each result as it comes (for progress output). The certificate also measures the corpus
+/// ([`crate::adequacy`]).
 pub fn certify(
     scenarios: &[(String, Scenario)],
     corpus_hash: String,
-    make_sut: &mut dyn FnMut() -> Box<dyn Sut>,
+    make_sut: &mut dyn FnMut(&Scenario) -> Box<dyn Sut>,
     shrink_failures: bool,
     on_result: &mut dyn FnMut(usize, &ScenarioResult),
 ) -> Certificate {
     let mut results = Vec::new();
-    let mut coverage = Coverage::default();
-    let mut wanted = Coverage::default();
-    let mut configs_seen = std::collections::HashSet::new();
     let mut sut_name = String::new();
     for (i, (file, scenario)) in scenarios.iter().enumerate() {
-        coverage.merge(&scenario.covers);
-        if configs_seen.insert(scenario.config.clone()) {
-            if let Ok(config) = hadr_model::ModelConfig::from_toml_str(&scenario.config) {
-                wanted.merge(&crate::generate::wanted(&config));
-            }
-        }
-        let mut sut = make_sut();
-        sut_name = sut.name();
-        let mut result = ScenarioResult {
-            file: file.clone(),
-            purpose: scenario.purpose.clone(),
-            verdict: "pass",
-            step: None,
-            actions: Vec::new(),
-            unshrunk_steps: None,
-            rules: Vec::new(),
-            diff: Vec::new(),
-            error: None,
-        };
-        match judge(scenario, sut.as_mut()) {
-            Verdict::Pass => {}
-            Verdict::Fail(d) => {
-                result.verdict = "fail";
-                result.unshrunk_steps = Some(d.step);
-                let (shrunk, d) = if shrink_failures {
-                    shrink(scenario, d, make_sut)
-                } else {
-                    let mut prefix = scenario.clone();
-                    prefix.steps.truncate(d.step);
-                    (prefix, d)
-                };
-                result.step = Some(d.step);
-                result.actions = shrunk
-                    .steps
-                    .iter()
-                    .map(|s| format!("{:?}", s.action))
-                    .collect();
-                if let Some(closest) = d.expected.first() {
-                    result.diff = diff(closest, &d.observed);
-                    result.rules = involved_rules(&shrunk, &d);
-                }
-            }
-            Verdict::Error { step, error } => {
-                result.verdict = "error";
-                result.step = Some(step);
-                result.error = Some(error.to_string());
-            }
-        }
+        let (name, result) = run_one(file, scenario, make_sut, shrink_failures);
+        sut_name = name;
         on_result(i, &result);
         results.push(result);
     }
+    let measure = crate::adequacy::measure(scenarios);
+    certificate(sut_name, corpus_hash, measure, results)
+}
+
+/// The certificate of `results` on a corpus measured as `measure`.
+pub fn certificate(
+    sut: String,
+    corpus_hash: String,
+    measure: crate::adequacy::Measure,
+    results: Vec<ScenarioResult>,
+) -> Certificate {
     let count = |v: &str| results.iter().filter(|r| r.verdict == v).count();
-    let (passed, failed, errors) = (count("pass"), count("fail"), count("error"));
+    let (passed, failed, errors, too_broad) =
+        (count("pass"), count("fail"), count("error"), count("too_broad"));
     Certificate {
-        sut: sut_name,
+        sut,
         spec_version: hadr_model_version(),
         model_hash: hadr_model::SPEC_HASH,
         corpus_hash,
@@ -249,15 +335,64 @@ pub fn certify(
         passed,
         failed,
         errors,
-        missing: wanted.without(&coverage),
-        applicable_action_kinds: wanted.action_kinds.len(),
-        coverage,
+        too_broad,
+        missing: measure.wanted.without(&measure.coverage),
+        applicable_action_kinds: measure.wanted.action_kinds.len(),
+        coverage: measure.coverage,
+        transitions: measure.transitions,
+        mutation: measure.mutation,
         verdict: if passed == results.len() {
             "PASS"
         } else {
             "FAIL"
         },
         results,
+    }
+}
+
+impl ScenarioResult {
+    /// This result's section of the certificate's failures (Markdown).
+    fn markdown(&self) -> String {
+        let mut out = format!(
+            "\n### {} ({}) — {} at step {}\n\n",
+            self.file,
+            self.purpose,
+            self.verdict,
+            self.step.unwrap_or(0)
+        );
+        if !self.rules.is_empty() {
+            out += &format!("rules: {}\n\n", self.rules.join(", "));
+        }
+        if !self.like.is_empty() {
+            out += &format!("behaves like spec mutant {}\n\n", self.like.join(", "));
+        }
+        if self.verdict == "fail" {
+            let steps: Vec<String> = self.actions.iter().map(|a| format!("`{a}`")).collect();
+            out += &format!(
+                "shortest failing scenario ({} of the {} steps the corpus scenario ran; its steps are numbered from 1, and step {} is where it fails): {}\n\n",
+                self.actions.len(),
+                self.unshrunk_steps.unwrap_or(self.actions.len()),
+                self.step.unwrap_or(0),
+                if steps.is_empty() {
+                    "none (the group as set up)".to_owned()
+                } else {
+                    steps.join(", ")
+                }
+            );
+        }
+        for line in &self.diff {
+            out += &format!("- `{line}`\n");
+        }
+        for (i, alternative) in self.alternatives.iter().enumerate() {
+            out += &format!("\nor, against the next closest allowed observation ({}):\n\n", i + 2);
+            for line in alternative {
+                out += &format!("- `{line}`\n");
+            }
+        }
+        if let Some(e) = &self.error {
+            out += &format!("- error: {e}\n");
+        }
+        out
     }
 }
 
@@ -268,33 +403,39 @@ fn hadr_model_version() -> &'static str {
 impl Certificate {
     /// The certificate as Markdown.
     pub fn markdown(&self) -> String {
+        let hazards = if self.missing.hazards.is_empty() {
+            format!("{} (all)", self.coverage.hazards.join(", "))
+        } else {
+            let covered = if self.coverage.hazards.is_empty() {
+                "none".to_owned()
+            } else {
+                self.coverage.hazards.join(", ")
+            };
+            format!("{covered}; missing: {}", self.missing.hazards.join(", "))
+        };
+        let kinds = if self.missing.action_kinds.is_empty() {
+            "100 %".to_owned()
+        } else {
+            format!("missing: {}", self.missing.action_kinds.join(", "))
+        };
+        let mut scenarios = format!(
+            "{} passed, {} failed, {} errors",
+            self.passed, self.failed, self.errors
+        );
+        if self.too_broad > 0 {
+            scenarios += &format!(", {} too broad to judge", self.too_broad);
+        }
         let mut out = format!(
-            "# hadr conformance certificate\n\n| | |\n|---|---|\n| system under test | `{}` |\n| spec version | {} (model hash `{}`) |\n| corpus hash | `{}` |\n| scenarios | {} passed, {} failed, {} errors of {} |\n| action kinds covered | {} of {} ({}) |\n| hazards covered | {} |\n| verdict | **{}** |\n",
+            "# hadr conformance certificate\n\n| | |\n|---|---|\n| system under test | `{}` |\n| spec version | {} (model hash `{}`) |\n| corpus hash | `{}` |\n| scenarios | {scenarios} of {} |\n| action kinds covered | {} of {} ({kinds}) |\n| hazards covered | {hazards} |\n| transitions at rest tried | {} |\n| mutation score | {} |\n| verdict | **{}** |\n",
             self.sut,
             self.spec_version,
             self.model_hash,
             self.corpus_hash,
-            self.passed,
-            self.failed,
-            self.errors,
             self.scenarios,
             self.applicable_action_kinds - self.missing.action_kinds.len(),
             self.applicable_action_kinds,
-            if self.missing.action_kinds.is_empty() {
-                "100 %".to_owned()
-            } else {
-                format!("missing: {}", self.missing.action_kinds.join(", "))
-            },
-            if self.missing.hazards.is_empty() {
-                format!("{} (all)", self.coverage.hazards.join(", "))
-            } else {
-                let covered = if self.coverage.hazards.is_empty() {
-                    "none".to_owned()
-                } else {
-                    self.coverage.hazards.join(", ")
-                };
-                format!("{covered}; missing: {}", self.missing.hazards.join(", "))
-            },
+            self.transitions.summary(),
+            self.mutation.summary(),
             self.verdict
         );
         let bad: Vec<&ScenarioResult> = self
@@ -305,30 +446,7 @@ impl Certificate {
         if !bad.is_empty() {
             out += "\n## Failures\n";
             for r in bad {
-                out += &format!(
-                    "\n### {} ({}) — {} at step {}\n\n",
-                    r.file,
-                    r.purpose,
-                    r.verdict,
-                    r.step.unwrap_or(0)
-                );
-                if !r.rules.is_empty() {
-                    out += &format!("rules: {}\n\n", r.rules.join(", "));
-                }
-                if !r.actions.is_empty() {
-                    out += &format!(
-                        "shortest failing scenario ({} of {} steps): {}\n\n",
-                        r.actions.len(),
-                        r.unshrunk_steps.unwrap_or(r.actions.len()),
-                        r.actions.join(", ")
-                    );
-                }
-                for line in &r.diff {
-                    out += &format!("- `{line}`\n");
-                }
-                if let Some(e) = &r.error {
-                    out += &format!("- error: {e}\n");
-                }
+                out += &r.markdown();
             }
         }
         out
@@ -347,7 +465,7 @@ impl Certificate {
             escape(&self.sut),
             self.scenarios,
             self.failed,
-            self.errors
+            self.errors + self.too_broad
         );
         for r in &self.results {
             out += &format!(
@@ -358,12 +476,13 @@ impl Certificate {
             match r.verdict {
                 "fail" => {
                     out += &format!(
-                        "<failure message=\"step {}\">{}</failure>",
+                        "<failure message=\"step {}: {}\">{}</failure>",
                         r.step.unwrap_or(0),
+                        escape(&r.rules.join(", ")),
                         escape(&r.diff.join("\n"))
                     )
                 }
-                "error" => {
+                "error" | "too_broad" => {
                     out += &format!(
                         "<error message=\"step {}\">{}</error>",
                         r.step.unwrap_or(0),

@@ -3,24 +3,30 @@
 //! 1. The shortest path to every hazard and every action kind ([`hadr_model::example_paths`],
 //!    a breadth-first search) is projected onto its environment actions: the internal steps
 //!    in between are the protocol's business, not the scenario's.
-//! 2. For every mutant of the spec (a planted bug, `hadr check --list-mutants`), the shortest
-//!    path on which it breaks an invariant ([`hadr_model::refuting_path`]), projected the same
-//!    way: the scenario that catches an implementation with the same bug.
-//! 3. Seeded random walks of environment actions add breadth.
-//! 4. Each scenario is replayed on the model as a set of possible states (a *frontier*): the
-//!    next environment action applies to every state of the frontier where it is enabled, then
-//!    the frontier is closed under internal actions. After each step the scenario records the
-//!    observations of the frontier's quiescent states: what a correct implementation may show
-//!    once it has done everything it can do on its own.
+//! 2. For every mutant of the spec (a planted bug, `hadr check --list-mutants`), scenarios on
+//!    which that mutant, run as a system under test ([`crate::model_sut`]), fails: the
+//!    environment steps of its shortest refuting path, then seeded walks of the mutant itself.
+//!    The corpus grows until every applicable mutant fails on at least
+//!    [`GenerateOptions::kills_per_mutant`] scenarios (mutation adequacy).
+//! 3. Seeded random walks add breadth. The environment acts only where the system is at rest
+//!    (a driver that waits for quiescence can follow every walk), and now and then tries an
+//!    operator command or a fault the spec refuses in every state the group may be in: a
+//!    refusal is behaviour too, and the system must then change nothing.
+//! 4. Each scenario is replayed on the model for its documentation: after each step, every
+//!    observation the spec allows at rest for *some* history (`expected`). The judge does not
+//!    use these lists: it judges by refinement ([`crate::refine`]), each observation against
+//!    the states consistent with every observation before it.
 
+use crate::adequacy::{applicable_mutants, Measure};
+use crate::model_sut::kills;
+use crate::refine::{is_environment, run_to_rest, take_or_refuse, Closure};
 use crate::scenario::{Coverage, Scenario, ScenarioStep, FORMAT};
 use hadr_model::properties::{all_specs, PropertyGroup};
-use hadr_model::{Action, AgModel, CheckOptions, ModelConfig, State};
-use hadr_types::Observation;
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use hadr_model::{Action, ActionKind, AgModel, Bounds, CheckOptions, ModelConfig, Mutant, State};
+use std::collections::{BTreeSet, HashSet};
 
 /// How many states a frontier may hold before a scenario is given up as too broad to judge.
-pub const MAX_FRONTIER: usize = 200_000;
+pub const MAX_FRONTIER: usize = crate::refine::MAX_STATES;
 
 /// What to generate.
 #[derive(Clone, Debug)]
@@ -33,8 +39,9 @@ pub struct GenerateOptions {
     pub walk_length: usize,
     /// Checker threads for the search of the shortest paths (1 = deterministic order).
     pub threads: usize,
-    /// Add a scenario per mutant of the spec that the configuration can refute.
-    pub mutant_scenarios: bool,
+    /// Add scenarios until every spec mutant the configuration applies to fails on
+    /// `kills_per_mutant` of them (0: no mutant scenarios).
+    pub kills_per_mutant: usize,
 }
 
 impl Default for GenerateOptions {
@@ -44,7 +51,7 @@ impl Default for GenerateOptions {
             walks: 20,
             walk_length: 8,
             threads: 1,
-            mutant_scenarios: true,
+            kills_per_mutant: 2,
         }
     }
 }
@@ -52,7 +59,7 @@ impl Default for GenerateOptions {
 /// A generated corpus.
 #[derive(Clone, Debug)]
 pub struct Corpus {
-    /// The scenarios: shortest examples first (by purpose), then the walks.
+    /// The scenarios: shortest examples first (by purpose), then the mutants' and the walks.
     pub scenarios: Vec<Scenario>,
     /// What they exercise together.
     pub coverage: Coverage,
@@ -61,6 +68,8 @@ pub struct Corpus {
     pub missing: Coverage,
     /// Targets given up because their frontier grew past [`MAX_FRONTIER`].
     pub too_broad: Vec<String>,
+    /// Its transition coverage and mutation score ([`crate::adequacy`]).
+    pub measure: Measure,
 }
 
 /// Why a corpus could not be generated.
@@ -71,85 +80,8 @@ pub enum GenerateError {
     Config(#[from] hadr_model::ModelConfigError),
 }
 
-/// A frontier: the states the model may be in, and what it took to get there.
-pub(crate) struct Frontier {
-    pub(crate) states: Vec<State>,
-    coverage: Coverage,
-    pub(crate) quiescent: Vec<usize>,
-}
-
 fn kind_name(action: &Action) -> String {
     action.kind().name().to_owned()
-}
-
-pub(crate) fn is_environment(action: &Action) -> bool {
-    action.kind().class().is_environment()
-}
-
-/// Closes `start` under internal actions (breadth-first); `None` if it grows past the cap.
-pub(crate) fn close(m: &AgModel, start: Vec<State>, coverage: &mut Coverage) -> Option<Frontier> {
-    close_within(m, start, Some(coverage), MAX_FRONTIER)
-}
-
-/// [`close`] with another cap on the frontier's size, tracking the coverage only if asked
-/// (the hazard conditions are the expensive part).
-pub(crate) fn close_within(
-    m: &AgModel,
-    start: Vec<State>,
-    coverage: Option<&mut Coverage>,
-    cap: usize,
-) -> Option<Frontier> {
-    let internal: Vec<Action> = m
-        .candidates()
-        .iter()
-        .filter(|a| !is_environment(a))
-        .copied()
-        .collect();
-    let mut seen: HashSet<State, crate::fxhash::FxBuild> = HashSet::default();
-    let mut order = Vec::new();
-    let mut queue: VecDeque<State> = VecDeque::new();
-    for s in start {
-        if seen.insert(s.clone()) {
-            queue.push_back(s);
-        }
-    }
-    let mut kinds = BTreeSet::new();
-    let mut quiescent = Vec::new();
-    while let Some(s) = queue.pop_front() {
-        let mut stuck = true;
-        for a in internal.iter().filter(|a| m.enabled(&s, a)) {
-            stuck = false;
-            if coverage.is_some() {
-                kinds.insert(a.kind());
-            }
-            let next = m.apply(&s, a);
-            if seen.insert(next.clone()) {
-                if seen.len() > cap {
-                    return None;
-                }
-                queue.push_back(next);
-            }
-        }
-        if stuck {
-            quiescent.push(order.len());
-        }
-        order.push(s);
-    }
-    let coverage = match coverage {
-        Some(coverage) => {
-            coverage.merge(&Coverage {
-                action_kinds: kinds.into_iter().map(|k| k.name().to_owned()).collect(),
-                hazards: hazards(m, &order),
-            });
-            coverage.clone()
-        }
-        None => Coverage::default(),
-    };
-    Some(Frontier {
-        states: order,
-        coverage,
-        quiescent,
-    })
 }
 
 /// The hazards whose condition holds in one of `states`.
@@ -162,46 +94,25 @@ fn hazards(m: &AgModel, states: &[State]) -> Vec<String> {
         .collect()
 }
 
-/// What may be seen of a frontier once quiescent, sorted and deduplicated.
-fn expected(m: &AgModel, frontier: &Frontier) -> (Vec<Observation>, bool) {
-    let quiescent = !frontier.quiescent.is_empty();
-    let states: Box<dyn Iterator<Item = &State>> = if quiescent {
-        Box::new(frontier.quiescent.iter().map(|&i| &frontier.states[i]))
-    } else {
-        Box::new(frontier.states.iter())
-    };
-    let mut unique: Vec<(String, Observation)> = states
-        .map(|s| m.observe(s))
-        .collect::<HashSet<Observation>>()
-        .into_iter()
-        .map(|o| {
-            (
-                serde_json::to_string(&o).expect("an observation serializes"),
-                o,
-            )
-        })
-        .collect();
-    unique.sort_by(|a, b| a.0.cmp(&b.0));
-    (unique.into_iter().map(|(_, o)| o).collect(), quiescent)
-}
-
-/// An environment action taken by a frontier: applied in every state where the model enables
-/// it; the others stay as they are (there the system refuses it).
-pub(crate) fn take_or_refuse(m: &AgModel, states: &[State], action: &Action) -> Vec<State> {
-    states
+/// What the model can do from `states` on its own: its states at rest, and the action kinds and
+/// hazards on the way. `None` past [`MAX_FRONTIER`] states.
+fn settle(m: &AgModel, states: Vec<State>, coverage: &mut Coverage) -> Option<Vec<State>> {
+    let closure = Closure::explore(m, states, MAX_FRONTIER).ok()?;
+    let kinds: Vec<String> = ActionKind::ALL
         .iter()
-        .map(|s| {
-            if m.enabled(s, action) {
-                m.apply(s, action)
-            } else {
-                s.clone()
-            }
-        })
-        .collect()
+        .filter(|k| closure.kinds & (1 << k.index()) != 0)
+        .map(|k| k.name().to_owned())
+        .collect();
+    coverage.merge(&Coverage {
+        action_kinds: kinds,
+        hazards: hazards(m, &closure.states),
+    });
+    Some(closure.resting_states())
 }
 
-/// Replays environment actions on the model as frontiers; `None` if a frontier grows too broad
-/// or an action is enabled in none of its states.
+/// Replays environment actions on the model, for a scenario's documentation: the observations
+/// at rest after each step, for any history. An action no state enables is a refusal step.
+/// `None` if the model's states grow too broad.
 pub(crate) fn replay(
     m: &AgModel,
     config_toml: &str,
@@ -209,24 +120,21 @@ pub(crate) fn replay(
     actions: &[Action],
 ) -> Option<Scenario> {
     let mut coverage = Coverage::default();
-    let mut frontier = close(m, vec![m.initial_state()], &mut coverage)?;
-    let (initial, initial_quiescent) = expected(m, &frontier);
+    let mut states = settle(m, vec![m.initial_state()], &mut coverage)?;
+    let initial = crate::refine::observations(m, &states);
     let mut steps = Vec::new();
     for action in actions {
-        if !frontier.states.iter().any(|s| m.enabled(s, action)) {
-            return None;
+        if states.iter().any(|s| m.enabled(s, action)) {
+            coverage.merge(&Coverage {
+                action_kinds: vec![kind_name(action)],
+                hazards: Vec::new(),
+            });
         }
-        let next = take_or_refuse(m, &frontier.states, action);
-        coverage.merge(&Coverage {
-            action_kinds: vec![kind_name(action)],
-            hazards: Vec::new(),
-        });
-        frontier = close(m, next, &mut coverage)?;
-        let (expected, quiescent) = expected(m, &frontier);
+        states = settle(m, take_or_refuse(m, &states, action), &mut coverage)?;
         steps.push(ScenarioStep {
             action: *action,
-            expected,
-            quiescent,
+            expected: crate::refine::observations(m, &states),
+            quiescent: true,
         });
     }
     Some(Scenario {
@@ -234,9 +142,34 @@ pub(crate) fn replay(
         purpose: purpose.to_owned(),
         config: config_toml.to_owned(),
         initial,
-        initial_quiescent,
+        initial_quiescent: true,
         steps,
-        covers: frontier.coverage,
+        covers: coverage,
+    })
+}
+
+/// A scenario of `actions` in the configuration `config_toml` (as a shrunk failure or a
+/// hand-made scenario needs one), documented as [`replay`] does when the model allows it.
+pub fn scenario_of(config_toml: &str, purpose: &str, actions: &[Action]) -> Scenario {
+    let documented = ModelConfig::from_toml_str(config_toml).ok().and_then(|c| {
+        let m = AgModel::new(c).for_conformance();
+        replay(&m, config_toml, purpose, actions)
+    });
+    documented.unwrap_or_else(|| Scenario {
+        format: FORMAT.to_owned(),
+        purpose: purpose.to_owned(),
+        config: config_toml.to_owned(),
+        initial: Vec::new(),
+        initial_quiescent: true,
+        steps: actions
+            .iter()
+            .map(|&action| ScenarioStep {
+                action,
+                expected: Vec::new(),
+                quiescent: true,
+            })
+            .collect(),
+        covers: Coverage::default(),
     })
 }
 
@@ -256,44 +189,52 @@ impl Rng {
     }
 }
 
-/// A random walk: environment actions each enabled in some state of the current frontier, or
-/// with `at_rest`, in some quiescent state of it (how a system run to quiescence meets them).
-fn walk(m: &AgModel, rng: &mut Rng, length: usize, at_rest: bool) -> Vec<Action> {
+/// The kinds of environment action a walk may try where the spec refuses them: an operator's
+/// commands, and the faults a fault injector can aim wrongly (a health fault of a secondary,
+/// a stalled disk on the primary, a lost block with no one to send it). A crash of a down
+/// server, a restart of a running one or a cut of a cut link are no commands: never tried.
+pub(crate) fn refusable(kind: ActionKind) -> bool {
+    use ActionKind::*;
+    matches!(kind.class(), hadr_model::ActionClass::Operator)
+        || matches!(kind, HealthFault | DiskStall | LoseLogBlock)
+}
+
+/// One walk in `REFUSAL_ONE_IN` steps tries a refused action, when there is one.
+const REFUSAL_ONE_IN: usize = 6;
+
+/// A random walk of at most `length` environment actions on `m` (within its bounds), the
+/// environment acting only at rest: each action enabled in some state at rest the model may be
+/// in, or, one step in [`REFUSAL_ONE_IN`], one it refuses in every such state.
+fn walk(m: &AgModel, rng: &mut Rng, length: usize) -> Vec<Action> {
     let environment: Vec<Action> = m
         .candidates()
         .iter()
         .filter(|a| is_environment(a))
+        .filter(|a| hadr_model::not_applicable(a.kind(), m.config()).is_none())
         .copied()
         .collect();
-    let frontier = |states: Vec<State>| {
-        if at_rest {
-            settled(m, states)
-        } else {
-            close_within(m, states, None, MAX_FRONTIER).map(|f| f.states)
-        }
-    };
-    let Some(mut states) = frontier(vec![m.initial_state()]) else {
+    let Ok(mut states) = run_to_rest(m, vec![m.initial_state()], MAX_FRONTIER) else {
         return Vec::new();
     };
     let mut actions = Vec::new();
     for _ in 0..length {
-        let enabled: Vec<Action> = environment
+        let (enabled, refused): (Vec<Action>, Vec<Action>) = environment
             .iter()
-            .filter(|a| states.iter().any(|s| m.enabled(s, a)))
-            .copied()
+            .partition(|a| states.iter().any(|s| m.enabled(s, a)));
+        let refused: Vec<Action> = refused
+            .into_iter()
+            .filter(|a| refusable(a.kind()))
             .collect();
-        if enabled.is_empty() {
+        let action = if !refused.is_empty() && rng.below(REFUSAL_ONE_IN) == 0 {
+            refused[rng.below(refused.len())]
+        } else if !enabled.is_empty() {
+            enabled[rng.below(enabled.len())]
+        } else {
             break;
-        }
-        let action = enabled[rng.below(enabled.len())];
-        let next = states
-            .iter()
-            .filter(|s| m.enabled(s, &action))
-            .map(|s| m.apply(s, &action))
-            .collect();
-        match frontier(next) {
-            Some(next) => states = next,
-            None => break,
+        };
+        match run_to_rest(m, take_or_refuse(m, &states, &action), MAX_FRONTIER) {
+            Ok(next) => states = next,
+            Err(_) => break,
         }
         actions.push(action);
     }
@@ -305,7 +246,7 @@ fn walk(m: &AgModel, rng: &mut Rng, length: usize, at_rest: bool) -> Vec<Action>
 pub fn wanted(config: &ModelConfig) -> Coverage {
     let m = AgModel::new(config.clone());
     Coverage {
-        action_kinds: hadr_model::ActionKind::ALL
+        action_kinds: ActionKind::ALL
             .iter()
             .filter(|k| hadr_model::properties::not_applicable(**k, config).is_none())
             .map(|k| k.name().to_owned())
@@ -321,123 +262,145 @@ pub fn wanted(config: &ModelConfig) -> Coverage {
     }
 }
 
-/// How many random walks [`mutant_scenario`] tries when the refuting path does not tell.
-const MUTANT_WALKS: usize = 400;
-
-/// A scenario on which the spec with `mutant` planted can be told from the spec: a
-/// system with the same bug, run to quiescence after each step, may show an observation the
-/// scenario does not allow. Tried in order: the environment steps of the shortest path on
-/// which the mutant breaks an invariant with the environment acting in quiescent states, of
-/// the shortest path at all, then seeded random walks of the mutant. `None` if none tells.
-#[allow(clippy::too_many_arguments)]
-fn mutant_scenario(
-    m: &AgModel,
-    config: &ModelConfig,
-    mutant: hadr_model::Mutant,
-    config_toml: &str,
-    purpose: &str,
-    check: &CheckOptions,
-    seed: u64,
-    taken: &HashSet<Vec<Action>>,
-) -> Option<Scenario> {
-    // Walks keep to the configuration's bounds; judging knows none (`for_conformance`).
-    let bounded_bug = AgModel::with_mutant(config.clone(), mutant);
-    let bug = bounded_bug.clone().for_conformance();
-    let mut candidates: Vec<Vec<Action>> = [true, false]
-        .into_iter()
-        .filter_map(|quiescent| hadr_model::refuting_path(config, mutant, quiescent, check))
-        .map(|path| path.into_iter().filter(is_environment).collect())
-        .collect();
-    if candidates.is_empty() {
-        return None; // the configuration cannot exercise it
+/// The bounds of the larger, seeded corpus (`hadr certify --seed`): every disruption may come
+/// twice (two crashes, two suspends, two partitions, a fault while a commit waits …), one more
+/// client commit, and twice the disruptions in all.
+pub fn repeated_disruptions(b: Bounds) -> Bounds {
+    let twice = |n: u8| n.saturating_mul(2).max(n.saturating_add(1)).min(8);
+    Bounds {
+        transactions: b
+            .transactions
+            .saturating_add(1)
+            .min(hadr_model::config::MAX_TRANSACTIONS),
+        crashes: twice(b.crashes),
+        network_faults: twice(b.network_faults),
+        failovers: twice(b.failovers).min(hadr_model::config::MAX_FAILOVERS),
+        forced_failovers: twice(b.forced_failovers),
+        suspends: twice(b.suspends),
+        config_changes: twice(b.config_changes),
+        events: twice(b.events),
+        ..b
     }
-    let mut rng = Rng(seed | 1);
-    let length = 4;
-    let mut walks = 0;
-    loop {
-        let actions = match candidates.pop() {
-            Some(actions) => actions,
-            None if walks < MUTANT_WALKS => {
-                walks += 1;
-                walk(&bounded_bug, &mut rng, length, true)
-            }
-            None => return None,
-        };
-        if actions.is_empty() {
-            continue;
+}
+
+/// How deep [`mutant_scenarios`] searches, in environment steps.
+const MUTANT_DEPTH: usize = 6;
+
+/// How many pairs of state sets [`mutant_scenarios`] visits at most.
+const MUTANT_NODES: usize = 20_000;
+
+/// The shortest scenarios on which `mutant`, run as a system under test, fails, until `wanted`
+/// of them (counting `caught`, the corpus' scenarios that already catch it every way), found
+/// breadth-first over the environment's actions at rest (within the configuration's bounds,
+/// refusals included), the mutant and the spec side by side: a node is what the mutant may be
+/// in and what the spec may be in, given what the mutant showed. Scenarios every behaviour of
+/// the mutant fails come first. Action sequences in `taken` are not repeated.
+fn mutant_scenarios(
+    config: &ModelConfig,
+    config_toml: &str,
+    mutant: Mutant,
+    (caught, wanted): (usize, usize),
+    taken: &mut HashSet<Vec<Action>>,
+) -> Vec<Scenario> {
+    use crate::refine::{Refinement, MAX_STATES};
+    use std::collections::VecDeque;
+    let needed = wanted.saturating_sub(caught);
+    if needed == 0 {
+        return Vec::new();
+    }
+    let bounded_bug = AgModel::with_mutant(config.clone(), mutant);
+    let spec = AgModel::new(config.clone()).for_conformance();
+    let environment: Vec<Action> = bounded_bug
+        .candidates()
+        .iter()
+        .filter(|a| is_environment(a))
+        .filter(|a| hadr_model::not_applicable(a.kind(), config).is_none())
+        .copied()
+        .collect();
+    let (Ok(bug), Ok(judge)) = (
+        Refinement::new(bounded_bug.clone(), MAX_STATES),
+        Refinement::new(spec.clone(), MAX_STATES),
+    ) else {
+        return Vec::new();
+    };
+    type Node = (Vec<Action>, Refinement, Refinement);
+    let mut queue: VecDeque<Node> = VecDeque::new();
+    let mut visited: HashSet<(Vec<State>, Vec<State>)> = HashSet::new();
+    let mut visit = |queue: &mut VecDeque<Node>, actions: Vec<Action>, b: Refinement, j: Refinement| {
+        if visited.insert((b.states().to_vec(), j.states().to_vec())) {
+            queue.push_back((actions, b, j));
         }
-        let Some(scenario) = replay(m, config_toml, purpose, &actions) else {
-            continue;
-        };
-        if let Some(step) = tells_apart(&bug, &scenario) {
-            let mut scenario = scenario;
-            scenario.steps.truncate(step);
-            // The coverage of the shortened scenario.
-            let actions: Vec<Action> = scenario.steps.iter().map(|s| s.action).collect();
-            if taken.contains(&actions) {
-                // Another target's scenario already: look on for one of the mutant's own, so
-                // that an implementation with the same bug has a scenario aimed at it.
+    };
+    for o in bug.allowed() {
+        visit(&mut queue, Vec::new(), bug.with_observation(&o), judge.with_observation(&o));
+    }
+    let mut found: Vec<(bool, Scenario)> = Vec::new();
+    let mut nodes = 0;
+    while let Some((actions, b, j)) = queue.pop_front() {
+        nodes += 1;
+        let enough = found.iter().filter(|(must, _)| *must).count() >= needed;
+        if nodes > MUTANT_NODES || enough || actions.len() >= MUTANT_DEPTH {
+            break;
+        }
+        for a in &environment {
+            let enabled = b.states().iter().any(|s| bounded_bug.enabled(s, a));
+            if !enabled && !refusable(a.kind()) {
                 continue;
             }
-            return replay(m, config_toml, purpose, &actions);
+            let (mut b, mut j) = (b.clone(), j.clone());
+            if b.step(a).is_err() || j.step(a).is_err() {
+                continue;
+            }
+            let mut next = actions.clone();
+            next.push(*a);
+            let options = b.allowed();
+            let fails = options
+                .iter()
+                .any(|o| j.with_observation(o).states().is_empty());
+            if fails {
+                if taken.contains(&next) {
+                    continue;
+                }
+                let purpose = format!("mutant {mutant}");
+                let Some(scenario) = replay(&spec, config_toml, &purpose, &next) else {
+                    continue;
+                };
+                let must = kills(bounded_bug.clone(), &scenario).is_ok_and(|k| k.must);
+                taken.insert(next);
+                found.push((must, scenario));
+                continue;
+            }
+            for o in options {
+                visit(&mut queue, next.clone(), b.with_observation(&o), j.with_observation(&o));
+            }
         }
     }
-}
-
-/// The frontier of `states` once quiescent: its quiescent states, or all of them when the
-/// protocol can always move on (a cycle).
-fn settled(m: &AgModel, states: Vec<State>) -> Option<Vec<State>> {
-    let frontier = close(m, states, &mut Coverage::default())?;
-    Some(if frontier.quiescent.is_empty() {
-        frontier.states
-    } else {
-        frontier
-            .quiescent
-            .iter()
-            .map(|&i| frontier.states[i].clone())
-            .collect()
-    })
-}
-
-/// The first step (1-based; 0: the initial state) after which `bug`, with the environment
-/// acting in quiescent states only, can show an observation `scenario` does not allow.
-fn tells_apart(bug: &AgModel, scenario: &Scenario) -> Option<usize> {
-    let escapes = |states: &[State], allowed: &[Observation]| {
-        states.iter().any(|s| !allowed.contains(&bug.observe(s)))
-    };
-    let mut states = settled(bug, vec![bug.initial_state()])?;
-    if escapes(&states, &scenario.initial) {
-        return Some(0);
+    // Those every behaviour of the mutant fails first, then the others, as many as needed; the
+    // rest are given back.
+    found.sort_by_key(|(must, _)| !must);
+    for (_, s) in found.iter().skip(needed) {
+        taken.remove(&s.steps.iter().map(|s| s.action).collect::<Vec<_>>());
     }
-    for (i, step) in scenario.steps.iter().enumerate() {
-        let next = take_or_refuse(bug, &states, &step.action);
-        states = settled(bug, next)?;
-        if escapes(&states, &step.expected) {
-            return Some(i + 1);
-        }
-    }
-    None
+    found.into_iter().take(needed).map(|(_, s)| s).collect()
 }
 
-/// `count` seeded random walks of `length` environment steps on `bounded` (within the
-/// configuration's bounds), each replayed on `m` (no budgets) for its expectations; a walk that
-/// repeats an earlier one, or whose frontier is too broad, is left out. `purpose` names walk
-/// `i`.
+/// `count` seeded random walks of `length` environment steps on `bounded` (within its bounds,
+/// at rest, with refusals), each replayed on `m` (no budgets) for its documentation; a walk
+/// that repeats an earlier one (or one in `taken`), or is too broad, is left out. `purpose`
+/// names walk `i`.
 fn seeded_walks(
     (bounded, m): (&AgModel, &AgModel),
     config_toml: &str,
-    seed: u64,
-    count: usize,
-    length: usize,
+    (seed, count, length): (u64, usize, usize),
+    taken: &mut HashSet<Vec<Action>>,
     purpose: &mut dyn FnMut(usize) -> String,
 ) -> Vec<Scenario> {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let mut seen: HashSet<Vec<Action>> = HashSet::new();
     let mut scenarios = Vec::new();
     for i in 0..count {
         let purpose = purpose(i);
-        let actions = walk(bounded, &mut rng, length, false);
-        if actions.is_empty() || !seen.insert(actions.clone()) {
+        let actions = walk(bounded, &mut rng, length);
+        if actions.is_empty() || !taken.insert(actions.clone()) {
             continue;
         }
         if let Some(scenario) = replay(m, config_toml, &purpose, &actions) {
@@ -447,8 +410,10 @@ fn seeded_walks(
     scenarios
 }
 
-/// `count` random walks of `length` environment steps from `seed`, with their expectations,
-/// as [`generate`] makes its walks: breadth beyond a committed corpus (`hadr certify --seed`).
+/// `count` random walks of `length` environment steps from `seed`, with their documentation:
+/// the larger, seeded sibling of a committed corpus (`hadr certify --seed`), for systems fast
+/// enough to run hundreds of scenarios. Unlike the corpus' own walks they may repeat every
+/// kind of disruption ([`repeated_disruptions`]).
 pub fn random_walks(
     config_toml: &str,
     seed: u64,
@@ -456,38 +421,38 @@ pub fn random_walks(
     length: usize,
 ) -> Result<Vec<Scenario>, GenerateError> {
     let config = ModelConfig::from_toml_str(config_toml)?;
-    let bounded = AgModel::new(config);
-    let m = bounded.clone().for_conformance();
+    let wide = ModelConfig::new(config.ag.clone(), repeated_disruptions(config.bounds))?;
+    let bounded = AgModel::new(wide.clone());
+    let m = AgModel::new(wide).for_conformance();
     Ok(seeded_walks(
         (&bounded, &m),
         config_toml,
-        seed,
-        count,
-        length,
+        (seed, count, length),
+        &mut HashSet::new(),
         &mut |i| format!("seed {seed} walk {i}"),
     ))
 }
 
 /// Generates the corpus of a model configuration (`config_toml`, as `hadr check --config`
-/// reads it). `on_target` is told each target as it is replayed (for progress output).
+/// reads it). `on_target` is told each target as it is worked on (for progress output).
 pub fn generate(
     config_toml: &str,
     options: &GenerateOptions,
     on_target: &mut dyn FnMut(&str),
 ) -> Result<Corpus, GenerateError> {
     let config = ModelConfig::from_toml_str(config_toml)?;
-    // Paths and walks keep to the configuration's bounds; the expectations know none.
+    // Paths and walks keep to the configuration's bounds; the documentation knows none.
     let bounded = AgModel::new(config.clone());
     let m = bounded.clone().for_conformance();
     let check = CheckOptions {
         threads: options.threads.max(1),
         ..CheckOptions::default()
     };
-    let mut paths = hadr_model::example_paths(&config, &check, &mut |_| {});
+    let mut paths = hadr_model::example_paths(&config, true, &check, &mut |_| {});
     paths.sort_by(|a, b| a.0.cmp(&b.0));
     let mut scenarios = Vec::new();
     let mut too_broad = Vec::new();
-    let mut seen_actions: HashSet<Vec<Action>> = HashSet::new();
+    let mut taken: HashSet<Vec<Action>> = HashSet::new();
     for (target, path) in &paths {
         on_target(target);
         // An action kind's example ends where the action is enabled: take it too.
@@ -503,7 +468,7 @@ pub fn generate(
             path.push(*action);
         }
         let actions: Vec<Action> = path.iter().filter(|a| is_environment(a)).copied().collect();
-        if !seen_actions.insert(actions.clone()) {
+        if !taken.insert(actions.clone()) {
             continue; // the same environment steps as an earlier target's scenario
         }
         match replay(&m, config_toml, target, &actions) {
@@ -511,56 +476,55 @@ pub fn generate(
             None => too_broad.push(target.clone()),
         }
     }
-    if options.mutant_scenarios {
-        for (i, &mutant) in hadr_model::Mutant::ALL.iter().enumerate() {
-            let purpose = format!("mutant {mutant}");
-            on_target(&purpose);
-            let seed = options.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let Some(scenario) = mutant_scenario(
-                &m,
-                &config,
-                mutant,
-                config_toml,
-                &purpose,
-                &check,
-                seed,
-                &seen_actions,
-            ) else {
-                continue;
-            };
-            let actions: Vec<Action> = scenario.steps.iter().map(|s| s.action).collect();
-            if seen_actions.insert(actions) {
-                scenarios.push(scenario);
-            }
-        }
-    }
     let walks = seeded_walks(
         (&bounded, &m),
         config_toml,
-        options.seed,
-        options.walks,
-        options.walk_length,
+        (options.seed, options.walks, options.walk_length),
+        &mut taken,
         &mut |i| {
             let purpose = format!("walk {i}");
             on_target(&purpose);
             purpose
         },
     );
-    for scenario in walks {
-        let actions: Vec<Action> = scenario.steps.iter().map(|s| s.action).collect();
-        if seen_actions.insert(actions) {
-            scenarios.push(scenario);
+    // Mutation adequacy: every applicable mutant fails on `kills_per_mutant` scenarios.
+    if options.kills_per_mutant > 0 {
+        let mut all: Vec<(String, Scenario)> = scenarios
+            .iter()
+            .chain(&walks)
+            .map(|s| (s.purpose.clone(), s.clone()))
+            .collect();
+        for mutant in applicable_mutants(&config) {
+            on_target(&format!("mutant {mutant}"));
+            let caught = crate::adequacy::mutant_kills(mutant, &all).always_caught_by.len();
+            let found = mutant_scenarios(
+                &config,
+                config_toml,
+                mutant,
+                (caught, options.kills_per_mutant),
+                &mut taken,
+            );
+            all.extend(found.iter().map(|s| (s.purpose.clone(), s.clone())));
+            scenarios.extend(found);
         }
     }
+    scenarios.extend(walks);
     let mut coverage = Coverage::default();
     for s in &scenarios {
         coverage.merge(&s.covers);
     }
     let missing = wanted(&config).without(&coverage);
+    on_target("measuring");
+    let named: Vec<(String, Scenario)> = scenarios
+        .iter()
+        .map(|s| (s.purpose.clone(), s.clone()))
+        .collect();
+    let measure = crate::adequacy::measure(&named);
     Ok(Corpus {
         scenarios,
         coverage,
         missing,
         too_broad,
+        measure,
     })
 }

@@ -1,11 +1,12 @@
-//! Judging: a scenario replayed on a system under test, each observation compared with what
-//! the model allows after that step.
+//! Judging: a scenario replayed on a system under test, each observation judged by
+//! refinement ([`crate::refine`]): it must be the observation of a spec state consistent with
+//! every observation before it.
 
+use crate::refine::{Refinement, TooBroad, MAX_STATES};
 use crate::scenario::Scenario;
 use crate::sut::{Sut, SutError};
-use hadr_model::Action;
-use hadr_model::ModelConfig;
-use hadr_types::{CommitOutcome, Observation, Role, SuspendReason};
+use hadr_model::{Action, AgModel, ModelConfig};
+use hadr_types::Observation;
 
 /// Where a scenario stopped agreeing with the model.
 #[derive(Clone, Debug)]
@@ -14,154 +15,30 @@ pub struct Disagreement {
     pub step: usize,
     /// What the system showed.
     pub observed: Observation,
-    /// What the model allows, the closest first.
+    /// What the model allows at this step, given everything the system showed before it,
+    /// the closest first.
     pub expected: Vec<Observation>,
     /// What the system showed after the step before (`None` at step 0).
     pub previous: Option<Observation>,
+    /// What the system showed after setup and after each step before this one.
+    pub history: Vec<Observation>,
 }
 
-/// The rules a disagreement involves: what the fields that differ from the closest allowed
-/// observation are governed by, then the rule of the step's environment action.
-///
-/// - a replica PRIMARY where the model allows no such thing: R-QUORUM-3 if it was already
-///   primary (it should have stepped down), else R-FAIL-2 and R-ROLE-4 (it should not have
-///   been promoted); any other role: R-ROLE-2;
-/// - a client outcome: acknowledged where the model does not allow it: R-COMMIT-2, R-COMMIT-5
-///   (and R-COMMIT-6 after a crash or failover); still pending where the model acknowledges:
-///   R-COMMIT-4; definite against indefinite: R-COMMIT-7;
-/// - a suspension reason: R-FAIL-4 when SUSPEND_FROM_PARTNER is involved, else R-SYNC-7;
-/// - a synchronization state or failover readiness: R-SYNC-3;
-/// - the end of log: R-SYNC-1; hardened or redone LSNs: R-SYNC-2.
-pub fn rules(
-    previous: Option<&Observation>,
-    expected: &Observation,
-    observed: &Observation,
-    action: Option<&Action>,
-) -> Vec<&'static str> {
-    let mut rules = Vec::new();
-    let mut add = |r: &'static str| {
-        if !rules.contains(&r) {
-            rules.push(r);
-        }
-    };
-    for (i, (e, o)) in expected.replicas.iter().zip(&observed.replicas).enumerate() {
-        if e.role != o.role {
-            if o.role == Some(Role::Primary) {
-                let was_primary = previous
-                    .and_then(|p| p.replicas.get(i))
-                    .is_some_and(|p| p.role == Some(Role::Primary));
-                if was_primary {
-                    add("R-QUORUM-3");
-                } else {
-                    add("R-FAIL-2");
-                    add("R-ROLE-4");
-                }
-            } else {
-                add("R-ROLE-2");
-            }
-        }
-        for (e, o) in e.databases.iter().zip(&o.databases) {
-            if e.suspended != o.suspended {
-                let partner = Some(SuspendReason::Partner);
-                add(if e.suspended == partner || o.suspended == partner {
-                    "R-FAIL-4"
-                } else {
-                    "R-SYNC-7"
-                });
-            }
-            if e.synchronization_state != o.synchronization_state
-                || e.is_failover_ready != o.is_failover_ready
-            {
-                add("R-SYNC-3");
-            }
-            if e.end_of_log_lsn != o.end_of_log_lsn {
-                add("R-SYNC-1");
-            }
-            if e.last_hardened_lsn != o.last_hardened_lsn || e.last_redone_lsn != o.last_redone_lsn
-            {
-                add("R-SYNC-2");
-            }
-        }
+impl Disagreement {
+    /// Every observation of the run, the failing one last.
+    pub fn observations(&self) -> Vec<Observation> {
+        let mut all = self.history.clone();
+        all.push(self.observed.clone());
+        all
     }
-    let lossy = matches!(
-        action,
-        Some(Action::Crash { .. } | Action::ForcedFailover { .. } | Action::HealthFault { .. })
-    );
-    // The primary moved in this step: an acknowledgement the model does not give then also
-    // implicates the choice of the new primary (one that was not SYNCHRONIZED lacks it).
-    let primary_of = |o: &Observation| {
-        o.replicas
-            .iter()
-            .position(|r| r.role == Some(Role::Primary))
-    };
-    let moved = previous.is_some_and(|p| primary_of(p) != primary_of(observed))
-        && primary_of(observed).is_some();
-    let target_rule = match action {
-        Some(Action::PlannedFailover { .. }) => Some("R-FAIL-3"),
-        Some(Action::ForcedFailover { .. }) => None, // may lose commits (R-FAIL-5)
-        _ => Some("R-FAIL-2"),
-    };
-    for (e, o) in expected.transactions.iter().zip(&observed.transactions) {
-        match (e.outcome, o.outcome) {
-            (e, o) if e == o => {}
-            (_, CommitOutcome::Acknowledged) => {
-                add("R-COMMIT-2");
-                add("R-COMMIT-5");
-                if lossy {
-                    add("R-COMMIT-6");
-                }
-                if let Some(rule) = target_rule.filter(|_| moved) {
-                    add(rule);
-                }
-            }
-            (CommitOutcome::Acknowledged, CommitOutcome::Pending) => add("R-COMMIT-4"),
-            _ => add("R-COMMIT-7"),
-        }
-    }
-    if let Some(action) = action {
-        add(action.kind().rule());
-    }
-    rules
-}
-
-/// How much farther than the closest allowed observation another may be for its differences
-/// to count among the rules involved.
-const RULE_MARGIN: usize = 2;
-
-/// The rules a failure involves: those of the differences from each allowed observation
-/// nearly as close as the closest (a wrong observation is often one field from several
-/// allowed ones, each telling another broken rule). `expected` is sorted closest first (as a
-/// [`Disagreement`]'s); `action` is the environment action of the failing step.
-pub fn involved_rules(
-    previous: Option<&Observation>,
-    expected: &[Observation],
-    observed: &Observation,
-    action: Option<&Action>,
-) -> Vec<&'static str> {
-    let Some(closest) = expected.first() else {
-        return Vec::new();
-    };
-    let nearest = distance(closest, observed);
-    let mut all: Vec<&'static str> = Vec::new();
-    for e in expected
-        .iter()
-        .take_while(|e| distance(e, observed) <= nearest + RULE_MARGIN)
-    {
-        for r in rules(previous, e, observed, action) {
-            if !all.contains(&r) {
-                all.push(r);
-            }
-        }
-    }
-    all
 }
 
 /// The verdict on one scenario.
 #[derive(Debug)]
 pub enum Verdict {
-    /// Every observation is one the model allows.
+    /// Every observation is one the model allows after the ones before it.
     Pass,
-    /// An observation the model does not allow.
+    /// An observation the model does not allow after the ones before it.
     Fail(Disagreement),
     /// The adapter or the system could not go on.
     Error {
@@ -170,6 +47,38 @@ pub enum Verdict {
         /// What went wrong.
         error: SutError,
     },
+    /// The states the model may be in grew past what the judge tracks: neither passed nor
+    /// failed (never counted as a pass).
+    TooBroad {
+        /// The step (1-based; 0: setup).
+        step: usize,
+        /// The cap.
+        cap: usize,
+    },
+}
+
+/// The model that judges `scenario`: its configuration, with room for every client commit
+/// the scenario makes (a hand-written scenario may make more than the bounds it names).
+pub fn judging_model(scenario: &Scenario) -> Result<ModelConfig, String> {
+    let mut config = ModelConfig::from_toml_str(&scenario.config)
+        .map_err(|e| format!("the scenario's configuration: {e}"))?;
+    let commits = scenario
+        .steps
+        .iter()
+        .filter(|s| matches!(s.action, Action::ClientCommit { .. }))
+        .count();
+    if commits > usize::from(config.bounds.transactions) {
+        if commits > usize::from(hadr_model::config::MAX_TRANSACTIONS) {
+            return Err(format!(
+                "the scenario makes {commits} client commits; the model numbers at most {}",
+                hadr_model::config::MAX_TRANSACTIONS
+            ));
+        }
+        config.bounds.transactions = commits as u8;
+        config = ModelConfig::new(config.ag, config.bounds)
+            .map_err(|e| format!("the scenario's configuration: {e}"))?;
+    }
+    Ok(config)
 }
 
 /// The fields where `observed` differs from `expected`, as `path: expected → observed` lines
@@ -227,25 +136,6 @@ pub fn distance(a: &Observation, b: &Observation) -> usize {
     walk(&a, &b)
 }
 
-fn judge_one(
-    step: usize,
-    observed: &Observation,
-    expected: &[Observation],
-    previous: Option<&Observation>,
-) -> Option<Disagreement> {
-    if expected.contains(observed) {
-        return None;
-    }
-    let mut expected = expected.to_vec();
-    expected.sort_by_key(|e| distance(e, observed));
-    Some(Disagreement {
-        step,
-        observed: observed.clone(),
-        expected,
-        previous: previous.cloned(),
-    })
-}
-
 /// Replays `scenario` on `sut` and judges each observation. A panic inside the system under
 /// test (an in-process adapter) is an error of the scenario, not of the harness.
 pub fn judge(scenario: &Scenario, sut: &mut dyn Sut) -> Verdict {
@@ -265,41 +155,52 @@ pub fn judge(scenario: &Scenario, sut: &mut dyn Sut) -> Verdict {
 }
 
 fn judge_steps(scenario: &Scenario, sut: &mut dyn Sut, at: &std::cell::Cell<usize>) -> Verdict {
-    let config = match ModelConfig::from_toml_str(&scenario.config) {
+    let config = match judging_model(scenario) {
         Ok(c) => c,
         Err(e) => {
             return Verdict::Error {
                 step: 0,
-                error: SutError::Failed(format!("the scenario's configuration: {e}")),
+                error: SutError::Failed(e),
             }
         }
+    };
+    let too_broad = |step, e: TooBroad| Verdict::TooBroad { step, cap: e.cap };
+    let model = AgModel::new(config.clone()).for_conformance();
+    let mut spec = match Refinement::new(model, MAX_STATES) {
+        Ok(r) => r,
+        Err(e) => return too_broad(0, e),
     };
     if let Err(error) = sut.setup(&config.ag) {
         return Verdict::Error { step: 0, error };
     }
-    let mut previous = match sut.observe() {
-        Ok(o) => {
-            if let Some(d) = judge_one(0, &o, &scenario.initial, None) {
-                return Verdict::Fail(d);
+    let mut history: Vec<Observation> = Vec::new();
+    for step in 0..=scenario.steps.len() {
+        at.set(step);
+        if step > 0 {
+            let action = &scenario.steps[step - 1].action;
+            if let Err(error) = sut.step(action) {
+                return Verdict::Error { step, error };
             }
-            o
-        }
-        Err(error) => return Verdict::Error { step: 0, error },
-    };
-    for (i, step) in scenario.steps.iter().enumerate() {
-        at.set(i + 1);
-        if let Err(error) = sut.step(&step.action) {
-            return Verdict::Error { step: i + 1, error };
-        }
-        match sut.observe() {
-            Ok(o) => {
-                if let Some(d) = judge_one(i + 1, &o, &step.expected, Some(&previous)) {
-                    return Verdict::Fail(d);
-                }
-                previous = o;
+            if let Err(e) = spec.step(action) {
+                return too_broad(step, e);
             }
-            Err(error) => return Verdict::Error { step: i + 1, error },
         }
+        let observed = match sut.observe() {
+            Ok(o) => o,
+            Err(error) => return Verdict::Error { step, error },
+        };
+        if !spec.observe(&observed) {
+            let mut expected = spec.allowed();
+            expected.sort_by_key(|e| distance(e, &observed));
+            return Verdict::Fail(Disagreement {
+                step,
+                previous: history.last().cloned(),
+                observed,
+                expected,
+                history,
+            });
+        }
+        history.push(observed);
     }
     Verdict::Pass
 }

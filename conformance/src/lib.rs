@@ -2,11 +2,16 @@
 //!
 //! Scenarios come from the spec ([`generate()`]): sequences of *environment* actions (client
 //! commits, operator commands, crashes, partitions, …) chosen so that together they take every
-//! action kind of the model and reach every hazard, plus seeded random walks. After each step a
-//! scenario carries the observations the model allows once the system is quiescent: every
-//! state the protocol can reach from the previous ones by internal actions alone, seen as the
-//! `sys.dm_hadr_*` views and the clients would see it ([`hadr_types::Observation`]). The file
-//! format is [`scenario`]'s, documented in `docs/trace-format.md`.
+//! action kind of the model, reach every hazard, and catch every mutant of the spec, plus
+//! seeded random walks. The file format is [`scenario`]'s, documented in
+//! `docs/trace-format.md`.
+//!
+//! A system under test ([`sut`]) replays a scenario and is judged by refinement ([`refine`],
+//! [`judge`]): after each step its observation ([`hadr_types::Observation`], what the
+//! `sys.dm_hadr_*` views and the clients show) must be that of a spec state consistent with
+//! every observation before it. A failure names the rule it breaks ([`diagnose`]); a
+//! certificate ([`certify`]) also measures the corpus ([`adequacy`]): transitions tried and
+//! mutants caught, the spec's mutants run as systems under test ([`model_sut`]).
 //!
 //! The other direction, [`validate`]: an implementation's own event log (`hadr-events/1`,
 //! `docs/event-log.md`) checked against the model, so that runs of anyone's test suite can be
@@ -17,12 +22,16 @@
 
 #![warn(missing_docs)]
 
+pub mod adequacy;
 pub mod certify;
+pub mod diagnose;
 pub mod external;
 pub mod fxhash;
 pub mod generate;
 pub mod judge;
 pub mod lockstep;
+pub mod model_sut;
+pub mod refine;
 pub mod scenario;
 pub mod sim;
 pub mod sut;

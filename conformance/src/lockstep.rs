@@ -1,28 +1,31 @@
 //! Lock-step differential runs: the spec and a system under test side by side on one sequence
-//! of environment actions, each observation of the system judged against the model's frontier
-//! as the corpus' scenarios are (docs/trace-format.md), but computed on the fly. The
-//! differential fuzz target (`fuzz/fuzz_targets/differential.rs`) feeds it arbitrary bytes.
+//! of environment actions, each observation of the system judged by refinement as a scenario's
+//! are ([`crate::refine`]), computed on the fly. The differential fuzz target
+//! (`fuzz/fuzz_targets/differential.rs`) feeds it arbitrary bytes.
 //!
-//! An action no state of the frontier enables (a bound of the configuration is spent, the
-//! replica is already down, …) is left out: the system never sees it. One the frontier enables
-//! in some states only is refused in the others, which stay as they are.
+//! An action no state the spec may be in enables is left out (the system never sees it),
+//! unless it is a command or fault the system must refuse (an operator's command, a health
+//! fault, a stalled disk, a lost block): then the system gets it and must change nothing. An
+//! action some states enable is refused in the others, which stay as they are.
 
-use crate::generate::{close_within, is_environment, take_or_refuse};
 use crate::judge::Disagreement;
+use crate::refine::{is_environment, Refinement, TooBroad};
 use crate::sut::{Sut, SutError};
-use hadr_model::{Action, AgModel, ModelConfig, State};
+use hadr_model::{Action, AgModel, ModelConfig};
 use hadr_types::Observation;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-/// The largest frontier a lock-step run keeps: a run whose frontier grows past it stops there
-/// (it is not a divergence; it is too broad to judge quickly).
+/// The largest number of states a lock-step run tracks: a run whose model grows past it stops
+/// there (it is not a divergence; it is too broad to judge quickly).
 pub const FRONTIER_CAP: usize = 20_000;
 
 /// Where the system left the model.
 #[derive(Debug)]
 pub enum Divergence {
-    /// An observation the model does not allow after these actions.
+    /// An observation the model does not allow after these actions and the observations
+    /// before it.
     Observation {
         /// The environment actions performed, the last one included.
         actions: Vec<Action>,
@@ -68,74 +71,52 @@ pub struct Lockstep {
     config: ModelConfig,
     model: AgModel,
     environment: Vec<Action>,
-    initial: Option<Arc<Frontier>>,
-    /// The largest frontier a run keeps ([`Lockstep::with_frontier_cap`]).
+    initial: Result<Refinement, TooBroad>,
+    /// The largest set of states a run tracks ([`Lockstep::with_frontier_cap`]).
     cap: usize,
-    /// The frontier after each sequence of actions met so far (the model is deterministic, and
-    /// a fuzzer replays the same prefixes over and over): about three times the scenarios per
-    /// second. Emptied when it holds more than [`CACHE_STATES`] states.
+    /// The model after each run prefix met so far (a fuzzer replays the same prefixes over and
+    /// over): about three times the scenarios per second. Emptied when it holds more than
+    /// [`CACHE_STATES`] states.
     cache: Mutex<Cache>,
 }
 
 /// At most this many model states are kept in a [`Lockstep`]'s cache.
 const CACHE_STATES: usize = 1_000_000;
 
+/// A run prefix: its actions, and a hash of every observation the system showed along it.
+type Prefix = (Vec<Action>, u64);
+
 #[derive(Default)]
 struct Cache {
-    after: HashMap<Vec<Action>, Next, crate::fxhash::FxBuild>,
+    after: HashMap<Prefix, Next, crate::fxhash::FxBuild>,
     states: usize,
 }
 
-/// The model after a sequence of actions and one more.
+/// The model after a run prefix and one more action.
 #[derive(Clone)]
 enum Next {
-    /// No state of the frontier enables the action: it is left out.
+    /// No state enables the action and the system need not be asked: it is left out.
     Skip,
-    /// The frontier grew past the cap ([`FRONTIER_CAP`] by default): the run stops.
+    /// The states grew past the cap ([`FRONTIER_CAP`] by default): the run stops.
     TooBroad,
-    /// The frontier, closed under internal actions.
-    Frontier(Arc<Frontier>),
-}
-
-/// A frontier and the observations it allows.
-struct Frontier {
-    states: Vec<State>,
-    allowed: HashSet<Observation>,
-}
-
-impl Frontier {
-    fn new(m: &AgModel, states: Vec<State>, cap: usize) -> Option<Frontier> {
-        let f = close_within(m, states, None, cap)?;
-        let allowed = allowed(m, &f.states, &f.quiescent);
-        Some(Frontier {
-            states: f.states,
-            allowed,
-        })
-    }
-}
-
-/// The frontier once quiescent, as a set of observations.
-fn allowed(m: &AgModel, states: &[State], quiescent: &[usize]) -> HashSet<Observation> {
-    if quiescent.is_empty() {
-        states.iter().map(|s| m.observe(s)).collect()
-    } else {
-        quiescent.iter().map(|&i| m.observe(&states[i])).collect()
-    }
+    /// The states at rest after the action, before the system is observed.
+    States(Arc<Refinement>),
 }
 
 fn disagreement(
     step: usize,
     observed: Observation,
-    allowed: HashSet<Observation>,
-    previous: Option<Observation>,
+    spec: &Refinement,
+    history: &[Observation],
 ) -> Disagreement {
-    let mut expected: Vec<Observation> = allowed.into_iter().collect();
+    let mut expected = spec.allowed();
     expected.sort_by_key(|e| crate::judge::distance(e, &observed));
     Disagreement {
         step,
         observed,
         expected,
-        previous,
+        previous: history.last().cloned(),
+        history: history.to_vec(),
     }
 }
 
@@ -152,8 +133,7 @@ impl Lockstep {
             .filter(|a| hadr_model::not_applicable(a.kind(), &config).is_none())
             .copied()
             .collect();
-        let initial =
-            Frontier::new(&model, vec![model.initial_state()], FRONTIER_CAP).map(Arc::new);
+        let initial = Refinement::new(model.clone(), FRONTIER_CAP);
         Lockstep {
             config,
             model,
@@ -164,18 +144,19 @@ impl Lockstep {
         }
     }
 
-    /// Stops a run once its frontier has more than `cap` states (instead of
+    /// Stops a run once the model may be in more than `cap` states (instead of
     /// [`FRONTIER_CAP`]): a fuzzer trades the broadest scenarios for many more narrow ones.
     pub fn with_frontier_cap(mut self, cap: usize) -> Lockstep {
         self.cap = cap;
+        self.initial = Refinement::new(self.model.clone(), cap);
         self
     }
 
-    /// The model after `actions` and then `action` (from `frontier`, the model after
-    /// `actions`), from the cache when it was met before.
-    fn next(&self, actions: &[Action], frontier: &Frontier, action: Action) -> Next {
-        let mut key = actions.to_vec();
-        key.push(action);
+    /// The model after `prefix` and then `action` (from `spec`, the model after `prefix`),
+    /// from the cache when it was met before.
+    fn next(&self, prefix: &Prefix, spec: &Refinement, action: Action) -> Next {
+        let mut key = prefix.clone();
+        key.0.push(action);
         if let Some(next) = self
             .cache
             .lock()
@@ -185,17 +166,19 @@ impl Lockstep {
             return next;
         }
         let m = &self.model;
-        let next = if !frontier.states.iter().any(|s| m.enabled(s, &action)) {
+        let enabled = spec.states().iter().any(|s| m.enabled(s, &action));
+        let next = if !enabled && !crate::generate::refusable(action.kind()) {
             Next::Skip
         } else {
-            match Frontier::new(m, take_or_refuse(m, &frontier.states, &action), self.cap) {
-                Some(f) => Next::Frontier(Arc::new(f)),
-                None => Next::TooBroad,
+            let mut after = spec.clone();
+            match after.step(&action) {
+                Ok(()) => Next::States(Arc::new(after)),
+                Err(_) => Next::TooBroad,
             }
         };
         if let Ok(mut cache) = self.cache.lock() {
             let size = match &next {
-                Next::Frontier(f) => f.states.len(),
+                Next::States(r) => r.states().len(),
                 _ => 0,
             };
             if cache.states + size > CACHE_STATES {
@@ -245,47 +228,51 @@ impl Lockstep {
             actions: actions.clone(),
             error,
         };
-        let Some(mut frontier) = self.initial.clone() else {
+        let Ok(initial) = &self.initial else {
             return Ok(actions);
         };
+        let mut history: Vec<Observation> = Vec::new();
+        let mut seen = crate::fxhash::FxHasher::default();
+        let mut spec = initial.clone();
         let observed = sut.observe().map_err(|e| failed(&actions, e))?;
-        if !frontier.allowed.contains(&observed) {
-            let allowed_now = frontier.allowed.clone();
+        if !spec.observe(&observed) {
             return Err(Divergence::Observation {
                 actions,
-                disagreement: Box::new(disagreement(0, observed, allowed_now, None)),
+                disagreement: Box::new(disagreement(0, observed, &spec, &history)),
             });
         }
-        let mut previous = observed;
+        observed.hash(&mut seen);
+        history.push(observed);
         for choice in choices {
             if self.environment.is_empty() {
                 break;
             }
             let action = self.environment[choice % self.environment.len()];
-            frontier = match self.next(&actions, &frontier, action) {
+            let prefix = (actions.clone(), seen.finish());
+            spec = match self.next(&prefix, &spec, action) {
                 Next::Skip => continue,
                 Next::TooBroad => {
                     actions.push(action);
                     return Ok(actions);
                 }
-                Next::Frontier(f) => f,
+                Next::States(r) => Refinement::clone(&r),
             };
             actions.push(action);
             sut.step(&action).map_err(|e| failed(&actions, e))?;
             let observed = sut.observe().map_err(|e| failed(&actions, e))?;
-            if !frontier.allowed.contains(&observed) {
-                let allowed_now = frontier.allowed.clone();
+            if !spec.observe(&observed) {
                 return Err(Divergence::Observation {
                     disagreement: Box::new(disagreement(
                         actions.len(),
                         observed,
-                        allowed_now,
-                        Some(previous),
+                        &spec,
+                        &history,
                     )),
                     actions,
                 });
             }
-            previous = observed;
+            observed.hash(&mut seen);
+            history.push(observed);
         }
         Ok(actions)
     }

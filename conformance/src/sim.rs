@@ -96,15 +96,23 @@ impl ReferenceSim {
             .find(|&r| c.role(r) == Some(Role::Primary))
     }
 
-    /// The manager's automatic failover (R-FAIL-2): with quorum and no primary, promote a
-    /// failover-ready replica that reaches the manager; failing that, bring its recorded
+    /// The manager's automatic failover (R-FAIL-2): with quorum and no primary holding the
+    /// lease, promote a failover-ready replica that reaches the manager; failing that, bring its recorded
     /// primary back online when it is up and reaches the manager (R-QUORUM-2).
     fn automatic_failover(&mut self) {
         let has_manager = self
             .config
             .as_ref()
             .is_some_and(|c| c.cluster_type.has_manager());
-        if !has_manager || self.quorum_lost || self.primary().is_some() {
+        // A primary cut off from the manager renews no lease: after the settling time its lease
+        // has run out at the manager, whether or not the primary itself stepped down (etcd
+        // deletes the leader key when its lease expires).
+        let lease_held = self.cluster.as_ref().is_some_and(|c| {
+            (0..c.nodes.len())
+                .map(|r| ReplicaId(r as u8))
+                .any(|r| c.role(r) == Some(Role::Primary) && !self.manager_cut.contains(&r))
+        });
+        if !has_manager || self.quorum_lost || lease_held {
             return;
         }
         let cut = self.manager_cut.clone();

@@ -2,10 +2,11 @@
 //! log (`hadr-events/1`, docs/event-log.md) is checked against the model. Is there a
 //! behaviour of the spec that explains every line of it?
 //!
-//! The log is replayed as a *frontier*, the set of states the model may be in, exactly as a
-//! scenario is (docs/trace-format.md), with the same functions ([`crate::generate`](mod@crate::generate)'s
-//! closure under internal actions). Before each event the frontier is closed under internal
-//! actions: any number of them may have happened since the last event. Then:
+//! The log is replayed by refinement, as a scenario is judged ([`crate::refine`]): a
+//! *frontier*, the set of states the model may be in given every event so far. Before each
+//! event the frontier is closed under internal actions: any number of them may have happened
+//! since the last event (all of the closure is kept, not only the states at rest: a replica
+//! may log between two internal steps). Then:
 //!
 //! - an `action` event (an environment action, written by whoever performed it) applies to
 //!   every state where the model enables it; the others stay as they are (the system refused
@@ -14,14 +15,17 @@
 //! - a `txn` event keeps the states whose client outcome of that transaction is the one
 //!   logged.
 //!
-//! The log is valid when the frontier never empties. Views are compared whenever they are
+//! The log is valid when the frontier never empties. When it empties, the events up to the
+//! failing one are replayed on every spec mutant: those that explain them name the rule broken
+//! first, as a certificate does ([`crate::diagnose`]). Views are compared whenever they are
 //! logged, not only at quiescence: a replica may log a view between two internal steps, and
 //! the closure holds every state between them. The check is of *existence*: a replica that
 //! changes without logging it is not caught, and a view that some interleaving explains is
 //! accepted.
 
-use crate::generate::{close_within, is_environment, take_or_refuse};
-use crate::judge::{diff, distance, involved_rules};
+use crate::diagnose::involved_rules;
+use crate::judge::{diff, distance};
+use crate::refine::{is_environment, take_or_refuse, Closure};
 use hadr_model::{Action, AgModel, Bounds, ModelConfig, State};
 use hadr_types::event_log::FORMAT;
 use hadr_types::{AgConfig, Observation, ReplicaObservation, TransactionObservation};
@@ -556,8 +560,11 @@ pub struct Failure {
     pub closest: Vec<Vec<String>>,
     /// How many distinct things the model allows there.
     pub allowed: usize,
-    /// The rules involved ([`crate::judge::involved_rules`]).
+    /// The rules involved, the one broken first ([`crate::diagnose`]).
     pub rules: Vec<&'static str>,
+    /// The spec mutants whose behaviour explains every event up to this one, as `name
+    /// (breaks RULE)`.
+    pub like: Vec<String>,
 }
 
 /// How many of the closest allowed views a failure report shows.
@@ -627,6 +634,9 @@ impl Verdict {
                     }
                 }
                 out.push_str(&format!("  rules: {}\n", f.rules.join(", ")));
+                if !f.like.is_empty() {
+                    out.push_str(&format!("  behaves like spec mutant {}\n", f.like.join(", ")));
+                }
                 out
             }
         }
@@ -752,30 +762,49 @@ fn explain(
             .map(|e| diff(e, &observed).into_iter().map(rename).collect())
             .collect(),
         allowed: projected.len(),
-        rules: involved_rules(previous.as_ref(), &projected, &observed, after.as_ref()),
+        rules: involved_rules(
+            m.config(),
+            previous.as_ref(),
+            &projected,
+            &observed,
+            after.as_ref(),
+        ),
+        like: Vec::new(),
     }
 }
 
-/// Checks `log` against the model: replays it as a frontier (see the module's documentation),
-/// giving up when the frontier passes `max_frontier` states.
-pub fn validate(log: &EventLog, max_frontier: usize) -> Verdict {
-    let m = AgModel::new(log.config.clone()).for_conformance();
+/// How a replay of events on a model ended.
+enum Replay {
+    /// Every event explained.
+    Explained {
+        /// The most states the frontier held.
+        largest: usize,
+    },
+    /// Event `index` is not explained by any state of `frontier`.
+    Unexplained {
+        index: usize,
+        frontier: Vec<State>,
+        after: Option<Action>,
+        last_views: Vec<Option<ReplicaObservation>>,
+    },
+    /// The frontier grew past the cap before event `index`.
+    TooBroad { index: usize },
+}
+
+/// Replays `events` on `m` (see the module's documentation).
+fn replay_events(m: &AgModel, events: &[Event], max_frontier: usize) -> Replay {
     let mut states = vec![m.initial_state()];
     let mut after = None;
-    let mut last_views = vec![None; log.config.replica_count()];
+    let mut last_views = vec![None; m.config().replica_count()];
     let mut largest = 1;
-    for (i, event) in log.events.iter().enumerate() {
-        let Some(frontier) = close_within(&m, states, None, max_frontier) else {
-            return Verdict::TooBroad {
-                at: Some(event.at.clone()),
-                explained: i,
-                max_frontier,
-            };
+    for (index, event) in events.iter().enumerate() {
+        let Ok(closure) = Closure::explore(m, states, max_frontier) else {
+            return Replay::TooBroad { index };
         };
-        let frontier = frontier.states;
+        let frontier = closure.states;
         largest = largest.max(frontier.len());
         let next: Vec<State> = match &event.kind {
-            EventKind::Action(a) => take_or_refuse(&m, &frontier, a),
+            EventKind::Action(a) => take_or_refuse(m, &frontier, a),
             EventKind::View(v) => frontier
                 .iter()
                 .filter(|s| m.observe(s).replicas.get(usize::from(v.replica.0)) == Some(v))
@@ -788,8 +817,12 @@ pub fn validate(log: &EventLog, max_frontier: usize) -> Verdict {
                 .collect(),
         };
         if next.is_empty() {
-            let failure = explain(&m, &frontier, event, i, after, &last_views);
-            return Verdict::Invalid(Box::new(failure));
+            return Replay::Unexplained {
+                index,
+                frontier,
+                after,
+                last_views,
+            };
         }
         match &event.kind {
             EventKind::Action(a) => after = Some(*a),
@@ -798,8 +831,55 @@ pub fn validate(log: &EventLog, max_frontier: usize) -> Verdict {
         }
         states = next;
     }
-    Verdict::Valid {
-        events: log.events.len(),
-        largest_frontier: largest,
+    Replay::Explained { largest }
+}
+
+/// Checks `log` against the model: replays it as a frontier (see the module's documentation),
+/// giving up when the frontier passes `max_frontier` states.
+pub fn validate(log: &EventLog, max_frontier: usize) -> Verdict {
+    let m = AgModel::new(log.config.clone()).for_conformance();
+    match replay_events(&m, &log.events, max_frontier) {
+        Replay::Explained { largest } => Verdict::Valid {
+            events: log.events.len(),
+            largest_frontier: largest,
+        },
+        Replay::TooBroad { index } => Verdict::TooBroad {
+            at: Some(log.events[index].at.clone()),
+            explained: index,
+            max_frontier,
+        },
+        Replay::Unexplained {
+            index,
+            frontier,
+            after,
+            last_views,
+        } => {
+            let event = &log.events[index];
+            let mut failure = explain(&m, &frontier, event, index, after, &last_views);
+            // The spec mutants that explain the events up to this one name the rule first.
+            let prefix = &log.events[..=index];
+            let like: Vec<hadr_model::Mutant> = crate::adequacy::applicable_mutants(&log.config)
+                .into_iter()
+                .filter(|&mutant| {
+                    let bug = AgModel::with_mutant(log.config.clone(), mutant).for_conformance();
+                    matches!(
+                        replay_events(&bug, prefix, max_frontier),
+                        Replay::Explained { .. }
+                    )
+                })
+                .collect();
+            let mut rules: Vec<&'static str> = like.iter().map(|m| m.breaks()).collect();
+            for r in std::mem::take(&mut failure.rules) {
+                if !rules.contains(&r) {
+                    rules.push(r);
+                }
+            }
+            failure.rules = rules;
+            failure.like = like
+                .iter()
+                .map(|m| format!("{m} (breaks {})", m.breaks()))
+                .collect();
+            Verdict::Invalid(Box::new(failure))
+        }
     }
 }
