@@ -4,11 +4,13 @@
 use crate::cli::CertifyArgs;
 use crate::reference_sut::Reference;
 use crate::Exit;
-use hadr_conformance::certify::{certify, load_corpus, CorpusError};
+use hadr_conformance::certify::{certify, load_corpus, load_scenarios, CorpusError};
 use hadr_conformance::external::External;
 use hadr_conformance::generate::{random_walks, GenerateError};
+use hadr_conformance::model_sut::ModelSut;
 use hadr_conformance::sim::ReferenceSim;
 use hadr_conformance::sut::{ShortTimeouts, Sut, SutError};
+use hadr_conformance::Scenario;
 use std::path::PathBuf;
 
 /// Why `hadr certify` could not run.
@@ -18,13 +20,16 @@ pub enum CertifyError {
     #[error(transparent)]
     Corpus(#[from] CorpusError),
     /// An unknown or not yet available system under test.
-    #[error("unknown system under test {0:?}: available: reference-sim, reference, external:CMD (CMD: a driver speaking docs/adapter-protocol.md)")]
+    #[error("unknown system under test {0:?}: available: reference-sim, reference, spec, external:CMD (CMD: a driver speaking docs/adapter-protocol.md)")]
     UnknownSut(String),
-    /// `--mutant` with a system under test other than the reference.
+    /// `--mutant` with a system under test other than the reference or the spec.
     #[error(
-        "--mutant plants a bug in the reference implementation: use it with --sut reference-sim or --sut reference"
+        "--mutant plants a bug in the reference implementation (--sut reference-sim, --sut reference) or in the spec (--sut spec); an external system carries its own bugs"
     )]
     MutantOnOtherSut,
+    /// An unknown spec mutant for `--sut spec`.
+    #[error(transparent)]
+    UnknownSpecMutant(#[from] hadr_model::UnknownMutant),
     /// `--seed` on a corpus of several configurations.
     #[error("--seed generates walks of the corpus' configuration, but {0} has another one than the first scenario: use a corpus of one configuration")]
     MixedConfigurations(String),
@@ -56,16 +61,23 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
     if args.list_mutants {
         return list_mutants(args.json);
     }
-    let mut make: Box<dyn FnMut() -> Box<dyn Sut>> = match (args.sut.as_str(), &args.mutant) {
-        ("reference-sim", None) => Box::new(|| Box::new(ReferenceSim::new()) as Box<dyn Sut>),
+    let mut make: MakeSut = match (args.sut.as_str(), &args.mutant) {
+        ("reference-sim", None) => Box::new(|_| Box::new(ReferenceSim::new()) as Box<dyn Sut>),
         ("reference-sim", Some(name)) => sim_with_mutant(name)?,
+        ("spec", mutant) => {
+            let mutant = mutant
+                .as_deref()
+                .map(str::parse::<hadr_model::Mutant>)
+                .transpose()?;
+            Box::new(move |s: &Scenario| Box::new(ModelSut::adversarial(mutant, s)) as Box<dyn Sut>)
+        }
         ("reference", mutant) => {
             if let Some(name) = mutant {
                 check_mutant(name)?;
             }
             let exe = std::env::current_exe().map_err(CertifyError::OwnPath)?;
             let mutant = mutant.clone();
-            Box::new(move || match Reference::new(exe.clone(), mutant.clone()) {
+            Box::new(move |_| match Reference::new(exe.clone(), mutant.clone()) {
                 Ok(r) => Box::new(r) as Box<dyn Sut>,
                 Err(e) => Box::new(Broken(e.to_string())) as Box<dyn Sut>,
             })
@@ -75,16 +87,20 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
             if command.trim().is_empty() {
                 return Err(CertifyError::UnknownSut(sut.to_owned()));
             }
-            Box::new(move || Box::new(External::spawn(&command)) as Box<dyn Sut>)
+            Box::new(move |_| Box::new(External::spawn(&command)) as Box<dyn Sut>)
         }
         (_, Some(_)) => return Err(CertifyError::MutantOnOtherSut),
         (other, _) => return Err(CertifyError::UnknownSut(other.to_owned())),
     };
     if args.short_timeouts {
         let mut inner = make;
-        make = Box::new(move || Box::new(ShortTimeouts(inner())) as Box<dyn Sut>);
+        make = Box::new(move |s| Box::new(ShortTimeouts(inner(s))) as Box<dyn Sut>);
     }
-    let (mut scenarios, mut hash) = load_corpus(&args.corpus)?;
+    let (mut scenarios, mut hash) = if args.scenario.is_empty() {
+        load_corpus(&args.corpus)?
+    } else {
+        load_scenarios(&args.scenario)?
+    };
     if let Some(seed) = args.seed {
         let config = scenarios[0].1.config.clone();
         if let Some((name, _)) = scenarios.iter().find(|(_, s)| s.config != config) {
@@ -142,6 +158,24 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
     if let Some(path) = &args.junit {
         write(path, certificate.junit())?;
     }
+    if let Some(dir) = &args.save_failures {
+        std::fs::create_dir_all(dir).map_err(|source| CertifyError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        for r in &certificate.results {
+            if let Some(scenario) = &r.failing_scenario {
+                write(&dir.join(&r.file), scenario.to_json())?;
+                eprintln!(
+                    "{}: the shrunk failing scenario written to {} (replay: hadr certify --sut {} --scenario {})",
+                    r.file,
+                    dir.join(&r.file).display(),
+                    args.sut,
+                    dir.join(&r.file).display()
+                );
+            }
+        }
+    }
     if let Some(path) = &args.markdown {
         write(path, certificate.markdown())?;
     }
@@ -160,16 +194,19 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
     })
 }
 
+/// Makes a system under test for a scenario.
+type MakeSut = Box<dyn FnMut(&Scenario) -> Box<dyn Sut>>;
+
 #[cfg(feature = "mutants")]
-fn sim_with_mutant(name: &str) -> Result<Box<dyn FnMut() -> Box<dyn Sut>>, CertifyError> {
+fn sim_with_mutant(name: &str) -> Result<MakeSut, CertifyError> {
     let mutant: hadr_core::mutants::Mutant = name.parse()?;
-    Ok(Box::new(move || {
+    Ok(Box::new(move |_| {
         Box::new(ReferenceSim::with_mutant(mutant)) as Box<dyn Sut>
     }))
 }
 
 #[cfg(not(feature = "mutants"))]
-fn sim_with_mutant(_: &str) -> Result<Box<dyn FnMut() -> Box<dyn Sut>>, CertifyError> {
+fn sim_with_mutant(_: &str) -> Result<MakeSut, CertifyError> {
     Err(CertifyError::MutantsNotBuilt)
 }
 

@@ -50,13 +50,22 @@ pub enum Command {
 pub struct CertifyArgs {
     /// The system under test: `reference-sim` (the reference core in a simulated network),
     /// `reference` (the reference replicas as processes on loopback, with etcd for
-    /// CLUSTER_TYPE EXTERNAL), or `external:CMD` (any implementation behind a driver program
-    /// speaking docs/adapter-protocol.md).
+    /// CLUSTER_TYPE EXTERNAL), `spec` (the spec itself, or with `--mutant` a spec mutant, run
+    /// as a system: how the corpus is measured), or `external:CMD` (any implementation behind
+    /// a driver program speaking docs/adapter-protocol.md).
     #[arg(long, default_value = "reference-sim")]
     pub sut: String,
     /// The corpus directory (scenario files from `hadr trace generate`).
     #[arg(long, value_name = "DIR", default_value = "conformance/corpus")]
     pub corpus: PathBuf,
+    /// Run these scenario files instead of a corpus directory (a failure saved by
+    /// `--save-failures`, a hand-written scenario). May be given more than once.
+    #[arg(long, value_name = "FILE", conflicts_with = "corpus")]
+    pub scenario: Vec<PathBuf>,
+    /// Write each failing scenario, shrunk, as a scenario file named like the corpus' file
+    /// into DIR, replayable with `--scenario`.
+    #[arg(long, value_name = "DIR")]
+    pub save_failures: Option<PathBuf>,
     /// Print the certificate as JSON.
     #[arg(long)]
     pub json: bool,
@@ -66,8 +75,9 @@ pub struct CertifyArgs {
     /// Also write the certificate as Markdown.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
-    /// Plant a bug in the reference implementation (a build with the `mutants` feature):
-    /// certification must fail and name the rule it breaks.
+    /// Plant a bug: in the reference implementation (`reference-sim`, `reference`; a build
+    /// with the `mutants` feature, `--list-mutants`), or in the spec (`spec`; `hadr check
+    /// --list-mutants`). Certification must fail and name the rule it breaks.
     #[arg(long, value_name = "NAME")]
     pub mutant: Option<String>,
     /// List the planted bugs `--mutant` accepts, with the rule each breaks, and exit.
@@ -133,6 +143,10 @@ pub struct TraceGenerateArgs {
     /// Environment steps per random walk.
     #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100))]
     pub walk_length: usize,
+    /// Add scenarios until every spec mutant of the configuration fails on at least N of them
+    /// (mutation adequacy; 0: none added).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=10))]
+    pub kills_per_mutant: usize,
     /// Where to write the scenarios and index.json (its earlier scenario files are replaced).
     #[arg(long, value_name = "DIR", default_value = "conformance/corpus")]
     pub out: PathBuf,

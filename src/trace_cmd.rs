@@ -49,6 +49,8 @@ struct Index<'a> {
     coverage: &'a hadr_conformance::Coverage,
     missing: &'a hadr_conformance::Coverage,
     too_broad: &'a [String],
+    transitions: &'a hadr_conformance::adequacy::TransitionCoverage,
+    mutation: &'a hadr_conformance::adequacy::MutationScore,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,6 +112,8 @@ pub fn write_corpus(
         coverage: &corpus.coverage,
         missing: &corpus.missing,
         too_broad: &corpus.too_broad,
+        transitions: &corpus.measure.transitions,
+        mutation: &corpus.measure.mutation,
     };
     let path = dir.join("index.json");
     let mut text = serde_json::to_string_pretty(&index).expect("the index serializes");
@@ -138,7 +142,7 @@ pub fn run(args: &TraceGenerateArgs) -> Result<Exit, TraceError> {
         walks: args.walks,
         walk_length: args.walk_length,
         threads: 1,
-        mutant_scenarios: true,
+        kills_per_mutant: args.kills_per_mutant,
     };
     let quiet = args.json || !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let corpus = generate(&text, &options, &mut |target| {
@@ -159,6 +163,7 @@ pub fn run(args: &TraceGenerateArgs) -> Result<Exit, TraceError> {
         let summary = serde_json::json!({
             "out": args.out, "scenarios": corpus.scenarios.len(), "steps": steps,
             "coverage": corpus.coverage, "missing": corpus.missing, "too_broad": corpus.too_broad,
+            "transitions": corpus.measure.transitions, "mutation": corpus.measure.mutation,
         });
         println!("{summary}");
     } else {
@@ -173,6 +178,11 @@ pub fn run(args: &TraceGenerateArgs) -> Result<Exit, TraceError> {
             corpus.coverage.action_kinds.len(),
             corpus.coverage.hazards.join(", ")
         );
+        println!(
+            "transitions at rest tried: {}",
+            corpus.measure.transitions.summary()
+        );
+        println!("mutation score: {}", corpus.measure.mutation.summary());
         if corpus.missing != hadr_conformance::Coverage::default() {
             println!(
                 "NOT covered: action kinds [{}], hazards [{}]",
