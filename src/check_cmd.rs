@@ -113,7 +113,10 @@ pub fn list_mutants(json: bool) -> String {
     #[derive(Serialize)]
     struct Entry {
         name: &'static str,
+        /// The rule of the property that refutes it.
         rule: &'static str,
+        /// The rule its bug breaks (what a conformance failure like it names first).
+        breaks: &'static str,
         bug: &'static str,
     }
     if json {
@@ -122,6 +125,7 @@ pub fn list_mutants(json: bool) -> String {
             .map(|m| Entry {
                 name: m.name(),
                 rule: m.rule(),
+                breaks: m.breaks(),
                 bug: m.bug(),
             })
             .collect();
@@ -132,10 +136,20 @@ pub fn list_mutants(json: bool) -> String {
         .map(|m| m.name().len())
         .max()
         .unwrap_or(0);
-    Mutant::ALL
-        .iter()
-        .map(|m| format!("{:width$}  {:<11} {}\n", m.name(), m.rule(), m.bug()))
-        .collect()
+    let mut out = format!(
+        "{:width$}  {:<11} {:<11} the planted bug\n",
+        "mutant", "refuted at", "breaks"
+    );
+    for m in Mutant::ALL {
+        out += &format!(
+            "{:width$}  {:<11} {:<11} {}\n",
+            m.name(),
+            m.rule(),
+            m.breaks(),
+            m.bug()
+        );
+    }
+    out
 }
 
 /// The report in text: every property with its verdict, counterexamples, the figures, the

@@ -129,6 +129,52 @@ pub fn feature_of(mutant: Mutant) -> Option<crate::ActionKind> {
     }
 }
 
+/// Why a mutant cannot behave differently from the spec in a configuration (the steps its bug
+/// changes cannot happen there, or it needs an asynchronous-commit replica the group does not
+/// have), or `None` when it can. Run as a system under test, such a mutant is the spec.
+pub fn not_applicable(mutant: Mutant, config: &crate::ModelConfig) -> Option<String> {
+    use crate::ActionKind as K;
+    use Mutant::*;
+    if let Some(kind) = feature_of(mutant) {
+        if let Some(why) = crate::not_applicable(kind, config) {
+            return Some(format!("{}: {why}", kind.name()));
+        }
+    }
+    let asynchronous = (0..config.replica_count() as u8).any(|r| !config.is_synchronous(r));
+    if matches!(
+        mutant,
+        AsyncSecondaryParticipant | AsyncSecondarySynchronized
+    ) && !asynchronous
+    {
+        return Some("no ASYNCHRONOUS_COMMIT replica".to_owned());
+    }
+    if mutant == IgnoreRequiredSynchronized
+        && config.ag.required_synchronized_secondaries_to_commit == 0
+    {
+        if let Some(why) = crate::not_applicable(K::SetRequiredSynchronized, config) {
+            return Some(format!("k is 0 and {why}"));
+        }
+    }
+    let kinds: &[K] = match mutant {
+        AckBeforeSecondaryHardens | RedoBeforeHarden => &[K::DiskStall, K::MarkSynchronized],
+        AutomaticFailoverToSynchronizing => &[K::AutomaticFailover],
+        CommitAfterLeaseExpiry => &[K::LeaseExpiry],
+        AcceptLogGap => &[K::LoseLogBlock],
+        TimedOutSecondaryStaysSynchronized | CountDisconnectedParticipant => {
+            &[K::DropFromSynchronized]
+        }
+        ForcedFailoverWithoutPartnerSuspend => &[K::ForcedFailover],
+        ForcedFailoverToSynchronizedLossy => &[K::ForcedFailover, K::MarkSynchronized],
+        ResumeWithoutRevert => &[K::ForcedFailover, K::Resume],
+        PlannedFailoverToUnsynchronized => &[K::PlannedFailover],
+        RejoinWithoutRevert => &[K::Revert],
+        _ => &[],
+    };
+    kinds
+        .iter()
+        .find_map(|&k| crate::not_applicable(k, config).map(|why| format!("{}: {why}", k.name())))
+}
+
 impl fmt::Display for Mutant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

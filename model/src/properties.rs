@@ -473,8 +473,7 @@ fn moving_copies_hold_history(_: &AgModel, s: &State) -> bool {
 /// in transit and not noticed until the next one). Never for a disconnected secondary, an
 /// asynchronous one, or nothing.
 fn commits_wait_only_for_participants(m: &AgModel, s: &State) -> bool {
-    if s.txns.iter().all(|t| t.outcome != CommitOutcome::Pending) || m.internal_step_possible(s)
-    {
+    if s.txns.iter().all(|t| t.outcome != CommitOutcome::Pending) || m.internal_step_possible(s) {
         return true;
     }
     let Some(p) = s.serving_primary() else {

@@ -505,7 +505,8 @@ impl AgModel {
                 let Some(p) = primary else { return false };
                 let r = rep(replica);
                 let d = s.db(replica, db);
-                let disconnected = !r.session && !self.has(Mutant::TimedOutSecondaryStaysSynchronized);
+                let disconnected =
+                    !r.session && !self.has(Mutant::TimedOutSecondaryStaysSynchronized);
                 d.failover_ready
                     && (disconnected
                         || d.suspended.is_some()

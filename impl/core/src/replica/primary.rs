@@ -720,9 +720,8 @@ impl Core {
                         progress.phase = Phase::Streaming;
                     }
                 }
-                let eligible = up[r]
-                    && progress.phase == Phase::Streaming
-                    && (sync[r] || async_synchronized);
+                let eligible =
+                    up[r] && progress.phase == Phase::Streaming && (sync[r] || async_synchronized);
                 if !eligible {
                     progress.synchronized = false;
                 } else if eligible && !progress.synchronized && progress.hardened >= end {
@@ -861,8 +860,7 @@ impl Core {
         let counted = participants.iter().filter(|(_, p)| p.synchronized).count();
         let required = self.config.required_synchronized_secondaries_to_commit as usize;
         let ignore_k = self.planted(Mutant::IgnoreRequiredSynchronized);
-        if (counted < required && !ignore_k) || participants.iter().any(|(_, p)| durable(p) < lsn)
-        {
+        if (counted < required && !ignore_k) || participants.iter().any(|(_, p)| durable(p) < lsn) {
             return true;
         }
         if self.has_manager() {
