@@ -102,15 +102,13 @@ pub struct Measure {
     pub mutation: MutationScore,
 }
 
-/// The spec mutants that apply to a configuration: those of the features it has.
+/// The spec mutants that apply to a configuration: those that can behave differently from the
+/// spec there ([`hadr_model::mutant::not_applicable`]).
 pub fn applicable_mutants(config: &ModelConfig) -> Vec<Mutant> {
     Mutant::ALL
         .iter()
         .copied()
-        .filter(|&m| {
-            hadr_model::mutant::feature_of(m)
-                .is_none_or(|k| hadr_model::not_applicable(k, config).is_none())
-        })
+        .filter(|&m| hadr_model::mutant::not_applicable(m, config).is_none())
         .collect()
 }
 

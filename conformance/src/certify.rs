@@ -166,9 +166,10 @@ pub fn load_scenarios(paths: &[PathBuf]) -> Result<(Vec<(String, Scenario)>, Str
             path: path.clone(),
             source,
         })?;
-        let name = path
-            .file_name()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         scenarios.push((name, scenario));
     }
     Ok((scenarios, format!("{hash:016x}")))
@@ -324,8 +325,12 @@ pub fn certificate(
     results: Vec<ScenarioResult>,
 ) -> Certificate {
     let count = |v: &str| results.iter().filter(|r| r.verdict == v).count();
-    let (passed, failed, errors, too_broad) =
-        (count("pass"), count("fail"), count("error"), count("too_broad"));
+    let (passed, failed, errors, too_broad) = (
+        count("pass"),
+        count("fail"),
+        count("error"),
+        count("too_broad"),
+    );
     Certificate {
         sut,
         spec_version: hadr_model_version(),
@@ -368,23 +373,26 @@ impl ScenarioResult {
         }
         if self.verdict == "fail" {
             let steps: Vec<String> = self.actions.iter().map(|a| format!("`{a}`")).collect();
-            out += &format!(
-                "shortest failing scenario ({} of the {} steps the corpus scenario ran; its steps are numbered from 1, and step {} is where it fails): {}\n\n",
-                self.actions.len(),
-                self.unshrunk_steps.unwrap_or(self.actions.len()),
-                self.step.unwrap_or(0),
-                if steps.is_empty() {
-                    "none (the group as set up)".to_owned()
-                } else {
-                    steps.join(", ")
-                }
-            );
+            let steps = if steps.is_empty() {
+                "none: the group as set up".to_owned()
+            } else {
+                steps.join(", ")
+            };
+            let (n, ran) = (self.actions.len(), self.unshrunk_steps.unwrap_or(0));
+            out += &if n < ran {
+                format!("failing scenario, shrunk to {n} of the {ran} steps the corpus scenario ran (the step above is numbered in the shrunk one): {steps}\n\n")
+            } else {
+                format!("failing scenario, the {ran} steps the corpus scenario ran: {steps}\n\n")
+            };
         }
         for line in &self.diff {
             out += &format!("- `{line}`\n");
         }
         for (i, alternative) in self.alternatives.iter().enumerate() {
-            out += &format!("\nor, against the next closest allowed observation ({}):\n\n", i + 2);
+            out += &format!(
+                "\nor, against the next closest allowed observation ({}):\n\n",
+                i + 2
+            );
             for line in alternative {
                 out += &format!("- `{line}`\n");
             }

@@ -29,15 +29,6 @@ pub struct Diagnosis {
     pub like: Vec<Mutant>,
 }
 
-/// The mutants a diagnosis tries: those whose feature the configuration has (the others
-/// behave like the spec there).
-fn candidates(config: &ModelConfig) -> impl Iterator<Item = Mutant> + '_ {
-    Mutant::ALL.iter().copied().filter(|&m| {
-        hadr_model::mutant::feature_of(m)
-            .is_none_or(|k| hadr_model::not_applicable(k, config).is_none())
-    })
-}
-
 /// Whether the model `m` has a behaviour that shows `history[0]` once set up and `history[i]`
 /// after `actions[i - 1]`.
 pub fn explains(m: AgModel, actions: &[Action], history: &[Observation]) -> bool {
@@ -74,14 +65,20 @@ pub fn diagnose(
     let previous = history.len().checked_sub(2).map(|i| &history[i]);
     let action = actions.last();
     let fields = involved_rules(config, previous, allowed, observed, action);
-    let mut like: Vec<Mutant> = candidates(config)
+    let like: Vec<Mutant> = crate::adequacy::applicable_mutants(config)
+        .into_iter()
         .filter(|&m| {
             let model = AgModel::with_mutant(config.clone(), m).for_conformance();
             explains(model, actions, history)
         })
         .collect();
-    // Among mutants that explain the run equally, the one whose rule the differing fields
-    // point at comes first; otherwise the order of `Mutant::ALL`.
+    ranked(like, fields)
+}
+
+/// The diagnosis of mutants `like` that explain a failure equally well, and the rules of its
+/// differing `fields`: the mutants whose rule the fields point at come first, then the others
+/// (in the order of `Mutant::ALL`); their rules, then the fields' others.
+pub fn ranked(mut like: Vec<Mutant>, fields: Vec<&'static str>) -> Diagnosis {
     like.sort_by_key(|m| !fields.contains(&m.breaks()));
     let mut rules: Vec<&'static str> = Vec::new();
     for r in like.iter().map(|m| m.breaks()).chain(fields) {

@@ -326,13 +326,19 @@ fn mutant_scenarios(
     type Node = (Vec<Action>, Refinement, Refinement);
     let mut queue: VecDeque<Node> = VecDeque::new();
     let mut visited: HashSet<(Vec<State>, Vec<State>)> = HashSet::new();
-    let mut visit = |queue: &mut VecDeque<Node>, actions: Vec<Action>, b: Refinement, j: Refinement| {
-        if visited.insert((b.states().to_vec(), j.states().to_vec())) {
-            queue.push_back((actions, b, j));
-        }
-    };
+    let mut visit =
+        |queue: &mut VecDeque<Node>, actions: Vec<Action>, b: Refinement, j: Refinement| {
+            if visited.insert((b.states().to_vec(), j.states().to_vec())) {
+                queue.push_back((actions, b, j));
+            }
+        };
     for o in bug.allowed() {
-        visit(&mut queue, Vec::new(), bug.with_observation(&o), judge.with_observation(&o));
+        visit(
+            &mut queue,
+            Vec::new(),
+            bug.with_observation(&o),
+            judge.with_observation(&o),
+        );
     }
     let mut found: Vec<(bool, Scenario)> = Vec::new();
     let mut nodes = 0;
@@ -371,7 +377,12 @@ fn mutant_scenarios(
                 continue;
             }
             for o in options {
-                visit(&mut queue, next.clone(), b.with_observation(&o), j.with_observation(&o));
+                visit(
+                    &mut queue,
+                    next.clone(),
+                    b.with_observation(&o),
+                    j.with_observation(&o),
+                );
             }
         }
     }
@@ -496,7 +507,9 @@ pub fn generate(
             .collect();
         for mutant in applicable_mutants(&config) {
             on_target(&format!("mutant {mutant}"));
-            let caught = crate::adequacy::mutant_kills(mutant, &all).always_caught_by.len();
+            let caught = crate::adequacy::mutant_kills(mutant, &all)
+                .always_caught_by
+                .len();
             let found = mutant_scenarios(
                 &config,
                 config_toml,

@@ -139,8 +139,14 @@ pub fn distance(a: &Observation, b: &Observation) -> usize {
 /// Replays `scenario` on `sut` and judges each observation. A panic inside the system under
 /// test (an in-process adapter) is an error of the scenario, not of the harness.
 pub fn judge(scenario: &Scenario, sut: &mut dyn Sut) -> Verdict {
+    judge_within(scenario, sut, MAX_STATES)
+}
+
+/// [`judge`], giving up (as [`Verdict::TooBroad`]) once the spec may be in more than `cap`
+/// states after a step.
+pub fn judge_within(scenario: &Scenario, sut: &mut dyn Sut, cap: usize) -> Verdict {
     let step = std::cell::Cell::new(0);
-    let run = std::panic::AssertUnwindSafe(|| judge_steps(scenario, sut, &step));
+    let run = std::panic::AssertUnwindSafe(|| judge_steps(scenario, sut, cap, &step));
     std::panic::catch_unwind(run).unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<String>()
@@ -154,7 +160,12 @@ pub fn judge(scenario: &Scenario, sut: &mut dyn Sut) -> Verdict {
     })
 }
 
-fn judge_steps(scenario: &Scenario, sut: &mut dyn Sut, at: &std::cell::Cell<usize>) -> Verdict {
+fn judge_steps(
+    scenario: &Scenario,
+    sut: &mut dyn Sut,
+    cap: usize,
+    at: &std::cell::Cell<usize>,
+) -> Verdict {
     let config = match judging_model(scenario) {
         Ok(c) => c,
         Err(e) => {
@@ -166,7 +177,7 @@ fn judge_steps(scenario: &Scenario, sut: &mut dyn Sut, at: &std::cell::Cell<usiz
     };
     let too_broad = |step, e: TooBroad| Verdict::TooBroad { step, cap: e.cap };
     let model = AgModel::new(config.clone()).for_conformance();
-    let mut spec = match Refinement::new(model, MAX_STATES) {
+    let mut spec = match Refinement::new(model, cap) {
         Ok(r) => r,
         Err(e) => return too_broad(0, e),
     };

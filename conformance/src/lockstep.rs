@@ -262,12 +262,7 @@ impl Lockstep {
             let observed = sut.observe().map_err(|e| failed(&actions, e))?;
             if !spec.observe(&observed) {
                 return Err(Divergence::Observation {
-                    disagreement: Box::new(disagreement(
-                        actions.len(),
-                        observed,
-                        &spec,
-                        &history,
-                    )),
+                    disagreement: Box::new(disagreement(actions.len(), observed, &spec, &history)),
                     actions,
                 });
             }

@@ -76,7 +76,8 @@ impl Planner<'_> {
             if first.is_none() {
                 first = Some(rest);
             }
-            if self.branches > MAX_BRANCHES && (failing.is_some() || first.is_some()) {
+            if self.branches > MAX_BRANCHES {
+                // Out of patience: the other choices are not explored, so not known to fail.
                 all_fail = false;
                 break;
             }
@@ -87,7 +88,13 @@ impl Planner<'_> {
     }
 
     /// Shows `o` at `step`, then goes on with the next step.
-    fn follow(&mut self, bug: &Refinement, spec: &Refinement, o: &Observation, step: usize) -> Kills {
+    fn follow(
+        &mut self,
+        bug: &Refinement,
+        spec: &Refinement,
+        o: &Observation,
+        step: usize,
+    ) -> Kills {
         let (mut bug, mut spec) = (bug.with_observation(o), spec.with_observation(o));
         let mut rest = match self.actions.get(step) {
             None => Kills::default(),
@@ -161,7 +168,10 @@ impl Sut for ModelSut {
 
     fn setup(&mut self, _: &AgConfig) -> Result<(), SutError> {
         self.step = 0;
-        self.plan.as_ref().map(|_| ()).map_err(|e| SutError::Failed(e.clone()))
+        self.plan
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| SutError::Failed(e.clone()))
     }
 
     fn step(&mut self, action: &Action) -> Result<(), SutError> {
@@ -176,7 +186,10 @@ impl Sut for ModelSut {
     }
 
     fn observe(&mut self) -> Result<Observation, SutError> {
-        let plan = self.plan.as_ref().map_err(|e| SutError::Failed(e.clone()))?;
+        let plan = self
+            .plan
+            .as_ref()
+            .map_err(|e| SutError::Failed(e.clone()))?;
         plan.get(self.step).cloned().ok_or_else(|| {
             SutError::Failed(format!(
                 "the model's behaviour stops before step {} (an earlier observation failed)",

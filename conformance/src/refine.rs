@@ -173,16 +173,14 @@ impl Closure {
                 }
             }
         }
-        let mut leaves = vec![false; components as usize];
+        // A component with an edge out of it is not at the bottom.
+        let mut exits = vec![false; components as usize];
         for (v, c) in component.iter().enumerate() {
-            if self.edges[v]
-                .iter()
-                .any(|&w| component[w as usize] != *c)
-            {
-                leaves[*c as usize] = true;
+            if self.edges[v].iter().any(|&w| component[w as usize] != *c) {
+                exits[*c as usize] = true;
             }
         }
-        component.iter().map(|&c| !leaves[c as usize]).collect()
+        component.iter().map(|&c| !exits[c as usize]).collect()
     }
 
     /// The states at rest, in breadth-first order.
@@ -308,10 +306,7 @@ mod tests {
             vec![6],
             vec![5, 2],
         ]);
-        assert_eq!(
-            g.at_rest(),
-            [false, false, true, true, true, false, false]
-        );
+        assert_eq!(g.at_rest(), [false, false, true, true, true, false, false]);
         // A self-loop is a bottom component of its own.
         assert_eq!(graph(vec![vec![0]]).at_rest(), [true]);
     }
@@ -330,6 +325,10 @@ mod tests {
         let mut wrong = allowed[0].clone();
         wrong.replicas[1].databases[0].end_of_log_lsn = hadr_types::Lsn(0);
         assert!(!r.observe(&wrong));
-        assert_eq!(r.states().len(), 1, "a refused observation keeps the states");
+        assert_eq!(
+            r.states().len(),
+            1,
+            "a refused observation keeps the states"
+        );
     }
 }

@@ -868,14 +868,10 @@ pub fn validate(log: &EventLog, max_frontier: usize) -> Verdict {
                     )
                 })
                 .collect();
-            let mut rules: Vec<&'static str> = like.iter().map(|m| m.breaks()).collect();
-            for r in std::mem::take(&mut failure.rules) {
-                if !rules.contains(&r) {
-                    rules.push(r);
-                }
-            }
-            failure.rules = rules;
-            failure.like = like
+            let diagnosis = crate::diagnose::ranked(like, std::mem::take(&mut failure.rules));
+            failure.rules = diagnosis.rules;
+            failure.like = diagnosis
+                .like
                 .iter()
                 .map(|m| format!("{m} (breaks {})", m.breaks()))
                 .collect();
