@@ -149,7 +149,8 @@ pub(crate) fn replay(
 }
 
 /// A scenario of `actions` in the configuration `config_toml` (as a shrunk failure or a
-/// hand-made scenario needs one), documented as [`replay`] does when the model allows it.
+/// hand-made scenario needs one), each step documented with the model's expectations when
+/// the model allows the actions (as in a generated scenario), bare otherwise.
 pub fn scenario_of(config_toml: &str, purpose: &str, actions: &[Action]) -> Scenario {
     let documented = ModelConfig::from_toml_str(config_toml).ok().and_then(|c| {
         let m = AgModel::new(c).for_conformance();
