@@ -20,7 +20,7 @@ fn the_reference_core_behind_the_protocol_passes_the_corpus() {
     let certificate = certify(
         &scenarios,
         String::new(),
-        &mut || Box::new(External::spawn(DRIVER)) as Box<dyn Sut>,
+        &mut |_| Box::new(External::spawn(DRIVER)) as Box<dyn Sut>,
         true,
         &mut |_, _| {},
     );
@@ -42,7 +42,7 @@ fn a_driver_that_lies_about_its_clients_fails() {
     let certificate = certify(
         &scenarios,
         String::new(),
-        &mut || Box::new(External::spawn(&command)) as Box<dyn Sut>,
+        &mut |_| Box::new(External::spawn(&command)) as Box<dyn Sut>,
         true,
         &mut |_, _| {},
     );

@@ -111,3 +111,65 @@ fn a_scenario_round_trips_and_another_format_is_refused() {
     assert!(error.contains("hadr trace generate"), "{error}");
     assert!(Scenario::from_json("{}").is_err());
 }
+
+/// Mutation adequacy (issue 15): generation adds scenarios until every spec mutant of the
+/// configuration fails on `kills_per_mutant` of them whatever it does; the index records it.
+#[test]
+fn generation_adds_scenarios_until_every_mutant_is_caught_twice() {
+    let text = config("two-replicas.toml");
+    let c = corpus(&text, &GenerateOptions::default());
+    let score = &c.measure.mutation;
+    assert!(score.applicable >= 10, "{score:?}");
+    for m in &score.mutants {
+        assert!(m.always_caught_by.len() >= 2, "{m:?}");
+    }
+    let without = corpus(
+        &text,
+        &GenerateOptions {
+            kills_per_mutant: 0,
+            ..Default::default()
+        },
+    );
+    assert!(without.scenarios.len() < c.scenarios.len());
+    assert!(without
+        .scenarios
+        .iter()
+        .all(|s| !s.purpose.starts_with("mutant")));
+}
+
+/// Every step of every committed scenario is one a driver that waits for quiescence meets: its
+/// action is enabled in some state at rest the spec may be in, or it is an operator's command
+/// or an aimable fault the spec refuses (a refusal step), never a crash of a down server or a
+/// restart of a running one. And some steps are refusals.
+#[test]
+fn every_step_is_taken_at_rest_or_is_a_refused_command() {
+    use hadr_conformance::refine::{run_to_rest, take_or_refuse, MAX_STATES};
+    use hadr_model::{ActionClass, ActionKind, AgModel, ModelConfig};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let (scenarios, _) = hadr_conformance::certify::load_corpus(&dir).unwrap();
+    let mut refusals = 0;
+    for (file, s) in &scenarios {
+        let m = AgModel::new(ModelConfig::from_toml_str(&s.config).unwrap()).for_conformance();
+        let mut states = run_to_rest(&m, vec![m.initial_state()], MAX_STATES).unwrap();
+        for (i, step) in s.steps.iter().enumerate() {
+            let a = step.action;
+            if !states.iter().any(|x| m.enabled(x, &a)) {
+                refusals += 1;
+                let kind = a.kind();
+                assert!(
+                    kind.class() == ActionClass::Operator
+                        || [
+                            ActionKind::HealthFault,
+                            ActionKind::DiskStall,
+                            ActionKind::LoseLogBlock
+                        ]
+                        .contains(&kind),
+                    "{file} step {}: {a:?} is enabled nowhere and is no command",
+                    i + 1
+                );
+            }
+            states = run_to_rest(&m, take_or_refuse(&m, &states, &a), MAX_STATES).unwrap();
+        }
+    }
+    assert!(refusals >= 5, "{refusals} refusal steps");
+}
