@@ -169,6 +169,13 @@ pub enum PromotionKind {
     Planned,
     /// A forced failover this replica requested (R-FAIL-4): starts a forced recovery fork.
     Forced,
+    /// A forced failover this replica requested, granted onto a replica the manager records as
+    /// SYNCHRONIZED in every database (the newest primary's newest publication): as R-FAIL-4
+    /// says, a planned failover in effect. Nothing acknowledged is lost and no partner is
+    /// suspended, even though the replica's own view may show NOT_SYNCHRONIZING (its primary
+    /// is gone). The manager answers a [`Forced`](PromotionKind::Forced) request with this
+    /// kind; a replica never asks for it.
+    ForcedOntoSynchronized,
     /// The manager brings its recorded primary back online (R-QUORUM-2): that replica
     /// restarted, or reached the manager again, and nobody was promoted in between, so its log
     /// is the newest of the group.

@@ -55,7 +55,7 @@ mutants! {
     ForcedFailoverWithoutPartnerSuspend => "forced-failover-without-partner-suspend", "R-FAIL-4",
         "after a forced failover the new primary lets the other secondaries rejoin without suspending them";
     ForcedFailoverToSynchronizedLossy => "forced-failover-to-synchronized-lossy", "R-FAIL-4",
-        "a forced failover onto a SYNCHRONIZED target skips the lossless handshake and starts a forced recovery fork: the other secondaries are suspended";
+        "a forced failover onto a SYNCHRONIZED target (in session with the primary, or recorded SYNCHRONIZED at the manager) starts a forced recovery fork: the other secondaries are suspended";
     ResumeWithoutRevert => "resume-without-revert", "R-FAIL-4",
         "after a forced failover, a secondary resumed from SUSPEND_FROM_PARTNER is streamed to from its own end of log, without reverting to the fork point";
     RejoinWithoutRevert => "rejoin-without-revert", "R-FAIL-6",

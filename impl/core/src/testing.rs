@@ -738,6 +738,18 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// Whether the newest stored publication, of the last primary the manager promoted (not
+    /// of an older term: that primary may have committed past it), records `r` SYNCHRONIZED
+    /// in every database: a forced failover onto it loses nothing acknowledged (R-FAIL-4).
+    pub fn recorded_synchronized(&self, r: ReplicaId) -> bool {
+        self.manager
+            .published
+            .values()
+            .max_by_key(|p| (p.epoch, p.version))
+            .filter(|p| p.epoch.term >= self.manager.highest_term)
+            .is_some_and(|p| p.synchronized.iter().all(|dbs| dbs.contains(&r)))
+    }
+
     /// Delivers a manager event to a node (runs at the next [`Cluster::run`]).
     pub fn manager_event(&mut self, r: ReplicaId, event: ManagerEvent) {
         if matches!(event, ManagerEvent::Promote { .. }) {
@@ -947,6 +959,13 @@ impl Cluster {
         match request {
             ManagerRequest::RequestPromotion { kind } => {
                 if self.manager.grant_promotions {
+                    let kind = if kind == crate::input::PromotionKind::Forced
+                        && self.recorded_synchronized(r)
+                    {
+                        crate::input::PromotionKind::ForcedOntoSynchronized
+                    } else {
+                        kind
+                    };
                     let event = self.promotion(kind);
                     self.manager.primary = Some(r);
                     self.manager_inbox.push_back((r, event));

@@ -1254,3 +1254,56 @@ fn a_secondary_suspended_from_the_primary_can_be_suspended_by_its_operator() {
     assert_eq!(suspended(&c, R1), None);
     assert_eq!(state(&c, R1), Some(SyncState::Synchronized));
 }
+
+/// Found by the differential fuzzer (R-FAIL-4): a forced failover onto a replica the manager
+/// records as SYNCHRONIZED, after the primary lost its lease (so the target's own view says
+/// NOT_SYNCHRONIZING), started a forced recovery fork and suspended the partners. The target
+/// holds every acknowledged commit: as the spec has it, the failover is a planned one in
+/// effect. One not recorded SYNCHRONIZED still gets a forced fork.
+#[test]
+fn a_forced_failover_onto_a_replica_recorded_synchronized_suspends_no_partner() {
+    use hadr_types::AvailabilityMode::AsynchronousCommit as Async;
+    for recorded in [true, false] {
+        let mut c = Cluster::new(ag_config(ClusterType::External, &[Sync, Sync, Async], 1));
+        c.advance(5_000);
+        assert_eq!(state(&c, R1), Some(SyncState::Synchronized));
+        let t1 = c.commit(R0, DB, 1, &[("k", "1")]);
+        c.run();
+        assert!(committed(&c, R0, t1));
+        if !recorded {
+            // The primary drops R1 from SYNCHRONIZED at the manager first (R-COMMIT-4).
+            c.partition(R0, R1);
+            c.advance(15_000);
+            assert!(!c.recorded_synchronized(R1));
+            c.heal(R0, R1);
+        }
+        // The primary is cut off from the manager: its lease is gone, it goes RESOLVING, and
+        // its sessions end.
+        c.manager.isolated.insert(R0);
+        c.manager_event(R0, ManagerEvent::LeaseLost);
+        c.advance(15_000);
+        assert_eq!(c.role(R0), Some(Role::Resolving));
+        assert_eq!(state(&c, R1), Some(SyncState::NotSynchronizing));
+        assert_eq!(c.recorded_synchronized(R1), recorded);
+        let force = c.admin(R1, AdminCommand::ForceFailoverAllowDataLoss);
+        c.advance(5_000);
+        let lossy = match c.admin_reply(R1, force) {
+            Some(Ok(AdminOutcome::BecamePrimary {
+                data_loss_possible, ..
+            })) => *data_loss_possible,
+            other => panic!("expected a promotion, got {other:?}"),
+        };
+        assert_eq!(lossy, !recorded, "recorded SYNCHRONIZED: {recorded}");
+        assert_eq!(txns(&c, R1), vec![1], "the acknowledged commit is kept");
+        let partner = if recorded {
+            None
+        } else {
+            Some(SuspendReason::Partner)
+        };
+        assert_eq!(
+            suspended(&c, R2),
+            partner,
+            "recorded SYNCHRONIZED: {recorded}"
+        );
+    }
+}

@@ -668,6 +668,21 @@ impl EtcdManager {
             }
         }
         let published_term = snapshot.publication.as_ref().map_or(0, |p| p.epoch.term);
+        if kind == PromotionKind::Forced
+            && snapshot.publication.as_ref().is_some_and(|p| {
+                p.epoch.term >= snapshot.term && p.synchronized.iter().all(|dbs| dbs.contains(&me))
+            })
+        {
+            // R-FAIL-4: onto a replica the newest publication of the last primary records
+            // SYNCHRONIZED in every database, a forced failover is a planned one in effect: it
+            // loses nothing acknowledged and suspends no partner. The publication must still
+            // be the newest when the lease changes hands (compared below).
+            tracing::info!(
+                replica = me.0,
+                "forced failover onto a replica recorded SYNCHRONIZED: no data loss"
+            );
+            kind = PromotionKind::ForcedOntoSynchronized;
+        }
         if kind == PromotionKind::Automatic {
             // R-FAIL-2 / R-QUORUM-4: only a failover-ready replica of the newest primary's
             // newest publication. A publication of an epoch older than the last granted term
@@ -789,7 +804,12 @@ impl EtcdManager {
             // The handover is done (or overridden by a forced failover).
             puts.push(TxnOp::delete(self.keys.handover.as_str(), None));
         }
-        if matches!(kind, PromotionKind::Automatic | PromotionKind::Restore) {
+        if matches!(
+            kind,
+            PromotionKind::Automatic
+                | PromotionKind::Restore
+                | PromotionKind::ForcedOntoSynchronized
+        ) {
             compares.push(Compare::mod_revision(
                 self.keys.sync.as_str(),
                 CompareOp::Equal,

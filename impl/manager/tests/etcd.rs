@@ -701,3 +701,48 @@ fn publication_seq_orders_like_the_tuple() {
     sorted.sort();
     assert_eq!(encoded, sorted);
 }
+
+fn promotion_kind(events: &[ManagerEvent]) -> Option<PromotionKind> {
+    match events {
+        [ManagerEvent::Promote { kind, .. }] => Some(*kind),
+        _ => None,
+    }
+}
+
+/// R-FAIL-4: a forced failover onto a replica the newest publication of the last primary
+/// records SYNCHRONIZED in every database is granted as `ForcedOntoSynchronized` (no data loss,
+/// no partner suspended); onto any other replica, or when the publication predates the last
+/// granted term, as `Forced`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_promotion_onto_a_replica_recorded_synchronized_is_lossless() {
+    let server = EtcdServer::start();
+    let clock = Clock::new(Instant::now());
+    let r1 = manager(&server, "ag-forced", 1, clock).await;
+    let r2 = manager(&server, "ag-forced", 2, clock).await;
+    let r3 = manager(&server, "ag-forced", 3, clock).await;
+    let initial = r1
+        .handle(clock.now_ms(), promote(PromotionKind::Initial))
+        .await;
+    assert_eq!(promotion_kind(&initial), Some(PromotionKind::Initial));
+    stored(&r1, clock, publication(1, 1, 1, &[2])).await;
+
+    // Not recorded SYNCHRONIZED: a forced recovery fork.
+    let events = r3
+        .handle(clock.now_ms(), promote(PromotionKind::Forced))
+        .await;
+    assert_eq!(promotion_kind(&events), Some(PromotionKind::Forced));
+    // R1's publication (term 1) predates R3's term 2: stale, although it lists R2.
+    let events = r2
+        .handle(clock.now_ms(), promote(PromotionKind::Forced))
+        .await;
+    assert_eq!(promotion_kind(&events), Some(PromotionKind::Forced));
+    // The newest primary (R2, term 3) records R3 SYNCHRONIZED.
+    stored(&r2, clock, publication(3, 2, 1, &[3])).await;
+    let events = r3
+        .handle(clock.now_ms(), promote(PromotionKind::Forced))
+        .await;
+    assert_eq!(
+        promotion_kind(&events),
+        Some(PromotionKind::ForcedOntoSynchronized)
+    );
+}

@@ -523,7 +523,15 @@ impl Core {
                 if let Some(k) = required_synchronized.filter(|&k| k <= self.max_required()) {
                     self.config.required_synchronized_secondaries_to_commit = k;
                 }
-                let forced = kind == PromotionKind::Forced;
+                // R-FAIL-4: only a forced failover onto a replica not recorded SYNCHRONIZED
+                // starts a forced recovery fork (suspending the partners).
+                let forced = match kind {
+                    PromotionKind::Forced => true,
+                    PromotionKind::ForcedOntoSynchronized => {
+                        self.planted(Mutant::ForcedFailoverToSynchronizedLossy)
+                    }
+                    _ => false,
+                };
                 self.promote(forced, Some(lease_until_ms), term_at_least, out);
                 if let Some(request) = awaiting.and_then(|a| a.request) {
                     out.push_back(Output::AdminReply {
