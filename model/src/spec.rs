@@ -905,7 +905,13 @@ impl AgModel {
             }
             Action::Revert { replica, db } => {
                 let fork_point = common_prefix(&s.db(replica, db).log, s.history(db)) as u8;
+                let stalled = s.replicas[usize::from(replica)].disk_stalled;
                 let d = n.db_mut(replica, db);
+                if stalled && d.stalled_disk_holds.is_none() {
+                    let mut durable = d.log;
+                    durable.truncate(usize::from(d.hardened));
+                    d.stalled_disk_holds = Some((durable, d.hardened, d.redone));
+                }
                 d.log.truncate(usize::from(fork_point));
                 d.hardened = d.hardened.min(fork_point);
                 d.redone = d.redone.min(fork_point);
@@ -1112,7 +1118,13 @@ impl AgModel {
             r.role = Role::Resolving;
         }
         for d in n.dbs_of_mut(replica) {
+            // A truncation pending on the stalled disk dies with the process: the disk
+            // still holds what it held before it.
+            if let Some((log, hardened, redone)) = d.stalled_disk_holds.take() {
+                (d.log, d.hardened, d.redone) = (log, hardened, redone);
+            }
             d.log.truncate(usize::from(d.hardened));
+            d.reverting = false;
         }
     }
 
@@ -1127,6 +1139,7 @@ impl AgModel {
             .map(|db| Self::joined(s, replica, db) && Self::diverges(s, replica, db))
             .collect();
         let r = &mut n.replicas[usize::from(replica)];
+        let stalled = r.disk_stalled;
         r.session = true;
         r.timed_out = false;
         r.missed_forced_failover = false;
@@ -1136,7 +1149,9 @@ impl AgModel {
             if missed_forced_failover {
                 d.suspended = Some(hadr_types::SuspendReason::Partner);
             }
-            d.reverting = d.suspended.is_none() && diverges && revert_allowed;
+            // A truncation still pending on a stalled disk keeps the copy REVERTING.
+            d.reverting =
+                (d.reverting && stalled) || (d.suspended.is_none() && diverges && revert_allowed);
         }
     }
 
@@ -1560,10 +1575,13 @@ fn leave_group(d: &mut Db) {
 }
 
 fn close_session(n: &mut State, replica: Rid) {
+    let stalled = n.replicas[usize::from(replica)].disk_stalled;
     n.replicas[usize::from(replica)].session = false;
     for d in n.dbs_of_mut(replica) {
         d.sent = 0;
-        d.reverting = false;
+        // A truncation asked of a stalled disk is still pending after the session: the copy
+        // stays REVERTING (shown once in session again) until a crash ends the stall.
+        d.reverting &= stalled;
     }
 }
 

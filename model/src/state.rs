@@ -128,6 +128,10 @@ pub struct Db {
     /// Under the `count-disconnected-participant` mutant only: dropped from SYNCHRONIZED when
     /// its session ended, yet still waited for by commits until it reconnects.
     pub lingering: bool,
+    /// What a stalled log disk still holds (its log, hardened and redone positions) while a
+    /// revert's truncation waits on it (DiskStall): the crash that ends the stall brings it
+    /// back. `None` otherwise.
+    pub stalled_disk_holds: Option<(Log, u8, u8)>,
 }
 
 /// A data page that matters to the spec (R-PAGE): readable, or found corrupt and waiting for

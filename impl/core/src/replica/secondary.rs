@@ -62,12 +62,11 @@ impl Core {
         let primary_up = self
             .primary
             .is_some_and(|p| self.peers[usize::from(p.0)].is_up());
-        if self.role != Role::Secondary || db.suspended.is_some() {
+        if self.role != Role::Secondary || db.suspended.is_some() || !primary_up {
             SyncState::NotSynchronizing
         } else if db.reverting.is_some() {
+            // Until the truncation is on disk, even across a new session (a stalled disk).
             SyncState::Reverting
-        } else if !primary_up {
-            SyncState::NotSynchronizing
         } else {
             db.told_state
         }
