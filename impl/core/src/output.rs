@@ -302,3 +302,11 @@ pub struct SyncStatePublication {
     /// from automatically).
     pub failover_ready: Vec<ReplicaId>,
 }
+
+impl SyncStatePublication {
+    /// Whether it records `replica` SYNCHRONIZED in every database: a forced failover onto it
+    /// loses nothing acknowledged (R-FAIL-4), if no newer primary may have committed since.
+    pub fn synchronized_everywhere(&self, replica: ReplicaId) -> bool {
+        self.synchronized.iter().all(|dbs| dbs.contains(&replica))
+    }
+}

@@ -16,7 +16,8 @@
 use crate::error::{AdminError, IgnoredReason};
 use crate::ids::{ConnectionId, Epoch, RequestId, TimerId};
 use crate::input::{
-    AdminCommand, ClientOp, ClientRequest, ConnectionEvent, ManagerEvent, StorageEvent,
+    AdminCommand, ClientOp, ClientRequest, ConnectionEvent, ManagerEvent, PromotionKind,
+    StorageEvent,
 };
 use crate::log::LogRecord;
 use crate::message::{MessageBody, PeerMessage};
@@ -665,7 +666,7 @@ impl Cluster {
 
     /// A promotion as the manager grants it: a lease from now, and a term above every term it
     /// granted before.
-    pub fn promotion(&mut self, kind: crate::input::PromotionKind) -> ManagerEvent {
+    pub fn promotion(&mut self, kind: PromotionKind) -> ManagerEvent {
         self.manager.highest_term += 1;
         ManagerEvent::Promote {
             kind,
@@ -730,24 +731,26 @@ impl Cluster {
     /// The failover-ready replicas according to the newest publication the manager stored
     /// (the one of the highest epoch): the candidates of an automatic failover (R-FAIL-2).
     pub fn failover_ready(&self) -> Vec<ReplicaId> {
+        self.newest_publication()
+            .map(|p| p.failover_ready.clone())
+            .unwrap_or_default()
+    }
+
+    /// The newest publication the manager stored, of any primary.
+    fn newest_publication(&self) -> Option<&SyncStatePublication> {
         self.manager
             .published
             .values()
             .max_by_key(|p| (p.epoch, p.version))
-            .map(|p| p.failover_ready.clone())
-            .unwrap_or_default()
     }
 
     /// Whether the newest stored publication, of the last primary the manager promoted (not
     /// of an older term: that primary may have committed past it), records `r` SYNCHRONIZED
     /// in every database: a forced failover onto it loses nothing acknowledged (R-FAIL-4).
     pub fn recorded_synchronized(&self, r: ReplicaId) -> bool {
-        self.manager
-            .published
-            .values()
-            .max_by_key(|p| (p.epoch, p.version))
+        self.newest_publication()
             .filter(|p| p.epoch.term >= self.manager.highest_term)
-            .is_some_and(|p| p.synchronized.iter().all(|dbs| dbs.contains(&r)))
+            .is_some_and(|p| p.synchronized_everywhere(r))
     }
 
     /// Delivers a manager event to a node (runs at the next [`Cluster::run`]).
@@ -959,10 +962,8 @@ impl Cluster {
         match request {
             ManagerRequest::RequestPromotion { kind } => {
                 if self.manager.grant_promotions {
-                    let kind = if kind == crate::input::PromotionKind::Forced
-                        && self.recorded_synchronized(r)
-                    {
-                        crate::input::PromotionKind::ForcedOntoSynchronized
+                    let kind = if kind == PromotionKind::Forced && self.recorded_synchronized(r) {
+                        PromotionKind::ForcedOntoSynchronized
                     } else {
                         kind
                     };

@@ -669,9 +669,10 @@ impl EtcdManager {
         }
         let published_term = snapshot.publication.as_ref().map_or(0, |p| p.epoch.term);
         if kind == PromotionKind::Forced
-            && snapshot.publication.as_ref().is_some_and(|p| {
-                p.epoch.term >= snapshot.term && p.synchronized.iter().all(|dbs| dbs.contains(&me))
-            })
+            && snapshot
+                .publication
+                .as_ref()
+                .is_some_and(|p| p.epoch.term >= snapshot.term && p.synchronized_everywhere(me))
         {
             // R-FAIL-4: onto a replica the newest publication of the last primary records
             // SYNCHRONIZED in every database, a forced failover is a planned one in effect: it
