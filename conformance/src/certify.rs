@@ -409,6 +409,11 @@ fn hadr_model_version() -> &'static str {
 }
 
 impl Certificate {
+    /// The results of the scenarios that failed, in corpus order.
+    pub fn failures(&self) -> impl Iterator<Item = &ScenarioResult> {
+        self.results.iter().filter(|r| r.verdict == "fail")
+    }
+
     /// The certificate as Markdown.
     pub fn markdown(&self) -> String {
         let hazards = if self.missing.hazards.is_empty() {

@@ -65,11 +65,7 @@ fn every_spec_mutant_fails_two_scenarios_naming_its_rule() {
             "{}",
             certificate.markdown()
         );
-        let failures: Vec<_> = certificate
-            .results
-            .iter()
-            .filter(|r| r.verdict == "fail")
-            .collect();
+        let failures: Vec<_> = certificate.failures().collect();
         assert!(failures.len() >= 2, "{mutant}: {}", certificate.markdown());
         for r in failures {
             let like: Vec<&str> = r

@@ -32,11 +32,7 @@ fn caught(mutant: Mutant) {
         "{}",
         certificate.markdown()
     );
-    let failures: Vec<_> = certificate
-        .results
-        .iter()
-        .filter(|r| r.verdict == "fail")
-        .collect();
+    let failures: Vec<_> = certificate.failures().collect();
     for r in &failures {
         assert_eq!(
             r.rules.first(),
