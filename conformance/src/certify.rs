@@ -378,7 +378,8 @@ impl ScenarioResult {
             } else {
                 steps.join(", ")
             };
-            let (n, ran) = (self.actions.len(), self.unshrunk_steps.unwrap_or(0));
+            let n = self.actions.len();
+            let ran = self.unshrunk_steps.unwrap_or(n);
             out += &if n < ran {
                 format!("failing scenario, shrunk to {n} of the {ran} steps the corpus scenario ran (the step above is numbered in the shrunk one): {steps}\n\n")
             } else {
