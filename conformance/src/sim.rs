@@ -4,7 +4,7 @@
 
 use crate::sut::{Sut, SutError};
 use hadr_core::testing::Cluster;
-use hadr_core::{AdminCommand, ManagerEvent, PromotionKind, RequestId};
+use hadr_core::{AdminCommand, ManagerEvent, RequestId};
 use hadr_model::{Action, Node};
 use hadr_types::{
     AgConfig, CommitOutcome, DatabaseId, DefiniteReason, Observation, ReplicaId, Role,
@@ -40,9 +40,6 @@ pub struct ReferenceSim {
     quorum_lost: bool,
     /// The primary the manager records: the last replica seen PRIMARY.
     manager_primary: Option<ReplicaId>,
-    /// Automatic failovers so far: at the failure threshold the manager makes no more
-    /// (R-FAIL-7; one scenario is well within `failover_period_h`).
-    automatic_failovers: u32,
     /// Replicas whose log disk is stalled (DiskStall, until they crash): their storage is
     /// held and they are not promoted, as the node's `/debug/disk-stall` does.
     stalled: BTreeSet<ReplicaId>,
@@ -97,8 +94,9 @@ impl ReferenceSim {
     }
 
     /// The manager's automatic failover (R-FAIL-2): with quorum and no primary holding the
-    /// lease, promote a failover-ready replica that reaches the manager; failing that, bring its recorded
-    /// primary back online when it is up and reaches the manager (R-QUORUM-2).
+    /// lease, every running replica that reaches the manager asks, and the manager's policy
+    /// ([`hadr_core::policy`], the etcd manager's) promotes a failover-ready one, or restores
+    /// its recorded primary (R-QUORUM-2).
     fn automatic_failover(&mut self) {
         let has_manager = self
             .config
@@ -115,34 +113,17 @@ impl ReferenceSim {
         if !has_manager || self.quorum_lost || lease_held {
             return;
         }
-        let cut = self.manager_cut.clone();
-        let below_threshold = self
-            .config
-            .as_ref()
-            .is_some_and(|c| self.automatic_failovers < c.failover_threshold());
+        let (cut, stalled) = (&self.manager_cut, &self.stalled);
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
-        let stalled = &self.stalled;
-        let target = c
-            .failover_ready()
-            .into_iter()
-            .filter(|_| below_threshold)
-            .find(|r| c.is_up(*r) && !cut.contains(r) && !stalled.contains(r));
-        let restore = self
-            .manager_primary
-            .filter(|r| c.is_up(*r) && !cut.contains(r) && c.role(*r) == Some(Role::Resolving));
-        let promotion = match (target, restore) {
-            (Some(target), _) => Some((target, PromotionKind::Automatic)),
-            (None, Some(primary)) => Some((primary, PromotionKind::Restore)),
-            (None, None) => None,
-        };
-        if let Some((target, kind)) = promotion {
-            if kind == PromotionKind::Automatic {
-                self.automatic_failovers += 1;
-            }
-            let event = c.promotion(kind);
-            c.manager_event(target, event);
+        let askers: Vec<ReplicaId> = (0..c.nodes.len())
+            .map(|r| ReplicaId(r as u8))
+            .filter(|r| !cut.contains(r))
+            .collect();
+        if c.automatic_failover(&askers, |r| stalled.contains(&r))
+            .is_some()
+        {
             c.run();
         }
     }
@@ -230,6 +211,9 @@ impl Sut for ReferenceSim {
             ..ReferenceSim::default()
         };
         let mut cluster = Cluster::with_options(config.clone(), self.options);
+        // R-FAIL-7: one scenario is well within `failover_period_h`: the simulated manager
+        // counts every automatic failover.
+        cluster.manager.failover_threshold = config.failover_threshold();
         cluster.run();
         self.cluster = Some(cluster);
         self.config = Some(config.clone());

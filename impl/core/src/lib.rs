@@ -119,6 +119,7 @@ pub mod message;
 pub mod mutants;
 pub mod output;
 pub mod persist;
+pub mod policy;
 mod replica;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -25,6 +25,7 @@ use crate::output::{
     AdminOutcome, ClientReply, InputSource, ManagerRequest, Output, SyncStatePublication,
 };
 use crate::persist::PersistentState;
+use crate::policy;
 use crate::replica::{CoreOptions, Replica};
 use hadr_types::{
     AgConfig, ApplicationIntent, AvailabilityMode, ClusterType, DatabaseId, DatabaseObservation,
@@ -162,6 +163,14 @@ pub struct SimManager {
     /// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT of the group as the primary last stored
     /// it (from the primary's persisted configuration), given with every promotion.
     pub required_synchronized: Option<u32>,
+    /// The replica whose lease the manager counts as held, for [`Cluster::ask_manager`]
+    /// (`None` by default: the grant-everything manager of unit tests; a harness that models
+    /// lease expiry sets it).
+    pub lease_holder: Option<ReplicaId>,
+    /// Automatic failovers granted so far (R-FAIL-7; the simulation has no period).
+    pub automatic_failovers: u32,
+    /// The failure threshold the manager applies (no limit by default).
+    pub failover_threshold: u32,
 }
 
 impl Default for SimManager {
@@ -177,6 +186,9 @@ impl Default for SimManager {
             published: BTreeMap::new(),
             unconfirmed: BTreeMap::new(),
             required_synchronized: None,
+            lease_holder: None,
+            automatic_failovers: 0,
+            failover_threshold: u32::MAX,
         }
     }
 }
@@ -664,16 +676,87 @@ impl Cluster {
         self.run();
     }
 
-    /// A promotion as the manager grants it: a lease from now, and a term above every term it
-    /// granted before.
+    /// A promotion of `kind` as the manager grants it, without asking its policy (for tests of
+    /// the core's answer to a grant): a lease from now, and the policy's next term.
     pub fn promotion(&mut self, kind: PromotionKind) -> ManagerEvent {
-        self.manager.highest_term += 1;
+        let term = policy::next_term(self.manager.highest_term, self.newest_publication());
+        self.granted(kind, term)
+    }
+
+    fn granted(&mut self, kind: PromotionKind, term: u64) -> ManagerEvent {
+        self.manager.highest_term = term;
         ManagerEvent::Promote {
             kind,
             lease_until_ms: self.now_ms + self.manager.lease_ms,
-            term_at_least: self.manager.highest_term,
+            term_at_least: term,
             required_synchronized: self.manager.required_synchronized,
         }
+    }
+
+    /// An automatic failover round (R-FAIL-2, R-QUORUM-2) while nobody holds the lease: every
+    /// running replica of `askers` asks what [`policy::asks_for_automatic_failover`] makes it
+    /// ask (`stalled`: its log disk is stalled), in order, once a second of the manager's clock
+    /// for [`policy::RESTORE_AFTER_MS`], until the policy grants one. The replicas' clock does
+    /// not move meanwhile: the round stands for the seconds of asking of the real manager.
+    /// Returns the replica promoted.
+    pub fn automatic_failover(
+        &mut self,
+        askers: &[ReplicaId],
+        stalled: impl Fn(ReplicaId) -> bool,
+    ) -> Option<ReplicaId> {
+        let asks: Vec<(ReplicaId, PromotionKind)> = askers
+            .iter()
+            .filter(|&&r| self.is_up(r))
+            .filter_map(|&r| {
+                let replica = self.replica(r);
+                let mine = replica.config()?.replicas.get(usize::from(r.0))?;
+                let kind =
+                    policy::asks_for_automatic_failover(mine, replica.role(), false, stalled(r))?;
+                Some((r, kind))
+            })
+            .collect();
+        // Each replica's manager keeps its own restore wait (as each node's etcd manager does).
+        let mut waits = vec![policy::RestoreWait::default(); asks.len()];
+        for second in 0..=policy::RESTORE_AFTER_MS / 1_000 {
+            for (&(r, kind), restore) in asks.iter().zip(&mut waits) {
+                let decision = policy::decide(
+                    &self.manager_snapshot(),
+                    policy::Request { replica: r, kind },
+                    restore,
+                    self.now_ms + second * 1_000,
+                );
+                if let policy::Decision::Grant(grant) = decision {
+                    self.deliver_grant(r, grant);
+                    return Some(r);
+                }
+            }
+        }
+        None
+    }
+
+    fn deliver_grant(&mut self, r: ReplicaId, grant: policy::Grant) {
+        if grant.counts_against_threshold {
+            self.manager.automatic_failovers += 1;
+        }
+        let event = self.granted(grant.kind, grant.term);
+        self.manager_event(r, event);
+    }
+
+    /// `r` asks the manager for a promotion of `kind`: the manager's policy
+    /// ([`policy::decide`]) decides on what it stored, and a grant is delivered to `r` (runs
+    /// at the next [`Cluster::run`]). A single ask: a restore, which waits for failover-ready
+    /// replicas to ask first, needs [`Cluster::automatic_failover`]. Returns the decision.
+    pub fn ask_manager(&mut self, r: ReplicaId, kind: PromotionKind) -> policy::Decision {
+        let decision = policy::decide(
+            &self.manager_snapshot(),
+            policy::Request { replica: r, kind },
+            &mut policy::RestoreWait::default(),
+            self.now_ms,
+        );
+        if let policy::Decision::Grant(grant) = decision {
+            self.deliver_grant(r, grant);
+        }
+        decision
     }
 
     /// The manager stores the last publication of `r` it received and confirms it.
@@ -748,11 +831,20 @@ impl Cluster {
     /// of an older term: that primary may have committed past it), records `r` SYNCHRONIZED
     /// in every database: a forced failover onto it loses nothing acknowledged (R-FAIL-4).
     pub fn recorded_synchronized(&self, r: ReplicaId) -> bool {
-        self.newest_publication()
-            .filter(|p| p.epoch.term >= self.manager.highest_term)
-            .is_some_and(|p| p.synchronized_everywhere(r))
+        policy::recorded_synchronized(&self.manager_snapshot(), r)
     }
 
+    /// What the simulated manager's store says, for its policy.
+    fn manager_snapshot(&self) -> policy::Snapshot<'_> {
+        policy::Snapshot {
+            lease_holder: self.manager.lease_holder,
+            handover_to: None,
+            granted_term: self.manager.highest_term,
+            publication: self.newest_publication(),
+            recent_automatic_failovers: self.manager.automatic_failovers,
+            failover_threshold: self.manager.failover_threshold,
+        }
+    }
     /// Delivers a manager event to a node (runs at the next [`Cluster::run`]).
     pub fn manager_event(&mut self, r: ReplicaId, event: ManagerEvent) {
         if matches!(event, ManagerEvent::Promote { .. }) {
@@ -962,14 +1054,7 @@ impl Cluster {
         match request {
             ManagerRequest::RequestPromotion { kind } => {
                 if self.manager.grant_promotions {
-                    let kind = if kind == PromotionKind::Forced && self.recorded_synchronized(r) {
-                        PromotionKind::ForcedOntoSynchronized
-                    } else {
-                        kind
-                    };
-                    let event = self.promotion(kind);
-                    self.manager.primary = Some(r);
-                    self.manager_inbox.push_back((r, event));
+                    self.ask_manager(r, kind);
                 }
             }
             ManagerRequest::ReleaseLease | ManagerRequest::HandOver { .. } => {}

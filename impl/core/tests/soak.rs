@@ -176,26 +176,12 @@ impl Walk {
         self.check_durability();
     }
 
-    /// R-FAIL-2: the manager promotes a running replica that its stored publication lists as
-    /// failover-ready, once no primary runs (the old one crashed, so its lease is gone).
+    /// R-FAIL-2 / R-QUORUM-2: once no primary runs (the old one crashed, so its lease is gone),
+    /// the running replicas ask the manager, whose policy promotes one its stored publication
+    /// lists as failover-ready, or restores its recorded primary.
     fn automatic_failover(&mut self) {
-        let last_primary = self
-            .c
-            .manager
-            .published
-            .iter()
-            .max_by_key(|(_, p)| (p.epoch, p.version))
-            .map(|(r, _)| *r);
-        let candidates: Vec<ReplicaId> = self
-            .c
-            .failover_ready()
-            .into_iter()
-            .chain(last_primary)
-            .filter(|r| self.c.is_up(*r) && self.c.role(*r) != Some(Role::Primary))
-            .collect();
-        if let Some(target) = candidates.first() {
-            let promotion = self.c.promotion(PromotionKind::Automatic);
-            self.c.manager_event(*target, promotion);
+        let askers: Vec<ReplicaId> = (0..self.replicas).map(|r| ReplicaId(r as u8)).collect();
+        if self.c.automatic_failover(&askers, |_| false).is_some() {
             self.c.run();
         }
     }

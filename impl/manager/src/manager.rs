@@ -4,6 +4,7 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
     TxnOp, WatchOptions,
 };
+use hadr_core::policy::{self, Denial};
 use hadr_core::{Epoch, ManagerEvent, ManagerRequest, PromotionKind, SyncStatePublication};
 use hadr_types::{AgConfig, ReplicaId};
 use serde::{Deserialize, Serialize};
@@ -201,7 +202,9 @@ pub struct LeaseEvent {
 
 enum Command {
     Core(ManagerRequest),
-    TryAutomaticFailover,
+    /// An automatic failover or a restore the node asks for by itself
+    /// ([`hadr_core::policy::asks_for_automatic_failover`]): a denial is not answered.
+    TryAutomaticFailover(PromotionKind),
     StoreConfig(Box<AgConfig>),
     StopRenewing,
 }
@@ -224,7 +227,16 @@ impl ManagerHandle {
     /// shows no leader and the node's failure policy (R-FAIL-7) agrees; the manager itself
     /// refuses replicas that are not failover-ready in the newest publication.
     pub fn try_automatic_failover(&self) -> bool {
-        self.commands.send(Command::TryAutomaticFailover).is_ok()
+        self.ask_promotion(PromotionKind::Automatic)
+    }
+
+    /// Asks for the promotion [`hadr_core::policy::asks_for_automatic_failover`] chose
+    /// ([`Automatic`](PromotionKind::Automatic) or [`Restore`](PromotionKind::Restore)) when
+    /// nobody holds the lease; a denial is not answered.
+    pub fn ask_promotion(&self, kind: PromotionKind) -> bool {
+        self.commands
+            .send(Command::TryAutomaticFailover(kind))
+            .is_ok()
     }
 
     /// Stops renewing the lease without revoking it (the primary failed its health check,
@@ -308,16 +320,15 @@ pub struct EtcdManager {
     state: Arc<Mutex<LeaseState>>,
     unsolicited_tx: mpsc::UnboundedSender<LeaseEvent>,
     unsolicited_rx: Mutex<Option<mpsc::UnboundedReceiver<LeaseEvent>>>,
-    /// Since when (manager clock, ms) this replica, etcd's recorded primary, has found no
-    /// leader and is not failover-ready: after [`RESTORE_AFTER_MS`] it is restored.
-    /// (since, last asked).
-    restore_candidate_since: Mutex<Option<(u64, u64)>>,
+    /// How long this replica, etcd's recorded primary, has asked to be restored while nobody
+    /// holds the lease and it is not failover-ready: after [`RESTORE_AFTER_MS`] it is.
+    restore_wait: Mutex<policy::RestoreWait>,
 }
 
 /// How long the recorded primary waits, once nobody holds the lease, before etcd brings it
 /// back online (R-QUORUM-2): time for a failover-ready replica, which polls every second, to be
-/// promoted first (R-FAIL-2).
-pub const RESTORE_AFTER_MS: u64 = 3_000;
+/// promoted first (R-FAIL-2). The policy's ([`policy::RESTORE_AFTER_MS`]).
+pub const RESTORE_AFTER_MS: u64 = policy::RESTORE_AFTER_MS;
 
 /// How long a planned promotion waits for the lease of the primary that granted the failover
 /// to be released, before it is refused because a primary holds the lease.
@@ -392,6 +403,64 @@ struct Snapshot {
     handover_rev: i64,
 }
 
+impl Snapshot {
+    /// R-FAIL-7's failure record, on the wall clock (the period is hours, and every replica
+    /// must count the same failovers): the automatic failovers within the period before
+    /// `wall_ms`.
+    fn recent_failovers(&self, wall_ms: u64, period: Duration) -> Vec<u64> {
+        let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+        self.failovers
+            .iter()
+            .copied()
+            .filter(|&at| at.saturating_add(period_ms) > wall_ms)
+            .collect()
+    }
+}
+
+/// Logs why the policy denied a promotion.
+fn log_denial(kind: PromotionKind, denial: Denial, snapshot: &Snapshot, config: &ManagerConfig) {
+    let me = config.replica.0;
+    match denial {
+        Denial::LeaseHeld { holder } => tracing::info!(
+            ?kind,
+            holder = holder.0,
+            term = snapshot.leader.map_or(0, |l| l.term),
+            "promotion denied: a primary holds the lease"
+        ),
+        Denial::HandoverReserved { to } => tracing::info!(
+            ?kind,
+            to = to.0,
+            "promotion denied: a planned failover hands the lease to its target"
+        ),
+        Denial::NoPublication => {
+            tracing::info!("automatic promotion denied: no synchronization state published")
+        }
+        Denial::StalePublication { published, granted } => tracing::info!(
+            published,
+            granted_term = granted,
+            "automatic promotion denied: the publication predates the last granted term"
+        ),
+        Denial::NotFailoverReady => tracing::info!(
+            replica = me,
+            failover_ready = ?snapshot.publication.as_ref().map(|p| &p.failover_ready),
+            "automatic promotion denied: not failover-ready"
+        ),
+        Denial::RestoreWaiting { waited_ms } => tracing::info!(
+            replica = me,
+            waited_ms,
+            "restore of the recorded primary: waiting for a failover-ready replica first"
+        ),
+        Denial::ThresholdReached { threshold } => tracing::warn!(
+            threshold,
+            period_s = config.failover_period.as_secs(),
+            "automatic promotion denied: the failure threshold is reached (R-FAIL-7); fail over manually"
+        ),
+        Denial::NotRequestable => {
+            tracing::warn!(?kind, "promotion denied: not a kind a replica asks for")
+        }
+    }
+}
+
 impl EtcdManager {
     /// Connects to etcd (checking the configuration first).
     pub async fn connect(config: ManagerConfig, clock: Clock) -> Result<Self, ManagerError> {
@@ -414,7 +483,7 @@ impl EtcdManager {
             state: Arc::new(Mutex::new(LeaseState::default())),
             unsolicited_tx,
             unsolicited_rx: Mutex::new(Some(unsolicited_rx)),
-            restore_candidate_since: Mutex::new(None),
+            restore_wait: Mutex::new(policy::RestoreWait::default()),
         })
     }
 
@@ -520,8 +589,8 @@ impl EtcdManager {
                         let (request, answer_denial) = match command {
                             None => break,
                             Some(Command::Core(request)) => (request, true),
-                            Some(Command::TryAutomaticFailover) => (
-                                ManagerRequest::RequestPromotion { kind: PromotionKind::Automatic },
+                            Some(Command::TryAutomaticFailover(kind)) => (
+                                ManagerRequest::RequestPromotion { kind },
                                 false,
                             ),
                             Some(Command::StopRenewing) => {
@@ -609,18 +678,70 @@ impl EtcdManager {
         Ok(snapshot)
     }
 
-    /// `Ok(None)`: denied by the rules; `Ok(Some(Promote))`: granted.
+    /// `Ok(None)`: denied by the policy ([`hadr_core::policy`]) or lost to a concurrent
+    /// change; `Ok(Some(Promote))`: granted.
     async fn request_promotion(
         &self,
         now_ms: u64,
         kind: PromotionKind,
     ) -> Result<Option<ManagerEvent>, ManagerError> {
+        let snapshot = self.promotion_snapshot(kind).await?;
+        let wall_ms = wall_clock_ms();
+        let failovers = snapshot.recent_failovers(wall_ms, self.config.failover_period);
+        let decision = {
+            let mut restore = self.restore_wait.lock().expect("restore state lock");
+            policy::decide(
+                &policy::Snapshot {
+                    lease_holder: snapshot.leader.map(|l| l.replica),
+                    handover_to: snapshot.handover.map(|h| h.to),
+                    granted_term: snapshot.term,
+                    publication: snapshot.publication.as_ref(),
+                    recent_automatic_failovers: u32::try_from(failovers.len()).unwrap_or(u32::MAX),
+                    failover_threshold: self.config.failover_threshold,
+                },
+                policy::Request {
+                    replica: self.config.replica,
+                    kind,
+                },
+                &mut restore,
+                self.clock.now_ms(),
+            )
+        };
+        let grant = match decision {
+            policy::Decision::Grant(grant) => grant,
+            policy::Decision::Deny(denial) => {
+                log_denial(kind, denial, &snapshot, &self.config);
+                return Ok(None);
+            }
+        };
+        if let Some(holder) = grant.takes_lease_from {
+            tracing::warn!(
+                holder = holder.0,
+                "forced failover: taking the lease from the primary that holds it"
+            );
+        }
+        if grant.kind == PromotionKind::ForcedOntoSynchronized {
+            tracing::info!(
+                replica = self.config.replica.0,
+                "forced failover onto a replica recorded SYNCHRONIZED: no data loss"
+            );
+        }
+        let mut failovers = failovers;
+        if grant.counts_against_threshold {
+            failovers.push(wall_ms);
+        }
+        self.commit_promotion(now_ms, &snapshot, grant, &failovers)
+            .await
+    }
+
+    /// The store as a promotion finds it. R-FAIL-3: the primary that granted a planned failover
+    /// stepped down and its shell releases its lease on another thread, which may reach etcd
+    /// after this request: a planned promotion waits a little for that release rather than be
+    /// refused a handover both sides agreed on.
+    async fn promotion_snapshot(&self, kind: PromotionKind) -> Result<Snapshot, ManagerError> {
         let me = self.config.replica;
         let mut snapshot = self.snapshot().await?;
         if kind == PromotionKind::Planned {
-            // R-FAIL-3: the primary granted this failover and stepped down; its shell releases
-            // its lease on another thread, which may reach etcd after this request. Wait a
-            // little for that release rather than refuse a handover both sides agreed on.
             let until = self.clock.now_ms() + PLANNED_HANDOVER_WAIT_MS;
             while snapshot.leader.is_some_and(|leader| leader.replica != me)
                 && self.clock.now_ms() < until
@@ -629,152 +750,101 @@ impl EtcdManager {
                 snapshot = self.snapshot().await?;
             }
         }
-        let mut kind = kind;
-        if let Some(leader) = snapshot.leader {
-            self.set_restore_candidate(None);
-            if kind != PromotionKind::Forced || leader.replica == me {
-                tracing::info!(
-                    ?kind,
-                    holder = leader.replica.0,
-                    term = leader.term,
-                    "promotion denied: a primary holds the lease"
-                );
-                return Ok(None);
-            }
-            // R-FAIL-4: a forced failover is the operator's: it takes the lease from the
-            // primary that holds it (below, in the same transaction that records the new one).
-            tracing::warn!(
-                holder = leader.replica.0,
-                term = leader.term,
-                "forced failover: taking the lease from the primary that holds it"
-            );
-        }
-        if let Some(handover) = snapshot.handover {
-            // R-FAIL-3 over R-FAIL-2: the lease was handed to a target, which is promoted
-            // next; a forced failover is the operator's and overrides it.
-            let reserved = match kind {
-                PromotionKind::Planned => handover.to != me,
-                PromotionKind::Forced => false,
-                _ => true,
-            };
-            if reserved {
-                tracing::info!(
-                    ?kind,
-                    from = handover.from.0,
-                    to = handover.to.0,
-                    "promotion denied: a planned failover hands the lease to its target"
-                );
-                return Ok(None);
-            }
-        }
-        let published_term = snapshot.publication.as_ref().map_or(0, |p| p.epoch.term);
-        if kind == PromotionKind::Forced
-            && snapshot
-                .publication
-                .as_ref()
-                .is_some_and(|p| p.epoch.term >= snapshot.term && p.synchronized_everywhere(me))
-        {
-            // R-FAIL-4: onto a replica the newest publication of the last primary records
-            // SYNCHRONIZED in every database, a forced failover is a planned one in effect: it
-            // loses nothing acknowledged and suspends no partner. The publication must still
-            // be the newest when the lease changes hands (compared below).
-            tracing::info!(
-                replica = me.0,
-                "forced failover onto a replica recorded SYNCHRONIZED: no data loss"
-            );
-            kind = PromotionKind::ForcedOntoSynchronized;
-        }
-        if kind == PromotionKind::Automatic {
-            // R-FAIL-2 / R-QUORUM-4: only a failover-ready replica of the newest primary's
-            // newest publication. A publication of an epoch older than the last granted term
-            // is stale: the primary of that term may have committed past it.
-            let Some(publication) = &snapshot.publication else {
-                tracing::info!("automatic promotion denied: no synchronization state published");
-                return Ok(None);
-            };
-            if publication.epoch.term < snapshot.term {
-                tracing::info!(published = %publication.epoch, granted_term = snapshot.term, "automatic promotion denied: the publication predates the last granted term");
-                return Ok(None);
-            }
-            if !publication.failover_ready.contains(&me) {
-                // R-QUORUM-2: etcd's recorded primary (the newest publication is its own)
-                // comes back online when no failover-ready replica has taken over meanwhile:
-                // its log is the newest of the group.
-                let recorded = publication.epoch.replica == me;
-                if !recorded {
-                    tracing::info!(replica = me.0, failover_ready = ?publication.failover_ready, "automatic promotion denied: not failover-ready");
-                    return Ok(None);
-                }
-                // Asked about every second while nobody holds the lease: a gap of more than
-                // two seconds means the wait starts over.
-                let now = self.clock.now_ms();
-                let since = {
-                    let mut candidate = self
-                        .restore_candidate_since
-                        .lock()
-                        .expect("restore state lock");
-                    let since = match *candidate {
-                        Some((since, last)) if now.saturating_sub(last) <= 2_000 => since,
-                        _ => now,
-                    };
-                    *candidate = Some((since, now));
-                    since
-                };
-                if now.saturating_sub(since) < RESTORE_AFTER_MS {
-                    tracing::info!(
-                        replica = me.0,
-                        waited_ms = now.saturating_sub(since),
-                        "restore of the recorded primary: waiting for a failover-ready replica first"
-                    );
-                    return Ok(None);
-                }
-                kind = PromotionKind::Restore;
-            }
-        }
-        self.set_restore_candidate(None);
-        // R-FAIL-7's failure threshold, on the wall clock: the period is hours, and every
-        // replica must count the same failovers.
-        let wall_ms = wall_clock_ms();
-        let period_ms = u64::try_from(self.config.failover_period.as_millis()).unwrap_or(u64::MAX);
-        let mut failovers: Vec<u64> = snapshot
-            .failovers
-            .iter()
-            .copied()
-            .filter(|&at| at.saturating_add(period_ms) > wall_ms)
-            .collect();
-        if kind == PromotionKind::Automatic {
-            if failovers.len() >= self.config.failover_threshold as usize {
-                tracing::warn!(
-                    threshold = self.config.failover_threshold,
-                    period_s = self.config.failover_period.as_secs(),
-                    "automatic promotion denied: the failure threshold is reached (R-FAIL-7); fail over manually"
-                );
-                return Ok(None);
-            }
-            failovers.push(wall_ms);
-        }
-        let term = snapshot.term.max(published_term) + 1;
+        Ok(snapshot)
+    }
+
+    /// Records a granted promotion in one transaction, if the store is still as the snapshot
+    /// found it, with a fresh lease; then renews it (and, for a forced takeover, waits out the
+    /// old primary's lease). `failovers`: the failure-threshold record to store.
+    async fn commit_promotion(
+        &self,
+        now_ms: u64,
+        snapshot: &Snapshot,
+        grant: policy::Grant,
+        failovers: &[u64],
+    ) -> Result<Option<ManagerEvent>, ManagerError> {
         let mut lease_client = self.client.lease_client();
         let t0 = now_ms.min(self.clock.now_ms());
-        let grant = timed(
+        let lease_grant = timed(
             self.config.request_timeout,
             "lease grant",
             lease_client.grant(self.config.lease_ttl.as_secs() as i64, None),
         )
         .await?;
-        let lease = grant.id();
+        let lease = lease_grant.id();
         let ttl_ms = self
             .config
             .ttl_ms()
-            .min(u64::try_from(grant.ttl()).unwrap_or(0) * 1000);
+            .min(u64::try_from(lease_grant.ttl()).unwrap_or(0) * 1000);
         let lease_until_ms = (t0 + ttl_ms).saturating_sub(self.config.margin_ms());
+        let txn = self.promotion_txn(snapshot, grant, lease, failovers);
+        let mut kv = self.client.kv_client();
+        let granted = match timed(self.config.request_timeout, "promotion txn", kv.txn(txn)).await {
+            Ok(answer) => answer.succeeded(),
+            Err(error) => {
+                self.revoke_quietly(lease).await;
+                return Err(error);
+            }
+        };
+        if !granted {
+            tracing::info!(
+                kind = ?grant.kind,
+                "promotion denied: the leader, term or publication changed meanwhile"
+            );
+            self.revoke_quietly(lease).await;
+            return Ok(None);
+        }
+        if self.clock.now_ms() >= lease_until_ms {
+            // The core would refuse a grant that already ended and stay where it is; the
+            // lease must then not block every other promotion until it expires.
+            tracing::warn!(
+                lease_until_ms,
+                "promotion granted too late to use; releasing it"
+            );
+            self.revoke_quietly(lease).await;
+            return Ok(None);
+        }
+        self.start_keepalive(lease, lease_until_ms);
+        let lease_until_ms = match snapshot.leader {
+            None => lease_until_ms,
+            Some(old) => match self.take_over(old.lease, lease).await {
+                Some(until) => until,
+                None => return Ok(None),
+            },
+        };
+        tracing::info!(
+            kind = ?grant.kind,
+            replica = self.config.replica.0,
+            term = grant.term,
+            lease,
+            lease_until_ms,
+            "promoted"
+        );
+        Ok(Some(ManagerEvent::Promote {
+            kind: grant.kind,
+            lease_until_ms,
+            term_at_least: grant.term,
+            required_synchronized: snapshot.required_synchronized,
+        }))
+    }
+
+    /// The compare-and-swap of a promotion: the leader, term and handover keys (and the
+    /// publication and failure record the grant rests on) unchanged since the snapshot; then
+    /// the new leader under `lease`, its term, the recorded primary, the handover ended.
+    fn promotion_txn(
+        &self,
+        snapshot: &Snapshot,
+        grant: policy::Grant,
+        lease: i64,
+        failovers: &[u64],
+    ) -> Txn {
+        let me = self.config.replica;
         let info = LeaderInfo {
             replica: me,
-            term,
+            term: grant.term,
             lease,
         };
-        let taken_from = snapshot.leader.map(|l| l.lease);
-        let leader_unchanged = match taken_from {
+        let leader_unchanged = match snapshot.leader {
             None => Compare::version(self.keys.leader.as_str(), CompareOp::Equal, 0),
             Some(_) => Compare::mod_revision(
                 self.keys.leader.as_str(),
@@ -798,26 +868,21 @@ impl EtcdManager {
                 serde_json::to_vec(&info).expect("LeaderInfo serializes"),
                 Some(PutOptions::new().with_lease(lease)),
             ),
-            TxnOp::put(self.keys.term.as_str(), term.to_string(), None),
+            TxnOp::put(self.keys.term.as_str(), grant.term.to_string(), None),
             TxnOp::put(self.keys.primary.as_str(), me.0.to_string(), None),
         ];
         if snapshot.handover.is_some() {
             // The handover is done (or overridden by a forced failover).
             puts.push(TxnOp::delete(self.keys.handover.as_str(), None));
         }
-        if matches!(
-            kind,
-            PromotionKind::Automatic
-                | PromotionKind::Restore
-                | PromotionKind::ForcedOntoSynchronized
-        ) {
+        if grant.needs_publication_unchanged {
             compares.push(Compare::mod_revision(
                 self.keys.sync.as_str(),
                 CompareOp::Equal,
                 snapshot.sync_rev,
             ));
         }
-        if kind == PromotionKind::Automatic {
+        if grant.counts_against_threshold {
             compares.push(Compare::mod_revision(
                 self.keys.failovers.as_str(),
                 CompareOp::Equal,
@@ -825,59 +890,11 @@ impl EtcdManager {
             ));
             puts.push(TxnOp::put(
                 self.keys.failovers.as_str(),
-                serde_json::to_vec(&failovers).expect("timestamps serialize"),
+                serde_json::to_vec(failovers).expect("timestamps serialize"),
                 None,
             ));
         }
-        let txn = Txn::new().when(compares).and_then(puts);
-        let mut kv = self.client.kv_client();
-        let granted = match timed(self.config.request_timeout, "promotion txn", kv.txn(txn)).await {
-            Ok(answer) => answer.succeeded(),
-            Err(error) => {
-                self.revoke_quietly(lease).await;
-                return Err(error);
-            }
-        };
-        if !granted {
-            tracing::info!(
-                ?kind,
-                "promotion denied: the leader, term or publication changed meanwhile"
-            );
-            self.revoke_quietly(lease).await;
-            return Ok(None);
-        }
-        if self.clock.now_ms() >= lease_until_ms {
-            // The core would refuse a grant that already ended and stay where it is; the
-            // lease must then not block every other promotion until it expires.
-            tracing::warn!(
-                lease_until_ms,
-                "promotion granted too late to use; releasing it"
-            );
-            self.revoke_quietly(lease).await;
-            return Ok(None);
-        }
-        self.start_keepalive(lease, lease_until_ms);
-        let lease_until_ms = match taken_from {
-            None => lease_until_ms,
-            Some(old) => match self.take_over(old, lease).await {
-                Some(until) => until,
-                None => return Ok(None),
-            },
-        };
-        tracing::info!(
-            ?kind,
-            replica = me.0,
-            term,
-            lease,
-            lease_until_ms,
-            "promoted"
-        );
-        Ok(Some(ManagerEvent::Promote {
-            kind,
-            lease_until_ms,
-            term_at_least: term,
-            required_synchronized: snapshot.required_synchronized,
-        }))
+        Txn::new().when(compares).and_then(puts)
     }
 
     /// The end of a forced takeover: the new lease is recorded and renewed; revoke the old
@@ -901,13 +918,6 @@ impl EtcdManager {
                 None
             }
         }
-    }
-
-    fn set_restore_candidate(&self, since: Option<(u64, u64)>) {
-        *self
-            .restore_candidate_since
-            .lock()
-            .expect("restore state lock") = since;
     }
 
     async fn revoke_quietly(&self, lease: i64) {
