@@ -1,4 +1,4 @@
-//! The words of the rule book (`AG-RULES.md`): identifiers, LSNs, roles, synchronization states
+//! The words of the rule book (`docs/rules.md`): identifiers, LSNs, roles, synchronization states
 //! and the modes an availability replica is configured with.
 //!
 //! Enum values serialize as the T-SQL keywords they stand for (`SYNCHRONOUS_COMMIT`,
