@@ -1,7 +1,7 @@
 //! # hadr-core: the sans-IO availability-replica state machine
 //!
 //! One [`Replica`] value per replica process, holding every availability database of the group.
-//! It implements the rule book (`AG-RULES.md`) — roles, data synchronization, synchronous and
+//! It implements the rule book (`docs/rules.md`) — roles, data synchronization, synchronous and
 //! asynchronous commit, session timeouts, REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT,
 //! planned and forced failover with recovery forks, suspend/resume — and does no I/O: the caller
 //! passes time in and performs what comes out.
