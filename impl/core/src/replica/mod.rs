@@ -629,6 +629,13 @@ impl Replica {
         self.core.as_ref().and_then(|c| c.primary)
     }
 
+    /// Where a read-write connection that reached this replica goes instead (R-READ-3): the
+    /// current primary's READ_WRITE_ROUTING_URL, when this replica is a SECONDARY that accepts
+    /// connections and its primary has one.
+    pub fn read_write_redirect(&self) -> Option<&str> {
+        self.core.as_ref()?.read_write_redirect()
+    }
+
     /// The connection to `peer` this replica considers current (the last one reported
     /// [`ConnectionEvent::Opened`] and not closed since).
     pub fn connection(&self, peer: ReplicaId) -> Option<ConnectionId> {

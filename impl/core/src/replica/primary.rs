@@ -123,6 +123,19 @@ impl Core {
             .is_some_and(|r| r.primary_role.allow_connections == PrimaryConnections::ReadWrite)
     }
 
+    /// R-READ-3: a read-write connection that reaches a SECONDARY accepting connections goes
+    /// to the current primary's READ_WRITE_ROUTING_URL, when it has one.
+    pub(super) fn read_write_redirect(&self) -> Option<&str> {
+        let me = self.config.replica(self.me)?;
+        if self.role != Role::Secondary
+            || me.secondary_role.allow_connections == SecondaryConnections::No
+        {
+            return None;
+        }
+        let primary = self.config.replica(self.primary?)?;
+        primary.primary_role.read_write_routing_url.as_deref()
+    }
+
     /// A commit of a transaction that is not open here, on any role: not a definite "not
     /// committed", since it may be a retry of a commit that was answered (or lost) already,
     /// here or through another primary (R-COMMIT-7). The client gets what this replica told

@@ -737,6 +737,29 @@ fn r_quorum_3_a_primary_whose_lease_ran_out_stops_committing_first() {
 }
 
 #[test]
+fn r_read_3_a_readable_secondary_sends_read_write_connections_to_the_primarys_routing_url() {
+    let mut config = ag_config(ClusterType::None, &[Sync, Sync], 1);
+    config.replicas[0].primary_role.read_write_routing_url = Some("TCP://r0:7100".into());
+    config.replicas[1].primary_role.read_write_routing_url = Some("TCP://r1:7100".into());
+    config.replicas[1].secondary_role.allow_connections = hadr_types::SecondaryConnections::All;
+    let c = Cluster::new(config.clone());
+    assert_eq!(c.replica(S).read_write_redirect(), Some("TCP://r0:7100"));
+    assert_eq!(
+        c.replica(P).read_write_redirect(),
+        None,
+        "the primary serves it"
+    );
+    config.replicas[1].secondary_role.allow_connections = hadr_types::SecondaryConnections::No;
+    let c = Cluster::new(config);
+    assert_eq!(
+        c.replica(S).read_write_redirect(),
+        None,
+        "a secondary that accepts no connections redirects none"
+    );
+    assert_eq!(Replica::new("R9").read_write_redirect(), None);
+}
+
+#[test]
 fn r_role_3_a_secondary_refuses_writes_and_serves_reads_only_when_allowed() {
     let mut c = Cluster::new(ag_config(ClusterType::None, &[Sync, Sync], 1));
     let now = c.now_ms();

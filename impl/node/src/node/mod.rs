@@ -654,7 +654,7 @@ impl State {
                 }
             }
             Event::ReadWriteRedirect { reply } => {
-                let _ = reply.send(self.read_write_redirect());
+                let _ = reply.send(self.replica.read_write_redirect().map(str::to_owned));
             }
             Event::Config { reply } => {
                 let _ = reply.send(self.replica.config().cloned());
@@ -827,22 +827,6 @@ impl State {
             Some(m) if m.ag == config.name && m.replica == me => None,
             _ => Some((config.clone(), me)),
         }
-    }
-
-    /// R-READ-3: a read-write connection that reaches a SECONDARY accepting connections goes
-    /// to the current primary's READ_WRITE_ROUTING_URL, when it has one.
-    fn read_write_redirect(&self) -> Option<String> {
-        let config = self.replica.config()?;
-        let me = config.replicas.get(usize::from(self.replica.id()?.0))?;
-        if self.replica.role() != Some(hadr_types::Role::Secondary)
-            || me.secondary_role.allow_connections == hadr_types::SecondaryConnections::No
-        {
-            return None;
-        }
-        let primary = config
-            .replicas
-            .get(usize::from(self.replica.primary()?.0))?;
-        primary.primary_role.read_write_routing_url.clone()
     }
 
     /// The primary keeps the group's configuration in etcd current: admin commands (an ALTER
