@@ -59,7 +59,10 @@ pub enum Output {
         up_to: Lsn,
     },
     /// Apply the hardened log up to `up_to` to the data, then report
-    /// [`StorageEvent::RedoApplied`](crate::StorageEvent::RedoApplied).
+    /// [`StorageEvent::RedoApplied`](crate::StorageEvent::RedoApplied). Never awaited by a
+    /// commit (R-SYNC-2), and never asked of the primary: the primary's data is current as soon
+    /// as its log is hardened, and the core redoes it then without a round trip. (A replica
+    /// promoted with a redo still outstanding reports it when it completes, as before.)
     Redo {
         /// The database.
         database: DatabaseId,

@@ -150,11 +150,13 @@ fn r_commit_2_sync_commit_waits_for_participant_fsync() {
     p.handle_storage(now, hardened(1)).unwrap();
     assert_eq!(
         p.drain_outputs(),
-        vec![Output::Redo {
-            database: DB,
-            up_to: Lsn(1)
-        }],
+        vec![],
         "hardened locally, but the participant has not acknowledged"
+    );
+    assert_eq!(
+        p.status().unwrap().databases[0].last_redone_lsn,
+        Lsn(1),
+        "the primary's data is current once hardened: redone with no round trip to the shell"
     );
     p.deliver(now, S, msg(epoch, progress(1, 0, 0)));
     assert_eq!(p.drain_outputs(), vec![], "received is not hardened");
@@ -177,16 +179,7 @@ fn r_commit_2_participant_ack_before_local_fsync_still_waits_for_the_local_fsync
     p.deliver(now, S, msg(epoch, progress(1, 1, 1)));
     assert_eq!(p.drain_outputs(), vec![]);
     p.handle_storage(now, hardened(1)).unwrap();
-    assert_eq!(
-        p.drain_outputs(),
-        vec![
-            Output::Redo {
-                database: DB,
-                up_to: Lsn(1)
-            },
-            committed(1, 1)
-        ]
-    );
+    assert_eq!(p.drain_outputs(), vec![committed(1, 1)]);
 }
 
 #[test]
@@ -255,16 +248,7 @@ fn r_commit_3_async_commit_waits_only_for_local_fsync() {
         ]
     );
     p.handle_storage(now, hardened(1)).unwrap();
-    assert_eq!(
-        p.drain_outputs(),
-        vec![
-            Output::Redo {
-                database: DB,
-                up_to: Lsn(1)
-            },
-            committed(1, 1)
-        ]
-    );
+    assert_eq!(p.drain_outputs(), vec![committed(1, 1)]);
 }
 
 #[test]
@@ -282,16 +266,7 @@ fn r_commit_1_an_asynchronous_primary_treats_a_synchronous_secondary_as_asynchro
     let p = c.replica_mut(P);
     commit(p, now, 1, 1, "k");
     p.handle_storage(now, hardened(1)).unwrap();
-    assert_eq!(
-        p.drain_outputs(),
-        vec![
-            Output::Redo {
-                database: DB,
-                up_to: Lsn(1)
-            },
-            committed(1, 1)
-        ]
-    );
+    assert_eq!(p.drain_outputs(), vec![committed(1, 1)]);
 }
 
 #[test]

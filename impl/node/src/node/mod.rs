@@ -1124,20 +1124,10 @@ impl State {
                 // be reported after the completions of later fsyncs: the one relaxation of the
                 // emission order, which the core accepts (redo only moves forward and is
                 // clamped to what is hardened; a revert flushes the pending redo first).
-                // On the primary the data is current when its log is hardened (the spec's
-                // primary has redone what it hardened): no batching there.
-                if self.replica.role() == Some(hadr_types::Role::Primary) {
-                    let up_to = self
-                        .redo_pending
-                        .remove(&database)
-                        .map_or(up_to, |p| p.max(up_to));
-                    self.report(hadr_core::StorageEvent::RedoApplied { database, up_to })?;
-                } else {
-                    let pending = self.redo_pending.entry(database).or_insert(up_to);
-                    *pending = (*pending).max(up_to);
-                    self.redo_due
-                        .get_or_insert_with(|| tokio::time::Instant::now() + REDO_DELAY);
-                }
+                let pending = self.redo_pending.entry(database).or_insert(up_to);
+                *pending = (*pending).max(up_to);
+                self.redo_due
+                    .get_or_insert_with(|| tokio::time::Instant::now() + REDO_DELAY);
             }
             Output::RevertLog { database, to } => {
                 // Completions in emission order: an fsync and a redo asked for before the
