@@ -4,7 +4,9 @@
 
 use crate::error::{AdminError, ClientError, IgnoredReason, StorageContractError};
 use crate::ids::{ConnectionId, Epoch, RequestId, TimerId};
-use crate::input::{AdminCommand, ClientOp, ClientRequest, ManagerEvent, StorageEvent};
+use crate::input::{
+    AdminCommand, ClientOp, ClientRequest, ManagerEvent, PromotionKind, StorageEvent,
+};
 use crate::log::{LogRecord, LogShapeError, Write};
 use crate::message::{FailoverRefusal, Hello, LogBlock, MessageBody, PeerMessage};
 use crate::output::{
@@ -709,6 +711,98 @@ fn r_quorum_3_a_primary_whose_lease_ran_out_stops_committing_first() {
             })
         }]
     );
+}
+
+/// The manager requests among `outputs`.
+fn manager_requests(outputs: &[Output]) -> Vec<&ManagerRequest> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Manager(request) => Some(request),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn r_quorum_3_every_step_down_from_primary_releases_the_lease() {
+    // Its own deadline passed while the manager may still be renewing the lease: it must go,
+    // or no other replica could be promoted until it expires in the manager.
+    let mut c = Cluster::new(ag_config(ClusterType::External, &[Sync, Sync], 1));
+    let now = c.now_ms();
+    let p = c.replica_mut(P);
+    p.handle_timer(now + 10_000, TimerId::LeaseExpiry);
+    let outputs = p.drain_outputs();
+    assert_eq!(p.role(), Some(Role::Resolving));
+    assert_eq!(
+        manager_requests(&outputs),
+        vec![&ManagerRequest::ReleaseLease],
+        "{outputs:?}"
+    );
+
+    // The manager lost it: releasing it again does nothing there, and is asked for all the same.
+    let mut c = Cluster::new(ag_config(ClusterType::External, &[Sync, Sync], 1));
+    let now = c.now_ms();
+    let p = c.replica_mut(P);
+    p.handle_manager(now, ManagerEvent::LeaseLost);
+    let outputs = p.drain_outputs();
+    assert_eq!(p.role(), Some(Role::Resolving));
+    assert_eq!(
+        manager_requests(&outputs),
+        vec![&ManagerRequest::ReleaseLease],
+        "{outputs:?}"
+    );
+
+    // CLUSTER_TYPE = NONE: no manager, no lease.
+    let mut c = Cluster::new(ag_config(ClusterType::None, &[Sync, Sync], 1));
+    let now = c.now_ms();
+    let p = c.replica_mut(P);
+    p.handle_admin(now, RequestId(1), AdminCommand::SetRoleSecondary);
+    let outputs = p.drain_outputs();
+    assert_eq!(p.role(), Some(Role::Secondary));
+    assert_eq!(manager_requests(&outputs), Vec::<&ManagerRequest>::new());
+}
+
+#[test]
+fn r_quorum_3_a_promotion_the_replica_does_not_take_gives_its_lease_back() {
+    let mut c = Cluster::new(ag_config(ClusterType::External, &[Sync, Sync], 1));
+    let now = c.now_ms();
+    let promote = |lease_until_ms| ManagerEvent::Promote {
+        kind: PromotionKind::Automatic,
+        lease_until_ms,
+        term_at_least: 0,
+        required_synchronized: None,
+    };
+    let p = c.replica_mut(P);
+    p.handle_manager(now, promote(now + 10_000));
+    assert_eq!(
+        p.drain_outputs(),
+        vec![
+            Output::Ignored {
+                source: InputSource::Manager,
+                reason: IgnoredReason::PromotionWhilePrimary
+            },
+            Output::Manager(ManagerRequest::ReleaseLease),
+        ],
+        "an unused lease would be renewed and block every other promotion"
+    );
+    assert_eq!(p.role(), Some(Role::Primary));
+    let s = c.replica_mut(S);
+    s.handle_manager(now, promote(now));
+    assert_eq!(
+        s.drain_outputs(),
+        vec![
+            Output::Ignored {
+                source: InputSource::Manager,
+                reason: IgnoredReason::PromotionLeaseExpired {
+                    lease_until_ms: now,
+                    now_ms: now
+                }
+            },
+            Output::Manager(ManagerRequest::ReleaseLease),
+        ]
+    );
+    assert_eq!(s.role(), Some(Role::Secondary));
 }
 
 #[test]

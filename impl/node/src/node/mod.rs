@@ -318,8 +318,6 @@ struct State {
     /// The cluster manager (CLUSTER_TYPE = EXTERNAL), once attached.
     manager: Option<cluster::ClusterManager>,
     manager_settings: cluster::ManagerSettings,
-    /// The role of the last `RoleChanged`.
-    last_role: Option<hadr_types::Role>,
     /// The configuration this replica last stored in etcd as the primary.
     stored_config: Option<hadr_types::AgConfig>,
     /// Injected faults in force (`HADR_FAULT_INJECTION=1`).
@@ -435,12 +433,10 @@ pub async fn run(
         client_generation: generation_tx,
         manager: None,
         stored_config: None,
-        last_role: None,
         manager_settings,
         faults,
         event_log,
     };
-    state.last_role = state.replica.role();
     state.attach_manager_on_recovery();
     state.after_input(&mut events_rx).await?;
     tokio::pin!(shutdown);
@@ -1169,17 +1165,6 @@ impl State {
             Output::RoleChanged { role, epoch } => {
                 // Open transactions end with the role.
                 self.txn_bytes.clear();
-                let was_primary = self.last_role == Some(hadr_types::Role::Primary);
-                self.last_role = Some(role);
-                if was_primary && role != hadr_types::Role::Primary {
-                    // Whatever made the primary step down (even its own lease deadline, while
-                    // the manager's thread still renewed the lease), the lease must go now so
-                    // that another replica can be promoted. Only a step down from PRIMARY: a
-                    // replica waiting for a promotion must not revoke the lease it is granted.
-                    if let Some(manager) = &self.manager {
-                        manager.send(hadr_core::ManagerRequest::ReleaseLease);
-                    }
-                }
                 tracing::info!(replica = %self.name, %role, %epoch, "role changed");
                 if role != hadr_types::Role::Primary {
                     // An injected health fault is one event: it failed the primary over, and
@@ -1205,16 +1190,6 @@ impl State {
             }
             Output::Ignored { source, reason } => {
                 tracing::debug!(?source, %reason, "input ignored by the replica");
-                if matches!(
-                    reason,
-                    hadr_core::IgnoredReason::PromotionLeaseExpired { .. }
-                        | hadr_core::IgnoredReason::PromotionWhilePrimary
-                ) {
-                    // An unused lease would be renewed and block every other promotion.
-                    if let Some(manager) = &self.manager {
-                        manager.send(hadr_core::ManagerRequest::ReleaseLease);
-                    }
-                }
             }
         }
         Ok(())
