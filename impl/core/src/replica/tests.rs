@@ -14,7 +14,7 @@ use crate::output::{
     Output, SyncStatePublication,
 };
 use crate::replica::database::Phase;
-use crate::replica::Replica;
+use crate::replica::{CoreOptions, Replica};
 use crate::testing::{ag_config, Cluster};
 use hadr_types::{
     ApplicationIntent, AvailabilityMode::AsynchronousCommit as Async,
@@ -803,6 +803,129 @@ fn r_quorum_3_a_promotion_the_replica_does_not_take_gives_its_lease_back() {
         ]
     );
     assert_eq!(s.role(), Some(Role::Secondary));
+}
+
+#[test]
+fn r_commit_7_transact_is_begin_writes_and_commit_as_one_request() {
+    let mut c = Cluster::new(ag_config(ClusterType::None, &[Sync, Async], 1));
+    let now = c.now_ms();
+    let p = c.replica_mut(P);
+    let epoch = p.epoch().unwrap();
+    let rec = record(epoch, 1, 1, "k");
+    let transact = |txn: u32, key: &str| ClientOp::Transact {
+        txn: TxnId(txn),
+        writes: vec![Write {
+            key: key.into(),
+            value: format!("{key}-value"),
+        }],
+    };
+    p.handle_client(now, request(1, transact(1, "k")));
+    assert_eq!(
+        p.drain_outputs(),
+        vec![
+            Output::AppendLog {
+                database: DB,
+                records: vec![rec.clone()]
+            },
+            Output::Fsync {
+                database: DB,
+                up_to: Lsn(1)
+            },
+            send(S, epoch, log_block(1, vec![rec])),
+        ]
+    );
+    p.handle_storage(now, hardened(1)).unwrap();
+    assert_eq!(p.drain_outputs(), vec![committed(1, 1)]);
+    // The retry of a committed transaction is told it committed; nothing is written again.
+    p.handle_client(now, request(2, transact(1, "other")));
+    assert_eq!(p.drain_outputs(), vec![committed(2, 1)]);
+    // A refusal is the first step's: nothing was begun.
+    let read_only = ClientRequest {
+        intent: ApplicationIntent::ReadOnly,
+        ..request(3, transact(2, "k"))
+    };
+    p.handle_client(now, read_only);
+    assert_eq!(
+        p.drain_outputs(),
+        vec![Output::ClientReply {
+            request: RequestId(3),
+            reply: ClientReply::Refused(ClientError::ReadOnlyIntent)
+        }]
+    );
+    p.handle_client(now, request(4, ClientOp::Commit { txn: TxnId(2) }));
+    assert_eq!(
+        p.drain_outputs(),
+        vec![Output::ClientReply {
+            request: RequestId(4),
+            reply: ClientReply::Indefinite(IndefiniteCause::UnknownTransaction)
+        }]
+    );
+}
+
+#[test]
+fn a_transaction_too_large_for_one_log_record_is_rolled_back() {
+    let options = CoreOptions {
+        max_transaction_bytes: 20,
+        ..CoreOptions::DEFAULT
+    };
+    let mut c = Cluster::with_options(ag_config(ClusterType::None, &[Sync, Async], 1), options);
+    let now = c.now_ms();
+    let p = c.replica_mut(P);
+    let too_large = ClientReply::Refused(ClientError::TransactionTooLarge { limit: 20 });
+    let write = |txn: u32, key: &str, value: &str| ClientOp::Write {
+        txn: TxnId(txn),
+        key: key.into(),
+        value: value.into(),
+    };
+    // 8 + 4 bytes, then 8 more: exactly the limit; one byte more is too much.
+    p.handle_client(now, request(1, ClientOp::Begin { txn: TxnId(1) }));
+    p.handle_client(now, request(2, write(1, "k", "abc")));
+    p.handle_client(now, request(3, write(1, "", "")));
+    p.handle_client(now, request(4, write(1, "", "x")));
+    p.handle_client(now, request(5, write(1, "k", "v")));
+    p.handle_client(now, request(6, ClientOp::Commit { txn: TxnId(1) }));
+    let replies: Vec<ClientReply> = p
+        .drain_outputs()
+        .into_iter()
+        .map(|o| match o {
+            Output::ClientReply { reply, .. } => reply,
+            other => panic!("nothing but replies: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        replies,
+        vec![
+            ClientReply::Begun,
+            ClientReply::Written,
+            ClientReply::Written,
+            too_large.clone(),
+            ClientReply::Refused(ClientError::UnknownTransaction { txn: TxnId(1) }),
+            ClientReply::Indefinite(IndefiniteCause::UnknownTransaction),
+        ],
+        "the write beyond the limit rolled the transaction back"
+    );
+    p.handle_client(
+        now,
+        request(
+            7,
+            ClientOp::Transact {
+                txn: TxnId(2),
+                writes: vec![Write {
+                    key: "key".into(),
+                    value: "a value of 21 bytes..".into(),
+                }],
+            },
+        ),
+    );
+    assert_eq!(
+        p.drain_outputs(),
+        vec![Output::ClientReply {
+            request: RequestId(7),
+            reply: too_large
+        }],
+        "nothing is logged"
+    );
+    assert_eq!(p.transactions(), vec![], "no commit was asked for");
 }
 
 #[test]

@@ -11,7 +11,7 @@
 //! ```
 
 use super::{ClientAnswer, Driver, Event, RequestError};
-use hadr_core::{ClientError, ClientOp, ClientReply};
+use hadr_core::{ClientError, ClientOp, ClientReply, Write};
 use hadr_types::{ApplicationIntent, TxnId};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -24,11 +24,6 @@ pub const MAX_LINE: usize = 1 << 20;
 /// Requests of one connection that may wait for their replies at the same time; beyond
 /// that, the connection is not read until some are answered (backpressure).
 pub const MAX_IN_FLIGHT: usize = 1024;
-
-/// Most bytes (keys plus values) one transaction may write. A commit is one log record, and
-/// a `Log` frame carries up to 64 records within 16 MiB (docs/wire.md), so a record must stay
-/// well under 256 KiB.
-pub const MAX_TRANSACTION_BYTES: usize = 200_000;
 
 /// A database, by name (as the configuration lists it) or by id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,6 +212,11 @@ impl ClientReplyJson {
                     lsn: Some(lsn.0),
                     ..ClientReplyJson::new(id, "committed")
                 },
+                // Too large for one log record: the request was not carried out (an `error`
+                // reply, as docs/node.md lists it), and the transaction was rolled back.
+                ClientReply::Refused(error @ ClientError::TransactionTooLarge { .. }) => {
+                    ClientReplyJson::error(id, "TransactionTooLarge", error.to_string())
+                }
                 ClientReply::Refused(error) => ClientReplyJson {
                     code: Some(variant_name(&error)),
                     error: Some(error.to_string()),
@@ -237,7 +237,6 @@ fn request_error_code(error: &RequestError) -> &'static str {
         RequestError::NotInAvailabilityGroup => "NotInAvailabilityGroup",
         RequestError::UnknownDatabaseName(_) => "UnknownDatabaseName",
         RequestError::ShuttingDown => "ShuttingDown",
-        RequestError::TransactionTooLarge { .. } => "TransactionTooLarge",
     }
 }
 
@@ -359,16 +358,9 @@ async fn connection(stream: TcpStream, driver: Driver) {
                 });
                 drop(permit);
             }
-            ClientOpJson::Transact { db, txn, writes } => {
-                tokio::spawn(async move {
-                    let answer = transact(&driver, db, intent, TxnId(txn), writes).await;
-                    let _ = replies.send(ClientReplyJson::from_answer(id, answer, true));
-                    drop(permit);
-                });
-            }
             op => {
-                let (db, op) = single(op);
-                let commit = matches!(op, ClientOp::Commit { .. });
+                let (db, op) = core_op(op);
+                let commit = matches!(op, ClientOp::Commit { .. } | ClientOp::Transact { .. });
                 let rx = submit(&driver, db, intent, op);
                 tokio::spawn(async move {
                     let answer = rx.await.unwrap_or(Err(RequestError::ShuttingDown));
@@ -414,7 +406,8 @@ async fn read_line(
     }
 }
 
-fn single(op: ClientOpJson) -> (DatabaseRef, ClientOp) {
+/// The core's operation for a request (every one but `intent`, which the connection keeps).
+fn core_op(op: ClientOpJson) -> (DatabaseRef, ClientOp) {
     match op {
         ClientOpJson::Begin { db, txn } => (db, ClientOp::Begin { txn: TxnId(txn) }),
         ClientOpJson::Write {
@@ -439,9 +432,17 @@ fn single(op: ClientOpJson) -> (DatabaseRef, ClientOp) {
         ),
         ClientOpJson::Commit { db, txn } => (db, ClientOp::Commit { txn: TxnId(txn) }),
         ClientOpJson::Rollback { db, txn } => (db, ClientOp::Rollback { txn: TxnId(txn) }),
-        ClientOpJson::Intent { .. } | ClientOpJson::Transact { .. } => {
-            unreachable!("handled by the caller")
-        }
+        ClientOpJson::Transact { db, txn, writes } => (
+            db,
+            ClientOp::Transact {
+                txn: TxnId(txn),
+                writes: writes
+                    .into_iter()
+                    .map(|(key, value)| Write { key, value })
+                    .collect(),
+            },
+        ),
+        ClientOpJson::Intent { .. } => unreachable!("handled by the caller"),
     }
 }
 
@@ -459,55 +460,6 @@ fn submit(
         reply: tx,
     });
     rx
-}
-
-async fn transact(
-    driver: &Driver,
-    db: DatabaseRef,
-    intent: ApplicationIntent,
-    txn: TxnId,
-    writes: Vec<(String, String)>,
-) -> ClientAnswer {
-    let ask = |op| {
-        let rx = submit(driver, db.clone(), intent, op);
-        async move { rx.await.unwrap_or(Err(RequestError::ShuttingDown)) }
-    };
-    match ask(ClientOp::Begin { txn }).await? {
-        ClientReply::Begun => {}
-        // The id is taken: this may be the retry of a commit that went through (R-COMMIT-7).
-        // The commit's answer tells: the outcome on record, or indefinite.
-        ClientReply::Refused(
-            ClientError::TransactionIdReused { .. } | ClientError::TransactionAlreadyOpen { .. },
-        ) => return ask(ClientOp::Commit { txn }).await,
-        other => return Ok(other),
-    }
-    // The writes need no round trip each: the driver handles events in order. The commit's
-    // answer is the transaction's outcome: a write is refused only when the transaction is
-    // gone (then the commit cannot commit it) or too large (then the driver rolled it back
-    // before the commit arrived, and that is the answer).
-    let pending: Vec<_> = writes
-        .into_iter()
-        .map(|(key, value)| {
-            submit(
-                driver,
-                db.clone(),
-                intent,
-                ClientOp::Write { txn, key, value },
-            )
-        })
-        .collect();
-    let commit = ask(ClientOp::Commit { txn });
-    let mut too_large = None;
-    for rx in pending {
-        if let Ok(Err(error @ RequestError::TransactionTooLarge { .. })) = rx.await {
-            too_large.get_or_insert(error);
-        }
-    }
-    let answer = commit.await;
-    match too_large {
-        Some(error) => Err(error),
-        None => answer,
-    }
 }
 
 #[cfg(test)]

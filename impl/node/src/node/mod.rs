@@ -112,6 +112,20 @@ fn core_options() -> Result<CoreOptions, NodeError> {
     })
 }
 
+// The node runs the core with its default limits, and every `Log` message the core can ask
+// for must fit one frame: at most `max_block_records` records, each a record header plus at most
+// `max_transaction_bytes` of writes as the core counts them, a count that covers how the codec
+// encodes a write (key, value and their lengths).
+const _: () = {
+    let options = CoreOptions::DEFAULT;
+    assert!(crate::codec::MIN_WRITE_LEN <= hadr_core::Write::OVERHEAD_BYTES);
+    let largest_record = crate::codec::MIN_LOG_RECORD_LEN + options.max_transaction_bytes;
+    assert!(
+        crate::codec::LOG_MESSAGE_HEADER_LEN + options.max_block_records * largest_record
+            <= crate::wire::MAX_FRAME_BODY as usize
+    );
+};
+
 /// A node-level reason a client request was not handed to the replica.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
@@ -124,12 +138,6 @@ pub enum RequestError {
     /// The node is shutting down (for a commit: its outcome is unknown).
     #[error("the replica is shutting down")]
     ShuttingDown,
-    /// The transaction would write more than the limit; it was rolled back.
-    #[error("the transaction writes more than {limit} bytes (keys plus values); it was rolled back: split it into smaller transactions")]
-    TransactionTooLarge {
-        /// The limit ([`MAX_TRANSACTION_BYTES`](crate::node::client::MAX_TRANSACTION_BYTES)).
-        limit: usize,
-    },
 }
 
 /// What a client request gets back from the driver.
@@ -309,8 +317,6 @@ struct State {
     sent: bool,
     connections: HashMap<ConnectionId, PeerConnection>,
     clients: HashMap<RequestId, oneshot::Sender<ClientAnswer>>,
-    /// Bytes written so far by each open transaction (R-COMMIT: a record must fit a frame).
-    txn_bytes: HashMap<(DatabaseId, hadr_types::TxnId), usize>,
     admins: HashMap<RequestId, oneshot::Sender<AdminAnswer>>,
     next_request: u64,
     net: Option<Arc<PeerNet>>,
@@ -426,7 +432,6 @@ pub async fn run(
         sent: false,
         connections: HashMap::new(),
         clients: HashMap::new(),
-        txn_bytes: HashMap::new(),
         admins: HashMap::new(),
         next_request: 0,
         net: None,
@@ -541,33 +546,6 @@ impl State {
                         return Ok(());
                     }
                 };
-                match &op {
-                    ClientOp::Write { txn, key, value } => {
-                        let bytes = self.txn_bytes.entry((database, *txn)).or_insert(0);
-                        *bytes += key.len() + value.len();
-                        if *bytes > client::MAX_TRANSACTION_BYTES {
-                            self.txn_bytes.remove(&(database, *txn));
-                            let rollback = self.request_id();
-                            self.replica.handle_client(
-                                now,
-                                ClientRequest {
-                                    request: rollback,
-                                    database,
-                                    intent,
-                                    op: ClientOp::Rollback { txn: *txn },
-                                },
-                            );
-                            let _ = reply.send(Err(RequestError::TransactionTooLarge {
-                                limit: client::MAX_TRANSACTION_BYTES,
-                            }));
-                            return Ok(());
-                        }
-                    }
-                    ClientOp::Commit { txn } | ClientOp::Rollback { txn } => {
-                        self.txn_bytes.remove(&(database, *txn));
-                    }
-                    _ => {}
-                }
                 let request = self.request_id();
                 self.clients.insert(request, reply);
                 self.replica.handle_client(
@@ -1163,8 +1141,6 @@ impl State {
                 self.timers.remove(&timer);
             }
             Output::RoleChanged { role, epoch } => {
-                // Open transactions end with the role.
-                self.txn_bytes.clear();
                 tracing::info!(replica = %self.name, %role, %epoch, "role changed");
                 if role != hadr_types::Role::Primary {
                     // An injected health fault is one event: it failed the primary over, and
