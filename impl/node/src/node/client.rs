@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 /// Longest request line accepted (bytes); a longer one closes the connection.
 pub const MAX_LINE: usize = 1 << 20;
@@ -261,7 +262,8 @@ pub(crate) async fn serve(listener: TcpListener, driver: Driver) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(connection(stream, driver.clone()));
+                let span = driver.span.clone();
+                tokio::spawn(connection(stream, driver.clone()).instrument(span));
             }
             Err(error) => {
                 tracing::warn!(%error, "accepting a client connection failed");
@@ -271,24 +273,13 @@ pub(crate) async fn serve(listener: TcpListener, driver: Driver) {
     }
 }
 
+/// Serves one client connection until it closes, or the role changes.
 async fn connection(stream: TcpStream, driver: Driver) {
     let _ = stream.set_nodelay(true);
-    let (read_half, mut write_half) = stream.into_split();
-    let (replies_tx, mut replies_rx) = mpsc::unbounded_channel::<ClientReplyJson>();
-    let writer = tokio::spawn(async move {
-        let mut out = Vec::new();
-        while let Some(reply) = replies_rx.recv().await {
-            out.clear();
-            push_line(&mut out, &reply);
-            while let Ok(more) = replies_rx.try_recv() {
-                push_line(&mut out, &more);
-            }
-            if write_half.write_all(&out).await.is_err() {
-                return;
-            }
-        }
-        let _ = write_half.shutdown().await;
-    });
+    let (read_half, write_half) = stream.into_split();
+    let (replies_tx, replies_rx) = mpsc::unbounded_channel::<ClientReplyJson>();
+    let writer =
+        tokio::spawn(write_replies(write_half, replies_rx).instrument(driver.span.clone()));
     let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut generation = driver.client_generation.clone();
     generation.borrow_and_update();
@@ -326,9 +317,6 @@ async fn connection(stream: TcpStream, driver: Driver) {
                 continue;
             }
         };
-        let id = request.id;
-        let driver = driver.clone();
-        let replies = replies_tx.clone();
         // Backpressure: a client that pipelines more than MAX_IN_FLIGHT requests without
         // reading the replies is not read from until some are answered.
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
@@ -340,38 +328,77 @@ async fn connection(stream: TcpStream, driver: Driver) {
                     IntentJson::ReadWrite => ApplicationIntent::ReadWrite,
                     IntentJson::ReadOnly => ApplicationIntent::ReadOnly,
                 };
-                let redirect = match intent {
-                    ApplicationIntent::ReadWrite => read_write_redirect(&driver).await,
-                    ApplicationIntent::ReadOnly => None,
-                };
-                let _ = replies.send(match redirect {
-                    // R-READ-3: this secondary sends read-write connections to the primary.
-                    Some(url) => ClientReplyJson {
-                        replica: Some(driver.name.to_string()),
-                        redirect: Some(url),
-                        ..ClientReplyJson::new(Some(id), "redirect")
-                    },
-                    None => ClientReplyJson {
-                        replica: Some(driver.name.to_string()),
-                        ..ClientReplyJson::new(Some(id), "ok")
-                    },
-                });
+                let _ = replies_tx.send(intent_set(&driver, request.id, intent).await);
                 drop(permit);
             }
             op => {
-                let (db, op) = core_op(op);
-                let commit = matches!(op, ClientOp::Commit { .. } | ClientOp::Transact { .. });
-                let rx = submit(&driver, db, intent, op);
-                tokio::spawn(async move {
-                    let answer = rx.await.unwrap_or(Err(RequestError::ShuttingDown));
-                    let _ = replies.send(ClientReplyJson::from_answer(id, answer, commit));
-                    drop(permit);
-                });
+                let replies = replies_tx.clone();
+                answer_later(&driver, request.id, intent, op, replies, permit);
             }
         }
     }
     drop(replies_tx);
     let _ = writer.await;
+}
+
+/// Writes the replies of a connection as they come, several per write when they queue up.
+async fn write_replies(
+    mut write_half: tokio::net::tcp::OwnedWriteHalf,
+    mut replies: mpsc::UnboundedReceiver<ClientReplyJson>,
+) {
+    let mut out = Vec::new();
+    while let Some(reply) = replies.recv().await {
+        out.clear();
+        push_line(&mut out, &reply);
+        while let Ok(more) = replies.try_recv() {
+            push_line(&mut out, &more);
+        }
+        if write_half.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+    let _ = write_half.shutdown().await;
+}
+
+/// The answer to an `intent` request: `ok`, or, for a read-write connection that reached a
+/// secondary sending those to the primary, `redirect` (R-READ-3).
+async fn intent_set(driver: &Driver, id: u64, intent: ApplicationIntent) -> ClientReplyJson {
+    let redirect = match intent {
+        ApplicationIntent::ReadWrite => read_write_redirect(driver).await,
+        ApplicationIntent::ReadOnly => None,
+    };
+    match redirect {
+        Some(url) => ClientReplyJson {
+            replica: Some(driver.name.to_string()),
+            redirect: Some(url),
+            ..ClientReplyJson::new(Some(id), "redirect")
+        },
+        None => ClientReplyJson {
+            replica: Some(driver.name.to_string()),
+            ..ClientReplyJson::new(Some(id), "ok")
+        },
+    }
+}
+
+/// Hands a request to the driver now and sends its reply when the core answers (a commit
+/// waits for R-COMMIT-2/3); `permit` is held until then.
+fn answer_later(
+    driver: &Driver,
+    id: u64,
+    intent: ApplicationIntent,
+    op: ClientOpJson,
+    replies: mpsc::UnboundedSender<ClientReplyJson>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let (db, op) = core_op(op);
+    let commit = matches!(op, ClientOp::Commit { .. } | ClientOp::Transact { .. });
+    let rx = submit(driver, db, intent, op);
+    let reply = async move {
+        let answer = rx.await.unwrap_or(Err(RequestError::ShuttingDown));
+        let _ = replies.send(ClientReplyJson::from_answer(id, answer, commit));
+        drop(permit);
+    };
+    tokio::spawn(reply.instrument(driver.span.clone()));
 }
 
 fn push_line(out: &mut Vec<u8>, reply: &ClientReplyJson) {
