@@ -297,3 +297,88 @@ impl State {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::run::tests::driver_at;
+    use hadr_core::Replica;
+
+    const DB0: DatabaseId = DatabaseId(0);
+    const DB1: DatabaseId = DatabaseId(1);
+
+    fn append(database: DatabaseId) -> Output {
+        Output::AppendLog {
+            database,
+            records: Vec::new(),
+        }
+    }
+
+    fn fsync(database: DatabaseId, up_to: u64) -> Output {
+        Output::Fsync {
+            database,
+            up_to: Lsn(up_to),
+        }
+    }
+
+    fn revert(database: DatabaseId, to: u64) -> Output {
+        Output::RevertLog {
+            database,
+            to: Lsn(to),
+        }
+    }
+
+    #[test]
+    fn a_revert_waits_behind_a_background_fsync_and_so_does_what_follows_it() {
+        let mut flushes = BackgroundFlushes::default();
+        assert_eq!(
+            flushes.admit(revert(DB0, 1)),
+            Some(revert(DB0, 1)),
+            "none in flight"
+        );
+        flushes.started(DB0);
+        assert!(flushes.running(DB0) && !flushes.running(DB1));
+        // Appends and fsyncs go on meanwhile (the next fsync covers them)...
+        assert_eq!(flushes.admit(append(DB0)), Some(append(DB0)));
+        assert_eq!(flushes.admit(fsync(DB0, 2)), Some(fsync(DB0, 2)));
+        // ... but a revert waits, and every storage output of that database after it.
+        assert_eq!(flushes.admit(revert(DB0, 1)), None);
+        assert_eq!(flushes.admit(append(DB0)), None);
+        assert_eq!(flushes.admit(fsync(DB0, 2)), None);
+        // Other databases go on, and so does what is not a log write: redo too.
+        assert_eq!(flushes.admit(append(DB1)), Some(append(DB1)));
+        let redo = Output::Redo {
+            database: DB0,
+            up_to: Lsn(1),
+        };
+        assert_eq!(flushes.admit(redo.clone()), Some(redo));
+        assert_eq!(
+            flushes.admit(Output::DisconnectClients),
+            Some(Output::DisconnectClients)
+        );
+        // When the fsync completes they come back, in the order they were emitted.
+        assert_eq!(
+            flushes.finished(DB0),
+            vec![revert(DB0, 1), append(DB0), fsync(DB0, 2)]
+        );
+        assert!(!flushes.running(DB0));
+        assert_eq!(flushes.admit(revert(DB0, 1)), Some(revert(DB0, 1)));
+    }
+
+    #[test]
+    fn the_driver_holds_a_revert_while_a_background_fsync_of_its_database_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut state, _inbox, _events) = driver_at(Replica::new("R0"), 0, &dir);
+        state.flushes.started(DB0);
+        // Performed now, the revert would need the database's log (there is none here).
+        state.perform(revert(DB0, 1)).unwrap();
+        state.perform(append(DB0)).unwrap();
+        assert_eq!(
+            state.flushes.finished(DB0),
+            vec![revert(DB0, 1), append(DB0)]
+        );
+        assert!(matches!(
+            state.perform(revert(DB0, 1)),
+            Err(NodeError::NoWal(DB0))
+        ));
+    }
+}

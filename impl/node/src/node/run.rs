@@ -365,3 +365,136 @@ impl State {
     }
 }
 
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use hadr_core::testing::ag_config;
+    use hadr_core::{AdminCommand, ClientOp, PromotionKind, RequestId};
+    use hadr_types::{ApplicationIntent, AvailabilityMode, ClusterType, Role};
+    use std::time::Duration;
+
+    /// A driver around `replica` whose clock reads `now_ms` (it started that long ago), with
+    /// its inbox and the channel into it.
+    pub(in crate::node) fn driver_at(
+        replica: Replica,
+        now_ms: u64,
+        dir: &tempfile::TempDir,
+    ) -> (State, Inbox, mpsc::UnboundedSender<Event>) {
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let data_dir = DataDir::open(dir.path()).unwrap();
+        let mut state = State::new(
+            "R0".to_owned(),
+            tracing::Span::none(),
+            data_dir,
+            replica,
+            events.clone(),
+        );
+        state.start = Instant::now() - Duration::from_millis(now_ms);
+        (state, Inbox::new(events_rx), events)
+    }
+
+    /// The primary of a CLUSTER_TYPE = EXTERNAL group, its lease ending at `lease_until_ms`.
+    fn primary_until(lease_until_ms: u64) -> Replica {
+        let config = ag_config(
+            ClusterType::External,
+            &[AvailabilityMode::SynchronousCommit; 2],
+            1,
+        );
+        let mut replica = Replica::new("R0");
+        replica.handle_admin(
+            0,
+            RequestId(1),
+            AdminCommand::CreateAvailabilityGroup(config),
+        );
+        let promote = ManagerEvent::Promote {
+            kind: PromotionKind::Initial,
+            lease_until_ms,
+            term_at_least: 0,
+            required_synchronized: None,
+        };
+        replica.handle_manager(0, promote);
+        replica.drain_outputs();
+        assert_eq!(replica.role(), Some(Role::Primary));
+        replica
+    }
+
+    fn renewed(lease_until_ms: u64) -> Event {
+        Event::Manager(ManagerEvent::LeaseRenewed { lease_until_ms })
+    }
+
+    fn renewal_of(event: &Event) -> Option<u64> {
+        match event {
+            Event::Manager(ManagerEvent::LeaseRenewed { lease_until_ms }) => Some(*lease_until_ms),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_newest_renewal_waiting_goes_first_and_the_rest_keep_their_order() {
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let mut inbox = Inbox::new(events_rx);
+        for event in [
+            Event::Ping,
+            renewed(5),
+            Event::Stall { ms: 0 },
+            renewed(9),
+            renewed(7),
+        ] {
+            events.send(event).unwrap();
+        }
+        let mut order = Vec::new();
+        for _ in 0..2 {
+            let event = inbox.next().unwrap();
+            order.push(renewal_of(&event));
+        }
+        // More arrive while the first are handled: the newest of all waiting goes next.
+        events.send(renewed(12)).unwrap();
+        while let Some(event) = inbox.next() {
+            order.push(renewal_of(&event));
+        }
+        assert_eq!(
+            order,
+            vec![Some(9), None, Some(12), Some(5), None, Some(7)],
+            "Ping and Stall are the None"
+        );
+    }
+
+    /// After the driver was held up past its lease deadline, the renewal the manager's thread
+    /// made in time must reach the core before anything that makes it judge the deadline: a
+    /// client request, or the lease timer itself.
+    #[test]
+    fn a_renewal_that_queued_up_counts_before_a_stale_deadline_is_judged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut state, mut inbox, events) = driver_at(primary_until(5_000), 10_000, &dir);
+        let (reply, _answer) = tokio::sync::oneshot::channel();
+        let read = Event::Client {
+            database: crate::node::DatabaseRef::Id(0),
+            intent: ApplicationIntent::ReadWrite,
+            op: ClientOp::Read {
+                txn: None,
+                key: "k".to_owned(),
+            },
+            reply,
+        };
+        events.send(read).unwrap();
+        events.send(renewed(15_000)).unwrap();
+        events.send(renewed(20_000)).unwrap();
+        state.handle_queued(None, &mut inbox).unwrap();
+        assert_eq!(
+            state.replica.role(),
+            Some(Role::Primary),
+            "the read came first, but the renewal counted before it"
+        );
+
+        state.timers.insert(TimerId::LeaseExpiry, 5_000);
+        state.start = Instant::now() - Duration::from_millis(25_000);
+        events.send(renewed(40_000)).unwrap();
+        state.timers_due(&mut inbox).unwrap();
+        assert_eq!(
+            state.replica.role(),
+            Some(Role::Primary),
+            "the lease timer fired after the renewal that queued up meanwhile"
+        );
+        assert!(state.timers.is_empty(), "the due timer fired");
+    }
+}
