@@ -5,20 +5,20 @@
 //! names, and refuses what cannot reach the core at all).
 //!
 //! ```text
-//!   peers.rs, client.rs, admin.rs,      ┌ run.rs ─────────────────┐
-//!   cluster.rs, flusher threads ─Event─▶│ Inbox: arrival order,   │
-//!                                       │ newest renewal first    │
-//!   timers, redo batches ──────────────▶│ input.rs: Event → core  │
-//!                                       └───────────┬─────────────┘
-//!                                          Replica::handle_*, poll_output
-//!                                       ┌ flush.rs ─▼─────────────┐       ┌ perform.rs ─────────┐
-//!                                       │ after_input: outputs in │──────▶│ send, persist,      │
-//!                                       │ order, then group commit│       │ replies, timers,    │
-//!                                       │ (fsync here or on a     │       │ manager requests …  │
-//!                                       │ flusher thread), redo   │◀──────│ storage outputs     │
-//!                                       │ batches, reverts held   │       └─────────────────────┘
-//!                                       │ behind a background fsync│
-//!                                       └─────────────────────────┘
+//!  peers.rs, client.rs, admin.rs,   ┌ run.rs ───────────────┐
+//!  cluster.rs, flusher threads ────▶│ Inbox: arrival order, │
+//!  (Event)                          │ newest renewal first  │
+//!  timers, redo batches ───────────▶│ input.rs: Event → the │
+//!                                   │ core's handle_*       │
+//!                                   └──────────┬────────────┘
+//!                                              ▼ poll_output
+//!  ┌ perform.rs ────────────┐       ┌ flush.rs ─────────────┐
+//!  │ send, persist, replies,│◀──────│ after_input: outputs  │
+//!  │ timers, manager …      │       │ in order, then group  │
+//!  │ storage outputs ───────┼──────▶│ commit; reverts held  │
+//!  └────────────────────────┘       │ behind a background   │
+//!                                   │ fsync; redo batches   │
+//!                                   └───────────────────────┘
 //! ```
 //!
 //! Files by concern: `run.rs` starts the replica and runs the loop; `input.rs` turns events
