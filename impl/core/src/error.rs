@@ -71,6 +71,14 @@ pub enum ClientError {
         /// The transaction id.
         txn: TxnId,
     },
+    /// The write would take the transaction beyond
+    /// [`CoreOptions::max_transaction_bytes`](crate::CoreOptions::max_transaction_bytes): the
+    /// transaction was rolled back (its commit is one log record, which must fit a message).
+    #[error("the transaction writes more than {limit} bytes (keys plus values, and 8 bytes per write); it was rolled back: split it into smaller transactions")]
+    TransactionTooLarge {
+        /// The limit.
+        limit: usize,
+    },
     /// A write (begin, write, commit, rollback) on a connection with
     /// `ApplicationIntent = ReadOnly` (R-READ-1). A transaction whose commit arrives this way
     /// is rolled back, so for a commit the error is definite.

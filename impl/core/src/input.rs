@@ -4,6 +4,7 @@
 //! Each arrives through one `Replica::handle_*` method together with the current time.
 
 use crate::ids::{ConnectionId, Epoch, RequestId};
+use crate::log::Write;
 use hadr_types::{AgConfig, ApplicationIntent, DatabaseId, Lsn, ReplicaId, TxnId};
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +55,17 @@ pub enum ClientOp {
     Rollback {
         /// The transaction.
         txn: TxnId,
+    },
+    /// Begin, writes and commit in one request, answered like the commit, or with the first
+    /// refusal (then nothing was committed: a transaction too large is rolled back). A
+    /// transaction id already taken (open, or used: the retry of a commit that may have gone
+    /// through, R-COMMIT-7) is answered as a commit of it: the outcome on record, or
+    /// indefinite.
+    Transact {
+        /// The transaction, numbered by the client side.
+        txn: TxnId,
+        /// Its writes, in order.
+        writes: Vec<Write>,
     },
 }
 

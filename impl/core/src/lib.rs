@@ -65,6 +65,11 @@
 //!   ([`SyncStatePublication`]).
 //! - Reads on the primary see every commit before the first one still waiting, whatever redo
 //!   has applied; a read-intent connection never writes (R-READ-1).
+//! - The primary redoes its own log as soon as it is hardened ([`Output::Redo`] is asked only
+//!   of replicas that are not the primary, whose redo is asynchronous, R-SYNC-2).
+//! - A transaction is bounded in size ([`CoreOptions::max_transaction_bytes`]): its commit is
+//!   one log record, which a shell must be able to send in one message. A write beyond the
+//!   bound rolls the transaction back.
 //! - Transaction ids are never reused on a database; a commit of a transaction that is not
 //!   open is answered with what the replica told before, or indefinitely (R-COMMIT-7).
 //! - A promotion the manager answers with an expired lease, or not at all within

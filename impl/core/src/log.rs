@@ -17,6 +17,20 @@ pub struct Write {
     pub value: String,
 }
 
+impl Write {
+    /// What a write counts beyond its key and value toward its transaction's size
+    /// ([`CoreOptions::max_transaction_bytes`](crate::CoreOptions::max_transaction_bytes)):
+    /// room for the lengths of both. A shell whose encoding of a write takes no more than the
+    /// key, the value and this has every log record bounded by the limit.
+    pub const OVERHEAD_BYTES: usize = 8;
+
+    /// The bytes this write adds to its transaction's size: key, value and
+    /// [`Write::OVERHEAD_BYTES`].
+    pub fn counted_bytes(&self) -> usize {
+        self.key.len() + self.value.len() + Write::OVERHEAD_BYTES
+    }
+}
+
 /// One log record: the commit of one transaction with all its writes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LogRecord {

@@ -59,7 +59,10 @@ pub enum Output {
         up_to: Lsn,
     },
     /// Apply the hardened log up to `up_to` to the data, then report
-    /// [`StorageEvent::RedoApplied`](crate::StorageEvent::RedoApplied).
+    /// [`StorageEvent::RedoApplied`](crate::StorageEvent::RedoApplied). Never awaited by a
+    /// commit (R-SYNC-2), and never asked of the primary: the primary's data is current as soon
+    /// as its log is hardened, and the core redoes it then without a round trip. (A replica
+    /// promoted with a redo still outstanding reports it when it completes, as before.)
     Redo {
         /// The database.
         database: DatabaseId,
@@ -252,7 +255,12 @@ pub enum ManagerRequest {
         /// Why.
         kind: PromotionKind,
     },
-    /// I stopped being primary: release my lease so that another may be promoted.
+    /// Release my lease so that another may be promoted. The core asks for it at every step
+    /// down from PRIMARY (whatever the cause: also when its own lease deadline passed while the
+    /// manager may still be renewing the lease), and when it ignores a
+    /// [`ManagerEvent::Promote`](crate::ManagerEvent::Promote) (already primary, or the
+    /// lease already ended): an unused lease would be renewed and block every other promotion.
+    /// Releasing a lease the manager no longer holds does nothing.
     ReleaseLease,
     /// I granted a planned failover to `to` and stepped down (R-FAIL-3): reserve the next
     /// promotion for `to`, then release my lease. The reservation keeps the other replicas'

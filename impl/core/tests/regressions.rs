@@ -686,29 +686,37 @@ fn a_secondary_that_follows_a_new_primary_disconnects_its_clients_and_names_it()
 }
 
 /// R-READ-1/2: a read on the primary returned the redone data, so with redo behind it missed
-/// the primary's own acknowledged commit.
+/// the primary's own acknowledged commit. (A primary now redoes what it hardens at once; redo
+/// still lags on a replica promoted with a redo outstanding, as here.)
 #[test]
 fn the_primary_reads_its_own_acknowledged_writes_whatever_redo_did() {
     let mut c = Cluster::new(ag_config(ClusterType::None, &[Sync, Sync], 1));
-    c.node_mut(R0).hold_redo = true;
+    c.node_mut(R1).hold_redo = true;
     let t1 = c.commit(R0, DB, 1, &[("k", "1")]);
     c.run();
     assert!(committed(&c, R0, t1));
+    // R1 takes over with the commit hardened and not redone (the documented failover of
+    // CLUSTER_TYPE NONE: demote the primary, then force the SYNCHRONIZED secondary).
+    c.admin(R0, AdminCommand::SetRoleSecondary);
+    c.run();
+    c.admin(R1, AdminCommand::ForceFailoverAllowDataLoss);
+    c.run();
+    assert_eq!(c.replica(R1).role(), Some(Role::Primary));
     assert_eq!(
-        c.replica(R0).status().unwrap().databases[0].redo_queue_size,
+        c.replica(R1).status().unwrap().databases[0].redo_queue_size,
         1
     );
     assert_eq!(
-        c.read(R0, DB, ApplicationIntent::ReadWrite, "k"),
+        c.read(R1, DB, ApplicationIntent::ReadWrite, "k"),
         ClientReply::Value(Some("1".into()))
     );
     // A commit still waiting is not visible yet: its outcome is not known.
     c.node_mut(R1).hold_storage = true;
-    let t2 = c.commit(R0, DB, 2, &[("k", "2")]);
+    let t2 = c.commit(R1, DB, 2, &[("k", "2")]);
     c.run();
-    assert_eq!(c.reply(R0, t2), None);
+    assert_eq!(c.reply(R1, t2), None);
     assert_eq!(
-        c.read(R0, DB, ApplicationIntent::ReadWrite, "k"),
+        c.read(R1, DB, ApplicationIntent::ReadWrite, "k"),
         ClientReply::Value(Some("1".into()))
     );
 }

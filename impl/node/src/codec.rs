@@ -22,10 +22,14 @@ pub const MAX_LENGTH: u32 = 16 * 1024 * 1024;
 /// Encoded size of an [`Epoch`]: term u64, replica u8, generation u32.
 pub const EPOCH_LEN: usize = 8 + 1 + 4;
 
-/// Smallest encoded size of a [`Write`]: two empty strings.
-const MIN_WRITE_LEN: usize = 4 + 4;
-/// Smallest encoded size of a [`LogRecord`]: no writes.
-const MIN_LOG_RECORD_LEN: usize = 8 + EPOCH_LEN + 4 + 4;
+/// Smallest encoded size of a [`Write`]: two empty strings (a write takes this plus its key
+/// and value).
+pub const MIN_WRITE_LEN: usize = 4 + 4;
+/// Smallest encoded size of a [`LogRecord`]: no writes (a record takes this plus its writes).
+pub const MIN_LOG_RECORD_LEN: usize = 8 + EPOCH_LEN + 4 + 4;
+/// Encoded size of a [`PeerMessage`] carrying a [`LogBlock`], records aside: the epoch, the
+/// body's tag, the database, the first LSN and the record count.
+pub const LOG_MESSAGE_HEADER_LEN: usize = EPOCH_LEN + 1 + 1 + 8 + 4;
 /// Encoded size of a [`ForkSegment`].
 const FORK_SEGMENT_LEN: usize = EPOCH_LEN + 8;
 /// Smallest encoded size of a [`DatabaseHello`]: no forks, not suspended.

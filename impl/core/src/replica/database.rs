@@ -125,6 +125,14 @@ impl Progress {
     }
 }
 
+/// An open transaction on the primary: its writes so far, and their size as
+/// [`CoreOptions::max_transaction_bytes`](crate::CoreOptions::max_transaction_bytes) counts it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OpenTxn {
+    pub writes: Vec<Write>,
+    pub bytes: usize,
+}
+
 /// One availability database on this replica.
 #[derive(Clone, Debug)]
 pub(crate) struct Database {
@@ -161,7 +169,7 @@ pub(crate) struct Database {
     /// Secondary side: a gap was reported; do not report it again until it is filled.
     pub gap_reported: Option<Lsn>,
     /// Primary side: open transactions and their writes.
-    pub open_txns: BTreeMap<TxnId, Vec<Write>>,
+    pub open_txns: BTreeMap<TxnId, OpenTxn>,
     /// Primary side: commits waiting, in LSN order.
     pub pending: VecDeque<PendingCommit>,
     /// Primary side: every other data replica's copy of this database.

@@ -483,6 +483,14 @@ impl Core {
         // `settle` announces the new epoch to every peer.
     }
 
+    /// A promotion this replica does not take came with a lease: an unused lease would be
+    /// renewed by the manager and block every other promotion, so it goes back at once.
+    fn release_unused_lease(&self, out: &mut Out) {
+        if self.has_manager() {
+            out.push_back(Output::Manager(ManagerRequest::ReleaseLease));
+        }
+    }
+
     /// The cluster-manager seam (absent with CLUSTER_TYPE = NONE).
     pub(super) fn on_manager(&mut self, now_ms: u64, event: ManagerEvent, out: &mut Out) {
         let source = InputSource::Manager;
@@ -495,6 +503,7 @@ impl Core {
             } => {
                 if self.role == Role::Primary {
                     ignored(out, source, IgnoredReason::PromotionWhilePrimary);
+                    self.release_unused_lease(out);
                     return;
                 }
                 if term_at_least > Epoch::MAX_TERM {
@@ -510,6 +519,7 @@ impl Core {
                         now_ms,
                     };
                     ignored(out, source, reason);
+                    self.release_unused_lease(out);
                     if let Some(awaiting) = self.end_promotion_request(out) {
                         let error = AdminError::PromotionLeaseExpired {
                             lease_until_ms,

@@ -48,20 +48,35 @@ pub struct CoreOptions {
     /// [`AdminError::PromotionUnanswered`](crate::AdminError::PromotionUnanswered) (the first
     /// promotion of a new group is asked for again instead). Default 60 s.
     pub promotion_timeout_ms: u64,
+    /// Most bytes one transaction may write, counted by [`Write::counted_bytes`](crate::Write::counted_bytes)
+    /// (keys, values, and 8 bytes per write for their lengths). A commit is one log record:
+    /// this bounds every record, so that `max_block_records` of them fit one message of the
+    /// shell's (the node asserts it at compile time). A write beyond it rolls the transaction
+    /// back and is refused with
+    /// [`ClientError::TransactionTooLarge`](crate::ClientError::TransactionTooLarge).
+    /// Default 200,000.
+    pub max_transaction_bytes: usize,
     /// A planted bug (feature `mutants`, for certifying the conformance harness only).
     #[cfg(feature = "mutants")]
     pub mutant: Option<crate::mutants::Mutant>,
 }
 
+impl CoreOptions {
+    /// The defaults, as a constant (a shell can check them against its own limits at compile
+    /// time).
+    pub const DEFAULT: CoreOptions = CoreOptions {
+        max_block_records: 64,
+        ping_divisor: 4,
+        promotion_timeout_ms: 60_000,
+        max_transaction_bytes: 200_000,
+        #[cfg(feature = "mutants")]
+        mutant: None,
+    };
+}
+
 impl Default for CoreOptions {
     fn default() -> Self {
-        CoreOptions {
-            max_block_records: 64,
-            ping_divisor: 4,
-            promotion_timeout_ms: 60_000,
-            #[cfg(feature = "mutants")]
-            mutant: None,
-        }
+        CoreOptions::DEFAULT
     }
 }
 
@@ -627,6 +642,13 @@ impl Replica {
     /// The primary it knows of (itself when primary).
     pub fn primary(&self) -> Option<ReplicaId> {
         self.core.as_ref().and_then(|c| c.primary)
+    }
+
+    /// Where a read-write connection that reached this replica goes instead (R-READ-3): the
+    /// current primary's READ_WRITE_ROUTING_URL, when this replica is a SECONDARY that accepts
+    /// connections and its primary has one.
+    pub fn read_write_redirect(&self) -> Option<&str> {
+        self.core.as_ref()?.read_write_redirect()
     }
 
     /// The connection to `peer` this replica considers current (the last one reported

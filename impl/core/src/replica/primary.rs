@@ -2,12 +2,12 @@
 //! gap (R-SYNC-1), each secondary's progress and SYNCHRONIZED state (R-SYNC-3/4/6), the
 //! publication to the cluster manager, and releasing commits in the contract's order.
 
-use super::database::{PendingCommit, Phase, Progress};
+use super::database::{OpenTxn, PendingCommit, Phase, Progress};
 use super::{ignored, send, Core, Out};
 use crate::error::{ClientError, IgnoredReason};
 use crate::ids::{Epoch, RequestId};
 use crate::input::{ClientOp, ClientRequest};
-use crate::log::{common_prefix, LogRecord};
+use crate::log::{common_prefix, LogRecord, Write};
 use crate::message::{DatabaseHello, MessageBody};
 use crate::mutants::Mutant;
 use crate::output::{
@@ -48,6 +48,9 @@ impl Core {
     fn client_op(&mut self, request: ClientRequest, out: &mut Out) -> Option<ClientReply> {
         let database = request.database;
         let intent = request.intent;
+        if let ClientOp::Transact { txn, writes } = request.op {
+            return self.transact(request.request, database, intent, txn, writes, out);
+        }
         let Some(index) = self.db_index(database) else {
             return Some(ClientReply::Refused(ClientError::UnknownDatabase {
                 database,
@@ -98,22 +101,73 @@ impl Core {
                 ClientReply::Refused(ClientError::TransactionIdReused { database, txn })
             }
             ClientOp::Begin { txn } => {
-                self.dbs[index].open_txns.insert(txn, Vec::new());
+                self.dbs[index].open_txns.insert(txn, OpenTxn::default());
                 ClientReply::Begun
             }
-            ClientOp::Write { txn, key, value } => match self.dbs[index].open_txns.get_mut(&txn) {
-                Some(writes) => {
-                    writes.push(crate::log::Write { key, value });
-                    ClientReply::Written
-                }
-                None => ClientReply::Refused(ClientError::UnknownTransaction { txn }),
-            },
+            ClientOp::Write { txn, key, value } => self.write(index, txn, Write { key, value }),
             ClientOp::Rollback { txn } => match self.dbs[index].open_txns.remove(&txn) {
                 Some(_) => ClientReply::RolledBack,
                 None => ClientReply::Refused(ClientError::UnknownTransaction { txn }),
             },
             ClientOp::Commit { txn } => return self.commit(request.request, index, txn, out),
+            ClientOp::Transact { .. } => unreachable!("answered above"),
         })
+    }
+
+    /// Adds a write to an open transaction, unless it would take the transaction beyond
+    /// [`CoreOptions::max_transaction_bytes`](crate::CoreOptions::max_transaction_bytes): then
+    /// the transaction is rolled back (its commit is one log record, which must fit a message).
+    fn write(&mut self, index: usize, txn: TxnId, write: Write) -> ClientReply {
+        let limit = self.options.max_transaction_bytes;
+        let open_txns = &mut self.dbs[index].open_txns;
+        let Some(open) = open_txns.get_mut(&txn) else {
+            return ClientReply::Refused(ClientError::UnknownTransaction { txn });
+        };
+        let bytes = open.bytes.saturating_add(write.counted_bytes());
+        if bytes > limit {
+            open_txns.remove(&txn);
+            return ClientReply::Refused(ClientError::TransactionTooLarge { limit });
+        }
+        open.bytes = bytes;
+        open.writes.push(write);
+        ClientReply::Written
+    }
+
+    /// [`ClientOp::Transact`]: begin, the writes and the commit, each as its own request would
+    /// be, stopping at the first refusal.
+    fn transact(
+        &mut self,
+        request: RequestId,
+        database: DatabaseId,
+        intent: ApplicationIntent,
+        txn: TxnId,
+        writes: Vec<Write>,
+        out: &mut Out,
+    ) -> Option<ClientReply> {
+        let step = |op| ClientRequest {
+            request,
+            database,
+            intent,
+            op,
+        };
+        match self.client_op(step(ClientOp::Begin { txn }), out) {
+            Some(ClientReply::Begun) => {}
+            // The id is taken: this may be the retry of a commit that went through
+            // (R-COMMIT-7). The commit's answer tells: the outcome on record, or indefinite.
+            Some(ClientReply::Refused(
+                ClientError::TransactionIdReused { .. }
+                | ClientError::TransactionAlreadyOpen { .. },
+            )) => return self.client_op(step(ClientOp::Commit { txn }), out),
+            refused => return refused,
+        }
+        for Write { key, value } in writes {
+            match self.client_op(step(ClientOp::Write { txn, key, value }), out) {
+                Some(ClientReply::Written) => {}
+                // Too large: the transaction is rolled back, and nothing was committed.
+                refused => return refused,
+            }
+        }
+        self.client_op(step(ClientOp::Commit { txn }), out)
     }
 
     /// R-READ-1: PRIMARY_ROLE (ALLOW_CONNECTIONS = READ_WRITE) refuses read-intent connections.
@@ -121,6 +175,19 @@ impl Core {
         self.config
             .replica(self.me)
             .is_some_and(|r| r.primary_role.allow_connections == PrimaryConnections::ReadWrite)
+    }
+
+    /// R-READ-3: a read-write connection that reaches a SECONDARY accepting connections goes
+    /// to the current primary's READ_WRITE_ROUTING_URL, when it has one.
+    pub(super) fn read_write_redirect(&self) -> Option<&str> {
+        let me = self.config.replica(self.me)?;
+        if self.role != Role::Secondary
+            || me.secondary_role.allow_connections == SecondaryConnections::No
+        {
+            return None;
+        }
+        let primary = self.config.replica(self.primary?)?;
+        primary.primary_role.read_write_routing_url.as_deref()
     }
 
     /// A commit of a transaction that is not open here, on any role: not a definite "not
@@ -185,7 +252,7 @@ impl Core {
                 }
                 let writes = match txn {
                     Some(txn) => match db.open_txns.get(&txn) {
-                        Some(writes) => Some(writes.as_slice()),
+                        Some(open) => Some(open.writes.as_slice()),
                         None => {
                             return ClientReply::Refused(ClientError::UnknownTransaction { txn })
                         }
@@ -234,7 +301,7 @@ impl Core {
         let ignore_k = self.planted(Mutant::IgnoreRequiredSynchronized);
         let db = &mut self.dbs[index];
         let database = db.id;
-        let Some(writes) = db.open_txns.remove(&txn) else {
+        let Some(OpenTxn { writes, .. }) = db.open_txns.remove(&txn) else {
             return Some(self.commit_not_open(database, txn));
         };
         let synchronized = db.secondaries.values().filter(|p| p.synchronized).count();

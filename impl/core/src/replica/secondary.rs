@@ -443,8 +443,15 @@ impl Core {
                 if redo {
                     db.redo_requested = up_to;
                 }
+                // The primary's data is current as soon as its log is hardened (the spec's
+                // primary has redone what it hardened): it is redone here, with no round trip
+                // through the shell. A secondary's redo is the shell's, asynchronous (R-SYNC-2).
+                let redo_here = redo && self.role == Role::Primary;
+                if redo_here {
+                    db.apply_redo(up_to);
+                }
                 self.send_progress(index, out);
-                if redo {
+                if redo && !redo_here {
                     out.push_back(Output::Redo { database, up_to });
                 }
             }

@@ -446,13 +446,15 @@ impl Core {
             });
         }
         if was_primary && self.has_manager() {
-            if cause != IndefiniteCause::LeaseLost {
-                let request = match self.handover_to {
-                    Some(to) => crate::output::ManagerRequest::HandOver { to },
-                    None => crate::output::ManagerRequest::ReleaseLease,
-                };
-                out.push_back(Output::Manager(request));
-            }
+            // Whatever made the primary step down, the lease goes now so that another replica
+            // can be promoted: even a lease this replica judged expired by its own deadline,
+            // which the manager may still be renewing (a lease the manager already lost makes
+            // the release a no-op). A planned failover reserves the next promotion first.
+            let request = match self.handover_to {
+                Some(to) => crate::output::ManagerRequest::HandOver { to },
+                None => crate::output::ManagerRequest::ReleaseLease,
+            };
+            out.push_back(Output::Manager(request));
             out.push_back(Output::CancelTimer {
                 timer: TimerId::LeaseExpiry,
             });

@@ -4,7 +4,9 @@
 
 use crate::error::{AdminError, ClientError, IgnoredReason, StorageContractError};
 use crate::ids::{ConnectionId, Epoch, RequestId, TimerId};
-use crate::input::{AdminCommand, ClientOp, ClientRequest, ManagerEvent, StorageEvent};
+use crate::input::{
+    AdminCommand, ClientOp, ClientRequest, ManagerEvent, PromotionKind, StorageEvent,
+};
 use crate::log::{LogRecord, LogShapeError, Write};
 use crate::message::{FailoverRefusal, Hello, LogBlock, MessageBody, PeerMessage};
 use crate::output::{
@@ -12,7 +14,7 @@ use crate::output::{
     Output, SyncStatePublication,
 };
 use crate::replica::database::Phase;
-use crate::replica::Replica;
+use crate::replica::{CoreOptions, Replica};
 use crate::testing::{ag_config, Cluster};
 use hadr_types::{
     ApplicationIntent, AvailabilityMode::AsynchronousCommit as Async,
@@ -150,11 +152,13 @@ fn r_commit_2_sync_commit_waits_for_participant_fsync() {
     p.handle_storage(now, hardened(1)).unwrap();
     assert_eq!(
         p.drain_outputs(),
-        vec![Output::Redo {
-            database: DB,
-            up_to: Lsn(1)
-        }],
+        vec![],
         "hardened locally, but the participant has not acknowledged"
+    );
+    assert_eq!(
+        p.status().unwrap().databases[0].last_redone_lsn,
+        Lsn(1),
+        "the primary's data is current once hardened: redone with no round trip to the shell"
     );
     p.deliver(now, S, msg(epoch, progress(1, 0, 0)));
     assert_eq!(p.drain_outputs(), vec![], "received is not hardened");
@@ -177,16 +181,7 @@ fn r_commit_2_participant_ack_before_local_fsync_still_waits_for_the_local_fsync
     p.deliver(now, S, msg(epoch, progress(1, 1, 1)));
     assert_eq!(p.drain_outputs(), vec![]);
     p.handle_storage(now, hardened(1)).unwrap();
-    assert_eq!(
-        p.drain_outputs(),
-        vec![
-            Output::Redo {
-                database: DB,
-                up_to: Lsn(1)
-            },
-            committed(1, 1)
-        ]
-    );
+    assert_eq!(p.drain_outputs(), vec![committed(1, 1)]);
 }
 
 #[test]
@@ -255,16 +250,7 @@ fn r_commit_3_async_commit_waits_only_for_local_fsync() {
         ]
     );
     p.handle_storage(now, hardened(1)).unwrap();
-    assert_eq!(
-        p.drain_outputs(),
-        vec![
-            Output::Redo {
-                database: DB,
-                up_to: Lsn(1)
-            },
-            committed(1, 1)
-        ]
-    );
+    assert_eq!(p.drain_outputs(), vec![committed(1, 1)]);
 }
 
 #[test]
@@ -282,16 +268,7 @@ fn r_commit_1_an_asynchronous_primary_treats_a_synchronous_secondary_as_asynchro
     let p = c.replica_mut(P);
     commit(p, now, 1, 1, "k");
     p.handle_storage(now, hardened(1)).unwrap();
-    assert_eq!(
-        p.drain_outputs(),
-        vec![
-            Output::Redo {
-                database: DB,
-                up_to: Lsn(1)
-            },
-            committed(1, 1)
-        ]
-    );
+    assert_eq!(p.drain_outputs(), vec![committed(1, 1)]);
 }
 
 #[test]
@@ -734,6 +711,244 @@ fn r_quorum_3_a_primary_whose_lease_ran_out_stops_committing_first() {
             })
         }]
     );
+}
+
+/// The manager requests among `outputs`.
+fn manager_requests(outputs: &[Output]) -> Vec<&ManagerRequest> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Manager(request) => Some(request),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn r_quorum_3_every_step_down_from_primary_releases_the_lease() {
+    // Its own deadline passed while the manager may still be renewing the lease: it must go,
+    // or no other replica could be promoted until it expires in the manager.
+    let mut c = Cluster::new(ag_config(ClusterType::External, &[Sync, Sync], 1));
+    let now = c.now_ms();
+    let p = c.replica_mut(P);
+    p.handle_timer(now + 10_000, TimerId::LeaseExpiry);
+    let outputs = p.drain_outputs();
+    assert_eq!(p.role(), Some(Role::Resolving));
+    assert_eq!(
+        manager_requests(&outputs),
+        vec![&ManagerRequest::ReleaseLease],
+        "{outputs:?}"
+    );
+
+    // The manager lost it: releasing it again does nothing there, and is asked for all the same.
+    let mut c = Cluster::new(ag_config(ClusterType::External, &[Sync, Sync], 1));
+    let now = c.now_ms();
+    let p = c.replica_mut(P);
+    p.handle_manager(now, ManagerEvent::LeaseLost);
+    let outputs = p.drain_outputs();
+    assert_eq!(p.role(), Some(Role::Resolving));
+    assert_eq!(
+        manager_requests(&outputs),
+        vec![&ManagerRequest::ReleaseLease],
+        "{outputs:?}"
+    );
+
+    // CLUSTER_TYPE = NONE: no manager, no lease.
+    let mut c = Cluster::new(ag_config(ClusterType::None, &[Sync, Sync], 1));
+    let now = c.now_ms();
+    let p = c.replica_mut(P);
+    p.handle_admin(now, RequestId(1), AdminCommand::SetRoleSecondary);
+    let outputs = p.drain_outputs();
+    assert_eq!(p.role(), Some(Role::Secondary));
+    assert_eq!(manager_requests(&outputs), Vec::<&ManagerRequest>::new());
+}
+
+#[test]
+fn r_quorum_3_a_promotion_the_replica_does_not_take_gives_its_lease_back() {
+    let mut c = Cluster::new(ag_config(ClusterType::External, &[Sync, Sync], 1));
+    let now = c.now_ms();
+    let promote = |lease_until_ms| ManagerEvent::Promote {
+        kind: PromotionKind::Automatic,
+        lease_until_ms,
+        term_at_least: 0,
+        required_synchronized: None,
+    };
+    let p = c.replica_mut(P);
+    p.handle_manager(now, promote(now + 10_000));
+    assert_eq!(
+        p.drain_outputs(),
+        vec![
+            Output::Ignored {
+                source: InputSource::Manager,
+                reason: IgnoredReason::PromotionWhilePrimary
+            },
+            Output::Manager(ManagerRequest::ReleaseLease),
+        ],
+        "an unused lease would be renewed and block every other promotion"
+    );
+    assert_eq!(p.role(), Some(Role::Primary));
+    let s = c.replica_mut(S);
+    s.handle_manager(now, promote(now));
+    assert_eq!(
+        s.drain_outputs(),
+        vec![
+            Output::Ignored {
+                source: InputSource::Manager,
+                reason: IgnoredReason::PromotionLeaseExpired {
+                    lease_until_ms: now,
+                    now_ms: now
+                }
+            },
+            Output::Manager(ManagerRequest::ReleaseLease),
+        ]
+    );
+    assert_eq!(s.role(), Some(Role::Secondary));
+}
+
+#[test]
+fn r_commit_7_transact_is_begin_writes_and_commit_as_one_request() {
+    let mut c = Cluster::new(ag_config(ClusterType::None, &[Sync, Async], 1));
+    let now = c.now_ms();
+    let p = c.replica_mut(P);
+    let epoch = p.epoch().unwrap();
+    let rec = record(epoch, 1, 1, "k");
+    let transact = |txn: u32, key: &str| ClientOp::Transact {
+        txn: TxnId(txn),
+        writes: vec![Write {
+            key: key.into(),
+            value: format!("{key}-value"),
+        }],
+    };
+    p.handle_client(now, request(1, transact(1, "k")));
+    assert_eq!(
+        p.drain_outputs(),
+        vec![
+            Output::AppendLog {
+                database: DB,
+                records: vec![rec.clone()]
+            },
+            Output::Fsync {
+                database: DB,
+                up_to: Lsn(1)
+            },
+            send(S, epoch, log_block(1, vec![rec])),
+        ]
+    );
+    p.handle_storage(now, hardened(1)).unwrap();
+    assert_eq!(p.drain_outputs(), vec![committed(1, 1)]);
+    // The retry of a committed transaction is told it committed; nothing is written again.
+    p.handle_client(now, request(2, transact(1, "other")));
+    assert_eq!(p.drain_outputs(), vec![committed(2, 1)]);
+    // A refusal is the first step's: nothing was begun.
+    let read_only = ClientRequest {
+        intent: ApplicationIntent::ReadOnly,
+        ..request(3, transact(2, "k"))
+    };
+    p.handle_client(now, read_only);
+    assert_eq!(
+        p.drain_outputs(),
+        vec![Output::ClientReply {
+            request: RequestId(3),
+            reply: ClientReply::Refused(ClientError::ReadOnlyIntent)
+        }]
+    );
+    p.handle_client(now, request(4, ClientOp::Commit { txn: TxnId(2) }));
+    assert_eq!(
+        p.drain_outputs(),
+        vec![Output::ClientReply {
+            request: RequestId(4),
+            reply: ClientReply::Indefinite(IndefiniteCause::UnknownTransaction)
+        }]
+    );
+}
+
+#[test]
+fn a_transaction_too_large_for_one_log_record_is_rolled_back() {
+    let options = CoreOptions {
+        max_transaction_bytes: 20,
+        ..CoreOptions::DEFAULT
+    };
+    let mut c = Cluster::with_options(ag_config(ClusterType::None, &[Sync, Async], 1), options);
+    let now = c.now_ms();
+    let p = c.replica_mut(P);
+    let too_large = ClientReply::Refused(ClientError::TransactionTooLarge { limit: 20 });
+    let write = |txn: u32, key: &str, value: &str| ClientOp::Write {
+        txn: TxnId(txn),
+        key: key.into(),
+        value: value.into(),
+    };
+    // 8 + 4 bytes, then 8 more: exactly the limit; one byte more is too much.
+    p.handle_client(now, request(1, ClientOp::Begin { txn: TxnId(1) }));
+    p.handle_client(now, request(2, write(1, "k", "abc")));
+    p.handle_client(now, request(3, write(1, "", "")));
+    p.handle_client(now, request(4, write(1, "", "x")));
+    p.handle_client(now, request(5, write(1, "k", "v")));
+    p.handle_client(now, request(6, ClientOp::Commit { txn: TxnId(1) }));
+    let replies: Vec<ClientReply> = p
+        .drain_outputs()
+        .into_iter()
+        .map(|o| match o {
+            Output::ClientReply { reply, .. } => reply,
+            other => panic!("nothing but replies: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        replies,
+        vec![
+            ClientReply::Begun,
+            ClientReply::Written,
+            ClientReply::Written,
+            too_large.clone(),
+            ClientReply::Refused(ClientError::UnknownTransaction { txn: TxnId(1) }),
+            ClientReply::Indefinite(IndefiniteCause::UnknownTransaction),
+        ],
+        "the write beyond the limit rolled the transaction back"
+    );
+    p.handle_client(
+        now,
+        request(
+            7,
+            ClientOp::Transact {
+                txn: TxnId(2),
+                writes: vec![Write {
+                    key: "key".into(),
+                    value: "a value of 21 bytes..".into(),
+                }],
+            },
+        ),
+    );
+    assert_eq!(
+        p.drain_outputs(),
+        vec![Output::ClientReply {
+            request: RequestId(7),
+            reply: too_large
+        }],
+        "nothing is logged"
+    );
+    assert_eq!(p.transactions(), vec![], "no commit was asked for");
+}
+
+#[test]
+fn r_read_3_a_readable_secondary_sends_read_write_connections_to_the_primarys_routing_url() {
+    let mut config = ag_config(ClusterType::None, &[Sync, Sync], 1);
+    config.replicas[0].primary_role.read_write_routing_url = Some("TCP://r0:7100".into());
+    config.replicas[1].primary_role.read_write_routing_url = Some("TCP://r1:7100".into());
+    config.replicas[1].secondary_role.allow_connections = hadr_types::SecondaryConnections::All;
+    let c = Cluster::new(config.clone());
+    assert_eq!(c.replica(S).read_write_redirect(), Some("TCP://r0:7100"));
+    assert_eq!(
+        c.replica(P).read_write_redirect(),
+        None,
+        "the primary serves it"
+    );
+    config.replicas[1].secondary_role.allow_connections = hadr_types::SecondaryConnections::No;
+    let c = Cluster::new(config);
+    assert_eq!(
+        c.replica(S).read_write_redirect(),
+        None,
+        "a secondary that accepts no connections redirects none"
+    );
+    assert_eq!(Replica::new("R9").read_write_redirect(), None);
 }
 
 #[test]

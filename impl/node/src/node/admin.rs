@@ -27,6 +27,7 @@ use hadr_types::{AgConfig, DatabaseId, ReplicaObservation};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 /// The admin API's routes.
 pub(crate) fn admin_router(driver: Driver) -> Router {
@@ -145,10 +146,14 @@ async fn stall(State(driver): State<Driver>, body: axum::body::Bytes) -> Respons
         .into_response();
     };
     // Answer first: the stall blocks the thread this answer is written on.
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        driver.send(Event::Stall { ms });
-    });
+    let span = driver.span.clone();
+    tokio::spawn(
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            driver.send(Event::Stall { ms });
+        }
+        .instrument(span),
+    );
     Json(json!({ "result": "stalling", "ms": ms })).into_response()
 }
 
@@ -582,6 +587,54 @@ async fn resume(State(driver): State<Driver>, Path(db): Path<String>) -> Respons
     }
 }
 
+/// The admin command a statement of a `/sql` script runs (`at` is where it starts), or the
+/// error response: an invalid configuration, an unknown database, a statement the replica
+/// does not run.
+async fn command_of(
+    driver: &Driver,
+    at: &str,
+    statement: &Statement,
+) -> Result<AdminCommand, Response> {
+    let command = match statement {
+        Statement::CreateAvailabilityGroup(config) => {
+            if let Err(e) = config.validate() {
+                return Err(fail(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidConfiguration",
+                    format!("{at}: {e}"),
+                ));
+            }
+            Some(AdminCommand::CreateAvailabilityGroup(AgConfig::clone(
+                config,
+            )))
+        }
+        Statement::AlterAvailabilityGroup(c) => match &c.action {
+            AgAction::Failover => Some(AdminCommand::Failover),
+            AgAction::ForceFailoverAllowDataLoss => Some(AdminCommand::ForceFailoverAllowDataLoss),
+            AgAction::SetRoleSecondary => Some(AdminCommand::SetRoleSecondary),
+            AgAction::Set(AgSetting::RequiredSynchronizedSecondariesToCommit(k)) => {
+                Some(AdminCommand::SetRequiredSynchronizedSecondariesToCommit(*k))
+            }
+            _ => None,
+        },
+        Statement::AlterDatabase(d) => {
+            let id = database(driver, &d.database)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            match d.action {
+                HadrAction::Suspend => Some(AdminCommand::SuspendDatabase(id)),
+                HadrAction::Resume => Some(AdminCommand::ResumeDatabase(id)),
+                _ => None,
+            }
+        }
+    };
+    command.ok_or_else(|| fail(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "UnsupportedStatement",
+        format!("{at}: this statement is not supported by the replica yet (supported: CREATE AVAILABILITY GROUP, ALTER AVAILABILITY GROUP … FAILOVER | FORCE_FAILOVER_ALLOW_DATA_LOSS | SET (ROLE = SECONDARY) | SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = k), ALTER DATABASE … SET HADR SUSPEND | RESUME); nothing was run"),
+    ))
+}
+
 /// Runs a T-SQL script's statements in order and stops at the first failure; the answer
 /// lists what each statement did.
 async fn sql(State(driver): State<Driver>, body: Bytes) -> Response {
@@ -605,51 +658,9 @@ async fn sql(State(driver): State<Driver>, body: Bytes) -> Response {
     let mut commands = Vec::new();
     for statement in &script.statements {
         let at = format!("{}:{}", statement.line, statement.column);
-        let command = match &statement.statement {
-            Statement::CreateAvailabilityGroup(config) => {
-                if let Err(e) = config.validate() {
-                    return fail(
-                        StatusCode::BAD_REQUEST,
-                        "InvalidConfiguration",
-                        format!("{at}: {e}"),
-                    );
-                }
-                Some(AdminCommand::CreateAvailabilityGroup(AgConfig::clone(
-                    config,
-                )))
-            }
-            Statement::AlterAvailabilityGroup(c) => match &c.action {
-                AgAction::Failover => Some(AdminCommand::Failover),
-                AgAction::ForceFailoverAllowDataLoss => {
-                    Some(AdminCommand::ForceFailoverAllowDataLoss)
-                }
-                AgAction::SetRoleSecondary => Some(AdminCommand::SetRoleSecondary),
-                AgAction::Set(AgSetting::RequiredSynchronizedSecondariesToCommit(k)) => {
-                    Some(AdminCommand::SetRequiredSynchronizedSecondariesToCommit(*k))
-                }
-                _ => None,
-            },
-            Statement::AlterDatabase(d) => {
-                let id = match database(&driver, &d.database).await {
-                    Ok(id) => id,
-                    Err(r) => return r.into_response(),
-                };
-                match d.action {
-                    HadrAction::Suspend => Some(AdminCommand::SuspendDatabase(id)),
-                    HadrAction::Resume => Some(AdminCommand::ResumeDatabase(id)),
-                    _ => None,
-                }
-            }
-        };
-        match command {
-            Some(command) => commands.push((at, command)),
-            None => {
-                return fail(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "UnsupportedStatement",
-                    format!("{at}: this statement is not supported by the replica yet (supported: CREATE AVAILABILITY GROUP, ALTER AVAILABILITY GROUP … FAILOVER | FORCE_FAILOVER_ALLOW_DATA_LOSS | SET (ROLE = SECONDARY) | SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = k), ALTER DATABASE … SET HADR SUSPEND | RESUME); nothing was run"),
-                )
-            }
+        match command_of(&driver, &at, &statement.statement).await {
+            Ok(command) => commands.push((at, command)),
+            Err(response) => return response,
         }
     }
     let mut done = Vec::new();

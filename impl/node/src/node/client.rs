@@ -11,12 +11,13 @@
 //! ```
 
 use super::{ClientAnswer, Driver, Event, RequestError};
-use hadr_core::{ClientError, ClientOp, ClientReply};
+use hadr_core::{ClientError, ClientOp, ClientReply, Write};
 use hadr_types::{ApplicationIntent, TxnId};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 /// Longest request line accepted (bytes); a longer one closes the connection.
 pub const MAX_LINE: usize = 1 << 20;
@@ -24,11 +25,6 @@ pub const MAX_LINE: usize = 1 << 20;
 /// Requests of one connection that may wait for their replies at the same time; beyond
 /// that, the connection is not read until some are answered (backpressure).
 pub const MAX_IN_FLIGHT: usize = 1024;
-
-/// Most bytes (keys plus values) one transaction may write. A commit is one log record, and
-/// a `Log` frame carries up to 64 records within 16 MiB (docs/wire.md), so a record must stay
-/// well under 256 KiB.
-pub const MAX_TRANSACTION_BYTES: usize = 200_000;
 
 /// A database, by name (as the configuration lists it) or by id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,6 +213,11 @@ impl ClientReplyJson {
                     lsn: Some(lsn.0),
                     ..ClientReplyJson::new(id, "committed")
                 },
+                // Too large for one log record: the request was not carried out (an `error`
+                // reply, as docs/node.md lists it), and the transaction was rolled back.
+                ClientReply::Refused(error @ ClientError::TransactionTooLarge { .. }) => {
+                    ClientReplyJson::error(id, "TransactionTooLarge", error.to_string())
+                }
                 ClientReply::Refused(error) => ClientReplyJson {
                     code: Some(variant_name(&error)),
                     error: Some(error.to_string()),
@@ -237,7 +238,6 @@ fn request_error_code(error: &RequestError) -> &'static str {
         RequestError::NotInAvailabilityGroup => "NotInAvailabilityGroup",
         RequestError::UnknownDatabaseName(_) => "UnknownDatabaseName",
         RequestError::ShuttingDown => "ShuttingDown",
-        RequestError::TransactionTooLarge { .. } => "TransactionTooLarge",
     }
 }
 
@@ -262,7 +262,8 @@ pub(crate) async fn serve(listener: TcpListener, driver: Driver) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(connection(stream, driver.clone()));
+                let span = driver.span.clone();
+                tokio::spawn(connection(stream, driver.clone()).instrument(span));
             }
             Err(error) => {
                 tracing::warn!(%error, "accepting a client connection failed");
@@ -272,24 +273,13 @@ pub(crate) async fn serve(listener: TcpListener, driver: Driver) {
     }
 }
 
+/// Serves one client connection until it closes, or the role changes.
 async fn connection(stream: TcpStream, driver: Driver) {
     let _ = stream.set_nodelay(true);
-    let (read_half, mut write_half) = stream.into_split();
-    let (replies_tx, mut replies_rx) = mpsc::unbounded_channel::<ClientReplyJson>();
-    let writer = tokio::spawn(async move {
-        let mut out = Vec::new();
-        while let Some(reply) = replies_rx.recv().await {
-            out.clear();
-            push_line(&mut out, &reply);
-            while let Ok(more) = replies_rx.try_recv() {
-                push_line(&mut out, &more);
-            }
-            if write_half.write_all(&out).await.is_err() {
-                return;
-            }
-        }
-        let _ = write_half.shutdown().await;
-    });
+    let (read_half, write_half) = stream.into_split();
+    let (replies_tx, replies_rx) = mpsc::unbounded_channel::<ClientReplyJson>();
+    let writer =
+        tokio::spawn(write_replies(write_half, replies_rx).instrument(driver.span.clone()));
     let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut generation = driver.client_generation.clone();
     generation.borrow_and_update();
@@ -327,9 +317,6 @@ async fn connection(stream: TcpStream, driver: Driver) {
                 continue;
             }
         };
-        let id = request.id;
-        let driver = driver.clone();
-        let replies = replies_tx.clone();
         // Backpressure: a client that pipelines more than MAX_IN_FLIGHT requests without
         // reading the replies is not read from until some are answered.
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
@@ -341,45 +328,77 @@ async fn connection(stream: TcpStream, driver: Driver) {
                     IntentJson::ReadWrite => ApplicationIntent::ReadWrite,
                     IntentJson::ReadOnly => ApplicationIntent::ReadOnly,
                 };
-                let redirect = match intent {
-                    ApplicationIntent::ReadWrite => read_write_redirect(&driver).await,
-                    ApplicationIntent::ReadOnly => None,
-                };
-                let _ = replies.send(match redirect {
-                    // R-READ-3: this secondary sends read-write connections to the primary.
-                    Some(url) => ClientReplyJson {
-                        replica: Some(driver.name.to_string()),
-                        redirect: Some(url),
-                        ..ClientReplyJson::new(Some(id), "redirect")
-                    },
-                    None => ClientReplyJson {
-                        replica: Some(driver.name.to_string()),
-                        ..ClientReplyJson::new(Some(id), "ok")
-                    },
-                });
+                let _ = replies_tx.send(intent_set(&driver, request.id, intent).await);
                 drop(permit);
             }
-            ClientOpJson::Transact { db, txn, writes } => {
-                tokio::spawn(async move {
-                    let answer = transact(&driver, db, intent, TxnId(txn), writes).await;
-                    let _ = replies.send(ClientReplyJson::from_answer(id, answer, true));
-                    drop(permit);
-                });
-            }
             op => {
-                let (db, op) = single(op);
-                let commit = matches!(op, ClientOp::Commit { .. });
-                let rx = submit(&driver, db, intent, op);
-                tokio::spawn(async move {
-                    let answer = rx.await.unwrap_or(Err(RequestError::ShuttingDown));
-                    let _ = replies.send(ClientReplyJson::from_answer(id, answer, commit));
-                    drop(permit);
-                });
+                let replies = replies_tx.clone();
+                answer_later(&driver, request.id, intent, op, replies, permit);
             }
         }
     }
     drop(replies_tx);
     let _ = writer.await;
+}
+
+/// Writes the replies of a connection as they come, several per write when they queue up.
+async fn write_replies(
+    mut write_half: tokio::net::tcp::OwnedWriteHalf,
+    mut replies: mpsc::UnboundedReceiver<ClientReplyJson>,
+) {
+    let mut out = Vec::new();
+    while let Some(reply) = replies.recv().await {
+        out.clear();
+        push_line(&mut out, &reply);
+        while let Ok(more) = replies.try_recv() {
+            push_line(&mut out, &more);
+        }
+        if write_half.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+    let _ = write_half.shutdown().await;
+}
+
+/// The answer to an `intent` request: `ok`, or, for a read-write connection that reached a
+/// secondary sending those to the primary, `redirect` (R-READ-3).
+async fn intent_set(driver: &Driver, id: u64, intent: ApplicationIntent) -> ClientReplyJson {
+    let redirect = match intent {
+        ApplicationIntent::ReadWrite => read_write_redirect(driver).await,
+        ApplicationIntent::ReadOnly => None,
+    };
+    match redirect {
+        Some(url) => ClientReplyJson {
+            replica: Some(driver.name.to_string()),
+            redirect: Some(url),
+            ..ClientReplyJson::new(Some(id), "redirect")
+        },
+        None => ClientReplyJson {
+            replica: Some(driver.name.to_string()),
+            ..ClientReplyJson::new(Some(id), "ok")
+        },
+    }
+}
+
+/// Hands a request to the driver now and sends its reply when the core answers (a commit
+/// waits for R-COMMIT-2/3); `permit` is held until then.
+fn answer_later(
+    driver: &Driver,
+    id: u64,
+    intent: ApplicationIntent,
+    op: ClientOpJson,
+    replies: mpsc::UnboundedSender<ClientReplyJson>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let (db, op) = core_op(op);
+    let commit = matches!(op, ClientOp::Commit { .. } | ClientOp::Transact { .. });
+    let rx = submit(driver, db, intent, op);
+    let reply = async move {
+        let answer = rx.await.unwrap_or(Err(RequestError::ShuttingDown));
+        let _ = replies.send(ClientReplyJson::from_answer(id, answer, commit));
+        drop(permit);
+    };
+    tokio::spawn(reply.instrument(driver.span.clone()));
 }
 
 fn push_line(out: &mut Vec<u8>, reply: &ClientReplyJson) {
@@ -414,7 +433,8 @@ async fn read_line(
     }
 }
 
-fn single(op: ClientOpJson) -> (DatabaseRef, ClientOp) {
+/// The core's operation for a request (every one but `intent`, which the connection keeps).
+fn core_op(op: ClientOpJson) -> (DatabaseRef, ClientOp) {
     match op {
         ClientOpJson::Begin { db, txn } => (db, ClientOp::Begin { txn: TxnId(txn) }),
         ClientOpJson::Write {
@@ -439,9 +459,17 @@ fn single(op: ClientOpJson) -> (DatabaseRef, ClientOp) {
         ),
         ClientOpJson::Commit { db, txn } => (db, ClientOp::Commit { txn: TxnId(txn) }),
         ClientOpJson::Rollback { db, txn } => (db, ClientOp::Rollback { txn: TxnId(txn) }),
-        ClientOpJson::Intent { .. } | ClientOpJson::Transact { .. } => {
-            unreachable!("handled by the caller")
-        }
+        ClientOpJson::Transact { db, txn, writes } => (
+            db,
+            ClientOp::Transact {
+                txn: TxnId(txn),
+                writes: writes
+                    .into_iter()
+                    .map(|(key, value)| Write { key, value })
+                    .collect(),
+            },
+        ),
+        ClientOpJson::Intent { .. } => unreachable!("handled by the caller"),
     }
 }
 
@@ -459,55 +487,6 @@ fn submit(
         reply: tx,
     });
     rx
-}
-
-async fn transact(
-    driver: &Driver,
-    db: DatabaseRef,
-    intent: ApplicationIntent,
-    txn: TxnId,
-    writes: Vec<(String, String)>,
-) -> ClientAnswer {
-    let ask = |op| {
-        let rx = submit(driver, db.clone(), intent, op);
-        async move { rx.await.unwrap_or(Err(RequestError::ShuttingDown)) }
-    };
-    match ask(ClientOp::Begin { txn }).await? {
-        ClientReply::Begun => {}
-        // The id is taken: this may be the retry of a commit that went through (R-COMMIT-7).
-        // The commit's answer tells: the outcome on record, or indefinite.
-        ClientReply::Refused(
-            ClientError::TransactionIdReused { .. } | ClientError::TransactionAlreadyOpen { .. },
-        ) => return ask(ClientOp::Commit { txn }).await,
-        other => return Ok(other),
-    }
-    // The writes need no round trip each: the driver handles events in order. The commit's
-    // answer is the transaction's outcome: a write is refused only when the transaction is
-    // gone (then the commit cannot commit it) or too large (then the driver rolled it back
-    // before the commit arrived, and that is the answer).
-    let pending: Vec<_> = writes
-        .into_iter()
-        .map(|(key, value)| {
-            submit(
-                driver,
-                db.clone(),
-                intent,
-                ClientOp::Write { txn, key, value },
-            )
-        })
-        .collect();
-    let commit = ask(ClientOp::Commit { txn });
-    let mut too_large = None;
-    for rx in pending {
-        if let Ok(Err(error @ RequestError::TransactionTooLarge { .. })) = rx.await {
-            too_large.get_or_insert(error);
-        }
-    }
-    let answer = commit.await;
-    match too_large {
-        Some(error) => Err(error),
-        None => answer,
-    }
 }
 
 #[cfg(test)]

@@ -7,11 +7,18 @@
 //!   `Event::Manager` (promotion grants, lease renewals and losses, publication receipts);
 //! - `Event::Leader`: every change of the `leader` key in etcd, and every second while there
 //!   is none, so that the driver can decide on an automatic failover (R-FAIL-2/7).
+//!
+//! The driver's side (`impl State` below): attaching the manager for a CREATE or JOIN, or at
+//! start-up of a recovered replica; storing the group's configuration after a change; asking
+//! for an automatic failover.
 
-use super::{AdminRefusal, Event};
-use hadr_types::{AgConfig, ReplicaId};
+use super::error::{AdminAnswer, AdminRefusal};
+use super::{Event, State};
+use hadr_core::AdminCommand;
+use hadr_types::{AgConfig, ClusterType, ReplicaId};
 use std::time::Instant;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 /// Who holds the primary's lease, as etcd says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +132,7 @@ async fn attach(
     events: mpsc::UnboundedSender<Event>,
     creating: Option<bool>,
 ) -> Result<ClusterManager, AdminRefusal> {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::AtomicU64;
     let unavailable = |e: hadr_manager::ManagerError| {
         AdminRefusal::ClusterManager(format!(
             "{e} (etcd endpoints {}: is etcd running and reachable?)",
@@ -153,19 +160,63 @@ async fn attach(
                 other => unavailable(other),
             })?;
     }
-    let mut leader = manager.watch_leader();
+    let leader = manager.watch_leader();
     let sink = events.clone();
     let handle = manager
         .clone()
         .spawn(move |event| sink.send(Event::Manager(event)).is_ok());
     let health = std::sync::Arc::new(AtomicU64::new(clock.now_ms()));
-    let level = config.failure_condition_level;
-    let health_timeout_ms = u64::from(config.health_check_timeout_ms);
-    let (watch_health, watch_handle) = (health.clone(), handle.clone());
-    let watch = tokio::spawn(async move {
-        // While nobody holds the lease, remind the driver every second: an automatic failover
-        // that etcd could not grant (a timeout) is tried again. Every second, ping the driver
-        // too: it answers by stamping `health`.
+    let watch = Watch {
+        manager,
+        clock,
+        health: health.clone(),
+        handle: handle.clone(),
+        level: config.failure_condition_level,
+        health_timeout_ms: u64::from(config.health_check_timeout_ms),
+    };
+    // On the manager's runtime, in the replica's span (the caller's, see `connect`).
+    let watch = tokio::spawn(
+        watch
+            .run(leader, events)
+            .instrument(tracing::Span::current()),
+    )
+    .abort_handle();
+    Ok(ClusterManager {
+        ag: config.name.clone(),
+        replica,
+        handle,
+        watch,
+        health,
+        thread: None,
+    })
+}
+
+/// What the manager's watch task needs: it tells the driver who holds the lease, whether etcd
+/// is reachable, and checks the driver's health.
+#[cfg(feature = "etcd")]
+struct Watch {
+    manager: std::sync::Arc<hadr_manager::EtcdManager>,
+    clock: hadr_manager::Clock,
+    /// When the driver last answered a ping (see [`ClusterManager::pong`]).
+    health: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    handle: hadr_manager::ManagerHandle,
+    /// The group's FAILURE_CONDITION_LEVEL.
+    level: u8,
+    /// The group's HEALTH_CHECK_TIMEOUT.
+    health_timeout_ms: u64,
+}
+
+#[cfg(feature = "etcd")]
+impl Watch {
+    /// Until the driver is gone: every change of the lease holder, and every second the
+    /// holder again while there is none (an automatic failover that etcd could not grant, a
+    /// timeout, is tried again), a ping of the driver (it answers by stamping `health`) and
+    /// whether etcd's majority is reachable.
+    async fn run(
+        self,
+        mut leader: mpsc::UnboundedReceiver<hadr_manager::LeaderObservation>,
+        events: mpsc::UnboundedSender<Event>,
+    ) {
         let mut last: Option<Option<Leader>> = None;
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         let mut tripped = false;
@@ -191,7 +242,7 @@ async fn attach(
                         return;
                     }
                     // R-QUORUM-2: can this replica reach etcd's majority (a linearizable read)?
-                    let reach = match manager.recorded_primary().await {
+                    let reach = match self.manager.recorded_primary().await {
                         Ok(primary) => {
                             recorded = primary.or(recorded);
                             hadr_core::ManagerEvent::Reachable { primary: recorded }
@@ -201,29 +252,34 @@ async fn attach(
                     if events.send(Event::Manager(reach)).is_err() {
                         return;
                     }
-                    // R-FAIL-7 level 2 and up: a primary unresponsive for HEALTH_CHECK_TIMEOUT
-                    // has failed. Its lease is left to run out (never revoked: the replica
-                    // may wake up before its own deadline), then another may be promoted.
-                    let silent_ms = clock.now_ms().saturating_sub(watch_health.load(Ordering::Relaxed));
-                    if level >= 2 && !tripped && silent_ms > health_timeout_ms && manager.held_lease().is_some() {
-                        tracing::error!(silent_ms, health_timeout_ms, level, "the primary is unresponsive (FAILURE_CONDITION_LEVEL >= 2): its lease is no longer renewed");
-                        watch_handle.stop_renewing();
-                        tripped = true;
-                    }
-                    tripped &= silent_ms > 2_000;
+                    tripped = self.check_health(tripped);
                 }
             }
         }
-    })
-    .abort_handle();
-    Ok(ClusterManager {
-        ag: config.name.clone(),
-        replica,
-        handle,
-        watch,
-        health,
-        thread: None,
-    })
+    }
+
+    /// R-FAIL-7 level 2 and up: a primary unresponsive for HEALTH_CHECK_TIMEOUT has failed.
+    /// Its lease is left to run out (never revoked: the replica may wake up before its own
+    /// deadline), then another may be promoted. Returns whether the check has tripped (and
+    /// not been reset by two seconds of health since).
+    fn check_health(&self, mut tripped: bool) -> bool {
+        use std::sync::atomic::Ordering;
+        let silent_ms = self
+            .clock
+            .now_ms()
+            .saturating_sub(self.health.load(Ordering::Relaxed));
+        let timeout_ms = self.health_timeout_ms;
+        if self.level >= 2
+            && !tripped
+            && silent_ms > timeout_ms
+            && self.manager.held_lease().is_some()
+        {
+            tracing::error!(silent_ms, health_timeout_ms = timeout_ms, level = self.level, "the primary is unresponsive (FAILURE_CONDITION_LEVEL >= 2): its lease is no longer renewed");
+            self.handle.stop_renewing();
+            tripped = true;
+        }
+        tripped && silent_ms > 2_000
+    }
 }
 
 impl ClusterManager {
@@ -234,7 +290,8 @@ impl ClusterManager {
     ///
     /// The manager runs on a thread of its own (like SQL Server's lease worker): a replica
     /// whose driver is busy or hung keeps renewing its lease, and the health check below
-    /// decides, by the group's FAILURE_CONDITION_LEVEL, whether that counts as a failure.
+    /// decides, by the group's FAILURE_CONDITION_LEVEL, whether that counts as a failure. Its
+    /// tasks run in the caller's span (the replica's).
     #[cfg(feature = "etcd")]
     pub async fn connect(
         settings: &ManagerSettings,
@@ -258,10 +315,10 @@ impl ClusterManager {
             })
             .map_err(|e| AdminRefusal::ClusterManager(format!("cannot start its thread: {e}")))?;
         let (settings, config) = (settings.clone(), config.clone());
+        let attach =
+            async move { attach(&settings, &config, replica, start, events, creating).await };
         let attached = spawner
-            .spawn(
-                async move { attach(&settings, &config, replica, start, events, creating).await },
-            )
+            .spawn(attach.instrument(tracing::Span::current()))
             .await
             .map_err(|e| AdminRefusal::ClusterManager(format!("its thread failed: {e}")))?;
         attached.map(|mut manager| {
@@ -326,5 +383,164 @@ impl ClusterManager {
     pub fn try_automatic_failover(&self) {
         #[cfg(feature = "etcd")]
         self.handle.try_automatic_failover();
+    }
+}
+
+/// The driver's side of the cluster manager: attaching it, keeping the group's configuration
+/// current in etcd, and asking for an automatic failover when nobody holds the lease.
+impl State {
+    /// The group and this replica's id, when `command` needs a cluster manager that is not
+    /// attached yet (or is attached for another group or replica).
+    pub(super) fn manager_needed(&self, command: &AdminCommand) -> Option<(AgConfig, ReplicaId)> {
+        let (AdminCommand::CreateAvailabilityGroup(config)
+        | AdminCommand::JoinAvailabilityGroup(config)) = command
+        else {
+            return None;
+        };
+        if config.cluster_type != ClusterType::External || self.replica.config().is_some() {
+            return None;
+        }
+        let me = config
+            .replicas
+            .iter()
+            .position(|r| r.name.eq_ignore_ascii_case(&self.name))
+            .map(|i| ReplicaId(i as u8))?;
+        match &self.manager {
+            Some(m) if m.ag == config.name && m.replica == me => None,
+            _ => Some((config.clone(), me)),
+        }
+    }
+
+    /// The primary keeps the group's configuration in etcd current: admin commands (an ALTER
+    /// of k, a failover) are the only way it changes.
+    pub(super) fn store_config_if_changed(&mut self) {
+        let (Some(manager), Some(config)) = (&self.manager, self.replica.config()) else {
+            return;
+        };
+        if self.replica.role() == Some(hadr_types::Role::Primary)
+            && self.stored_config.as_ref() != Some(config)
+        {
+            manager.store_config(config);
+            self.stored_config = Some(config.clone());
+        }
+    }
+
+    /// A replica recovered into an EXTERNAL group attaches to etcd in the background, trying
+    /// again every second: until then it cannot be promoted, and the core's RequestPromotion
+    /// is denied.
+    pub(super) fn attach_manager_on_recovery(&self) {
+        let (Some(config), Some(me)) = (self.replica.config().cloned(), self.replica.id()) else {
+            return;
+        };
+        if config.cluster_type != ClusterType::External {
+            return;
+        }
+        if let Err(refusal) = self.manager_settings.check() {
+            tracing::error!(replica = %self.name, %refusal, "the recovered group is CLUSTER_TYPE = EXTERNAL");
+            return;
+        }
+        let (settings, start, events) = (
+            self.manager_settings.clone(),
+            self.start,
+            self.events.clone(),
+        );
+        let task = async move {
+            loop {
+                match ClusterManager::connect(&settings, &config, me, start, events.clone(), None)
+                    .await
+                {
+                    Ok(manager) => {
+                        let _ = events.send(Event::ManagerAttached(manager));
+                        return;
+                    }
+                    Err(message) => {
+                        tracing::warn!(%message, "cannot attach to etcd yet; trying again in 1 s");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        };
+        tokio::spawn(task.instrument(self.span.clone()));
+    }
+
+    /// R-FAIL-2/7: nobody holds the primary's lease. The failure condition of every level
+    /// (1: server down or lease expired) has fired for the old primary, so a SYNCHRONOUS_COMMIT
+    /// replica with an automatic failover mode asks etcd to promote it; etcd grants it only if
+    /// the newest publication lists it as failover-ready (SYNCHRONIZED in every database,
+    /// R-QUORUM-4), the failure threshold allows it, and no other replica won first.
+    pub(super) fn consider_automatic_failover(&mut self, leader: Option<Leader>) {
+        let Some(manager) = &self.manager else { return };
+        if let Some(leader) = leader {
+            tracing::debug!(replica = %self.name, primary = leader.replica.0, term = leader.term, "lease holder");
+            return;
+        }
+        let (Some(config), Some(me)) = (self.replica.config(), self.replica.id()) else {
+            return;
+        };
+        let Some(mine) = config.replicas.get(usize::from(me.0)) else {
+            return;
+        };
+        if let Some(level) = self.faults.health_failed() {
+            tracing::debug!(replica = %self.name, level, "no automatic failover to a replica failed by an injected health fault");
+            return;
+        }
+        if self.faults.disk_stalled() {
+            tracing::debug!(replica = %self.name, "no automatic failover to a replica whose log disk is stalled");
+            return;
+        }
+        // A RESOLVING replica asks too, whatever its modes: if it is the primary etcd last
+        // recorded and no failover-ready replica takes over, etcd restores it (R-QUORUM-2).
+        let eligible = (mine.availability_mode == hadr_types::AvailabilityMode::SynchronousCommit
+            && matches!(
+                mine.failover_mode,
+                hadr_types::FailoverMode::Automatic | hadr_types::FailoverMode::External
+            )
+            && self.replica.role() != Some(hadr_types::Role::Primary))
+            || self.replica.role() == Some(hadr_types::Role::Resolving);
+        if eligible {
+            tracing::info!(replica = %self.name, "no primary holds the lease: asking etcd for an automatic failover");
+            manager.try_automatic_failover();
+        }
+    }
+
+    /// Attaches the cluster manager `command` needs (off this task), then lets the command go
+    /// on (`Event::AdminAttached`); a manager that cannot be attached answers it.
+    pub(super) fn attach_then(
+        &self,
+        config: AgConfig,
+        me: ReplicaId,
+        command: AdminCommand,
+        reply: oneshot::Sender<AdminAnswer>,
+    ) {
+        let (settings, start, events) = (
+            self.manager_settings.clone(),
+            self.start,
+            self.events.clone(),
+        );
+        let creating = matches!(command, AdminCommand::CreateAvailabilityGroup(_));
+        let task = async move {
+            let attached = ClusterManager::connect(
+                &settings,
+                &config,
+                me,
+                start,
+                events.clone(),
+                Some(creating),
+            )
+            .await;
+            match attached {
+                Ok(manager) => {
+                    let _ = events.send(Event::AdminAttached {
+                        manager,
+                        command,
+                        reply,
+                    });
+                }
+                Err(refusal) => {
+                    let _ = reply.send(Err(refusal));
+                }
+            }
+        };
+        tokio::spawn(task.instrument(self.span.clone()));
     }
 }

@@ -399,6 +399,7 @@ impl State {
 mod relay {
     use tokio::net::{TcpListener, TcpStream};
     use tokio::sync::{oneshot, watch};
+    use tracing::Instrument;
 
     /// One loopback listener per etcd endpoint, relaying each connection to it byte for byte,
     /// on a thread of its own (a stalled driver must not stall the lease renewals). While cut,
@@ -430,6 +431,8 @@ mod relay {
             }
             let (cut, watching) = watch::channel(false);
             let (stop, stopped) = oneshot::channel::<()>();
+            // The relay's tasks run in the replica's span (the caller's).
+            let span = tracing::Span::current();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -441,7 +444,9 @@ mod relay {
                         for (listener, upstream) in routes {
                             match TcpListener::from_std(listener) {
                                 Ok(listener) => {
-                                    tokio::spawn(relay(listener, upstream, watching.clone()));
+                                    let relay =
+                                        relay(listener, upstream, watching.clone(), span.clone());
+                                    tokio::spawn(relay.instrument(span.clone()));
                                 }
                                 Err(error) => {
                                     tracing::error!(%upstream, %error, "the relay to etcd cannot accept");
@@ -483,7 +488,12 @@ mod relay {
             .then(|| rest.to_owned())
     }
 
-    async fn relay(listener: TcpListener, upstream: String, cut: watch::Receiver<bool>) {
+    async fn relay(
+        listener: TcpListener,
+        upstream: String,
+        cut: watch::Receiver<bool>,
+        span: tracing::Span,
+    ) {
         loop {
             let mut client = match listener.accept().await {
                 Ok((client, _)) => client,
@@ -499,7 +509,7 @@ mod relay {
             }
             let mut cut = cut.clone();
             let upstream = upstream.clone();
-            tokio::spawn(async move {
+            let connection = async move {
                 let relayed = async {
                     let mut server = TcpStream::connect(&upstream).await?;
                     let _ = client.set_nodelay(true);
@@ -516,7 +526,8 @@ mod relay {
                         tracing::debug!(%upstream, "fault injection: a connection to etcd closed (cut)");
                     }
                 }
-            });
+            };
+            tokio::spawn(connection.instrument(span.clone()));
         }
     }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
+use tracing::Instrument;
 
 /// How long the peer has to send its preface.
 const PREFACE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,16 +46,20 @@ pub(crate) struct PeerNet {
     redial: Notify,
     /// The peers this replica is partitioned from (fault injection).
     partitioned: Partitioned,
+    /// The replica's span: every task of the peer network runs in it.
+    span: tracing::Span,
 }
 
 impl PeerNet {
-    /// Starts accepting on `listener` and dialing every peer with a higher id.
+    /// Starts accepting on `listener` and dialing every peer with a higher id, in tasks of
+    /// `span` (the replica's).
     pub(crate) fn start(
         config: &AgConfig,
         me: ReplicaId,
         events: mpsc::UnboundedSender<Event>,
         listener: TcpListener,
         partitioned: Partitioned,
+        span: tracing::Span,
     ) -> Arc<PeerNet> {
         let replicas = config
             .replicas
@@ -75,8 +80,9 @@ impl PeerNet {
             current: Mutex::new(HashMap::new()),
             redial: Notify::new(),
             partitioned,
+            span,
         });
-        tokio::spawn(accept_loop(net.clone(), listener));
+        tokio::spawn(accept_loop(net.clone(), listener).instrument(net.span.clone()));
         for peer in net.replicas.iter().filter(|r| r.id > me) {
             let mode = config.replicas[usize::from(peer.id.0)].availability_mode;
             if mode == hadr_types::AvailabilityMode::ConfigurationOnly {
@@ -84,7 +90,8 @@ impl PeerNet {
             }
             match &peer.address {
                 Some(address) => {
-                    tokio::spawn(dial_loop(net.clone(), peer.id, address.clone()));
+                    let dial = dial_loop(net.clone(), peer.id, address.clone());
+                    tokio::spawn(dial.instrument(net.span.clone()));
                 }
                 None => tracing::warn!(peer = %peer.name, "no usable ENDPOINT_URL: not dialing it"),
             }
@@ -164,11 +171,15 @@ async fn accept_loop(net: Arc<PeerNet>, listener: TcpListener) {
         match listener.accept().await {
             Ok((stream, from)) => {
                 let net = net.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = handshake(&net, stream, None).await {
-                        tracing::warn!(%from, %error, "refused a peer connection");
+                let span = net.span.clone();
+                tokio::spawn(
+                    async move {
+                        if let Err(error) = handshake(&net, stream, None).await {
+                            tracing::warn!(%from, %error, "refused a peer connection");
+                        }
                     }
-                });
+                    .instrument(span),
+                );
             }
             Err(error) => {
                 tracing::warn!(%error, "accepting a peer connection failed");
@@ -238,22 +249,28 @@ async fn handshake(
     // The reader starts only once `PeerOpened` is queued: the driver must learn of the
     // connection before any message read from it.
     let (go, gate) = tokio::sync::oneshot::channel::<()>();
-    let reader = tokio::spawn({
-        let events = events.clone();
-        async move {
-            if gate.await.is_ok() {
-                read_loop(events, peer, connection, read_half, buffer, partitioned).await;
+    let reader = tokio::spawn(
+        {
+            let events = events.clone();
+            async move {
+                if gate.await.is_ok() {
+                    read_loop(events, peer, connection, read_half, buffer, partitioned).await;
+                }
             }
         }
-    });
-    let writer = tokio::spawn(write_loop(
-        events.clone(),
-        peer,
-        connection,
-        write_half,
-        writer_rx,
-        net.partitioned.clone(),
-    ));
+        .instrument(net.span.clone()),
+    );
+    let writer = tokio::spawn(
+        write_loop(
+            events.clone(),
+            peer,
+            connection,
+            write_half,
+            writer_rx,
+            net.partitioned.clone(),
+        )
+        .instrument(net.span.clone()),
+    );
     tracing::info!(%peer, %connection, "peer connected");
     let _ = events.send(Event::PeerOpened {
         peer,
