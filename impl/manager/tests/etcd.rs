@@ -625,10 +625,10 @@ async fn a_watching_secondary_fails_over_automatically_when_the_lease_vanishes()
     assert_eq!(gone.leader, None);
     let noticed_at = clock.now_ms();
     assert!(
-        handle3.try_automatic_failover(),
+        handle3.ask_promotion(PromotionKind::Automatic),
         "not failover-ready: denied silently"
     );
-    assert!(handle2.try_automatic_failover());
+    assert!(handle2.ask_promotion(PromotionKind::Automatic));
     let (t, event) = recv(&mut events2).await;
     let ManagerEvent::Promote {
         kind,

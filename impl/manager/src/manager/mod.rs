@@ -226,18 +226,11 @@ impl ManagerHandle {
         self.commands.send(Command::Core(request)).is_ok()
     }
 
-    /// Queues an automatic-failover attempt of this replica (R-FAIL-2), which the core did not
-    /// ask for: a grant reaches the sink as `Promote { kind: Automatic, .. }`, a denial is
-    /// dropped (the core has no request to answer). Call it when [`EtcdManager::watch_leader`]
-    /// shows no leader and the node's failure policy (R-FAIL-7) agrees; the manager itself
-    /// refuses replicas that are not failover-ready in the newest publication.
-    pub fn try_automatic_failover(&self) -> bool {
-        self.ask_promotion(PromotionKind::Automatic)
-    }
-
-    /// Asks for the promotion [`hadr_core::policy::asks_for_automatic_failover`] chose
-    /// ([`Automatic`](PromotionKind::Automatic) or [`Restore`](PromotionKind::Restore)) when
-    /// nobody holds the lease; a denial is not answered.
+    /// Queues a promotion of this replica that the core did not ask for: the automatic
+    /// failover (R-FAIL-2) or the restore (R-QUORUM-2) that
+    /// [`hadr_core::policy::asks_for_automatic_failover`] chose, when
+    /// [`EtcdManager::watch_leader`] shows no leader. A grant reaches the sink as `Promote`; a
+    /// denial of the policy is dropped (the core has no request to answer).
     pub fn ask_promotion(&self, kind: PromotionKind) -> bool {
         self.commands
             .send(Command::TryAutomaticFailover(kind))

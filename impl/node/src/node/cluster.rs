@@ -378,11 +378,13 @@ impl ClusterManager {
         self.handle.stop_renewing();
     }
 
-    /// Asks etcd for an automatic promotion of this replica; etcd grants it only if the newest
-    /// publication lists this replica as failover-ready and the failure threshold allows it.
-    pub fn try_automatic_failover(&self) {
+    /// Asks etcd for the promotion of this replica that the policy chose (`Automatic` or
+    /// `Restore`); etcd's policy decides whether it is granted.
+    pub fn ask_promotion(&self, kind: hadr_core::PromotionKind) {
         #[cfg(feature = "etcd")]
-        self.handle.try_automatic_failover();
+        self.handle.ask_promotion(kind);
+        #[cfg(not(feature = "etcd"))]
+        let _ = kind;
     }
 }
 
@@ -464,10 +466,10 @@ impl State {
     }
 
     /// R-FAIL-2/7: nobody holds the primary's lease. The failure condition of every level
-    /// (1: server down or lease expired) has fired for the old primary, so a SYNCHRONOUS_COMMIT
-    /// replica with an automatic failover mode asks etcd to promote it; etcd grants it only if
-    /// the newest publication lists it as failover-ready (SYNCHRONIZED in every database,
-    /// R-QUORUM-4), the failure threshold allows it, and no other replica won first.
+    /// (1: server down or lease expired) has fired for the old primary; the manager's policy
+    /// says what this replica asks for ([`hadr_core::policy::asks_for_automatic_failover`]:
+    /// an automatic failover, which etcd grants only to a failover-ready replica of the newest
+    /// publication within the failure threshold, or its restore as the recorded primary).
     pub(super) fn consider_automatic_failover(&mut self, leader: Option<Leader>) {
         let Some(manager) = &self.manager else { return };
         if let Some(leader) = leader {
@@ -480,26 +482,24 @@ impl State {
         let Some(mine) = config.replicas.get(usize::from(me.0)) else {
             return;
         };
-        if let Some(level) = self.faults.health_failed() {
-            tracing::debug!(replica = %self.name, level, "no automatic failover to a replica failed by an injected health fault");
-            return;
-        }
-        if self.faults.disk_stalled() {
-            tracing::debug!(replica = %self.name, "no automatic failover to a replica whose log disk is stalled");
-            return;
-        }
-        // A RESOLVING replica asks too, whatever its modes: if it is the primary etcd last
-        // recorded and no failover-ready replica takes over, etcd restores it (R-QUORUM-2).
-        let eligible = (mine.availability_mode == hadr_types::AvailabilityMode::SynchronousCommit
-            && matches!(
-                mine.failover_mode,
-                hadr_types::FailoverMode::Automatic | hadr_types::FailoverMode::External
-            )
-            && self.replica.role() != Some(hadr_types::Role::Primary))
-            || self.replica.role() == Some(hadr_types::Role::Resolving);
-        if eligible {
-            tracing::info!(replica = %self.name, "no primary holds the lease: asking etcd for an automatic failover");
-            manager.try_automatic_failover();
+        let health_failed = self.faults.health_failed();
+        let ask = hadr_core::policy::asks_for_automatic_failover(
+            mine,
+            self.replica.role(),
+            health_failed.is_some(),
+            self.faults.disk_stalled(),
+        );
+        match ask {
+            Some(kind) => {
+                tracing::info!(replica = %self.name, ?kind, "no primary holds the lease: asking etcd for a promotion");
+                manager.ask_promotion(kind);
+            }
+            None => tracing::debug!(
+                replica = %self.name,
+                health_failed = ?health_failed,
+                disk_stalled = self.faults.disk_stalled(),
+                "no primary holds the lease: not a candidate"
+            ),
         }
     }
 
