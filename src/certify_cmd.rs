@@ -4,7 +4,7 @@
 use crate::cli::CertifyArgs;
 use crate::reference_sut::Reference;
 use crate::Exit;
-use hadr_conformance::certify::{certify, load_corpus, load_scenarios, CorpusError};
+use hadr_conformance::certify::{certify, load_corpus, load_scenarios, CorpusError, JunitError};
 use hadr_conformance::external::External;
 use hadr_conformance::generate::{random_walks, GenerateError};
 use hadr_conformance::model_sut::ModelSut;
@@ -46,6 +46,14 @@ pub enum CertifyError {
     #[cfg(feature = "mutants")]
     #[error(transparent)]
     UnknownMutant(#[from] hadr_core::mutants::UnknownMutant),
+    /// The JUnit XML of the certificate could not be made.
+    #[error("cannot write the JUnit report {path}: {source}")]
+    Junit {
+        /// The file it was for.
+        path: PathBuf,
+        /// What went wrong.
+        source: JunitError,
+    },
     /// A report file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -156,7 +164,11 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
         })
     };
     if let Some(path) = &args.junit {
-        write(path, certificate.junit())?;
+        let xml = certificate.junit().map_err(|source| CertifyError::Junit {
+            path: path.clone(),
+            source,
+        })?;
+        write(path, xml)?;
     }
     if let Some(dir) = &args.save_failures {
         std::fs::create_dir_all(dir).map_err(|source| CertifyError::Write {
