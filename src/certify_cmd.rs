@@ -2,6 +2,7 @@
 //! certificate (hadr-conformance).
 
 use crate::cli::CertifyArgs;
+use crate::progress::Line;
 use crate::reference_sut::Reference;
 use crate::Exit;
 use hadr_conformance::certify::{certify, load_corpus, load_scenarios, CorpusError, JunitError};
@@ -64,6 +65,10 @@ pub enum CertifyError {
     },
 }
 
+/// The progress line's template on a terminal ([`crate::progress`]): scenarios run, and the
+/// verdict and purpose of the last one.
+pub(crate) const PROGRESS: &str = "[{pos:>3}/{len}] {msg}";
+
 /// Runs `hadr certify`: exit 0 when every scenario passes, 1 otherwise.
 pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
     if args.list_mutants {
@@ -122,9 +127,10 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
         hash = format!("{hash}+seed{seed}:{}x{}", args.walks, args.walk_length);
     }
     let total = scenarios.len();
-    // Progress on stderr: one line rewritten in place on a terminal; otherwise (CI logs) one
-    // line per scenario, with how long it took, since a system on real time takes minutes.
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Progress on stderr: one line redrawn in place on a terminal (not with --json); otherwise
+    // (CI logs) one line per scenario, with how long it took, since a system on real time takes
+    // minutes.
+    let progress = Line::new(PROGRESS, Some(total as u64), !args.json);
     let started = std::time::Instant::now();
     let mut last = started;
     let certificate = certify(
@@ -133,14 +139,9 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
         &mut *make,
         !args.no_shrink,
         &mut |i, r| {
-            if terminal && !args.json {
-                eprint!(
-                    "\r[{:>3}/{total}] {:<5} {:<40}",
-                    i + 1,
-                    r.verdict,
-                    r.purpose
-                );
-            } else if !terminal {
+            if progress.is_drawn() {
+                progress.set(i as u64 + 1, format!("{:<5} {}", r.verdict, r.purpose));
+            } else if !progress.is_terminal() {
                 let now = std::time::Instant::now();
                 eprintln!(
                     "[{:>3}/{total}] {:<5} {} ({:.1} s, {:.0} s in all)",
@@ -154,9 +155,7 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
             }
         },
     );
-    if terminal && !args.json {
-        eprintln!("\r{:<60}", "");
-    }
+    progress.clear();
     let write = |path: &PathBuf, text: String| {
         std::fs::write(path, text).map_err(|source| CertifyError::Write {
             path: path.clone(),
