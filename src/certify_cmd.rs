@@ -2,9 +2,10 @@
 //! certificate (hadr-conformance).
 
 use crate::cli::CertifyArgs;
+use crate::progress::Line;
 use crate::reference_sut::Reference;
 use crate::Exit;
-use hadr_conformance::certify::{certify, load_corpus, load_scenarios, CorpusError};
+use hadr_conformance::certify::{certify, load_corpus, load_scenarios, CorpusError, JunitError};
 use hadr_conformance::external::External;
 use hadr_conformance::generate::{random_walks, GenerateError};
 use hadr_conformance::model_sut::ModelSut;
@@ -46,6 +47,14 @@ pub enum CertifyError {
     #[cfg(feature = "mutants")]
     #[error(transparent)]
     UnknownMutant(#[from] hadr_core::mutants::UnknownMutant),
+    /// The JUnit XML of the certificate could not be made.
+    #[error("cannot write the JUnit report {path}: {source}")]
+    Junit {
+        /// The file it was for.
+        path: PathBuf,
+        /// What went wrong.
+        source: JunitError,
+    },
     /// A report file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -55,6 +64,10 @@ pub enum CertifyError {
         source: std::io::Error,
     },
 }
+
+/// The progress line's template on a terminal ([`crate::progress`]): scenarios run, and the
+/// verdict and purpose of the last one.
+pub(crate) const PROGRESS: &str = "[{pos:>3}/{len}] {msg}";
 
 /// Runs `hadr certify`: exit 0 when every scenario passes, 1 otherwise.
 pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
@@ -114,9 +127,10 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
         hash = format!("{hash}+seed{seed}:{}x{}", args.walks, args.walk_length);
     }
     let total = scenarios.len();
-    // Progress on stderr: one line rewritten in place on a terminal; otherwise (CI logs) one
-    // line per scenario, with how long it took, since a system on real time takes minutes.
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Progress on stderr: one line redrawn in place on a terminal (not with --json); otherwise
+    // (CI logs) one line per scenario, with how long it took, since a system on real time takes
+    // minutes.
+    let progress = Line::new(PROGRESS, Some(total as u64), !args.json);
     let started = std::time::Instant::now();
     let mut last = started;
     let certificate = certify(
@@ -125,14 +139,9 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
         &mut *make,
         !args.no_shrink,
         &mut |i, r| {
-            if terminal && !args.json {
-                eprint!(
-                    "\r[{:>3}/{total}] {:<5} {:<40}",
-                    i + 1,
-                    r.verdict,
-                    r.purpose
-                );
-            } else if !terminal {
+            if progress.is_drawn() {
+                progress.set(i as u64 + 1, format!("{:<5} {}", r.verdict, r.purpose));
+            } else if !progress.is_terminal() {
                 let now = std::time::Instant::now();
                 eprintln!(
                     "[{:>3}/{total}] {:<5} {} ({:.1} s, {:.0} s in all)",
@@ -146,9 +155,7 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
             }
         },
     );
-    if terminal && !args.json {
-        eprintln!("\r{:<60}", "");
-    }
+    progress.clear();
     let write = |path: &PathBuf, text: String| {
         std::fs::write(path, text).map_err(|source| CertifyError::Write {
             path: path.clone(),
@@ -156,7 +163,11 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
         })
     };
     if let Some(path) = &args.junit {
-        write(path, certificate.junit())?;
+        let xml = certificate.junit().map_err(|source| CertifyError::Junit {
+            path: path.clone(),
+            source,
+        })?;
+        write(path, xml)?;
     }
     if let Some(dir) = &args.save_failures {
         std::fs::create_dir_all(dir).map_err(|source| CertifyError::Write {

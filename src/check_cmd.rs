@@ -5,6 +5,7 @@
 
 use crate::cli::CheckArgs;
 use crate::format::{count, describe_config, seconds};
+use crate::progress::Line;
 use crate::{load_config, load_tsql, parse_mutant, CliError, Exit};
 use hadr_model::{
     check, CheckOptions, CheckReport, ModelConfig, Mutant, Pass, Progress, PropertyGroup,
@@ -12,7 +13,7 @@ use hadr_model::{
 };
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// Runs `hadr check`.
@@ -324,62 +325,56 @@ impl<'a> JsonReport<'a> {
     }
 }
 
-/// The progress line on standard error.
+/// The progress line's template ([`crate::progress`]): the line is made here.
+pub(crate) const PROGRESS: &str = "{msg}";
+
+/// The progress line on standard error: redrawn at every report of the checker on a terminal,
+/// a plain line every 5 s otherwise (a CI log), none with `--quiet`.
 struct ProgressLine {
-    quiet: bool,
-    terminal: bool,
+    line: Line,
+    /// Standard error is no terminal: plain lines, every [`LOG_EVERY`].
+    log: bool,
     last: Option<Instant>,
-    drawn: bool,
 }
+
+/// How often a plain progress line is printed where standard error is not a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(5);
 
 impl ProgressLine {
     fn new(quiet: bool) -> Self {
+        let line = Line::new(PROGRESS, None, !quiet);
         ProgressLine {
-            quiet,
-            terminal: std::io::stderr().is_terminal(),
+            log: !quiet && !line.is_terminal(),
+            line,
             last: None,
-            drawn: false,
         }
     }
 
     fn show(&mut self, p: &Progress) {
-        if self.quiet {
-            return;
-        }
-        let every = if self.terminal {
-            Duration::ZERO
-        } else {
-            Duration::from_secs(5)
+        let text = || {
+            format!(
+                "{} {} states · {} unique · {} states/s · queue {} · depth {} · {}",
+                match p.pass {
+                    Pass::Search => "searching:",
+                    Pass::Focus => "shortest paths:",
+                },
+                count(p.states as u64),
+                count(p.unique_states as u64),
+                count(p.states_per_sec() as u64),
+                count(p.queue),
+                p.max_depth,
+                seconds(p.elapsed)
+            )
         };
-        if self.last.is_some_and(|t| t.elapsed() < every) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        let line = format!(
-            "{} {} states · {} unique · {} states/s · queue {} · depth {} · {}",
-            match p.pass {
-                Pass::Search => "searching:",
-                Pass::Focus => "shortest paths:",
-            },
-            count(p.states as u64),
-            count(p.unique_states as u64),
-            count(p.states_per_sec() as u64),
-            count(p.queue),
-            p.max_depth,
-            seconds(p.elapsed)
-        );
-        let mut err = std::io::stderr().lock();
-        if self.terminal {
-            let _ = write!(err, "\r\x1b[2K{line}");
-            self.drawn = true;
-        } else {
-            let _ = writeln!(err, "{line}");
+        if self.line.is_drawn() {
+            self.line.set_message(text());
+        } else if self.log && self.last.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            self.last = Some(Instant::now());
+            eprintln!("{}", text());
         }
     }
 
     fn finish(&mut self) {
-        if self.drawn {
-            let _ = writeln!(std::io::stderr());
-        }
+        self.line.finish();
     }
 }

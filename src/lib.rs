@@ -19,6 +19,7 @@ pub mod failover;
 pub mod format;
 pub mod listener_cmd;
 pub mod local_cluster;
+pub mod progress;
 pub mod reference_sut;
 pub mod replica_cmd;
 pub mod trace_cmd;

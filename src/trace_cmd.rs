@@ -4,6 +4,7 @@
 //! the same files, byte for byte.
 
 use crate::cli::TraceGenerateArgs;
+use crate::progress::Line;
 use crate::Exit;
 use hadr_conformance::{generate, Corpus, GenerateOptions};
 use serde::Serialize;
@@ -121,6 +122,9 @@ pub fn write_corpus(
     std::fs::write(&path, text).map_err(write_err(&path))
 }
 
+/// The progress line's template on a terminal ([`crate::progress`]).
+pub(crate) const PROGRESS: &str = "generating: {msg}";
+
 /// Runs `hadr trace generate`: exit 0 when the corpus covers every applicable action kind and
 /// every hazard, 1 when something is missing (the corpus is written anyway).
 pub fn run(args: &TraceGenerateArgs) -> Result<Exit, TraceError> {
@@ -144,19 +148,18 @@ pub fn run(args: &TraceGenerateArgs) -> Result<Exit, TraceError> {
         threads: 1,
         kills_per_mutant: args.kills_per_mutant,
     };
-    let quiet = args.json || !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Progress on a terminal only (not with --json): what is being generated.
+    let progress = Line::new(PROGRESS, None, !args.json);
     let corpus = generate(&text, &options, &mut |target| {
-        if !quiet {
-            eprint!("\rgenerating: {target:<40}");
+        if progress.is_drawn() {
+            progress.set_message(target.to_owned());
         }
-    })
-    .map_err(|source| TraceError::Generate {
+    });
+    progress.clear();
+    let corpus = corpus.map_err(|source| TraceError::Generate {
         path: label.clone(),
         source,
     })?;
-    if !quiet {
-        eprintln!("\r{:<60}", "");
-    }
     write_corpus(&args.out, &corpus, &options)?;
     let steps: usize = corpus.scenarios.iter().map(|s| s.steps.len()).sum();
     if args.json {

@@ -5,6 +5,7 @@ use crate::diagnose::diagnose;
 use crate::judge::{diff, judge, Disagreement, Verdict};
 use crate::scenario::{Coverage, Scenario};
 use crate::sut::Sut;
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,9 @@ pub struct ScenarioResult {
     #[serde(skip)]
     pub failing_scenario: Option<Scenario>,
 }
+
+/// Why the JUnit XML of a certificate could not be written ([`Certificate::junit`]).
+pub use quick_junit::SerializeError as JunitError;
 
 /// How many other nearly-closest allowed observations a failure is also compared with.
 pub const ALTERNATIVES: usize = 2;
@@ -466,48 +470,104 @@ impl Certificate {
         out
     }
 
-    /// The certificate as JUnit XML (one test case per scenario).
-    pub fn junit(&self) -> String {
-        let escape = |s: &str| {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('"', "&quot;")
-        };
-        let mut out = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"hadr certify {}\" tests=\"{}\" failures=\"{}\" errors=\"{}\">\n",
-            escape(&self.sut),
-            self.scenarios,
-            self.failed,
-            self.errors + self.too_broad
-        );
+    /// The certificate as JUnit XML: one test suite named `hadr certify SUT`, one test case per
+    /// scenario (class name the system under test, name the file and purpose); a failure is a
+    /// `<failure>` with the step and the rules as its message and the diff as its text, an error
+    /// or a scenario too broad to judge an `<error>`.
+    pub fn junit(&self) -> Result<String, JunitError> {
+        let mut suite = TestSuite::new(format!("hadr certify {}", self.sut));
         for r in &self.results {
-            out += &format!(
-                "  <testcase classname=\"{}\" name=\"{}\">",
-                escape(&self.sut),
-                escape(&format!("{} {}", r.file, r.purpose))
-            );
-            match r.verdict {
+            let step = r.step.unwrap_or(0);
+            let status = match r.verdict {
                 "fail" => {
-                    out += &format!(
-                        "<failure message=\"step {}: {}\">{}</failure>",
-                        r.step.unwrap_or(0),
-                        escape(&r.rules.join(", ")),
-                        escape(&r.diff.join("\n"))
-                    )
+                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    status.set_message(format!("step {step}: {}", r.rules.join(", ")));
+                    if !r.diff.is_empty() {
+                        status.set_description(r.diff.join("\n"));
+                    }
+                    status
                 }
                 "error" | "too_broad" => {
-                    out += &format!(
-                        "<error message=\"step {}\">{}</error>",
-                        r.step.unwrap_or(0),
-                        escape(r.error.as_deref().unwrap_or_default())
-                    )
+                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+                    status.set_message(format!("step {step}"));
+                    if let Some(error) = &r.error {
+                        status.set_description(error.as_str());
+                    }
+                    status
                 }
-                _ => {}
-            }
-            out += "</testcase>\n";
+                _ => TestCaseStatus::success(),
+            };
+            let mut case = TestCase::new(format!("{} {}", r.file, r.purpose), status);
+            case.set_classname(self.sut.as_str());
+            suite.add_test_case(case);
         }
-        out += "</testsuite>\n";
-        out
+        let mut report = Report::new("hadr certify");
+        report.add_test_suite(suite);
+        report.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(file: &str, verdict: &'static str) -> ScenarioResult {
+        ScenarioResult {
+            file: file.to_owned(),
+            purpose: "H1".to_owned(),
+            verdict,
+            step: None,
+            actions: Vec::new(),
+            unshrunk_steps: None,
+            rules: Vec::new(),
+            like: Vec::new(),
+            diff: Vec::new(),
+            alternatives: Vec::new(),
+            error: None,
+            failing_scenario: None,
+        }
+    }
+
+    /// The JUnit XML as CI tools read it (snapshot): a suite named after the system, a test
+    /// case per scenario, a failure with its step, rules and diff, an error (and a scenario
+    /// too broad to judge) with its step and what went wrong, every text escaped; and it reads
+    /// back with the same counts.
+    #[test]
+    fn the_junit_report_of_a_certificate() {
+        let mut fail = result("001-H2.json", "fail");
+        fail.step = Some(3);
+        fail.rules = vec!["R-COMMIT-2", "R-COMMIT-6"];
+        fail.diff = vec![
+            "transactions[0].outcome: \"pending\" → \"acknowledged\"".to_owned(),
+            "replicas[1].role: <none> → SECONDARY & more".to_owned(),
+        ];
+        let mut error = result("002-H3.json", "error");
+        error.step = Some(0);
+        error.error = Some("the driver `x <y> & 'z'` is not running".to_owned());
+        let mut too_broad = result("003-H4.json", "too_broad");
+        too_broad.step = Some(5);
+        too_broad.error = Some("after step 5 the model may be in more than 10 states".to_owned());
+        let results = vec![result("000-H1.json", "pass"), fail, error, too_broad];
+        let certificate = certificate(
+            "external:sh -c \"./driver\"".to_owned(),
+            "0123456789abcdef".to_owned(),
+            crate::adequacy::Measure::default(),
+            results,
+        );
+        let xml = certificate.junit().unwrap();
+        insta::assert_snapshot!(xml);
+
+        let report = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+        assert_eq!(
+            (report.tests, report.failures, report.errors),
+            (4, 1, 2),
+            "{xml}"
+        );
+        let suite = &report.test_suites[0];
+        assert_eq!(
+            suite.name.as_str(),
+            "hadr certify external:sh -c \"./driver\""
+        );
+        assert_eq!(suite.test_cases[1].name.as_str(), "001-H2.json H1");
     }
 }

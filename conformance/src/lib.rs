@@ -26,7 +26,6 @@ pub mod adequacy;
 pub mod certify;
 pub mod diagnose;
 pub mod external;
-pub mod fxhash;
 pub mod generate;
 pub mod judge;
 pub mod lockstep;

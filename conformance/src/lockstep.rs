@@ -13,6 +13,7 @@ use crate::refine::{is_environment, Refinement, TooBroad};
 use crate::sut::{Sut, SutError};
 use hadr_model::{Action, AgModel, ModelConfig};
 use hadr_types::Observation;
+use rustc_hash::{FxBuildHasher, FxHasher};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -86,9 +87,11 @@ const CACHE_STATES: usize = 1_000_000;
 /// A run prefix: its actions, and a hash of every observation the system showed along it.
 type Prefix = (Vec<Action>, u64);
 
+/// Hashed with FxHash (rustc-hash): the keys come from the model and the system's observations,
+/// never from an adversary, so SipHash's resistance to flooding buys nothing here.
 #[derive(Default)]
 struct Cache {
-    after: HashMap<Prefix, Next, crate::fxhash::FxBuild>,
+    after: HashMap<Prefix, Next, FxBuildHasher>,
     states: usize,
 }
 
@@ -232,7 +235,7 @@ impl Lockstep {
             return Ok(actions);
         };
         let mut history: Vec<Observation> = Vec::new();
-        let mut seen = crate::fxhash::FxHasher::default();
+        let mut seen = FxHasher::default();
         let mut spec = initial.clone();
         let observed = sut.observe().map_err(|e| failed(&actions, e))?;
         if !spec.observe(&observed) {

@@ -17,9 +17,9 @@
 //! An empty set is a failure: no behaviour of the spec explains what was seen, *given what was
 //! seen before*. A set that grows past its cap is reported as too broad to judge, never passed.
 
-use crate::fxhash::FxBuild;
 use hadr_model::{Action, AgModel, State};
 use hadr_types::Observation;
+use rustc_hash::FxBuildHasher;
 use std::collections::{HashMap, HashSet};
 
 /// How many states the closure of one step may reach before the judge gives up on a scenario
@@ -73,7 +73,9 @@ impl Closure {
             .filter(|a| !is_environment(a))
             .copied()
             .collect();
-        let mut index: HashMap<State, u32, FxBuild> = HashMap::default();
+        // FxHash (rustc-hash): the keys are the model's own states, so SipHash's resistance to
+        // flooding buys nothing, and hashing states is most of the time a closure takes.
+        let mut index: HashMap<State, u32, FxBuildHasher> = HashMap::default();
         let mut states: Vec<State> = Vec::new();
         for s in start {
             if !index.contains_key(&s) {
