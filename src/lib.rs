@@ -17,7 +17,7 @@ pub const NO_ETCD_SUPPORT: &str = "this hadr was built without etcd support: reb
 #[cfg(feature = "etcd")]
 pub mod failover;
 pub mod format;
-pub use hadr_listener as listener_cmd;
+pub mod listener_cmd;
 pub mod local_cluster;
 pub mod reference_sut;
 pub mod replica_cmd;

@@ -1,4 +1,6 @@
-//! `hadr listener`: the availability group listener (R-READ-3). One stable address for
+//! # hadr-listener: the availability group listener (R-READ-3)
+//!
+//! Part of the reference implementation, run as `hadr listener`. One stable address for
 //! clients of the client API: a connection is routed by its first request line. A connection
 //! that starts with `{"op":"intent","intent":"read_only"}` is read-intent and goes to the first
 //! available replica of the primary's READ_ONLY_ROUTING_LIST (a group round-robin), or to the
@@ -9,6 +11,10 @@
 //! The listener learns the topology by polling each replica's admin API (`/status` for the
 //! role, `/ag/config` of the primary for the routing list) every 200 ms, so it follows
 //! failovers (manual, forced or automatic) within that period.
+//!
+//! Start reading at [`serve`]; the routing decision is [`Router::route`], apart from the I/O.
+
+#![warn(missing_docs)]
 
 use hadr_node::api::AdminClient;
 use hadr_types::{AgConfig, PrimaryConnections, SecondaryConnections};
@@ -395,21 +401,6 @@ pub async fn serve(config: ListenerConfig) -> Result<(), ListenerError> {
             tracing::error!("the topology refresher stopped");
         }
     }
-}
-
-/// `hadr listener --config FILE`.
-pub fn run(path: &Path) -> Result<(), ListenerError> {
-    let config = ListenerConfig::load(path)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(ListenerError::Runtime)?;
-    runtime.block_on(async {
-        tokio::select! {
-            result = serve(config) => result,
-            _ = tokio::signal::ctrl_c() => Ok(()),
-        }
-    })
 }
 
 #[cfg(test)]
