@@ -2,13 +2,13 @@
 //! certificate (hadr-conformance).
 
 use crate::cli::CertifyArgs;
-use crate::reference_sut::Reference;
 use crate::Exit;
+use hadr_adapters::external::External;
+use hadr_adapters::reference::Reference;
+use hadr_adapters::reference_sim::ReferenceSim;
 use hadr_conformance::certify::{certify, load_corpus, load_scenarios, CorpusError};
-use hadr_conformance::external::External;
 use hadr_conformance::generate::{random_walks, GenerateError};
 use hadr_conformance::model_sut::ModelSut;
-use hadr_conformance::sim::ReferenceSim;
 use hadr_conformance::sut::{ShortTimeouts, Sut, SutError};
 use hadr_conformance::Scenario;
 use std::path::PathBuf;

@@ -16,7 +16,6 @@ pub mod explore_cmd;
 pub const NO_ETCD_SUPPORT: &str = "this hadr was built without etcd support: rebuild with `cargo build --release --features etcd` (needs protoc: apt-get install -y protobuf-compiler) and install etcd (apt-get install -y etcd-server)";
 pub mod format;
 pub mod listener_cmd;
-pub mod reference_sut;
 pub mod replica_cmd;
 pub mod trace_cmd;
 pub mod validate_cmd;

@@ -1,9 +1,9 @@
 //! `hadr validate`'s checker: event logs of runs of the reference core validate; tampered
 //! ones are refused with the rule they break; malformed ones are bad input.
 
+use hadr_adapters::reference_sim::ReferenceSim;
 use hadr_conformance::certify::load_corpus;
 use hadr_conformance::scenario::Scenario;
-use hadr_conformance::sim::ReferenceSim;
 use hadr_conformance::sut::Sut;
 use hadr_conformance::validate::{
     merge, parse_file, validate, EventLog, LogError, Verdict, MAX_FRONTIER,
@@ -14,7 +14,7 @@ use hadr_types::{CommitOutcome, Observation, SyncState};
 use std::path::Path;
 
 fn corpus() -> Vec<(String, Scenario)> {
-    load_corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"))
+    load_corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/corpus"))
         .unwrap()
         .0
 }

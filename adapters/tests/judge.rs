@@ -1,13 +1,13 @@
 //! The judge is sound: it fails what the spec does not allow *given what the system showed
 //! before* (issue 15), and the committed corpus catches every spec mutant.
 
+use hadr_adapters::reference_sim::ReferenceSim;
 use hadr_conformance::adequacy::{applicable_mutants, mutant_kills};
 use hadr_conformance::certify::{certify, load_corpus, Certificate};
 use hadr_conformance::generate::{random_walks, scenario_of};
 use hadr_conformance::judge::{judge, judge_within, Verdict};
 use hadr_conformance::model_sut::ModelSut;
 use hadr_conformance::refine::{Refinement, MAX_STATES};
-use hadr_conformance::sim::ReferenceSim;
 use hadr_conformance::sut::{Sut, SutError};
 use hadr_conformance::Scenario;
 use hadr_model::{Action, AgModel, ModelConfig, Mutant};
@@ -15,7 +15,7 @@ use hadr_types::{AgConfig, Lsn, Observation, Role, SuspendReason, SyncState};
 use std::path::Path;
 
 fn corpus() -> (Vec<(String, Scenario)>, String) {
-    load_corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")).unwrap()
+    load_corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/corpus")).unwrap()
 }
 
 fn certify_spec(mutant: Option<Mutant>, scenarios: &[(String, Scenario)]) -> Certificate {
