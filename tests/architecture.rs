@@ -1,8 +1,20 @@
 //! The dependency rule of ARCHITECTURE.md, checked on the real dependency graph: the spec
-//! (`hadr-model`) shares no code with the implementation (`hadr-core`, `hadr-node`), or
-//! checking one against the other proves nothing.
+//! (`hadr-model`) shares no code with the implementation (`hadr-core`, `hadr-node`,
+//! `hadr-manager`, `hadr-listener`), or checking one against the other proves nothing. The
+//! conformance harness (`hadr-conformance`) sees the spec and the vocabulary only; the
+//! adapters (`hadr-adapters`) and the test bed (`hadr-testbed`) are where the implementation
+//! is driven; the CLI (`src/`) holds commands only.
 
 use std::process::Command;
+
+/// The crates of the reference implementation, and what drives it as processes.
+const IMPLEMENTATION: [&str; 5] = [
+    "hadr-core",
+    "hadr-node",
+    "hadr-manager",
+    "hadr-listener",
+    "hadr-testbed",
+];
 
 fn tree(package: &str) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -33,7 +45,10 @@ fn the_spec_depends_on_no_implementation_crate() {
     let deps = tree("hadr-model");
     assert!(deps.contains("hadr-types"), "{deps}");
     assert!(deps.contains("stateright"), "{deps}");
-    for forbidden in ["hadr-core", "hadr-node", "hadr-conformance", "tokio"] {
+    for forbidden in IMPLEMENTATION
+        .iter()
+        .chain(&["hadr-conformance", "hadr-adapters", "tokio"])
+    {
         assert!(
             !deps
                 .lines()
@@ -109,5 +124,83 @@ fn the_cluster_manager_depends_on_the_core_but_not_on_the_spec() {
         "hadr-manager",
         &["hadr-model", "stateright", "hadr-node"],
         &["hadr-core", "etcd-client"],
+    );
+}
+
+/// The listener is part of the implementation: it routes through the node's client and admin
+/// APIs and knows nothing of the spec.
+#[test]
+fn the_listener_depends_on_the_node_but_not_on_the_spec() {
+    assert_free_of(
+        "hadr-listener",
+        &["hadr-model", "stateright", "hadr-conformance"],
+        &["hadr-node", "tokio"],
+    );
+}
+
+/// The test bed launches the implementation's processes; it neither judges them nor knows the
+/// spec.
+#[test]
+fn the_test_bed_depends_on_the_node_but_not_on_the_spec_or_the_harness() {
+    assert_free_of(
+        "hadr-testbed",
+        &[
+            "hadr-model",
+            "stateright",
+            "hadr-conformance",
+            "hadr-adapters",
+        ],
+        &["hadr-node"],
+    );
+}
+
+/// The harness judges any implementation against the spec: it depends on the spec and the
+/// vocabulary, never on the reference implementation it certifies, nor on an async runtime.
+#[test]
+fn the_harness_depends_on_the_spec_and_the_vocabulary_only() {
+    let forbidden: Vec<&str> = IMPLEMENTATION
+        .iter()
+        .copied()
+        .chain(["hadr-adapters", "tokio"])
+        .collect();
+    assert_free_of(
+        "hadr-conformance",
+        &forbidden,
+        &["hadr-model", "hadr-types"],
+    );
+}
+
+/// The adapters are where the harness meets an implementation, and they may see both: the
+/// harness' `Sut` trait, the core (simulated), the node and the test bed (real processes).
+#[test]
+fn the_adapters_see_the_harness_and_the_implementation() {
+    assert_free_of(
+        "hadr-adapters",
+        &[],
+        &["hadr-conformance", "hadr-core", "hadr-node", "hadr-testbed"],
+    );
+}
+
+/// `src/` holds the `hadr` command and nothing else: its argument parsing (`cli.rs`), its
+/// entry points (`main.rs`, `lib.rs`), one module per command (`*_cmd.rs`) and the output
+/// formatting they share (`format.rs`). Library code lives in a library crate.
+#[test]
+fn the_cli_crate_holds_commands_only() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut strangers = Vec::new();
+    for entry in std::fs::read_dir(&src).expect("src/ is readable") {
+        let entry = entry.expect("src/ is readable");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        let command_module = name.ends_with("_cmd.rs")
+            || ["main.rs", "lib.rs", "cli.rs", "format.rs"].contains(&name.as_str());
+        if !(is_file && command_module) {
+            strangers.push(name);
+        }
+    }
+    strangers.sort();
+    assert!(
+        strangers.is_empty(),
+        "src/ holds commands only (*_cmd.rs, cli.rs, main.rs, lib.rs, format.rs); move {strangers:?} to a library crate (impl/, testbed/, adapters/, conformance/)"
     );
 }
