@@ -7,7 +7,7 @@
 //! - [`reference_sim`] (`--sut reference-sim`): the reference core (hadr-core) in its
 //!   deterministic simulated network, in-process and fast; the differential fuzz target runs
 //!   it in lock step with the spec. Feature `mutants` plants a bug of the core in it.
-//! - [`reference`] (`--sut reference`): the reference replicas as real processes on loopback
+//! - [`reference`](mod@reference) (`--sut reference`): the reference replicas as real processes on loopback
 //!   (hadr-testbed), with a local etcd for CLUSTER_TYPE EXTERNAL (feature `etcd`).
 //! - [`external`] (`--sut external:CMD`): any implementation, through a driver program that
 //!   speaks the language-neutral protocol `hadr-adapter/1` (`docs/adapter-protocol.md`). The

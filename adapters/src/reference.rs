@@ -63,7 +63,7 @@ pub struct Reference {
 }
 
 impl Reference {
-    /// An adapter that runs the `hadr` binary `exe` (this one: `std::env::current_exe()`),
+    /// An adapter that runs the `hadr` binary `exe` (`hadr certify` passes its own path),
     /// with the planted bug `mutant` in every replica (`HADR_MUTANT`, a `mutants` build).
     pub fn new(exe: PathBuf, mutant: Option<String>) -> Result<Reference, SutError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()

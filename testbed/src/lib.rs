@@ -3,7 +3,7 @@
 //! What `hadr demo`, `hadr bench`, the `reference` adapter and the end-to-end tests share to
 //! run the reference implementation on one machine: [`local_cluster`] starts `hadr replica`
 //! processes on loopback (free ports, a data directory and a log file each, SIGKILL and
-//! SIGSTOP from outside) and drives them through their admin API; [`failover`] (feature
+//! SIGSTOP from outside) and drives them through their admin API; `failover` (feature
 //! `etcd`) adds a local etcd, CLUSTER_TYPE = EXTERNAL groups and a client workload that follows
 //! the primary across automatic failovers.
 //!
