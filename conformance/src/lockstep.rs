@@ -1,7 +1,8 @@
 //! Lock-step differential runs: the spec and a system under test side by side on one sequence
 //! of environment actions, each observation of the system judged by refinement as a scenario's
 //! are ([`crate::refine`]), computed on the fly. The differential fuzz target
-//! (`fuzz/fuzz_targets/differential.rs`) feeds it arbitrary bytes.
+//! (`fuzz/fuzz_targets/differential.rs`) feeds it arbitrary bytes; its regressions, run on
+//! `reference-sim`, are hadr-adapters' `tests/lockstep.rs`.
 //!
 //! An action no state the spec may be in enables is left out (the system never sees it),
 //! unless it is a command or fault the system must refuse (an operator's command, a health
