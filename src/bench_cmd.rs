@@ -6,10 +6,10 @@
 //! acknowledged, i.e. hardened on both replicas (R-COMMIT-2).
 
 use crate::cli::BenchArgs;
-use crate::local_cluster::{ClusterError, LocalCluster};
 use crate::Exit;
 use hadr_node::api::Client;
 use hadr_node::node::DatabaseRef;
+use hadr_testbed::local_cluster::{ClusterError, LocalCluster};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -36,13 +36,13 @@ pub struct BenchResult {
 
 /// Runs the benchmark.
 pub fn run(args: &BenchArgs) -> Result<Exit, ClusterError> {
-    let (runtime, exe) = crate::local_cluster::runtime_and_exe()?;
+    let (runtime, exe) = hadr_testbed::local_cluster::runtime_and_exe()?;
     let dir = std::env::temp_dir().join(format!("hadr-bench-{}", std::process::id()));
     let result = match &args.what {
         None => runtime.block_on(bench(&exe, &dir, args)),
         #[cfg(feature = "etcd")]
         Some(crate::cli::BenchCommand::Failover(failover)) => {
-            runtime.block_on(crate::failover::bench(&exe, &dir, failover))
+            runtime.block_on(failover::bench(&exe, &dir, failover))
         }
         #[cfg(not(feature = "etcd"))]
         Some(crate::cli::BenchCommand::Failover(_)) => {
@@ -157,4 +157,128 @@ async fn measure(
         failed,
         seconds: (elapsed * 1000.0).round() / 1000.0,
     })
+}
+
+/// `hadr bench failover`: kill → first commit on the new primary, under etcd.
+#[cfg(feature = "etcd")]
+pub mod failover {
+    use crate::cli::FailoverBenchArgs;
+    use crate::Exit;
+    use hadr_testbed::failover::{etcd, external_cluster, Workload};
+    use hadr_testbed::local_cluster::{missing_writes, ClusterError};
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    /// One lease setting's figures of `hadr bench failover`.
+    #[derive(Debug, serde::Serialize)]
+    pub struct FailoverBenchResult {
+        /// The etcd lease TTL, ms.
+        pub lease_ms: u32,
+        /// Rounds measured.
+        pub rounds: usize,
+        /// Median of kill → first acknowledged commit on the new primary, ms.
+        pub median_ms: f64,
+        /// 99th percentile of the same (the slowest round below 100 rounds), ms.
+        pub p99_ms: f64,
+        /// Fastest round, ms.
+        pub min_ms: f64,
+        /// Acknowledged commits missing on the final primary (must be 0).
+        pub lost_commits: usize,
+    }
+
+    /// `hadr bench failover`: per lease setting, `rounds` times: SIGKILL the primary and measure
+    /// until the first commit acknowledged by the new one.
+    pub async fn bench(
+        exe: &std::path::Path,
+        dir: &std::path::Path,
+        args: &FailoverBenchArgs,
+    ) -> Result<Exit, ClusterError> {
+        let modes = [
+            "SYNCHRONOUS_COMMIT",
+            "SYNCHRONOUS_COMMIT",
+            "SYNCHRONOUS_COMMIT",
+        ];
+        if !args.json {
+            eprintln!(
+                "hadr bench failover: 3 SYNCHRONOUS_COMMIT replicas, 1-member etcd, 1 client following the primary, {} rounds per lease",
+                args.rounds
+            );
+            println!(
+                "{:>9} {:>7} {:>10} {:>10} {:>10} {:>6}",
+                "lease ms", "rounds", "median ms", "p99 ms", "min ms", "lost"
+            );
+        }
+        let mut lost_any = false;
+        for &lease_ms in &args.lease_ms {
+            let run_dir = dir.join(format!("lease-{lease_ms}"));
+            let etcd = etcd(&run_dir, 1)?;
+            let mut cluster =
+                external_cluster(exe, &run_dir, &etcd, &modes, lease_ms, u32::MAX).await?;
+            let addresses: Vec<SocketAddr> = cluster.replicas.iter().map(|r| r.client).collect();
+            let workload = Workload::start(addresses, 0, 1);
+            let mut p = 0;
+            let mut times = Vec::new();
+            for round in 0..args.rounds as usize {
+                cluster.wait_synchronized(p, &modes).await?;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let killed = Instant::now();
+                cluster.kill(p);
+                let wait_s = u64::from(lease_ms) / 1000 * 3 + 10;
+                let ack = workload
+                    .first_ack_after(killed, Some(p), wait_s)
+                    .await
+                    .ok_or_else(|| ClusterError::Timeout {
+                        what: format!("round {round}: a commit on a new primary"),
+                        seconds: wait_s,
+                    })?;
+                let ms = ack.at.duration_since(killed).as_secs_f64() * 1000.0;
+                if !args.json {
+                    eprintln!(
+                        "   round {round}: R{p} killed, R{} committed after {ms:.0} ms",
+                        ack.replica
+                    );
+                }
+                times.push(ms);
+                cluster.start(p)?;
+                cluster.wait_ready(p).await?;
+                p = ack.replica;
+            }
+            cluster.wait_synchronized(p, &modes).await?;
+            let report = workload.stop().await;
+            let missing = missing_writes(
+                cluster.replicas[p].client,
+                "read_write",
+                &report.acknowledged(),
+            )
+            .await?;
+            lost_any |= !missing.is_empty();
+            times.sort_by(f64::total_cmp);
+            let pct = |q: f64| {
+                let i = ((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1;
+                times[i]
+            };
+            let result = FailoverBenchResult {
+                lease_ms,
+                rounds: times.len(),
+                median_ms: pct(0.5),
+                p99_ms: pct(0.99),
+                min_ms: times[0],
+                lost_commits: missing.len(),
+            };
+            if args.json {
+                println!("{}", serde_json::to_string(&result).unwrap_or_default());
+            } else {
+                println!(
+                    "{:>9} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>6}",
+                    result.lease_ms,
+                    result.rounds,
+                    result.median_ms,
+                    result.p99_ms,
+                    result.min_ms,
+                    result.lost_commits
+                );
+            }
+        }
+        Ok(if lost_any { Exit::Failed } else { Exit::Passed })
+    }
 }

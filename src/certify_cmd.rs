@@ -3,13 +3,13 @@
 
 use crate::cli::CertifyArgs;
 use crate::progress::Line;
-use crate::reference_sut::Reference;
 use crate::Exit;
+use hadr_adapters::external::External;
+use hadr_adapters::reference::Reference;
+use hadr_adapters::reference_sim::ReferenceSim;
 use hadr_conformance::certify::{certify, load_corpus, load_scenarios, CorpusError, JunitError};
-use hadr_conformance::external::External;
 use hadr_conformance::generate::{random_walks, GenerateError};
 use hadr_conformance::model_sut::ModelSut;
-use hadr_conformance::sim::ReferenceSim;
 use hadr_conformance::sut::{ShortTimeouts, Sut, SutError};
 use hadr_conformance::Scenario;
 use std::path::PathBuf;

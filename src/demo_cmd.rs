@@ -3,10 +3,10 @@
 //! acknowledged commit was lost; the old primary restarted and rejoined as a secondary.
 
 use crate::cli::{ClusterKind, DemoArgs};
-use crate::local_cluster::{ClusterError, LocalCluster};
 use crate::Exit;
 use hadr_node::api::Client;
 use hadr_node::node::DatabaseRef;
+use hadr_testbed::local_cluster::{ClusterError, LocalCluster};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// Runs the demo; exit 0 when no acknowledged commit was lost.
 pub fn run(args: &DemoArgs) -> Result<Exit, ClusterError> {
-    let (runtime, exe) = crate::local_cluster::runtime_and_exe()?;
+    let (runtime, exe) = hadr_testbed::local_cluster::runtime_and_exe()?;
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir().join(format!("hadr-demo-{}", std::process::id())),
@@ -23,7 +23,7 @@ pub fn run(args: &DemoArgs) -> Result<Exit, ClusterError> {
     let result = match args.cluster {
         ClusterKind::None => runtime.block_on(demo(&exe, &dir, args)),
         #[cfg(feature = "etcd")]
-        ClusterKind::Etcd => runtime.block_on(crate::failover::demo(&exe, &dir, args)),
+        ClusterKind::Etcd => runtime.block_on(with_etcd::demo(&exe, &dir, args)),
         #[cfg(not(feature = "etcd"))]
         ClusterKind::Etcd => Err(ClusterError::Etcd(crate::NO_ETCD_SUPPORT.to_owned())),
     };
@@ -209,7 +209,7 @@ async fn demo(
             acknowledged.len()
         ),
     );
-    let missing = crate::local_cluster::missing_writes(
+    let missing = hadr_testbed::local_cluster::missing_writes(
         cluster.replicas[1].client,
         "read_write",
         &acknowledged,
@@ -314,5 +314,134 @@ fn text(v: &Value) -> String {
         Value::Null => "-".to_owned(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+/// `hadr demo --cluster etcd`: the same story with automatic failover through etcd.
+#[cfg(feature = "etcd")]
+mod with_etcd {
+    use super::step;
+    use crate::cli::DemoArgs;
+    use crate::Exit;
+    use hadr_testbed::failover::{etcd, external_cluster, wait_new_primary, Workload};
+    use hadr_testbed::local_cluster::{missing_writes, ClusterError};
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    /// `hadr demo --cluster etcd`: automatic failover under etcd; exit 0 when no acknowledged
+    /// commit was lost.
+    pub async fn demo(
+        exe: &std::path::Path,
+        dir: &std::path::Path,
+        args: &DemoArgs,
+    ) -> Result<Exit, ClusterError> {
+        const LEASE_MS: u32 = 2000;
+        let modes = [
+            "SYNCHRONOUS_COMMIT",
+            "SYNCHRONOUS_COMMIT",
+            "ASYNCHRONOUS_COMMIT",
+        ];
+        step(1, "start etcd (the cluster manager) and three replicas");
+        let etcd = etcd(dir, 1)?;
+        println!(
+            "   etcd {}  (log {})",
+            etcd.endpoint(0),
+            etcd.log(0).display()
+        );
+        step(
+            2,
+            "CREATE AVAILABILITY GROUP on R0 and JOIN on R1, R2: CLUSTER_TYPE = EXTERNAL, lease 2 s",
+        );
+        println!(
+            "   R0, R1: SYNCHRONOUS_COMMIT, FAILOVER_MODE = EXTERNAL (automatic through etcd)"
+        );
+        println!("   R2: ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL");
+        let mut cluster = external_cluster(exe, dir, &etcd, &modes, LEASE_MS, 2).await?;
+        crate::demo_cmd::print_views(&cluster, 0).await;
+
+        step(
+            3,
+            &format!(
+                "client workload ({} clients, following the primary) for {:.1} s; SIGKILL R0 halfway",
+                args.clients, args.seconds
+            ),
+        );
+        let addresses: Vec<SocketAddr> = cluster.replicas.iter().map(|r| r.client).collect();
+        let workload = Workload::start(addresses, 0, usize::from(args.clients));
+        tokio::time::sleep(Duration::from_secs_f64(args.seconds / 2.0)).await;
+        println!(
+            "   {} commits acknowledged so far; SIGKILL R0",
+            workload.acks().len()
+        );
+        let killed = Instant::now();
+        cluster.kill(0);
+
+        step(
+            4,
+            "etcd lets R0's lease expire; R1 (SYNCHRONIZED, failover-ready) is promoted",
+        );
+        let new = wait_new_primary(&cluster, 0, 30).await?;
+        let promoted_ms = killed.elapsed().as_millis();
+        let first = workload
+            .first_ack_after(killed, Some(0), 30)
+            .await
+            .ok_or_else(|| ClusterError::Timeout {
+                what: "a commit acknowledged after the failover".to_owned(),
+                seconds: 30,
+            })?;
+        println!("   R{new} is PRIMARY {promoted_ms} ms after the kill (no operator command)");
+        println!(
+            "   kill → first acknowledged commit on R{}: {} ms",
+            first.replica,
+            first.at.duration_since(killed).as_millis()
+        );
+        tokio::time::sleep(Duration::from_secs_f64(args.seconds / 2.0)).await;
+        let report = workload.stop().await;
+        println!(
+            "   client outcomes: {} committed (acknowledged), {} refused (definite), {} unknown (indefinite or connection lost)",
+            report.acks.len(),
+            report.refused,
+            report.indefinite
+        );
+        crate::demo_cmd::print_views(&cluster, new).await;
+
+        let acknowledged = report.acknowledged();
+        step(
+            5,
+            &format!(
+                "read every acknowledged commit ({}) on the new primary R{new}",
+                acknowledged.len()
+            ),
+        );
+        let missing =
+            missing_writes(cluster.replicas[new].client, "read_write", &acknowledged).await?;
+        for key in &missing {
+            println!("   LOST: {key}");
+        }
+        println!(
+            "   {} of {} acknowledged commits found on R{new}",
+            acknowledged.len() - missing.len(),
+            acknowledged.len()
+        );
+
+        step(
+            6,
+            "restart R0: it rejoins as a SECONDARY of the new primary",
+        );
+        cluster.start(0)?;
+        cluster.wait_ready(0).await?;
+        cluster
+            .wait_until("R0 is SYNCHRONIZED with the new primary", 30, || async {
+                cluster.sync_state(new, 0).await.as_deref() == Some("SYNCHRONIZED")
+            })
+            .await?;
+        crate::demo_cmd::print_views(&cluster, new).await;
+
+        println!("\nlost acknowledged commits: {}", missing.len());
+        Ok(if missing.is_empty() {
+            Exit::Passed
+        } else {
+            Exit::Failed
+        })
     }
 }

@@ -14,13 +14,9 @@ pub mod explore_cmd;
 
 /// What `hadr demo --cluster etcd` and `hadr bench failover` say in a build without etcd.
 pub const NO_ETCD_SUPPORT: &str = "this hadr was built without etcd support: rebuild with `cargo build --release --features etcd` (needs protoc: apt-get install -y protobuf-compiler) and install etcd (apt-get install -y etcd-server)";
-#[cfg(feature = "etcd")]
-pub mod failover;
 pub mod format;
 pub mod listener_cmd;
-pub mod local_cluster;
 pub mod progress;
-pub mod reference_sut;
 pub mod replica_cmd;
 pub mod trace_cmd;
 pub mod validate_cmd;

@@ -3,9 +3,9 @@
 //!
 //! `HADR_E2E_ROUNDS` sets the number of randomized kill-and-failover rounds (default 4).
 
-use hadr::local_cluster::LocalCluster;
 use hadr_node::api::Client;
 use hadr_node::node::DatabaseRef;
+use hadr_testbed::local_cluster::LocalCluster;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -111,7 +111,7 @@ async fn missing(
 ) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match hadr::local_cluster::missing_writes(address, intent, expected).await {
+        match hadr_testbed::local_cluster::missing_writes(address, intent, expected).await {
             Ok(lost) => return lost,
             Err(e) if Instant::now() < deadline && e.to_string().contains("NotReadable") => {
                 tokio::time::sleep(Duration::from_millis(50)).await;

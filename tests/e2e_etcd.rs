@@ -6,10 +6,10 @@
 //! `HADR_E2E_ROUNDS` sets the number of kill-and-failover rounds (default 4).
 #![cfg(feature = "etcd")]
 
-use hadr::failover::{primary, wait_new_primary, Workload};
-use hadr::local_cluster::{missing_writes, LocalCluster};
 use hadr_manager::local::LocalEtcd;
 use hadr_manager::{Clock, EtcdManager, ManagerConfig};
+use hadr_testbed::failover::{primary, wait_new_primary, Workload};
+use hadr_testbed::local_cluster::{missing_writes, LocalCluster};
 use hadr_types::ReplicaId;
 use std::time::{Duration, Instant};
 

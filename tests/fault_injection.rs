@@ -3,10 +3,10 @@
 //! adapter drives them, and the offline observation of a killed replica. The `etcd` module
 //! (cluster manager cut, health fault) needs the `etcd` feature and an etcd binary.
 
-use hadr::local_cluster::LocalCluster;
 use hadr_node::api::{AdminResponse, Client};
 use hadr_node::config::NodeConfig;
 use hadr_node::node::{offline_observation, DatabaseRef, OfflineError};
+use hadr_testbed::local_cluster::LocalCluster;
 use hadr_types::{DatabaseObservation, Lsn, ReplicaObservation};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -538,9 +538,9 @@ async fn the_offline_observation_of_a_killed_replica_is_its_durable_state() {
 #[cfg(feature = "etcd")]
 mod etcd {
     use super::*;
-    use hadr::failover::{wait_new_primary, Workload};
-    use hadr::local_cluster::missing_writes;
     use hadr_manager::local::LocalEtcd;
+    use hadr_testbed::failover::{wait_new_primary, Workload};
+    use hadr_testbed::local_cluster::missing_writes;
 
     /// The etcd lease: 2 s (the primary commits for 1.5 s after each renewal).
     const LEASE_MS: u32 = 2000;

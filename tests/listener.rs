@@ -3,7 +3,7 @@
 //! READ_ONLY_ROUTING_LIST (a group round-robin, then the next entry, then the primary), the
 //! listener follows a failover, and bad first requests get clear errors.
 
-use hadr::local_cluster::{free_port, LocalCluster};
+use hadr_testbed::local_cluster::{free_port, LocalCluster};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

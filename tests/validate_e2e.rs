@@ -1,10 +1,10 @@
 //! (d) End to end: a real `hadr replica` logs its views (`HADR_EVENT_LOG`), the test logs the
 //! environment actions and client outcomes it performs, and the merged logs validate.
 
-use hadr::local_cluster::LocalCluster;
 use hadr_conformance::validate::{read_logs, validate, Verdict, MAX_FRONTIER};
 use hadr_node::api::Client;
 use hadr_node::node::DatabaseRef;
+use hadr_testbed::local_cluster::LocalCluster;
 use hadr_types::event_log::{now_micros, txn_line};
 use hadr_types::{CommitOutcome, DatabaseId, TransactionObservation, TxnId};
 

@@ -217,7 +217,7 @@ def free_port():
     A replica that is killed and restarted binds its ports again; a port of the ephemeral range
     could meanwhile be taken by an outgoing connection (the other replicas dial theirs all the
     time). The port is also reserved with an empty file in `hadr-port-reservations` under the
-    temp directory, the convention of the Rust tools (src/local_cluster.rs), so that tests
+    temp directory, the convention of the Rust tools (testbed/src/local_cluster.rs), so that tests
     running beside the driver do not pick it; reservations are released at teardown.
     """
     high = min(_ephemeral_low(), 65536) - 1

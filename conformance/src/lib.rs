@@ -17,22 +17,21 @@
 //! `docs/event-log.md`) checked against the model, so that runs of anyone's test suite can be
 //! certified.
 //!
-//! The harness depends on the spec and on the implementation's vocabulary only; adapters that
-//! drive an implementation through a scenario come on top of this crate.
+//! The harness depends on the spec and on the implementation's vocabulary only; the adapters
+//! that drive an implementation through a scenario (`reference-sim`, `reference`,
+//! `external:CMD`) come on top of this crate, in `hadr-adapters`.
 
 #![warn(missing_docs)]
 
 pub mod adequacy;
 pub mod certify;
 pub mod diagnose;
-pub mod external;
 pub mod generate;
 pub mod judge;
 pub mod lockstep;
 pub mod model_sut;
 pub mod refine;
 pub mod scenario;
-pub mod sim;
 pub mod sut;
 pub mod validate;
 

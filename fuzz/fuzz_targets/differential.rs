@@ -5,8 +5,8 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
+use hadr_adapters::reference_sim::ReferenceSim;
 use hadr_conformance::lockstep::Lockstep;
-use hadr_conformance::sim::ReferenceSim;
 use hadr_conformance::sut::Sut;
 use hadr_model::ModelConfig;
 use std::sync::OnceLock;

@@ -6,7 +6,7 @@
 //! `HADR_SIM_DRIVER_LIE=1` makes it report every acknowledged commit as indefinite: a driver
 //! the harness must fail.
 
-use hadr_conformance::sim::ReferenceSim;
+use hadr_adapters::reference_sim::ReferenceSim;
 use hadr_conformance::sut::{Sut, SutError};
 use hadr_types::CommitOutcome;
 use serde_json::{json, Value};

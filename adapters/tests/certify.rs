@@ -1,15 +1,15 @@
 //! The judge and the `reference-sim` adapter on the committed corpus.
 
+use hadr_adapters::reference_sim::ReferenceSim;
 use hadr_conformance::certify::{certify, load_corpus};
 use hadr_conformance::judge::{judge, Verdict};
-use hadr_conformance::sim::ReferenceSim;
 use hadr_conformance::sut::{Sut, SutError};
 use hadr_model::Action;
 use hadr_types::{AgConfig, CommitOutcome, Observation};
 use std::path::Path;
 
 fn corpus_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/corpus")
 }
 
 fn certify_reference_sim() -> hadr_conformance::certify::Certificate {

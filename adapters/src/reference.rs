@@ -14,9 +14,9 @@
 //! SESSION_TIMEOUT plus the lease TTL, plus a margin), then until the whole observation has not
 //! changed for 3 s (the settle period).
 
-use crate::local_cluster::{release_port, ClusterError, LocalCluster};
 use hadr_conformance::sut::{Sut, SutError};
 use hadr_model::{Action, Node};
+use hadr_testbed::local_cluster::{release_port, ClusterError, LocalCluster};
 use hadr_types::{
     AgConfig, ClusterType, CommitOutcome, DatabaseId, DefiniteReason, Observation,
     ReplicaObservation, TransactionObservation, TxnId,
@@ -63,7 +63,7 @@ pub struct Reference {
 }
 
 impl Reference {
-    /// An adapter that runs the `hadr` binary `exe` (this one: `std::env::current_exe()`),
+    /// An adapter that runs the `hadr` binary `exe` (`hadr certify` passes its own path),
     /// with the planted bug `mutant` in every replica (`HADR_MUTANT`, a `mutants` build).
     pub fn new(exe: PathBuf, mutant: Option<String>) -> Result<Reference, SutError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -131,10 +131,9 @@ fn failed(what: impl std::fmt::Display) -> SutError {
     SutError::Failed(what.to_string())
 }
 
-impl From<ClusterError> for SutError {
-    fn from(e: ClusterError) -> SutError {
-        SutError::Failed(e.to_string())
-    }
+/// A failure of the local group, as the harness sees it.
+fn cluster_failed(e: ClusterError) -> SutError {
+    SutError::Failed(e.to_string())
 }
 
 /// One scenario's group: the processes, etcd, the clients, and the faults in force.
@@ -169,7 +168,7 @@ impl Group {
         let external = config.cluster_type == ClusterType::External;
         let dir = scenario_dir()?;
         let names: Vec<String> = config.replicas.iter().map(|r| r.name.clone()).collect();
-        let mut cluster = LocalCluster::named(exe, &dir, &names)?;
+        let mut cluster = LocalCluster::named(exe, &dir, &names).map_err(cluster_failed)?;
         cluster.fault_injection = true;
         if let Some(m) = mutant {
             cluster.env.push(("HADR_MUTANT".to_owned(), m.to_owned()));
@@ -195,13 +194,13 @@ impl Group {
             group.start_etcd()?;
         }
         for i in 0..names.len() {
-            group.cluster.start(i)?;
+            group.cluster.start(i).map_err(cluster_failed)?;
         }
         let body = serde_json::to_value(&group.config)
             .map_err(|e| failed(format!("the configuration does not serialize: {e}")))?;
         runtime.block_on(async {
             for i in 0..names.len() {
-                group.cluster.wait_ready(i).await?;
+                group.cluster.wait_ready(i).await.map_err(cluster_failed)?;
             }
             for (i, name) in names.iter().enumerate() {
                 let command = if i == 0 { "/ag/create" } else { "/ag/join" };
@@ -236,7 +235,8 @@ impl Group {
         for i in 0..self.cluster.replicas.len() {
             let relay = Relay::start(upstream)?;
             self.cluster
-                .set_etcd_endpoints(i, &[format!("http://{}", relay.address)])?;
+                .set_etcd_endpoints(i, &[format!("http://{}", relay.address)])
+                .map_err(cluster_failed)?;
             self.links[i] = Some(relay);
         }
         self.etcd = Some(etcd);
@@ -634,9 +634,11 @@ impl Group {
                 link.set_cut(true);
             }
         }
-        self.cluster.start(i)?;
+        self.cluster.start(i).map_err(cluster_failed)?;
         self.offline[i] = None;
-        runtime.block_on(self.cluster.wait_ready(i))?;
+        runtime
+            .block_on(self.cluster.wait_ready(i))
+            .map_err(cluster_failed)?;
         // The cuts are the network's, not the process's: put them back.
         let peers: Vec<usize> = self
             .cut_links
@@ -820,7 +822,7 @@ struct RelayState {
 impl Relay {
     #[cfg(feature = "etcd")]
     fn start(upstream: SocketAddr) -> Result<Relay, SutError> {
-        let address = crate::local_cluster::free_port()?;
+        let address = hadr_testbed::local_cluster::free_port().map_err(cluster_failed)?;
         let listener = std::net::TcpListener::bind(address).map_err(|e| {
             failed(format!(
                 "cannot listen on {address} for the etcd relay: {e}"

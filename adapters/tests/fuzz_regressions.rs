@@ -2,9 +2,9 @@
 //! (`fuzz/fuzz_targets/differential.rs`; their inputs are seeds in
 //! `fuzz/corpus/differential/regression-*`), replayed as scenarios under the refinement judge.
 
+use hadr_adapters::reference_sim::ReferenceSim;
 use hadr_conformance::generate::scenario_of;
 use hadr_conformance::judge::{judge, Verdict};
-use hadr_conformance::sim::ReferenceSim;
 use hadr_model::{Action, Node};
 use hadr_types::FailureCondition;
 

@@ -1,15 +1,15 @@
 //! The `external:` adapter and its protocol, against `hadr-sim-driver` (the reference core
 //! behind the protocol): it passes what `reference-sim` passes, and a lying driver fails.
 
+use hadr_adapters::external::External;
 use hadr_conformance::certify::{certify, load_corpus};
-use hadr_conformance::external::External;
 use hadr_conformance::sut::{Sut, SutError};
 use std::path::Path;
 
 const DRIVER: &str = env!("CARGO_BIN_EXE_hadr-sim-driver");
 
 fn corpus() -> Vec<(String, hadr_conformance::Scenario)> {
-    load_corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"))
+    load_corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/corpus"))
         .unwrap()
         .0
 }

@@ -3,14 +3,14 @@
 //! On the real replicas: `tests/certify_reference.rs` and `scripts/certify-mutants`.
 #![cfg(feature = "mutants")]
 
+use hadr_adapters::reference_sim::ReferenceSim;
 use hadr_conformance::certify::{certify, load_corpus, Certificate};
-use hadr_conformance::sim::ReferenceSim;
 use hadr_conformance::sut::Sut;
 use hadr_core::mutants::Mutant;
 use std::path::Path;
 
 fn run(mutant: Mutant) -> Certificate {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/corpus");
     let (scenarios, hash) = load_corpus(&dir).unwrap();
     certify(
         &scenarios,

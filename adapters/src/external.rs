@@ -11,7 +11,7 @@
 //!
 //! One driver process serves one scenario: a driver that dies or hangs spoils only that one.
 
-use crate::sut::{Sut, SutError};
+use hadr_conformance::sut::{Sut, SutError};
 use hadr_model::Action;
 use hadr_types::{AgConfig, Observation};
 use serde_json::{json, Value};

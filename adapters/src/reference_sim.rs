@@ -2,7 +2,7 @@
 //! (`hadr_core::testing::Cluster`), with a simulated cluster manager that grants promotions,
 //! renews leases, and fails over automatically as the spec's manager does.
 
-use crate::sut::{Sut, SutError};
+use hadr_conformance::sut::{Sut, SutError};
 use hadr_core::testing::Cluster;
 use hadr_core::{AdminCommand, ManagerEvent, RequestId};
 use hadr_model::{Action, Node};

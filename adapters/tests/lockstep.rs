@@ -1,0 +1,186 @@
+//! `reference-sim` in lock step with the spec (`hadr_conformance::lockstep`), as the
+//! differential fuzz target runs it: the disagreements the fuzzer found, each kept as a
+//! regression, and seeded random action sequences.
+
+use hadr_adapters::reference_sim::ReferenceSim;
+use hadr_conformance::lockstep::{Divergence, Lockstep};
+use hadr_model::{Action, ModelConfig};
+
+/// Runs `actions` (each must be an environment action of the configuration) in lock step.
+fn run_actions(lockstep: &Lockstep, actions: &[Action]) -> Result<Vec<Action>, Divergence> {
+    let choices: Vec<usize> = actions
+        .iter()
+        .map(|a| {
+            lockstep
+                .environment()
+                .iter()
+                .position(|e| e == a)
+                .unwrap_or_else(|| panic!("{a:?} is no environment action here"))
+        })
+        .collect();
+    lockstep.run(choices, &mut ReferenceSim::new())
+}
+
+/// The two-replica configuration (`model/configs/two-replicas.toml`).
+const TWO_REPLICAS: &str = include_str!("../../model/configs/two-replicas.toml");
+
+/// Asserts that the reference core performs every one of `actions` (in the configuration
+/// `config_toml`) in step with the spec.
+fn keeps_in_step(config_toml: &str, actions: &[Action]) {
+    let lockstep = Lockstep::new(ModelConfig::from_toml_str(config_toml).unwrap());
+    let performed = run_actions(&lockstep, actions).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(performed, actions);
+}
+
+/// Found by the differential fuzz target (R-COMMIT-5): B, cut off from the primary when
+/// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT became 1, is forced primary and must commit
+/// by the group's value (refusing: no secondary is SYNCHRONIZED), not by the 0 it last
+/// heard. The manager gives the stored value with the promotion.
+#[test]
+fn a_replica_promoted_after_missing_an_alter_commits_by_the_groups_required_synchronized() {
+    use hadr_model::Node;
+    use hadr_types::FailureCondition;
+    keeps_in_step(
+        hadr_model::DEFAULT_CONFIG_TOML,
+        &[
+            Action::Partition {
+                a: Node::Replica(2),
+                b: Node::Manager,
+            },
+            Action::Partition {
+                a: Node::Replica(0),
+                b: Node::Replica(1),
+            },
+            Action::SetRequiredSynchronized { k: 1 },
+            Action::HealthFault {
+                replica: 0,
+                condition: FailureCondition::Unresponsive,
+            },
+            Action::ForcedFailover { target: 1 },
+            Action::ClientCommit { db: 0 },
+        ],
+    );
+}
+
+/// Found by the differential fuzz target (R-FAIL-7): after one automatic failover the
+/// two-replica group is at its failure threshold (replicas − 1), so a health fault of the
+/// new primary fails nobody over: the manager restores it.
+#[test]
+fn at_the_failure_threshold_a_health_fault_fails_nobody_over() {
+    use hadr_types::FailureCondition;
+    keeps_in_step(
+        TWO_REPLICAS,
+        &[
+            Action::Crash { replica: 0 },
+            Action::ClientCommit { db: 0 },
+            Action::Restart { replica: 0 },
+            Action::HealthFault {
+                replica: 1,
+                condition: FailureCondition::CriticalError,
+            },
+        ],
+    );
+}
+
+/// Found by the differential fuzz target (R-FAIL-6): A, the old primary holding a commit
+/// B never got, is resumed after B's forced failover while B's own database is suspended:
+/// A reverts to the fork point all the same, then is SUSPEND_FROM_PRIMARY.
+#[test]
+fn a_resumed_copy_beyond_the_fork_point_reverts_even_when_the_primary_database_is_suspended() {
+    keeps_in_step(
+        hadr_model::DEFAULT_CONFIG_TOML,
+        &[
+            Action::Suspend { replica: 1, db: 0 },
+            Action::Crash { replica: 2 },
+            Action::ClientCommit { db: 0 },
+            Action::ForcedFailover { target: 1 },
+            Action::Resume { replica: 0, db: 0 },
+        ],
+    );
+}
+
+/// Found by the differential fuzz target (R-QUORUM-2): B missed A's commit (a lost block)
+/// yet is SYNCHRONIZED; A is cut from the manager, its lease runs out, B is promoted. A,
+/// RESOLVING and cut off, must not follow B (nor revert its log): the simulated manager
+/// now tells a replica it is unreachable as soon as it is cut, as the node's etcd watch
+/// does within a second, not after the lease has already run out.
+#[test]
+fn a_replica_cut_from_the_manager_follows_no_new_primary() {
+    keeps_in_step(
+        TWO_REPLICAS,
+        &[
+            Action::LoseLogBlock { to: 1, db: 0 },
+            Action::ClientCommit { db: 0 },
+            Action::Partition {
+                a: hadr_model::Node::Replica(0),
+                b: hadr_model::Node::Manager,
+            },
+        ],
+    );
+}
+
+/// Found by the differential fuzz target (R-SYNC-7): resuming the primary's database
+/// starts data movement again from each secondary's end of log, so a record lost before
+/// is sent again (the spec had the secondary wait for the next record).
+#[test]
+fn resuming_the_primary_database_sends_a_lost_record_again() {
+    keeps_in_step(
+        TWO_REPLICAS,
+        &[
+            Action::LoseLogBlock { to: 1, db: 0 },
+            Action::ClientCommit { db: 0 },
+            Action::Suspend { replica: 0, db: 0 },
+            Action::Resume { replica: 0, db: 0 },
+        ],
+    );
+}
+
+/// Found by the differential fuzz target: C (asynchronous) holds T1, which B (SYNCHRONIZED,
+/// its block lost) lacks; C's log disk stalls; B is promoted and C must revert T1. The
+/// core cuts its log back at once and stays REVERTING, its truncation never done; the
+/// spec had the stalled copy not revert at all.
+#[test]
+fn a_stalled_copy_cut_back_to_the_fork_point_stays_reverting() {
+    keeps_in_step(
+        hadr_model::DEFAULT_CONFIG_TOML,
+        &[
+            Action::LoseLogBlock { to: 1, db: 0 },
+            Action::ClientCommit { db: 0 },
+            Action::SetRequiredSynchronized { k: 1 },
+            Action::DiskStall { replica: 2 },
+            Action::Partition {
+                a: hadr_model::Node::Replica(0),
+                b: hadr_model::Node::Manager,
+            },
+        ],
+    );
+}
+
+/// The reference core agrees with the spec on seeded random action sequences of the
+/// two-replica configuration.
+#[test]
+fn reference_sim_keeps_in_step_with_the_spec() {
+    let config = ModelConfig::from_toml_str(TWO_REPLICAS).unwrap();
+    let lockstep = Lockstep::new(config);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let started = std::time::Instant::now();
+    let runs = 300;
+    for _ in 0..runs {
+        let choices: Vec<usize> = (0..6)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as usize
+            })
+            .collect();
+        if let Err(d) = lockstep.run(choices, &mut ReferenceSim::new()) {
+            panic!("{d}");
+        }
+    }
+    eprintln!(
+        "{runs} lock-step runs in {:?} ({:.0}/s)",
+        started.elapsed(),
+        runs as f64 / started.elapsed().as_secs_f64()
+    );
+}
