@@ -1615,42 +1615,8 @@ impl AgModel {
         if kind == FailoverKind::Forced {
             n.spent.forced_failovers += 1;
         }
-        // Acknowledged commits the target never received are lost (R-FAIL-5 says only a forced
-        // failover may do this).
-        let targets_logs: SmallVec<[crate::state::Log; 2]> =
-            n.dbs_of(target).iter().map(|d| d.log).collect();
-        let in_group: SmallVec<[bool; 2]> = n.groups().map(|g| g.in_group).collect();
-        for (i, t) in n.txns.iter_mut().enumerate() {
-            let number = i as u8 + 1;
-            if t.outcome == CommitOutcome::Acknowledged
-                && in_group[usize::from(t.db)]
-                && t.lost_in.is_none()
-                && !targets_logs[usize::from(t.db)]
-                    .iter()
-                    .any(|rec| rec.txn == number)
-            {
-                t.lost_in = Some(index);
-            }
-        }
-        // The old primary steps down if the failover can reach it: a planned failover
-        // coordinates with it; the manager demotes it when it is up and on the manager's side
-        // of any partition. One it cannot reach is not told; the lease (R-QUORUM-3) is what
-        // must already have stopped it. Every client connection and session is dropped.
-        let old_primary_role = match kind {
-            FailoverKind::Planned => Role::Secondary,
-            _ if self.has_manager() => Role::Resolving,
-            _ => Role::Secondary,
-        };
-        for r in 0..self.replicas {
-            let rep = &n.replicas[usize::from(r)];
-            let reachable = kind == FailoverKind::Planned
-                || !self.has_manager()
-                || (rep.up && !n.net.manager_cut(r));
-            if r != target && rep.role == Role::Primary && reachable {
-                n.replicas[usize::from(r)].role = old_primary_role;
-            }
-        }
-        end_term(n, self.step_down_answer());
+        lose_commits_the_target_lacks(n, target, index);
+        self.step_down_old_primary(n, target, kind);
         for d in n.dbs.iter_mut() {
             d.failover_ready = false;
         }
@@ -1670,6 +1636,35 @@ impl AgModel {
         let lossy_forced = kind == FailoverKind::Forced
             && (!target_ready || self.has(Mutant::ForcedFailoverToSynchronizedLossy));
         n.failovers[usize::from(index)].suspends_partners = lossy_forced;
+        self.take_over(n, target, lossy_forced);
+    }
+
+    /// The old primary steps down if the failover can reach it: a planned failover
+    /// coordinates with it; the manager demotes it when it is up and on the manager's side
+    /// of any partition. One it cannot reach is not told; the lease (R-QUORUM-3) is what
+    /// must already have stopped it. Every client connection and session is dropped.
+    fn step_down_old_primary(&self, n: &mut State, target: Rid, kind: FailoverKind) {
+        let old_primary_role = match kind {
+            FailoverKind::Planned => Role::Secondary,
+            _ if self.has_manager() => Role::Resolving,
+            _ => Role::Secondary,
+        };
+        for r in 0..self.replicas {
+            let rep = &n.replicas[usize::from(r)];
+            let reachable = kind == FailoverKind::Planned
+                || !self.has_manager()
+                || (rep.up && !n.net.manager_cut(r));
+            if r != target && rep.role == Role::Primary && reachable {
+                n.replicas[usize::from(r)].role = old_primary_role;
+            }
+        }
+        end_term(n, self.step_down_answer());
+    }
+
+    /// The target takes the PRIMARY role with its whole log hardened and redone; after a
+    /// lossy forced failover every other replica is put on hold, to be suspended when it
+    /// next connects (R-FAIL-4).
+    fn take_over(&self, n: &mut State, target: Rid, lossy_forced: bool) {
         for r in 0..self.replicas {
             if r == target {
                 let rep = &mut n.replicas[usize::from(r)];
@@ -1784,6 +1779,26 @@ fn revert(s: &State, n: &mut State, replica: Rid, db: Did) {
         d.page = Page::Corrupt {
             needed: needed.min(d.redone),
         };
+    }
+}
+
+/// Acknowledged commits the target of a failover never received are lost (R-FAIL-5 says only a
+/// forced failover may do this): each is marked lost in failover `index`.
+fn lose_commits_the_target_lacks(n: &mut State, target: Rid, index: u8) {
+    let targets_logs: SmallVec<[crate::state::Log; 2]> =
+        n.dbs_of(target).iter().map(|d| d.log).collect();
+    let in_group: SmallVec<[bool; 2]> = n.groups().map(|g| g.in_group).collect();
+    for (i, t) in n.txns.iter_mut().enumerate() {
+        let number = i as u8 + 1;
+        if t.outcome == CommitOutcome::Acknowledged
+            && in_group[usize::from(t.db)]
+            && t.lost_in.is_none()
+            && !targets_logs[usize::from(t.db)]
+                .iter()
+                .any(|rec| rec.txn == number)
+        {
+            t.lost_in = Some(index);
+        }
     }
 }
 
