@@ -1456,33 +1456,10 @@ impl AgModel {
             sets_differential_base: false,
             own_chain_end: None,
         };
-        let refusal = allowed_in_role(role, kind)
-            .err()
-            .or_else(|| {
-                (role == Role::Secondary
-                    && !data_moving
-                    && !self.has(Mutant::BackupOnUnsynchronizedSecondary))
-                .then_some(BackupRefusal::SecondaryNotSynchronizing)
-            })
-            .or_else(|| {
-                (kind == BackupKind::Differential && !group.differential_base)
-                    .then_some(BackupRefusal::NoDifferentialBase)
-            });
+        let refusal = self.backup_refusal(role, kind, data_moving, group.differential_base);
         if let Some(reason) = refusal {
             decision.outcome = BackupOutcome::Refused(reason);
-            decision.flags = match (reason, kind) {
-                (BackupRefusal::NotOnSecondary, BackupKind::Full) => {
-                    seen::FULL_REFUSED_ON_SECONDARY
-                }
-                (BackupRefusal::NotOnSecondary, BackupKind::Differential) => {
-                    seen::DIFFERENTIAL_REFUSED_ON_SECONDARY
-                }
-                (BackupRefusal::NotOnSecondary, BackupKind::CopyOnlyLog) => {
-                    seen::COPY_ONLY_LOG_REFUSED_ON_SECONDARY
-                }
-                (BackupRefusal::SecondaryNotSynchronizing, _) => seen::BACKUP_REFUSED_NOT_MOVING,
-                _ => 0,
-            };
+            decision.flags = refusal_flags(reason, kind);
             return decision;
         }
         // Taken: the ghost checks of R-BACKUP-1..3.
@@ -1508,53 +1485,93 @@ impl AgModel {
             }
             BackupKind::CopyOnlyFull | BackupKind::Differential => {}
             BackupKind::Log | BackupKind::CopyOnlyLog => {
-                let own_chain = self.has(Mutant::SecondaryLogBackupOwnChain);
-                let chain_end = if own_chain {
-                    s.active.as_ref().map_or(0, |a| {
-                        a.own_chain_end
-                            [usize::from(replica) * usize::from(s.databases) + usize::from(db)]
-                    })
-                } else {
-                    group.log_chain_end
-                };
-                let first = chain_end + 1;
-                let last = (hardened as u8).max(chain_end);
-                let range = usize::from(chain_end)..usize::from(last);
-                if !range.is_empty() && history.get(range.clone()) != d.log.get(range) {
-                    decision.flags |= seen::BACKUP_OUTSIDE_HISTORY;
-                }
-                decision.outcome = BackupOutcome::Taken { first, last };
-                let moves = kind == BackupKind::Log || self.has(Mutant::CopyOnlyBackupMovesChain);
-                if moves {
-                    if kind == BackupKind::CopyOnlyLog && last != group.log_chain_end {
-                        decision.flags |= seen::COPY_ONLY_MOVED_CHAIN;
-                    }
-                    let fork = s.manager.epoch;
-                    if let Some(prev) = s.last_log_backup(db) {
-                        let contiguous = first == prev.last + 1;
-                        if (prev.fork == fork && !contiguous)
-                            || (prev.fork != fork && first > prev.last + 1)
-                        {
-                            decision.flags |= seen::BACKUP_CHAIN_BROKEN;
-                        }
-                        let something = prev.last >= prev.first || last >= first;
-                        if prev.replica != replica && prev.fork == fork && contiguous && something {
-                            decision.flags |= seen::CHAIN_ACROSS_REPLICAS;
-                        }
-                    }
-                    decision.log_backup = Some(LogBackup {
-                        replica,
-                        fork,
-                        first,
-                        last,
-                    });
-                    if own_chain {
-                        decision.own_chain_end = Some(last);
-                    }
-                }
+                self.log_backup_decision(s, replica, db, kind, &mut decision)
             }
         }
         decision
+    }
+
+    /// R-BACKUP-1/2: why a backup is refused, if it is: a kind the role does not take, a
+    /// secondary not moving data, a differential backup without a base.
+    fn backup_refusal(
+        &self,
+        role: Role,
+        kind: BackupKind,
+        data_moving: bool,
+        differential_base: bool,
+    ) -> Option<BackupRefusal> {
+        allowed_in_role(role, kind)
+            .err()
+            .or_else(|| {
+                (role == Role::Secondary
+                    && !data_moving
+                    && !self.has(Mutant::BackupOnUnsynchronizedSecondary))
+                .then_some(BackupRefusal::SecondaryNotSynchronizing)
+            })
+            .or_else(|| {
+                (kind == BackupKind::Differential && !differential_base)
+                    .then_some(BackupRefusal::NoDifferentialBase)
+            })
+    }
+
+    /// R-BACKUP-3: the LSN range a log backup of one replica takes, from the end of the log
+    /// chain to what it hardened, and whether it continues the group's chain (a COPY_ONLY log
+    /// backup does not).
+    fn log_backup_decision(
+        &self,
+        s: &State,
+        replica: Rid,
+        db: Did,
+        kind: BackupKind,
+        decision: &mut BackupDecision,
+    ) {
+        let d = s.db(replica, db);
+        let hardened = usize::from(d.hardened);
+        let history = s.history(db);
+        let group = s.group(db);
+        let own_chain = self.has(Mutant::SecondaryLogBackupOwnChain);
+        let chain_end = if own_chain {
+            s.active.as_ref().map_or(0, |a| {
+                a.own_chain_end[usize::from(replica) * usize::from(s.databases) + usize::from(db)]
+            })
+        } else {
+            group.log_chain_end
+        };
+        let first = chain_end + 1;
+        let last = (hardened as u8).max(chain_end);
+        let range = usize::from(chain_end)..usize::from(last);
+        if !range.is_empty() && history.get(range.clone()) != d.log.get(range) {
+            decision.flags |= seen::BACKUP_OUTSIDE_HISTORY;
+        }
+        decision.outcome = BackupOutcome::Taken { first, last };
+        let moves = kind == BackupKind::Log || self.has(Mutant::CopyOnlyBackupMovesChain);
+        if moves {
+            if kind == BackupKind::CopyOnlyLog && last != group.log_chain_end {
+                decision.flags |= seen::COPY_ONLY_MOVED_CHAIN;
+            }
+            let fork = s.manager.epoch;
+            if let Some(prev) = s.last_log_backup(db) {
+                let contiguous = first == prev.last + 1;
+                if (prev.fork == fork && !contiguous)
+                    || (prev.fork != fork && first > prev.last + 1)
+                {
+                    decision.flags |= seen::BACKUP_CHAIN_BROKEN;
+                }
+                let something = prev.last >= prev.first || last >= first;
+                if prev.replica != replica && prev.fork == fork && contiguous && something {
+                    decision.flags |= seen::CHAIN_ACROSS_REPLICAS;
+                }
+            }
+            decision.log_backup = Some(LogBackup {
+                replica,
+                fork,
+                first,
+                last,
+            });
+            if own_chain {
+                decision.own_chain_end = Some(last);
+            }
+        }
     }
 
     /// R-DB-3: the replica a RESTORE … WITH NORECOVERY copies from (the serving primary), or
@@ -1732,6 +1749,22 @@ pub struct BackupDecision {
     pub sets_differential_base: bool,
     /// Under the own-chain mutant: the replica's own chain end afterwards.
     pub own_chain_end: Option<u8>,
+}
+
+/// The `seen` flag a refused backup raises (R-BACKUP-1/2); none for a differential backup
+/// without a base.
+fn refusal_flags(reason: BackupRefusal, kind: BackupKind) -> u32 {
+    match (reason, kind) {
+        (BackupRefusal::NotOnSecondary, BackupKind::Full) => seen::FULL_REFUSED_ON_SECONDARY,
+        (BackupRefusal::NotOnSecondary, BackupKind::Differential) => {
+            seen::DIFFERENTIAL_REFUSED_ON_SECONDARY
+        }
+        (BackupRefusal::NotOnSecondary, BackupKind::CopyOnlyLog) => {
+            seen::COPY_ONLY_LOG_REFUSED_ON_SECONDARY
+        }
+        (BackupRefusal::SecondaryNotSynchronizing, _) => seen::BACKUP_REFUSED_NOT_MOVING,
+        _ => 0,
+    }
 }
 
 /// A primary stops being one: clients and sessions are dropped.
