@@ -1929,12 +1929,20 @@ impl Family {
 }
 
 /// Every action the configuration can offer, in a fixed order: environment first (client,
-/// operator, faults), then internal steps.
+/// operator, faults), then internal steps, then the optional features' steps.
 fn candidate_actions(config: &ModelConfig, replicas: u8, databases: u8) -> Vec<Action> {
     let mut out = Vec::new();
+    push_client_and_operator_candidates(&mut out, replicas, databases);
+    push_fault_candidates(&mut out, config, replicas, databases);
+    push_internal_candidates(&mut out, config, replicas, databases);
+    push_optional_feature_candidates(&mut out, replicas, databases);
+    out
+}
+
+/// Client commits, failovers and demotions, SUSPEND and RESUME, changes of k.
+fn push_client_and_operator_candidates(out: &mut Vec<Action>, replicas: u8, databases: u8) {
     let rs = 0..replicas;
     let dbs = || 0..databases;
-    let manager = config.ag.cluster_type != ClusterType::None;
     for db in dbs() {
         out.push(Action::ClientCommit { db });
     }
@@ -1952,6 +1960,14 @@ fn candidate_actions(config: &ModelConfig, replicas: u8, databases: u8) -> Vec<A
     for k in 0..replicas {
         out.push(Action::SetRequiredSynchronized { k });
     }
+}
+
+/// Crashes and restarts, cut and restored links (to the manager only where there is one),
+/// quorum, lost log blocks, stalled disks, health failures.
+fn push_fault_candidates(out: &mut Vec<Action>, config: &ModelConfig, replicas: u8, databases: u8) {
+    let rs = 0..replicas;
+    let dbs = || 0..databases;
+    let manager = config.ag.cluster_type != ClusterType::None;
     for replica in rs.clone() {
         out.push(Action::Crash { replica });
         out.push(Action::Restart { replica });
@@ -1988,10 +2004,20 @@ fn candidate_actions(config: &ModelConfig, replicas: u8, databases: u8) -> Vec<A
             }
         }
     }
+}
+
+/// The protocol's own steps.
+fn push_internal_candidates(
+    out: &mut Vec<Action>,
+    config: &ModelConfig,
+    replicas: u8,
+    databases: u8,
+) {
+    let dbs = || 0..databases;
     for txn in 1..=config.bounds.transactions {
         out.push(Action::AckCommit { txn });
     }
-    for r in rs.clone() {
+    for r in 0..replicas {
         for db in dbs() {
             out.push(Action::ShipLog { to: r, db });
             out.push(Action::HardenLog { replica: r, db });
@@ -2009,7 +2035,13 @@ fn candidate_actions(config: &ModelConfig, replicas: u8, databases: u8) -> Vec<A
         out.push(Action::ResolveToSecondary { replica: r });
     }
     out.push(Action::ManagerLeaseExpiry);
-    for db in dbs() {
+}
+
+/// Reads, the database lifecycle, backups and page repair (each only taken when its budget
+/// is above 0).
+fn push_optional_feature_candidates(out: &mut Vec<Action>, replicas: u8, databases: u8) {
+    let rs = 0..replicas;
+    for db in 0..databases {
         for intent in [ApplicationIntent::ReadWrite, ApplicationIntent::ReadOnly] {
             out.push(Action::ClientRead { db, intent });
         }
@@ -2027,10 +2059,9 @@ fn candidate_actions(config: &ModelConfig, replicas: u8, databases: u8) -> Vec<A
             out.push(Action::RepairFromSecondary { db, from: replica });
         }
     }
-    for replica in rs.clone() {
+    for replica in rs {
         out.push(Action::RemoveReplica { replica });
     }
-    out
 }
 
 impl stateright::Model for AgModel {
