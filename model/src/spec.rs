@@ -340,19 +340,48 @@ impl AgModel {
 
     // ------------------------------------------------------------------ guards
 
-    /// Whether an action can be taken in a state (its guard).
+    /// Whether an action can be taken in a state (its guard): a disruption needs an event
+    /// left in the behaviour's budget, then its family's guard decides.
     pub fn enabled(&self, s: &State, action: &Action) -> bool {
-        let b = &self.budgets;
-        let rep = |r: Rid| &s.replicas[usize::from(r)];
-        let primary = s.serving_primary();
-        if action.kind().is_disruption() && !Self::budget_left(s.spent.events, b.events) {
+        let kind = action.kind();
+        if kind.is_disruption() && !Self::budget_left(s.spent.events, self.budgets.events) {
             return false;
         }
+        match Family::of(kind) {
+            Family::Commit => self.commit_guard(s, action),
+            Family::Failover => self.failover_guard(s, action),
+            Family::SyncCommand => self.sync_command_guard(s, action),
+            Family::ServerFault => self.server_fault_guard(s, action),
+            Family::NetworkFault => self.network_fault_guard(s, action),
+            Family::Replication => self.replication_guard(s, action),
+            Family::Session => self.session_guard(s, action),
+            Family::Lease => self.lease_guard(s, action),
+            Family::Membership => self.membership_guard(s, action),
+            Family::Joining => self.joining_guard(s, action),
+            Family::ReadOrBackup => self.read_or_backup_guard(s, action),
+            Family::Page => self.page_guard(s, action),
+        }
+    }
+
+    /// Guards of the commit path: a client commits within the budget of transactions; the
+    /// primary acknowledges (R-COMMIT-2/3/5, [`AgModel::ack_enabled`]).
+    fn commit_guard(&self, s: &State, action: &Action) -> bool {
         match *action {
-            Action::ClientCommit { .. } => s.txns.len() < usize::from(b.transactions),
+            Action::ClientCommit { .. } => s.txns.len() < usize::from(self.budgets.transactions),
+            Action::AckCommit { txn } => self.ack_enabled(s, txn),
+            _ => unreachable!("Family::of sends only commit-path actions here"),
+        }
+    }
+
+    /// Guards of the failovers (R-FAIL-2/3/4) and of the demotion by hand (R-QUORUM-5).
+    fn failover_guard(&self, s: &State, action: &Action) -> bool {
+        let b = &self.budgets;
+        match *action {
             Action::PlannedFailover { target } => {
-                let Some(p) = primary else { return false };
-                let t = rep(target);
+                let Some(p) = s.serving_primary() else {
+                    return false;
+                };
+                let t = s.replica(target);
                 self.has_manager()
                     && Self::budget_left(s.spent.failovers, b.failovers)
                     && target != p
@@ -365,189 +394,14 @@ impl AgModel {
                     && self.reaches_manager(s, target)
             }
             Action::ForcedFailover { target } => {
-                let t = rep(target);
-                let fenced = if self.has_manager() {
-                    self.reaches_manager(s, target)
-                        && t.role != Role::Primary
-                        && match s.manager.lease {
-                            None => true,
-                            Some(h) => rep(h).up && !s.net.manager_cut(h),
-                        }
-                } else {
-                    t.role == Role::Secondary
-                        && s.replicas
-                            .iter()
-                            .enumerate()
-                            .all(|(r, x)| r == usize::from(target) || x.role != Role::Primary)
-                };
                 Self::budget_left(s.spent.forced_failovers, b.forced_failovers)
                     && Self::budget_left(s.spent.failovers, b.failovers)
                     && target != s.manager.primary
                     && Self::promotable(s, target)
-                    && fenced
-            }
-            Action::DemoteToSecondary { replica } => {
-                !self.has_manager() && rep(replica).up && rep(replica).role == Role::Primary
-            }
-            Action::Suspend { replica, db } => {
-                let r = rep(replica);
-                Self::budget_left(s.spent.suspends, b.suspends)
-                    && r.up
-                    && r.role != Role::Resolving
-                    && Self::joined(s, replica, db)
-                    && !Self::suspended(s, replica, db)
-            }
-            Action::Resume { replica, db } => {
-                let r = rep(replica);
-                r.up && Self::suspended(s, replica, db)
-                    && (primary == Some(replica) || (r.role == Role::Secondary && r.session))
-            }
-            Action::SetRequiredSynchronized { k } => {
-                Self::budget_left(s.spent.config_changes, b.config_changes)
-                    && primary.is_some()
-                    && k != s.required_synchronized
-            }
-            Action::Crash { replica } => {
-                Self::budget_left(s.spent.crashes, b.crashes) && rep(replica).up
-            }
-            Action::Restart { replica } => !rep(replica).up,
-            Action::Partition { a, b: other } => {
-                Self::budget_left(s.spent.network_faults, b.network_faults)
-                    && !Self::link_cut(s, a, other)
-            }
-            Action::Heal { a, b: other } => Self::link_cut(s, a, other),
-            Action::LoseQuorum => {
-                self.has_manager()
-                    && s.manager.quorum
-                    && Self::budget_left(s.spent.network_faults, b.network_faults)
-            }
-            Action::RegainQuorum => self.has_manager() && !s.manager.quorum,
-            // Armed on the primary, whatever the state of the secondary (as a real fault
-            // injector does); it takes effect at the next record shipped to it.
-            Action::LoseLogBlock { to, db } => {
-                Self::budget_left(s.spent.network_faults, b.network_faults)
-                    && primary.is_some_and(|p| p != to)
-                    && !s.db(to, db).lose_next
-            }
-            Action::DiskStall { replica } => {
-                let r = rep(replica);
-                Self::budget_left(s.spent.crashes, b.crashes)
-                    && r.up
-                    && r.role == Role::Secondary
-                    && !r.disk_stalled
-            }
-            Action::HealthFault { replica, condition } => {
-                self.has_manager()
-                    && Self::budget_left(s.spent.crashes, b.crashes)
-                    && primary == Some(replica)
-                    && self.reaches_manager(s, replica)
-                    && condition.level() <= self.config.ag.failure_condition_level
-            }
-            Action::AckCommit { txn } => self.ack_enabled(s, txn),
-            Action::ShipLog { to, db } => primary.is_some_and(|p| self.ship_ready(s, p, to, db)),
-            Action::HardenLog { replica, db } => {
-                let d = s.db(replica, db);
-                rep(replica).up
-                    && !rep(replica).disk_stalled
-                    && usize::from(d.hardened) < d.log.len()
-            }
-            Action::RedoLog { replica, db } => {
-                let r = rep(replica);
-                let d = s.db(replica, db);
-                let limit = if self.has(Mutant::RedoBeforeHarden) {
-                    d.log.len()
-                } else {
-                    usize::from(d.hardened)
-                };
-                // A stalled log disk stops hardening, not redo: redo reads the log it has
-                // and writes data pages (it only ever has hardened log to redo then).
-                r.up && r.role != Role::Primary
-                    && usize::from(d.redone) < limit
-                    && !d.reverting
-                    && d.suspended.is_none()
-                    && !d.restoring
-                    && d.page == Page::Healthy
-            }
-            Action::Connect { replica } => {
-                let r = rep(replica);
-                primary.is_some_and(|p| {
-                    p != replica
-                        && r.up
-                        && !r.removed
-                        && r.role == Role::Secondary
-                        && !r.session
-                        && s.net.linked(p, replica)
-                })
-            }
-            Action::SessionTimeout { replica } => {
-                primary.is_some_and(|p| rep(replica).session && !s.net.linked(p, replica))
-            }
-            Action::MarkSynchronized { replica, db } => {
-                let Some(p) = primary else { return false };
-                let r = rep(replica);
-                let d = s.db(replica, db);
-                r.session
-                    && Self::healthy_copy(s, replica, db)
-                    && s.net.linked(p, replica)
-                    && !d.failover_ready
-                    && (self.synchronous_pair(p, replica)
-                        || self.has(Mutant::AsyncSecondarySynchronized))
-                    && d.suspended.is_none()
-                    && !Self::suspended(s, p, db)
-                    && !d.reverting
-                    // By position, as a primary knows it: the copy reports hardening up to the
-                    // history's end. (A moving copy's log is a prefix of the history, R-SYNC-5,
-                    // so this is its content too, unless a planted bug broke that.)
-                    && usize::from(d.hardened) >= s.history(db).len()
-                    && (!self.has_manager() || self.reaches_manager(s, p))
-            }
-            Action::DropFromSynchronized { replica, db } => {
-                let Some(p) = primary else { return false };
-                let r = rep(replica);
-                let d = s.db(replica, db);
-                let disconnected =
-                    !r.session && !self.has(Mutant::TimedOutSecondaryStaysSynchronized);
-                d.failover_ready
-                    && (disconnected
-                        || d.suspended.is_some()
-                        || Self::suspended(s, p, db)
-                        || !Self::healthy_copy(s, replica, db))
-                    && (!self.has_manager() || self.reaches_manager(s, p))
-            }
-            Action::Revert { replica, db } => {
-                let r = rep(replica);
-                primary.is_some_and(|p| {
-                    r.up && r.session
-                        && (!r.disk_stalled || Self::diverges(s, replica, db))
-                        && s.db(replica, db).reverting
-                        && Self::joined(s, replica, db)
-                        && s.net.linked(p, replica)
-                })
-            }
-            Action::LeaseExpiry { replica } => {
-                let r = rep(replica);
-                self.has_manager()
-                    && !self.has(Mutant::CommitAfterLeaseExpiry)
-                    && r.up
-                    && r.role == Role::Primary
-                    && !self.reaches_manager(s, replica)
-            }
-            Action::ManagerLeaseExpiry => {
-                let Some(h) = s.manager.lease else {
-                    return false;
-                };
-                let holder = rep(h);
-                let committing = holder.up && holder.role == Role::Primary;
-                let renewing = committing && !s.net.manager_cut(h);
-                let still_valid = if self.has(Mutant::CommitAfterLeaseExpiry) {
-                    renewing
-                } else {
-                    committing
-                };
-                self.has_manager() && s.manager.quorum && !still_valid
+                    && self.forced_failover_fenced(s, target)
             }
             Action::AutomaticFailover { target } => {
-                let t = rep(target);
+                let t = s.replica(target);
                 self.has_manager()
                     && s.manager.quorum
                     && s.manager.lease.is_none()
@@ -563,8 +417,236 @@ impl AgModel {
                     && (Self::ready_everywhere(s, target)
                         || self.has(Mutant::AutomaticFailoverToSynchronizing))
             }
+            Action::DemoteToSecondary { replica } => {
+                let r = s.replica(replica);
+                !self.has_manager() && r.up && r.role == Role::Primary
+            }
+            _ => unreachable!("Family::of sends only failovers here"),
+        }
+    }
+
+    /// Whether a forced failover to `target` cannot leave two primaries: where a manager
+    /// governs, the target reaches it and the lease is free or its holder reachable (and so
+    /// demoted); without one, no other replica is in the PRIMARY role.
+    fn forced_failover_fenced(&self, s: &State, target: Rid) -> bool {
+        let t = s.replica(target);
+        if self.has_manager() {
+            self.reaches_manager(s, target)
+                && t.role != Role::Primary
+                && match s.manager.lease {
+                    None => true,
+                    Some(h) => s.replica(h).up && !s.net.manager_cut(h),
+                }
+        } else {
+            t.role == Role::Secondary
+                && s.replicas
+                    .iter()
+                    .enumerate()
+                    .all(|(r, x)| r == usize::from(target) || x.role != Role::Primary)
+        }
+    }
+
+    /// Guards of the operator's commands on data movement: SUSPEND and RESUME (R-SYNC-7), and
+    /// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT (R-COMMIT-5).
+    fn sync_command_guard(&self, s: &State, action: &Action) -> bool {
+        let b = &self.budgets;
+        match *action {
+            Action::Suspend { replica, db } => {
+                let r = s.replica(replica);
+                Self::budget_left(s.spent.suspends, b.suspends)
+                    && r.up
+                    && r.role != Role::Resolving
+                    && Self::joined(s, replica, db)
+                    && !Self::suspended(s, replica, db)
+            }
+            Action::Resume { replica, db } => {
+                let r = s.replica(replica);
+                r.up && Self::suspended(s, replica, db)
+                    && (s.serving_primary() == Some(replica)
+                        || (r.role == Role::Secondary && r.session))
+            }
+            Action::SetRequiredSynchronized { k } => {
+                Self::budget_left(s.spent.config_changes, b.config_changes)
+                    && s.serving_primary().is_some()
+                    && k != s.required_synchronized
+            }
+            _ => unreachable!("Family::of sends only data-movement commands here"),
+        }
+    }
+
+    /// Guards of the faults of a server: crash, restart, stalled log disk, and a health
+    /// failure the flexible failover policy weighs (R-FAIL-7).
+    fn server_fault_guard(&self, s: &State, action: &Action) -> bool {
+        let b = &self.budgets;
+        match *action {
+            Action::Crash { replica } => {
+                Self::budget_left(s.spent.crashes, b.crashes) && s.replica(replica).up
+            }
+            Action::Restart { replica } => !s.replica(replica).up,
+            Action::DiskStall { replica } => {
+                let r = s.replica(replica);
+                Self::budget_left(s.spent.crashes, b.crashes)
+                    && r.up
+                    && r.role == Role::Secondary
+                    && !r.disk_stalled
+            }
+            Action::HealthFault { replica, condition } => {
+                self.has_manager()
+                    && Self::budget_left(s.spent.crashes, b.crashes)
+                    && s.serving_primary() == Some(replica)
+                    && self.reaches_manager(s, replica)
+                    && condition.level() <= self.config.ag.failure_condition_level
+            }
+            _ => unreachable!("Family::of sends only server faults here"),
+        }
+    }
+
+    /// Guards of the faults of the network: links, the manager's quorum, a lost log block.
+    fn network_fault_guard(&self, s: &State, action: &Action) -> bool {
+        let b = &self.budgets;
+        match *action {
+            Action::Partition { a, b: other } => {
+                Self::budget_left(s.spent.network_faults, b.network_faults)
+                    && !Self::link_cut(s, a, other)
+            }
+            Action::Heal { a, b: other } => Self::link_cut(s, a, other),
+            Action::LoseQuorum => {
+                self.has_manager()
+                    && s.manager.quorum
+                    && Self::budget_left(s.spent.network_faults, b.network_faults)
+            }
+            Action::RegainQuorum => self.has_manager() && !s.manager.quorum,
+            // Armed on the primary, whatever the state of the secondary (as a real fault
+            // injector does); it takes effect at the next record shipped to it.
+            Action::LoseLogBlock { to, db } => {
+                Self::budget_left(s.spent.network_faults, b.network_faults)
+                    && s.serving_primary().is_some_and(|p| p != to)
+                    && !s.db(to, db).lose_next
+            }
+            _ => unreachable!("Family::of sends only network faults here"),
+        }
+    }
+
+    /// Guards of the log's way to a secondary: ship, harden, redo (R-SYNC-1/2), and the
+    /// revert to the fork point (R-FAIL-4/6).
+    fn replication_guard(&self, s: &State, action: &Action) -> bool {
+        let primary = s.serving_primary();
+        match *action {
+            Action::ShipLog { to, db } => primary.is_some_and(|p| self.ship_ready(s, p, to, db)),
+            Action::HardenLog { replica, db } => {
+                let r = s.replica(replica);
+                let d = s.db(replica, db);
+                r.up && !r.disk_stalled && usize::from(d.hardened) < d.log.len()
+            }
+            Action::RedoLog { replica, db } => {
+                let r = s.replica(replica);
+                let d = s.db(replica, db);
+                let limit = if self.has(Mutant::RedoBeforeHarden) {
+                    d.log.len()
+                } else {
+                    usize::from(d.hardened)
+                };
+                // A stalled log disk stops hardening, not redo: redo reads the log it has
+                // and writes data pages (it only ever has hardened log to redo then).
+                r.up && r.role != Role::Primary
+                    && usize::from(d.redone) < limit
+                    && !d.reverting
+                    && d.suspended.is_none()
+                    && !d.restoring
+                    && d.page == Page::Healthy
+            }
+            Action::Revert { replica, db } => {
+                let r = s.replica(replica);
+                primary.is_some_and(|p| {
+                    r.up && r.session
+                        && (!r.disk_stalled || Self::diverges(s, replica, db))
+                        && s.db(replica, db).reverting
+                        && Self::joined(s, replica, db)
+                        && s.net.linked(p, replica)
+                })
+            }
+            _ => unreachable!("Family::of sends only replication steps here"),
+        }
+    }
+
+    /// Guards of the primary's sessions with its secondaries (R-SYNC-6, R-HEALTH-1) and of
+    /// what it records of them in the manager: SYNCHRONIZED or not (R-SYNC-6, R-COMMIT-4).
+    fn session_guard(&self, s: &State, action: &Action) -> bool {
+        let Some(p) = s.serving_primary() else {
+            return false;
+        };
+        match *action {
+            Action::Connect { replica } => {
+                let r = s.replica(replica);
+                p != replica
+                    && r.up
+                    && !r.removed
+                    && r.role == Role::Secondary
+                    && !r.session
+                    && s.net.linked(p, replica)
+            }
+            Action::SessionTimeout { replica } => {
+                s.replica(replica).session && !s.net.linked(p, replica)
+            }
+            Action::MarkSynchronized { replica, db } => {
+                let d = s.db(replica, db);
+                s.replica(replica).session
+                    && Self::healthy_copy(s, replica, db)
+                    && s.net.linked(p, replica)
+                    && !d.failover_ready
+                    && (self.synchronous_pair(p, replica)
+                        || self.has(Mutant::AsyncSecondarySynchronized))
+                    && d.suspended.is_none()
+                    && !Self::suspended(s, p, db)
+                    && !d.reverting
+                    // By position, as a primary knows it: the copy reports hardening up to the
+                    // history's end. (A moving copy's log is a prefix of the history, R-SYNC-5,
+                    // so this is its content too, unless a planted bug broke that.)
+                    && usize::from(d.hardened) >= s.history(db).len()
+                    && (!self.has_manager() || self.reaches_manager(s, p))
+            }
+            Action::DropFromSynchronized { replica, db } => {
+                let d = s.db(replica, db);
+                let disconnected = !s.replica(replica).session
+                    && !self.has(Mutant::TimedOutSecondaryStaysSynchronized);
+                d.failover_ready
+                    && (disconnected
+                        || d.suspended.is_some()
+                        || Self::suspended(s, p, db)
+                        || !Self::healthy_copy(s, replica, db))
+                    && (!self.has_manager() || self.reaches_manager(s, p))
+            }
+            _ => unreachable!("Family::of sends only session steps here"),
+        }
+    }
+
+    /// Guards of the lease and of the manager's view of the roles (R-QUORUM-2/3, R-FAIL-6).
+    fn lease_guard(&self, s: &State, action: &Action) -> bool {
+        match *action {
+            Action::LeaseExpiry { replica } => {
+                let r = s.replica(replica);
+                self.has_manager()
+                    && !self.has(Mutant::CommitAfterLeaseExpiry)
+                    && r.up
+                    && r.role == Role::Primary
+                    && !self.reaches_manager(s, replica)
+            }
+            Action::ManagerLeaseExpiry => {
+                let Some(h) = s.manager.lease else {
+                    return false;
+                };
+                let holder = s.replica(h);
+                let committing = holder.up && holder.role == Role::Primary;
+                let renewing = committing && !s.net.manager_cut(h);
+                let still_valid = if self.has(Mutant::CommitAfterLeaseExpiry) {
+                    renewing
+                } else {
+                    committing
+                };
+                self.has_manager() && s.manager.quorum && !still_valid
+            }
             Action::RestorePrimary { replica } => {
-                let r = rep(replica);
+                let r = s.replica(replica);
                 self.has_manager()
                     && s.manager.quorum
                     && s.manager.lease.is_none()
@@ -574,68 +656,67 @@ impl AgModel {
                     && !s.net.manager_cut(replica)
             }
             Action::LoseManager { replica } => {
-                let r = rep(replica);
+                let r = s.replica(replica);
                 self.has_manager()
                     && r.up
                     && r.role == Role::Secondary
                     && !self.reaches_manager(s, replica)
             }
             Action::ResolveToSecondary { replica } => {
-                let r = rep(replica);
+                let r = s.replica(replica);
                 self.has_manager()
                     && r.up
                     && r.role == Role::Resolving
                     && replica != s.manager.primary
                     && self.reaches_manager(s, replica)
             }
-            Action::ClientRead { .. } => Self::budget_left(s.spent.reads, b.reads),
-            Action::Backup { replica, db, .. } => {
-                Self::budget_left(s.spent.backups, b.backups)
-                    && rep(replica).up
-                    && Self::joined(s, replica, db)
-            }
+            _ => unreachable!("Family::of sends only lease and manager steps here"),
+        }
+    }
+
+    /// Guards of the group's membership: ADD DATABASE (R-DB-1), REMOVE DATABASE and REMOVE
+    /// REPLICA (R-DB-4), each spending a database change.
+    fn membership_guard(&self, s: &State, action: &Action) -> bool {
+        if !Self::budget_left(s.spent.database_changes, self.budgets.database_changes) {
+            return false;
+        }
+        let primary = s.serving_primary();
+        match *action {
             Action::AddDatabase { db } => {
-                Self::budget_left(s.spent.database_changes, b.database_changes)
-                    && !s.group(db).in_group
+                !s.group(db).in_group
                     && primary.is_some_and(|p| {
                         let d = s.db(p, db);
                         !d.restoring && d.page == Page::Healthy
                     })
             }
-            Action::RemoveDatabase { db } => {
-                Self::budget_left(s.spent.database_changes, b.database_changes)
-                    && primary.is_some()
-                    && s.group(db).in_group
-            }
-            Action::RemoveReplica { replica } => {
-                Self::budget_left(s.spent.database_changes, b.database_changes)
-                    && primary.is_some()
-                    && !rep(replica).removed
-            }
+            Action::RemoveDatabase { db } => primary.is_some() && s.group(db).in_group,
+            Action::RemoveReplica { replica } => primary.is_some() && !s.replica(replica).removed,
+            _ => unreachable!("Family::of sends only membership changes here"),
+        }
+    }
+
+    /// Guards of how a secondary's copy of a database comes to be joined: RESTORE WITH
+    /// NORECOVERY, JOIN, automatic seeding (R-DB-2/3).
+    fn joining_guard(&self, s: &State, action: &Action) -> bool {
+        match *action {
             Action::RestoreDatabase { replica, db } => {
-                let r = rep(replica);
-                Self::budget_left(s.spent.database_changes, b.database_changes)
+                let r = s.replica(replica);
+                Self::budget_left(s.spent.database_changes, self.budgets.database_changes)
                     && r.up
                     && !r.removed
-                    && (Self::joined(s, replica, db) || primary.is_some_and(|p| p != replica))
+                    && (Self::joined(s, replica, db)
+                        || s.serving_primary().is_some_and(|p| p != replica))
             }
             Action::JoinDatabase { replica, db } => {
-                let r = rep(replica);
+                let r = s.replica(replica);
                 r.up && !r.removed
                     && r.role == Role::Secondary
                     && s.group(db).in_group
                     && s.db(replica, db).restoring
             }
-            Action::CorruptPage { replica, db } => {
-                let r = rep(replica);
-                Self::budget_left(s.spent.page_corruptions, b.page_corruptions)
-                    && r.up
-                    && r.role != Role::Resolving
-                    && Self::healthy_copy(s, replica, db)
-            }
             Action::SeedDatabase { replica, db } => {
-                let r = rep(replica);
-                primary.is_some_and(|p| {
+                let r = s.replica(replica);
+                s.serving_primary().is_some_and(|p| {
                     r.session
                         && s.net.linked(p, replica)
                         && !r.removed
@@ -644,10 +725,39 @@ impl AgModel {
                         && s.db(replica, db).restoring
                 })
             }
+            _ => unreachable!("Family::of sends only joining steps here"),
+        }
+    }
+
+    /// Guards of reads through the listener (R-READ) and backups (R-BACKUP): within their
+    /// budgets, whatever the outcome (the decision says who serves or refuses).
+    fn read_or_backup_guard(&self, s: &State, action: &Action) -> bool {
+        let b = &self.budgets;
+        match *action {
+            Action::ClientRead { .. } => Self::budget_left(s.spent.reads, b.reads),
+            Action::Backup { replica, db, .. } => {
+                Self::budget_left(s.spent.backups, b.backups)
+                    && s.replica(replica).up
+                    && Self::joined(s, replica, db)
+            }
+            _ => unreachable!("Family::of sends only reads and backups here"),
+        }
+    }
+
+    /// Guards of a corrupt page and its automatic repair (R-PAGE-1/2).
+    fn page_guard(&self, s: &State, action: &Action) -> bool {
+        match *action {
+            Action::CorruptPage { replica, db } => {
+                let r = s.replica(replica);
+                Self::budget_left(s.spent.page_corruptions, self.budgets.page_corruptions)
+                    && r.up
+                    && r.role != Role::Resolving
+                    && Self::healthy_copy(s, replica, db)
+            }
             Action::RepairFromPrimary { replica, db } => {
-                let r = rep(replica);
+                let r = s.replica(replica);
                 let d = s.db(replica, db);
-                primary.is_some_and(|p| {
+                s.serving_primary().is_some_and(|p| {
                     matches!(d.page, Page::Corrupt { .. })
                         && p != replica
                         && r.up
@@ -659,11 +769,13 @@ impl AgModel {
                 })
             }
             Action::RepairFromSecondary { db, from } => {
-                let Some(p) = primary else { return false };
+                let Some(p) = s.serving_primary() else {
+                    return false;
+                };
                 let Page::Corrupt { needed } = s.db(p, db).page else {
                     return false;
                 };
-                let f = rep(from);
+                let f = s.replica(from);
                 let d = s.db(from, db);
                 from != p
                     && f.up
@@ -673,6 +785,7 @@ impl AgModel {
                     && (self.has(Mutant::RepairFromSynchronizingSecondary)
                         || (d.failover_ready && d.redone >= needed))
             }
+            _ => unreachable!("Family::of sends only page steps here"),
         }
     }
 
@@ -777,25 +890,71 @@ impl AgModel {
 
     // ------------------------------------------------------------------ effects
 
-    /// The state after an action.
+    /// The state after an action: a disruption spends one of the behaviour's events, then
+    /// its family's effect changes the rest.
     ///
     /// # Panics
     ///
     /// If the action is not [`enabled`](Self::enabled) in the state; `next_state` checks first.
     pub fn apply(&self, s: &State, action: &Action) -> State {
+        let kind = action.kind();
         let mut n = s.clone();
-        if action.kind().is_disruption() {
+        if kind.is_disruption() {
             n.spent.events += 1;
         }
+        match Family::of(kind) {
+            Family::Commit => self.commit_effect(&mut n, action),
+            Family::Failover => self.failover_effect(&mut n, action),
+            Family::SyncCommand => self.sync_command_effect(s, &mut n, action),
+            Family::ServerFault => self.server_fault_effect(&mut n, action),
+            Family::NetworkFault => self.network_fault_effect(&mut n, action),
+            Family::Replication => self.replication_effect(s, &mut n, action),
+            Family::Session => self.session_effect(s, &mut n, action),
+            Family::Lease => self.lease_effect(&mut n, action),
+            Family::Membership => self.membership_effect(s, &mut n, action),
+            Family::Joining => self.joining_effect(s, &mut n, action),
+            Family::ReadOrBackup => self.read_or_backup_effect(s, &mut n, action),
+            Family::Page => self.page_effect(s, &mut n, action),
+        }
+        n
+    }
+
+    /// Effects of the commit path: a client's commit is logged or refused; the primary
+    /// acknowledges one, recording the k it was acknowledged under.
+    fn commit_effect(&self, n: &mut State, action: &Action) {
         match *action {
-            Action::ClientCommit { db } => self.client_commit(&mut n, db),
-            Action::PlannedFailover { target } => {
-                self.promote(&mut n, target, FailoverKind::Planned)
+            Action::ClientCommit { db } => self.client_commit(n, db),
+            Action::AckCommit { txn } => {
+                let k = n.required_synchronized;
+                let t = &mut n.txns[usize::from(txn) - 1];
+                t.outcome = CommitOutcome::Acknowledged;
+                t.required_at_ack = k;
             }
-            Action::ForcedFailover { target } => self.promote(&mut n, target, FailoverKind::Forced),
+            _ => unreachable!("Family::of sends only commit-path actions here"),
+        }
+    }
+
+    /// Effects of the failovers (see [`AgModel::promote`]) and of the demotion by hand.
+    fn failover_effect(&self, n: &mut State, action: &Action) {
+        match *action {
+            Action::PlannedFailover { target } => self.promote(n, target, FailoverKind::Planned),
+            Action::ForcedFailover { target } => self.promote(n, target, FailoverKind::Forced),
+            Action::AutomaticFailover { target } => {
+                n.manager.automatic_failovers += 1;
+                self.promote(n, target, FailoverKind::Automatic);
+            }
             Action::DemoteToSecondary { replica } => {
-                demote(&mut n, replica, Role::Secondary, self.step_down_answer())
+                demote(n, replica, Role::Secondary, self.step_down_answer())
             }
+            _ => unreachable!("Family::of sends only failovers here"),
+        }
+    }
+
+    /// Effects of the operator's commands on data movement: SUSPEND, RESUME (which starts
+    /// a diverged secondary's revert and restarts sending from each secondary's end of log),
+    /// and a new k.
+    fn sync_command_effect(&self, s: &State, n: &mut State, action: &Action) {
+        match *action {
             Action::Suspend { replica, db } => {
                 n.spent.suspends += 1;
                 n.db_mut(replica, db).suspended = Some(hadr_types::SuspendReason::User);
@@ -827,8 +986,33 @@ impl AgModel {
                 n.spent.config_changes += 1;
                 n.required_synchronized = k;
             }
-            Action::Crash { replica } => self.crash(&mut n, replica),
+            _ => unreachable!("Family::of sends only data-movement commands here"),
+        }
+    }
+
+    /// Effects of the faults of a server (see [`AgModel::crash`]); a health failure takes
+    /// the group offline on the primary and frees the lease.
+    fn server_fault_effect(&self, n: &mut State, action: &Action) {
+        match *action {
+            Action::Crash { replica } => self.crash(n, replica),
             Action::Restart { replica } => n.replicas[usize::from(replica)].up = true,
+            Action::DiskStall { replica } => {
+                n.spent.crashes += 1;
+                n.replicas[usize::from(replica)].disk_stalled = true;
+            }
+            Action::HealthFault { replica, .. } => {
+                n.spent.crashes += 1;
+                demote(n, replica, Role::Resolving, self.step_down_answer());
+                n.manager.lease = None;
+            }
+            _ => unreachable!("Family::of sends only server faults here"),
+        }
+    }
+
+    /// Effects of the faults of the network: a link cut or restored, the manager's quorum lost
+    /// or regained, a log block armed to be lost.
+    fn network_fault_effect(&self, n: &mut State, action: &Action) {
+        match *action {
             Action::Partition { a, b } => {
                 n.spent.network_faults += 1;
                 set_cut(&mut n.net, a, b, true);
@@ -843,21 +1027,14 @@ impl AgModel {
                 n.spent.network_faults += 1;
                 n.db_mut(to, db).lose_next = true;
             }
-            Action::DiskStall { replica } => {
-                n.spent.crashes += 1;
-                n.replicas[usize::from(replica)].disk_stalled = true;
-            }
-            Action::HealthFault { replica, .. } => {
-                n.spent.crashes += 1;
-                demote(&mut n, replica, Role::Resolving, self.step_down_answer());
-                n.manager.lease = None;
-            }
-            Action::AckCommit { txn } => {
-                let k = n.required_synchronized;
-                let t = &mut n.txns[usize::from(txn) - 1];
-                t.outcome = CommitOutcome::Acknowledged;
-                t.required_at_ack = k;
-            }
+            _ => unreachable!("Family::of sends only network faults here"),
+        }
+    }
+
+    /// Effects of the log's way to a secondary: ship (a lost block, a refused gap), harden,
+    /// redo, and the revert to the fork point.
+    fn replication_effect(&self, s: &State, n: &mut State, action: &Action) {
+        match *action {
             Action::ShipLog { to, db } => {
                 let history = s.history(db);
                 let accept_gap = self.has(Mutant::AcceptLogGap);
@@ -888,9 +1065,18 @@ impl AgModel {
                     d.hardened
                 };
             }
-            Action::Connect { replica } => self.connect(s, &mut n, replica),
+            Action::Revert { replica, db } => revert(s, n, replica, db),
+            _ => unreachable!("Family::of sends only replication steps here"),
+        }
+    }
+
+    /// Effects of the primary's sessions (see [`AgModel::connect`]) and of what it records
+    /// of its secondaries in the manager.
+    fn session_effect(&self, s: &State, n: &mut State, action: &Action) {
+        match *action {
+            Action::Connect { replica } => self.connect(s, n, replica),
             Action::SessionTimeout { replica } => {
-                close_session(&mut n, replica);
+                close_session(n, replica);
                 n.replicas[usize::from(replica)].timed_out = true;
             }
             Action::MarkSynchronized { replica, db } => {
@@ -903,76 +1089,40 @@ impl AgModel {
                 d.failover_ready = false;
                 d.lingering = lingers;
             }
-            Action::Revert { replica, db } => {
-                let fork_point = common_prefix(&s.db(replica, db).log, s.history(db)) as u8;
-                let stalled = s.replicas[usize::from(replica)].disk_stalled;
-                let d = n.db_mut(replica, db);
-                if stalled && d.stalled_disk_holds.is_none() {
-                    let mut durable = d.log;
-                    durable.truncate(usize::from(d.hardened));
-                    d.stalled_disk_holds = Some((durable, d.hardened, d.redone));
-                }
-                d.log.truncate(usize::from(fork_point));
-                d.hardened = d.hardened.min(fork_point);
-                d.redone = d.redone.min(fork_point);
-                d.sent = fork_point;
-                // On a stalled disk the truncation is asked for and never done: the log is
-                // cut back in memory, and the copy stays REVERTING.
-                d.reverting = s.replicas[usize::from(replica)].disk_stalled;
-                if let Page::Corrupt { needed } = d.page {
-                    d.page = Page::Corrupt {
-                        needed: needed.min(d.redone),
-                    };
-                }
-            }
+            _ => unreachable!("Family::of sends only session steps here"),
+        }
+    }
+
+    /// Effects of the lease's end on either side, and of the manager's view of the roles.
+    fn lease_effect(&self, n: &mut State, action: &Action) {
+        match *action {
             Action::LeaseExpiry { replica } => {
-                demote(&mut n, replica, Role::Resolving, self.step_down_answer())
+                demote(n, replica, Role::Resolving, self.step_down_answer())
             }
             Action::ManagerLeaseExpiry => n.manager.lease = None,
-            Action::AutomaticFailover { target } => {
-                n.manager.automatic_failovers += 1;
-                self.promote(&mut n, target, FailoverKind::Automatic);
-            }
             Action::RestorePrimary { replica } => {
                 n.replicas[usize::from(replica)].role = Role::Primary;
                 n.manager.lease = Some(replica);
             }
             Action::LoseManager { replica } => {
                 n.replicas[usize::from(replica)].role = Role::Resolving;
-                close_session(&mut n, replica);
+                close_session(n, replica);
             }
             Action::ResolveToSecondary { replica } => {
                 n.replicas[usize::from(replica)].role = Role::Secondary;
             }
-            Action::ClientRead { db, intent } => {
-                let decision = self.read_decision(s, db, intent);
-                n.spent.reads += 1;
-                let a = n.active_mut();
-                a.round_robin = decision.round_robin;
-                a.seen |= decision.flags;
-            }
-            Action::Backup { replica, db, kind } => {
-                let decision = self.backup_decision(s, replica, db, kind);
-                n.spent.backups += 1;
-                let databases = usize::from(n.databases);
-                let a = n.active_mut();
-                a.seen |= decision.flags;
-                let g = &mut a.group_dbs[usize::from(db)];
-                g.differential_base |= decision.sets_differential_base;
-                if let Some(backup) = decision.log_backup {
-                    g.log_chain_end = backup.last;
-                    a.last_log_backup[usize::from(db)] = Some(backup);
-                }
-                if let Some(end) = decision.own_chain_end {
-                    a.own_chain_end[usize::from(replica) * databases + usize::from(db)] = end;
-                }
-            }
-            Action::AddDatabase { db } => {
-                n.spent.database_changes += 1;
-                n.group_mut(db).in_group = true;
-            }
+            _ => unreachable!("Family::of sends only lease and manager steps here"),
+        }
+    }
+
+    /// Effects of the group's membership: a database joins the group, or leaves it (RESTORING
+    /// on the secondaries, its pending commits indefinite); a replica leaves it, unless it is
+    /// the primary (refused, R-DB-4).
+    fn membership_effect(&self, s: &State, n: &mut State, action: &Action) {
+        n.spent.database_changes += 1;
+        match *action {
+            Action::AddDatabase { db } => n.group_mut(db).in_group = true,
             Action::RemoveDatabase { db } => {
-                n.spent.database_changes += 1;
                 let primary = s.serving_primary();
                 let g = n.group_mut(db);
                 g.in_group = false;
@@ -987,17 +1137,25 @@ impl AgModel {
                 }
             }
             Action::RemoveReplica { replica } => {
-                n.spent.database_changes += 1;
                 if s.serving_primary() == Some(replica) {
                     n.active_mut().seen |= seen::REMOVE_PRIMARY_REFUSED;
                 } else {
-                    close_session(&mut n, replica);
+                    close_session(n, replica);
                     n.replicas[usize::from(replica)].removed = true;
                     for d in n.dbs_of_mut(replica) {
                         leave_group(d);
                     }
                 }
             }
+            _ => unreachable!("Family::of sends only membership changes here"),
+        }
+    }
+
+    /// Effects of how a copy comes to be joined: RESTORE copies the primary's log (or is
+    /// refused, R-DB-3); JOIN starts data movement (and a revert if the copy diverges);
+    /// automatic seeding copies the history and joins at once.
+    fn joining_effect(&self, s: &State, n: &mut State, action: &Action) {
+        match *action {
             Action::RestoreDatabase { replica, db } => {
                 n.spent.database_changes += 1;
                 let to_joined = Self::joined(s, replica, db);
@@ -1027,17 +1185,6 @@ impl AgModel {
                     d.reverting = revert && d.suspended.is_none();
                 }
             }
-            Action::CorruptPage { replica, db } => {
-                n.spent.page_corruptions += 1;
-                let on_primary = s.serving_primary() == Some(replica);
-                let d = n.db_mut(replica, db);
-                let needed = if on_primary {
-                    d.log.len() as u8
-                } else {
-                    d.redone
-                };
-                d.page = Page::Corrupt { needed };
-            }
             Action::SeedDatabase { replica, db } => {
                 let log = s.history(db);
                 let d = n.db_mut(replica, db);
@@ -1050,6 +1197,56 @@ impl AgModel {
                 d.sent = d.hardened;
                 d.restoring = false;
                 d.reverting = false;
+            }
+            _ => unreachable!("Family::of sends only joining steps here"),
+        }
+    }
+
+    /// Effects of a read and of a backup: what [`AgModel::read_decision`] and
+    /// [`AgModel::backup_decision`] decide, written into the state.
+    fn read_or_backup_effect(&self, s: &State, n: &mut State, action: &Action) {
+        match *action {
+            Action::ClientRead { db, intent } => {
+                let decision = self.read_decision(s, db, intent);
+                n.spent.reads += 1;
+                let a = n.active_mut();
+                a.round_robin = decision.round_robin;
+                a.seen |= decision.flags;
+            }
+            Action::Backup { replica, db, kind } => {
+                let decision = self.backup_decision(s, replica, db, kind);
+                n.spent.backups += 1;
+                let databases = usize::from(n.databases);
+                let a = n.active_mut();
+                a.seen |= decision.flags;
+                let g = &mut a.group_dbs[usize::from(db)];
+                g.differential_base |= decision.sets_differential_base;
+                if let Some(backup) = decision.log_backup {
+                    g.log_chain_end = backup.last;
+                    a.last_log_backup[usize::from(db)] = Some(backup);
+                }
+                if let Some(end) = decision.own_chain_end {
+                    a.own_chain_end[usize::from(replica) * databases + usize::from(db)] = end;
+                }
+            }
+            _ => unreachable!("Family::of sends only reads and backups here"),
+        }
+    }
+
+    /// Effects of a corrupt page (the LSN its repair needs) and of its repair, which the
+    /// ghost flags judge (R-PAGE-1/2).
+    fn page_effect(&self, s: &State, n: &mut State, action: &Action) {
+        match *action {
+            Action::CorruptPage { replica, db } => {
+                n.spent.page_corruptions += 1;
+                let on_primary = s.serving_primary() == Some(replica);
+                let d = n.db_mut(replica, db);
+                let needed = if on_primary {
+                    d.log.len() as u8
+                } else {
+                    d.redone
+                };
+                d.page = Page::Corrupt { needed };
             }
             Action::RepairFromPrimary { replica, db } => {
                 if !self.repair_from_primary_correct(s, replica, db) {
@@ -1065,8 +1262,8 @@ impl AgModel {
                     n.db_mut(p, db).page = Page::Healthy;
                 }
             }
+            _ => unreachable!("Family::of sends only page steps here"),
         }
-        n
     }
 
     fn client_commit(&self, n: &mut State, db: Did) {
@@ -1259,33 +1456,10 @@ impl AgModel {
             sets_differential_base: false,
             own_chain_end: None,
         };
-        let refusal = allowed_in_role(role, kind)
-            .err()
-            .or_else(|| {
-                (role == Role::Secondary
-                    && !data_moving
-                    && !self.has(Mutant::BackupOnUnsynchronizedSecondary))
-                .then_some(BackupRefusal::SecondaryNotSynchronizing)
-            })
-            .or_else(|| {
-                (kind == BackupKind::Differential && !group.differential_base)
-                    .then_some(BackupRefusal::NoDifferentialBase)
-            });
+        let refusal = self.backup_refusal(role, kind, data_moving, group.differential_base);
         if let Some(reason) = refusal {
             decision.outcome = BackupOutcome::Refused(reason);
-            decision.flags = match (reason, kind) {
-                (BackupRefusal::NotOnSecondary, BackupKind::Full) => {
-                    seen::FULL_REFUSED_ON_SECONDARY
-                }
-                (BackupRefusal::NotOnSecondary, BackupKind::Differential) => {
-                    seen::DIFFERENTIAL_REFUSED_ON_SECONDARY
-                }
-                (BackupRefusal::NotOnSecondary, BackupKind::CopyOnlyLog) => {
-                    seen::COPY_ONLY_LOG_REFUSED_ON_SECONDARY
-                }
-                (BackupRefusal::SecondaryNotSynchronizing, _) => seen::BACKUP_REFUSED_NOT_MOVING,
-                _ => 0,
-            };
+            decision.flags = refusal_flags(reason, kind);
             return decision;
         }
         // Taken: the ghost checks of R-BACKUP-1..3.
@@ -1311,53 +1485,93 @@ impl AgModel {
             }
             BackupKind::CopyOnlyFull | BackupKind::Differential => {}
             BackupKind::Log | BackupKind::CopyOnlyLog => {
-                let own_chain = self.has(Mutant::SecondaryLogBackupOwnChain);
-                let chain_end = if own_chain {
-                    s.active.as_ref().map_or(0, |a| {
-                        a.own_chain_end
-                            [usize::from(replica) * usize::from(s.databases) + usize::from(db)]
-                    })
-                } else {
-                    group.log_chain_end
-                };
-                let first = chain_end + 1;
-                let last = (hardened as u8).max(chain_end);
-                let range = usize::from(chain_end)..usize::from(last);
-                if !range.is_empty() && history.get(range.clone()) != d.log.get(range) {
-                    decision.flags |= seen::BACKUP_OUTSIDE_HISTORY;
-                }
-                decision.outcome = BackupOutcome::Taken { first, last };
-                let moves = kind == BackupKind::Log || self.has(Mutant::CopyOnlyBackupMovesChain);
-                if moves {
-                    if kind == BackupKind::CopyOnlyLog && last != group.log_chain_end {
-                        decision.flags |= seen::COPY_ONLY_MOVED_CHAIN;
-                    }
-                    let fork = s.manager.epoch;
-                    if let Some(prev) = s.last_log_backup(db) {
-                        let contiguous = first == prev.last + 1;
-                        if (prev.fork == fork && !contiguous)
-                            || (prev.fork != fork && first > prev.last + 1)
-                        {
-                            decision.flags |= seen::BACKUP_CHAIN_BROKEN;
-                        }
-                        let something = prev.last >= prev.first || last >= first;
-                        if prev.replica != replica && prev.fork == fork && contiguous && something {
-                            decision.flags |= seen::CHAIN_ACROSS_REPLICAS;
-                        }
-                    }
-                    decision.log_backup = Some(LogBackup {
-                        replica,
-                        fork,
-                        first,
-                        last,
-                    });
-                    if own_chain {
-                        decision.own_chain_end = Some(last);
-                    }
-                }
+                self.log_backup_decision(s, replica, db, kind, &mut decision)
             }
         }
         decision
+    }
+
+    /// R-BACKUP-1/2: why a backup is refused, if it is: a kind the role does not take, a
+    /// secondary not moving data, a differential backup without a base.
+    fn backup_refusal(
+        &self,
+        role: Role,
+        kind: BackupKind,
+        data_moving: bool,
+        differential_base: bool,
+    ) -> Option<BackupRefusal> {
+        allowed_in_role(role, kind)
+            .err()
+            .or_else(|| {
+                (role == Role::Secondary
+                    && !data_moving
+                    && !self.has(Mutant::BackupOnUnsynchronizedSecondary))
+                .then_some(BackupRefusal::SecondaryNotSynchronizing)
+            })
+            .or_else(|| {
+                (kind == BackupKind::Differential && !differential_base)
+                    .then_some(BackupRefusal::NoDifferentialBase)
+            })
+    }
+
+    /// R-BACKUP-3: the LSN range a log backup of one replica takes, from the end of the log
+    /// chain to what it hardened, and whether it continues the group's chain (a COPY_ONLY log
+    /// backup does not).
+    fn log_backup_decision(
+        &self,
+        s: &State,
+        replica: Rid,
+        db: Did,
+        kind: BackupKind,
+        decision: &mut BackupDecision,
+    ) {
+        let d = s.db(replica, db);
+        let hardened = usize::from(d.hardened);
+        let history = s.history(db);
+        let group = s.group(db);
+        let own_chain = self.has(Mutant::SecondaryLogBackupOwnChain);
+        let chain_end = if own_chain {
+            s.active.as_ref().map_or(0, |a| {
+                a.own_chain_end[usize::from(replica) * usize::from(s.databases) + usize::from(db)]
+            })
+        } else {
+            group.log_chain_end
+        };
+        let first = chain_end + 1;
+        let last = (hardened as u8).max(chain_end);
+        let range = usize::from(chain_end)..usize::from(last);
+        if !range.is_empty() && history.get(range.clone()) != d.log.get(range) {
+            decision.flags |= seen::BACKUP_OUTSIDE_HISTORY;
+        }
+        decision.outcome = BackupOutcome::Taken { first, last };
+        let moves = kind == BackupKind::Log || self.has(Mutant::CopyOnlyBackupMovesChain);
+        if moves {
+            if kind == BackupKind::CopyOnlyLog && last != group.log_chain_end {
+                decision.flags |= seen::COPY_ONLY_MOVED_CHAIN;
+            }
+            let fork = s.manager.epoch;
+            if let Some(prev) = s.last_log_backup(db) {
+                let contiguous = first == prev.last + 1;
+                if (prev.fork == fork && !contiguous)
+                    || (prev.fork != fork && first > prev.last + 1)
+                {
+                    decision.flags |= seen::BACKUP_CHAIN_BROKEN;
+                }
+                let something = prev.last >= prev.first || last >= first;
+                if prev.replica != replica && prev.fork == fork && contiguous && something {
+                    decision.flags |= seen::CHAIN_ACROSS_REPLICAS;
+                }
+            }
+            decision.log_backup = Some(LogBackup {
+                replica,
+                fork,
+                first,
+                last,
+            });
+            if own_chain {
+                decision.own_chain_end = Some(last);
+            }
+        }
     }
 
     /// R-DB-3: the replica a RESTORE … WITH NORECOVERY copies from (the serving primary), or
@@ -1418,42 +1632,8 @@ impl AgModel {
         if kind == FailoverKind::Forced {
             n.spent.forced_failovers += 1;
         }
-        // Acknowledged commits the target never received are lost (R-FAIL-5 says only a forced
-        // failover may do this).
-        let targets_logs: SmallVec<[crate::state::Log; 2]> =
-            n.dbs_of(target).iter().map(|d| d.log).collect();
-        let in_group: SmallVec<[bool; 2]> = n.groups().map(|g| g.in_group).collect();
-        for (i, t) in n.txns.iter_mut().enumerate() {
-            let number = i as u8 + 1;
-            if t.outcome == CommitOutcome::Acknowledged
-                && in_group[usize::from(t.db)]
-                && t.lost_in.is_none()
-                && !targets_logs[usize::from(t.db)]
-                    .iter()
-                    .any(|rec| rec.txn == number)
-            {
-                t.lost_in = Some(index);
-            }
-        }
-        // The old primary steps down if the failover can reach it: a planned failover
-        // coordinates with it; the manager demotes it when it is up and on the manager's side
-        // of any partition. One it cannot reach is not told; the lease (R-QUORUM-3) is what
-        // must already have stopped it. Every client connection and session is dropped.
-        let old_primary_role = match kind {
-            FailoverKind::Planned => Role::Secondary,
-            _ if self.has_manager() => Role::Resolving,
-            _ => Role::Secondary,
-        };
-        for r in 0..self.replicas {
-            let rep = &n.replicas[usize::from(r)];
-            let reachable = kind == FailoverKind::Planned
-                || !self.has_manager()
-                || (rep.up && !n.net.manager_cut(r));
-            if r != target && rep.role == Role::Primary && reachable {
-                n.replicas[usize::from(r)].role = old_primary_role;
-            }
-        }
-        end_term(n, self.step_down_answer());
+        lose_commits_the_target_lacks(n, target, index);
+        self.step_down_old_primary(n, target, kind);
         for d in n.dbs.iter_mut() {
             d.failover_ready = false;
         }
@@ -1473,6 +1653,35 @@ impl AgModel {
         let lossy_forced = kind == FailoverKind::Forced
             && (!target_ready || self.has(Mutant::ForcedFailoverToSynchronizedLossy));
         n.failovers[usize::from(index)].suspends_partners = lossy_forced;
+        self.take_over(n, target, lossy_forced);
+    }
+
+    /// The old primary steps down if the failover can reach it: a planned failover
+    /// coordinates with it; the manager demotes it when it is up and on the manager's side
+    /// of any partition. One it cannot reach is not told; the lease (R-QUORUM-3) is what
+    /// must already have stopped it. Every client connection and session is dropped.
+    fn step_down_old_primary(&self, n: &mut State, target: Rid, kind: FailoverKind) {
+        let old_primary_role = match kind {
+            FailoverKind::Planned => Role::Secondary,
+            _ if self.has_manager() => Role::Resolving,
+            _ => Role::Secondary,
+        };
+        for r in 0..self.replicas {
+            let rep = &n.replicas[usize::from(r)];
+            let reachable = kind == FailoverKind::Planned
+                || !self.has_manager()
+                || (rep.up && !n.net.manager_cut(r));
+            if r != target && rep.role == Role::Primary && reachable {
+                n.replicas[usize::from(r)].role = old_primary_role;
+            }
+        }
+        end_term(n, self.step_down_answer());
+    }
+
+    /// The target takes the PRIMARY role with its whole log hardened and redone; after a
+    /// lossy forced failover every other replica is put on hold, to be suspended when it
+    /// next connects (R-FAIL-4).
+    fn take_over(&self, n: &mut State, target: Rid, lossy_forced: bool) {
         for r in 0..self.replicas {
             if r == target {
                 let rep = &mut n.replicas[usize::from(r)];
@@ -1542,6 +1751,22 @@ pub struct BackupDecision {
     pub own_chain_end: Option<u8>,
 }
 
+/// The `seen` flag a refused backup raises (R-BACKUP-1/2); none for a differential backup
+/// without a base.
+fn refusal_flags(reason: BackupRefusal, kind: BackupKind) -> u32 {
+    match (reason, kind) {
+        (BackupRefusal::NotOnSecondary, BackupKind::Full) => seen::FULL_REFUSED_ON_SECONDARY,
+        (BackupRefusal::NotOnSecondary, BackupKind::Differential) => {
+            seen::DIFFERENTIAL_REFUSED_ON_SECONDARY
+        }
+        (BackupRefusal::NotOnSecondary, BackupKind::CopyOnlyLog) => {
+            seen::COPY_ONLY_LOG_REFUSED_ON_SECONDARY
+        }
+        (BackupRefusal::SecondaryNotSynchronizing, _) => seen::BACKUP_REFUSED_NOT_MOVING,
+        _ => 0,
+    }
+}
+
 /// A primary stops being one: clients and sessions are dropped.
 fn demote(n: &mut State, replica: Rid, role: Role, answer: CommitOutcome) {
     n.replicas[usize::from(replica)].role = role;
@@ -1562,6 +1787,50 @@ fn end_term(n: &mut State, answer: CommitOutcome) {
         for d in n.dbs_of_mut(r) {
             d.lose_next = false;
             d.lingering = false;
+        }
+    }
+}
+
+/// A REVERTING secondary truncates its log to the fork point with the history (R-FAIL-4/6).
+fn revert(s: &State, n: &mut State, replica: Rid, db: Did) {
+    let fork_point = common_prefix(&s.db(replica, db).log, s.history(db)) as u8;
+    let stalled = s.replicas[usize::from(replica)].disk_stalled;
+    let d = n.db_mut(replica, db);
+    if stalled && d.stalled_disk_holds.is_none() {
+        let mut durable = d.log;
+        durable.truncate(usize::from(d.hardened));
+        d.stalled_disk_holds = Some((durable, d.hardened, d.redone));
+    }
+    d.log.truncate(usize::from(fork_point));
+    d.hardened = d.hardened.min(fork_point);
+    d.redone = d.redone.min(fork_point);
+    d.sent = fork_point;
+    // On a stalled disk the truncation is asked for and never done: the log is
+    // cut back in memory, and the copy stays REVERTING.
+    d.reverting = s.replicas[usize::from(replica)].disk_stalled;
+    if let Page::Corrupt { needed } = d.page {
+        d.page = Page::Corrupt {
+            needed: needed.min(d.redone),
+        };
+    }
+}
+
+/// Acknowledged commits the target of a failover never received are lost (R-FAIL-5 says only a
+/// forced failover may do this): each is marked lost in failover `index`.
+fn lose_commits_the_target_lacks(n: &mut State, target: Rid, index: u8) {
+    let targets_logs: SmallVec<[crate::state::Log; 2]> =
+        n.dbs_of(target).iter().map(|d| d.log).collect();
+    let in_group: SmallVec<[bool; 2]> = n.groups().map(|g| g.in_group).collect();
+    for (i, t) in n.txns.iter_mut().enumerate() {
+        let number = i as u8 + 1;
+        if t.outcome == CommitOutcome::Acknowledged
+            && in_group[usize::from(t.db)]
+            && t.lost_in.is_none()
+            && !targets_logs[usize::from(t.db)]
+                .iter()
+                .any(|rec| rec.txn == number)
+        {
+            t.lost_in = Some(index);
         }
     }
 }
@@ -1605,13 +1874,75 @@ fn set_cut(net: &mut Net, a: Node, b: Node, cut: bool) {
     }
 }
 
+/// The families of actions, after the rule book's areas: [`AgModel::enabled`] and
+/// [`AgModel::apply`] hand each action to its family's guard and effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    /// A client commits; the primary acknowledges (R-COMMIT).
+    Commit,
+    /// Planned, forced and automatic failovers; the demotion by hand (R-FAIL, R-QUORUM-5).
+    Failover,
+    /// The operator's commands on data movement: SUSPEND, RESUME, k (R-SYNC-7, R-COMMIT-5).
+    SyncCommand,
+    /// A server crashes, restarts, stalls its log disk or reports a health failure.
+    ServerFault,
+    /// A link is cut or restored, the manager's quorum lost or regained, a log block lost.
+    NetworkFault,
+    /// The log's way to a secondary: ship, harden, redo, revert (R-SYNC-1/2, R-FAIL-4/6).
+    Replication,
+    /// Sessions, and what the primary records of its secondaries in the manager (R-SYNC-6).
+    Session,
+    /// The lease and the manager's view of the roles (R-QUORUM-2/3, R-FAIL-6).
+    Lease,
+    /// ADD DATABASE, REMOVE DATABASE, REMOVE REPLICA (R-DB-1/4).
+    Membership,
+    /// RESTORE WITH NORECOVERY, JOIN, automatic seeding (R-DB-2/3).
+    Joining,
+    /// Reads through the listener and backups (R-READ, R-BACKUP).
+    ReadOrBackup,
+    /// A corrupt page and its automatic repair (R-PAGE).
+    Page,
+}
+
+impl Family {
+    /// The family of a kind of action.
+    fn of(kind: ActionKind) -> Family {
+        use ActionKind::*;
+        match kind {
+            ClientCommit | AckCommit => Family::Commit,
+            PlannedFailover | ForcedFailover | AutomaticFailover | DemoteToSecondary => {
+                Family::Failover
+            }
+            Suspend | Resume | SetRequiredSynchronized => Family::SyncCommand,
+            Crash | Restart | DiskStall | HealthFault => Family::ServerFault,
+            Partition | Heal | LoseQuorum | RegainQuorum | LoseLogBlock => Family::NetworkFault,
+            ShipLog | HardenLog | RedoLog | Revert => Family::Replication,
+            Connect | SessionTimeout | MarkSynchronized | DropFromSynchronized => Family::Session,
+            LeaseExpiry | ManagerLeaseExpiry | RestorePrimary | LoseManager
+            | ResolveToSecondary => Family::Lease,
+            AddDatabase | RemoveDatabase | RemoveReplica => Family::Membership,
+            RestoreDatabase | JoinDatabase | SeedDatabase => Family::Joining,
+            ClientRead | Backup => Family::ReadOrBackup,
+            CorruptPage | RepairFromPrimary | RepairFromSecondary => Family::Page,
+        }
+    }
+}
+
 /// Every action the configuration can offer, in a fixed order: environment first (client,
-/// operator, faults), then internal steps.
+/// operator, faults), then internal steps, then the optional features' steps.
 fn candidate_actions(config: &ModelConfig, replicas: u8, databases: u8) -> Vec<Action> {
     let mut out = Vec::new();
+    push_client_and_operator_candidates(&mut out, replicas, databases);
+    push_fault_candidates(&mut out, config, replicas, databases);
+    push_internal_candidates(&mut out, config, replicas, databases);
+    push_optional_feature_candidates(&mut out, replicas, databases);
+    out
+}
+
+/// Client commits, failovers and demotions, SUSPEND and RESUME, changes of k.
+fn push_client_and_operator_candidates(out: &mut Vec<Action>, replicas: u8, databases: u8) {
     let rs = 0..replicas;
     let dbs = || 0..databases;
-    let manager = config.ag.cluster_type != ClusterType::None;
     for db in dbs() {
         out.push(Action::ClientCommit { db });
     }
@@ -1629,6 +1960,14 @@ fn candidate_actions(config: &ModelConfig, replicas: u8, databases: u8) -> Vec<A
     for k in 0..replicas {
         out.push(Action::SetRequiredSynchronized { k });
     }
+}
+
+/// Crashes and restarts, cut and restored links (to the manager only where there is one),
+/// quorum, lost log blocks, stalled disks, health failures.
+fn push_fault_candidates(out: &mut Vec<Action>, config: &ModelConfig, replicas: u8, databases: u8) {
+    let rs = 0..replicas;
+    let dbs = || 0..databases;
+    let manager = config.ag.cluster_type != ClusterType::None;
     for replica in rs.clone() {
         out.push(Action::Crash { replica });
         out.push(Action::Restart { replica });
@@ -1665,10 +2004,20 @@ fn candidate_actions(config: &ModelConfig, replicas: u8, databases: u8) -> Vec<A
             }
         }
     }
+}
+
+/// The protocol's own steps.
+fn push_internal_candidates(
+    out: &mut Vec<Action>,
+    config: &ModelConfig,
+    replicas: u8,
+    databases: u8,
+) {
+    let dbs = || 0..databases;
     for txn in 1..=config.bounds.transactions {
         out.push(Action::AckCommit { txn });
     }
-    for r in rs.clone() {
+    for r in 0..replicas {
         for db in dbs() {
             out.push(Action::ShipLog { to: r, db });
             out.push(Action::HardenLog { replica: r, db });
@@ -1686,7 +2035,13 @@ fn candidate_actions(config: &ModelConfig, replicas: u8, databases: u8) -> Vec<A
         out.push(Action::ResolveToSecondary { replica: r });
     }
     out.push(Action::ManagerLeaseExpiry);
-    for db in dbs() {
+}
+
+/// Reads, the database lifecycle, backups and page repair (each only taken when its budget
+/// is above 0).
+fn push_optional_feature_candidates(out: &mut Vec<Action>, replicas: u8, databases: u8) {
+    let rs = 0..replicas;
+    for db in 0..databases {
         for intent in [ApplicationIntent::ReadWrite, ApplicationIntent::ReadOnly] {
             out.push(Action::ClientRead { db, intent });
         }
@@ -1704,10 +2059,9 @@ fn candidate_actions(config: &ModelConfig, replicas: u8, databases: u8) -> Vec<A
             out.push(Action::RepairFromSecondary { db, from: replica });
         }
     }
-    for replica in rs.clone() {
+    for replica in rs {
         out.push(Action::RemoveReplica { replica });
     }
-    out
 }
 
 impl stateright::Model for AgModel {

@@ -446,6 +446,11 @@ pub fn common_prefix(a: &[Rec], b: &[Rec]) -> usize {
 }
 
 impl State {
+    /// Replica `r`.
+    pub fn replica(&self, r: Rid) -> &Replica {
+        &self.replicas[usize::from(r)]
+    }
+
     /// Database `db` of replica `r`.
     pub fn db(&self, r: Rid, db: Did) -> &Db {
         &self.dbs[usize::from(r) * usize::from(self.databases) + usize::from(db)]
