@@ -136,6 +136,20 @@ fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
+/// The corpus of the source tree this crate was built from (`conformance/corpus/`), for tests
+/// and tools that run inside the repository.
+pub fn shipped_corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
+}
+
+/// The scenario of `corpus` named `name`: its file name without the number (`Heal.json`).
+pub fn find_scenario(corpus: &[(String, Scenario)], name: &str) -> Option<Scenario> {
+    corpus
+        .iter()
+        .find(|(f, _)| f.split_once('-').is_some_and(|(_, rest)| rest == name))
+        .map(|(_, s)| s.clone())
+}
+
 /// The scenarios of a corpus directory, in file-name order, with their file names, and the
 /// corpus hash.
 pub fn load_corpus(dir: &Path) -> Result<(Vec<(String, Scenario)>, String), CorpusError> {
@@ -220,20 +234,7 @@ fn run_one(
 ) -> (String, ScenarioResult) {
     let mut sut = make_sut(scenario);
     let name = sut.name();
-    let mut result = ScenarioResult {
-        file: file.to_owned(),
-        purpose: scenario.purpose.clone(),
-        verdict: "pass",
-        step: None,
-        actions: Vec::new(),
-        unshrunk_steps: None,
-        rules: Vec::new(),
-        like: Vec::new(),
-        diff: Vec::new(),
-        alternatives: Vec::new(),
-        error: None,
-        failing_scenario: None,
-    };
+    let mut result = ScenarioResult::passed(file, &scenario.purpose);
     match judge(scenario, sut.as_mut()) {
         Verdict::Pass => {}
         Verdict::Fail(d) => {
@@ -360,6 +361,24 @@ pub fn certificate(
 }
 
 impl ScenarioResult {
+    /// A scenario `file` (of `purpose`) that passed; a failure fills in the rest.
+    fn passed(file: &str, purpose: &str) -> Self {
+        ScenarioResult {
+            file: file.to_owned(),
+            purpose: purpose.to_owned(),
+            verdict: "pass",
+            step: None,
+            actions: Vec::new(),
+            unshrunk_steps: None,
+            rules: Vec::new(),
+            like: Vec::new(),
+            diff: Vec::new(),
+            alternatives: Vec::new(),
+            error: None,
+            failing_scenario: None,
+        }
+    }
+
     /// This result's section of the certificate's failures (Markdown).
     fn markdown(&self) -> String {
         let mut out = format!(
@@ -513,18 +532,8 @@ mod tests {
 
     fn result(file: &str, verdict: &'static str) -> ScenarioResult {
         ScenarioResult {
-            file: file.to_owned(),
-            purpose: "H1".to_owned(),
             verdict,
-            step: None,
-            actions: Vec::new(),
-            unshrunk_steps: None,
-            rules: Vec::new(),
-            like: Vec::new(),
-            diff: Vec::new(),
-            alternatives: Vec::new(),
-            error: None,
-            failing_scenario: None,
+            ..ScenarioResult::passed(file, "H1")
         }
     }
 

@@ -2,25 +2,18 @@
 //! naming file and line. Logs of runs of the reference core, validating and tampered with:
 //! hadr-adapters' `tests/validate.rs`.
 
-use hadr_conformance::certify::load_corpus;
+use hadr_conformance::certify::{find_scenario, load_corpus, shipped_corpus_dir};
 use hadr_conformance::scenario::Scenario;
 use hadr_conformance::validate::{merge, parse_file, LogError};
 use hadr_types::event_log::header_line;
-use std::path::Path;
 
 fn corpus() -> Vec<(String, Scenario)> {
-    load_corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"))
-        .unwrap()
-        .0
+    load_corpus(&shipped_corpus_dir()).unwrap().0
 }
 
 /// The corpus scenario named `name` (its file name without the number: `Heal.json`).
 fn scenario(name: &str) -> Scenario {
-    corpus()
-        .into_iter()
-        .find(|(f, _)| f.split_once('-').is_some_and(|(_, rest)| rest == name))
-        .unwrap_or_else(|| panic!("no {name} in the corpus"))
-        .1
+    find_scenario(&corpus(), name).unwrap_or_else(|| panic!("no {name} in the corpus"))
 }
 
 fn error(text: &str) -> LogError {
