@@ -264,15 +264,7 @@ impl Core {
             .as_ref()
             .is_some_and(|f| f.primary == from && f.ends.is_none())
         {
-            ignored(
-                out,
-                InputSource::Peer(from),
-                IgnoredReason::Unexpected {
-                    what: "failover refusal".into(),
-                    role: self.role,
-                    epoch: self.epoch,
-                },
-            );
+            self.unexpected(from, "failover refusal", out);
             return;
         }
         self.fail_planned_failover(AdminError::FailoverRefused { reason }, true, out);
@@ -291,15 +283,7 @@ impl Core {
                 failover.ends = Some(ends);
             }
             _ => {
-                ignored(
-                    out,
-                    InputSource::Peer(from),
-                    IgnoredReason::Unexpected {
-                        what: "failover grant".into(),
-                        role: self.role,
-                        epoch: self.epoch,
-                    },
-                );
+                self.unexpected(from, "failover grant", out);
                 return;
             }
         }

@@ -1,11 +1,9 @@
 //! The secondary's side: taking log blocks with no gap (R-SYNC-1), hardening then redoing
-//! them (R-SYNC-2), acknowledging only what was hardened, reverting to a fork point (R-FAIL-4/6),
-//! and the storage completions of both roles.
+//! them (R-SYNC-2), acknowledging only what was hardened, reverting to a fork point (R-FAIL-4/6).
 
 use super::{ignored, send, Core, Out};
-use crate::error::{IgnoredReason, StorageContractError};
+use crate::error::IgnoredReason;
 use crate::ids::Epoch;
-use crate::input::StorageEvent;
 use crate::log::{check_run, LogShapeError};
 use crate::message::{LogBlock, MessageBody};
 use crate::mutants::Mutant;
@@ -21,19 +19,9 @@ impl Core {
         self.primary == Some(from) || self.failover.as_ref().is_some_and(|f| f.primary == from)
     }
 
-    fn not_from_my_primary(&self, from: ReplicaId, what: &'static str, out: &mut Out) {
-        ignored(
-            out,
-            InputSource::Peer(from),
-            IgnoredReason::Unexpected {
-                what: what.into(),
-                role: self.role,
-                epoch: self.epoch,
-            },
-        );
-    }
-
-    fn primary_db(
+    /// The index of `database` in a message from `from`, if `from` is the primary this replica
+    /// takes log from in `epoch`; otherwise the message is ignored.
+    fn my_primary_db(
         &self,
         from: ReplicaId,
         epoch: Epoch,
@@ -41,16 +29,9 @@ impl Core {
         what: &'static str,
         out: &mut Out,
     ) -> Option<usize> {
-        let Some(index) = self.db_index(database) else {
-            ignored(
-                out,
-                InputSource::Peer(from),
-                IgnoredReason::UnknownDatabase { database },
-            );
-            return None;
-        };
+        let index = self.peer_db(from, database, out)?;
         if !self.is_my_primary(from, epoch) {
-            self.not_from_my_primary(from, what, out);
+            self.unexpected(from, what, out);
             return None;
         }
         Some(index)
@@ -85,7 +66,7 @@ impl Core {
 
     /// Tells the primary how far this database got. Only hardened LSNs that a `LogHardened`
     /// input reported are acknowledged (the secondary half of the ordering contract).
-    fn send_progress(&self, index: usize, out: &mut Out) {
+    pub(super) fn send_progress(&self, index: usize, out: &mut Out) {
         let db = &self.dbs[index];
         let Some(primary) = self.primary_link() else {
             return;
@@ -111,11 +92,11 @@ impl Core {
     /// resends from our end); an overlap with identical records is trimmed.
     pub(super) fn on_log(&mut self, from: ReplicaId, epoch: Epoch, block: LogBlock, out: &mut Out) {
         let source = InputSource::Peer(from);
-        let Some(index) = self.primary_db(from, epoch, block.database, "log block", out) else {
+        let Some(index) = self.my_primary_db(from, epoch, block.database, "log block", out) else {
             return;
         };
         if self.dbs[index].suspended.is_some() || self.dbs[index].reverting.is_some() {
-            self.not_from_my_primary(from, "log block for a suspended or reverting database", out);
+            self.unexpected(from, "log block for a suspended or reverting database", out);
             return;
         }
         let first = block.first_lsn;
@@ -232,7 +213,7 @@ impl Core {
         state: SyncState,
         out: &mut Out,
     ) {
-        let Some(index) = self.primary_db(from, epoch, database, "synchronization state", out)
+        let Some(index) = self.my_primary_db(from, epoch, database, "synchronization state", out)
         else {
             return;
         };
@@ -241,7 +222,7 @@ impl Core {
             && !self.planted(Mutant::AsyncSecondarySynchronized)
         {
             // R-SYNC-4: impossible for this pair, whatever the sender says.
-            self.not_from_my_primary(from, "SYNCHRONIZED for an asynchronous pair", out);
+            self.unexpected(from, "SYNCHRONIZED for an asynchronous pair", out);
             return;
         }
         let db = &mut self.dbs[index];
@@ -263,11 +244,11 @@ impl Core {
         reason: SuspendReason,
         out: &mut Out,
     ) {
-        let Some(index) = self.primary_db(from, epoch, database, "suspension", out) else {
+        let Some(index) = self.my_primary_db(from, epoch, database, "suspension", out) else {
             return;
         };
         if !matches!(reason, SuspendReason::Primary | SuspendReason::Partner) {
-            self.not_from_my_primary(
+            self.unexpected(
                 from,
                 "a suspension reason only a secondary gives itself",
                 out,
@@ -296,7 +277,7 @@ impl Core {
         database: DatabaseId,
         out: &mut Out,
     ) {
-        let Some(index) = self.primary_db(from, epoch, database, "resume", out) else {
+        let Some(index) = self.my_primary_db(from, epoch, database, "resume", out) else {
             return;
         };
         if self.dbs[index].suspended == Some(SuspendReason::Primary) {
@@ -327,12 +308,12 @@ impl Core {
         to: Lsn,
         out: &mut Out,
     ) {
-        let Some(index) = self.primary_db(from, epoch, database, "revert", out) else {
+        let Some(index) = self.my_primary_db(from, epoch, database, "revert", out) else {
             return;
         };
         let db = &mut self.dbs[index];
         if db.suspended.is_some() || to > db.end() || db.reverting == Some(to) {
-            self.not_from_my_primary(from, "revert of a suspended or shorter database", out);
+            self.unexpected(from, "revert of a suspended or shorter database", out);
             return;
         }
         db.accepted_epoch = db.accepted_epoch.max(epoch);
@@ -376,11 +357,11 @@ impl Core {
         out: &mut Out,
     ) {
         if !self.is_my_primary(from, epoch) {
-            self.not_from_my_primary(from, "REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT", out);
+            self.unexpected(from, "REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT", out);
             return;
         }
         if required > self.max_required() {
-            self.not_from_my_primary(
+            self.unexpected(
                 from,
                 "REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT above its limit",
                 out,
@@ -390,114 +371,35 @@ impl Core {
         self.config.required_synchronized_secondaries_to_commit = required;
     }
 
-    /// Storage completions, on either role (R-SYNC-2: harden, then redo).
-    pub(super) fn on_storage(
-        &mut self,
-        event: StorageEvent,
-        out: &mut Out,
-    ) -> Result<(), StorageContractError> {
-        let database = match event {
-            StorageEvent::LogWritten { database, .. }
-            | StorageEvent::LogHardened { database, .. }
-            | StorageEvent::RedoApplied { database, .. }
-            | StorageEvent::LogReverted { database, .. } => database,
-        };
-        let index = self
-            .db_index(database)
-            .ok_or(StorageContractError::UnknownDatabase { database })?;
+    /// A revert to the fork point is on disk, and no deeper one follows: report it to the
+    /// primary that asked (R-FAIL-4/6), which streams from there (INITIALIZING).
+    pub(super) fn revert_done(&mut self, index: usize, out: &mut Out) {
         let db = &mut self.dbs[index];
-        // While truncations run, completions of operations issued before them may still cover
-        // records they discard: they count only up to the lowest fork point in flight.
-        let limit = db.truncations.iter().min().copied();
-        let clamp = move |lsn: Lsn| limit.map_or(lsn, |to| lsn.min(to));
-        let end = db.end();
-        match event {
-            StorageEvent::LogWritten { up_to, .. } => {
-                let up_to = clamp(up_to);
-                if up_to > end {
-                    return Err(StorageContractError::BeyondEndOfLog {
-                        database,
-                        what: "a write",
-                        up_to,
-                        end_of_log: end,
-                    });
-                }
-                db.written = db.written.max(up_to);
-            }
-            StorageEvent::LogHardened { up_to, .. } => {
-                let up_to = clamp(up_to);
-                if up_to > end {
-                    return Err(StorageContractError::BeyondEndOfLog {
-                        database,
-                        what: "an fsync",
-                        up_to,
-                        end_of_log: end,
-                    });
-                }
-                if up_to <= db.hardened {
-                    return Ok(());
-                }
-                db.hardened = up_to;
-                db.written = db.written.max(up_to);
-                let redo = up_to > db.redo_requested;
-                if redo {
-                    db.redo_requested = up_to;
-                }
-                // The primary's data is current as soon as its log is hardened (the spec's
-                // primary has redone what it hardened): it is redone here, with no round trip
-                // through the shell. A secondary's redo is the shell's, asynchronous (R-SYNC-2).
-                let redo_here = redo && self.role == Role::Primary;
-                if redo_here {
-                    db.apply_redo(up_to);
-                }
-                self.send_progress(index, out);
-                if redo && !redo_here {
-                    out.push_back(Output::Redo { database, up_to });
-                }
-            }
-            StorageEvent::RedoApplied { up_to, .. } => {
-                let up_to = clamp(up_to);
-                if up_to > db.hardened {
-                    return Err(StorageContractError::RedoBeyondHardened {
-                        database,
-                        up_to,
-                        hardened: db.hardened,
-                    });
-                }
-                if up_to <= db.redone {
-                    return Ok(());
-                }
-                db.apply_redo(up_to);
-                self.send_progress(index, out);
-            }
-            StorageEvent::LogReverted { to, .. } => {
-                if db.truncations.front() != Some(&to) {
-                    let expected = db.truncations.front().copied();
-                    return Err(StorageContractError::UnexpectedRevert {
-                        database,
-                        to,
-                        expected,
-                    });
-                }
-                db.truncations.pop_front();
-                if !db.truncations.is_empty() || db.reverting.is_none() {
-                    return Ok(()); // a deeper revert follows, or nobody waits for a report
-                }
-                db.reverting = None;
-                db.told_state = SyncState::Initializing;
-                let body = MessageBody::Reverted {
-                    database,
-                    end: db.end(),
-                    hardened: db.hardened,
-                    redone: db.redone,
-                };
-                let suspended = db.suspended.is_some();
-                // The primary waits for this report if our handshake said we were reverting.
-                if let Some(primary) = self.primary_link().filter(|_| !suspended) {
-                    send(out, &self.peers, primary, self.epoch, body);
-                }
-            }
+        if db.reverting.is_none() {
+            return; // nobody waits for a report
         }
-        Ok(())
+        db.reverting = None;
+        db.told_state = SyncState::Initializing;
+        let body = MessageBody::Reverted {
+            database: db.id,
+            end: db.end(),
+            hardened: db.hardened,
+            redone: db.redone,
+        };
+        let suspended = db.suspended.is_some();
+        // The primary waits for this report if our handshake said we were reverting.
+        if let Some(primary) = self.primary_link().filter(|_| !suspended) {
+            send(out, &self.peers, primary, self.epoch, body);
+        }
+    }
+
+    /// The log is hardened up to `up_to` (beyond what it was): report it, and have the shell
+    /// redo it when `redo` (R-SYNC-2: redo follows hardening, asynchronously).
+    pub(super) fn secondary_hardened(&self, index: usize, up_to: Lsn, redo: bool, out: &mut Out) {
+        self.send_progress(index, out);
+        if redo {
+            let database = self.dbs[index].id;
+            out.push_back(Output::Redo { database, up_to });
+        }
     }
 }

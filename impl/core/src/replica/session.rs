@@ -475,17 +475,7 @@ impl Core {
             TimerId::Heartbeat => {
                 // Pings go out in every role: a RESOLVING replica does not act on session
                 // timeouts (R-ROLE-2), but its peers must not drop it for silence.
-                for (index, peer) in self.peers.iter().enumerate() {
-                    if peer.is_up() {
-                        send(
-                            out,
-                            &self.peers,
-                            ReplicaId(index as u8),
-                            self.epoch,
-                            MessageBody::Ping,
-                        );
-                    }
-                }
+                self.send_to_peers_up(&MessageBody::Ping, out);
                 out.push_back(Output::SetTimer {
                     timer: TimerId::Heartbeat,
                     at_ms: now_ms.saturating_add(self.ping_interval_ms()),
