@@ -159,7 +159,7 @@ impl Core {
             Role::Resolving => return Err(AdminError::Resolving),
             Role::Primary => {
                 db.suspended = Some(SuspendReason::User);
-                for (peer, progress) in db.secondaries.iter_mut() {
+                for (peer, progress) in db.as_primary().secondaries.iter_mut() {
                     if progress.is_moving() || matches!(progress.phase, Phase::Reverting { .. }) {
                         progress.phase = Phase::Suspended(SuspendReason::Primary);
                         progress.reported = None;
@@ -178,7 +178,7 @@ impl Core {
             }
             Role::Secondary => {
                 db.suspended = Some(SuspendReason::User);
-                db.told_state = SyncState::NotSynchronizing;
+                db.as_secondary().told_state = SyncState::NotSynchronizing;
                 if let Some(primary) = primary {
                     send(
                         out,
@@ -213,7 +213,7 @@ impl Core {
             Role::Resolving => return Err(AdminError::Resolving),
             Role::Primary => {
                 db.suspended = None;
-                for (peer, progress) in db.secondaries.iter_mut() {
+                for (peer, progress) in db.as_primary().secondaries.iter_mut() {
                     if progress.phase == Phase::Suspended(SuspendReason::Primary) {
                         progress.phase = Phase::Inactive;
                         if up[usize::from(peer.0)] {

@@ -11,7 +11,6 @@
 //!     │  new epoch, PRIMARY ── Hello ───────────▶│ follows the new epoch as SECONDARY
 //! ```
 
-use super::database::Progress;
 use super::{ignored, send, AwaitingPromotion, Core, Out, PendingFailover};
 use crate::error::{AdminError, IgnoredReason};
 use crate::ids::{Epoch, RequestId, TimerId};
@@ -217,8 +216,7 @@ impl Core {
         } else {
             self.dbs.iter().find_map(|db| {
                 let state = db
-                    .secondaries
-                    .get(&from)
+                    .progress(from)
                     .map_or(SyncState::NotSynchronizing, |p| p.sync_state());
                 (state != SyncState::Synchronized).then_some(FailoverRefusal::NotSynchronized {
                     database: db.id,
@@ -423,6 +421,7 @@ impl Core {
                 timer: TimerId::PromotionTimeout,
             });
         }
+        let others = self.data_peers();
         for db in &mut self.dbs {
             db.accepted_epoch = epoch;
             // A suspension because of the former primary's database ends with its primacy
@@ -430,17 +429,7 @@ impl Core {
             if db.suspended == Some(SuspendReason::Primary) {
                 db.suspended = None;
             }
-            // A revert still on disk completes in order before our appends; no primary waits
-            // for its report any more.
-            db.reverting = None;
-            db.told_state = SyncState::NotSynchronizing;
-            db.gap_reported = None;
-            db.open_txns.clear();
-            for progress in db.secondaries.values_mut() {
-                *progress = Progress::new();
-            }
-            db.acknowledged = Lsn(0);
-            db.hardened_acked.clear();
+            db.become_primary(&others);
         }
         self.lease_until_ms = lease_until_ms;
         if let Some(at_ms) = lease_until_ms {
@@ -588,10 +577,7 @@ impl Core {
                             out,
                         );
                     }
-                    for db in &mut self.dbs {
-                        db.told_state = SyncState::NotSynchronizing;
-                        db.gap_reported = None;
-                    }
+                    self.lose_primary();
                     self.role = Role::Resolving;
                     self.primary = None;
                     out.push_back(Output::RoleChanged {

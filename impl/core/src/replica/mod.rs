@@ -388,10 +388,14 @@ impl Replica {
         core.last_forced = state.last_forced_epoch;
         core.max_term = max_term;
         core.primary = (role == Role::Primary).then_some(me);
+        let others = core.data_peers();
         for (db, stored) in core.dbs.iter_mut().zip(&state.databases) {
             db.suspended = stored.suspended;
             db.suspended_by_epoch = stored.suspended_by_epoch;
             db.accepted_epoch = stored.accepted_epoch;
+            if role == Role::Primary {
+                db.become_primary(&others);
+            }
         }
         // No peer is connected yet: the first handshakes carry the role and epoch.
         core.announced = (core.role, core.epoch);
@@ -744,18 +748,10 @@ impl Core {
         options: CoreOptions,
         logs: Vec<Vec<LogRecord>>,
     ) -> Core {
-        let others: Vec<ReplicaId> = (0..config.replicas.len())
-            .map(|i| ReplicaId(i as u8))
-            .filter(|r| {
-                *r != me
-                    && config.replicas[usize::from(r.0)].availability_mode
-                        != AvailabilityMode::ConfigurationOnly
-            })
-            .collect();
         let dbs = logs
             .into_iter()
             .enumerate()
-            .map(|(i, log)| Database::new(DatabaseId(i as u8), log, &others))
+            .map(|(i, log)| Database::new(DatabaseId(i as u8), log))
             .collect();
         Core {
             now_ms: 0,
@@ -813,6 +809,19 @@ impl Core {
                 })
                 .collect(),
         }
+    }
+
+    /// Every other replica that holds data: a primary's secondaries (R-QUORUM-6: a
+    /// configuration-only replica holds none).
+    fn data_peers(&self) -> Vec<ReplicaId> {
+        (0..self.config.replicas.len())
+            .map(|i| ReplicaId(i as u8))
+            .filter(|r| {
+                *r != self.me
+                    && self.config.replicas[usize::from(r.0)].availability_mode
+                        != AvailabilityMode::ConfigurationOnly
+            })
+            .collect()
     }
 
     fn has_manager(&self) -> bool {

@@ -2,7 +2,7 @@
 //! gap (R-SYNC-1), each secondary's progress and SYNCHRONIZED state (R-SYNC-3/4/6), the
 //! publication to the cluster manager, and releasing commits in the contract's order.
 
-use super::database::{OpenTxn, PendingCommit, Phase, Progress};
+use super::database::{OpenTxn, PendingCommit, Phase, PrimaryDb, Progress};
 use super::{ignored, send, Core, Out};
 use crate::error::{ClientError, IgnoredReason};
 use crate::ids::{Epoch, RequestId};
@@ -17,6 +17,7 @@ use hadr_types::{
     ApplicationIntent, DatabaseId, Lsn, PrimaryConnections, ReplicaId, Role, SecondaryConnections,
     SuspendReason, SyncState, TxnId,
 };
+use std::collections::btree_map::Entry;
 use std::collections::BTreeSet;
 
 impl Core {
@@ -64,7 +65,8 @@ impl Core {
             return Some(self.read(index, intent, *txn, key));
         }
         if let ClientOp::Commit { txn } = request.op {
-            if !self.dbs[index].open_txns.contains_key(&txn) {
+            let open = |primary: &PrimaryDb| primary.open_txns.contains_key(&txn);
+            if !self.dbs[index].primary().is_some_and(open) {
                 // Only an open transaction can be refused definitely; anything else may be the
                 // retry of a commit answered (or lost) before, on any replica (R-COMMIT-7).
                 return Some(self.commit_not_open(database, txn));
@@ -75,8 +77,10 @@ impl Core {
             // ALLOW_CONNECTIONS = READ_WRITE refuses it altogether. A transaction belongs to
             // one connection: a commit of it arriving with another intent ends it (rolled
             // back), so the refusal is definite.
-            if let ClientOp::Commit { txn } = request.op {
-                self.dbs[index].open_txns.remove(&txn);
+            if let (ClientOp::Commit { txn }, Some(primary)) =
+                (&request.op, self.dbs[index].primary_mut())
+            {
+                primary.open_txns.remove(txn);
             }
             let error = if self.role == Role::Primary && self.primary_refuses_read_intent() {
                 ClientError::ConnectionNotAllowed {
@@ -91,25 +95,12 @@ impl Core {
         if let Err(error) = self.writable() {
             return Some(ClientReply::Refused(error));
         }
-        let used = |core: &Core, txn: TxnId| {
-            core.outcomes.contains_key(&(database, txn)) || core.dbs[index].has_txn(txn)
-        };
         Some(match request.op {
             ClientOp::Read { .. } => unreachable!("answered above"),
-            ClientOp::Begin { txn } if self.dbs[index].open_txns.contains_key(&txn) => {
-                ClientReply::Refused(ClientError::TransactionAlreadyOpen { txn })
-            }
-            ClientOp::Begin { txn } if used(self, txn) => {
-                // R-COMMIT-7: its outcome is on record under this id; a second transaction
-                // with the same id would make the answer to a retried commit ambiguous.
-                ClientReply::Refused(ClientError::TransactionIdReused { database, txn })
-            }
-            ClientOp::Begin { txn } => {
-                self.dbs[index].open_txns.insert(txn, OpenTxn::default());
-                ClientReply::Begun
-            }
+            ClientOp::Begin { txn } => self.begin(index, txn),
             ClientOp::Write { txn, key, value } => self.write(index, txn, Write { key, value }),
-            ClientOp::Rollback { txn } => match self.dbs[index].open_txns.remove(&txn) {
+            ClientOp::Rollback { txn } => match self.dbs[index].as_primary().open_txns.remove(&txn)
+            {
                 Some(_) => ClientReply::RolledBack,
                 None => ClientReply::Refused(ClientError::UnknownTransaction { txn }),
             },
@@ -118,12 +109,30 @@ impl Core {
         })
     }
 
+    /// Opens transaction `txn`, unless its id is taken.
+    fn begin(&mut self, index: usize, txn: TxnId) -> ClientReply {
+        let database = self.dbs[index].id;
+        let used = self.outcomes.contains_key(&(database, txn)) || self.dbs[index].has_txn(txn);
+        match self.dbs[index].as_primary().open_txns.entry(txn) {
+            Entry::Occupied(_) => ClientReply::Refused(ClientError::TransactionAlreadyOpen { txn }),
+            // R-COMMIT-7: its outcome is on record under this id; a second transaction with
+            // the same id would make the answer to a retried commit ambiguous.
+            Entry::Vacant(_) if used => {
+                ClientReply::Refused(ClientError::TransactionIdReused { database, txn })
+            }
+            Entry::Vacant(vacant) => {
+                vacant.insert(OpenTxn::default());
+                ClientReply::Begun
+            }
+        }
+    }
+
     /// Adds a write to an open transaction, unless it would take the transaction beyond
     /// [`CoreOptions::max_transaction_bytes`](crate::CoreOptions::max_transaction_bytes): then
     /// the transaction is rolled back (its commit is one log record, which must fit a message).
     fn write(&mut self, index: usize, txn: TxnId, write: Write) -> ClientReply {
         let limit = self.options.max_transaction_bytes;
-        let open_txns = &mut self.dbs[index].open_txns;
+        let open_txns = &mut self.dbs[index].as_primary().open_txns;
         let Some(open) = open_txns.get_mut(&txn) else {
             return ClientReply::Refused(ClientError::UnknownTransaction { txn });
         };
@@ -226,8 +235,8 @@ impl Core {
     pub(super) fn primary_read_lsn(&self, index: usize) -> Lsn {
         let db = &self.dbs[index];
         let before_waiting = db
-            .pending
-            .front()
+            .primary()
+            .and_then(|primary| primary.pending.front())
             .map_or(db.end(), |p| Lsn(p.lsn.0.saturating_sub(1)));
         before_waiting.min(db.hardened)
     }
@@ -255,7 +264,7 @@ impl Core {
                     return not_allowed;
                 }
                 let writes = match txn {
-                    Some(txn) => match db.open_txns.get(&txn) {
+                    Some(txn) => match db.primary().and_then(|p| p.open_txns.get(&txn)) {
                         Some(open) => Some(open.writes.as_slice()),
                         None => {
                             return ClientReply::Refused(ClientError::UnknownTransaction { txn })
@@ -305,10 +314,15 @@ impl Core {
         let ignore_k = self.planted(Mutant::IgnoreRequiredSynchronized);
         let db = &mut self.dbs[index];
         let database = db.id;
-        let Some(OpenTxn { writes, .. }) = db.open_txns.remove(&txn) else {
+        let primary = db.as_primary();
+        let Some(OpenTxn { writes, .. }) = primary.open_txns.remove(&txn) else {
             return Some(self.commit_not_open(database, txn));
         };
-        let synchronized = db.secondaries.values().filter(|p| p.synchronized).count();
+        let synchronized = primary
+            .secondaries
+            .values()
+            .filter(|p| p.synchronized)
+            .count();
         if (synchronized as u64) < u64::from(required) && !ignore_k {
             let reply = ClientReply::Refused(ClientError::TooFewSynchronized {
                 database,
@@ -326,8 +340,11 @@ impl Core {
             writes,
         };
         db.append([record.clone()]);
-        db.pending.push_back(PendingCommit { request, txn, lsn });
         db.fsync_requested = lsn;
+        let primary = db.as_primary();
+        primary
+            .pending
+            .push_back(PendingCommit { request, txn, lsn });
         out.push_back(Output::AppendLog {
             database,
             records: vec![record],
@@ -336,7 +353,7 @@ impl Core {
             database,
             up_to: lsn,
         });
-        let peers: Vec<ReplicaId> = db.secondaries.keys().copied().collect();
+        let peers: Vec<ReplicaId> = primary.secondaries.keys().copied().collect();
         self.record_outcome(database, txn, None);
         for peer in peers {
             self.ship(index, peer, out);
@@ -359,8 +376,7 @@ impl Core {
         }
         let end = db.end();
         let Some(mut last_sent) = db
-            .secondaries
-            .get(&peer)
+            .progress(peer)
             .filter(|progress| progress.is_moving())
             .map(|progress| progress.last_sent)
         else {
@@ -383,7 +399,7 @@ impl Core {
             );
             last_sent = Lsn(last);
         }
-        if let Some(progress) = db.secondaries.get_mut(&peer) {
+        if let Some(progress) = db.progress_mut(peer) {
             progress.last_sent = last_sent;
         }
     }
@@ -410,7 +426,7 @@ impl Core {
         let db = &mut self.dbs[index];
         let database = db.id;
         let (forks, end, primary_suspended) = (db.forks(), db.end(), db.suspended.is_some());
-        let Some(progress) = db.secondaries.get_mut(&from) else {
+        let Some(progress) = db.progress_mut(from) else {
             ignored(
                 out,
                 InputSource::Peer(from),
@@ -542,8 +558,7 @@ impl Core {
     ) -> Option<usize> {
         let index = self.peer_db(from, database, out)?;
         let moving = self.dbs[index]
-            .secondaries
-            .get(&from)
+            .progress(from)
             .is_some_and(|p| p.is_moving());
         if !self.serving(from, epoch) || !moving {
             self.unexpected(from, what, out);
@@ -588,8 +603,7 @@ impl Core {
             return;
         };
         let progress = self.dbs[index]
-            .secondaries
-            .get_mut(&from)
+            .progress_mut(from)
             .expect("checked by moving_progress");
         // It cannot miss what was never sent, nor what it acknowledged hardening: that
         // acknowledgement may already have released a commit (R-COMMIT-2).
@@ -631,8 +645,7 @@ impl Core {
             return;
         };
         let progress = self.dbs[index]
-            .secondaries
-            .get_mut(&from)
+            .progress_mut(from)
             .expect("checked by moving_progress");
         if !(received >= hardened && hardened >= redone && received <= progress.last_sent) {
             let sent = progress.last_sent;
@@ -669,7 +682,7 @@ impl Core {
             return;
         };
         let primary_end = self.dbs[index].end();
-        let expected = self.dbs[index].secondaries.get(&from).map(|p| p.phase);
+        let expected = self.dbs[index].progress(from).map(|p| p.phase);
         if self.role != Role::Primary
             || epoch != self.epoch
             || expected != Some(Phase::Reverting { to: end })
@@ -687,10 +700,7 @@ impl Core {
             ignored(out, InputSource::Peer(from), reason);
             return;
         }
-        let progress = self.dbs[index]
-            .secondaries
-            .get_mut(&from)
-            .expect("checked above");
+        let progress = self.dbs[index].progress_mut(from).expect("checked above");
         progress.last_sent = end;
         progress.received = end;
         progress.hardened = hardened;
@@ -714,7 +724,7 @@ impl Core {
             self.unexpected(from, "suspension report", out);
             return;
         }
-        if let Some(progress) = self.dbs[index].secondaries.get_mut(&from) {
+        if let Some(progress) = self.dbs[index].progress_mut(from) {
             progress.phase = Phase::Suspended(SuspendReason::User);
             progress.reported = None;
         }
@@ -748,7 +758,12 @@ impl Core {
         for db in &mut self.dbs {
             let end = db.end();
             let database = db.id;
-            for (&peer, progress) in db.secondaries.iter_mut() {
+            let PrimaryDb {
+                secondaries,
+                hardened_acked,
+                ..
+            } = db.as_primary();
+            for (&peer, progress) in secondaries.iter_mut() {
                 let r = usize::from(peer.0);
                 if let Phase::Initializing { until } = progress.phase {
                     if progress.hardened >= until {
@@ -767,7 +782,7 @@ impl Core {
                     );
                     progress.synchronized = true;
                 }
-                let acked = db.hardened_acked.entry(peer).or_default();
+                let acked = hardened_acked.entry(peer).or_default();
                 *acked = (*acked).max(progress.hardened);
                 if up[r] && progress.is_moving() {
                     let state = progress.sync_state();
@@ -792,8 +807,9 @@ impl Core {
         self.dbs
             .iter()
             .map(|db| {
-                db.secondaries
-                    .iter()
+                db.primary()
+                    .into_iter()
+                    .flat_map(|primary| &primary.secondaries)
                     .filter(|(_, p)| p.synchronized)
                     .map(|(r, _)| *r)
                     .collect()
@@ -869,6 +885,9 @@ impl Core {
     /// next and promote from it, R-FAIL-5).
     pub(super) fn commit_blocked(&self, index: usize, lsn: Lsn) -> bool {
         let db = &self.dbs[index];
+        let Some(PrimaryDb { secondaries, .. }) = db.primary() else {
+            return true; // only a primary acknowledges
+        };
         if db.hardened < lsn {
             return true;
         }
@@ -887,8 +906,7 @@ impl Core {
                 && p.is_moving()
                 && self.peers[usize::from(r.0)].is_up()
         };
-        let participants: Vec<(&ReplicaId, &Progress)> = db
-            .secondaries
+        let participants: Vec<(&ReplicaId, &Progress)> = secondaries
             .iter()
             .filter(|(r, p)| p.synchronized || p.lingering || async_waited(r, p))
             .collect();
@@ -899,7 +917,7 @@ impl Core {
             return true;
         }
         if self.has_manager() {
-            let hardened = |r: &ReplicaId| db.secondaries.get(r).is_some_and(|p| durable(p) >= lsn);
+            let hardened = |r: &ReplicaId| secondaries.get(r).is_some_and(|p| durable(p) >= lsn);
             if self
                 .manager_may_hold(index)
                 .any(|set| !set.iter().all(hardened))
@@ -945,25 +963,26 @@ impl Core {
         }
         let ack_on_sending = self.planted(Mutant::AckBeforeSecondaryHardens);
         for index in 0..self.dbs.len() {
-            while let Some(front) = self.dbs[index].pending.front().copied() {
+            while let Some(front) = self.dbs[index].as_primary().pending.front().copied() {
                 if self.commit_blocked(index, front.lsn) {
                     break;
                 }
                 let db = &mut self.dbs[index];
+                let (database, hardened) = (db.id, db.hardened);
+                let primary = db.as_primary();
                 // The ordering contract, restated where it matters (R-COMMIT-2, R-COMMIT-6).
-                debug_assert!(db.hardened >= front.lsn, "ack before the local fsync");
+                debug_assert!(hardened >= front.lsn, "ack before the local fsync");
                 debug_assert!(
                     ack_on_sending
-                        || db
+                        || primary
                             .secondaries
                             .values()
                             .filter(|p| p.synchronized)
                             .all(|p| p.hardened >= front.lsn),
                     "ack before every participant hardened"
                 );
-                db.pending.pop_front();
-                db.acknowledged = front.lsn;
-                let database = db.id;
+                primary.pending.pop_front();
+                primary.acknowledged = front.lsn;
                 let reply = ClientReply::Committed { lsn: front.lsn };
                 self.record_outcome(database, front.txn, Some(&reply));
                 out.push_back(Output::ClientReply {

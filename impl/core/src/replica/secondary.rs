@@ -43,13 +43,19 @@ impl Core {
         let primary_up = self
             .primary
             .is_some_and(|p| self.peers[usize::from(p.0)].is_up());
-        if self.role != Role::Secondary || db.suspended.is_some() || !primary_up {
-            SyncState::NotSynchronizing
-        } else if db.reverting.is_some() {
-            // Until the truncation is on disk, even across a new session (a stalled disk).
-            SyncState::Reverting
-        } else {
-            db.told_state
+        match db.secondary() {
+            Some(secondary)
+                if self.role == Role::Secondary && db.suspended.is_none() && primary_up =>
+            {
+                if secondary.reverting.is_some() {
+                    // Until the truncation is on disk, even across a new session (a stalled
+                    // disk).
+                    SyncState::Reverting
+                } else {
+                    secondary.told_state
+                }
+            }
+            _ => SyncState::NotSynchronizing,
         }
     }
 
@@ -71,7 +77,7 @@ impl Core {
         let Some(primary) = self.primary_link() else {
             return;
         };
-        if db.suspended.is_some() || db.reverting.is_some() {
+        if db.suspended.is_some() || db.reverting().is_some() {
             return;
         }
         send(
@@ -95,7 +101,7 @@ impl Core {
         let Some(index) = self.my_primary_db(from, epoch, block.database, "log block", out) else {
             return;
         };
-        if self.dbs[index].suspended.is_some() || self.dbs[index].reverting.is_some() {
+        if self.dbs[index].suspended.is_some() || self.dbs[index].reverting().is_some() {
             self.unexpected(from, "log block for a suspended or reverting database", out);
             return;
         }
@@ -141,14 +147,14 @@ impl Core {
         }
         if first.0 > end.0 + 1 {
             let expected = Lsn(end.0 + 1);
-            if db.gap_reported != Some(expected) {
+            if db.as_secondary().gap_reported != Some(expected) {
                 tracing::debug!(
                     database = db.id.0,
                     first = first.0,
                     expected = expected.0,
                     "gap: block refused"
                 );
-                db.gap_reported = Some(expected);
+                db.as_secondary().gap_reported = Some(expected);
                 let database = db.id;
                 send(
                     out,
@@ -192,7 +198,7 @@ impl Core {
         }
         let database = db.id;
         db.append(new.iter().cloned());
-        db.gap_reported = None;
+        db.as_secondary().gap_reported = None;
         db.accepted_epoch = db.accepted_epoch.max(epoch);
         let up_to = db.end();
         db.fsync_requested = up_to;
@@ -229,7 +235,7 @@ impl Core {
         if db.suspended.is_some() {
             return; // our own suspension report is on its way to the primary
         }
-        db.told_state = state;
+        db.as_secondary().told_state = state;
         if state != SyncState::NotSynchronizing {
             db.accepted_epoch = db.accepted_epoch.max(epoch);
         }
@@ -263,7 +269,7 @@ impl Core {
             tracing::info!(database = db.id.0, %reason, "database suspended by the primary");
             db.suspended = Some(reason);
             db.suspended_by_epoch = epoch;
-            db.told_state = SyncState::NotSynchronizing;
+            db.as_secondary().told_state = SyncState::NotSynchronizing;
         } else if db.suspended == Some(reason) {
             db.suspended_by_epoch = db.suspended_by_epoch.max(epoch);
         }
@@ -312,17 +318,17 @@ impl Core {
             return;
         };
         let db = &mut self.dbs[index];
-        if db.suspended.is_some() || to > db.end() || db.reverting == Some(to) {
+        if db.suspended.is_some() || to > db.end() || db.reverting() == Some(to) {
             self.unexpected(from, "revert of a suspended or shorter database", out);
             return;
         }
         db.accepted_epoch = db.accepted_epoch.max(epoch);
-        db.gap_reported = None;
+        db.as_secondary().gap_reported = None;
         if to == db.end() && !db.truncations.is_empty() {
             // Nothing more to discard, but earlier truncations are still running: report when
             // they are done.
-            db.reverting = Some(to);
-            db.told_state = SyncState::Reverting;
+            db.as_secondary().reverting = Some(to);
+            db.as_secondary().told_state = SyncState::Reverting;
             return;
         }
         if to == db.end() {
@@ -332,7 +338,7 @@ impl Core {
                 hardened: db.hardened,
                 redone: db.redone,
             };
-            db.told_state = SyncState::Initializing;
+            db.as_secondary().told_state = SyncState::Initializing;
             send(out, &self.peers, from, epoch, body);
             return;
         }
@@ -342,9 +348,9 @@ impl Core {
             to = to.0,
             "REVERTING to the fork point"
         );
-        db.reverting = Some(to);
+        db.as_secondary().reverting = Some(to);
         db.truncate(to);
-        db.told_state = SyncState::Reverting;
+        db.as_secondary().told_state = SyncState::Reverting;
         out.push_back(Output::RevertLog { database, to });
     }
 
@@ -375,11 +381,11 @@ impl Core {
     /// primary that asked (R-FAIL-4/6), which streams from there (INITIALIZING).
     pub(super) fn revert_done(&mut self, index: usize, out: &mut Out) {
         let db = &mut self.dbs[index];
-        if db.reverting.is_none() {
+        if db.reverting().is_none() {
             return; // nobody waits for a report
         }
-        db.reverting = None;
-        db.told_state = SyncState::Initializing;
+        db.as_secondary().reverting = None;
+        db.as_secondary().told_state = SyncState::Initializing;
         let body = MessageBody::Reverted {
             database: db.id,
             end: db.end(),

@@ -10,7 +10,7 @@ use crate::input::ConnectionEvent;
 use crate::log::check_fork_history;
 use crate::message::{Hello, MessageBody, PeerMessage};
 use crate::output::{DisconnectReason, IndefiniteCause, InputSource, Output};
-use hadr_types::{AvailabilityMode, ReplicaId, Role, SyncState};
+use hadr_types::{AvailabilityMode, ReplicaId, Role};
 
 impl Core {
     pub(super) fn on_connection(&mut self, now_ms: u64, event: ConnectionEvent, out: &mut Out) {
@@ -104,7 +104,7 @@ impl Core {
         // Planted bug only: commits still wait for it.
         let linger = self.planted(crate::mutants::Mutant::CountDisconnectedParticipant);
         for db in &mut self.dbs {
-            if let Some(progress) = db.secondaries.get_mut(&peer) {
+            if let Some(progress) = db.progress_mut(peer) {
                 progress.phase = Phase::Inactive;
                 progress.lingering |= linger && progress.synchronized;
                 progress.synchronized = false;
@@ -112,10 +112,7 @@ impl Core {
             }
         }
         if self.primary == Some(peer) && self.role == Role::Secondary {
-            for db in &mut self.dbs {
-                db.told_state = SyncState::NotSynchronizing;
-                db.gap_reported = None;
-            }
+            self.lose_primary();
         }
         if self.failover.as_ref().is_some_and(|f| f.primary == peer) {
             self.planned_failover_interrupted(out);
@@ -327,10 +324,7 @@ impl Core {
                     return;
                 }
                 self.primary = None;
-                for db in &mut self.dbs {
-                    db.told_state = SyncState::NotSynchronizing;
-                    db.gap_reported = None;
-                }
+                self.lose_primary();
             }
             _ => {}
         }
@@ -384,6 +378,9 @@ impl Core {
         self.epoch = epoch;
         self.primary = Some(primary);
         self.handover_to = None;
+        for db in &mut self.dbs {
+            db.as_secondary().handover = None;
+        }
         self.last_forced = self.last_forced.max(hello.last_forced_epoch);
         if hello.required_synchronized <= self.max_required() {
             self.config.required_synchronized_secondaries_to_commit = hello.required_synchronized;
@@ -408,12 +405,17 @@ impl Core {
             out.push_back(Output::DisconnectClients);
         }
         if epoch_changed {
-            for db in &mut self.dbs {
-                db.told_state = SyncState::NotSynchronizing;
-                db.gap_reported = None;
-            }
+            self.lose_primary();
         }
         // `settle` announces the new epoch to every peer and emits `PrimaryChanged`.
+    }
+
+    /// The primary this secondary followed is gone, or another leads now: nothing it
+    /// assigned holds, and a gap may be reported again.
+    pub(super) fn lose_primary(&mut self) {
+        for db in &mut self.dbs {
+            db.as_secondary().lose_primary();
+        }
     }
 
     /// Stop being primary: every waiting commit gets an indefinite error (its log may survive on
@@ -424,8 +426,8 @@ impl Core {
         let was_primary = self.role == Role::Primary;
         let mut released = Vec::new();
         for db in &mut self.dbs {
-            db.open_txns.clear();
-            for pending in db.pending.drain(..) {
+            // Open transactions go with the primary's books.
+            for pending in db.become_secondary(self.handover_to) {
                 released.push((pending, db.id));
             }
         }
