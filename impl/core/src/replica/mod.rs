@@ -5,6 +5,24 @@
 //! role adoption), `primary` (commits, shipping, participants), `secondary` (receiving,
 //! hardening, redo, revert), `storage` (storage completions, on either role), `failover`,
 //! `admin`, `status`, `validate`.
+//!
+//! Where the commit path can go wrong (committing, shipping, storage completions, releasing
+//! commits, and their pairs on the receiving side), `invariant!` states what must hold of the
+//! core's own bookkeeping, in every build, naming the rule it serves. No such assertion
+//! depends on what a peer, a client, the shell or the manager sends: those are answered
+//! (`Ignored`, refused, an error) before anything changes.
+
+/// `assert!` of the core's own bookkeeping, in every build: `invariant!(core, condition,
+/// "R-RULE-N: what broke", args…)`. A core with a planted bug (feature `mutants`) is not
+/// checked: it must misbehave where the conformance harness can see it, not stop (as
+/// [`Replica::validate`] skips it).
+macro_rules! invariant {
+    ($core:expr, $condition:expr, $($message:tt)+) => {
+        if !$core.mutated() {
+            assert!($condition, $($message)+);
+        }
+    };
+}
 
 mod admin;
 mod database;
@@ -730,6 +748,15 @@ impl Replica {
 }
 
 impl Core {
+    /// Whether a bug is planted in this replica (always `false` without the `mutants` feature).
+    #[inline]
+    fn mutated(&self) -> bool {
+        #[cfg(feature = "mutants")]
+        return self.options.mutant.is_some();
+        #[cfg(not(feature = "mutants"))]
+        false
+    }
+
     /// Whether `mutant` is planted (always `false` without the `mutants` feature).
     #[inline]
     fn planted(&self, mutant: crate::mutants::Mutant) -> bool {

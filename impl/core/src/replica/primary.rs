@@ -309,6 +309,12 @@ impl Core {
         txn: TxnId,
         out: &mut Out,
     ) -> Option<ClientReply> {
+        invariant!(
+            self,
+            self.role == Role::Primary,
+            "R-ROLE-3: a {} commits",
+            self.role
+        );
         let epoch = self.epoch;
         let required = self.config.required_synchronized_secondaries_to_commit;
         let ignore_k = self.planted(Mutant::IgnoreRequiredSynchronized);
@@ -342,6 +348,11 @@ impl Core {
         db.append([record.clone()]);
         db.fsync_requested = lsn;
         let primary = db.as_primary();
+        // The last commit waiting, or else the last one acknowledged: this one comes after.
+        let before = primary
+            .pending
+            .back()
+            .map_or(primary.acknowledged, |p| p.lsn);
         primary
             .pending
             .push_back(PendingCommit { request, txn, lsn });
@@ -355,6 +366,12 @@ impl Core {
         });
         let peers: Vec<ReplicaId> = primary.secondaries.keys().copied().collect();
         self.record_outcome(database, txn, None);
+        invariant!(
+            self,
+            before < lsn,
+            "R-COMMIT-2: {database}: commit {lsn} waits behind {before}: commits wait in LSN order, above the acknowledged LSN"
+        );
+        self.assert_log_pointers(index);
         for peer in peers {
             self.ship(index, peer, out);
         }
@@ -370,7 +387,7 @@ impl Core {
         }
         let epoch = self.epoch;
         let max = self.options.max_block_records.max(1) as u64;
-        let db = &mut self.dbs[index];
+        let db = &self.dbs[index];
         if db.suspended.is_some() {
             return;
         }
@@ -382,10 +399,22 @@ impl Core {
         else {
             return;
         };
+        invariant!(
+            self,
+            last_sent <= end,
+            "R-SYNC-1: {}: {last_sent} shipped to {peer}, beyond the end of the log {end}",
+            db.id
+        );
         while last_sent < end {
             let first = last_sent.0 + 1;
             let last = end.0.min(last_sent.0 + max);
             let records = db.log()[(first - 1) as usize..last as usize].to_vec();
+            invariant!(
+                self,
+                records.first().map(|r| r.lsn) == Some(Lsn(first)),
+                "R-SYNC-1: {}: a block to {peer} must start at its next LSN {first}",
+                db.id
+            );
             send(
                 out,
                 &self.peers,
@@ -399,7 +428,13 @@ impl Core {
             );
             last_sent = Lsn(last);
         }
-        if let Some(progress) = db.progress_mut(peer) {
+        invariant!(
+            self,
+            last_sent == end,
+            "R-SYNC-1: {}: shipped to {peer} up to {last_sent}, not to the end of the log {end}",
+            db.id
+        );
+        if let Some(progress) = self.dbs[index].progress_mut(peer) {
             progress.last_sent = last_sent;
         }
     }
@@ -621,10 +656,17 @@ impl Core {
             return;
         }
         let resume_after = Lsn(expected.0 - 1);
+        let acknowledged = progress.hardened;
         progress.last_sent = resume_after;
         progress.received = progress.received.min(resume_after);
         progress.hardened = progress.hardened.min(resume_after);
         progress.redone = progress.redone.min(resume_after);
+        invariant!(
+            self,
+            resume_after >= acknowledged,
+            "R-COMMIT-2: {database}: resending to {from} from {expected}, below what it acknowledged hardened ({acknowledged})"
+        );
+        self.assert_progress(index, from);
         self.ship(index, from, out);
     }
 
@@ -664,6 +706,48 @@ impl Core {
         progress.received = progress.received.max(received);
         progress.hardened = progress.hardened.max(hardened);
         progress.redone = progress.redone.max(redone);
+        self.assert_progress(index, from);
+    }
+
+    /// R-SYNC-2 in the books of the replica that ships `peer` log: `end_of_log ≥ last_sent ≥
+    /// received ≥ hardened ≥ redone`.
+    fn assert_progress(&self, index: usize, peer: ReplicaId) {
+        let db = &self.dbs[index];
+        let Some(p) = db.progress(peer) else {
+            return;
+        };
+        let end = db.end();
+        invariant!(
+            self,
+            p.last_sent <= end,
+            "R-SYNC-2: {} of {peer}: sent up to {}, beyond the end of the log {end}",
+            db.id,
+            p.last_sent
+        );
+        invariant!(
+            self,
+            p.received <= p.last_sent,
+            "R-SYNC-2: {} of {peer}: received {}, beyond what was sent ({})",
+            db.id,
+            p.received,
+            p.last_sent
+        );
+        invariant!(
+            self,
+            p.hardened <= p.received,
+            "R-SYNC-2: {} of {peer}: hardened {}, beyond what it received ({})",
+            db.id,
+            p.hardened,
+            p.received
+        );
+        invariant!(
+            self,
+            p.redone <= p.hardened,
+            "R-SYNC-2: {} of {peer}: redone {}, beyond what it hardened ({})",
+            db.id,
+            p.redone,
+            p.hardened
+        );
     }
 
     /// R-FAIL-4/6: the secondary reverted to the fork point; it is INITIALIZING from there.
@@ -706,6 +790,7 @@ impl Core {
         progress.hardened = hardened;
         progress.redone = redone;
         progress.phase = Phase::Initializing { until: primary_end };
+        self.assert_progress(index, from);
         self.ship(index, from, out);
     }
 
@@ -951,36 +1036,31 @@ impl Core {
         if redo {
             self.dbs[index].apply_redo(up_to);
         }
+        let db = &self.dbs[index];
+        invariant!(
+            self,
+            !redo || db.redone == up_to,
+            "R-SYNC-2: {}: the primary hardened up to {up_to} but its data is redone up to {}",
+            db.id,
+            db.redone
+        );
     }
 
     /// Acknowledges, in LSN order, every waiting commit that nothing blocks any more.
     fn release_commits(&mut self, now_ms: u64, out: &mut Out) {
-        if self.role != Role::Primary {
+        if self.role != Role::Primary || self.lease_lapsed(now_ms) {
             return;
         }
-        if self.lease_lapsed(now_ms) {
-            return;
-        }
-        let ack_on_sending = self.planted(Mutant::AckBeforeSecondaryHardens);
         for index in 0..self.dbs.len() {
+            let mut released = false;
             while let Some(front) = self.dbs[index].as_primary().pending.front().copied() {
                 if self.commit_blocked(index, front.lsn) {
                     break;
                 }
+                self.assert_releasable(index, front.lsn);
                 let db = &mut self.dbs[index];
-                let (database, hardened) = (db.id, db.hardened);
+                let database = db.id;
                 let primary = db.as_primary();
-                // The ordering contract, restated where it matters (R-COMMIT-2, R-COMMIT-6).
-                debug_assert!(hardened >= front.lsn, "ack before the local fsync");
-                debug_assert!(
-                    ack_on_sending
-                        || primary
-                            .secondaries
-                            .values()
-                            .filter(|p| p.synchronized)
-                            .all(|p| p.hardened >= front.lsn),
-                    "ack before every participant hardened"
-                );
                 primary.pending.pop_front();
                 primary.acknowledged = front.lsn;
                 let reply = ClientReply::Committed { lsn: front.lsn };
@@ -989,6 +1069,77 @@ impl Core {
                     request: front.request,
                     reply,
                 });
+                released = true;
+            }
+            if released {
+                self.assert_acknowledged_reported(index);
+            }
+        }
+    }
+
+    /// The ordering contract, restated where it matters: the commit at `lsn`, the first one
+    /// waiting, may be acknowledged only now (R-COMMIT-2).
+    fn assert_releasable(&self, index: usize, lsn: Lsn) {
+        let db = &self.dbs[index];
+        let Some(books) = db.primary() else {
+            return; // only a primary releases commits
+        };
+        invariant!(
+            self,
+            db.hardened >= lsn,
+            "R-COMMIT-2: {}: commit {lsn} acknowledged before the local fsync (hardened {})",
+            db.id,
+            db.hardened
+        );
+        invariant!(
+            self,
+            books.acknowledged < lsn,
+            "R-COMMIT-2: {}: commit {lsn} acknowledged after {}: acknowledgements go in LSN order",
+            db.id,
+            books.acknowledged
+        );
+        for (replica, progress) in &books.secondaries {
+            invariant!(
+                self,
+                !progress.synchronized || progress.hardened >= lsn,
+                "R-COMMIT-2: {}: commit {lsn} acknowledged before participant {replica} hardened it (hardened {})",
+                db.id,
+                progress.hardened
+            );
+        }
+    }
+
+    /// After a batch of acknowledgements: the highest LSN acknowledged was reported hardened
+    /// by at least REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT secondaries (R-COMMIT-5) and by
+    /// every replica the cluster manager holds or may store as SYNCHRONIZED (R-COMMIT-6).
+    fn assert_acknowledged_reported(&self, index: usize) {
+        let db = &self.dbs[index];
+        let Some(books) = db.primary() else {
+            return; // only a primary releases commits
+        };
+        let acknowledged = books.acknowledged;
+        let reported = |replica: &ReplicaId| {
+            books
+                .hardened_acked
+                .get(replica)
+                .is_some_and(|hardened| *hardened >= acknowledged)
+        };
+        let required = self.config.required_synchronized_secondaries_to_commit as usize;
+        let reporting = books.hardened_acked.keys().filter(|r| reported(r)).count();
+        invariant!(
+            self,
+            reporting >= required,
+            "R-COMMIT-5: {}: {acknowledged} acknowledged, reported hardened by {reporting} secondaries of the {required} required",
+            db.id
+        );
+        for set in self.manager_may_hold(index) {
+            for replica in set {
+                invariant!(
+                    self,
+                    reported(replica),
+                    "R-COMMIT-6: {}: {acknowledged} acknowledged, not reported hardened by {replica}, which the manager may hold as SYNCHRONIZED",
+                    db.id
+                );
             }
         }
     }

@@ -80,6 +80,16 @@ impl Core {
         if db.suspended.is_some() || db.reverting().is_some() {
             return;
         }
+        // Only what a `LogHardened` covered is reported hardened, and redo follows it.
+        invariant!(
+            self,
+            db.redone <= db.hardened && db.hardened <= db.end(),
+            "R-SYNC-2: {}: a progress report of received {}, hardened {}, redone {} out of order",
+            db.id,
+            db.end(),
+            db.hardened,
+            db.redone
+        );
         send(
             out,
             &self.peers,
@@ -197,11 +207,18 @@ impl Core {
             return;
         }
         let database = db.id;
+        let head = head.lsn;
         db.append(new.iter().cloned());
         db.as_secondary().gap_reported = None;
         db.accepted_epoch = db.accepted_epoch.max(epoch);
         let up_to = db.end();
         db.fsync_requested = up_to;
+        invariant!(
+            self,
+            head == Lsn(end.0 + 1),
+            "R-SYNC-1: {database}: records from {head} appended to a log that ended at {end}"
+        );
+        self.assert_log_pointers(index);
         out.push_back(Output::AppendLog {
             database,
             records: new,
@@ -351,6 +368,13 @@ impl Core {
         db.as_secondary().reverting = Some(to);
         db.truncate(to);
         db.as_secondary().told_state = SyncState::Reverting;
+        let end = db.end();
+        invariant!(
+            self,
+            end == to,
+            "R-FAIL-4: {database}: reverting to {to}, but the log ends at {end}"
+        );
+        self.assert_log_pointers(index);
         out.push_back(Output::RevertLog { database, to });
     }
 
@@ -380,12 +404,21 @@ impl Core {
     /// A revert to the fork point is on disk, and no deeper one follows: report it to the
     /// primary that asked (R-FAIL-4/6), which streams from there (INITIALIZING).
     pub(super) fn revert_done(&mut self, index: usize, out: &mut Out) {
-        let db = &mut self.dbs[index];
-        if db.reverting().is_none() {
+        let Some(to) = self.dbs[index].reverting() else {
             return; // nobody waits for a report
-        }
-        db.as_secondary().reverting = None;
-        db.as_secondary().told_state = SyncState::Initializing;
+        };
+        let end = self.dbs[index].end();
+        invariant!(
+            self,
+            end == to,
+            "R-FAIL-4: {}: reverted to the fork point {to}, but the log ends at {end}",
+            self.dbs[index].id
+        );
+        self.assert_log_pointers(index);
+        let db = &mut self.dbs[index];
+        let secondary = db.as_secondary();
+        secondary.reverting = None;
+        secondary.told_state = SyncState::Initializing;
         let body = MessageBody::Reverted {
             database: db.id,
             end: db.end(),
@@ -402,6 +435,15 @@ impl Core {
     /// The log is hardened up to `up_to` (beyond what it was): report it, and have the shell
     /// redo it when `redo` (R-SYNC-2: redo follows hardening, asynchronously).
     pub(super) fn secondary_hardened(&self, index: usize, up_to: Lsn, redo: bool, out: &mut Out) {
+        let db = &self.dbs[index];
+        invariant!(
+            self,
+            db.hardened == up_to && (!redo || db.redo_requested == up_to),
+            "R-SYNC-2: {}: hardened {} and redo asked up to {}, after an fsync up to {up_to}",
+            db.id,
+            db.hardened,
+            db.redo_requested
+        );
         self.send_progress(index, out);
         if redo {
             let database = self.dbs[index].id;

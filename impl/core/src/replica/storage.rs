@@ -31,6 +31,52 @@ impl Core {
         }
     }
 
+    /// R-SYNC-2, the local log pointers: `end_of_log ≥ fsync_requested ≥ hardened ≥
+    /// redo_requested ≥ redone`, and `end_of_log ≥ written ≥ hardened`.
+    pub(super) fn assert_log_pointers(&self, index: usize) {
+        let db = &self.dbs[index];
+        let end = db.end();
+        invariant!(
+            self,
+            db.fsync_requested <= end,
+            "R-SYNC-2: {}: fsync asked up to {}, beyond the end of the log {end}",
+            db.id,
+            db.fsync_requested
+        );
+        invariant!(
+            self,
+            db.written <= end,
+            "R-SYNC-2: {}: written up to {}, beyond the end of the log {end}",
+            db.id,
+            db.written
+        );
+        invariant!(
+            self,
+            db.hardened <= db.fsync_requested && db.hardened <= db.written,
+            "R-SYNC-2: {}: hardened up to {}, beyond the fsync asked for ({}) or the log written ({})",
+            db.id,
+            db.hardened,
+            db.fsync_requested,
+            db.written
+        );
+        invariant!(
+            self,
+            db.redo_requested <= db.hardened,
+            "R-SYNC-2: {}: redo asked up to {}, beyond hardened {}",
+            db.id,
+            db.redo_requested,
+            db.hardened
+        );
+        invariant!(
+            self,
+            db.redone <= db.redo_requested,
+            "R-SYNC-2: {}: redone up to {}, beyond the redo asked for ({})",
+            db.id,
+            db.redone,
+            db.redo_requested
+        );
+    }
+
     /// What a completion reporting `up_to` covers. While truncations run, completions of
     /// operations issued before them may still cover records they discard: they count only up
     /// to the lowest fork point in flight.
@@ -63,6 +109,7 @@ impl Core {
         let up_to = self.covered_log(index, "a write", up_to)?;
         let db = &mut self.dbs[index];
         db.written = db.written.max(up_to);
+        self.assert_log_pointers(index);
         Ok(())
     }
 
@@ -83,11 +130,19 @@ impl Core {
         if redo {
             db.redo_requested = up_to;
         }
+        self.assert_log_pointers(index);
         if self.role == Role::Primary {
             self.primary_hardened(index, up_to, redo);
         } else {
             self.secondary_hardened(index, up_to, redo, out);
         }
+        let hardened = self.dbs[index].hardened;
+        invariant!(
+            self,
+            hardened == up_to,
+            "R-SYNC-2: {}: an fsync up to {up_to} left hardened at {hardened}",
+            self.dbs[index].id
+        );
         Ok(())
     }
 
@@ -110,6 +165,14 @@ impl Core {
             return Ok(());
         }
         db.apply_redo(up_to);
+        let redone = db.redone;
+        invariant!(
+            self,
+            redone == up_to,
+            "R-SYNC-2: {}: a redo up to {up_to} left redone at {redone}",
+            self.dbs[index].id
+        );
+        self.assert_log_pointers(index);
         // A secondary reports it; a primary (whose redo the shell ran before its promotion)
         // has no one to report to.
         self.send_progress(index, out);
@@ -131,7 +194,8 @@ impl Core {
             });
         }
         db.truncations.pop_front();
-        if !db.truncations.is_empty() {
+        self.assert_log_pointers(index);
+        if !self.dbs[index].truncations.is_empty() {
             return Ok(()); // a deeper revert follows
         }
         self.revert_done(index, out);
