@@ -13,9 +13,9 @@
 //! (`Ignored`, refused, an error) before anything changes.
 
 /// `assert!` of the core's own bookkeeping, in every build: `invariant!(core, condition,
-/// "R-RULE-N: what broke", args…)`. A core with a planted bug (feature `mutants`) is not
-/// checked: it must misbehave where the conformance harness can see it, not stop (as
-/// [`Replica::validate`] skips it).
+/// "<rule id>: what broke", args…)`, the message starting with the rule the condition serves.
+/// A core with a planted bug (feature `mutants`) is not checked: it must misbehave where the
+/// conformance harness can see it, not stop (as [`Replica::validate`] skips it).
 macro_rules! invariant {
     ($core:expr, $condition:expr, $($message:tt)+) => {
         if !$core.mutated() {
