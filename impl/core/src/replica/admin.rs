@@ -2,7 +2,7 @@
 //! SUSPEND / RESUME (R-SYNC-7, R-FAIL-4), REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT
 //! (R-COMMIT-5); the failover commands are dispatched to `failover`.
 
-use super::database::Phase;
+use super::database::{Peer, Phase};
 use super::{send, Core, Out, Replica};
 use crate::error::AdminError;
 use crate::ids::{Epoch, RequestId, TimerId};
@@ -257,7 +257,8 @@ impl Core {
             return Err(AdminError::RequiredSynchronizedTooHigh { required, max });
         }
         self.config.required_synchronized_secondaries_to_commit = required;
-        self.send_to_peers_up(&MessageBody::SetRequiredSynchronized { required }, out);
+        let body = MessageBody::SetRequiredSynchronized { required };
+        self.send_to_peers(Peer::is_up, &body, out);
         Ok(AdminOutcome::Done)
     }
 }

@@ -904,10 +904,10 @@ impl Core {
         );
     }
 
-    /// Sends `body` to every peer whose session is up.
-    fn send_to_peers_up(&self, body: &MessageBody, out: &mut Out) {
+    /// Sends `body` to every peer `to` picks ([`Peer::is_up`], [`Peer::connected`]).
+    fn send_to_peers(&self, to: fn(&Peer) -> bool, body: &MessageBody, out: &mut Out) {
         for (index, peer) in self.peers.iter().enumerate() {
-            if peer.is_up() {
+            if to(peer) {
                 send(
                     out,
                     &self.peers,

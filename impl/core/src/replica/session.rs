@@ -2,7 +2,7 @@
 //! (R-HEALTH-1, R-COMMIT-4), and how a handshake makes a replica follow a newer primary or step
 //! down (R-ROLE-1).
 
-use super::database::{PeerView, Phase};
+use super::database::{Peer, PeerView, Phase};
 use super::{ignored, send, Core, Out};
 use crate::error::{AdminError, IgnoredReason};
 use crate::ids::{ConnectionId, TimerId};
@@ -134,18 +134,8 @@ impl Core {
     /// Sends a fresh handshake to every connected peer: the role or epoch changed.
     pub(super) fn broadcast_hello(&mut self, out: &mut Out) {
         self.announced = (self.role, self.epoch);
-        let hello = self.hello();
-        for (index, peer) in self.peers.iter().enumerate() {
-            if peer.connected() {
-                send(
-                    out,
-                    &self.peers,
-                    ReplicaId(index as u8),
-                    self.epoch,
-                    MessageBody::Hello(hello.clone()),
-                );
-            }
-        }
+        let hello = MessageBody::Hello(self.hello());
+        self.send_to_peers(Peer::connected, &hello, out);
     }
 
     pub(super) fn on_message(
@@ -477,7 +467,7 @@ impl Core {
             TimerId::Heartbeat => {
                 // Pings go out in every role: a RESOLVING replica does not act on session
                 // timeouts (R-ROLE-2), but its peers must not drop it for silence.
-                self.send_to_peers_up(&MessageBody::Ping, out);
+                self.send_to_peers(Peer::is_up, &MessageBody::Ping, out);
                 out.push_back(Output::SetTimer {
                     timer: TimerId::Heartbeat,
                     at_ms: now_ms.saturating_add(self.ping_interval_ms()),
