@@ -2,7 +2,7 @@
 //! SUSPEND / RESUME (R-SYNC-7, R-FAIL-4), REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT
 //! (R-COMMIT-5); the failover commands are dispatched to `failover`.
 
-use super::database::Phase;
+use super::database::{Peer, Phase};
 use super::{send, Core, Out, Replica};
 use crate::error::AdminError;
 use crate::ids::{Epoch, RequestId, TimerId};
@@ -16,55 +16,28 @@ use hadr_types::{
 type AdminResult = Result<AdminOutcome, AdminError>;
 
 impl Replica {
-    pub(super) fn on_admin(&mut self, now_ms: u64, request: RequestId, command: AdminCommand) {
+    /// An admin command before this replica belongs to a group: only CREATE and JOIN.
+    pub(super) fn admin_outside_group(
+        &mut self,
+        now_ms: u64,
+        request: RequestId,
+        command: AdminCommand,
+    ) {
         let result = match command {
             AdminCommand::CreateAvailabilityGroup(config) => {
-                Some(self.create_or_join(now_ms, config, true))
+                self.create_or_join(now_ms, config, true)
             }
             AdminCommand::JoinAvailabilityGroup(config) => {
-                Some(self.create_or_join(now_ms, config, false))
+                self.create_or_join(now_ms, config, false)
             }
-            command => match self.core.as_mut() {
-                None => Some(Err(AdminError::NotInAvailabilityGroup)),
-                Some(core) => {
-                    let out = &mut self.outputs;
-                    core.check_lease(now_ms, out);
-                    match command {
-                        AdminCommand::CreateAvailabilityGroup(_)
-                        | AdminCommand::JoinAvailabilityGroup(_) => {
-                            unreachable!("handled above")
-                        }
-                        AdminCommand::Failover => core.admin_failover(now_ms, request, out),
-                        AdminCommand::ForceFailoverAllowDataLoss => {
-                            core.admin_force_failover(now_ms, request, out)
-                        }
-                        AdminCommand::SetRoleSecondary => Some(core.admin_set_role_secondary(out)),
-                        AdminCommand::SuspendDatabase(database) => {
-                            Some(core.admin_suspend(database, out))
-                        }
-                        AdminCommand::ResumeDatabase(database) => {
-                            Some(core.admin_resume(database, out))
-                        }
-                        AdminCommand::SetRequiredSynchronizedSecondariesToCommit(required) => {
-                            Some(core.admin_set_required(required, out))
-                        }
-                    }
-                }
-            },
+            _ => Err(AdminError::NotInAvailabilityGroup),
         };
-        if let Some(result) = result {
-            self.outputs
-                .push_back(Output::AdminReply { request, result });
-        }
+        self.outputs
+            .push_back(Output::AdminReply { request, result });
     }
 
     /// CREATE (on the initial primary, the first replica listed) or JOIN (on any other).
     fn create_or_join(&mut self, now_ms: u64, config: AgConfig, create: bool) -> AdminResult {
-        if let Some(core) = &self.core {
-            return Err(AdminError::AlreadyInAvailabilityGroup {
-                name: core.config.name.clone(),
-            });
-        }
         config.validate()?;
         let me = config
             .replica_id(&self.name)
@@ -122,6 +95,48 @@ impl Replica {
 }
 
 impl Core {
+    /// An admin command to a replica of a group. Every command but CREATE and JOIN first
+    /// judges the lease (R-QUORUM-3); a failover answers when it completes.
+    pub(super) fn on_admin(
+        &mut self,
+        now_ms: u64,
+        request: RequestId,
+        command: AdminCommand,
+        out: &mut Out,
+    ) {
+        let result = match command {
+            AdminCommand::CreateAvailabilityGroup(_) | AdminCommand::JoinAvailabilityGroup(_) => {
+                Some(Err(AdminError::AlreadyInAvailabilityGroup {
+                    name: self.config.name.clone(),
+                }))
+            }
+            command => {
+                self.check_lease(now_ms, out);
+                match command {
+                    AdminCommand::CreateAvailabilityGroup(_)
+                    | AdminCommand::JoinAvailabilityGroup(_) => unreachable!("answered above"),
+                    AdminCommand::Failover => self.admin_failover(now_ms, request, out),
+                    AdminCommand::ForceFailoverAllowDataLoss => {
+                        self.admin_force_failover(now_ms, request, out)
+                    }
+                    AdminCommand::SetRoleSecondary => Some(self.admin_set_role_secondary(out)),
+                    AdminCommand::SuspendDatabase(database) => {
+                        Some(self.admin_suspend(database, out))
+                    }
+                    AdminCommand::ResumeDatabase(database) => {
+                        Some(self.admin_resume(database, out))
+                    }
+                    AdminCommand::SetRequiredSynchronizedSecondariesToCommit(required) => {
+                        Some(self.admin_set_required(required, out))
+                    }
+                }
+            }
+        };
+        if let Some(result) = result {
+            out.push_back(Output::AdminReply { request, result });
+        }
+    }
+
     /// `SET HADR SUSPEND` (R-SYNC-7). On the primary it stops data movement to every secondary
     /// (they become SUSPEND_FROM_PRIMARY); on a secondary it stops data movement to it.
     pub(super) fn admin_suspend(&mut self, database: DatabaseId, out: &mut Out) -> AdminResult {
@@ -144,7 +159,7 @@ impl Core {
             Role::Resolving => return Err(AdminError::Resolving),
             Role::Primary => {
                 db.suspended = Some(SuspendReason::User);
-                for (peer, progress) in db.secondaries.iter_mut() {
+                for (peer, progress) in db.as_primary().secondaries.iter_mut() {
                     if progress.is_moving() || matches!(progress.phase, Phase::Reverting { .. }) {
                         progress.phase = Phase::Suspended(SuspendReason::Primary);
                         progress.reported = None;
@@ -163,7 +178,7 @@ impl Core {
             }
             Role::Secondary => {
                 db.suspended = Some(SuspendReason::User);
-                db.told_state = SyncState::NotSynchronizing;
+                db.as_secondary().told_state = SyncState::NotSynchronizing;
                 if let Some(primary) = primary {
                     send(
                         out,
@@ -198,7 +213,7 @@ impl Core {
             Role::Resolving => return Err(AdminError::Resolving),
             Role::Primary => {
                 db.suspended = None;
-                for (peer, progress) in db.secondaries.iter_mut() {
+                for (peer, progress) in db.as_primary().secondaries.iter_mut() {
                     if progress.phase == Phase::Suspended(SuspendReason::Primary) {
                         progress.phase = Phase::Inactive;
                         if up[usize::from(peer.0)] {
@@ -242,17 +257,8 @@ impl Core {
             return Err(AdminError::RequiredSynchronizedTooHigh { required, max });
         }
         self.config.required_synchronized_secondaries_to_commit = required;
-        for (index, peer) in self.peers.iter().enumerate() {
-            if peer.is_up() {
-                send(
-                    out,
-                    &self.peers,
-                    ReplicaId(index as u8),
-                    self.epoch,
-                    MessageBody::SetRequiredSynchronized { required },
-                );
-            }
-        }
+        let body = MessageBody::SetRequiredSynchronized { required };
+        self.send_to_peers(Peer::is_up, &body, out);
         Ok(AdminOutcome::Done)
     }
 }

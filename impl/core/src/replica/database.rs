@@ -133,7 +133,9 @@ pub(crate) struct OpenTxn {
     pub bytes: usize,
 }
 
-/// One availability database on this replica.
+/// One availability database on this replica: what every role holds (the log, its pointers,
+/// the data, the suspension and the accepted epoch), and what only the role holds
+/// ([`DbRole`]).
 #[derive(Clone, Debug)]
 pub(crate) struct Database {
     pub id: DatabaseId,
@@ -159,31 +161,77 @@ pub(crate) struct Database {
     pub suspended_by_epoch: Epoch,
     /// The latest epoch whose history this database accepted.
     pub accepted_epoch: Epoch,
-    /// Secondary side: the state the primary last assigned.
-    pub told_state: SyncState,
-    /// Secondary side: the primary asked for a revert to this LSN and waits for our report.
-    pub reverting: Option<Lsn>,
     /// Truncations (`RevertLog`) emitted and not yet reported done, oldest first. Completions of
-    /// operations emitted before them may still cover records they discard.
+    /// operations emitted before them may still cover records they discard. (A promotion does
+    /// not wait for them: they complete in order before the new primary's appends.)
     pub truncations: VecDeque<Lsn>,
-    /// Secondary side: a gap was reported; do not report it again until it is filled.
-    pub gap_reported: Option<Lsn>,
-    /// Primary side: open transactions and their writes.
+    /// The primary's books, or the secondary's: switched with the replica's role, by
+    /// [`Database::become_primary`] and [`Database::become_secondary`] only.
+    role: DbRole,
+}
+
+/// What only one role holds of a database. A PRIMARY's databases hold the primary's books;
+/// every other role's (SECONDARY, and RESOLVING, which either follows a primary next or is
+/// promoted afresh) the secondary's. So a secondary cannot hold a waiting commit or an open
+/// transaction, and a primary is never told a synchronization state or reverting.
+#[derive(Clone, Debug)]
+enum DbRole {
+    Primary(PrimaryDb),
+    Secondary(SecondaryDb),
+}
+
+/// The primary's books of one database, fresh at each promotion (R-ROLE-4).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PrimaryDb {
+    /// Open transactions and their writes.
     pub open_txns: BTreeMap<TxnId, OpenTxn>,
-    /// Primary side: commits waiting, in LSN order.
+    /// Commits waiting for R-COMMIT-2/3, in LSN order, all above `acknowledged`.
     pub pending: VecDeque<PendingCommit>,
-    /// Primary side: every other data replica's copy of this database.
+    /// Every other data replica's copy of this database.
     pub secondaries: BTreeMap<ReplicaId, Progress>,
-    /// Primary side: the highest LSN acknowledged to a client in this primary's epoch.
+    /// The highest LSN acknowledged to a client in this primary's epoch.
     pub acknowledged: Lsn,
-    /// Primary side: the highest LSN each secondary reported hardened in this primary's epoch.
+    /// The highest LSN each secondary reported hardened in this primary's epoch.
     /// Never lowered: a secondary that comes back with less lost log it had acknowledged, and
     /// what the primary acknowledged because of it stays acknowledged.
     pub hardened_acked: BTreeMap<ReplicaId, Lsn>,
 }
 
+/// What a database holds on a replica that is not PRIMARY.
+#[derive(Clone, Debug)]
+pub(crate) struct SecondaryDb {
+    /// The state the primary last assigned.
+    pub told_state: SyncState,
+    /// The primary asked for a revert to this LSN and waits for our report.
+    pub reverting: Option<Lsn>,
+    /// A gap was reported; do not report it again until it is filled.
+    pub gap_reported: Option<Lsn>,
+    /// A former primary handing over to its planned-failover target (R-FAIL-3) still ships it
+    /// the rest of the log: the target's progress, kept from the primary's books.
+    pub handover: Option<(ReplicaId, Progress)>,
+}
+
+impl SecondaryDb {
+    fn new() -> Self {
+        SecondaryDb {
+            told_state: SyncState::NotSynchronizing,
+            reverting: None,
+            gap_reported: None,
+            handover: None,
+        }
+    }
+
+    /// The primary is gone (or another one leads): nothing it assigned or was told holds.
+    pub fn lose_primary(&mut self) {
+        self.told_state = SyncState::NotSynchronizing;
+        self.gap_reported = None;
+    }
+}
+
 impl Database {
-    pub fn new(id: DatabaseId, log: Vec<LogRecord>, others: &[ReplicaId]) -> Self {
+    /// A database as a replica of a group starts or recovers it: not PRIMARY (a promotion or
+    /// a recovered primary calls [`Database::become_primary`]), its log hardened and redone.
+    pub fn new(id: DatabaseId, log: Vec<LogRecord>) -> Self {
         let end = Lsn(log.len() as u64);
         let mut db = Database {
             id,
@@ -198,19 +246,123 @@ impl Database {
             suspended: None,
             suspended_by_epoch: Epoch::NONE,
             accepted_epoch: Epoch::NONE,
-            told_state: SyncState::NotSynchronizing,
-            reverting: None,
             truncations: VecDeque::new(),
-            gap_reported: None,
-            open_txns: BTreeMap::new(),
-            pending: VecDeque::new(),
-            secondaries: others.iter().map(|r| (*r, Progress::new())).collect(),
-            acknowledged: Lsn(0),
-            hardened_acked: BTreeMap::new(),
+            role: DbRole::Secondary(SecondaryDb::new()),
         };
         db.append(log);
         db.apply_redo(end);
         db
+    }
+
+    /// Takes the primary's books, fresh (R-ROLE-4): no open transaction, no waiting commit,
+    /// nothing acknowledged, every other data replica (`others`) a secondary of unknown
+    /// progress. What the secondary held goes: no primary waits for a revert report of ours
+    /// any more (a revert still on disk completes in order before our appends).
+    pub fn become_primary(&mut self, others: &[ReplicaId]) {
+        assert!(
+            self.primary().is_none(),
+            "R-ROLE-4: {} is promoted while it holds a primary's books",
+            self.id
+        );
+        self.role = DbRole::Primary(PrimaryDb {
+            secondaries: others.iter().map(|r| (*r, Progress::new())).collect(),
+            ..PrimaryDb::default()
+        });
+    }
+
+    /// Gives the primary's books up (a step-down; no-op on a database that holds none):
+    /// returns the commits still waiting, in LSN order, for the caller to answer. A former
+    /// primary that hands over to `handover_to` keeps that target's progress.
+    pub fn become_secondary(&mut self, handover_to: Option<ReplicaId>) -> VecDeque<PendingCommit> {
+        let DbRole::Primary(primary) = &mut self.role else {
+            return VecDeque::new();
+        };
+        let mut primary = std::mem::take(primary);
+        let handover = handover_to.and_then(|to| primary.secondaries.remove(&to).map(|p| (to, p)));
+        self.role = DbRole::Secondary(SecondaryDb {
+            handover,
+            ..SecondaryDb::new()
+        });
+        primary.pending
+    }
+
+    /// The primary's books, on a PRIMARY.
+    pub fn primary(&self) -> Option<&PrimaryDb> {
+        match &self.role {
+            DbRole::Primary(primary) => Some(primary),
+            DbRole::Secondary(_) => None,
+        }
+    }
+
+    pub fn primary_mut(&mut self) -> Option<&mut PrimaryDb> {
+        match &mut self.role {
+            DbRole::Primary(primary) => Some(primary),
+            DbRole::Secondary(_) => None,
+        }
+    }
+
+    /// The secondary's state, on any role but PRIMARY.
+    pub fn secondary(&self) -> Option<&SecondaryDb> {
+        match &self.role {
+            DbRole::Secondary(secondary) => Some(secondary),
+            DbRole::Primary(_) => None,
+        }
+    }
+
+    /// The primary's books, where the caller checked that this replica is PRIMARY.
+    ///
+    /// # Panics
+    ///
+    /// If the database does not hold them: the replica's role and its databases' went apart,
+    /// a bug of the core (R-ROLE-3).
+    pub fn as_primary(&mut self) -> &mut PrimaryDb {
+        let id = self.id;
+        match &mut self.role {
+            DbRole::Primary(primary) => primary,
+            DbRole::Secondary(_) => panic!("R-ROLE-3: the primary's {id} holds no primary's books"),
+        }
+    }
+
+    /// The secondary's state, where the caller checked that this replica is not PRIMARY.
+    ///
+    /// # Panics
+    ///
+    /// If the database holds the primary's books: the replica's role and its databases' went
+    /// apart, a bug of the core (R-ROLE-3).
+    pub fn as_secondary(&mut self) -> &mut SecondaryDb {
+        let id = self.id;
+        match &mut self.role {
+            DbRole::Secondary(secondary) => secondary,
+            DbRole::Primary(_) => panic!("R-ROLE-3: a secondary's {id} holds a primary's books"),
+        }
+    }
+
+    /// Where `peer`'s copy stands in the books of the replica that ships it log: the
+    /// primary's, or a former primary's that hands over to `peer`.
+    pub fn progress(&self, peer: ReplicaId) -> Option<&Progress> {
+        match &self.role {
+            DbRole::Primary(primary) => primary.secondaries.get(&peer),
+            DbRole::Secondary(secondary) => match &secondary.handover {
+                Some((to, progress)) if *to == peer => Some(progress),
+                _ => None,
+            },
+        }
+    }
+
+    pub fn progress_mut(&mut self, peer: ReplicaId) -> Option<&mut Progress> {
+        match &mut self.role {
+            DbRole::Primary(primary) => primary.secondaries.get_mut(&peer),
+            DbRole::Secondary(secondary) => match &mut secondary.handover {
+                Some((to, progress)) if *to == peer => Some(progress),
+                _ => None,
+            },
+        }
+    }
+
+    /// The primary asked for a revert to this LSN and waits for our report (never on a
+    /// primary).
+    pub fn reverting(&self) -> Option<Lsn> {
+        self.secondary().and_then(|s| s.reverting)
     }
 
     /// The log; `log()[i]` has LSN `i + 1`.
@@ -252,7 +404,7 @@ impl Database {
             forks: self.forks(),
             accepted_epoch: self.accepted_epoch,
             suspended: self.suspended,
-            reverting: self.reverting.is_some(),
+            reverting: self.reverting().is_some(),
         }
     }
 
@@ -342,7 +494,7 @@ mod tests {
     /// that appears twice included.
     #[test]
     fn the_transaction_index_follows_appends_and_truncations() {
-        let mut db = Database::new(DatabaseId(0), vec![record(1, 10), record(2, 20)], &[]);
+        let mut db = Database::new(DatabaseId(0), vec![record(1, 10), record(2, 20)]);
         assert!(db.has_txn(TxnId(10)) && db.has_txn(TxnId(20)));
         db.append([record(3, 30), record(4, 10)]);
         assert!(db.has_txn(TxnId(30)));

@@ -11,7 +11,6 @@
 //!     │  new epoch, PRIMARY ── Hello ───────────▶│ follows the new epoch as SECONDARY
 //! ```
 
-use super::database::Progress;
 use super::{ignored, send, AwaitingPromotion, Core, Out, PendingFailover};
 use crate::error::{AdminError, IgnoredReason};
 use crate::ids::{Epoch, RequestId, TimerId};
@@ -217,8 +216,7 @@ impl Core {
         } else {
             self.dbs.iter().find_map(|db| {
                 let state = db
-                    .secondaries
-                    .get(&from)
+                    .progress(from)
                     .map_or(SyncState::NotSynchronizing, |p| p.sync_state());
                 (state != SyncState::Synchronized).then_some(FailoverRefusal::NotSynchronized {
                     database: db.id,
@@ -264,15 +262,7 @@ impl Core {
             .as_ref()
             .is_some_and(|f| f.primary == from && f.ends.is_none())
         {
-            ignored(
-                out,
-                InputSource::Peer(from),
-                IgnoredReason::Unexpected {
-                    what: "failover refusal".into(),
-                    role: self.role,
-                    epoch: self.epoch,
-                },
-            );
+            self.unexpected(from, "failover refusal", out);
             return;
         }
         self.fail_planned_failover(AdminError::FailoverRefused { reason }, true, out);
@@ -291,15 +281,7 @@ impl Core {
                 failover.ends = Some(ends);
             }
             _ => {
-                ignored(
-                    out,
-                    InputSource::Peer(from),
-                    IgnoredReason::Unexpected {
-                        what: "failover grant".into(),
-                        role: self.role,
-                        epoch: self.epoch,
-                    },
-                );
+                self.unexpected(from, "failover grant", out);
                 return;
             }
         }
@@ -439,6 +421,7 @@ impl Core {
                 timer: TimerId::PromotionTimeout,
             });
         }
+        let others = self.data_peers();
         for db in &mut self.dbs {
             db.accepted_epoch = epoch;
             // A suspension because of the former primary's database ends with its primacy
@@ -446,17 +429,7 @@ impl Core {
             if db.suspended == Some(SuspendReason::Primary) {
                 db.suspended = None;
             }
-            // A revert still on disk completes in order before our appends; no primary waits
-            // for its report any more.
-            db.reverting = None;
-            db.told_state = SyncState::NotSynchronizing;
-            db.gap_reported = None;
-            db.open_txns.clear();
-            for progress in db.secondaries.values_mut() {
-                *progress = Progress::new();
-            }
-            db.acknowledged = Lsn(0);
-            db.hardened_acked.clear();
+            db.become_primary(&others);
         }
         self.lease_until_ms = lease_until_ms;
         if let Some(at_ms) = lease_until_ms {
@@ -604,10 +577,7 @@ impl Core {
                             out,
                         );
                     }
-                    for db in &mut self.dbs {
-                        db.told_state = SyncState::NotSynchronizing;
-                        db.gap_reported = None;
-                    }
+                    self.lose_primary();
                     self.role = Role::Resolving;
                     self.primary = None;
                     out.push_back(Output::RoleChanged {

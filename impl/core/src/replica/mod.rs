@@ -3,7 +3,26 @@
 //!
 //! The submodules split the protocol by concern: `session` (connections, handshake, pings,
 //! role adoption), `primary` (commits, shipping, participants), `secondary` (receiving,
-//! hardening, redo, revert), `failover`, `admin`, `status`, `validate`.
+//! hardening, redo, revert), `storage` (storage completions, on either role), `failover`,
+//! `admin`, `status`, `validate`.
+//!
+//! Where the commit path can go wrong (committing, shipping, storage completions, releasing
+//! commits, and their pairs on the receiving side), `invariant!` states what must hold of the
+//! core's own bookkeeping, in every build, naming the rule it serves. No such assertion
+//! depends on what a peer, a client, the shell or the manager sends: those are answered
+//! (`Ignored`, refused, an error) before anything changes.
+
+/// `assert!` of the core's own bookkeeping, in every build: `invariant!(core, condition,
+/// "<rule id>: what broke", args…)`, the message starting with the rule the condition serves.
+/// A core with a planted bug (feature `mutants`) is not checked: it must misbehave where the
+/// conformance harness can see it, not stop (as [`Replica::validate`] skips it).
+macro_rules! invariant {
+    ($core:expr, $condition:expr, $($message:tt)+) => {
+        if !$core.mutated() {
+            assert!($condition, $($message)+);
+        }
+    };
+}
 
 mod admin;
 mod database;
@@ -12,6 +31,7 @@ mod primary;
 mod secondary;
 mod session;
 mod status;
+mod storage;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -26,7 +46,7 @@ use crate::input::{
     AdminCommand, ClientRequest, ConnectionEvent, ManagerEvent, PromotionKind, StorageEvent,
 };
 use crate::log::{check_run, LogRecord};
-use crate::message::PeerMessage;
+use crate::message::{MessageBody, PeerMessage};
 use crate::output::{ClientReply, InputSource, Output};
 use crate::persist::{PersistentDatabase, PersistentState};
 use database::{Database, Peer};
@@ -228,13 +248,7 @@ type Out = VecDeque<Output>;
 
 /// Sends `body` to `to` on the connection the core has open to it; with none open there is
 /// nobody to tell (the next session starts with a handshake) and nothing is emitted.
-fn send(
-    out: &mut Out,
-    peers: &[Peer],
-    to: ReplicaId,
-    epoch: Epoch,
-    body: crate::message::MessageBody,
-) {
+fn send(out: &mut Out, peers: &[Peer], to: ReplicaId, epoch: Epoch, body: MessageBody) {
     let Some(connection) = peers.get(usize::from(to.0)).and_then(|p| p.connection) else {
         tracing::trace!(peer = to.0, "no connection: message not sent");
         return;
@@ -392,10 +406,14 @@ impl Replica {
         core.last_forced = state.last_forced_epoch;
         core.max_term = max_term;
         core.primary = (role == Role::Primary).then_some(me);
+        let others = core.data_peers();
         for (db, stored) in core.dbs.iter_mut().zip(&state.databases) {
             db.suspended = stored.suspended;
             db.suspended_by_epoch = stored.suspended_by_epoch;
             db.accepted_epoch = stored.accepted_epoch;
+            if role == Role::Primary {
+                db.become_primary(&others);
+            }
         }
         // No peer is connected yet: the first handshakes carry the role and epoch.
         core.announced = (core.role, core.epoch);
@@ -438,81 +456,62 @@ impl Replica {
         connection: ConnectionId,
         message: PeerMessage,
     ) {
-        let now_ms = self.tick(now_ms);
-        let span = tracing::debug_span!("handle_message", replica = %self.name, now_ms);
-        let _entered = span.enter();
-        let mark = self.outputs.len();
-        match self.core.as_mut() {
-            Some(core) => {
-                core.check_lease(now_ms, &mut self.outputs);
-                core.on_message(now_ms, from, connection, message, &mut self.outputs);
-                core.settle(now_ms, &mut self.outputs);
-            }
-            None => ignored(
-                &mut self.outputs,
-                InputSource::Peer(from),
-                IgnoredReason::NotInAvailabilityGroup,
-            ),
-        }
-        self.after_input(mark);
+        self.input(
+            now_ms,
+            |replica, now_ms| tracing::debug_span!("handle_message", replica = %replica, now_ms),
+            (connection, message),
+            |core, now_ms, (connection, message), out| {
+                core.check_lease(now_ms, out);
+                core.on_message(now_ms, from, connection, message, out);
+            },
+            |replica, _, _| replica.outside_group(InputSource::Peer(from)),
+        );
     }
 
     /// A client request. Every request gets exactly one [`Output::ClientReply`], now or later
     /// (commits wait for R-COMMIT-2/3).
     pub fn handle_client(&mut self, now_ms: u64, request: ClientRequest) {
-        let now_ms = self.tick(now_ms);
-        let span = tracing::debug_span!("handle_client", replica = %self.name, now_ms);
-        let _entered = span.enter();
-        let mark = self.outputs.len();
-        match self.core.as_mut() {
-            Some(core) => {
-                core.check_lease(now_ms, &mut self.outputs);
-                core.on_client(now_ms, request, &mut self.outputs);
-                core.settle(now_ms, &mut self.outputs);
-            }
-            None => self.outputs.push_back(Output::ClientReply {
-                request: request.request,
-                reply: crate::output::ClientReply::Refused(
-                    crate::error::ClientError::NotInAvailabilityGroup,
-                ),
-            }),
-        }
-        self.after_input(mark);
+        self.input(
+            now_ms,
+            |replica, now_ms| tracing::debug_span!("handle_client", replica = %replica, now_ms),
+            request,
+            |core, now_ms, request, out| {
+                core.check_lease(now_ms, out);
+                core.on_client(now_ms, request, out);
+            },
+            |replica, _, request| {
+                replica.outputs.push_back(Output::ClientReply {
+                    request: request.request,
+                    reply: ClientReply::Refused(crate::error::ClientError::NotInAvailabilityGroup),
+                })
+            },
+        );
     }
 
     /// An admin command. Every command gets exactly one [`Output::AdminReply`], now or later
     /// (a failover answers when it completes).
     pub fn handle_admin(&mut self, now_ms: u64, request: RequestId, command: AdminCommand) {
-        let now_ms = self.tick(now_ms);
-        let span = tracing::debug_span!("handle_admin", replica = %self.name, now_ms);
-        let _entered = span.enter();
-        let mark = self.outputs.len();
-        self.on_admin(now_ms, request, command);
-        if let Some(core) = self.core.as_mut() {
-            core.settle(now_ms, &mut self.outputs);
-        }
-        self.after_input(mark);
+        self.input(
+            now_ms,
+            |replica, now_ms| tracing::debug_span!("handle_admin", replica = %replica, now_ms),
+            command,
+            |core, now_ms, command, out| core.on_admin(now_ms, request, command, out),
+            |replica, now_ms, command| replica.admin_outside_group(now_ms, request, command),
+        );
     }
 
     /// A timer the core set ([`Output::SetTimer`]) fired. Stale timers are harmless.
     pub fn handle_timer(&mut self, now_ms: u64, timer: TimerId) {
-        let now_ms = self.tick(now_ms);
-        let span = tracing::debug_span!("handle_timer", replica = %self.name, now_ms);
-        let _entered = span.enter();
-        let mark = self.outputs.len();
-        match self.core.as_mut() {
-            Some(core) => {
-                core.check_lease(now_ms, &mut self.outputs);
-                core.on_timer(now_ms, timer, &mut self.outputs);
-                core.settle(now_ms, &mut self.outputs);
-            }
-            None => ignored(
-                &mut self.outputs,
-                InputSource::Timer(timer),
-                IgnoredReason::NotInAvailabilityGroup,
-            ),
-        }
-        self.after_input(mark);
+        self.input(
+            now_ms,
+            |replica, now_ms| tracing::debug_span!("handle_timer", replica = %replica, now_ms),
+            timer,
+            |core, now_ms, timer, out| {
+                core.check_lease(now_ms, out);
+                core.on_timer(now_ms, timer, out);
+            },
+            |replica, _, timer| replica.outside_group(InputSource::Timer(timer)),
+        );
     }
 
     /// A storage operation finished. An event that breaks the ordering contract (see
@@ -522,52 +521,39 @@ impl Replica {
         now_ms: u64,
         event: StorageEvent,
     ) -> Result<(), StorageContractError> {
-        let now_ms = self.tick(now_ms);
-        let span = tracing::debug_span!("handle_storage", replica = %self.name, now_ms);
-        let _entered = span.enter();
-        let mark = self.outputs.len();
-        let result = match self.core.as_mut() {
-            Some(core) => {
-                core.check_lease(now_ms, &mut self.outputs);
-                let result = core.on_storage(event, &mut self.outputs);
-                core.settle(now_ms, &mut self.outputs);
-                result
-            }
-            None => Err(StorageContractError::NotInAvailabilityGroup),
-        };
-        self.after_input(mark);
-        result
+        self.input(
+            now_ms,
+            |replica, now_ms| tracing::debug_span!("handle_storage", replica = %replica, now_ms),
+            event,
+            |core, now_ms, event, out| {
+                core.check_lease(now_ms, out);
+                core.on_storage(event, out)
+            },
+            |_, _, _| Err(StorageContractError::NotInAvailabilityGroup),
+        )
     }
 
     /// A peer connection opened or closed.
     pub fn handle_connection(&mut self, now_ms: u64, event: ConnectionEvent) {
-        let now_ms = self.tick(now_ms);
-        let span = tracing::debug_span!("handle_connection", replica = %self.name, now_ms);
-        let _entered = span.enter();
-        let mark = self.outputs.len();
-        match self.core.as_mut() {
-            Some(core) => {
-                core.check_lease(now_ms, &mut self.outputs);
-                core.on_connection(now_ms, event, &mut self.outputs);
-                core.settle(now_ms, &mut self.outputs);
-            }
-            None => ignored(
-                &mut self.outputs,
-                InputSource::Connection(event.peer()),
-                IgnoredReason::NotInAvailabilityGroup,
-            ),
-        }
-        self.after_input(mark);
+        self.input(
+            now_ms,
+            |replica, now_ms| tracing::debug_span!("handle_connection", replica = %replica, now_ms),
+            event,
+            |core, now_ms, event, out| {
+                core.check_lease(now_ms, out);
+                core.on_connection(now_ms, event, out);
+            },
+            |replica, _, event| replica.outside_group(InputSource::Connection(event.peer())),
+        );
     }
 
     /// An event from the cluster manager (never with `CLUSTER_TYPE = NONE`).
     pub fn handle_manager(&mut self, now_ms: u64, event: ManagerEvent) {
-        let now_ms = self.tick(now_ms);
-        let span = tracing::debug_span!("handle_manager", replica = %self.name, now_ms);
-        let _entered = span.enter();
-        let mark = self.outputs.len();
-        match self.core.as_mut() {
-            Some(core) => {
+        self.input(
+            now_ms,
+            |replica, now_ms| tracing::debug_span!("handle_manager", replica = %replica, now_ms),
+            event,
+            |core, now_ms, event, out| {
                 // A renewal whose deadline is still ahead is taken before the lease is judged:
                 // the shell may deliver it late (its thread was busy while the manager renewed),
                 // and its deadline counts from when it was sent, so etcd held the lease without
@@ -577,18 +563,48 @@ impl Replica {
                     ManagerEvent::LeaseRenewed { lease_until_ms } if lease_until_ms > now_ms
                 );
                 if !renewal_ahead {
-                    core.check_lease(now_ms, &mut self.outputs);
+                    core.check_lease(now_ms, out);
                 }
-                core.on_manager(now_ms, event, &mut self.outputs);
-                core.settle(now_ms, &mut self.outputs);
-            }
-            None => ignored(
-                &mut self.outputs,
-                InputSource::Manager,
-                IgnoredReason::NotInAvailabilityGroup,
-            ),
+                core.on_manager(now_ms, event, out);
+            },
+            |replica, _, _| replica.outside_group(InputSource::Manager),
+        );
+    }
+
+    /// What every `handle_*` does around its own part: time that never goes back, the input's
+    /// span (named after the `handle_*`, with the replica's name and the time), the input
+    /// itself, `in_group` by the group's core or `no_group` before the replica belongs to one;
+    /// then the core settles what the input changed (`settle`), and `after_input`.
+    fn input<I, R>(
+        &mut self,
+        now_ms: u64,
+        span: fn(&str, u64) -> tracing::Span,
+        input: I,
+        in_group: impl FnOnce(&mut Core, u64, I, &mut Out) -> R,
+        no_group: impl FnOnce(&mut Replica, u64, I) -> R,
+    ) -> R {
+        let now_ms = self.tick(now_ms);
+        let _entered = span(&self.name, now_ms).entered();
+        let mark = self.outputs.len();
+        let result = match self.core.as_mut() {
+            Some(core) => in_group(core, now_ms, input, &mut self.outputs),
+            // CREATE and JOIN make the core here: it settles like any other.
+            None => no_group(self, now_ms, input),
+        };
+        if let Some(core) = self.core.as_mut() {
+            core.settle(now_ms, &mut self.outputs);
         }
         self.after_input(mark);
+        result
+    }
+
+    /// An input that only a replica of a group can take.
+    fn outside_group(&mut self, source: InputSource) {
+        ignored(
+            &mut self.outputs,
+            source,
+            IgnoredReason::NotInAvailabilityGroup,
+        );
     }
 
     /// The next thing to do, in order; `None` when there is nothing left.
@@ -732,6 +748,15 @@ impl Replica {
 }
 
 impl Core {
+    /// Whether a bug is planted in this replica (always `false` without the `mutants` feature).
+    #[inline]
+    fn mutated(&self) -> bool {
+        #[cfg(feature = "mutants")]
+        return self.options.mutant.is_some();
+        #[cfg(not(feature = "mutants"))]
+        false
+    }
+
     /// Whether `mutant` is planted (always `false` without the `mutants` feature).
     #[inline]
     fn planted(&self, mutant: crate::mutants::Mutant) -> bool {
@@ -750,18 +775,10 @@ impl Core {
         options: CoreOptions,
         logs: Vec<Vec<LogRecord>>,
     ) -> Core {
-        let others: Vec<ReplicaId> = (0..config.replicas.len())
-            .map(|i| ReplicaId(i as u8))
-            .filter(|r| {
-                *r != me
-                    && config.replicas[usize::from(r.0)].availability_mode
-                        != AvailabilityMode::ConfigurationOnly
-            })
-            .collect();
         let dbs = logs
             .into_iter()
             .enumerate()
-            .map(|(i, log)| Database::new(DatabaseId(i as u8), log, &others))
+            .map(|(i, log)| Database::new(DatabaseId(i as u8), log))
             .collect();
         Core {
             now_ms: 0,
@@ -821,6 +838,19 @@ impl Core {
         }
     }
 
+    /// Every other replica that holds data: a primary's secondaries (R-QUORUM-6: a
+    /// configuration-only replica holds none).
+    fn data_peers(&self) -> Vec<ReplicaId> {
+        (0..self.config.replicas.len())
+            .map(|i| ReplicaId(i as u8))
+            .filter(|r| {
+                *r != self.me
+                    && self.config.replicas[usize::from(r.0)].availability_mode
+                        != AvailabilityMode::ConfigurationOnly
+            })
+            .collect()
+    }
+
     fn has_manager(&self) -> bool {
         self.config.cluster_type.has_manager()
     }
@@ -844,6 +874,49 @@ impl Core {
     fn db_index(&self, database: DatabaseId) -> Option<usize> {
         let index = usize::from(database.0);
         (index < self.dbs.len()).then_some(index)
+    }
+
+    /// The index of `database`, named in a message from peer `from`; a database this group
+    /// does not have is ignored (`None`).
+    fn peer_db(&self, from: ReplicaId, database: DatabaseId, out: &mut Out) -> Option<usize> {
+        let index = self.db_index(database);
+        if index.is_none() {
+            ignored(
+                out,
+                InputSource::Peer(from),
+                IgnoredReason::UnknownDatabase { database },
+            );
+        }
+        index
+    }
+
+    /// A message from peer `from` that this replica, in its role and epoch, does not expect
+    /// (`what` it was) is ignored.
+    fn unexpected(&self, from: ReplicaId, what: &'static str, out: &mut Out) {
+        ignored(
+            out,
+            InputSource::Peer(from),
+            IgnoredReason::Unexpected {
+                what: what.into(),
+                role: self.role,
+                epoch: self.epoch,
+            },
+        );
+    }
+
+    /// Sends `body` to every peer `to` picks ([`Peer::is_up`], [`Peer::connected`]).
+    fn send_to_peers(&self, to: fn(&Peer) -> bool, body: &MessageBody, out: &mut Out) {
+        for (index, peer) in self.peers.iter().enumerate() {
+            if to(peer) {
+                send(
+                    out,
+                    &self.peers,
+                    ReplicaId(index as u8),
+                    self.epoch,
+                    body.clone(),
+                );
+            }
+        }
     }
 
     fn session_timeout_ms(&self) -> u64 {

@@ -2,7 +2,7 @@
 //! gap (R-SYNC-1), each secondary's progress and SYNCHRONIZED state (R-SYNC-3/4/6), the
 //! publication to the cluster manager, and releasing commits in the contract's order.
 
-use super::database::{OpenTxn, PendingCommit, Phase, Progress};
+use super::database::{OpenTxn, PendingCommit, Phase, PrimaryDb, Progress};
 use super::{ignored, send, Core, Out};
 use crate::error::{ClientError, IgnoredReason};
 use crate::ids::{Epoch, RequestId};
@@ -17,19 +17,24 @@ use hadr_types::{
     ApplicationIntent, DatabaseId, Lsn, PrimaryConnections, ReplicaId, Role, SecondaryConnections,
     SuspendReason, SyncState, TxnId,
 };
+use std::collections::btree_map::Entry;
 use std::collections::BTreeSet;
 
 impl Core {
     /// R-QUORUM-3: a primary whose lease ran out stops committing before anything else happens.
     pub(super) fn check_lease(&mut self, now_ms: u64, out: &mut Out) {
-        if self.role == Role::Primary
-            && self.has_manager()
-            && self.lease_until_ms.is_none_or(|until| now_ms >= until)
-            && !self.planted(Mutant::CommitAfterLeaseExpiry)
-        {
+        if self.role == Role::Primary && self.lease_lapsed(now_ms) {
             tracing::warn!(now_ms, "lease expired: the primary stops committing");
             self.step_down(Role::Resolving, IndefiniteCause::LeaseLost, out);
         }
+    }
+
+    /// R-QUORUM-3: with a cluster manager, the lease is not held at `now_ms` (the planted bug
+    /// `commit-after-lease-expiry` ignores it).
+    fn lease_lapsed(&self, now_ms: u64) -> bool {
+        self.has_manager()
+            && self.lease_until_ms.is_none_or(|until| now_ms >= until)
+            && !self.planted(Mutant::CommitAfterLeaseExpiry)
     }
 
     /// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT may not exceed the data replicas − 1.
@@ -60,7 +65,8 @@ impl Core {
             return Some(self.read(index, intent, *txn, key));
         }
         if let ClientOp::Commit { txn } = request.op {
-            if !self.dbs[index].open_txns.contains_key(&txn) {
+            let open = |primary: &PrimaryDb| primary.open_txns.contains_key(&txn);
+            if !self.dbs[index].primary().is_some_and(open) {
                 // Only an open transaction can be refused definitely; anything else may be the
                 // retry of a commit answered (or lost) before, on any replica (R-COMMIT-7).
                 return Some(self.commit_not_open(database, txn));
@@ -71,8 +77,10 @@ impl Core {
             // ALLOW_CONNECTIONS = READ_WRITE refuses it altogether. A transaction belongs to
             // one connection: a commit of it arriving with another intent ends it (rolled
             // back), so the refusal is definite.
-            if let ClientOp::Commit { txn } = request.op {
-                self.dbs[index].open_txns.remove(&txn);
+            if let (ClientOp::Commit { txn }, Some(primary)) =
+                (&request.op, self.dbs[index].primary_mut())
+            {
+                primary.open_txns.remove(txn);
             }
             let error = if self.role == Role::Primary && self.primary_refuses_read_intent() {
                 ClientError::ConnectionNotAllowed {
@@ -87,25 +95,12 @@ impl Core {
         if let Err(error) = self.writable() {
             return Some(ClientReply::Refused(error));
         }
-        let used = |core: &Core, txn: TxnId| {
-            core.outcomes.contains_key(&(database, txn)) || core.dbs[index].has_txn(txn)
-        };
         Some(match request.op {
             ClientOp::Read { .. } => unreachable!("answered above"),
-            ClientOp::Begin { txn } if self.dbs[index].open_txns.contains_key(&txn) => {
-                ClientReply::Refused(ClientError::TransactionAlreadyOpen { txn })
-            }
-            ClientOp::Begin { txn } if used(self, txn) => {
-                // R-COMMIT-7: its outcome is on record under this id; a second transaction
-                // with the same id would make the answer to a retried commit ambiguous.
-                ClientReply::Refused(ClientError::TransactionIdReused { database, txn })
-            }
-            ClientOp::Begin { txn } => {
-                self.dbs[index].open_txns.insert(txn, OpenTxn::default());
-                ClientReply::Begun
-            }
+            ClientOp::Begin { txn } => self.begin(index, txn),
             ClientOp::Write { txn, key, value } => self.write(index, txn, Write { key, value }),
-            ClientOp::Rollback { txn } => match self.dbs[index].open_txns.remove(&txn) {
+            ClientOp::Rollback { txn } => match self.dbs[index].as_primary().open_txns.remove(&txn)
+            {
                 Some(_) => ClientReply::RolledBack,
                 None => ClientReply::Refused(ClientError::UnknownTransaction { txn }),
             },
@@ -114,12 +109,30 @@ impl Core {
         })
     }
 
+    /// Opens transaction `txn`, unless its id is taken.
+    fn begin(&mut self, index: usize, txn: TxnId) -> ClientReply {
+        let database = self.dbs[index].id;
+        let used = self.outcomes.contains_key(&(database, txn)) || self.dbs[index].has_txn(txn);
+        match self.dbs[index].as_primary().open_txns.entry(txn) {
+            Entry::Occupied(_) => ClientReply::Refused(ClientError::TransactionAlreadyOpen { txn }),
+            // R-COMMIT-7: its outcome is on record under this id; a second transaction with
+            // the same id would make the answer to a retried commit ambiguous.
+            Entry::Vacant(_) if used => {
+                ClientReply::Refused(ClientError::TransactionIdReused { database, txn })
+            }
+            Entry::Vacant(vacant) => {
+                vacant.insert(OpenTxn::default());
+                ClientReply::Begun
+            }
+        }
+    }
+
     /// Adds a write to an open transaction, unless it would take the transaction beyond
     /// [`CoreOptions::max_transaction_bytes`](crate::CoreOptions::max_transaction_bytes): then
     /// the transaction is rolled back (its commit is one log record, which must fit a message).
     fn write(&mut self, index: usize, txn: TxnId, write: Write) -> ClientReply {
         let limit = self.options.max_transaction_bytes;
-        let open_txns = &mut self.dbs[index].open_txns;
+        let open_txns = &mut self.dbs[index].as_primary().open_txns;
         let Some(open) = open_txns.get_mut(&txn) else {
             return ClientReply::Refused(ClientError::UnknownTransaction { txn });
         };
@@ -222,8 +235,8 @@ impl Core {
     pub(super) fn primary_read_lsn(&self, index: usize) -> Lsn {
         let db = &self.dbs[index];
         let before_waiting = db
-            .pending
-            .front()
+            .primary()
+            .and_then(|primary| primary.pending.front())
             .map_or(db.end(), |p| Lsn(p.lsn.0.saturating_sub(1)));
         before_waiting.min(db.hardened)
     }
@@ -251,7 +264,7 @@ impl Core {
                     return not_allowed;
                 }
                 let writes = match txn {
-                    Some(txn) => match db.open_txns.get(&txn) {
+                    Some(txn) => match db.primary().and_then(|p| p.open_txns.get(&txn)) {
                         Some(open) => Some(open.writes.as_slice()),
                         None => {
                             return ClientReply::Refused(ClientError::UnknownTransaction { txn })
@@ -296,15 +309,26 @@ impl Core {
         txn: TxnId,
         out: &mut Out,
     ) -> Option<ClientReply> {
+        invariant!(
+            self,
+            self.role == Role::Primary,
+            "R-ROLE-3: a {} commits",
+            self.role
+        );
         let epoch = self.epoch;
         let required = self.config.required_synchronized_secondaries_to_commit;
         let ignore_k = self.planted(Mutant::IgnoreRequiredSynchronized);
         let db = &mut self.dbs[index];
         let database = db.id;
-        let Some(OpenTxn { writes, .. }) = db.open_txns.remove(&txn) else {
+        let primary = db.as_primary();
+        let Some(OpenTxn { writes, .. }) = primary.open_txns.remove(&txn) else {
             return Some(self.commit_not_open(database, txn));
         };
-        let synchronized = db.secondaries.values().filter(|p| p.synchronized).count();
+        let synchronized = primary
+            .secondaries
+            .values()
+            .filter(|p| p.synchronized)
+            .count();
         if (synchronized as u64) < u64::from(required) && !ignore_k {
             let reply = ClientReply::Refused(ClientError::TooFewSynchronized {
                 database,
@@ -322,8 +346,16 @@ impl Core {
             writes,
         };
         db.append([record.clone()]);
-        db.pending.push_back(PendingCommit { request, txn, lsn });
         db.fsync_requested = lsn;
+        let primary = db.as_primary();
+        // The last commit waiting, or else the last one acknowledged: this one comes after.
+        let before = primary
+            .pending
+            .back()
+            .map_or(primary.acknowledged, |p| p.lsn);
+        primary
+            .pending
+            .push_back(PendingCommit { request, txn, lsn });
         out.push_back(Output::AppendLog {
             database,
             records: vec![record],
@@ -332,8 +364,14 @@ impl Core {
             database,
             up_to: lsn,
         });
-        let peers: Vec<ReplicaId> = db.secondaries.keys().copied().collect();
+        let peers: Vec<ReplicaId> = primary.secondaries.keys().copied().collect();
         self.record_outcome(database, txn, None);
+        invariant!(
+            self,
+            before < lsn,
+            "R-COMMIT-2: {database}: commit {lsn} waits behind {before}: commits wait in LSN order, above the acknowledged LSN"
+        );
+        self.assert_log_pointers(index);
         for peer in peers {
             self.ship(index, peer, out);
         }
@@ -349,23 +387,34 @@ impl Core {
         }
         let epoch = self.epoch;
         let max = self.options.max_block_records.max(1) as u64;
-        let db = &mut self.dbs[index];
+        let db = &self.dbs[index];
         if db.suspended.is_some() {
             return;
         }
         let end = db.end();
         let Some(mut last_sent) = db
-            .secondaries
-            .get(&peer)
+            .progress(peer)
             .filter(|progress| progress.is_moving())
             .map(|progress| progress.last_sent)
         else {
             return;
         };
+        invariant!(
+            self,
+            last_sent <= end,
+            "R-SYNC-1: {}: {last_sent} shipped to {peer}, beyond the end of the log {end}",
+            db.id
+        );
         while last_sent < end {
             let first = last_sent.0 + 1;
             let last = end.0.min(last_sent.0 + max);
             let records = db.log()[(first - 1) as usize..last as usize].to_vec();
+            invariant!(
+                self,
+                records.first().map(|r| r.lsn) == Some(Lsn(first)),
+                "R-SYNC-1: {}: a block to {peer} must start at its next LSN {first}",
+                db.id
+            );
             send(
                 out,
                 &self.peers,
@@ -379,7 +428,13 @@ impl Core {
             );
             last_sent = Lsn(last);
         }
-        if let Some(progress) = db.secondaries.get_mut(&peer) {
+        invariant!(
+            self,
+            last_sent == end,
+            "R-SYNC-1: {}: shipped to {peer} up to {last_sent}, not to the end of the log {end}",
+            db.id
+        );
+        if let Some(progress) = self.dbs[index].progress_mut(peer) {
             progress.last_sent = last_sent;
         }
     }
@@ -394,14 +449,7 @@ impl Core {
         rejoin: bool,
         out: &mut Out,
     ) {
-        let Some(index) = self.db_index(hello.database) else {
-            ignored(
-                out,
-                InputSource::Peer(from),
-                IgnoredReason::UnknownDatabase {
-                    database: hello.database,
-                },
-            );
+        let Some(index) = self.peer_db(from, hello.database, out) else {
             return;
         };
         let epoch = self.epoch;
@@ -413,7 +461,7 @@ impl Core {
         let db = &mut self.dbs[index];
         let database = db.id;
         let (forks, end, primary_suspended) = (db.forks(), db.end(), db.suspended.is_some());
-        let Some(progress) = db.secondaries.get_mut(&from) else {
+        let Some(progress) = db.progress_mut(from) else {
             ignored(
                 out,
                 InputSource::Peer(from),
@@ -534,18 +582,6 @@ impl Core {
         epoch == self.epoch && (self.role == Role::Primary || self.handover_to == Some(peer))
     }
 
-    fn unexpected(&self, from: ReplicaId, what: &'static str, out: &mut Out) {
-        ignored(
-            out,
-            InputSource::Peer(from),
-            IgnoredReason::Unexpected {
-                what: what.into(),
-                role: self.role,
-                epoch: self.epoch,
-            },
-        );
-    }
-
     /// The moving progress of `from` for `database`, if this replica serves it log.
     fn moving_progress(
         &mut self,
@@ -555,17 +591,9 @@ impl Core {
         what: &'static str,
         out: &mut Out,
     ) -> Option<usize> {
-        let Some(index) = self.db_index(database) else {
-            ignored(
-                out,
-                InputSource::Peer(from),
-                IgnoredReason::UnknownDatabase { database },
-            );
-            return None;
-        };
+        let index = self.peer_db(from, database, out)?;
         let moving = self.dbs[index]
-            .secondaries
-            .get(&from)
+            .progress(from)
             .is_some_and(|p| p.is_moving());
         if !self.serving(from, epoch) || !moving {
             self.unexpected(from, what, out);
@@ -610,8 +638,7 @@ impl Core {
             return;
         };
         let progress = self.dbs[index]
-            .secondaries
-            .get_mut(&from)
+            .progress_mut(from)
             .expect("checked by moving_progress");
         // It cannot miss what was never sent, nor what it acknowledged hardening: that
         // acknowledgement may already have released a commit (R-COMMIT-2).
@@ -629,10 +656,17 @@ impl Core {
             return;
         }
         let resume_after = Lsn(expected.0 - 1);
+        let acknowledged = progress.hardened;
         progress.last_sent = resume_after;
         progress.received = progress.received.min(resume_after);
         progress.hardened = progress.hardened.min(resume_after);
         progress.redone = progress.redone.min(resume_after);
+        invariant!(
+            self,
+            resume_after >= acknowledged,
+            "R-COMMIT-2: {database}: resending to {from} from {expected}, below what it acknowledged hardened ({acknowledged})"
+        );
+        self.assert_progress(index, from);
         self.ship(index, from, out);
     }
 
@@ -653,8 +687,7 @@ impl Core {
             return;
         };
         let progress = self.dbs[index]
-            .secondaries
-            .get_mut(&from)
+            .progress_mut(from)
             .expect("checked by moving_progress");
         if !(received >= hardened && hardened >= redone && received <= progress.last_sent) {
             let sent = progress.last_sent;
@@ -673,6 +706,48 @@ impl Core {
         progress.received = progress.received.max(received);
         progress.hardened = progress.hardened.max(hardened);
         progress.redone = progress.redone.max(redone);
+        self.assert_progress(index, from);
+    }
+
+    /// R-SYNC-2 in the books of the replica that ships `peer` log: `end_of_log ≥ last_sent ≥
+    /// received ≥ hardened ≥ redone`.
+    fn assert_progress(&self, index: usize, peer: ReplicaId) {
+        let db = &self.dbs[index];
+        let Some(p) = db.progress(peer) else {
+            return;
+        };
+        let end = db.end();
+        invariant!(
+            self,
+            p.last_sent <= end,
+            "R-SYNC-2: {} of {peer}: sent up to {}, beyond the end of the log {end}",
+            db.id,
+            p.last_sent
+        );
+        invariant!(
+            self,
+            p.received <= p.last_sent,
+            "R-SYNC-2: {} of {peer}: received {}, beyond what was sent ({})",
+            db.id,
+            p.received,
+            p.last_sent
+        );
+        invariant!(
+            self,
+            p.hardened <= p.received,
+            "R-SYNC-2: {} of {peer}: hardened {}, beyond what it received ({})",
+            db.id,
+            p.hardened,
+            p.received
+        );
+        invariant!(
+            self,
+            p.redone <= p.hardened,
+            "R-SYNC-2: {} of {peer}: redone {}, beyond what it hardened ({})",
+            db.id,
+            p.redone,
+            p.hardened
+        );
     }
 
     /// R-FAIL-4/6: the secondary reverted to the fork point; it is INITIALIZING from there.
@@ -687,16 +762,11 @@ impl Core {
         redone: Lsn,
         out: &mut Out,
     ) {
-        let Some(index) = self.db_index(database) else {
-            ignored(
-                out,
-                InputSource::Peer(from),
-                IgnoredReason::UnknownDatabase { database },
-            );
+        let Some(index) = self.peer_db(from, database, out) else {
             return;
         };
         let primary_end = self.dbs[index].end();
-        let expected = self.dbs[index].secondaries.get(&from).map(|p| p.phase);
+        let expected = self.dbs[index].progress(from).map(|p| p.phase);
         if self.role != Role::Primary
             || epoch != self.epoch
             || expected != Some(Phase::Reverting { to: end })
@@ -714,15 +784,13 @@ impl Core {
             ignored(out, InputSource::Peer(from), reason);
             return;
         }
-        let progress = self.dbs[index]
-            .secondaries
-            .get_mut(&from)
-            .expect("checked above");
+        let progress = self.dbs[index].progress_mut(from).expect("checked above");
         progress.last_sent = end;
         progress.received = end;
         progress.hardened = hardened;
         progress.redone = redone;
         progress.phase = Phase::Initializing { until: primary_end };
+        self.assert_progress(index, from);
         self.ship(index, from, out);
     }
 
@@ -734,19 +802,14 @@ impl Core {
         database: DatabaseId,
         out: &mut Out,
     ) {
-        let Some(index) = self.db_index(database) else {
-            ignored(
-                out,
-                InputSource::Peer(from),
-                IgnoredReason::UnknownDatabase { database },
-            );
+        let Some(index) = self.peer_db(from, database, out) else {
             return;
         };
         if self.role != Role::Primary || epoch != self.epoch {
             self.unexpected(from, "suspension report", out);
             return;
         }
-        if let Some(progress) = self.dbs[index].secondaries.get_mut(&from) {
+        if let Some(progress) = self.dbs[index].progress_mut(from) {
             progress.phase = Phase::Suspended(SuspendReason::User);
             progress.reported = None;
         }
@@ -780,7 +843,12 @@ impl Core {
         for db in &mut self.dbs {
             let end = db.end();
             let database = db.id;
-            for (&peer, progress) in db.secondaries.iter_mut() {
+            let PrimaryDb {
+                secondaries,
+                hardened_acked,
+                ..
+            } = db.as_primary();
+            for (&peer, progress) in secondaries.iter_mut() {
                 let r = usize::from(peer.0);
                 if let Phase::Initializing { until } = progress.phase {
                     if progress.hardened >= until {
@@ -799,7 +867,7 @@ impl Core {
                     );
                     progress.synchronized = true;
                 }
-                let acked = db.hardened_acked.entry(peer).or_default();
+                let acked = hardened_acked.entry(peer).or_default();
                 *acked = (*acked).max(progress.hardened);
                 if up[r] && progress.is_moving() {
                     let state = progress.sync_state();
@@ -824,8 +892,9 @@ impl Core {
         self.dbs
             .iter()
             .map(|db| {
-                db.secondaries
-                    .iter()
+                db.primary()
+                    .into_iter()
+                    .flat_map(|primary| &primary.secondaries)
                     .filter(|(_, p)| p.synchronized)
                     .map(|(r, _)| *r)
                     .collect()
@@ -901,6 +970,9 @@ impl Core {
     /// next and promote from it, R-FAIL-5).
     pub(super) fn commit_blocked(&self, index: usize, lsn: Lsn) -> bool {
         let db = &self.dbs[index];
+        let Some(PrimaryDb { secondaries, .. }) = db.primary() else {
+            return true; // only a primary acknowledges
+        };
         if db.hardened < lsn {
             return true;
         }
@@ -919,8 +991,7 @@ impl Core {
                 && p.is_moving()
                 && self.peers[usize::from(r.0)].is_up()
         };
-        let participants: Vec<(&ReplicaId, &Progress)> = db
-            .secondaries
+        let participants: Vec<(&ReplicaId, &Progress)> = secondaries
             .iter()
             .filter(|(r, p)| p.synchronized || p.lingering || async_waited(r, p))
             .collect();
@@ -931,7 +1002,7 @@ impl Core {
             return true;
         }
         if self.has_manager() {
-            let hardened = |r: &ReplicaId| db.secondaries.get(r).is_some_and(|p| durable(p) >= lsn);
+            let hardened = |r: &ReplicaId| secondaries.get(r).is_some_and(|p| durable(p) >= lsn);
             if self
                 .manager_may_hold(index)
                 .any(|set| !set.iter().all(hardened))
@@ -957,44 +1028,118 @@ impl Core {
         )
     }
 
+    /// The log is hardened up to `up_to` (beyond what it was): the primary's data is current as
+    /// soon as its log is hardened (the spec's primary has redone what it hardened), so it is
+    /// redone here, with no round trip through the shell. A secondary's redo is the shell's,
+    /// asynchronous (R-SYNC-2).
+    pub(super) fn primary_hardened(&mut self, index: usize, up_to: Lsn, redo: bool) {
+        if redo {
+            self.dbs[index].apply_redo(up_to);
+        }
+        let db = &self.dbs[index];
+        invariant!(
+            self,
+            !redo || db.redone == up_to,
+            "R-SYNC-2: {}: the primary hardened up to {up_to} but its data is redone up to {}",
+            db.id,
+            db.redone
+        );
+    }
+
     /// Acknowledges, in LSN order, every waiting commit that nothing blocks any more.
     fn release_commits(&mut self, now_ms: u64, out: &mut Out) {
-        if self.role != Role::Primary {
+        if self.role != Role::Primary || self.lease_lapsed(now_ms) {
             return;
         }
-        if self.has_manager()
-            && self.lease_until_ms.is_none_or(|until| now_ms >= until)
-            && !self.planted(Mutant::CommitAfterLeaseExpiry)
-        {
-            return;
-        }
-        let ack_on_sending = self.planted(Mutant::AckBeforeSecondaryHardens);
         for index in 0..self.dbs.len() {
-            while let Some(front) = self.dbs[index].pending.front().copied() {
+            let mut released = false;
+            while let Some(front) = self.dbs[index].as_primary().pending.front().copied() {
                 if self.commit_blocked(index, front.lsn) {
                     break;
                 }
+                self.assert_releasable(index, front.lsn);
                 let db = &mut self.dbs[index];
-                // The ordering contract, restated where it matters (R-COMMIT-2, R-COMMIT-6).
-                debug_assert!(db.hardened >= front.lsn, "ack before the local fsync");
-                debug_assert!(
-                    ack_on_sending
-                        || db
-                            .secondaries
-                            .values()
-                            .filter(|p| p.synchronized)
-                            .all(|p| p.hardened >= front.lsn),
-                    "ack before every participant hardened"
-                );
-                db.pending.pop_front();
-                db.acknowledged = front.lsn;
                 let database = db.id;
+                let primary = db.as_primary();
+                primary.pending.pop_front();
+                primary.acknowledged = front.lsn;
                 let reply = ClientReply::Committed { lsn: front.lsn };
                 self.record_outcome(database, front.txn, Some(&reply));
                 out.push_back(Output::ClientReply {
                     request: front.request,
                     reply,
                 });
+                released = true;
+            }
+            if released {
+                self.assert_acknowledged_reported(index);
+            }
+        }
+    }
+
+    /// The ordering contract, restated where it matters: the commit at `lsn`, the first one
+    /// waiting, may be acknowledged only now (R-COMMIT-2).
+    fn assert_releasable(&self, index: usize, lsn: Lsn) {
+        let db = &self.dbs[index];
+        let Some(books) = db.primary() else {
+            return; // only a primary releases commits
+        };
+        invariant!(
+            self,
+            db.hardened >= lsn,
+            "R-COMMIT-2: {}: commit {lsn} acknowledged before the local fsync (hardened {})",
+            db.id,
+            db.hardened
+        );
+        invariant!(
+            self,
+            books.acknowledged < lsn,
+            "R-COMMIT-2: {}: commit {lsn} acknowledged after {}: acknowledgements go in LSN order",
+            db.id,
+            books.acknowledged
+        );
+        for (replica, progress) in &books.secondaries {
+            invariant!(
+                self,
+                !progress.synchronized || progress.hardened >= lsn,
+                "R-COMMIT-2: {}: commit {lsn} acknowledged before participant {replica} hardened it (hardened {})",
+                db.id,
+                progress.hardened
+            );
+        }
+    }
+
+    /// After a batch of acknowledgements: the highest LSN acknowledged was reported hardened
+    /// by at least REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT secondaries (R-COMMIT-5) and by
+    /// every replica the cluster manager holds or may store as SYNCHRONIZED (R-COMMIT-6).
+    fn assert_acknowledged_reported(&self, index: usize) {
+        let db = &self.dbs[index];
+        let Some(books) = db.primary() else {
+            return; // only a primary releases commits
+        };
+        let acknowledged = books.acknowledged;
+        let reported = |replica: &ReplicaId| {
+            books
+                .hardened_acked
+                .get(replica)
+                .is_some_and(|hardened| *hardened >= acknowledged)
+        };
+        let required = self.config.required_synchronized_secondaries_to_commit as usize;
+        let reporting = books.hardened_acked.keys().filter(|r| reported(r)).count();
+        invariant!(
+            self,
+            reporting >= required,
+            "R-COMMIT-5: {}: {acknowledged} acknowledged, reported hardened by {reporting} secondaries of the {required} required",
+            db.id
+        );
+        for set in self.manager_may_hold(index) {
+            for replica in set {
+                invariant!(
+                    self,
+                    reported(replica),
+                    "R-COMMIT-6: {}: {acknowledged} acknowledged, not reported hardened by {replica}, which the manager may hold as SYNCHRONIZED",
+                    db.id
+                );
             }
         }
     }

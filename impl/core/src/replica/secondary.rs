@@ -1,11 +1,9 @@
 //! The secondary's side: taking log blocks with no gap (R-SYNC-1), hardening then redoing
-//! them (R-SYNC-2), acknowledging only what was hardened, reverting to a fork point (R-FAIL-4/6),
-//! and the storage completions of both roles.
+//! them (R-SYNC-2), acknowledging only what was hardened, reverting to a fork point (R-FAIL-4/6).
 
 use super::{ignored, send, Core, Out};
-use crate::error::{IgnoredReason, StorageContractError};
+use crate::error::IgnoredReason;
 use crate::ids::Epoch;
-use crate::input::StorageEvent;
 use crate::log::{check_run, LogShapeError};
 use crate::message::{LogBlock, MessageBody};
 use crate::mutants::Mutant;
@@ -21,19 +19,9 @@ impl Core {
         self.primary == Some(from) || self.failover.as_ref().is_some_and(|f| f.primary == from)
     }
 
-    fn not_from_my_primary(&self, from: ReplicaId, what: &'static str, out: &mut Out) {
-        ignored(
-            out,
-            InputSource::Peer(from),
-            IgnoredReason::Unexpected {
-                what: what.into(),
-                role: self.role,
-                epoch: self.epoch,
-            },
-        );
-    }
-
-    fn primary_db(
+    /// The index of `database` in a message from `from`, if `from` is the primary this replica
+    /// takes log from in `epoch`; otherwise the message is ignored.
+    fn my_primary_db(
         &self,
         from: ReplicaId,
         epoch: Epoch,
@@ -41,16 +29,9 @@ impl Core {
         what: &'static str,
         out: &mut Out,
     ) -> Option<usize> {
-        let Some(index) = self.db_index(database) else {
-            ignored(
-                out,
-                InputSource::Peer(from),
-                IgnoredReason::UnknownDatabase { database },
-            );
-            return None;
-        };
+        let index = self.peer_db(from, database, out)?;
         if !self.is_my_primary(from, epoch) {
-            self.not_from_my_primary(from, what, out);
+            self.unexpected(from, what, out);
             return None;
         }
         Some(index)
@@ -62,13 +43,19 @@ impl Core {
         let primary_up = self
             .primary
             .is_some_and(|p| self.peers[usize::from(p.0)].is_up());
-        if self.role != Role::Secondary || db.suspended.is_some() || !primary_up {
-            SyncState::NotSynchronizing
-        } else if db.reverting.is_some() {
-            // Until the truncation is on disk, even across a new session (a stalled disk).
-            SyncState::Reverting
-        } else {
-            db.told_state
+        match db.secondary() {
+            Some(secondary)
+                if self.role == Role::Secondary && db.suspended.is_none() && primary_up =>
+            {
+                if secondary.reverting.is_some() {
+                    // Until the truncation is on disk, even across a new session (a stalled
+                    // disk).
+                    SyncState::Reverting
+                } else {
+                    secondary.told_state
+                }
+            }
+            _ => SyncState::NotSynchronizing,
         }
     }
 
@@ -85,14 +72,24 @@ impl Core {
 
     /// Tells the primary how far this database got. Only hardened LSNs that a `LogHardened`
     /// input reported are acknowledged (the secondary half of the ordering contract).
-    fn send_progress(&self, index: usize, out: &mut Out) {
+    pub(super) fn send_progress(&self, index: usize, out: &mut Out) {
         let db = &self.dbs[index];
         let Some(primary) = self.primary_link() else {
             return;
         };
-        if db.suspended.is_some() || db.reverting.is_some() {
+        if db.suspended.is_some() || db.reverting().is_some() {
             return;
         }
+        // Only what a `LogHardened` covered is reported hardened, and redo follows it.
+        invariant!(
+            self,
+            db.redone <= db.hardened && db.hardened <= db.end(),
+            "R-SYNC-2: {}: a progress report of received {}, hardened {}, redone {} out of order",
+            db.id,
+            db.end(),
+            db.hardened,
+            db.redone
+        );
         send(
             out,
             &self.peers,
@@ -111,11 +108,11 @@ impl Core {
     /// resends from our end); an overlap with identical records is trimmed.
     pub(super) fn on_log(&mut self, from: ReplicaId, epoch: Epoch, block: LogBlock, out: &mut Out) {
         let source = InputSource::Peer(from);
-        let Some(index) = self.primary_db(from, epoch, block.database, "log block", out) else {
+        let Some(index) = self.my_primary_db(from, epoch, block.database, "log block", out) else {
             return;
         };
-        if self.dbs[index].suspended.is_some() || self.dbs[index].reverting.is_some() {
-            self.not_from_my_primary(from, "log block for a suspended or reverting database", out);
+        if self.dbs[index].suspended.is_some() || self.dbs[index].reverting().is_some() {
+            self.unexpected(from, "log block for a suspended or reverting database", out);
             return;
         }
         let first = block.first_lsn;
@@ -160,14 +157,14 @@ impl Core {
         }
         if first.0 > end.0 + 1 {
             let expected = Lsn(end.0 + 1);
-            if db.gap_reported != Some(expected) {
+            if db.as_secondary().gap_reported != Some(expected) {
                 tracing::debug!(
                     database = db.id.0,
                     first = first.0,
                     expected = expected.0,
                     "gap: block refused"
                 );
-                db.gap_reported = Some(expected);
+                db.as_secondary().gap_reported = Some(expected);
                 let database = db.id;
                 send(
                     out,
@@ -210,11 +207,18 @@ impl Core {
             return;
         }
         let database = db.id;
+        let head = head.lsn;
         db.append(new.iter().cloned());
-        db.gap_reported = None;
+        db.as_secondary().gap_reported = None;
         db.accepted_epoch = db.accepted_epoch.max(epoch);
         let up_to = db.end();
         db.fsync_requested = up_to;
+        invariant!(
+            self,
+            head == Lsn(end.0 + 1),
+            "R-SYNC-1: {database}: records from {head} appended to a log that ended at {end}"
+        );
+        self.assert_log_pointers(index);
         out.push_back(Output::AppendLog {
             database,
             records: new,
@@ -232,7 +236,7 @@ impl Core {
         state: SyncState,
         out: &mut Out,
     ) {
-        let Some(index) = self.primary_db(from, epoch, database, "synchronization state", out)
+        let Some(index) = self.my_primary_db(from, epoch, database, "synchronization state", out)
         else {
             return;
         };
@@ -241,14 +245,14 @@ impl Core {
             && !self.planted(Mutant::AsyncSecondarySynchronized)
         {
             // R-SYNC-4: impossible for this pair, whatever the sender says.
-            self.not_from_my_primary(from, "SYNCHRONIZED for an asynchronous pair", out);
+            self.unexpected(from, "SYNCHRONIZED for an asynchronous pair", out);
             return;
         }
         let db = &mut self.dbs[index];
         if db.suspended.is_some() {
             return; // our own suspension report is on its way to the primary
         }
-        db.told_state = state;
+        db.as_secondary().told_state = state;
         if state != SyncState::NotSynchronizing {
             db.accepted_epoch = db.accepted_epoch.max(epoch);
         }
@@ -263,11 +267,11 @@ impl Core {
         reason: SuspendReason,
         out: &mut Out,
     ) {
-        let Some(index) = self.primary_db(from, epoch, database, "suspension", out) else {
+        let Some(index) = self.my_primary_db(from, epoch, database, "suspension", out) else {
             return;
         };
         if !matches!(reason, SuspendReason::Primary | SuspendReason::Partner) {
-            self.not_from_my_primary(
+            self.unexpected(
                 from,
                 "a suspension reason only a secondary gives itself",
                 out,
@@ -282,7 +286,7 @@ impl Core {
             tracing::info!(database = db.id.0, %reason, "database suspended by the primary");
             db.suspended = Some(reason);
             db.suspended_by_epoch = epoch;
-            db.told_state = SyncState::NotSynchronizing;
+            db.as_secondary().told_state = SyncState::NotSynchronizing;
         } else if db.suspended == Some(reason) {
             db.suspended_by_epoch = db.suspended_by_epoch.max(epoch);
         }
@@ -296,7 +300,7 @@ impl Core {
         database: DatabaseId,
         out: &mut Out,
     ) {
-        let Some(index) = self.primary_db(from, epoch, database, "resume", out) else {
+        let Some(index) = self.my_primary_db(from, epoch, database, "resume", out) else {
             return;
         };
         if self.dbs[index].suspended == Some(SuspendReason::Primary) {
@@ -327,21 +331,21 @@ impl Core {
         to: Lsn,
         out: &mut Out,
     ) {
-        let Some(index) = self.primary_db(from, epoch, database, "revert", out) else {
+        let Some(index) = self.my_primary_db(from, epoch, database, "revert", out) else {
             return;
         };
         let db = &mut self.dbs[index];
-        if db.suspended.is_some() || to > db.end() || db.reverting == Some(to) {
-            self.not_from_my_primary(from, "revert of a suspended or shorter database", out);
+        if db.suspended.is_some() || to > db.end() || db.reverting() == Some(to) {
+            self.unexpected(from, "revert of a suspended or shorter database", out);
             return;
         }
         db.accepted_epoch = db.accepted_epoch.max(epoch);
-        db.gap_reported = None;
+        db.as_secondary().gap_reported = None;
         if to == db.end() && !db.truncations.is_empty() {
             // Nothing more to discard, but earlier truncations are still running: report when
             // they are done.
-            db.reverting = Some(to);
-            db.told_state = SyncState::Reverting;
+            db.as_secondary().reverting = Some(to);
+            db.as_secondary().told_state = SyncState::Reverting;
             return;
         }
         if to == db.end() {
@@ -351,7 +355,7 @@ impl Core {
                 hardened: db.hardened,
                 redone: db.redone,
             };
-            db.told_state = SyncState::Initializing;
+            db.as_secondary().told_state = SyncState::Initializing;
             send(out, &self.peers, from, epoch, body);
             return;
         }
@@ -361,9 +365,16 @@ impl Core {
             to = to.0,
             "REVERTING to the fork point"
         );
-        db.reverting = Some(to);
+        db.as_secondary().reverting = Some(to);
         db.truncate(to);
-        db.told_state = SyncState::Reverting;
+        db.as_secondary().told_state = SyncState::Reverting;
+        let end = db.end();
+        invariant!(
+            self,
+            end == to,
+            "R-FAIL-4: {database}: reverting to {to}, but the log ends at {end}"
+        );
+        self.assert_log_pointers(index);
         out.push_back(Output::RevertLog { database, to });
     }
 
@@ -376,11 +387,11 @@ impl Core {
         out: &mut Out,
     ) {
         if !self.is_my_primary(from, epoch) {
-            self.not_from_my_primary(from, "REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT", out);
+            self.unexpected(from, "REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT", out);
             return;
         }
         if required > self.max_required() {
-            self.not_from_my_primary(
+            self.unexpected(
                 from,
                 "REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT above its limit",
                 out,
@@ -390,114 +401,53 @@ impl Core {
         self.config.required_synchronized_secondaries_to_commit = required;
     }
 
-    /// Storage completions, on either role (R-SYNC-2: harden, then redo).
-    pub(super) fn on_storage(
-        &mut self,
-        event: StorageEvent,
-        out: &mut Out,
-    ) -> Result<(), StorageContractError> {
-        let database = match event {
-            StorageEvent::LogWritten { database, .. }
-            | StorageEvent::LogHardened { database, .. }
-            | StorageEvent::RedoApplied { database, .. }
-            | StorageEvent::LogReverted { database, .. } => database,
+    /// A revert to the fork point is on disk, and no deeper one follows: report it to the
+    /// primary that asked (R-FAIL-4/6), which streams from there (INITIALIZING).
+    pub(super) fn revert_done(&mut self, index: usize, out: &mut Out) {
+        let Some(to) = self.dbs[index].reverting() else {
+            return; // nobody waits for a report
         };
-        let index = self
-            .db_index(database)
-            .ok_or(StorageContractError::UnknownDatabase { database })?;
+        let end = self.dbs[index].end();
+        invariant!(
+            self,
+            end == to,
+            "R-FAIL-4: {}: reverted to the fork point {to}, but the log ends at {end}",
+            self.dbs[index].id
+        );
+        self.assert_log_pointers(index);
         let db = &mut self.dbs[index];
-        // While truncations run, completions of operations issued before them may still cover
-        // records they discard: they count only up to the lowest fork point in flight.
-        let limit = db.truncations.iter().min().copied();
-        let clamp = move |lsn: Lsn| limit.map_or(lsn, |to| lsn.min(to));
-        let end = db.end();
-        match event {
-            StorageEvent::LogWritten { up_to, .. } => {
-                let up_to = clamp(up_to);
-                if up_to > end {
-                    return Err(StorageContractError::BeyondEndOfLog {
-                        database,
-                        what: "a write",
-                        up_to,
-                        end_of_log: end,
-                    });
-                }
-                db.written = db.written.max(up_to);
-            }
-            StorageEvent::LogHardened { up_to, .. } => {
-                let up_to = clamp(up_to);
-                if up_to > end {
-                    return Err(StorageContractError::BeyondEndOfLog {
-                        database,
-                        what: "an fsync",
-                        up_to,
-                        end_of_log: end,
-                    });
-                }
-                if up_to <= db.hardened {
-                    return Ok(());
-                }
-                db.hardened = up_to;
-                db.written = db.written.max(up_to);
-                let redo = up_to > db.redo_requested;
-                if redo {
-                    db.redo_requested = up_to;
-                }
-                // The primary's data is current as soon as its log is hardened (the spec's
-                // primary has redone what it hardened): it is redone here, with no round trip
-                // through the shell. A secondary's redo is the shell's, asynchronous (R-SYNC-2).
-                let redo_here = redo && self.role == Role::Primary;
-                if redo_here {
-                    db.apply_redo(up_to);
-                }
-                self.send_progress(index, out);
-                if redo && !redo_here {
-                    out.push_back(Output::Redo { database, up_to });
-                }
-            }
-            StorageEvent::RedoApplied { up_to, .. } => {
-                let up_to = clamp(up_to);
-                if up_to > db.hardened {
-                    return Err(StorageContractError::RedoBeyondHardened {
-                        database,
-                        up_to,
-                        hardened: db.hardened,
-                    });
-                }
-                if up_to <= db.redone {
-                    return Ok(());
-                }
-                db.apply_redo(up_to);
-                self.send_progress(index, out);
-            }
-            StorageEvent::LogReverted { to, .. } => {
-                if db.truncations.front() != Some(&to) {
-                    let expected = db.truncations.front().copied();
-                    return Err(StorageContractError::UnexpectedRevert {
-                        database,
-                        to,
-                        expected,
-                    });
-                }
-                db.truncations.pop_front();
-                if !db.truncations.is_empty() || db.reverting.is_none() {
-                    return Ok(()); // a deeper revert follows, or nobody waits for a report
-                }
-                db.reverting = None;
-                db.told_state = SyncState::Initializing;
-                let body = MessageBody::Reverted {
-                    database,
-                    end: db.end(),
-                    hardened: db.hardened,
-                    redone: db.redone,
-                };
-                let suspended = db.suspended.is_some();
-                // The primary waits for this report if our handshake said we were reverting.
-                if let Some(primary) = self.primary_link().filter(|_| !suspended) {
-                    send(out, &self.peers, primary, self.epoch, body);
-                }
-            }
+        let secondary = db.as_secondary();
+        secondary.reverting = None;
+        secondary.told_state = SyncState::Initializing;
+        let body = MessageBody::Reverted {
+            database: db.id,
+            end: db.end(),
+            hardened: db.hardened,
+            redone: db.redone,
+        };
+        let suspended = db.suspended.is_some();
+        // The primary waits for this report if our handshake said we were reverting.
+        if let Some(primary) = self.primary_link().filter(|_| !suspended) {
+            send(out, &self.peers, primary, self.epoch, body);
         }
-        Ok(())
+    }
+
+    /// The log is hardened up to `up_to` (beyond what it was): report it, and have the shell
+    /// redo it when `redo` (R-SYNC-2: redo follows hardening, asynchronously).
+    pub(super) fn secondary_hardened(&self, index: usize, up_to: Lsn, redo: bool, out: &mut Out) {
+        let db = &self.dbs[index];
+        invariant!(
+            self,
+            db.hardened == up_to && (!redo || db.redo_requested == up_to),
+            "R-SYNC-2: {}: hardened {} and redo asked up to {}, after an fsync up to {up_to}",
+            db.id,
+            db.hardened,
+            db.redo_requested
+        );
+        self.send_progress(index, out);
+        if redo {
+            let database = self.dbs[index].id;
+            out.push_back(Output::Redo { database, up_to });
+        }
     }
 }

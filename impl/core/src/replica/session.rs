@@ -2,7 +2,7 @@
 //! (R-HEALTH-1, R-COMMIT-4), and how a handshake makes a replica follow a newer primary or step
 //! down (R-ROLE-1).
 
-use super::database::{PeerView, Phase};
+use super::database::{Peer, PeerView, Phase};
 use super::{ignored, send, Core, Out};
 use crate::error::{AdminError, IgnoredReason};
 use crate::ids::{ConnectionId, TimerId};
@@ -10,7 +10,7 @@ use crate::input::ConnectionEvent;
 use crate::log::check_fork_history;
 use crate::message::{Hello, MessageBody, PeerMessage};
 use crate::output::{DisconnectReason, IndefiniteCause, InputSource, Output};
-use hadr_types::{AvailabilityMode, ReplicaId, Role, SyncState};
+use hadr_types::{AvailabilityMode, ReplicaId, Role};
 
 impl Core {
     pub(super) fn on_connection(&mut self, now_ms: u64, event: ConnectionEvent, out: &mut Out) {
@@ -104,7 +104,7 @@ impl Core {
         // Planted bug only: commits still wait for it.
         let linger = self.planted(crate::mutants::Mutant::CountDisconnectedParticipant);
         for db in &mut self.dbs {
-            if let Some(progress) = db.secondaries.get_mut(&peer) {
+            if let Some(progress) = db.progress_mut(peer) {
                 progress.phase = Phase::Inactive;
                 progress.lingering |= linger && progress.synchronized;
                 progress.synchronized = false;
@@ -112,10 +112,7 @@ impl Core {
             }
         }
         if self.primary == Some(peer) && self.role == Role::Secondary {
-            for db in &mut self.dbs {
-                db.told_state = SyncState::NotSynchronizing;
-                db.gap_reported = None;
-            }
+            self.lose_primary();
         }
         if self.failover.as_ref().is_some_and(|f| f.primary == peer) {
             self.planned_failover_interrupted(out);
@@ -137,18 +134,8 @@ impl Core {
     /// Sends a fresh handshake to every connected peer: the role or epoch changed.
     pub(super) fn broadcast_hello(&mut self, out: &mut Out) {
         self.announced = (self.role, self.epoch);
-        let hello = self.hello();
-        for (index, peer) in self.peers.iter().enumerate() {
-            if peer.connected() {
-                send(
-                    out,
-                    &self.peers,
-                    ReplicaId(index as u8),
-                    self.epoch,
-                    MessageBody::Hello(hello.clone()),
-                );
-            }
-        }
+        let hello = MessageBody::Hello(self.hello());
+        self.send_to_peers(Peer::connected, &hello, out);
     }
 
     pub(super) fn on_message(
@@ -327,10 +314,7 @@ impl Core {
                     return;
                 }
                 self.primary = None;
-                for db in &mut self.dbs {
-                    db.told_state = SyncState::NotSynchronizing;
-                    db.gap_reported = None;
-                }
+                self.lose_primary();
             }
             _ => {}
         }
@@ -384,6 +368,9 @@ impl Core {
         self.epoch = epoch;
         self.primary = Some(primary);
         self.handover_to = None;
+        for db in &mut self.dbs {
+            db.as_secondary().handover = None;
+        }
         self.last_forced = self.last_forced.max(hello.last_forced_epoch);
         if hello.required_synchronized <= self.max_required() {
             self.config.required_synchronized_secondaries_to_commit = hello.required_synchronized;
@@ -408,12 +395,17 @@ impl Core {
             out.push_back(Output::DisconnectClients);
         }
         if epoch_changed {
-            for db in &mut self.dbs {
-                db.told_state = SyncState::NotSynchronizing;
-                db.gap_reported = None;
-            }
+            self.lose_primary();
         }
         // `settle` announces the new epoch to every peer and emits `PrimaryChanged`.
+    }
+
+    /// The primary this secondary followed is gone, or another leads now: nothing it
+    /// assigned holds, and a gap may be reported again.
+    pub(super) fn lose_primary(&mut self) {
+        for db in &mut self.dbs {
+            db.as_secondary().lose_primary();
+        }
     }
 
     /// Stop being primary: every waiting commit gets an indefinite error (its log may survive on
@@ -424,8 +416,8 @@ impl Core {
         let was_primary = self.role == Role::Primary;
         let mut released = Vec::new();
         for db in &mut self.dbs {
-            db.open_txns.clear();
-            for pending in db.pending.drain(..) {
+            // Open transactions go with the primary's books.
+            for pending in db.become_secondary(self.handover_to) {
                 released.push((pending, db.id));
             }
         }
@@ -475,17 +467,7 @@ impl Core {
             TimerId::Heartbeat => {
                 // Pings go out in every role: a RESOLVING replica does not act on session
                 // timeouts (R-ROLE-2), but its peers must not drop it for silence.
-                for (index, peer) in self.peers.iter().enumerate() {
-                    if peer.is_up() {
-                        send(
-                            out,
-                            &self.peers,
-                            ReplicaId(index as u8),
-                            self.epoch,
-                            MessageBody::Ping,
-                        );
-                    }
-                }
+                self.send_to_peers(Peer::is_up, &MessageBody::Ping, out);
                 out.push_back(Output::SetTimer {
                     timer: TimerId::Heartbeat,
                     at_ms: now_ms.saturating_add(self.ping_interval_ms()),

@@ -207,8 +207,9 @@ impl Core {
         let db = &self.dbs[index];
         let is_primary = self.role == Role::Primary;
         let secondaries: Vec<SecondaryDatabaseStatus> = if is_primary {
-            db.secondaries
-                .iter()
+            db.primary()
+                .into_iter()
+                .flat_map(|primary| &primary.secondaries)
                 .map(|(replica, p)| {
                     let state = p.sync_state();
                     SecondaryDatabaseStatus {
@@ -261,7 +262,7 @@ impl Core {
             redo_queue_size: db.hardened.0.saturating_sub(db.redone.0),
             accepted_epoch: db.accepted_epoch,
             fork_history: db.forks(),
-            pending_commits: db.pending.len(),
+            pending_commits: db.primary().map_or(0, |primary| primary.pending.len()),
             secondaries,
         }
     }

@@ -1457,7 +1457,7 @@ fn validate_checks_acknowledged_commits_against_participants_and_publications() 
     c.run();
     let rule = broken_rule(&mut c, P, |core| {
         // S is in the confirmed publication but "reported" nothing hardened.
-        core.dbs[0].hardened_acked.insert(S, Lsn(0));
+        core.dbs[0].as_primary().hardened_acked.insert(S, Lsn(0));
     });
     assert_eq!(rule, "R-COMMIT-6");
 
@@ -1465,7 +1465,7 @@ fn validate_checks_acknowledged_commits_against_participants_and_publications() 
     c.commit(P, DB, 1, &[("k", "v")]);
     c.run();
     let rule = broken_rule(&mut c, P, |core| {
-        let progress = core.dbs[0].secondaries.get_mut(&S).unwrap();
+        let progress = core.dbs[0].progress_mut(S).unwrap();
         assert!(progress.synchronized);
         progress.hardened = Lsn(0);
         progress.redone = Lsn(0);
@@ -1533,7 +1533,7 @@ fn validate_bounds_storage_requests_phases_and_suspensions() {
     );
     let mut c = Cluster::new(ag_config(ClusterType::None, &[Sync, Sync], 1));
     let rule = broken_rule(&mut c, P, |core| {
-        let progress = core.dbs[0].secondaries.get_mut(&S).unwrap();
+        let progress = core.dbs[0].progress_mut(S).unwrap();
         progress.synchronized = false;
         progress.phase = Phase::Reverting { to: Lsn(5) };
     });

@@ -97,17 +97,26 @@ impl Core {
         }
         for (index, db) in self.dbs.iter().enumerate() {
             let end = db.end();
-            if !primary && (!db.pending.is_empty() || !db.open_txns.is_empty()) {
-                return violation(
-                    "R-ROLE-3",
-                    format!(
-                        "{} {} has {} waiting commits and {} open transactions",
-                        self.role,
-                        db.id,
-                        db.pending.len(),
-                        db.open_txns.len()
-                    ),
-                );
+            match db.primary() {
+                Some(books) if !primary => {
+                    return violation(
+                        "R-ROLE-3",
+                        format!(
+                            "{} {} holds a primary's books: {} waiting commits and {} open transactions",
+                            self.role,
+                            db.id,
+                            books.pending.len(),
+                            books.open_txns.len()
+                        ),
+                    );
+                }
+                None if primary => {
+                    return violation(
+                        "R-ROLE-3",
+                        format!("{} {} holds no primary's books", self.role, db.id),
+                    );
+                }
+                _ => {}
             }
             if !(end >= db.written
                 && end >= db.fsync_requested
@@ -161,17 +170,29 @@ impl Core {
                     ),
                 );
             }
-            if let Some(to) = db.reverting {
+            if let Some(to) = db.reverting() {
                 // Nothing is appended while a primary waits for our revert report.
-                if primary || end != to || db.truncations.is_empty() {
+                if end != to || db.truncations.is_empty() {
                     return violation(
                         "R-FAIL-4",
                         format!("{} reverting to {to} but ends at {end}", db.id),
                     );
                 }
             }
+            let Some(books) = db.primary() else {
+                let state = self.local_sync_state(index);
+                if state == SyncState::Synchronized
+                    && !self.primary.is_some_and(|p| self.pair_is_sync(self.me, p))
+                {
+                    return violation(
+                        "R-SYNC-4",
+                        format!("{} is SYNCHRONIZED with an asynchronous partner", db.id),
+                    );
+                }
+                continue;
+            };
             let mut last = Lsn(0);
-            for pending in &db.pending {
+            for pending in &books.pending {
                 if pending.lsn <= last || pending.lsn > end {
                     return violation(
                         "CORE",
@@ -183,52 +204,42 @@ impl Core {
                 }
                 last = pending.lsn;
             }
-            if primary {
-                if let Some(front) = db.pending.front() {
-                    if !self.commit_blocked(index, front.lsn) {
-                        return violation(
-                            "R-COMMIT-2",
-                            format!(
-                                "{}: commit at {} could be acknowledged but waits",
-                                db.id, front.lsn
-                            ),
-                        );
-                    }
-                }
-            }
-            if !primary {
-                let state = self.local_sync_state(index);
-                if state == SyncState::Synchronized
-                    && !self.primary.is_some_and(|p| self.pair_is_sync(self.me, p))
-                {
+            if let Some(front) = books.pending.front() {
+                if !self.commit_blocked(index, front.lsn) {
                     return violation(
-                        "R-SYNC-4",
-                        format!("{} is SYNCHRONIZED with an asynchronous partner", db.id),
+                        "R-COMMIT-2",
+                        format!(
+                            "{}: commit at {} could be acknowledged but waits",
+                            db.id, front.lsn
+                        ),
                     );
                 }
-                continue;
             }
             for set in self.manager_may_hold(index) {
                 for replica in set {
-                    let reported = db.hardened_acked.get(replica).copied().unwrap_or_default();
-                    if reported < db.acknowledged {
+                    let reported = books
+                        .hardened_acked
+                        .get(replica)
+                        .copied()
+                        .unwrap_or_default();
+                    if reported < books.acknowledged {
                         return violation(
                             "R-COMMIT-6",
                             format!(
                                 "{}: {} acknowledged, but {replica}, which the manager may hold as SYNCHRONIZED, reported only {reported} hardened",
-                                db.id, db.acknowledged
+                                db.id, books.acknowledged
                             ),
                         );
                     }
                 }
             }
-            for (replica, p) in &db.secondaries {
-                if p.synchronized && p.hardened < db.acknowledged {
+            for (replica, p) in &books.secondaries {
+                if p.synchronized && p.hardened < books.acknowledged {
                     return violation(
                         "R-COMMIT-2",
                         format!(
                             "{}: {} acknowledged, but participant {replica} hardened {}",
-                            db.id, db.acknowledged, p.hardened
+                            db.id, books.acknowledged, p.hardened
                         ),
                     );
                 }
