@@ -113,6 +113,22 @@ fn progress(received: u64, hardened: u64, redone: u64) -> MessageBody {
     }
 }
 
+/// The shell is asked to append `records` to the log of `DB`.
+fn append(records: Vec<LogRecord>) -> Output {
+    Output::AppendLog {
+        database: DB,
+        records,
+    }
+}
+
+/// The shell is asked to make the log of `DB` durable up to `lsn`.
+fn fsync(lsn: u64) -> Output {
+    Output::Fsync {
+        database: DB,
+        up_to: Lsn(lsn),
+    }
+}
+
 fn committed(id: u64, lsn: u64) -> Output {
     Output::ClientReply {
         request: RequestId(id),
@@ -138,14 +154,8 @@ fn r_commit_2_sync_commit_waits_for_participant_fsync() {
     assert_eq!(
         commit(p, now, 1, 1, "k"),
         vec![
-            Output::AppendLog {
-                database: DB,
-                records: vec![rec.clone()]
-            },
-            Output::Fsync {
-                database: DB,
-                up_to: Lsn(1)
-            },
+            append(vec![rec.clone()]),
+            fsync(1),
             send(S, epoch, log_block(1, vec![rec.clone()])),
         ]
     );
@@ -194,16 +204,7 @@ fn r_sync_2_secondary_hardens_then_redoes_and_acknowledges_only_what_was_hardene
     s.deliver(now, P, msg(epoch, log_block(1, vec![rec.clone()])));
     assert_eq!(
         s.drain_outputs(),
-        vec![
-            Output::AppendLog {
-                database: DB,
-                records: vec![rec]
-            },
-            Output::Fsync {
-                database: DB,
-                up_to: Lsn(1)
-            },
-        ],
+        vec![append(vec![rec]), fsync(1),],
         "nothing is acknowledged before the fsync is reported"
     );
     s.handle_storage(now, hardened(1)).unwrap();
@@ -238,14 +239,8 @@ fn r_commit_3_async_commit_waits_only_for_local_fsync() {
     assert_eq!(
         commit(p, now, 1, 1, "k"),
         vec![
-            Output::AppendLog {
-                database: DB,
-                records: vec![rec.clone()]
-            },
-            Output::Fsync {
-                database: DB,
-                up_to: Lsn(1)
-            },
+            append(vec![rec.clone()]),
+            fsync(1),
             send(S, epoch, log_block(1, vec![rec])),
         ]
     );
@@ -555,19 +550,7 @@ fn r_sync_1_an_overlapping_block_is_trimmed_to_what_is_new() {
     s.deliver(now, P, msg(epoch, log_block(1, vec![r1.clone()])));
     s.drain_outputs();
     s.deliver(now, P, msg(epoch, log_block(1, vec![r1, r2.clone()])));
-    assert_eq!(
-        s.drain_outputs(),
-        vec![
-            Output::AppendLog {
-                database: DB,
-                records: vec![r2]
-            },
-            Output::Fsync {
-                database: DB,
-                up_to: Lsn(2)
-            },
-        ]
-    );
+    assert_eq!(s.drain_outputs(), vec![append(vec![r2]), fsync(2),]);
 }
 
 #[test]
@@ -823,14 +806,8 @@ fn r_commit_7_transact_is_begin_writes_and_commit_as_one_request() {
     assert_eq!(
         p.drain_outputs(),
         vec![
-            Output::AppendLog {
-                database: DB,
-                records: vec![rec.clone()]
-            },
-            Output::Fsync {
-                database: DB,
-                up_to: Lsn(1)
-            },
+            append(vec![rec.clone()]),
+            fsync(1),
             send(S, epoch, log_block(1, vec![rec])),
         ]
     );
