@@ -707,43 +707,45 @@ fn manager_requests(outputs: &[Output]) -> Vec<&ManagerRequest> {
         .collect()
 }
 
+/// The primary of a new two-replica group of `cluster_type` steps down on `input`: its role
+/// after, and the manager requests it made.
+fn step_down(
+    cluster_type: ClusterType,
+    input: impl FnOnce(&mut Replica, u64),
+) -> (Option<Role>, Vec<ManagerRequest>) {
+    let mut c = Cluster::new(ag_config(cluster_type, &[Sync, Sync], 1));
+    let now = c.now_ms();
+    let p = c.replica_mut(P);
+    input(p, now);
+    let outputs = p.drain_outputs();
+    let requests = manager_requests(&outputs).into_iter().cloned().collect();
+    (p.role(), requests)
+}
+
 #[test]
 fn r_quorum_3_every_step_down_from_primary_releases_the_lease() {
     // Its own deadline passed while the manager may still be renewing the lease: it must go,
     // or no other replica could be promoted until it expires in the manager.
-    let mut c = Cluster::new(ag_config(ClusterType::External, &[Sync, Sync], 1));
-    let now = c.now_ms();
-    let p = c.replica_mut(P);
-    p.handle_timer(now + 10_000, TimerId::LeaseExpiry);
-    let outputs = p.drain_outputs();
-    assert_eq!(p.role(), Some(Role::Resolving));
     assert_eq!(
-        manager_requests(&outputs),
-        vec![&ManagerRequest::ReleaseLease],
-        "{outputs:?}"
+        step_down(ClusterType::External, |p, now| {
+            p.handle_timer(now + 10_000, TimerId::LeaseExpiry)
+        }),
+        (Some(Role::Resolving), vec![ManagerRequest::ReleaseLease])
     );
-
     // The manager lost it: releasing it again does nothing there, and is asked for all the same.
-    let mut c = Cluster::new(ag_config(ClusterType::External, &[Sync, Sync], 1));
-    let now = c.now_ms();
-    let p = c.replica_mut(P);
-    p.handle_manager(now, ManagerEvent::LeaseLost);
-    let outputs = p.drain_outputs();
-    assert_eq!(p.role(), Some(Role::Resolving));
     assert_eq!(
-        manager_requests(&outputs),
-        vec![&ManagerRequest::ReleaseLease],
-        "{outputs:?}"
+        step_down(ClusterType::External, |p, now| {
+            p.handle_manager(now, ManagerEvent::LeaseLost)
+        }),
+        (Some(Role::Resolving), vec![ManagerRequest::ReleaseLease])
     );
-
     // CLUSTER_TYPE = NONE: no manager, no lease.
-    let mut c = Cluster::new(ag_config(ClusterType::None, &[Sync, Sync], 1));
-    let now = c.now_ms();
-    let p = c.replica_mut(P);
-    p.handle_admin(now, RequestId(1), AdminCommand::SetRoleSecondary);
-    let outputs = p.drain_outputs();
-    assert_eq!(p.role(), Some(Role::Secondary));
-    assert_eq!(manager_requests(&outputs), Vec::<&ManagerRequest>::new());
+    assert_eq!(
+        step_down(ClusterType::None, |p, now| {
+            p.handle_admin(now, RequestId(1), AdminCommand::SetRoleSecondary)
+        }),
+        (Some(Role::Secondary), vec![])
+    );
 }
 
 #[test]
