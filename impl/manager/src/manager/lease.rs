@@ -103,16 +103,19 @@ impl EtcdManager {
         }
         state.generation += 1;
         let generation = state.generation;
-        let task = tokio::spawn(keepalive(
-            self.client.clone(),
-            self.config.clone(),
-            self.clock,
-            self.state.clone(),
-            self.unsolicited_tx.clone(),
-            generation,
-            lease,
-            lease_until_ms,
-        ));
+        let task = tokio::spawn(
+            keepalive(
+                self.client.clone(),
+                self.config.clone(),
+                self.clock,
+                self.state.clone(),
+                self.unsolicited_tx.clone(),
+                generation,
+                lease,
+                lease_until_ms,
+            )
+            .in_current_span(),
+        );
         state.held = Some(Held {
             lease,
             keepalive: task.abort_handle(),

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
+use tracing::Instrument;
 
 mod lease;
 mod promotion;
@@ -491,57 +492,60 @@ impl EtcdManager {
     ) -> ManagerHandle {
         let (tx, mut commands) = mpsc::unbounded_channel::<Command>();
         let mut unsolicited = self.take_events();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    biased;
-                    Some(event) = async {
-                        match unsolicited.as_mut() {
-                            Some(rx) => rx.recv().await,
-                            None => std::future::pending().await,
+        tokio::spawn(
+            async move {
+                loop {
+                    tokio::select! {
+                        biased;
+                        Some(event) = async {
+                            match unsolicited.as_mut() {
+                                Some(rx) => rx.recv().await,
+                                None => std::future::pending().await,
+                            }
+                        } => {
+                            if event.generation == self.lease_generation() && !sink(event.event) {
+                                break;
+                            }
                         }
-                    } => {
-                        if event.generation == self.lease_generation() && !sink(event.event) {
-                            break;
-                        }
-                    }
-                    command = commands.recv() => {
-                        let (request, answer_denial) = match command {
-                            None => break,
-                            Some(Command::Core(request)) => (request, true),
-                            Some(Command::TryAutomaticFailover(kind)) => (
-                                ManagerRequest::RequestPromotion { kind },
-                                false,
-                            ),
-                            Some(Command::StopRenewing) => {
-                                if self.stop_renewing() && !sink(ManagerEvent::LeaseLost) {
+                        command = commands.recv() => {
+                            let (request, answer_denial) = match command {
+                                None => break,
+                                Some(Command::Core(request)) => (request, true),
+                                Some(Command::TryAutomaticFailover(kind)) => (
+                                    ManagerRequest::RequestPromotion { kind },
+                                    false,
+                                ),
+                                Some(Command::StopRenewing) => {
+                                    if self.stop_renewing() && !sink(ManagerEvent::LeaseLost) {
+                                        return;
+                                    }
+                                    continue;
+                                }
+                                Some(Command::StoreConfig(config)) => {
+                                    if let Err(error) = self.store_config(&config).await {
+                                        tracing::warn!(%error, "configuration not stored in etcd");
+                                    }
+                                    continue;
+                                }
+                            };
+                            let now = self.clock.now_ms();
+                            for event in self.handle(now, request).await {
+                                if event == ManagerEvent::PromotionDenied && !answer_denial {
+                                    continue;
+                                }
+                                if !sink(event) {
                                     return;
                                 }
-                                continue;
-                            }
-                            Some(Command::StoreConfig(config)) => {
-                                if let Err(error) = self.store_config(&config).await {
-                                    tracing::warn!(%error, "configuration not stored in etcd");
-                                }
-                                continue;
-                            }
-                        };
-                        let now = self.clock.now_ms();
-                        for event in self.handle(now, request).await {
-                            if event == ManagerEvent::PromotionDenied && !answer_denial {
-                                continue;
-                            }
-                            if !sink(event) {
-                                return;
                             }
                         }
                     }
                 }
+                if let Err(error) = self.release_lease().await {
+                    tracing::warn!(%error, "could not revoke the lease at shutdown");
+                }
             }
-            if let Err(error) = self.release_lease().await {
-                tracing::warn!(%error, "could not revoke the lease at shutdown");
-            }
-        });
+            .in_current_span(),
+        );
         ManagerHandle { commands: tx }
     }
 }

@@ -70,17 +70,20 @@ impl EtcdManager {
         let client = self.client.clone();
         let keys = self.keys.clone();
         let timeout = self.config.request_timeout;
-        tokio::spawn(async move {
-            while !tx.is_closed() {
-                if let Err(error) = watch_once(&client, &keys, timeout, &tx).await {
-                    tracing::debug!(%error, "leader watch interrupted; restarting");
-                }
-                tokio::select! {
-                    _ = tx.closed() => break,
-                    _ = tokio::time::sleep(timeout / 4) => {}
+        tokio::spawn(
+            async move {
+                while !tx.is_closed() {
+                    if let Err(error) = watch_once(&client, &keys, timeout, &tx).await {
+                        tracing::debug!(%error, "leader watch interrupted; restarting");
+                    }
+                    tokio::select! {
+                        _ = tx.closed() => break,
+                        _ = tokio::time::sleep(timeout / 4) => {}
+                    }
                 }
             }
-        });
+            .in_current_span(),
+        );
         rx
     }
 }
