@@ -141,6 +141,17 @@ impl EtcdManager {
         }
     }
 
+    /// A fresh etcd lease of one TTL (the leader's, or a handover reservation).
+    pub(super) async fn grant_lease(&self) -> Result<LeaseGrantResponse, ManagerError> {
+        let mut lease_client = self.client.lease_client();
+        timed(
+            self.config.request_timeout,
+            "lease grant",
+            lease_client.grant(self.config.lease_ttl.as_secs() as i64, None),
+        )
+        .await
+    }
+
     /// R-FAIL-3: reserves the next promotion for `to`, the target of the planned failover this
     /// primary granted, before its lease is released ([`ManagerRequest::HandOver`]): a
     /// `handover` key on a lease of its own (one TTL, not renewed), written only while this
@@ -149,14 +160,7 @@ impl EtcdManager {
         let Some(held) = self.held_lease() else {
             return Ok(false);
         };
-        let mut lease_client = self.client.lease_client();
-        let grant = timed(
-            self.config.request_timeout,
-            "lease grant",
-            lease_client.grant(self.config.lease_ttl.as_secs() as i64, None),
-        )
-        .await?;
-        let reservation = grant.id();
+        let reservation = self.grant_lease().await?.id();
         let handover = Handover {
             from: self.config.replica,
             to,

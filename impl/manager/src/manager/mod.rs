@@ -1,8 +1,8 @@
 //! [`EtcdManager`]: the etcd operations behind each [`ManagerRequest`].
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
-    TxnOp, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue,
+    LeaseGrantResponse, PutOptions, Txn, TxnOp, WatchOptions,
 };
 use hadr_core::policy::{self, Denial};
 use hadr_core::{Epoch, ManagerEvent, ManagerRequest, PromotionKind, SyncStatePublication};

@@ -219,14 +219,8 @@ impl EtcdManager {
         grant: policy::Grant,
         failovers: &[u64],
     ) -> Result<Option<ManagerEvent>, ManagerError> {
-        let mut lease_client = self.client.lease_client();
         let t0 = now_ms.min(self.clock.now_ms());
-        let lease_grant = timed(
-            self.config.request_timeout,
-            "lease grant",
-            lease_client.grant(self.config.lease_ttl.as_secs() as i64, None),
-        )
-        .await?;
+        let lease_grant = self.grant_lease().await?;
         let lease = lease_grant.id();
         let ttl_ms = self
             .config
