@@ -163,10 +163,6 @@ pub struct SimManager {
     /// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT of the group as the primary last stored
     /// it (from the primary's persisted configuration), given with every promotion.
     pub required_synchronized: Option<u32>,
-    /// The replica whose lease the manager counts as held, for [`Cluster::ask_manager`]
-    /// (`None` by default: the grant-everything manager of unit tests; a harness that models
-    /// lease expiry sets it).
-    pub lease_holder: Option<ReplicaId>,
     /// Automatic failovers granted so far (R-FAIL-7; the simulation has no period).
     pub automatic_failovers: u32,
     /// The failure threshold the manager applies (no limit by default).
@@ -186,7 +182,6 @@ impl Default for SimManager {
             published: BTreeMap::new(),
             unconfirmed: BTreeMap::new(),
             required_synchronized: None,
-            lease_holder: None,
             automatic_failovers: 0,
             failover_threshold: u32::MAX,
         }
@@ -837,7 +832,9 @@ impl Cluster {
     /// What the simulated manager's store says, for its policy.
     fn manager_snapshot(&self) -> policy::Snapshot<'_> {
         policy::Snapshot {
-            lease_holder: self.manager.lease_holder,
+            // The simulated manager keeps no lease: it is asked when nobody holds one (a core
+            // asks only then; `reference-sim` and the soak check it before a round).
+            lease_holder: None,
             handover_to: None,
             granted_term: self.manager.highest_term,
             publication: self.newest_publication(),

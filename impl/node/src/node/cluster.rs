@@ -482,12 +482,13 @@ impl State {
         let Some(mine) = config.replicas.get(usize::from(me.0)) else {
             return;
         };
-        let health_failed = self.faults.health_failed();
+        let (health_failed, disk_stalled) =
+            (self.faults.health_failed(), self.faults.disk_stalled());
         let ask = hadr_core::policy::asks_for_automatic_failover(
             mine,
             self.replica.role(),
             health_failed.is_some(),
-            self.faults.disk_stalled(),
+            disk_stalled,
         );
         match ask {
             Some(kind) => {
@@ -497,7 +498,7 @@ impl State {
             None => tracing::debug!(
                 replica = %self.name,
                 health_failed = ?health_failed,
-                disk_stalled = self.faults.disk_stalled(),
+                disk_stalled,
                 "no primary holds the lease: not a candidate"
             ),
         }
