@@ -1,18 +1,21 @@
 //! `hadr certify`: replay the conformance corpus on a system under test and print its
 //! certificate (hadr-conformance).
 
-use crate::cli::CertifyArgs;
+use crate::cli::{CertifyArgs, CertifyCommand, MergeArgs};
 use crate::progress::Line;
 use crate::Exit;
 use hadr_adapters::external::External;
 use hadr_adapters::reference::Reference;
 use hadr_adapters::reference_sim::ReferenceSim;
-use hadr_conformance::certify::{certify, load_corpus, load_scenarios, CorpusError, JunitError};
+use hadr_conformance::certify::{
+    certify, load_corpus, load_scenarios, merge, Certificate, CorpusError, JunitError, MergeError,
+    RunOptions,
+};
 use hadr_conformance::generate::{random_walks, GenerateError};
 use hadr_conformance::model_sut::ModelSut;
 use hadr_conformance::sut::{ShortTimeouts, Sut, SutError};
 use hadr_conformance::Scenario;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why `hadr certify` could not run.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,25 @@ pub enum CertifyError {
         /// What went wrong.
         source: JunitError,
     },
+    /// A certificate to merge could not be read.
+    #[error("cannot read the certificate {path}: {source}")]
+    ReadCertificate {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file to merge is not a certificate's JSON.
+    #[error("{path} is not a certificate of `hadr certify --json`: {source}")]
+    NotACertificate {
+        /// The file.
+        path: PathBuf,
+        /// Where the JSON is wrong.
+        source: serde_json::Error,
+    },
+    /// The certificates are not every shard of one run.
+    #[error(transparent)]
+    Merge(#[from] MergeError),
     /// A report file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -71,6 +93,9 @@ pub(crate) const PROGRESS: &str = "[{pos:>3}/{len}] {msg}";
 
 /// Runs `hadr certify`: exit 0 when every scenario passes, 1 otherwise.
 pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
+    if let Some(CertifyCommand::Merge(merge_args)) = &args.command {
+        return run_merge(merge_args);
+    }
     if args.list_mutants {
         return list_mutants(args.json);
     }
@@ -106,7 +131,7 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
         (other, _) => return Err(CertifyError::UnknownSut(other.to_owned())),
     };
     if args.short_timeouts {
-        let mut inner = make;
+        let inner = make;
         make = Box::new(move |s| Box::new(ShortTimeouts(inner(s))) as Box<dyn Sut>);
     }
     let (mut scenarios, mut hash) = if args.scenario.is_empty() {
@@ -126,74 +151,96 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
         // The corpus hash names what ran: the files, and the walks added to them.
         hash = format!("{hash}+seed{seed}:{}x{}", args.walks, args.walk_length);
     }
-    let total = scenarios.len();
+    let options = RunOptions {
+        shrink_failures: !args.no_shrink,
+        jobs: args
+            .jobs
+            .map_or_else(|| default_jobs(&args.sut), usize::from),
+        shard: args.shard,
+    };
+    let total = options
+        .shard
+        .map_or(scenarios.len(), |shard| shard.positions(&scenarios).len());
     // Progress on stderr: one line redrawn in place on a terminal (not with --json); otherwise
-    // (CI logs) one line per scenario, with how long it took, since a system on real time takes
-    // minutes.
+    // (CI logs) one line per scenario as it finishes, with how long the run has taken, since a
+    // system on real time takes minutes.
     let progress = Line::new(PROGRESS, Some(total as u64), !args.json);
     let started = std::time::Instant::now();
-    let mut last = started;
-    let certificate = certify(
-        &scenarios,
-        hash,
-        &mut *make,
-        !args.no_shrink,
-        &mut |i, r| {
-            if progress.is_drawn() {
-                progress.set(i as u64 + 1, format!("{:<5} {}", r.verdict, r.purpose));
-            } else if !progress.is_terminal() {
-                let now = std::time::Instant::now();
-                eprintln!(
-                    "[{:>3}/{total}] {:<5} {} ({:.1} s, {:.0} s in all)",
-                    i + 1,
-                    r.verdict,
-                    r.file,
-                    (now - last).as_secs_f64(),
-                    (now - started).as_secs_f64()
-                );
-                last = now;
-            }
-        },
-    );
+    let mut done = 0;
+    let certificate = certify(&scenarios, hash, &*make, options, &mut |_, r| {
+        done += 1;
+        if progress.is_drawn() {
+            progress.set(done as u64, format!("{:<5} {}", r.verdict, r.purpose));
+        } else if !progress.is_terminal() {
+            eprintln!(
+                "[{done:>3}/{total}] {:<5} {} ({:.0} s in all)",
+                r.verdict,
+                r.file,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    });
     progress.clear();
-    let write = |path: &PathBuf, text: String| {
-        std::fs::write(path, text).map_err(|source| CertifyError::Write {
-            path: path.clone(),
-            source,
-        })
-    };
-    if let Some(path) = &args.junit {
+    if let Some(dir) = &args.save_failures {
+        save_failures(&certificate, dir, &args.sut)?;
+    }
+    publish(&certificate, args.json, &args.junit, &args.markdown)
+}
+
+/// How many scenarios run at once unless `--jobs` says: real processes mostly wait out
+/// timeouts, in-process systems use the CPUs, and a third party's driver may not isolate
+/// its systems from each other.
+fn default_jobs(sut: &str) -> usize {
+    match sut {
+        "reference" => 8,
+        "reference-sim" | "spec" => std::thread::available_parallelism().map_or(1, usize::from),
+        _ => 1,
+    }
+}
+
+/// Writes each failing scenario, shrunk, into `dir` (`--save-failures`).
+fn save_failures(certificate: &Certificate, dir: &Path, sut: &str) -> Result<(), CertifyError> {
+    std::fs::create_dir_all(dir).map_err(|source| CertifyError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    for r in &certificate.results {
+        if let Some(scenario) = &r.failing_scenario {
+            let path = dir.join(&r.file);
+            write(&path, scenario.to_json())?;
+            eprintln!(
+                "{}: the shrunk failing scenario written to {} (replay: hadr certify --sut {sut} --scenario {})",
+                r.file,
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Prints the certificate (Markdown, or JSON with `json`) and writes the report files asked
+/// for; exit 0 when it passes, 1 otherwise.
+fn publish(
+    certificate: &Certificate,
+    json: bool,
+    junit: &Option<PathBuf>,
+    markdown: &Option<PathBuf>,
+) -> Result<Exit, CertifyError> {
+    if let Some(path) = junit {
         let xml = certificate.junit().map_err(|source| CertifyError::Junit {
             path: path.clone(),
             source,
         })?;
         write(path, xml)?;
     }
-    if let Some(dir) = &args.save_failures {
-        std::fs::create_dir_all(dir).map_err(|source| CertifyError::Write {
-            path: dir.clone(),
-            source,
-        })?;
-        for r in &certificate.results {
-            if let Some(scenario) = &r.failing_scenario {
-                write(&dir.join(&r.file), scenario.to_json())?;
-                eprintln!(
-                    "{}: the shrunk failing scenario written to {} (replay: hadr certify --sut {} --scenario {})",
-                    r.file,
-                    dir.join(&r.file).display(),
-                    args.sut,
-                    dir.join(&r.file).display()
-                );
-            }
-        }
-    }
-    if let Some(path) = &args.markdown {
+    if let Some(path) = markdown {
         write(path, certificate.markdown())?;
     }
-    if args.json {
+    if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&certificate).expect("a certificate serializes")
+            serde_json::to_string_pretty(certificate).expect("a certificate serializes")
         );
     } else {
         print!("{}", certificate.markdown());
@@ -205,8 +252,35 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
     })
 }
 
-/// Makes a system under test for a scenario.
-type MakeSut = Box<dyn FnMut(&Scenario) -> Box<dyn Sut>>;
+fn write(path: &Path, text: String) -> Result<(), CertifyError> {
+    std::fs::write(path, text).map_err(|source| CertifyError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// `hadr certify merge`: the shards' certificates put together.
+fn run_merge(args: &MergeArgs) -> Result<Exit, CertifyError> {
+    let mut shards = Vec::with_capacity(args.files.len());
+    for path in &args.files {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| CertifyError::ReadCertificate {
+                path: path.clone(),
+                source,
+            })?;
+        let certificate: Certificate =
+            serde_json::from_str(&text).map_err(|source| CertifyError::NotACertificate {
+                path: path.clone(),
+                source,
+            })?;
+        shards.push((path.display().to_string(), certificate));
+    }
+    let certificate = merge(shards)?;
+    publish(&certificate, args.json, &args.junit, &args.markdown)
+}
+
+/// Makes a system under test for a scenario, from any of the jobs' threads.
+type MakeSut = Box<hadr_conformance::certify::MakeSut<'static>>;
 
 #[cfg(feature = "mutants")]
 fn sim_with_mutant(name: &str) -> Result<MakeSut, CertifyError> {

@@ -47,7 +47,11 @@ pub enum Command {
 
 /// Options of `hadr certify`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct CertifyArgs {
+    /// `hadr certify merge`: put shard certificates together.
+    #[command(subcommand)]
+    pub command: Option<CertifyCommand>,
     /// The system under test: `reference-sim` (the reference core in a simulated network),
     /// `reference` (the reference replicas as processes on loopback, with etcd for
     /// CLUSTER_TYPE EXTERNAL), `spec` (the spec itself, or with `--mutant` a spec mutant, run
@@ -102,6 +106,42 @@ pub struct CertifyArgs {
     /// no clock), far shorter waits on real time.
     #[arg(long)]
     pub short_timeouts: bool,
+    /// Run this many scenarios at once, each on its own system; the certificate is the same
+    /// as a serial run's. Default: 8 for `reference` (its processes mostly wait out
+    /// timeouts), the number of CPUs for `reference-sim` and `spec`, 1 for `external:CMD`
+    /// (give more only to a driver whose systems are isolated from each other).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Run only the K-th of N shards of the scenarios (a stable split by file name), for
+    /// `hadr certify merge` to put together; use with `--json`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<hadr_conformance::certify::ShardSpec>,
+}
+
+/// `hadr certify …`.
+#[derive(Debug, Subcommand)]
+pub enum CertifyCommand {
+    /// Merge the `--json` certificates of every shard of one run (`hadr certify --shard K/N`)
+    /// into the certificate one run would print. Exit 0 when it passes, 1 when it fails, 2
+    /// when the files are not every shard of one run.
+    Merge(MergeArgs),
+}
+
+/// Options of `hadr certify merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' certificates (`hadr certify --shard K/N --json`), in any order.
+    #[arg(required = true, value_name = "CERT.json")]
+    pub files: Vec<PathBuf>,
+    /// Print the certificate as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the results as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Also write the certificate as Markdown.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
 }
 
 /// Options of `hadr validate`.

@@ -111,3 +111,54 @@ fn bad_certify_input_is_refused_with_a_reason() {
         .join("conformance/corpus")
         .exists());
 }
+
+/// Three shards of a failing run, each `--json` in its own process, merged by `hadr certify
+/// merge` in any order: the certificate one run prints, byte for byte, with the same exit
+/// status; the JUnit report of the merge has every scenario. A set of files that is not every
+/// shard of one run is bad input (exit 2) saying which shard is missing.
+#[test]
+fn three_shards_merged_are_the_certificate_of_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = [
+        "certify",
+        "--sut",
+        "spec",
+        "--mutant",
+        "resume-without-revert",
+    ];
+    let whole = hadr(&[&base[..], &["--json", "--jobs", "1"]].concat());
+    assert_eq!(whole.status.code(), Some(1));
+    let mut files = Vec::new();
+    for k in 1..=3 {
+        let shard = format!("{k}/3");
+        let out = hadr(&[&base[..], &["--json", "--shard", &shard]].concat());
+        assert_eq!(certificate(&out)["shard"]["index"], k);
+        let file = dir.path().join(format!("shard-{k}.json"));
+        std::fs::write(&file, &out.stdout).unwrap();
+        files.push(file.to_str().unwrap().to_owned());
+    }
+    let junit = dir.path().join("merged.xml");
+    let merged = hadr(&[
+        "certify",
+        "merge",
+        "--json",
+        "--junit",
+        junit.to_str().unwrap(),
+        &files[2],
+        &files[0],
+        &files[1],
+    ]);
+    assert_eq!(merged.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&merged.stdout),
+        String::from_utf8_lossy(&whole.stdout)
+    );
+    let scenarios = certificate(&whole)["scenarios"].as_u64().unwrap();
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(&format!("tests=\"{scenarios}\"")), "{xml}");
+
+    let incomplete = hadr(&["certify", "merge", &files[0], &files[2]]);
+    assert_eq!(incomplete.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&incomplete.stderr);
+    assert!(stderr.contains("shard 2/3 is missing"), "{stderr}");
+}

@@ -1,7 +1,7 @@
 //! The judge and the `reference-sim` adapter on the committed corpus.
 
 use hadr_adapters::reference_sim::ReferenceSim;
-use hadr_conformance::certify::{certify, load_corpus};
+use hadr_conformance::certify::{certify, load_corpus, RunOptions};
 use hadr_conformance::judge::{judge, Verdict};
 use hadr_conformance::sut::{Sut, SutError};
 use hadr_model::Action;
@@ -17,8 +17,8 @@ fn certify_reference_sim() -> hadr_conformance::certify::Certificate {
     certify(
         &scenarios,
         hash,
-        &mut |_| Box::new(ReferenceSim::new()) as Box<dyn Sut>,
-        true,
+        &|_| Box::new(ReferenceSim::new()) as Box<dyn Sut>,
+        RunOptions::default(),
         &mut |_, _| {},
     )
 }
@@ -56,8 +56,8 @@ fn reference_sim_passes_seeded_walks_with_repeated_disruptions() {
     let certificate = certify(
         &scenarios,
         String::new(),
-        &mut |_| Box::new(ReferenceSim::new()) as Box<dyn Sut>,
-        true,
+        &|_| Box::new(ReferenceSim::new()) as Box<dyn Sut>,
+        RunOptions::default(),
         &mut |_, _| {},
     );
     assert_eq!(certificate.verdict, "PASS", "{}", certificate.markdown());
@@ -128,7 +128,7 @@ fn the_certificate_of_reference_sim() {
     let certificate = certify_reference_sim();
     let markdown = certificate
         .markdown()
-        .replace(certificate.model_hash, "[model hash]")
+        .replace(&certificate.model_hash, "[model hash]")
         .replace(&certificate.corpus_hash, "[corpus hash]");
     insta::assert_snapshot!(markdown);
 }

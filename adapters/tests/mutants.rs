@@ -4,7 +4,7 @@
 #![cfg(feature = "mutants")]
 
 use hadr_adapters::reference_sim::ReferenceSim;
-use hadr_conformance::certify::{certify, load_corpus, Certificate};
+use hadr_conformance::certify::{certify, load_corpus, Certificate, RunOptions};
 use hadr_conformance::sut::Sut;
 use hadr_core::mutants::Mutant;
 use std::path::Path;
@@ -15,8 +15,8 @@ fn run(mutant: Mutant) -> Certificate {
     certify(
         &scenarios,
         hash,
-        &mut |_| Box::new(ReferenceSim::with_mutant(mutant)) as Box<dyn Sut>,
-        true,
+        &|_| Box::new(ReferenceSim::with_mutant(mutant)) as Box<dyn Sut>,
+        RunOptions::default(),
         &mut |_, _| {},
     )
 }
@@ -35,8 +35,8 @@ fn caught(mutant: Mutant) {
     let failures: Vec<_> = certificate.failures().collect();
     for r in &failures {
         assert_eq!(
-            r.rules.first(),
-            Some(&mutant.rule()),
+            r.rules.first().map(String::as_str),
+            Some(mutant.rule()),
             "{mutant}: {} names {:?} first:\n{}",
             r.file,
             r.rules,

@@ -13,11 +13,11 @@ use crate::refine::{is_environment, run_to_rest, take_or_refuse, MAX_STATES};
 use crate::scenario::{Coverage, Scenario};
 use hadr_model::{Action, AgModel, ModelConfig, Mutant, State};
 use hadr_types::Observation;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
 
 /// Transitions at rest: tried by the corpus, of those the spec can take within its bounds.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransitionCoverage {
     /// Distinct (observation at rest, enabled environment action) pairs the scenarios try.
     pub tried: usize,
@@ -43,12 +43,12 @@ impl TransitionCoverage {
 }
 
 /// One spec mutant against the corpus.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MutantKills {
     /// The mutant (`hadr check --list-mutants`).
     pub mutant: String,
     /// The rule its bug breaks.
-    pub breaks: &'static str,
+    pub breaks: String,
     /// The scenarios on which some behaviour of it fails.
     pub caught_by: Vec<String>,
     /// Of those, the scenarios on which every behaviour of it fails: any implementation with
@@ -57,7 +57,7 @@ pub struct MutantKills {
 }
 
 /// The spec's mutants against the corpus.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MutationScore {
     /// Mutants of the features the corpus' configurations have.
     pub applicable: usize,
@@ -177,7 +177,7 @@ pub fn tried_transitions(scenario: &Scenario) -> HashSet<Transition> {
 pub fn mutant_kills(mutant: Mutant, scenarios: &[(String, Scenario)]) -> MutantKills {
     let mut result = MutantKills {
         mutant: mutant.name().to_owned(),
-        breaks: mutant.breaks(),
+        breaks: mutant.breaks().to_owned(),
         caught_by: Vec::new(),
         always_caught_by: Vec::new(),
     };

@@ -4,13 +4,15 @@ use crate::adequacy::{MutationScore, TransitionCoverage};
 use crate::diagnose::diagnose;
 use crate::judge::{diff, judge, Disagreement, Verdict};
 use crate::scenario::{Coverage, Scenario};
+pub use crate::shard::{merge, MergeError, Shard, ShardSpec, ShardSpecError};
 use crate::sut::Sut;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// One scenario's result.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScenarioResult {
     /// The scenario's file name.
     pub file: String,
@@ -18,38 +20,38 @@ pub struct ScenarioResult {
     pub purpose: String,
     /// `pass`, `fail`, `error`, or `too_broad` (the judge could not track the model's states:
     /// neither passed nor failed).
-    pub verdict: &'static str,
+    pub verdict: String,
     /// For a failure: the failing step of the scenario in `actions` (the shrunk one, when it was
     /// shrunk; 0 is right after setup). For an error: the step of the corpus scenario.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<usize>,
     /// For a failure: the environment actions of the shortest scenario found that still fails
     /// (the corpus scenario's prefix up to its failing step, shrunk by dropping steps), in
     /// order, as the protocol's JSON (`docs/adapter-protocol.md`). `--save-failures` writes it
     /// as a scenario file, which `--scenario FILE` replays.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<serde_json::Value>,
     /// For a failure: the step at which the corpus scenario itself failed, before shrinking
     /// (the number of its steps that ran).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unshrunk_steps: Option<usize>,
     /// For a failure: the rules involved, the one the bug breaks first ([`crate::diagnose`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<&'static str>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
     /// For a failure: the spec mutants that behave like the system on it, as `name (breaks
     /// RULE)`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub like: Vec<String>,
     /// For a failure: `field: expected → observed`, against the closest observation the spec
     /// allows after what the system showed before.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diff: Vec<String>,
     /// For a failure: the same against the other allowed observations nearly as close (at
     /// most [`ALTERNATIVES`]), each telling of another way the system went wrong.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alternatives: Vec<Vec<String>>,
     /// For an error: what went wrong.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// For a failure: the shrunk scenario, replayable (`--save-failures`).
     #[serde(skip)]
@@ -62,15 +64,15 @@ pub use quick_junit::SerializeError as JunitError;
 /// How many other nearly-closest allowed observations a failure is also compared with.
 pub const ALTERNATIVES: usize = 2;
 
-/// The certificate of a run.
-#[derive(Clone, Debug, Serialize)]
+/// The certificate of a run (or of one shard of it, [`Shard`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Certificate {
     /// The system under test.
     pub sut: String,
     /// The spec's version (the hadr-model crate).
-    pub spec_version: &'static str,
+    pub spec_version: String,
     /// The hash of the spec's sources ([`hadr_model::SPEC_HASH`]).
-    pub model_hash: &'static str,
+    pub model_hash: String,
     /// FNV-1a 64 of the corpus' scenario files, in file-name order.
     pub corpus_hash: String,
     /// Scenarios run.
@@ -94,8 +96,12 @@ pub struct Certificate {
     /// How many of the spec's mutants the corpus catches.
     pub mutation: MutationScore,
     /// `PASS` when every scenario passed.
-    pub verdict: &'static str,
-    /// Every scenario's result.
+    pub verdict: String,
+    /// For one shard of a run (`--shard K/N`): which, and where its results go in the whole
+    /// run. Absent from a whole run's certificate, and from the one [`merge`] makes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// Every scenario's result (a shard's: its scenarios', in corpus order).
     pub results: Vec<ScenarioResult>,
 }
 
@@ -126,7 +132,7 @@ pub enum CorpusError {
 }
 
 /// FNV-1a 64, continued over `bytes`.
-fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     for &byte in bytes {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
@@ -134,7 +140,7 @@ fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     hash
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// The corpus of the source tree this crate was built from (`conformance/corpus/`), for tests
 /// and tools that run inside the repository.
@@ -199,7 +205,7 @@ pub fn load_scenarios(paths: &[PathBuf]) -> Result<(Vec<(String, Scenario)>, Str
 pub fn shrink(
     scenario: &Scenario,
     failure: Disagreement,
-    make_sut: &mut dyn FnMut(&Scenario) -> Box<dyn Sut>,
+    make_sut: &MakeSut,
 ) -> (Scenario, Disagreement) {
     let mut best = scenario.clone();
     best.steps.truncate(failure.step);
@@ -229,7 +235,7 @@ pub fn shrink(
 fn run_one(
     file: &str,
     scenario: &Scenario,
-    make_sut: &mut dyn FnMut(&Scenario) -> Box<dyn Sut>,
+    make_sut: &MakeSut,
     shrink_failures: bool,
 ) -> (String, ScenarioResult) {
     let mut sut = make_sut(scenario);
@@ -239,7 +245,7 @@ fn run_one(
         Verdict::Pass => {}
         Verdict::Fail(d) => {
             drop(sut);
-            result.verdict = "fail";
+            result.verdict = "fail".to_owned();
             result.unshrunk_steps = Some(d.step);
             let (shrunk, d) = if shrink_failures {
                 shrink(scenario, d, make_sut)
@@ -251,12 +257,12 @@ fn run_one(
             describe_failure(&mut result, shrunk, &d);
         }
         Verdict::Error { step, error } => {
-            result.verdict = "error";
+            result.verdict = "error".to_owned();
             result.step = Some(step);
             result.error = Some(error.to_string());
         }
         Verdict::TooBroad { step, cap } => {
-            result.verdict = "too_broad";
+            result.verdict = "too_broad".to_owned();
             result.step = Some(step);
             result.error = Some(format!(
                 "after step {step} the model may be in more than {cap} states: too broad to judge"
@@ -278,7 +284,7 @@ fn describe_failure(result: &mut ScenarioResult, shrunk: Scenario, d: &Disagreem
     let actions: Vec<hadr_model::Action> = shrunk.steps.iter().map(|s| s.action).collect();
     if let Ok(config) = crate::judge::judging_model(&shrunk) {
         let diagnosis = diagnose(&config, &actions, &d.observations(), &d.expected);
-        result.rules = diagnosis.rules;
+        result.rules = diagnosis.rules.iter().map(|r| (*r).to_owned()).collect();
         result.like = diagnosis
             .like
             .iter()
@@ -299,27 +305,101 @@ fn describe_failure(result: &mut ScenarioResult, shrunk: Scenario, d: &Disagreem
     result.failing_scenario = Some(saved);
 }
 
-/// Runs every scenario on a fresh system from `make_sut` (given the scenario, which only an
-/// in-process model needs), shrinking each failure when `shrink_failures`; `on_result` sees
-/// each result as it comes (for progress output). The certificate also measures the corpus
-/// ([`crate::adequacy`]).
+/// Makes a fresh system under test for a scenario (given the scenario, which only an
+/// in-process model needs). With more than one job it is called from several threads at once,
+/// and each system it makes must be isolated from the others (ports, directories, processes).
+pub type MakeSut<'a> = dyn Fn(&Scenario) -> Box<dyn Sut> + Sync + 'a;
+
+/// How [`certify`] runs a corpus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Shrink each failure to the shortest still-failing scenario (replays on fresh systems).
+    pub shrink_failures: bool,
+    /// How many scenarios run at once, each on its own system (at least 1). The certificate
+    /// is the same whatever it is: results are reported in corpus order.
+    pub jobs: usize,
+    /// Run only this shard of the corpus (`--shard K/N`).
+    pub shard: Option<ShardSpec>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            shrink_failures: true,
+            jobs: 1,
+            shard: None,
+        }
+    }
+}
+
+/// Runs every scenario (of the shard, with `options.shard`) on a fresh system from
+/// `make_sut`, `options.jobs` at a time, shrinking each failure when
+/// `options.shrink_failures`; `on_result` sees each result as it comes (for progress output),
+/// with its position in `scenarios`, in the order they finish. The certificate lists the
+/// results in corpus order and measures the whole corpus ([`crate::adequacy`]), shard or not.
 pub fn certify(
     scenarios: &[(String, Scenario)],
     corpus_hash: String,
-    make_sut: &mut dyn FnMut(&Scenario) -> Box<dyn Sut>,
-    shrink_failures: bool,
+    make_sut: &MakeSut,
+    options: RunOptions,
     on_result: &mut dyn FnMut(usize, &ScenarioResult),
 ) -> Certificate {
-    let mut results = Vec::new();
-    let mut sut_name = String::new();
-    for (i, (file, scenario)) in scenarios.iter().enumerate() {
-        let (name, result) = run_one(file, scenario, make_sut, shrink_failures);
-        sut_name = name;
-        on_result(i, &result);
-        results.push(result);
-    }
+    let positions: Vec<usize> = match options.shard {
+        Some(shard) => shard.positions(scenarios),
+        None => (0..scenarios.len()).collect(),
+    };
+    let ran = run_all(scenarios, &positions, make_sut, options, on_result);
+    let sut_name = ran.last().map(|(name, _)| name.clone()).unwrap_or_default();
+    let results = ran.into_iter().map(|(_, r)| r).collect();
     let measure = crate::adequacy::measure(scenarios);
-    certificate(sut_name, corpus_hash, measure, results)
+    let mut certificate = certificate(sut_name, corpus_hash, measure, results);
+    certificate.shard = options.shard.map(|spec| Shard {
+        index: spec.index,
+        count: spec.count,
+        of_scenarios: scenarios.len(),
+        positions,
+    });
+    certificate
+}
+
+/// Runs the scenarios at `positions` of `scenarios`, `options.jobs` at a time: each worker
+/// takes the next scenario not yet started and runs it (and shrinks its failure) to the end.
+/// Returns each one's system name and result, in the order of `positions`.
+fn run_all(
+    scenarios: &[(String, Scenario)],
+    positions: &[usize],
+    make_sut: &MakeSut,
+    options: RunOptions,
+    on_result: &mut dyn FnMut(usize, &ScenarioResult),
+) -> Vec<(String, ScenarioResult)> {
+    let jobs = options.jobs.clamp(1, positions.len().max(1));
+    let next = AtomicUsize::new(0);
+    let mut slots: Vec<Option<(String, ScenarioResult)>> = vec![None; positions.len()];
+    std::thread::scope(|scope| {
+        let (send, receive) = std::sync::mpsc::channel();
+        for _ in 0..jobs {
+            let send = send.clone();
+            let next = &next;
+            scope.spawn(move || loop {
+                let slot = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&i) = positions.get(slot) else {
+                    break;
+                };
+                let (file, scenario) = &scenarios[i];
+                let ran = run_one(file, scenario, make_sut, options.shrink_failures);
+                if send.send((slot, ran)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(send);
+        // Ends when every worker has stopped (a worker's panic is raised again by the scope).
+        for (slot, ran) in receive {
+            on_result(positions[slot], &ran.1);
+            slots[slot] = Some(ran);
+        }
+    });
+    slots.into_iter().flatten().collect()
 }
 
 /// The certificate of `results` on a corpus measured as `measure`.
@@ -329,35 +409,27 @@ pub fn certificate(
     measure: crate::adequacy::Measure,
     results: Vec<ScenarioResult>,
 ) -> Certificate {
-    let count = |v: &str| results.iter().filter(|r| r.verdict == v).count();
-    let (passed, failed, errors, too_broad) = (
-        count("pass"),
-        count("fail"),
-        count("error"),
-        count("too_broad"),
-    );
-    Certificate {
+    let mut certificate = Certificate {
         sut,
-        spec_version: hadr_model_version(),
-        model_hash: hadr_model::SPEC_HASH,
+        spec_version: hadr_model_version().to_owned(),
+        model_hash: hadr_model::SPEC_HASH.to_owned(),
         corpus_hash,
-        scenarios: results.len(),
-        passed,
-        failed,
-        errors,
-        too_broad,
+        scenarios: 0,
+        passed: 0,
+        failed: 0,
+        errors: 0,
+        too_broad: 0,
         missing: measure.wanted.without(&measure.coverage),
         applicable_action_kinds: measure.wanted.action_kinds.len(),
         coverage: measure.coverage,
         transitions: measure.transitions,
         mutation: measure.mutation,
-        verdict: if passed == results.len() {
-            "PASS"
-        } else {
-            "FAIL"
-        },
+        verdict: String::new(),
+        shard: None,
         results,
-    }
+    };
+    certificate.recount();
+    certificate
 }
 
 impl ScenarioResult {
@@ -366,7 +438,7 @@ impl ScenarioResult {
         ScenarioResult {
             file: file.to_owned(),
             purpose: purpose.to_owned(),
-            verdict: "pass",
+            verdict: "pass".to_owned(),
             step: None,
             actions: Vec::new(),
             unshrunk_steps: None,
@@ -433,6 +505,24 @@ fn hadr_model_version() -> &'static str {
 }
 
 impl Certificate {
+    /// Counts the results by verdict; `PASS` when every one passed.
+    pub(crate) fn recount(&mut self) {
+        let count = |v: &str| self.results.iter().filter(|r| r.verdict == v).count();
+        (self.passed, self.failed, self.errors, self.too_broad) = (
+            count("pass"),
+            count("fail"),
+            count("error"),
+            count("too_broad"),
+        );
+        self.scenarios = self.results.len();
+        self.verdict = if self.passed == self.results.len() {
+            "PASS"
+        } else {
+            "FAIL"
+        }
+        .to_owned();
+    }
+
     /// The results of the scenarios that failed, in corpus order.
     pub fn failures(&self) -> impl Iterator<Item = &ScenarioResult> {
         self.results.iter().filter(|r| r.verdict == "fail")
@@ -497,7 +587,7 @@ impl Certificate {
         let mut suite = TestSuite::new(format!("hadr certify {}", self.sut));
         for r in &self.results {
             let step = r.step.unwrap_or(0);
-            let status = match r.verdict {
+            let status = match r.verdict.as_str() {
                 "fail" => {
                     let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
                     status.set_message(format!("step {step}: {}", r.rules.join(", ")));
@@ -530,9 +620,9 @@ impl Certificate {
 mod tests {
     use super::*;
 
-    fn result(file: &str, verdict: &'static str) -> ScenarioResult {
+    fn result(file: &str, verdict: &str) -> ScenarioResult {
         ScenarioResult {
-            verdict,
+            verdict: verdict.to_owned(),
             ..ScenarioResult::passed(file, "H1")
         }
     }
@@ -545,7 +635,7 @@ mod tests {
     fn the_junit_report_of_a_certificate() {
         let mut fail = result("001-H2.json", "fail");
         fail.step = Some(3);
-        fail.rules = vec!["R-COMMIT-2", "R-COMMIT-6"];
+        fail.rules = vec!["R-COMMIT-2".to_owned(), "R-COMMIT-6".to_owned()];
         fail.diff = vec![
             "transactions[0].outcome: \"pending\" → \"acknowledged\"".to_owned(),
             "replicas[1].role: <none> → SECONDARY & more".to_owned(),

@@ -32,6 +32,7 @@ pub mod lockstep;
 pub mod model_sut;
 pub mod refine;
 pub mod scenario;
+pub mod shard;
 pub mod sut;
 pub mod validate;
 
