@@ -373,6 +373,10 @@ fn run_all(
     on_result: &mut dyn FnMut(usize, &ScenarioResult),
 ) -> Vec<(String, ScenarioResult)> {
     let jobs = options.jobs.clamp(1, positions.len().max(1));
+    // The longest first (by a guess at the time it waits), so that no long scenario starts
+    // last and leaves the other jobs idle at the end.
+    let mut queue: Vec<usize> = (0..positions.len()).collect();
+    queue.sort_by_key(|&slot| std::cmp::Reverse(expected_waits(&scenarios[positions[slot]].1)));
     let next = AtomicUsize::new(0);
     let mut slots: Vec<Option<(String, ScenarioResult)>> = vec![None; positions.len()];
     std::thread::scope(|scope| {
@@ -380,11 +384,12 @@ fn run_all(
         for _ in 0..jobs {
             let send = send.clone();
             let next = &next;
+            let queue = &queue;
             scope.spawn(move || loop {
-                let slot = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&i) = positions.get(slot) else {
+                let Some(&slot) = queue.get(next.fetch_add(1, Ordering::Relaxed)) else {
                     break;
                 };
+                let i = positions[slot];
                 let (file, scenario) = &scenarios[i];
                 let ran = run_one(file, scenario, make_sut, options.shrink_failures);
                 if send.send((slot, ran)).is_err() {
@@ -400,6 +405,17 @@ fn run_all(
         }
     });
     slots.into_iter().flatten().collect()
+}
+
+/// A guess at how long a system on real time takes to run `scenario`, in steps: a fault
+/// waits out the timeouts it starts (about five quiet steps' worth at the shortest timeouts).
+fn expected_waits(scenario: &Scenario) -> usize {
+    let faults = scenario
+        .steps
+        .iter()
+        .filter(|s| s.action.kind().class() == hadr_model::ActionClass::Fault)
+        .count();
+    scenario.steps.len() + 4 * faults
 }
 
 /// The certificate of `results` on a corpus measured as `measure`.
