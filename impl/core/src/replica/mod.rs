@@ -1107,13 +1107,13 @@ impl Core {
     /// Whether a bug is planted in this replica (always `false` without the `mutants` feature).
     #[inline]
     fn mutated(&self) -> bool {
-        // A planted bug breaks a rule of the book, which certification must name.
+        // The planted bug is the one certification names on the command line.
         #[cfg(feature = "mutants")]
         debug_assert!(
             self.options
                 .mutant
-                .is_none_or(|m| m.rule().starts_with("R-")),
-            "R-COMMIT-2: the planted bug {:?} names no rule",
+                .is_none_or(|m| m.name().parse::<crate::mutants::Mutant>() == Ok(m)),
+            "R-COMMIT-2: the planted bug {:?} is not found under its own name",
             self.options.mutant
         );
         #[cfg(feature = "mutants")]
@@ -1127,14 +1127,14 @@ impl Core {
     fn planted(&self, mutant: crate::mutants::Mutant) -> bool {
         #[cfg(feature = "mutants")]
         {
-            let planted = self.options.mutant == Some(mutant);
-            // Every behaviour a planted bug changes must also disarm the `invariant!`s.
+            // The behaviour asked about breaks a rule of the book, which certification must
+            // name.
             debug_assert!(
-                !planted || self.mutated(),
-                "{}: {mutant} is planted in a core that checks its invariants",
+                mutant.rule().starts_with("R-"),
+                "R-COMMIT-2: the planted bug {mutant} names no rule ({:?})",
                 mutant.rule()
             );
-            planted
+            self.options.mutant == Some(mutant)
         }
         #[cfg(not(feature = "mutants"))]
         {
