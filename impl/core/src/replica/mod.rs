@@ -96,6 +96,23 @@ impl CoreOptions {
 
 impl Default for CoreOptions {
     fn default() -> Self {
+        // Checked when compiled: a core built with the defaults ships at least one record per
+        // block, pings more than once per SESSION_TIMEOUT, and has no bug planted.
+        const {
+            let d = CoreOptions::DEFAULT;
+            assert!(
+                d.max_block_records > 0
+                    && d.ping_divisor > 1
+                    && d.promotion_timeout_ms > 0
+                    && d.max_transaction_bytes > 0,
+                "R-SYNC-1: the default tunables would stall shipping, pings or promotions"
+            );
+            #[cfg(feature = "mutants")]
+            assert!(
+                d.mutant.is_none(),
+                "R-COMMIT-2: the default tunables plant a bug"
+            );
+        }
         CoreOptions::DEFAULT
     }
 }
@@ -249,10 +266,20 @@ type Out = VecDeque<Output>;
 /// Sends `body` to `to` on the connection the core has open to it; with none open there is
 /// nobody to tell (the next session starts with a handshake) and nothing is emitted.
 fn send(out: &mut Out, peers: &[Peer], to: ReplicaId, epoch: Epoch, body: MessageBody) {
+    // Every caller names a replica of the group (its own books or a peer it checked).
+    debug_assert!(
+        usize::from(to.0) < peers.len(),
+        "R-SYNC-1: a message to {to}, which is no replica of this group of {}",
+        peers.len()
+    );
     let Some(connection) = peers.get(usize::from(to.0)).and_then(|p| p.connection) else {
         tracing::trace!(peer = to.0, "no connection: message not sent");
         return;
     };
+    debug_assert!(
+        peers[usize::from(to.0)].retired != Some(connection),
+        "R-HEALTH-1: a message to {to} on {connection}, a connection the core ended"
+    );
     out.push_back(Output::Send {
         to,
         connection,
@@ -261,6 +288,41 @@ fn send(out: &mut Out, peers: &[Peer], to: ReplicaId, epoch: Epoch, body: Messag
 }
 
 fn ignored(out: &mut Out, source: InputSource, reason: IgnoredReason) {
+    // A reason that names a peer names the one whose input it answers; a stale connection is
+    // never the current one.
+    debug_assert!(
+        match (&reason, &source) {
+            (
+                IgnoredReason::UnknownPeer { peer }
+                | IgnoredReason::NotConnected { peer }
+                | IgnoredReason::WrongReplica { peer, .. }
+                | IgnoredReason::ConfigurationOnlyPeer { peer }
+                | IgnoredReason::PrimaryOfAnotherEpoch { peer, .. }
+                | IgnoredReason::ConnectionAlreadySeen { peer, .. },
+                InputSource::Peer(from) | InputSource::Connection(from),
+            ) => peer == from,
+            (
+                IgnoredReason::StaleConnection {
+                    peer,
+                    connection,
+                    current,
+                },
+                InputSource::Peer(from) | InputSource::Connection(from),
+            ) => peer == from && *current != Some(*connection),
+            (
+                IgnoredReason::UnknownPeer { .. }
+                | IgnoredReason::NotConnected { .. }
+                | IgnoredReason::WrongReplica { .. }
+                | IgnoredReason::ConfigurationOnlyPeer { .. }
+                | IgnoredReason::PrimaryOfAnotherEpoch { .. }
+                | IgnoredReason::ConnectionAlreadySeen { .. }
+                | IgnoredReason::StaleConnection { .. },
+                _,
+            ) => false,
+            _ => true,
+        },
+        "R-HEALTH-2: {source:?} ignored for a reason about another peer: {reason}"
+    );
     tracing::debug!(?source, %reason, "input ignored");
     out.push_back(Output::Ignored { source, reason });
 }
@@ -270,19 +332,34 @@ impl Replica {
     /// instance name, as the configuration lists it. Start with
     /// [`AdminCommand::CreateAvailabilityGroup`] or [`AdminCommand::JoinAvailabilityGroup`].
     pub fn new(name: impl Into<String>) -> Self {
-        Replica::with_options(name, CoreOptions::default())
+        let replica = Replica::with_options(name, CoreOptions::default());
+        invariant!(
+            replica,
+            !replica.mutated() && replica.role().is_none(),
+            "R-ROLE-2: a new replica has a planted bug or a role ({:?}) before it joins a group",
+            replica.role()
+        );
+        replica
     }
 
     /// Like [`Replica::new`], with tunables.
     pub fn with_options(name: impl Into<String>, options: CoreOptions) -> Self {
-        Replica {
+        let replica = Replica {
             name: name.into(),
             options,
             core: None,
             outputs: VecDeque::new(),
             persisted: None,
             last_now_ms: 0,
-        }
+        };
+        invariant!(
+            replica,
+            replica.status().is_none()
+                && replica.transactions().is_empty()
+                && replica.persistent_state().is_none(),
+            "R-HEALTH-2: a replica outside any group shows a state"
+        );
+        replica
     }
 
     /// Rebuilds a replica after a restart, at `now_ms`, from its last [`PersistentState`] and
@@ -418,6 +495,19 @@ impl Replica {
         // No peer is connected yet: the first handshakes carry the role and epoch.
         core.announced = (core.role, core.epoch);
         core.validate().map_err(RecoveryError::Inconsistent)?;
+        invariant!(
+            core,
+            !(has_manager && core.role == Role::Primary),
+            "R-ROLE-2: under a cluster manager a restarted replica comes back RESOLVING, not {}",
+            core.role
+        );
+        invariant!(
+            core,
+            core.dbs
+                .iter()
+                .all(|db| db.hardened == db.end() && db.redone == db.end()),
+            "R-SYNC-2: the recovered log does not count as hardened and redone"
+        );
         let mut replica = Replica {
             name,
             options,
@@ -463,6 +553,22 @@ impl Replica {
             |core, now_ms, (connection, message), out| {
                 core.check_lease(now_ms, out);
                 core.on_message(now_ms, from, connection, message, out);
+                // Whatever the peer said: a replica follows only the data replica that leads
+                // its epoch (the handshake of a primary of another epoch, or of a
+                // configuration-only replica, was ignored).
+                invariant!(
+                    core,
+                    core.primary.is_none_or(|p| {
+                        p == core.epoch.replica
+                            && core.config.replica(p).is_some_and(|r| {
+                                r.availability_mode != AvailabilityMode::ConfigurationOnly
+                            })
+                    }),
+                    "R-ROLE-1: {} follows {:?} in {}",
+                    core.me,
+                    core.primary,
+                    core.epoch
+                );
             },
             |replica, _, _| replica.outside_group(InputSource::Peer(from)),
         );
@@ -471,12 +577,21 @@ impl Replica {
     /// A client request. Every request gets exactly one [`Output::ClientReply`], now or later
     /// (commits wait for R-COMMIT-2/3).
     pub fn handle_client(&mut self, now_ms: u64, request: ClientRequest) {
+        let (id, database) = (request.request, request.database);
+        let mark = self.outputs.len();
         self.input(
             now_ms,
             |replica, now_ms| tracing::debug_span!("handle_client", replica = %replica, now_ms),
             request,
             |core, now_ms, request, out| {
                 core.check_lease(now_ms, out);
+                invariant!(
+                    core,
+                    !(core.has_manager() && core.role == Role::Primary)
+                        || core.lease_until_ms.is_some_and(|until| until > now_ms),
+                    "R-QUORUM-3: a primary serves a client at {now_ms} without an unexpired lease ({:?})",
+                    core.lease_until_ms
+                );
                 core.on_client(now_ms, request, out);
             },
             |replica, _, request| {
@@ -486,17 +601,51 @@ impl Replica {
                 })
             },
         );
+        // Exactly one reply, now or later: a commit that waits is the last one waiting.
+        let answered = self
+            .outputs
+            .range(mark..)
+            .any(|o| matches!(o, Output::ClientReply { request, .. } if *request == id));
+        let waiting = self
+            .core
+            .as_ref()
+            .and_then(|core| core.dbs.get(usize::from(database.0)))
+            .and_then(|db| db.primary())
+            .and_then(|books| books.pending.back())
+            .is_some_and(|pending| pending.request == id);
+        invariant!(
+            self,
+            answered || waiting,
+            "R-COMMIT-7: {id} was neither answered nor left waiting for its commit"
+        );
     }
 
     /// An admin command. Every command gets exactly one [`Output::AdminReply`], now or later
     /// (a failover answers when it completes).
     pub fn handle_admin(&mut self, now_ms: u64, request: RequestId, command: AdminCommand) {
+        let mark = self.outputs.len();
         self.input(
             now_ms,
             |replica, now_ms| tracing::debug_span!("handle_admin", replica = %replica, now_ms),
             command,
             |core, now_ms, command, out| core.on_admin(now_ms, request, command, out),
             |replica, now_ms, command| replica.admin_outside_group(now_ms, request, command),
+        );
+        // Exactly one reply, now or when the failover it started completes.
+        let answered = self
+            .outputs
+            .range(mark..)
+            .any(|o| matches!(o, Output::AdminReply { request: r, .. } if *r == request));
+        let waiting = self.core.as_ref().is_some_and(|core| {
+            core.failover.as_ref().is_some_and(|f| f.request == request)
+                || core
+                    .awaiting_promotion
+                    .is_some_and(|a| a.request == Some(request))
+        });
+        invariant!(
+            self,
+            answered || waiting,
+            "R-FAIL-3: {request} was neither answered nor left waiting for a failover"
         );
     }
 
@@ -509,6 +658,13 @@ impl Replica {
             |core, now_ms, timer, out| {
                 core.check_lease(now_ms, out);
                 core.on_timer(now_ms, timer, out);
+                invariant!(
+                    core,
+                    !(core.has_manager() && core.role == Role::Primary)
+                        || core.lease_until_ms.is_some_and(|until| until > now_ms),
+                    "R-QUORUM-3: still primary after {timer:?} at {now_ms} without an unexpired lease ({:?})",
+                    core.lease_until_ms
+                );
             },
             |replica, _, timer| replica.outside_group(InputSource::Timer(timer)),
         );
@@ -527,7 +683,17 @@ impl Replica {
             event,
             |core, now_ms, event, out| {
                 core.check_lease(now_ms, out);
-                core.on_storage(event, out)
+                let emitted = out.len();
+                let result = core.on_storage(event, out);
+                // A completion that breaks the ordering contract changes nothing.
+                invariant!(
+                    core,
+                    result.is_ok() || out.len() == emitted,
+                    "R-SYNC-2: a refused storage completion ({:?}) emitted {} outputs",
+                    result,
+                    out.len() - emitted
+                );
+                result
             },
             |_, _, _| Err(StorageContractError::NotInAvailabilityGroup),
         )
@@ -542,6 +708,17 @@ impl Replica {
             |core, now_ms, event, out| {
                 core.check_lease(now_ms, out);
                 core.on_connection(now_ms, event, out);
+                // No session with itself, and never on a connection the core ended.
+                invariant!(
+                    core,
+                    core.peers[usize::from(core.me.0)].connection.is_none()
+                        && core
+                            .peers
+                            .iter()
+                            .all(|p| p.connection.is_none() || p.connection != p.retired),
+                    "R-HEALTH-1: {} holds a session with itself or on a retired connection",
+                    core.me
+                );
             },
             |replica, _, event| replica.outside_group(InputSource::Connection(event.peer())),
         );
@@ -566,6 +743,13 @@ impl Replica {
                     core.check_lease(now_ms, out);
                 }
                 core.on_manager(now_ms, event, out);
+                invariant!(
+                    core,
+                    !(core.has_manager() && core.role == Role::Primary)
+                        || core.lease_until_ms.is_some_and(|until| until > now_ms),
+                    "R-QUORUM-3: primary after a manager event at {now_ms} without an unexpired lease ({:?})",
+                    core.lease_until_ms
+                );
             },
             |replica, _, _| replica.outside_group(InputSource::Manager),
         );
@@ -595,11 +779,29 @@ impl Replica {
             core.settle(now_ms, &mut self.outputs);
         }
         self.after_input(mark);
+        // Persist, then send: the role and epoch that later outputs announce are handed to the
+        // shell to persist first (a restart never forgets an epoch it announced).
+        if let Some(core) = &self.core {
+            invariant!(
+                self,
+                self.persisted
+                    .as_ref()
+                    .is_some_and(|p| p.role == core.role && p.epoch == core.epoch),
+                "R-ROLE-1: {} in {} not handed to the shell to persist",
+                core.role,
+                core.epoch
+            );
+        }
         result
     }
 
     /// An input that only a replica of a group can take.
     fn outside_group(&mut self, source: InputSource) {
+        invariant!(
+            self,
+            self.core.is_none(),
+            "R-ROLE-2: {source:?} ignored as outside any group, but this replica belongs to one"
+        );
         ignored(
             &mut self.outputs,
             source,
@@ -609,97 +811,251 @@ impl Replica {
 
     /// The next thing to do, in order; `None` when there is nothing left.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let output = self.outputs.pop_front();
+        // Outside a group a replica only answers: it persists, sends and writes nothing.
+        invariant!(
+            self,
+            self.core.is_some()
+                || output.as_ref().is_none_or(|o| {
+                    matches!(
+                        o,
+                        Output::ClientReply { .. }
+                            | Output::AdminReply { .. }
+                            | Output::Ignored { .. }
+                    )
+                }),
+            "R-ROLE-2: a replica outside any group emits {output:?}"
+        );
+        output
     }
 
     /// Every output waiting, in order (a convenience over [`Replica::poll_output`]).
     pub fn drain_outputs(&mut self) -> Vec<Output> {
-        self.outputs.drain(..).collect()
+        let outputs: Vec<Output> = self.outputs.drain(..).collect();
+        // Outside a group a replica only answers: it persists, sends and writes nothing.
+        invariant!(
+            self,
+            self.core.is_some()
+                || outputs.iter().all(|o| {
+                    matches!(
+                        o,
+                        Output::ClientReply { .. }
+                            | Output::AdminReply { .. }
+                            | Output::Ignored { .. }
+                    )
+                }),
+            "R-ROLE-2: a replica outside any group emits {outputs:?}"
+        );
+        outputs
     }
 
     /// This server's instance name.
     pub fn name(&self) -> &str {
+        invariant!(
+            self,
+            self.core
+                .as_ref()
+                .is_none_or(|c| c.config.replica_id(&self.name) == Some(c.me)),
+            "R-HEALTH-2: '{}' is not the configuration's name of {:?}",
+            self.name,
+            self.id()
+        );
         &self.name
     }
 
     /// The tunables.
     pub fn options(&self) -> CoreOptions {
+        // The core runs with the replica's tunables: the same bug planted (or none) disarms
+        // `invariant!` and `validate` alike.
+        invariant!(
+            self,
+            self.core.as_ref().is_none_or(|c| c.options == self.options),
+            "R-SYNC-1: the core's tunables differ from the replica's"
+        );
         self.options
     }
 
     /// Whether a bug is planted in this replica (feature `mutants`).
     fn mutated(&self) -> bool {
         #[cfg(feature = "mutants")]
-        return self.options.mutant.is_some();
+        let mutated = self.options.mutant.is_some();
         #[cfg(not(feature = "mutants"))]
-        false
+        let mutated = false;
+        // `validate` asks the replica, `invariant!` its core: both must skip a planted bug.
+        debug_assert!(
+            self.core.as_ref().is_none_or(|c| c.mutated() == mutated),
+            "R-COMMIT-2: the replica and its core disagree on whether a bug is planted"
+        );
+        mutated
     }
 
     /// The group's configuration as this replica knows it (with k changes applied).
     pub fn config(&self) -> Option<&AgConfig> {
-        self.core.as_ref().map(|c| &c.config)
+        let core = self.core.as_ref()?;
+        invariant!(
+            self,
+            core.config.replicas.len() == core.peers.len()
+                && core.config.replicas.len() <= 1 + hadr_types::config::MAX_SECONDARY_REPLICAS
+                && core.config.databases.len() == core.dbs.len(),
+            "R-LIMIT-1: {} replicas and {} databases configured, {} peers and {} databases held",
+            core.config.replicas.len(),
+            core.config.databases.len(),
+            core.peers.len(),
+            core.dbs.len()
+        );
+        Some(&core.config)
     }
 
     /// This replica's id, once it belongs to a group.
     pub fn id(&self) -> Option<ReplicaId> {
-        self.core.as_ref().map(|c| c.me)
+        let me = self.core.as_ref().map(|c| c.me);
+        invariant!(
+            self,
+            self.core.as_ref().is_none_or(|c| c
+                .config
+                .replica(c.me)
+                .is_some_and(|r| r.availability_mode != AvailabilityMode::ConfigurationOnly)),
+            "R-QUORUM-6: {me:?} is no data replica of the group, yet holds data"
+        );
+        me
     }
 
     /// Its role, once it belongs to a group.
     pub fn role(&self) -> Option<Role> {
-        self.core.as_ref().map(|c| c.role)
+        let core = self.core.as_ref()?;
+        invariant!(
+            self,
+            (core.role == Role::Primary) == (core.primary == Some(core.me)),
+            "R-ROLE-1: {} {} knows {:?} as primary",
+            core.role,
+            core.me,
+            core.primary
+        );
+        Some(core.role)
     }
 
     /// The epoch of the primary it leads or follows.
     pub fn epoch(&self) -> Option<Epoch> {
-        self.core.as_ref().map(|c| c.epoch)
+        let core = self.core.as_ref()?;
+        invariant!(
+            self,
+            (core.role != Role::Primary || core.epoch.replica == core.me)
+                && core.epoch.term <= core.max_term,
+            "R-ROLE-1: {} {} in {} (highest term seen {})",
+            core.role,
+            core.me,
+            core.epoch,
+            core.max_term
+        );
+        Some(core.epoch)
     }
 
     /// The primary it knows of (itself when primary).
     pub fn primary(&self) -> Option<ReplicaId> {
-        self.core.as_ref().and_then(|c| c.primary)
+        let primary = self.core.as_ref().and_then(|c| c.primary);
+        invariant!(
+            self,
+            self.core.as_ref().is_none_or(|c| primary.is_none_or(|p| c
+                .config
+                .replica(p)
+                .is_some_and(|r| r.availability_mode != AvailabilityMode::ConfigurationOnly))),
+            "R-QUORUM-6: {primary:?}, the primary known, is no data replica of the group"
+        );
+        primary
     }
 
     /// Where a read-write connection that reached this replica goes instead (R-READ-3): the
     /// current primary's READ_WRITE_ROUTING_URL, when this replica is a SECONDARY that accepts
     /// connections and its primary has one.
     pub fn read_write_redirect(&self) -> Option<&str> {
-        self.core.as_ref()?.read_write_redirect()
+        let core = self.core.as_ref()?;
+        let url = core.read_write_redirect();
+        invariant!(
+            self,
+            url.is_none() || (core.role == Role::Secondary && core.primary.is_some()),
+            "R-READ-3: a {} following {:?} redirects read-write connections",
+            core.role,
+            core.primary
+        );
+        url
     }
 
     /// The connection to `peer` this replica considers current (the last one reported
     /// [`ConnectionEvent::Opened`] and not closed since).
     pub fn connection(&self, peer: ReplicaId) -> Option<ConnectionId> {
-        self.core
-            .as_ref()
-            .and_then(|c| c.peers.get(usize::from(peer.0)))
-            .and_then(|p| p.connection)
+        let core = self.core.as_ref()?;
+        let state = core.peers.get(usize::from(peer.0))?;
+        invariant!(
+            self,
+            state.connection.is_none() || (peer != core.me && state.connection != state.retired),
+            "R-HEALTH-1: {:?} to {peer} is current, but it is the core itself or the connection it ended",
+            state.connection
+        );
+        state.connection
     }
 
     /// `end_of_log_lsn` of a database: the operator picks the forced-failover target with the
     /// highest one (R-FAIL-6).
     pub fn end_of_log_lsn(&self, database: DatabaseId) -> Option<Lsn> {
-        self.core
+        let db = self
+            .core
             .as_ref()
-            .and_then(|c| c.dbs.get(usize::from(database.0)))
-            .map(|db| db.end())
+            .and_then(|c| c.dbs.get(usize::from(database.0)))?;
+        invariant!(
+            self,
+            db.redone <= db.hardened && db.hardened <= db.end(),
+            "R-SYNC-2: {database}: end {} hardened {} redone {}",
+            db.end(),
+            db.hardened,
+            db.redone
+        );
+        Some(db.end())
     }
 
     /// The log of a database as this replica holds it (hardened or not).
     pub fn log(&self, database: DatabaseId) -> Option<&[LogRecord]> {
-        self.core
+        let log = self
+            .core
             .as_ref()
             .and_then(|c| c.dbs.get(usize::from(database.0)))
-            .map(|db| db.log())
+            .map(|db| db.log())?;
+        // Consecutive from LSN 1 (checked at its ends; `validate` walks it in debug builds).
+        invariant!(
+            self,
+            log.first().is_none_or(|r| r.lsn == Lsn(1))
+                && log.last().is_none_or(|r| r.lsn == Lsn(log.len() as u64)),
+            "R-SYNC-1: the log of {database} is not consecutive from LSN 1: {:?} … {:?} in {} records",
+            log.first().map(|r| r.lsn),
+            log.last().map(|r| r.lsn),
+            log.len()
+        );
+        Some(log)
     }
 
     /// The durable metadata as of now (what the last `PersistState` carried).
     pub fn persistent_state(&self) -> Option<PersistentState> {
-        self.core.as_ref().map(|c| c.persistent_state())
+        let state = self.core.as_ref().map(|c| c.persistent_state());
+        // Between inputs it is what the last `PersistState` carried.
+        invariant!(
+            self,
+            state == self.persisted,
+            "R-ROLE-1: the durable metadata differs from what the last PersistState carried"
+        );
+        state
     }
 
     /// Time never goes back inside the core (see "monotonic clock" above).
     fn tick(&mut self, now_ms: u64) -> u64 {
+        // The core's clock is the replica's: only `tick` moves either.
+        invariant!(
+            self,
+            self.core
+                .as_ref()
+                .is_none_or(|c| c.now_ms == self.last_now_ms),
+            "R-QUORUM-3: the core's clock ({:?}) is not the replica's ({})",
+            self.core.as_ref().map(|c| c.now_ms),
+            self.last_now_ms
+        );
         if now_ms < self.last_now_ms {
             tracing::warn!(
                 now_ms,
@@ -751,6 +1107,15 @@ impl Core {
     /// Whether a bug is planted in this replica (always `false` without the `mutants` feature).
     #[inline]
     fn mutated(&self) -> bool {
+        // The planted bug is the one certification names on the command line.
+        #[cfg(feature = "mutants")]
+        debug_assert!(
+            self.options
+                .mutant
+                .is_none_or(|m| m.name().parse::<crate::mutants::Mutant>() == Ok(m)),
+            "R-COMMIT-2: the planted bug {:?} is not found under its own name",
+            self.options.mutant
+        );
         #[cfg(feature = "mutants")]
         return self.options.mutant.is_some();
         #[cfg(not(feature = "mutants"))]
@@ -761,7 +1126,16 @@ impl Core {
     #[inline]
     fn planted(&self, mutant: crate::mutants::Mutant) -> bool {
         #[cfg(feature = "mutants")]
-        return self.options.mutant == Some(mutant);
+        {
+            // The behaviour asked about breaks a rule of the book, which certification must
+            // name.
+            debug_assert!(
+                mutant.rule().starts_with("R-"),
+                "R-COMMIT-2: the planted bug {mutant} names no rule ({:?})",
+                mutant.rule()
+            );
+            self.options.mutant == Some(mutant)
+        }
         #[cfg(not(feature = "mutants"))]
         {
             let _ = mutant;
@@ -780,7 +1154,7 @@ impl Core {
             .enumerate()
             .map(|(i, log)| Database::new(DatabaseId(i as u8), log))
             .collect();
-        Core {
+        let core = Core {
             now_ms: 0,
             peers: vec![Peer::default(); config.replicas.len()],
             config,
@@ -801,11 +1175,33 @@ impl Core {
             announced: (Role::Resolving, Epoch::NONE),
             announced_primary: (None, None),
             manager_reachable: true,
-        }
+        };
+        // The callers checked the configuration, and brought one log per database.
+        invariant!(
+            core,
+            core.dbs.len() == core.config.databases.len()
+                && core.config.replica(core.me).is_some_and(|r| {
+                    r.availability_mode != AvailabilityMode::ConfigurationOnly
+                }),
+            "R-QUORUM-6: a core for {} with {} logs for {} databases",
+            core.me,
+            core.dbs.len(),
+            core.config.databases.len()
+        );
+        core
     }
 
     /// Whether `p` is [`Core::persistent_state`], without building it.
     fn persisted_as(&self, p: &PersistentState) -> bool {
+        // `p` is a state this replica persisted (or recovered from, checked then).
+        invariant!(
+            self,
+            p.replica == self.me && p.databases.len() == self.dbs.len(),
+            "R-ROLE-1: {} compares itself with the state of {} with {} databases",
+            self.me,
+            p.replica,
+            p.databases.len()
+        );
         p.replica == self.me
             && p.role == self.role
             && p.epoch == self.epoch
@@ -820,7 +1216,7 @@ impl Core {
     }
 
     fn persistent_state(&self) -> PersistentState {
-        PersistentState {
+        let state = PersistentState {
             config: self.config.clone(),
             replica: self.me,
             role: self.role,
@@ -835,28 +1231,65 @@ impl Core {
                     accepted_epoch: db.accepted_epoch,
                 })
                 .collect(),
-        }
+        };
+        // What `Replica::recover` accepts: a PRIMARY leads its own epoch, no database accepted
+        // an epoch beyond the replica's.
+        invariant!(
+            self,
+            (state.role != Role::Primary
+                || (state.epoch.term > 0 && state.epoch.replica == state.replica))
+                && state
+                    .databases
+                    .iter()
+                    .all(|d| d.accepted_epoch <= state.epoch),
+            "R-ROLE-1: {} {} in {} persists a state it could not recover from",
+            state.role,
+            state.replica,
+            state.epoch
+        );
+        state
     }
 
     /// Every other replica that holds data: a primary's secondaries (R-QUORUM-6: a
     /// configuration-only replica holds none).
     fn data_peers(&self) -> Vec<ReplicaId> {
-        (0..self.config.replicas.len())
+        let peers: Vec<ReplicaId> = (0..self.config.replicas.len())
             .map(|i| ReplicaId(i as u8))
             .filter(|r| {
                 *r != self.me
                     && self.config.replicas[usize::from(r.0)].availability_mode
                         != AvailabilityMode::ConfigurationOnly
             })
-            .collect()
+            .collect();
+        // This replica holds data itself: every other data replica is a peer.
+        invariant!(
+            self,
+            peers.len() + 1 == self.config.data_replica_count(),
+            "R-QUORUM-6: {} data peers of {} data replicas",
+            peers.len(),
+            self.config.data_replica_count()
+        );
+        peers
     }
 
     fn has_manager(&self) -> bool {
-        self.config.cluster_type.has_manager()
+        let has = self.config.cluster_type.has_manager();
+        invariant!(
+            self,
+            has || self.awaiting_promotion.is_none(),
+            "R-QUORUM-5: CLUSTER_TYPE {:?} has no manager, yet a promotion is asked of it",
+            self.config.cluster_type
+        );
+        has
     }
 
     /// R-COMMIT-1: this replica's own mode is SYNCHRONOUS_COMMIT.
     fn is_sync(&self, replica: ReplicaId) -> bool {
+        invariant!(
+            self,
+            usize::from(replica.0) < self.config.replicas.len(),
+            "R-COMMIT-1: the availability mode of {replica}, which is no replica of the group"
+        );
         self.config
             .replica(replica)
             .is_some_and(|r| r.availability_mode == AvailabilityMode::SynchronousCommit)
@@ -864,21 +1297,54 @@ impl Core {
 
     /// R-COMMIT-1: a pair is synchronous only if both replicas are SYNCHRONOUS_COMMIT.
     fn pair_is_sync(&self, a: ReplicaId, b: ReplicaId) -> bool {
+        // This replica judges only the pairs it belongs to.
+        invariant!(
+            self,
+            a == self.me || b == self.me,
+            "R-COMMIT-1: {} judges the pair {a}, {b}",
+            self.me
+        );
         self.is_sync(a) && self.is_sync(b)
     }
 
     fn is_peer(&self, peer: ReplicaId) -> bool {
+        // One peer entry per replica of the configuration, and no session with itself.
+        invariant!(
+            self,
+            self.peers.len() == self.config.replicas.len()
+                && self.peers[usize::from(self.me.0)].connection.is_none(),
+            "R-HEALTH-1: {} peer entries for {} replicas, or a session of {} with itself",
+            self.peers.len(),
+            self.config.replicas.len(),
+            self.me
+        );
         peer != self.me && usize::from(peer.0) < self.peers.len()
     }
 
     fn db_index(&self, database: DatabaseId) -> Option<usize> {
         let index = usize::from(database.0);
-        (index < self.dbs.len()).then_some(index)
+        let index = (index < self.dbs.len()).then_some(index);
+        // Databases are held in configuration order: the id is the position.
+        invariant!(
+            self,
+            self.dbs.len() == self.config.databases.len()
+                && index.is_none_or(|i| self.dbs[i].id == database),
+            "R-DB-2: {database} is not held at its position among {} databases",
+            self.dbs.len()
+        );
+        index
     }
 
     /// The index of `database`, named in a message from peer `from`; a database this group
     /// does not have is ignored (`None`).
     fn peer_db(&self, from: ReplicaId, database: DatabaseId, out: &mut Out) -> Option<usize> {
+        // A message from a replica that is not a peer was ignored before it got here.
+        invariant!(
+            self,
+            self.is_peer(from),
+            "R-SYNC-1: a message about {database} taken from {from}, which is not a peer of {}",
+            self.me
+        );
         let index = self.db_index(database);
         if index.is_none() {
             ignored(
@@ -893,6 +1359,13 @@ impl Core {
     /// A message from peer `from` that this replica, in its role and epoch, does not expect
     /// (`what` it was) is ignored.
     fn unexpected(&self, from: ReplicaId, what: &'static str, out: &mut Out) {
+        // A message from a replica that is not a peer was ignored before it got here.
+        invariant!(
+            self,
+            self.is_peer(from),
+            "R-ROLE-1: {what} taken from {from}, which is not a peer of {}",
+            self.me
+        );
         ignored(
             out,
             InputSource::Peer(from),
@@ -906,6 +1379,13 @@ impl Core {
 
     /// Sends `body` to every peer `to` picks ([`Peer::is_up`], [`Peer::connected`]).
     fn send_to_peers(&self, to: fn(&Peer) -> bool, body: &MessageBody, out: &mut Out) {
+        // Never to itself: it has no connection to itself.
+        invariant!(
+            self,
+            !to(&self.peers[usize::from(self.me.0)]),
+            "R-HEALTH-1: {} would send itself {body:?}",
+            self.me
+        );
         for (index, peer) in self.peers.iter().enumerate() {
             if to(peer) {
                 send(
@@ -920,9 +1400,17 @@ impl Core {
     }
 
     fn session_timeout_ms(&self) -> u64 {
-        self.config
+        let timeout_ms = self
+            .config
             .replica(self.me)
-            .map_or(10_000, |r| u64::from(r.session_timeout_s) * 1000)
+            .map_or(10_000, |r| u64::from(r.session_timeout_s) * 1000);
+        invariant!(
+            self,
+            timeout_ms >= u64::from(hadr_types::config::MIN_SESSION_TIMEOUT_S) * 1000,
+            "R-COMMIT-4: SESSION_TIMEOUT of {} is {timeout_ms} ms, below the minimum",
+            self.me
+        );
+        timeout_ms
     }
 
     /// Pings go out often enough for the shortest SESSION_TIMEOUT of the group.
@@ -934,15 +1422,44 @@ impl Core {
             .map(|r| u64::from(r.session_timeout_s))
             .min()
             .unwrap_or(10);
-        (shortest_s * 1000 / self.options.ping_divisor.max(1)).max(1)
+        let interval_ms = (shortest_s * 1000 / self.options.ping_divisor.max(1)).max(1);
+        // Every peer hears at least one ping within its SESSION_TIMEOUT.
+        invariant!(
+            self,
+            interval_ms <= shortest_s * 1000 && interval_ms <= self.session_timeout_ms(),
+            "R-HEALTH-1: pings every {interval_ms} ms, beyond the shortest SESSION_TIMEOUT ({shortest_s} s)"
+        );
+        interval_ms
     }
 
     fn note_term(&mut self, term: u64) {
+        // A message with a term out of range was ignored before its terms were noted.
+        invariant!(
+            self,
+            term <= Epoch::MAX_TERM,
+            "R-ROLE-1: term {term} noted, beyond {}",
+            Epoch::MAX_TERM
+        );
         self.max_term = self.max_term.max(term);
     }
 
     /// Records what the client was told about the commit of `txn` (`None`: it waits).
     fn record_outcome(&mut self, database: DatabaseId, txn: TxnId, reply: Option<&ClientReply>) {
+        // What a client was told is final: a transaction id with an outcome on record is never
+        // opened (so never committed) again.
+        invariant!(
+            self,
+            self.db_index(database).is_some()
+                && self
+                    .outcomes
+                    .get(&(database, txn))
+                    .is_none_or(|o| o.reply.is_none()),
+            "R-COMMIT-7: {database} {txn:?}: the reply {:?} would replace {:?}",
+            reply,
+            self.outcomes
+                .get(&(database, txn))
+                .and_then(|o| o.reply.as_ref())
+        );
         let outcome = reply
             .and_then(ClientReply::commit_outcome)
             .unwrap_or(hadr_types::CommitOutcome::Pending);

@@ -5,8 +5,9 @@ use super::{Core, Replica};
 use crate::ids::Epoch;
 use crate::log::ForkSegment;
 use hadr_types::{
-    ClusterType, DatabaseId, DatabaseObservation, Lsn, ReplicaId, ReplicaObservation, Role,
-    SuspendReason, SyncState, SynchronizationHealth, TransactionObservation,
+    ClusterType, CommitOutcome, DatabaseId, DatabaseObservation, Lsn, ReplicaId,
+    ReplicaObservation, Role, SuspendReason, SyncState, SynchronizationHealth,
+    TransactionObservation,
 };
 use serde::Serialize;
 
@@ -134,12 +135,40 @@ pub struct SecondaryDatabaseStatus {
 impl Replica {
     /// The dm_hadr views of this replica; `None` before it belongs to a group.
     pub fn status(&self) -> Option<ReplicaStatus> {
-        self.core.as_ref().map(|core| core.status(&self.name))
+        let core = self.core.as_ref()?;
+        let status = core.status(&self.name);
+        // Every database, and every other replica of the group.
+        invariant!(
+            self,
+            status.databases.len() == core.dbs.len()
+                && status.peers.len() + 1 == core.config.replicas.len(),
+            "R-HEALTH-2: the status shows {} databases of {} and {} peers of {} replicas",
+            status.databases.len(),
+            core.dbs.len(),
+            status.peers.len(),
+            core.config.replicas.len()
+        );
+        Some(status)
     }
 
     /// This replica as the observation format shows it (R-HEALTH-2).
     pub fn observe(&self) -> Option<ReplicaObservation> {
-        self.core.as_ref().map(|core| core.observe())
+        let core = self.core.as_ref()?;
+        let observation = core.observe();
+        invariant!(
+            self,
+            observation.replica == core.me
+                && observation.role == Some(core.role)
+                && observation.databases.len() == core.dbs.len(),
+            "R-HEALTH-2: {} {} observed as {} {:?} with {} databases of {}",
+            core.role,
+            core.me,
+            observation.replica,
+            observation.role,
+            observation.databases.len(),
+            core.dbs.len()
+        );
+        Some(observation)
     }
 
     /// The commits clients asked this replica for, and what they were told (R-COMMIT-7).
@@ -147,6 +176,18 @@ impl Replica {
         self.core
             .as_ref()
             .map(|core| {
+                // Each outcome is filed under its own database and transaction, and only a
+                // commit still waiting has no reply yet.
+                invariant!(
+                    core,
+                    core.outcomes.iter().all(|((database, txn), o)| {
+                        o.observation.database == *database
+                            && o.observation.txn == *txn
+                            && (o.reply.is_some()
+                                || o.observation.outcome == CommitOutcome::Pending)
+                    }),
+                    "R-COMMIT-7: an outcome on record contradicts its key or its reply"
+                );
                 core.outcomes
                     .values()
                     .map(|o| o.observation.clone())
@@ -158,6 +199,14 @@ impl Replica {
 
 impl Core {
     fn status(&self, name: &str) -> ReplicaStatus {
+        // Peers are listed by their position in the configuration.
+        invariant!(
+            self,
+            self.peers.len() == self.config.replicas.len(),
+            "R-HEALTH-2: {} peer entries for {} replicas",
+            self.peers.len(),
+            self.config.replicas.len()
+        );
         let databases: Vec<DatabaseStatus> = (0..self.dbs.len())
             .map(|i| self.database_status(i))
             .collect();
@@ -234,6 +283,16 @@ impl Core {
         } else {
             Vec::new()
         };
+        // Only a SYNCHRONIZED secondary is a commit participant (R-SYNC-4: one that stops
+        // streaming drops out).
+        invariant!(
+            self,
+            secondaries.iter().all(|s| {
+                !s.is_commit_participant || s.synchronization_state == SyncState::Synchronized
+            }),
+            "R-COMMIT-2: {}: a commit participant that is not SYNCHRONIZED",
+            db.id
+        );
         let state = (!is_primary).then(|| self.local_sync_state(index));
         let synchronization_health = match state {
             Some(state) => SynchronizationHealth::of(
@@ -268,7 +327,7 @@ impl Core {
     }
 
     fn observe(&self) -> ReplicaObservation {
-        ReplicaObservation {
+        let observation = ReplicaObservation {
             replica: self.me,
             up: true,
             role: Some(self.role),
@@ -292,6 +351,17 @@ impl Core {
                     }
                 })
                 .collect(),
-        }
+        };
+        // A RESOLVING replica's databases are NOT SYNCHRONIZING.
+        invariant!(
+            self,
+            self.role != Role::Resolving
+                || observation
+                    .databases
+                    .iter()
+                    .all(|d| { d.synchronization_state == Some(SyncState::NotSynchronizing) }),
+            "R-ROLE-2: a RESOLVING replica observed synchronizing"
+        );
+        observation
     }
 }

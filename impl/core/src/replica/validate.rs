@@ -8,6 +8,10 @@ use crate::ids::Epoch;
 use hadr_types::{Lsn, Role, SyncState};
 
 fn violation(rule: &'static str, detail: String) -> Result<(), InvariantViolation> {
+    debug_assert!(
+        (rule.starts_with("R-") || rule == "CORE") && !detail.is_empty(),
+        "R-HEALTH-2: a violation that names no rule ({rule:?}) or says nothing"
+    );
     Err(InvariantViolation { rule, detail })
 }
 
@@ -40,6 +44,19 @@ impl Replica {
     /// A replica with a planted bug (feature `mutants`) is not checked: the conformance
     /// harness, not this self-check, must catch the bug.
     pub fn validate(&self) -> Result<(), InvariantViolation> {
+        // After every input (and a recovery) a replica of a group handed its state to the
+        // shell to persist; one outside any group has nothing to persist.
+        invariant!(
+            self,
+            self.core.is_some() == self.persisted.is_some(),
+            "R-ROLE-1: a replica {} a group has {} state",
+            if self.core.is_some() { "in" } else { "outside" },
+            if self.persisted.is_some() {
+                "a persisted"
+            } else {
+                "no persisted"
+            }
+        );
         if self.mutated() {
             return Ok(());
         }
@@ -52,6 +69,20 @@ impl Replica {
 
 impl Core {
     pub(super) fn validate(&self) -> Result<(), InvariantViolation> {
+        // The shape every check below indexes by: one peer entry per replica of the
+        // configuration, one database per configured database, this replica among them.
+        invariant!(
+            self,
+            self.peers.len() == self.config.replicas.len()
+                && self.dbs.len() == self.config.databases.len()
+                && usize::from(self.me.0) < self.peers.len(),
+            "R-LIMIT-1: {} of {} peer entries for {} replicas, {} databases for {}",
+            self.me,
+            self.peers.len(),
+            self.config.replicas.len(),
+            self.dbs.len(),
+            self.config.databases.len()
+        );
         let primary = self.role == Role::Primary;
         if primary != (self.primary == Some(self.me)) {
             return violation(
