@@ -14,8 +14,8 @@ use crate::output::{
     ClientReply, IndefiniteCause, InputSource, ManagerRequest, Output, SyncStatePublication,
 };
 use hadr_types::{
-    ApplicationIntent, DatabaseId, Lsn, PrimaryConnections, ReplicaId, Role, SecondaryConnections,
-    SuspendReason, SyncState, TxnId,
+    ApplicationIntent, AvailabilityMode, DatabaseId, Lsn, PrimaryConnections, ReplicaId, Role,
+    SecondaryConnections, SuspendReason, SyncState, TxnId,
 };
 use std::collections::btree_map::Entry;
 use std::collections::BTreeSet;
@@ -27,11 +27,23 @@ impl Core {
             tracing::warn!(now_ms, "lease expired: the primary stops committing");
             self.step_down(Role::Resolving, IndefiniteCause::LeaseLost, out);
         }
+        invariant!(
+            self,
+            self.role != Role::Primary || !self.lease_lapsed(now_ms),
+            "R-QUORUM-3: a primary stands at {now_ms} ms past the end of its lease ({:?})",
+            self.lease_until_ms
+        );
     }
 
     /// R-QUORUM-3: with a cluster manager, the lease is not held at `now_ms` (the planted bug
     /// `commit-after-lease-expiry` ignores it).
     fn lease_lapsed(&self, now_ms: u64) -> bool {
+        invariant!(
+            self,
+            self.role == Role::Primary,
+            "R-QUORUM-3: the lease of a {} is judged: only a primary holds one",
+            self.role
+        );
         self.has_manager()
             && self.lease_until_ms.is_none_or(|until| now_ms >= until)
             && !self.planted(Mutant::CommitAfterLeaseExpiry)
@@ -39,18 +51,50 @@ impl Core {
 
     /// REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT may not exceed the data replicas − 1.
     pub(super) fn max_required(&self) -> u32 {
-        u32::try_from(self.config.data_replica_count().saturating_sub(1)).unwrap_or(u32::MAX)
+        let max =
+            u32::try_from(self.config.data_replica_count().saturating_sub(1)).unwrap_or(u32::MAX);
+        let required = self.config.required_synchronized_secondaries_to_commit;
+        invariant!(
+            self,
+            required <= max && (max as usize) < self.config.replicas.len(),
+            "R-COMMIT-5: k = {required} with at most {max} allowed, of {} replicas",
+            self.config.replicas.len()
+        );
+        max
     }
 
     pub(super) fn on_client(&mut self, _now_ms: u64, request: ClientRequest, out: &mut Out) {
         let id = request.request;
-        if let Some(reply) = self.client_op(request, out) {
-            out.push_back(Output::ClientReply { request: id, reply });
+        let database = request.database;
+        match self.client_op(request, out) {
+            Some(reply) => out.push_back(Output::ClientReply { request: id, reply }),
+            None => {
+                // The answer waits: the commit is the last one waiting (R-COMMIT-2).
+                let waiting = self
+                    .db_index(database)
+                    .and_then(|index| self.dbs[index].primary())
+                    .and_then(|primary| primary.pending.back())
+                    .is_some_and(|pending| pending.request == id);
+                invariant!(
+                    self,
+                    self.role == Role::Primary && waiting,
+                    "R-COMMIT-2: {database}: request {id} left unanswered, yet it is no commit waiting on a primary (a {})",
+                    self.role
+                );
+            }
         }
     }
 
     /// The reply, or `None` when it comes later (a commit waiting for R-COMMIT-2/3).
     fn client_op(&mut self, request: ClientRequest, out: &mut Out) -> Option<ClientReply> {
+        // `check_lease` ran before the request was taken.
+        invariant!(
+            self,
+            self.role != Role::Primary || !self.lease_lapsed(self.now_ms),
+            "R-QUORUM-3: a primary takes a client request at {} ms past the end of its lease ({:?})",
+            self.now_ms,
+            self.lease_until_ms
+        );
         let database = request.database;
         let intent = request.intent;
         if let ClientOp::Transact { txn, writes } = request.op {
@@ -111,9 +155,15 @@ impl Core {
 
     /// Opens transaction `txn`, unless its id is taken.
     fn begin(&mut self, index: usize, txn: TxnId) -> ClientReply {
+        invariant!(
+            self,
+            self.role == Role::Primary,
+            "R-ROLE-3: a {} opens a transaction",
+            self.role
+        );
         let database = self.dbs[index].id;
         let used = self.outcomes.contains_key(&(database, txn)) || self.dbs[index].has_txn(txn);
-        match self.dbs[index].as_primary().open_txns.entry(txn) {
+        let reply = match self.dbs[index].as_primary().open_txns.entry(txn) {
             Entry::Occupied(_) => ClientReply::Refused(ClientError::TransactionAlreadyOpen { txn }),
             // R-COMMIT-7: its outcome is on record under this id; a second transaction with
             // the same id would make the answer to a retried commit ambiguous.
@@ -124,7 +174,17 @@ impl Core {
                 vacant.insert(OpenTxn::default());
                 ClientReply::Begun
             }
-        }
+        };
+        let opened_empty = self.dbs[index]
+            .primary()
+            .and_then(|primary| primary.open_txns.get(&txn))
+            .is_some_and(|open| open.writes.is_empty() && open.bytes == 0);
+        invariant!(
+            self,
+            !matches!(reply, ClientReply::Begun) || opened_empty,
+            "R-COMMIT-7: {database}: transaction {txn} begun, but not open and empty"
+        );
+        reply
     }
 
     /// Adds a write to an open transaction, unless it would take the transaction beyond
@@ -132,6 +192,19 @@ impl Core {
     /// the transaction is rolled back (its commit is one log record, which must fit a message).
     fn write(&mut self, index: usize, txn: TxnId, write: Write) -> ClientReply {
         let limit = self.options.max_transaction_bytes;
+        let bytes_so_far = self.dbs[index]
+            .primary()
+            .and_then(|primary| primary.open_txns.get(&txn))
+            .map(|open| open.bytes);
+        // Every earlier write was refused (and rolled back) before it crossed the limit: the
+        // commit record fits one `Log` message.
+        invariant!(
+            self,
+            self.role == Role::Primary && bytes_so_far.is_none_or(|bytes| bytes <= limit),
+            "R-SYNC-1: {}: a {} takes a write to {txn}, which holds {bytes_so_far:?} bytes (limit {limit})",
+            self.dbs[index].id,
+            self.role
+        );
         let open_txns = &mut self.dbs[index].as_primary().open_txns;
         let Some(open) = open_txns.get_mut(&txn) else {
             return ClientReply::Refused(ClientError::UnknownTransaction { txn });
@@ -180,11 +253,30 @@ impl Core {
                 refused => return refused,
             }
         }
-        self.client_op(step(ClientOp::Commit { txn }), out)
+        let reply = self.client_op(step(ClientOp::Commit { txn }), out);
+        // Its commit was answered or waits: either way the transaction is no longer open, or a
+        // later commit could contradict the answer.
+        let still_open = self
+            .db_index(database)
+            .and_then(|index| self.dbs[index].primary())
+            .is_some_and(|primary| primary.open_txns.contains_key(&txn));
+        invariant!(
+            self,
+            !still_open,
+            "R-COMMIT-7: {database}: transaction {txn} is still open after its commit ({reply:?})"
+        );
+        reply
     }
 
     /// R-READ-1: PRIMARY_ROLE (ALLOW_CONNECTIONS = READ_WRITE) refuses read-intent connections.
     fn primary_refuses_read_intent(&self) -> bool {
+        invariant!(
+            self,
+            self.role == Role::Primary && self.config.replica(self.me).is_some(),
+            "R-READ-1: PRIMARY_ROLE's ALLOW_CONNECTIONS of {} applied on a {}",
+            self.me,
+            self.role
+        );
         self.config
             .replica(self.me)
             .is_some_and(|r| r.primary_role.allow_connections == PrimaryConnections::ReadWrite)
@@ -193,6 +285,17 @@ impl Core {
     /// R-READ-3: a read-write connection that reaches a SECONDARY accepting connections goes
     /// to the current primary's READ_WRITE_ROUTING_URL, when it has one.
     pub(super) fn read_write_redirect(&self) -> Option<&str> {
+        // The replica it redirects to is the group's primary, and only a primary leads itself.
+        invariant!(
+            self,
+            self.primary
+                .is_none_or(|p| self.config.replica(p).is_some())
+                && (self.primary == Some(self.me)) == (self.role == Role::Primary),
+            "R-READ-3: a {} {} knows {:?} as its primary",
+            self.role,
+            self.me,
+            self.primary
+        );
         let me = self.config.replica(self.me)?;
         if self.role != Role::Secondary
             || me.secondary_role.allow_connections == SecondaryConnections::No
@@ -208,6 +311,15 @@ impl Core {
     /// here or through another primary (R-COMMIT-7). The client gets what this replica told
     /// about it before, if anything; otherwise an indefinite reply.
     fn commit_not_open(&self, database: DatabaseId, txn: TxnId) -> ClientReply {
+        let open = self
+            .db_index(database)
+            .and_then(|index| self.dbs[index].primary())
+            .is_some_and(|primary| primary.open_txns.contains_key(&txn));
+        invariant!(
+            self,
+            !open,
+            "R-COMMIT-7: {database}: the commit of open transaction {txn} answered as not open"
+        );
         match self.outcomes.get(&(database, txn)) {
             Some(recorded) => match &recorded.reply {
                 Some(reply) => reply.clone(),
@@ -219,6 +331,15 @@ impl Core {
 
     /// R-ROLE-3: only the primary accepts writes (its lease was checked on entry).
     fn writable(&self) -> Result<(), ClientError> {
+        invariant!(
+            self,
+            self.role != Role::Primary
+                || (self.primary == Some(self.me) && self.epoch.replica == self.me),
+            "R-ROLE-1: primary {} writes in {} following {:?}",
+            self.me,
+            self.epoch,
+            self.primary
+        );
         if self.role == Role::Primary {
             Ok(())
         } else {
@@ -238,7 +359,16 @@ impl Core {
             .primary()
             .and_then(|primary| primary.pending.front())
             .map_or(db.end(), |p| Lsn(p.lsn.0.saturating_sub(1)));
-        before_waiting.min(db.hardened)
+        let lsn = before_waiting.min(db.hardened);
+        // Every acknowledged commit is hardened and comes before the first one waiting.
+        let acknowledged = db.primary().map(|primary| primary.acknowledged);
+        invariant!(
+            self,
+            acknowledged.is_some_and(|acknowledged| acknowledged <= lsn),
+            "R-COMMIT-6: {}: a read on the primary sees up to {lsn}, not every acknowledged commit ({acknowledged:?})",
+            db.id
+        );
+        lsn
     }
 
     /// R-READ-1/2: reads on the primary see every acknowledged commit (and the transaction's
@@ -253,6 +383,13 @@ impl Core {
         key: &str,
     ) -> ClientReply {
         let db = &self.dbs[index];
+        invariant!(
+            self,
+            db.primary().is_some() == (self.role == Role::Primary),
+            "R-ROLE-3: a {} reads {}, which holds the books of the other role",
+            self.role,
+            db.id
+        );
         let me = &self.config.replicas[usize::from(self.me.0)];
         let not_allowed = ClientReply::Refused(ClientError::ConnectionNotAllowed {
             role: self.role,
@@ -449,6 +586,13 @@ impl Core {
         rejoin: bool,
         out: &mut Out,
     ) {
+        // Only a primary sets secondaries up (a handover ships to its target from its books).
+        invariant!(
+            self,
+            self.role == Role::Primary && self.is_peer(from),
+            "R-SYNC-1: a {} sets up {from} as its secondary",
+            self.role
+        );
         let Some(index) = self.peer_db(from, hello.database, out) else {
             return;
         };
@@ -576,9 +720,22 @@ impl Core {
             progress.phase = Phase::Streaming;
             self.ship(index, from, out);
         }
+        // The fork point is in this primary's log: the copy is never taken to hold more of it.
+        invariant!(
+            self,
+            fork <= end,
+            "R-SYNC-5: {database}: {from} is set up from the fork point {fork}, beyond the end of the log {end}"
+        );
     }
 
     fn serving(&self, peer: ReplicaId, epoch: Epoch) -> bool {
+        invariant!(
+            self,
+            self.handover_to.is_none() || self.role == Role::Resolving,
+            "R-FAIL-3: a {} hands over to {:?}",
+            self.role,
+            self.handover_to
+        );
         epoch == self.epoch && (self.role == Role::Primary || self.handover_to == Some(peer))
     }
 
@@ -599,6 +756,15 @@ impl Core {
             self.unexpected(from, what, out);
             return None;
         }
+        let db = &self.dbs[index];
+        let sent = db.progress(from).map(|p| p.last_sent);
+        invariant!(
+            self,
+            sent.is_some_and(|sent| sent <= db.end()),
+            "R-SYNC-1: {} of {from}: sent up to {sent:?}, beyond the end of the log {}",
+            db.id,
+            db.end()
+        );
         Some(index)
     }
 
@@ -609,6 +775,12 @@ impl Core {
         hello: DatabaseHello,
         out: &mut Out,
     ) {
+        // `on_message` takes a message only from a handshaken peer on its current connection.
+        invariant!(
+            self,
+            self.is_peer(from) && self.peers[usize::from(from.0)].is_up(),
+            "R-SYNC-1: a rejoin from {from}, not a handshaken peer with an open connection"
+        );
         if self.role != Role::Primary || epoch != self.epoch {
             self.unexpected(from, "rejoin", out);
             return;
@@ -621,7 +793,15 @@ impl Core {
             );
             return;
         }
+        let database = hello.database;
         self.setup_secondary(from, hello, true, out);
+        let db = self.db_index(database).map(|index| &self.dbs[index]);
+        let sent = db.and_then(|db| db.progress(from)).map(|p| p.last_sent);
+        invariant!(
+            self,
+            db.is_none_or(|db| sent.is_none_or(|sent| sent <= db.end())),
+            "R-SYNC-1: {database} of {from}: sent up to {sent:?} after its rejoin, beyond the end of the log"
+        );
     }
 
     /// R-SYNC-1: the secondary refused a block that did not start at its end of log; resend
@@ -682,6 +862,12 @@ impl Core {
         redone: Lsn,
         out: &mut Out,
     ) {
+        // `on_message` takes a message only from a handshaken peer on its current connection.
+        invariant!(
+            self,
+            self.is_peer(from) && self.peers[usize::from(from.0)].is_up(),
+            "R-SYNC-1: a progress report from {from}, not a handshaken peer with an open connection"
+        );
         let Some(index) = self.moving_progress(from, epoch, database, "progress report", out)
         else {
             return;
@@ -762,6 +948,11 @@ impl Core {
         redone: Lsn,
         out: &mut Out,
     ) {
+        invariant!(
+            self,
+            self.is_peer(from) && self.peers[usize::from(from.0)].is_up(),
+            "R-FAIL-4: a revert report from {from}, not a handshaken peer with an open connection"
+        );
         let Some(index) = self.peer_db(from, database, out) else {
             return;
         };
@@ -784,6 +975,12 @@ impl Core {
             ignored(out, InputSource::Peer(from), reason);
             return;
         }
+        // `end` is the fork point this primary asked for, within its log (which never shrinks).
+        invariant!(
+            self,
+            end <= primary_end,
+            "R-FAIL-4: {database}: {from} reverted to {end}, beyond the end of the log {primary_end}"
+        );
         let progress = self.dbs[index].progress_mut(from).expect("checked above");
         progress.last_sent = end;
         progress.received = end;
@@ -813,11 +1010,25 @@ impl Core {
             progress.phase = Phase::Suspended(SuspendReason::User);
             progress.reported = None;
         }
+        let state = self.dbs[index].progress(from).map(|p| p.sync_state());
+        invariant!(
+            self,
+            state.is_none_or(|state| state == SyncState::NotSynchronizing),
+            "R-SYNC-7: {database} of {from} is suspended but {state:?}"
+        );
     }
 
     /// After every input on the primary: update each secondary's state (R-SYNC-3/4/6), tell it
     /// when it changed, publish the SYNCHRONIZED sets to the manager, release commits.
     pub(super) fn settle(&mut self, now_ms: u64, out: &mut Out) {
+        invariant!(
+            self,
+            (self.primary == Some(self.me)) == (self.role == Role::Primary),
+            "R-ROLE-1: a {} {} knows {:?} as the primary",
+            self.role,
+            self.me,
+            self.primary
+        );
         if (self.role, self.epoch) != self.announced {
             // Peers always learn our current role and epoch (R-ROLE-1 hinges on it).
             self.broadcast_hello(out);
@@ -884,12 +1095,35 @@ impl Core {
                 }
             }
         }
+        // R-SYNC-3/4: SYNCHRONIZED only while connected, streaming, and a synchronous pair;
+        // and every hardened LSN a secondary reported is remembered.
+        let mut wrong = None;
+        for db in &self.dbs {
+            for (peer, progress) in db.primary().into_iter().flat_map(|p| &p.secondaries) {
+                let r = usize::from(peer.0);
+                let acked = db
+                    .primary()
+                    .and_then(|p| p.hardened_acked.get(peer))
+                    .copied();
+                let synchronized_ok = !progress.synchronized
+                    || (up[r] && sync[r] && progress.phase == Phase::Streaming);
+                if !synchronized_ok || acked.is_none_or(|acked| acked < progress.hardened) {
+                    wrong = wrong.or(Some((db.id, *peer, *progress, acked)));
+                }
+            }
+        }
+        invariant!(
+            self,
+            wrong.is_none(),
+            "R-SYNC-4: (database, secondary, progress, hardened reported) {wrong:?}: SYNCHRONIZED while not a connected, streaming synchronous pair, or reported hardening forgotten"
+        );
         self.publish_if_changed(out);
         self.release_commits(now_ms, out);
     }
 
     fn synchronized_sets(&self) -> Vec<BTreeSet<ReplicaId>> {
-        self.dbs
+        let sets: Vec<BTreeSet<ReplicaId>> = self
+            .dbs
             .iter()
             .map(|db| {
                 db.primary()
@@ -899,7 +1133,15 @@ impl Core {
                     .map(|(r, _)| *r)
                     .collect()
             })
-            .collect()
+            .collect();
+        invariant!(
+            self,
+            self.role == Role::Primary && sets.iter().all(|set| !set.contains(&self.me)),
+            "R-FAIL-2: a {} {} publishes SYNCHRONIZED sets {sets:?}",
+            self.role,
+            self.me
+        );
+        sets
     }
 
     /// With a cluster manager: publish the SYNCHRONIZED sets whenever they change.
@@ -930,6 +1172,21 @@ impl Core {
         } else {
             Vec::new()
         };
+        // Failover-ready only when SYNCHRONIZED in every database; the newest publication is
+        // the one the manager may store last.
+        invariant!(
+            self,
+            failover_ready
+                .iter()
+                .all(|r| sets.iter().all(|set| set.contains(r))),
+            "R-FAIL-2: {failover_ready:?} published failover-ready, not SYNCHRONIZED in every database of {sets:?}"
+        );
+        invariant!(
+            self,
+            self.publication.pending.last_key_value().map(|(v, _)| *v) == Some(version),
+            "R-COMMIT-6: publication {version} is not the newest one pending ({:?})",
+            self.publication.pending.keys().last()
+        );
         out.push_back(Output::Manager(ManagerRequest::PublishSyncState(
             SyncStatePublication {
                 version,
@@ -942,6 +1199,17 @@ impl Core {
 
     /// R-FAIL-1/2: SYNCHRONOUS_COMMIT with FAILOVER_MODE AUTOMATIC or EXTERNAL.
     fn is_automatic_failover_partner(&self, replica: ReplicaId) -> bool {
+        // The configuration was validated: automatic failover needs synchronous commit and a
+        // cluster manager.
+        invariant!(
+            self,
+            self.config.replica(replica).is_some_and(|r| {
+                !r.failover_mode.allows_automatic_failover()
+                    || (r.availability_mode == AvailabilityMode::SynchronousCommit
+                        && self.has_manager())
+            }),
+            "R-FAIL-1: {replica} is no replica of the group, or fails over automatically without synchronous commit or a manager"
+        );
         self.is_sync(replica)
             && self
                 .config
@@ -953,14 +1221,33 @@ impl Core {
     /// holds and for every set published after it (still in flight, the manager may store any
     /// of them next), not for older ones. Returns whether it was pending.
     pub(super) fn on_sync_state_published(&mut self, version: u64) -> bool {
-        match self.publication.pending.remove(&version) {
+        let confirmed = match self.publication.pending.remove(&version) {
             Some(sets) => {
                 self.publication.confirmed = sets;
                 self.publication.pending.retain(|v, _| *v > version);
                 true
             }
             None => false,
-        }
+        };
+        // What the manager confirmed was published by this primary, for every database, and
+        // only later publications stay in flight.
+        let publication = &self.publication;
+        invariant!(
+            self,
+            !confirmed
+                || (version <= publication.version
+                    && publication.confirmed.len() == self.dbs.len()
+                    && publication
+                        .pending
+                        .first_key_value()
+                        .is_none_or(|(v, _)| *v > version)),
+            "R-COMMIT-6: publication {version} confirmed (published up to {}, {} sets for {} databases, oldest pending {:?})",
+            publication.version,
+            publication.confirmed.len(),
+            self.dbs.len(),
+            publication.pending.keys().next()
+        );
+        confirmed
     }
 
     /// Whether a commit at `lsn` must still wait: for the local fsync, for R-COMMIT-2
@@ -973,6 +1260,13 @@ impl Core {
         let Some(PrimaryDb { secondaries, .. }) = db.primary() else {
             return true; // only a primary acknowledges
         };
+        invariant!(
+            self,
+            lsn.0 >= 1 && lsn <= db.end(),
+            "R-COMMIT-2: {}: a commit at {lsn} judged, outside the log (end {})",
+            db.id,
+            db.end()
+        );
         if db.hardened < lsn {
             return true;
         }
@@ -1020,6 +1314,20 @@ impl Core {
         index: usize,
     ) -> impl Iterator<Item = &BTreeSet<ReplicaId>> + '_ {
         let publication = &self.publication;
+        // Publications go to a manager only, one set per database.
+        invariant!(
+            self,
+            index < self.dbs.len()
+                && (self.has_manager()
+                    || (publication.confirmed.is_empty() && publication.pending.is_empty()))
+                && (publication.confirmed.is_empty()
+                    || publication.confirmed.len() == self.dbs.len()),
+            "R-COMMIT-6: database {index} of {}: {} confirmed sets, {} pending publications (manager: {})",
+            self.dbs.len(),
+            publication.confirmed.len(),
+            publication.pending.len(),
+            self.has_manager()
+        );
         publication.confirmed.get(index).into_iter().chain(
             publication
                 .pending
@@ -1074,6 +1382,19 @@ impl Core {
             if released {
                 self.assert_acknowledged_reported(index);
             }
+            // R-COMMIT-6: what was acknowledged is hardened here, and what waits comes after it.
+            let db = &self.dbs[index];
+            let books = db
+                .primary()
+                .map(|p| (p.acknowledged, p.pending.front().map(|f| f.lsn)));
+            invariant!(
+                self,
+                books.is_some_and(|(acknowledged, front)| acknowledged <= db.hardened
+                    && front.is_none_or(|front| front > acknowledged)),
+                "R-COMMIT-6: {}: (acknowledged, first waiting) {books:?} with hardened {}",
+                db.id,
+                db.hardened
+            );
         }
     }
 

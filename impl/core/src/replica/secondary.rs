@@ -13,6 +13,15 @@ use hadr_types::{DatabaseId, Lsn, ReplicaId, Role, SuspendReason, SyncState};
 impl Core {
     /// Whether `from` is the primary this replica takes log from, in `epoch`.
     fn is_my_primary(&self, from: ReplicaId, epoch: Epoch) -> bool {
+        // `on_message` hands on messages from peers only; a secondary never follows itself.
+        invariant!(
+            self,
+            self.is_peer(from) && (self.role != Role::Secondary || self.primary != Some(self.me)),
+            "R-ROLE-1: a {} {} that follows {:?} judges a message from {from}",
+            self.role,
+            self.me,
+            self.primary
+        );
         if epoch != self.epoch || self.role != Role::Secondary {
             return false;
         }
@@ -34,6 +43,13 @@ impl Core {
             self.unexpected(from, what, out);
             return None;
         }
+        invariant!(
+            self,
+            self.dbs[index].secondary().is_some(),
+            "R-ROLE-3: {} of a {} that follows {from} holds a primary's books",
+            self.dbs[index].id,
+            self.role
+        );
         Some(index)
     }
 
@@ -43,7 +59,14 @@ impl Core {
         let primary_up = self
             .primary
             .is_some_and(|p| self.peers[usize::from(p.0)].is_up());
-        match db.secondary() {
+        invariant!(
+            self,
+            db.secondary().is_some() == (self.role != Role::Primary),
+            "R-ROLE-3: {} of a {} holds the books of the other role",
+            db.id,
+            self.role
+        );
+        let state = match db.secondary() {
             Some(secondary)
                 if self.role == Role::Secondary && db.suspended.is_none() && primary_up =>
             {
@@ -56,7 +79,17 @@ impl Core {
                 }
             }
             _ => SyncState::NotSynchronizing,
-        }
+        };
+        // The primary refuses SYNCHRONIZED for an asynchronous pair (`on_sync_state`).
+        invariant!(
+            self,
+            state != SyncState::Synchronized
+                || self.primary.is_some_and(|p| self.pair_is_sync(self.me, p)),
+            "R-SYNC-4: {} is SYNCHRONIZED with {:?}, not a synchronous partner",
+            db.id,
+            self.primary
+        );
+        state
     }
 
     /// The primary this secondary reports to, if a connection to it is open.
@@ -66,6 +99,13 @@ impl Core {
     /// if it could not); whatever happens while no connection is open, our next handshake
     /// tells.
     pub(super) fn primary_link(&self) -> Option<ReplicaId> {
+        invariant!(
+            self,
+            self.role != Role::Secondary || self.primary.is_none_or(|p| self.is_peer(p)),
+            "R-ROLE-1: secondary {} follows {:?}, not one of its peers",
+            self.me,
+            self.primary
+        );
         self.primary
             .filter(|p| self.role == Role::Secondary && self.peers[usize::from(p.0)].connected())
     }
@@ -256,6 +296,13 @@ impl Core {
         if state != SyncState::NotSynchronizing {
             db.accepted_epoch = db.accepted_epoch.max(epoch);
         }
+        let accepted = db.accepted_epoch;
+        invariant!(
+            self,
+            accepted <= self.epoch,
+            "R-FAIL-4: {database} accepted {accepted}, beyond the epoch {} it follows",
+            self.epoch
+        );
     }
 
     /// R-SYNC-7 / R-FAIL-4: the primary stopped data movement to this database.
@@ -290,6 +337,13 @@ impl Core {
         } else if db.suspended == Some(reason) {
             db.suspended_by_epoch = db.suspended_by_epoch.max(epoch);
         }
+        let suspended = db.suspended;
+        invariant!(
+            self,
+            suspended.is_some() && self.local_sync_state(index) == SyncState::NotSynchronizing,
+            "R-SYNC-7: {database} suspended by the primary is {suspended:?}, {}",
+            self.local_sync_state(index)
+        );
     }
 
     /// R-SYNC-7: resuming the primary resumes the secondaries suspended because of it.
@@ -303,14 +357,30 @@ impl Core {
         let Some(index) = self.my_primary_db(from, epoch, database, "resume", out) else {
             return;
         };
+        let before = self.dbs[index].suspended;
         if self.dbs[index].suspended == Some(SuspendReason::Primary) {
             self.dbs[index].suspended = None;
             self.rejoin(index, out);
         }
+        // Resuming the primary resumes only what its suspension stopped.
+        let after = self.dbs[index].suspended;
+        invariant!(
+            self,
+            after == before.filter(|reason| *reason != SuspendReason::Primary),
+            "R-SYNC-7: {database} suspended {before:?} is {after:?} after the primary resumed"
+        );
     }
 
     /// Asks the primary to set this database up again (after a RESUME).
     pub(super) fn rejoin(&self, index: usize, out: &mut Out) {
+        invariant!(
+            self,
+            self.role == Role::Secondary && self.dbs[index].suspended.is_none(),
+            "R-SYNC-7: a {} asks to set {} up again while it is suspended ({:?})",
+            self.role,
+            self.dbs[index].id,
+            self.dbs[index].suspended
+        );
         if let Some(primary) = self.primary_link() {
             send(
                 out,
@@ -398,6 +468,13 @@ impl Core {
             );
             return;
         }
+        // k gates commits of a primary only: a secondary holds none waiting.
+        invariant!(
+            self,
+            self.dbs.iter().all(|db| db.primary().is_none()),
+            "R-COMMIT-5: a {} that follows {from} holds a primary's books",
+            self.role
+        );
         self.config.required_synchronized_secondaries_to_commit = required;
     }
 

@@ -23,12 +23,27 @@ impl Core {
         let index = self
             .db_index(database)
             .ok_or(StorageContractError::UnknownDatabase { database })?;
-        match event {
+        let result = match event {
             StorageEvent::LogWritten { up_to, .. } => self.log_written(index, up_to),
             StorageEvent::LogHardened { up_to, .. } => self.log_hardened(index, up_to, out),
             StorageEvent::RedoApplied { up_to, .. } => self.redo_applied(index, up_to, out),
             StorageEvent::LogReverted { to, .. } => self.log_reverted(index, to, out),
-        }
+        };
+        // Taken or refused, a completion leaves redo behind hardening, hardening within the
+        // log, and every acknowledged commit hardened on the primary.
+        let db = &self.dbs[index];
+        let acknowledged = db.primary().map(|primary| primary.acknowledged);
+        invariant!(
+            self,
+            db.redone <= db.hardened
+                && db.hardened <= db.end()
+                && acknowledged.is_none_or(|acknowledged| acknowledged <= db.hardened),
+            "R-COMMIT-6: {database}: redone {}, hardened {}, end {}, acknowledged {acknowledged:?} after a storage completion",
+            db.redone,
+            db.hardened,
+            db.end()
+        );
+        result
     }
 
     /// R-SYNC-2, the local log pointers: `end_of_log ≥ fsync_requested ≥ hardened ≥
@@ -82,6 +97,15 @@ impl Core {
     /// to the lowest fork point in flight.
     fn covered(&self, index: usize, up_to: Lsn) -> Lsn {
         let limit = self.dbs[index].truncations.iter().min().copied();
+        // The last truncation emitted cut the log to its fork point, and the log only grew
+        // since: no fork point in flight lies beyond the end of the log.
+        let end = self.dbs[index].end();
+        invariant!(
+            self,
+            limit.is_none_or(|to| to <= end),
+            "R-FAIL-4: {}: a truncation to {limit:?} in flight, beyond the end of the log {end}",
+            self.dbs[index].id
+        );
         limit.map_or(up_to, |to| up_to.min(to))
     }
 
@@ -92,6 +116,7 @@ impl Core {
         what: &'static str,
         up_to: Lsn,
     ) -> Result<Lsn, StorageContractError> {
+        let reported = up_to;
         let up_to = self.covered(index, up_to);
         let db = &self.dbs[index];
         if up_to > db.end() {
@@ -102,14 +127,30 @@ impl Core {
                 end_of_log: db.end(),
             });
         }
+        // The ordering contract: the core counts no more than the shell reported.
+        invariant!(
+            self,
+            up_to <= reported,
+            "R-SYNC-2: {}: {what} up to {reported} counted as covering {up_to}",
+            db.id
+        );
         Ok(up_to)
     }
 
     fn log_written(&mut self, index: usize, up_to: Lsn) -> Result<(), StorageContractError> {
         let up_to = self.covered_log(index, "a write", up_to)?;
         let db = &mut self.dbs[index];
+        let hardened = db.hardened;
         db.written = db.written.max(up_to);
         self.assert_log_pointers(index);
+        // A write is not an fsync: it hardens nothing, so it acknowledges nothing.
+        invariant!(
+            self,
+            self.dbs[index].hardened == hardened,
+            "R-SYNC-2: {}: a write completion up to {up_to} moved hardened from {hardened} to {}",
+            self.dbs[index].id,
+            self.dbs[index].hardened
+        );
         Ok(())
     }
 
@@ -199,6 +240,14 @@ impl Core {
             return Ok(()); // a deeper revert follows
         }
         self.revert_done(index, out);
+        // Every truncation is on disk: no revert report is left owed.
+        invariant!(
+            self,
+            self.dbs[index].reverting().is_none(),
+            "R-FAIL-4: {}: every truncation done, yet still reverting to {:?}",
+            self.dbs[index].id,
+            self.dbs[index].reverting()
+        );
         Ok(())
     }
 }
