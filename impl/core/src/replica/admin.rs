@@ -10,7 +10,7 @@ use crate::input::{AdminCommand, PromotionKind};
 use crate::message::MessageBody;
 use crate::output::{AdminOutcome, Output};
 use hadr_types::{
-    AgConfig, AvailabilityMode, DatabaseId, ReplicaId, Role, SuspendReason, SyncState,
+    AgConfig, AvailabilityMode, DatabaseId, Lsn, ReplicaId, Role, SuspendReason, SyncState,
 };
 
 type AdminResult = Result<AdminOutcome, AdminError>;
@@ -23,6 +23,13 @@ impl Replica {
         request: RequestId,
         command: AdminCommand,
     ) {
+        // `handle_admin` brings a replica of a group its core's `on_admin`.
+        invariant!(
+            self,
+            self.core.is_none(),
+            "R-ROLE-2: replica '{}' of a group is answered as outside any group",
+            self.name
+        );
         let result = match command {
             AdminCommand::CreateAvailabilityGroup(config) => {
                 self.create_or_join(now_ms, config, true)
@@ -32,6 +39,14 @@ impl Replica {
             }
             _ => Err(AdminError::NotInAvailabilityGroup),
         };
+        // A replica joins a group exactly when CREATE or JOIN succeeds.
+        invariant!(
+            self,
+            result.is_ok() == self.core.is_some(),
+            "R-ROLE-2: replica '{}' answered {result:?}, in a group: {}",
+            self.name,
+            self.core.is_some()
+        );
         self.outputs
             .push_back(Output::AdminReply { request, result });
     }
@@ -89,6 +104,38 @@ impl Replica {
         } else {
             core.promote(false, None, 0, out);
         }
+        // CREATE makes the initial primary (through the manager's promotion when there is
+        // one), JOIN a secondary.
+        let expected = match (create, core.has_manager()) {
+            (false, _) => Role::Secondary,
+            (true, true) => Role::Resolving,
+            (true, false) => Role::Primary,
+        };
+        invariant!(
+            core,
+            core.role == expected
+                && (core.role == Role::Primary) == (core.primary == Some(core.me))
+                && core.awaiting_promotion.is_some() == (create && core.has_manager()),
+            "R-ROLE-4: {} {} after {}: {:?} expected, primary {:?}, promotion awaited: {}",
+            core.role,
+            core.me,
+            if create { "CREATE" } else { "JOIN" },
+            expected,
+            core.primary,
+            core.awaiting_promotion.is_some()
+        );
+        // Every database of the configuration joins with an empty log.
+        invariant!(
+            core,
+            core.dbs.len() == core.config.databases.len()
+                && core
+                    .dbs
+                    .iter()
+                    .all(|db| db.end() == Lsn(0) && db.hardened == Lsn(0)),
+            "R-DB-2: {} databases configured, {} made, not all of them empty",
+            core.config.databases.len(),
+            core.dbs.len()
+        );
         self.core = Some(core);
         Ok(AdminOutcome::Done)
     }
@@ -132,6 +179,13 @@ impl Core {
                 }
             }
         };
+        // Every command is answered exactly once: now, or by the failover or the promotion
+        // it started.
+        invariant!(
+            self,
+            result.is_some() || self.failover.is_some() || self.awaiting_promotion.is_some(),
+            "R-FAIL-3: admin request {request:?} left unanswered, with no failover or promotion in flight"
+        );
         if let Some(result) = result {
             out.push_back(Output::AdminReply { request, result });
         }
@@ -190,6 +244,21 @@ impl Core {
                 }
             }
         }
+        // No data moves to or from a suspended database, nor does any secondary of a
+        // suspended primary database move data or revert.
+        let db = &self.dbs[index];
+        invariant!(
+            self,
+            db.suspended == Some(SuspendReason::User)
+                && self.local_sync_state(index) == SyncState::NotSynchronizing
+                && db.primary().is_none_or(|books| books
+                    .secondaries
+                    .values()
+                    .all(|p| !p.is_moving() && !matches!(p.phase, Phase::Reverting { .. }))),
+            "R-SYNC-7: {database} suspended by its operator, yet {:?} locally, secondaries {:?}",
+            self.local_sync_state(index),
+            db.primary().map(|books| &books.secondaries)
+        );
         Ok(AdminOutcome::Done)
     }
 
@@ -244,6 +313,19 @@ impl Core {
                 self.rejoin(index, out);
             }
         }
+        // Resumed, and on the primary so is every secondary suspended because of it.
+        let db = &self.dbs[index];
+        invariant!(
+            self,
+            db.suspended.is_none()
+                && db.primary().is_none_or(|books| books
+                    .secondaries
+                    .values()
+                    .all(|p| p.phase != Phase::Suspended(SuspendReason::Primary))),
+            "R-SYNC-7: {database} resumed, yet suspended {:?}, secondaries {:?}",
+            db.suspended,
+            db.primary().map(|books| &books.secondaries)
+        );
         Ok(AdminOutcome::Done)
     }
 
@@ -257,6 +339,13 @@ impl Core {
             return Err(AdminError::RequiredSynchronizedTooHigh { required, max });
         }
         self.config.required_synchronized_secondaries_to_commit = required;
+        // k stays within what the group can have SYNCHRONIZED: the configuration holds.
+        invariant!(
+            self,
+            self.config.validate().is_ok(),
+            "R-COMMIT-5: k = {required} (at most {max}) leaves the configuration invalid: {:?}",
+            self.config.validate()
+        );
         let body = MessageBody::SetRequiredSynchronized { required };
         self.send_to_peers(Peer::is_up, &body, out);
         Ok(AdminOutcome::Done)

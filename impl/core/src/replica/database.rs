@@ -5,7 +5,7 @@
 //! `end_of_log ≥ last_sent ≥ received ≥ hardened ≥ redone` (checked by `validate`).
 
 use crate::ids::{ConnectionId, Epoch, RequestId};
-use crate::log::{fork_history, ForkSegment, LogRecord, Write};
+use crate::log::{check_fork_history, fork_history, ForkSegment, LogRecord, Write};
 use crate::message::DatabaseHello;
 use hadr_types::{DatabaseId, Lsn, ReplicaId, Role, SuspendReason, SyncState, TxnId};
 use std::collections::{BTreeMap, VecDeque};
@@ -27,11 +27,22 @@ pub(crate) struct Peer {
 impl Peer {
     /// Connected and handshaken: the `CONNECTED` state of the dm_hadr views.
     pub fn is_up(&self) -> bool {
+        // A handshake belongs to the connection it arrived on: closing it forgets the handshake.
+        debug_assert!(
+            self.hello.is_none() || self.connection.is_some(),
+            "R-HEALTH-1: a handshake ({:?}) is kept with no connection open",
+            self.hello
+        );
         self.connection.is_some() && self.hello.is_some()
     }
 
     /// A connection is open.
     pub fn connected(&self) -> bool {
+        debug_assert!(
+            self.connection.is_none() || self.connection != self.retired,
+            "R-HEALTH-1: connection {:?} is both current and retired",
+            self.connection
+        );
         self.connection.is_some()
     }
 }
@@ -89,7 +100,7 @@ pub(crate) struct Progress {
 
 impl Progress {
     pub fn new() -> Self {
-        Progress {
+        let progress = Progress {
             phase: Phase::Inactive,
             last_sent: Lsn(0),
             received: Lsn(0),
@@ -98,11 +109,29 @@ impl Progress {
             synchronized: false,
             reported: None,
             lingering: false,
-        }
+        };
+        // Until its handshake says where it stands, nothing moves to it and it counts for
+        // nothing.
+        debug_assert!(
+            !progress.is_moving() && progress.sync_state() == SyncState::NotSynchronizing,
+            "R-SYNC-3: a secondary of unknown progress is {:?}",
+            progress.sync_state()
+        );
+        progress
     }
 
     /// R-SYNC-3 as the primary sees it.
     pub fn sync_state(&self) -> SyncState {
+        debug_assert!(
+            self.redone <= self.hardened
+                && self.hardened <= self.received
+                && self.received <= self.last_sent,
+            "R-SYNC-2: sent {} received {} hardened {} redone {}: out of order",
+            self.last_sent,
+            self.received,
+            self.hardened,
+            self.redone
+        );
         match self.phase {
             Phase::Inactive | Phase::Suspended(_) => SyncState::NotSynchronizing,
             Phase::Reverting { .. } => SyncState::Reverting,
@@ -113,15 +142,30 @@ impl Progress {
     }
 
     pub fn suspended(&self) -> Option<SuspendReason> {
-        match self.phase {
+        let reason = match self.phase {
             Phase::Suspended(reason) => Some(reason),
             _ => None,
-        }
+        };
+        // Suspending a copy forgets the state last told to it: nothing is sent to it.
+        debug_assert!(
+            reason.is_none() || self.reported.is_none(),
+            "R-SYNC-7: a copy suspended ({reason:?}) still holds the state {:?} as told",
+            self.reported
+        );
+        reason
     }
 
     /// Whether log flows to it.
     pub fn is_moving(&self) -> bool {
-        matches!(self.phase, Phase::Streaming | Phase::Initializing { .. })
+        let moving = matches!(self.phase, Phase::Streaming | Phase::Initializing { .. });
+        // A state is told only to a copy that log flows to; stopping the flow forgets it.
+        debug_assert!(
+            moving || self.reported.is_none(),
+            "R-SYNC-3: a copy in {:?} holds the state {:?} as told",
+            self.phase,
+            self.reported
+        );
+        moving
     }
 }
 
@@ -212,17 +256,33 @@ pub(crate) struct SecondaryDb {
 }
 
 impl SecondaryDb {
-    fn new() -> Self {
+    /// A secondary's state with nothing assigned, keeping `handover` (a former primary's
+    /// progress of its planned-failover target).
+    fn new(handover: Option<(ReplicaId, Progress)>) -> Self {
+        // The former primary goes on shipping from where its books say the target stands.
+        debug_assert!(
+            handover.as_ref().is_none_or(|(_, p)| p.redone <= p.hardened
+                && p.hardened <= p.received
+                && p.received <= p.last_sent),
+            "R-FAIL-3: the handover target's progress {handover:?} is out of order"
+        );
         SecondaryDb {
             told_state: SyncState::NotSynchronizing,
             reverting: None,
             gap_reported: None,
-            handover: None,
+            handover,
         }
     }
 
     /// The primary is gone (or another one leads): nothing it assigned or was told holds.
     pub fn lose_primary(&mut self) {
+        // A gap is reported only while no revert runs, and a revert forgets the gap.
+        debug_assert!(
+            self.gap_reported.is_none() || self.reverting.is_none(),
+            "R-SYNC-1: a gap at {:?} reported while reverting to {:?}",
+            self.gap_reported,
+            self.reverting
+        );
         self.told_state = SyncState::NotSynchronizing;
         self.gap_reported = None;
     }
@@ -247,10 +307,17 @@ impl Database {
             suspended_by_epoch: Epoch::NONE,
             accepted_epoch: Epoch::NONE,
             truncations: VecDeque::new(),
-            role: DbRole::Secondary(SecondaryDb::new()),
+            role: DbRole::Secondary(SecondaryDb::new(None)),
         };
         db.append(log);
         db.apply_redo(end);
+        assert!(
+            db.redone == end
+                && db.txns_in_log.values().map(|n| *n as usize).sum::<usize>() == db.log.len(),
+            "R-SYNC-2: {id}: a recovered log of {end} records, redone up to {}, {} of them indexed",
+            db.redone,
+            db.txns_in_log.values().map(|n| *n as usize).sum::<usize>()
+        );
         db
     }
 
@@ -279,24 +346,55 @@ impl Database {
         };
         let mut primary = std::mem::take(primary);
         let handover = handover_to.and_then(|to| primary.secondaries.remove(&to).map(|p| (to, p)));
-        self.role = DbRole::Secondary(SecondaryDb {
-            handover,
-            ..SecondaryDb::new()
-        });
+        self.role = DbRole::Secondary(SecondaryDb::new(handover));
+        // What is answered indefinite is in the log and was never acknowledged.
+        let (first, last) = (primary.pending.front(), primary.pending.back());
+        assert!(
+            first.is_none_or(|c| c.lsn > primary.acknowledged)
+                && last.is_none_or(|c| c.lsn <= self.end()),
+            "R-COMMIT-7: {}: commits waiting from {:?} to {:?}, {} acknowledged, log ends at {}",
+            self.id,
+            first.map(|c| c.lsn),
+            last.map(|c| c.lsn),
+            primary.acknowledged,
+            self.end()
+        );
         primary.pending
     }
 
     /// The primary's books, on a PRIMARY.
     pub fn primary(&self) -> Option<&PrimaryDb> {
         match &self.role {
-            DbRole::Primary(primary) => Some(primary),
+            DbRole::Primary(primary) => {
+                // Only what the local fsync covered is acknowledged; a primary never reverts.
+                debug_assert!(
+                    primary.acknowledged <= self.hardened,
+                    "R-COMMIT-2: {}: {} acknowledged, beyond the local hardened {}",
+                    self.id,
+                    primary.acknowledged,
+                    self.hardened
+                );
+                Some(primary)
+            }
             DbRole::Secondary(_) => None,
         }
     }
 
     pub fn primary_mut(&mut self) -> Option<&mut PrimaryDb> {
         match &mut self.role {
-            DbRole::Primary(primary) => Some(primary),
+            DbRole::Primary(primary) => {
+                debug_assert!(
+                    primary
+                        .pending
+                        .back()
+                        .is_none_or(|c| c.lsn.0 <= self.log.len() as u64),
+                    "R-COMMIT-2: {}: a commit waits at {:?}, beyond the end of the log {}",
+                    self.id,
+                    primary.pending.back().map(|c| c.lsn),
+                    self.log.len()
+                );
+                Some(primary)
+            }
             DbRole::Secondary(_) => None,
         }
     }
@@ -304,7 +402,19 @@ impl Database {
     /// The secondary's state, on any role but PRIMARY.
     pub fn secondary(&self) -> Option<&SecondaryDb> {
         match &self.role {
-            DbRole::Secondary(secondary) => Some(secondary),
+            DbRole::Secondary(secondary) => {
+                // Nothing is appended while a primary waits for our revert report.
+                debug_assert!(
+                    secondary
+                        .reverting
+                        .is_none_or(|to| to.0 == self.log.len() as u64),
+                    "R-FAIL-4: {}: reverting to {:?}, but the log ends at {}",
+                    self.id,
+                    secondary.reverting,
+                    self.log.len()
+                );
+                Some(secondary)
+            }
             DbRole::Primary(_) => None,
         }
     }
@@ -318,7 +428,19 @@ impl Database {
     pub fn as_primary(&mut self) -> &mut PrimaryDb {
         let id = self.id;
         match &mut self.role {
-            DbRole::Primary(primary) => primary,
+            DbRole::Primary(primary) => {
+                // Commits wait in LSN order above the last one acknowledged.
+                debug_assert!(
+                    primary
+                        .pending
+                        .front()
+                        .is_none_or(|c| c.lsn > primary.acknowledged),
+                    "R-COMMIT-2: {id}: a commit waits at {:?}, not above the acknowledged {}",
+                    primary.pending.front().map(|c| c.lsn),
+                    primary.acknowledged
+                );
+                primary
+            }
             DbRole::Secondary(_) => panic!("R-ROLE-3: the primary's {id} holds no primary's books"),
         }
     }
@@ -332,7 +454,15 @@ impl Database {
     pub fn as_secondary(&mut self) -> &mut SecondaryDb {
         let id = self.id;
         match &mut self.role {
-            DbRole::Secondary(secondary) => secondary,
+            DbRole::Secondary(secondary) => {
+                debug_assert!(
+                    secondary.gap_reported.is_none() || secondary.reverting.is_none(),
+                    "R-SYNC-1: {id}: a gap at {:?} reported while reverting to {:?}",
+                    secondary.gap_reported,
+                    secondary.reverting
+                );
+                secondary
+            }
             DbRole::Primary(_) => panic!("R-ROLE-3: a secondary's {id} holds a primary's books"),
         }
     }
@@ -340,39 +470,85 @@ impl Database {
     /// Where `peer`'s copy stands in the books of the replica that ships it log: the
     /// primary's, or a former primary's that hands over to `peer`.
     pub fn progress(&self, peer: ReplicaId) -> Option<&Progress> {
-        match &self.role {
+        let progress = match &self.role {
             DbRole::Primary(primary) => primary.secondaries.get(&peer),
             DbRole::Secondary(secondary) => match &secondary.handover {
                 Some((to, progress)) if *to == peer => Some(progress),
                 _ => None,
             },
-        }
+        };
+        debug_assert!(
+            progress.is_none_or(|p| p.redone <= p.hardened
+                && p.hardened <= p.received
+                && p.received <= p.last_sent),
+            "R-SYNC-2: {} of {peer}: {progress:?} out of order",
+            self.id
+        );
+        progress
     }
 
     pub fn progress_mut(&mut self, peer: ReplicaId) -> Option<&mut Progress> {
-        match &mut self.role {
+        let id = self.id;
+        let progress = match &mut self.role {
             DbRole::Primary(primary) => primary.secondaries.get_mut(&peer),
             DbRole::Secondary(secondary) => match &mut secondary.handover {
                 Some((to, progress)) if *to == peer => Some(progress),
                 _ => None,
             },
-        }
+        };
+        // Whoever changes it starts from pointers in order.
+        debug_assert!(
+            progress.as_ref().is_none_or(|p| p.redone <= p.hardened
+                && p.hardened <= p.received
+                && p.received <= p.last_sent),
+            "R-SYNC-2: {id} of {peer}: {progress:?} out of order"
+        );
+        progress
     }
 
     /// The primary asked for a revert to this LSN and waits for our report (never on a
     /// primary).
     pub fn reverting(&self) -> Option<Lsn> {
-        self.secondary().and_then(|s| s.reverting)
+        let reverting = self.secondary().and_then(|s| s.reverting);
+        // The data was rolled back to the fork point, and redo stops there until the report.
+        debug_assert!(
+            reverting.is_none_or(|to| self.redone <= to),
+            "R-FAIL-4: {}: reverting to {reverting:?} with data redone up to {}",
+            self.id,
+            self.redone
+        );
+        reverting
     }
 
     /// The log; `log()[i]` has LSN `i + 1`.
     pub fn log(&self) -> &[LogRecord] {
+        debug_assert!(
+            self.log.first().is_none_or(|r| r.lsn == Lsn(1)),
+            "R-SYNC-1: {}: the log starts at {:?}, not at LSN 1",
+            self.id,
+            self.log.first().map(|r| r.lsn)
+        );
         &self.log
     }
 
     /// Adds records at the end of the log (the caller checked that they continue it).
     pub fn append(&mut self, records: impl IntoIterator<Item = LogRecord>) {
         for record in records {
+            let next = Lsn(self.log.len() as u64 + 1);
+            assert!(
+                record.lsn == next,
+                "R-SYNC-1: {}: record {} appended where {next} comes next",
+                self.id,
+                record.lsn
+            );
+            debug_assert!(
+                record.epoch >= self.last_epoch(),
+                "R-SYNC-5: {}: record {} of {} appended after one of {}",
+                self.id,
+                record.lsn,
+                record.epoch,
+                self.last_epoch()
+            );
             *self.txns_in_log.entry(record.txn).or_default() += 1;
             self.log.push(record);
         }
@@ -380,22 +556,60 @@ impl Database {
 
     /// Whether a record of transaction `txn` is in the log.
     pub fn has_txn(&self, txn: TxnId) -> bool {
+        // Every transaction id in the index has at least one record in the log.
+        debug_assert!(
+            self.txns_in_log.len() <= self.log.len(),
+            "{}: {} transaction ids indexed for {} records",
+            self.id,
+            self.txns_in_log.len(),
+            self.log.len()
+        );
         self.txns_in_log.contains_key(&txn)
     }
 
     pub fn end(&self) -> Lsn {
-        Lsn(self.log.len() as u64)
+        let end = Lsn(self.log.len() as u64);
+        debug_assert!(
+            self.log.last().is_none_or(|r| r.lsn == end),
+            "R-SYNC-1: {}: the last of {end} records has LSN {:?}",
+            self.id,
+            self.log.last().map(|r| r.lsn)
+        );
+        end
     }
 
     pub fn last_epoch(&self) -> Epoch {
-        self.log.last().map_or(Epoch::NONE, |r| r.epoch)
+        let last = self.log.last().map_or(Epoch::NONE, |r| r.epoch);
+        debug_assert!(
+            self.log.first().is_none_or(|r| r.epoch <= last),
+            "R-SYNC-5: {}: the log starts in {:?} and ends in {last}",
+            self.id,
+            self.log.first().map(|r| r.epoch)
+        );
+        last
     }
 
     pub fn forks(&self) -> Vec<ForkSegment> {
-        fork_history(&self.log)
+        let forks = fork_history(&self.log);
+        // What a handshake announces must pass the peer's own check.
+        debug_assert!(
+            check_fork_history(&forks, self.end()).is_ok(),
+            "R-SYNC-5: {}: fork history {forks:?} of a log ending at {}",
+            self.id,
+            self.end()
+        );
+        forks
     }
 
     pub fn hello(&self) -> DatabaseHello {
+        debug_assert!(
+            self.redone <= self.hardened && self.hardened <= self.end(),
+            "R-SYNC-2: {}: announcing end {}, hardened {}, redone {}",
+            self.id,
+            self.end(),
+            self.hardened,
+            self.redone
+        );
         DatabaseHello {
             database: self.id,
             end_of_log: self.end(),
@@ -411,6 +625,12 @@ impl Database {
     /// Applies the records after `redone` up to `up_to` to the data (R-SYNC-2: redo follows
     /// hardening; the caller checked `up_to ≤ hardened`).
     pub fn apply_redo(&mut self, up_to: Lsn) {
+        assert!(
+            up_to <= self.hardened,
+            "R-SYNC-2: {}: redo up to {up_to}, beyond hardened {}",
+            self.id,
+            self.hardened
+        );
         let from = self.redone.0 as usize;
         let to = (up_to.0 as usize).min(self.log.len());
         for record in &self.log[from.min(to)..to] {
@@ -424,6 +644,14 @@ impl Database {
     /// Discards the log after `to` and rolls the data back to it (R-FAIL-4); the caller emits
     /// the `RevertLog` that makes the shell do the same.
     pub fn truncate(&mut self, to: Lsn) {
+        // Only a secondary reverts, and only what it holds.
+        assert!(
+            to <= self.end() && self.primary().is_none(),
+            "R-FAIL-4: {}: a revert to {to} of a log ending at {} (primary's books held: {})",
+            self.id,
+            self.end(),
+            self.primary().is_some()
+        );
         self.truncations.push_back(to);
         let keep = (to.0 as usize).min(self.log.len());
         for record in self.log.drain(keep..) {
@@ -443,16 +671,38 @@ impl Database {
             self.redone = Lsn(0);
             self.apply_redo(to);
         }
+        assert!(
+            self.end() == to && self.redone <= to && self.txns_in_log.len() <= self.log.len(),
+            "R-FAIL-4: {}: reverted to {to}, log ends at {}, redone {}, {} transaction ids indexed",
+            self.id,
+            self.end(),
+            self.redone,
+            self.txns_in_log.len()
+        );
     }
 
     /// The value of `key` as of the redone LSN: what a readable secondary serves (R-READ-2).
     pub fn read_redone(&self, key: &str) -> Option<String> {
+        debug_assert!(
+            self.redone <= self.hardened,
+            "R-READ-2: {}: serving data redone up to {}, beyond hardened {}",
+            self.id,
+            self.redone,
+            self.hardened
+        );
         self.data.get(key).cloned()
     }
 
     /// The value of `key` as of `lsn`, whatever redo has applied, seen through `txn`'s own
     /// writes: what the primary serves.
     pub fn read_as_of(&self, key: &str, txn: Option<&[Write]>, lsn: Lsn) -> Option<String> {
+        // The primary reads as of what it hardened, never a record it may lose.
+        debug_assert!(
+            lsn <= self.hardened,
+            "R-READ-2: {}: a read as of {lsn}, beyond hardened {}",
+            self.id,
+            self.hardened
+        );
         if let Some(write) = txn.and_then(|writes| writes.iter().rev().find(|w| w.key == key)) {
             return Some(write.value.clone());
         }
@@ -482,6 +732,7 @@ mod tests {
     use super::*;
 
     fn record(lsn: u64, txn: u32) -> LogRecord {
+        assert!(lsn > 0, "LSNs start at 1");
         LogRecord {
             lsn: Lsn(lsn),
             epoch: Epoch::NONE,
