@@ -34,13 +34,19 @@ impl Core {
         if !self.has_manager() {
             return Some(Err(AdminError::PlannedFailoverNeedsClusterManager));
         }
-        match self.planned_failover_precheck(false) {
+        let result = match self.planned_failover_precheck(false) {
             Ok(primary) => {
                 self.start_planned_failover(now_ms, request, primary, false, out);
                 None
             }
             Err(error) => Some(Err(error)),
-        }
+        };
+        invariant!(
+            self,
+            result.is_some() || self.failover.as_ref().is_some_and(|f| f.request == request),
+            "R-FAIL-3: FAILOVER {request} is neither answered nor waiting for the handshake"
+        );
+        result
     }
 
     /// R-FAIL-3 as the target sees it: SECONDARY, connected to the primary, both
@@ -78,6 +84,14 @@ impl Core {
                 });
             }
         }
+        invariant!(
+            self,
+            primary != self.me && self.primary == Some(primary),
+            "R-ROLE-1: the {} {} asks {primary} to fail over while following {:?}",
+            self.role,
+            self.me,
+            self.primary
+        );
         Ok(primary)
     }
 
@@ -89,6 +103,19 @@ impl Core {
         forced: bool,
         out: &mut Out,
     ) {
+        invariant!(
+            self,
+            self.role == Role::Secondary
+                && self.primary == Some(primary)
+                && self.failover.is_none()
+                && self.awaiting_promotion.is_none(),
+            "R-FAIL-3: a planned failover to {} starts as a {} following {:?} (pending: {:?}, promotion awaited: {:?})",
+            self.me,
+            self.role,
+            self.primary,
+            self.failover,
+            self.awaiting_promotion
+        );
         tracing::info!(
             primary = primary.0,
             forced,
@@ -128,18 +155,38 @@ impl Core {
         if self.failover.is_some() || self.awaiting_promotion.is_some() {
             return Some(Err(AdminError::FailoverInProgress));
         }
-        match self.planned_failover_precheck(true) {
+        let result = match self.planned_failover_precheck(true) {
             Ok(primary) if !self.planted(Mutant::ForcedFailoverToSynchronizedLossy) => {
                 self.start_planned_failover(now_ms, request, primary, true, out);
                 None
             }
             _ => self.force_lossy(request, out),
-        }
+        };
+        invariant!(
+            self,
+            result.is_some()
+                || self.failover.as_ref().is_some_and(|f| f.request == request)
+                || self
+                    .awaiting_promotion
+                    .is_some_and(|a| a.request == Some(request)),
+            "R-FAIL-4: FORCE_FAILOVER_ALLOW_DATA_LOSS {request} is neither answered nor waiting"
+        );
+        result
     }
 
     /// A forced failover that may lose data: with a manager it needs the manager's promotion
     /// (quorum, R-QUORUM-2); without one it happens now.
     fn force_lossy(&mut self, request: RequestId, out: &mut Out) -> Option<AdminResult> {
+        invariant!(
+            self,
+            self.role != Role::Primary
+                && self.failover.is_none()
+                && self.awaiting_promotion.is_none(),
+            "R-FAIL-4: a forced failover starts on a {} (planned failover pending: {:?}, promotion awaited: {:?})",
+            self.role,
+            self.failover,
+            self.awaiting_promotion
+        );
         if self.has_manager() {
             self.request_promotion(PromotionKind::Forced, Some(request), out);
             None
@@ -157,11 +204,24 @@ impl Core {
     /// The connection to the primary dropped or the handshake timed out: after a grant, take
     /// over with what arrived; before, give up (or force, for a FORCE).
     pub(super) fn planned_failover_interrupted(&mut self, out: &mut Out) {
+        invariant!(
+            self,
+            self.role == Role::Secondary && self.failover.is_some(),
+            "R-FAIL-3: a {} interrupts a planned failover it is not waiting for ({:?})",
+            self.role,
+            self.failover
+        );
         if self.failover.as_ref().is_some_and(|f| f.ends.is_some()) {
             self.complete_failover(out);
         } else {
             self.fail_planned_failover(AdminError::FailoverHandshakeFailed, true, out);
         }
+        invariant!(
+            self,
+            self.failover.is_none(),
+            "R-FAIL-3: the interrupted planned failover to {} is still pending",
+            self.me
+        );
     }
 
     pub(super) fn fail_planned_failover(
@@ -173,6 +233,13 @@ impl Core {
         let Some(failover) = self.failover.take() else {
             return;
         };
+        invariant!(
+            self,
+            self.role == Role::Secondary && self.awaiting_promotion.is_none(),
+            "R-FAIL-3: a {} had a planned failover pending (promotion awaited: {:?})",
+            self.role,
+            self.awaiting_promotion
+        );
         out.push_back(Output::CancelTimer {
             timer: TimerId::FailoverHandshake,
         });
@@ -197,6 +264,14 @@ impl Core {
         if self.role != Role::Primary {
             return Err(AdminError::NotPrimary { role: self.role });
         }
+        invariant!(
+            self,
+            self.primary == Some(self.me) && self.handover_to.is_none() && self.failover.is_none(),
+            "R-ROLE-1: the primary {} follows {:?}, hands over to {:?}, or awaits a failover",
+            self.me,
+            self.primary,
+            self.handover_to
+        );
         self.step_down(Role::Secondary, IndefiniteCause::RoleChanged, out);
         Ok(AdminOutcome::Done)
     }
@@ -249,6 +324,18 @@ impl Core {
             self.epoch,
             MessageBody::FailoverGranted { ends },
         );
+        invariant!(
+            self,
+            self.role == Role::Resolving
+                && self.handover_to == Some(from)
+                && self
+                    .dbs
+                    .iter()
+                    .all(|db| db.progress(from).is_some_and(|p| p.last_sent == db.end())),
+            "R-FAIL-3: granted a planned failover to {from} as a {} (handing over to {:?}) before sending it all the log",
+            self.role,
+            self.handover_to
+        );
     }
 
     pub(super) fn on_failover_refused(
@@ -265,6 +352,13 @@ impl Core {
             self.unexpected(from, "failover refusal", out);
             return;
         }
+        invariant!(
+            self,
+            self.role == Role::Secondary && self.primary == Some(from),
+            "R-FAIL-3: a {} following {:?} waits for a planned failover from {from}",
+            self.role,
+            self.primary
+        );
         self.fail_planned_failover(AdminError::FailoverRefused { reason }, true, out);
     }
 
@@ -285,6 +379,13 @@ impl Core {
                 return;
             }
         }
+        invariant!(
+            self,
+            self.role == Role::Secondary && self.primary == Some(from),
+            "R-FAIL-3: a {} following {:?} took a planned failover grant from {from}",
+            self.role,
+            self.primary
+        );
         self.try_complete_failover(out);
     }
 
@@ -294,6 +395,14 @@ impl Core {
         let Some(ends) = self.failover.as_ref().and_then(|f| f.ends.as_ref()) else {
             return;
         };
+        invariant!(
+            self,
+            self.role == Role::Secondary && ends.len() == self.dbs.len(),
+            "R-FAIL-3: a {} holds a grant of {} ends of log for {} databases",
+            self.role,
+            ends.len(),
+            self.dbs.len()
+        );
         if self.dbs.iter().zip(ends).any(|(db, end)| db.end() < *end) {
             return;
         }
@@ -308,6 +417,17 @@ impl Core {
         let Some(failover) = self.failover.take() else {
             return;
         };
+        invariant!(
+            self,
+            failover.ends.is_some()
+                && self.role == Role::Secondary
+                && self.awaiting_promotion.is_none(),
+            "R-FAIL-3: a {} takes over from {} without its grant ({:?}) or while awaiting a promotion ({:?})",
+            self.role,
+            failover.primary,
+            failover.ends,
+            self.awaiting_promotion
+        );
         out.push_back(Output::CancelTimer {
             timer: TimerId::FailoverHandshake,
         });
@@ -333,7 +453,16 @@ impl Core {
         request: Option<RequestId>,
         out: &mut Out,
     ) {
-        debug_assert!(self.role != Role::Primary);
+        invariant!(
+            self,
+            self.role != Role::Primary
+                && self.awaiting_promotion.is_none()
+                && self.failover.is_none(),
+            "R-ROLE-4: a {} asks for a {kind:?} promotion (already awaiting {:?}, planned failover {:?})",
+            self.role,
+            self.awaiting_promotion,
+            self.failover
+        );
         self.awaiting_promotion = Some(AwaitingPromotion { kind, request });
         out.push_back(Output::Manager(ManagerRequest::RequestPromotion { kind }));
         out.push_back(Output::SetTimer {
@@ -347,6 +476,14 @@ impl Core {
     /// The promotion request is over (answered, or given up): forget it and its timer.
     fn end_promotion_request(&mut self, out: &mut Out) -> Option<AwaitingPromotion> {
         let awaiting = self.awaiting_promotion.take()?;
+        invariant!(
+            self,
+            self.role != Role::Primary && self.failover.is_none(),
+            "R-ROLE-4: a {} awaited a {:?} promotion (planned failover {:?})",
+            self.role,
+            awaiting.kind,
+            self.failover
+        );
         out.push_back(Output::CancelTimer {
             timer: TimerId::PromotionTimeout,
         });
@@ -356,6 +493,14 @@ impl Core {
     /// A promotion request ended without a promotion: the operator who asked gets `error`; the
     /// first promotion of a new group is asked for again (nothing else would make a primary).
     fn promotion_failed(&mut self, awaiting: AwaitingPromotion, error: AdminError, out: &mut Out) {
+        invariant!(
+            self,
+            self.role != Role::Primary && self.awaiting_promotion.is_none(),
+            "R-ROLE-4: a {} fails a {:?} promotion while awaiting {:?}",
+            self.role,
+            awaiting.kind,
+            self.awaiting_promotion
+        );
         match awaiting.request {
             Some(request) => out.push_back(Output::AdminReply {
                 request,
@@ -377,6 +522,13 @@ impl Core {
         let waited_ms = self.options.promotion_timeout_ms;
         tracing::warn!(waited_ms, kind = ?awaiting.kind, "promotion request unanswered");
         self.promotion_failed(awaiting, AdminError::PromotionUnanswered { waited_ms }, out);
+        invariant!(
+            self,
+            self.awaiting_promotion
+                .is_none_or(|a| a.kind == PromotionKind::Initial && a.request.is_none()),
+            "R-ROLE-4: after an unanswered promotion, {:?} is still awaited",
+            self.awaiting_promotion
+        );
     }
 
     /// Become the primary of a new epoch (R-ROLE-4). A forced promotion marks the epoch as a
@@ -388,7 +540,16 @@ impl Core {
         term_at_least: u64,
         out: &mut Out,
     ) {
-        debug_assert!(self.role != Role::Primary);
+        invariant!(
+            self,
+            self.role != Role::Primary && self.epoch.term <= self.max_term,
+            "R-ROLE-4: the {} {} in {} (highest term {}) is promoted",
+            self.role,
+            self.me,
+            self.epoch,
+            self.max_term
+        );
+        let previous = self.epoch;
         let term = self.max_term.saturating_add(1).max(term_at_least);
         self.max_term = term;
         let epoch = Epoch {
@@ -453,12 +614,30 @@ impl Core {
             epoch,
         });
         out.push_back(Output::DisconnectClients);
+        invariant!(
+            self,
+            epoch > previous
+                && self.failover.is_none()
+                && self.awaiting_promotion.is_none()
+                && self
+                    .dbs
+                    .iter()
+                    .all(|db| db.primary().is_some() && db.accepted_epoch == epoch),
+            "R-ROLE-4: promoted from {previous} to {epoch}, not a newer epoch, or without a primary's books in every database"
+        );
         // `settle` announces the new epoch to every peer.
     }
 
     /// A promotion this replica does not take came with a lease: an unused lease would be
     /// renewed by the manager and block every other promotion, so it goes back at once.
     fn release_unused_lease(&self, out: &mut Out) {
+        invariant!(
+            self,
+            self.role == Role::Primary || self.lease_until_ms.is_none(),
+            "R-QUORUM-3: a {} holds a lease until {:?}",
+            self.role,
+            self.lease_until_ms
+        );
         if self.has_manager() {
             out.push_back(Output::Manager(ManagerRequest::ReleaseLease));
         }
@@ -516,6 +695,13 @@ impl Core {
                     _ => false,
                 };
                 self.promote(forced, Some(lease_until_ms), term_at_least, out);
+                invariant!(
+                    self,
+                    self.role == Role::Primary && self.lease_until_ms == Some(lease_until_ms),
+                    "R-QUORUM-3: a {} promoted by the manager holds the lease until {:?}, not {lease_until_ms}",
+                    self.role,
+                    self.lease_until_ms
+                );
                 if let Some(request) = awaiting.and_then(|a| a.request) {
                     out.push_back(Output::AdminReply {
                         request,
@@ -580,6 +766,12 @@ impl Core {
                     self.lose_primary();
                     self.role = Role::Resolving;
                     self.primary = None;
+                    invariant!(
+                        self,
+                        self.failover.is_none(),
+                        "R-QUORUM-2: RESOLVING without quorum, yet a planned failover is pending: {:?}",
+                        self.failover
+                    );
                     out.push_back(Output::RoleChanged {
                         role: Role::Resolving,
                         epoch: self.epoch,

@@ -52,10 +52,28 @@ impl Core {
                     timer: TimerId::SessionTimeout(peer),
                     at_ms: now_ms.saturating_add(self.session_timeout_ms()),
                 });
+                let state = &self.peers[index];
+                invariant!(
+                    self,
+                    state.connection == Some(connection)
+                        && state.retired != Some(connection)
+                        && state.hello.is_none(),
+                    "R-HEALTH-1: {peer}'s new connection {connection} is not its current one, is retired, or starts handshaken ({:?}, retired {:?})",
+                    state.connection,
+                    state.retired
+                );
             }
             ConnectionEvent::Closed { connection, .. } => {
                 if current == Some(connection) {
                     self.disconnect(peer, true, out);
+                    let state = &self.peers[index];
+                    invariant!(
+                        self,
+                        state.connection.is_none() && state.retired == Some(connection),
+                        "R-HEALTH-1: {peer}'s closed connection {connection} is still open or not retired ({:?}, retired {:?})",
+                        state.connection,
+                        state.retired
+                    );
                 } else if self.peers[index].retired != Some(connection) {
                     // A superseded socket's late close: the session that replaced it goes on.
                     ignored(
@@ -80,6 +98,12 @@ impl Core {
         cancel_timer: bool,
         out: &mut Out,
     ) {
+        invariant!(
+            self,
+            self.is_peer(peer),
+            "R-HEALTH-1: {} closes a session with {peer}, which is not one of its peers",
+            self.me
+        );
         if let Some(connection) = self.peers[usize::from(peer.0)].connection {
             out.push_back(Output::CloseConnection {
                 peer,
@@ -88,6 +112,11 @@ impl Core {
             });
         }
         self.disconnect(peer, cancel_timer, out);
+        invariant!(
+            self,
+            !self.peers[usize::from(peer.0)].connected(),
+            "R-HEALTH-1: the session with {peer} was closed but its connection stays current"
+        );
     }
 
     /// The peer is DISCONNECTED: no data moves to or from it, and (on the primary) it stops
@@ -117,10 +146,28 @@ impl Core {
         if self.failover.as_ref().is_some_and(|f| f.primary == peer) {
             self.planned_failover_interrupted(out);
         }
+        invariant!(
+            self,
+            self.is_peer(peer)
+                && !self.peers[usize::from(peer.0)].is_up()
+                && self.dbs.iter().all(|db| {
+                    db.progress(peer).is_none_or(|p| {
+                        p.phase == Phase::Inactive && !p.synchronized && p.reported.is_none()
+                    })
+                }),
+            "R-COMMIT-4: {peer} is DISCONNECTED but still connected or counted as a participant"
+        );
     }
 
     pub(super) fn hello(&self) -> Hello {
-        Hello {
+        invariant!(
+            self,
+            self.role != Role::Primary || self.epoch.replica == self.me,
+            "R-ROLE-1: the primary {} announces {}, another replica's epoch",
+            self.me,
+            self.epoch
+        );
+        let hello = Hello {
             ag_name: self.config.name.clone(),
             replica: self.me,
             replica_name: self.config.replicas[usize::from(self.me.0)].name.clone(),
@@ -128,11 +175,28 @@ impl Core {
             last_forced_epoch: self.last_forced,
             required_synchronized: self.config.required_synchronized_secondaries_to_commit,
             databases: self.dbs.iter().map(|db| db.hello()).collect(),
-        }
+        };
+        // What peers check of a handshake holds of this replica's own books.
+        invariant!(
+            self,
+            self.check_database_hellos(&hello).is_none(),
+            "R-SYNC-2: {} announces a handshake its peers refuse: {:?}",
+            self.me,
+            self.check_database_hellos(&hello)
+        );
+        hello
     }
 
     /// Sends a fresh handshake to every connected peer: the role or epoch changed.
     pub(super) fn broadcast_hello(&mut self, out: &mut Out) {
+        invariant!(
+            self,
+            self.epoch >= self.announced.1,
+            "R-ROLE-1: {} announces {}, older than the {} it announced before",
+            self.me,
+            self.epoch,
+            self.announced.1
+        );
         self.announced = (self.role, self.epoch);
         let hello = MessageBody::Hello(self.hello());
         self.send_to_peers(Peer::connected, &hello, out);
@@ -177,6 +241,14 @@ impl Core {
             return;
         }
         self.note_term(message.epoch.term);
+        invariant!(
+            self,
+            self.epoch.term <= self.max_term && self.last_forced.term <= self.max_term,
+            "R-ROLE-1: {} or last forced {} beyond the highest term seen {}",
+            self.epoch,
+            self.last_forced,
+            self.max_term
+        );
         let epoch = message.epoch;
         match message.body {
             MessageBody::Hello(hello) => self.on_hello(from, epoch, hello, out),
@@ -282,6 +354,12 @@ impl Core {
             role: hello.role,
             epoch,
         });
+        invariant!(
+            self,
+            self.peers[usize::from(from.0)].connected(),
+            "R-HEALTH-1: a handshake from {from} recorded without a connection to it"
+        );
+        let before = self.epoch;
         match hello.role {
             Role::Primary
                 if (epoch > self.epoch || (epoch == self.epoch && self.role != Role::Primary))
@@ -318,9 +396,26 @@ impl Core {
             }
             _ => {}
         }
+        invariant!(
+            self,
+            self.epoch >= before,
+            "R-ROLE-1: a handshake from {from} took {} back from {before} to {}",
+            self.me,
+            self.epoch
+        );
     }
 
     fn check_database_hellos(&self, hello: &Hello) -> Option<IgnoredReason> {
+        // A handshake's databases are matched by position: ours sit at their ids' positions.
+        invariant!(
+            self,
+            self.dbs
+                .iter()
+                .enumerate()
+                .all(|(position, db)| usize::from(db.id.0) == position),
+            "R-SYNC-1: {}'s databases are not in id order",
+            self.me
+        );
         if hello.databases.len() != self.dbs.len() {
             return Some(IgnoredReason::DatabaseCountMismatch {
                 expected: self.dbs.len(),
@@ -351,6 +446,13 @@ impl Core {
 
     fn reject_connection(&mut self, peer: ReplicaId, out: &mut Out) {
         self.close_connection(peer, DisconnectReason::HandshakeMismatch, true, out);
+        let state = &self.peers[usize::from(peer.0)];
+        invariant!(
+            self,
+            state.connection.is_none() && state.hello.is_none(),
+            "R-HEALTH-1: the rejected handshake of {peer} left its session open ({:?})",
+            state.connection
+        );
     }
 
     /// Follow `primary`, the primary of `epoch` (≥ ours): become its SECONDARY.
@@ -361,6 +463,14 @@ impl Core {
         hello: &Hello,
         out: &mut Out,
     ) {
+        invariant!(
+            self,
+            primary != self.me && epoch.replica == primary && epoch >= self.epoch,
+            "R-ROLE-1: the {} {} in {} follows {primary}, the primary of {epoch}",
+            self.role,
+            self.me,
+            self.epoch
+        );
         if self.role == Role::Primary {
             self.step_down(Role::Secondary, IndefiniteCause::RoleChanged, out);
         }
@@ -397,12 +507,28 @@ impl Core {
         if epoch_changed {
             self.lose_primary();
         }
+        invariant!(
+            self,
+            self.role == Role::Secondary
+                && self.failover.as_ref().is_none_or(|f| f.primary == primary)
+                && self.dbs.iter().all(|db| db.primary().is_none()),
+            "R-ROLE-3: the {} following {primary} holds a primary's books or a planned failover from {:?}",
+            self.role,
+            self.failover.as_ref().map(|f| f.primary)
+        );
         // `settle` announces the new epoch to every peer and emits `PrimaryChanged`.
     }
 
     /// The primary this secondary followed is gone, or another leads now: nothing it
     /// assigned holds, and a gap may be reported again.
     pub(super) fn lose_primary(&mut self) {
+        invariant!(
+            self,
+            self.role == Role::Secondary,
+            "R-ROLE-3: a {} drops a secondary's state about its primary {:?}",
+            self.role,
+            self.primary
+        );
         for db in &mut self.dbs {
             db.as_secondary().lose_primary();
         }
@@ -412,7 +538,12 @@ impl Core {
     /// the next primary, R-COMMIT-7), open transactions are dropped, clients are disconnected
     /// (R-FAIL-6), and the lease is given back.
     pub(super) fn step_down(&mut self, role: Role, cause: IndefiniteCause, out: &mut Out) {
-        debug_assert!(role != Role::Primary);
+        invariant!(
+            self,
+            self.role == Role::Primary && role != Role::Primary,
+            "R-ROLE-3: a {} steps down to {role}",
+            self.role
+        );
         let was_primary = self.role == Role::Primary;
         let mut released = Vec::new();
         for db in &mut self.dbs {
@@ -460,11 +591,24 @@ impl Core {
             epoch: self.epoch,
         });
         out.push_back(Output::DisconnectClients);
+        invariant!(
+            self,
+            self.dbs.iter().all(|db| db.primary().is_none()),
+            "R-ROLE-3: {} stepped down to {role} but still holds a primary's books",
+            self.me
+        );
     }
 
     pub(super) fn on_timer(&mut self, now_ms: u64, timer: TimerId, out: &mut Out) {
         match timer {
             TimerId::Heartbeat => {
+                invariant!(
+                    self,
+                    self.ping_interval_ms() <= self.session_timeout_ms(),
+                    "R-HEALTH-1: pings every {} ms cannot keep a session of {} ms alive",
+                    self.ping_interval_ms(),
+                    self.session_timeout_ms()
+                );
                 // Pings go out in every role: a RESOLVING replica does not act on session
                 // timeouts (R-ROLE-2), but its peers must not drop it for silence.
                 self.send_to_peers(Peer::is_up, &MessageBody::Ping, out);
