@@ -450,6 +450,10 @@ pub enum IgnoredReason {
     /// A promotion while this replica is already the primary.
     #[error("promotion received, but this replica is already the primary")]
     PromotionWhilePrimary,
+    /// A cluster manager's event to a replica of a group without one (CLUSTER_TYPE NONE): the
+    /// shell broke its contract; the event changes nothing.
+    #[error("a cluster manager's event, but the group has CLUSTER_TYPE NONE: no manager decides its roles")]
+    NoClusterManager,
     /// A primary's handshake while the cluster manager is unreachable (R-QUORUM-2): this
     /// replica cannot learn its role; it follows once the manager is back.
     #[error("a primary's handshake while the cluster manager is unreachable: not followed until it is back")]

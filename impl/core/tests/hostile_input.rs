@@ -259,7 +259,7 @@ fn hostile_walk(cluster_type: ClusterType, seed: u64) {
                 c.admin(target, command);
             }
             6 => {
-                let event = match rng.below(5) {
+                let event = match rng.below(7) {
                     0 => ManagerEvent::Promote {
                         kind: PromotionKind::Automatic,
                         lease_until_ms: rng.number(),
@@ -280,7 +280,11 @@ fn hostile_walk(cluster_type: ClusterType, seed: u64) {
                         },
                         version: rng.number(),
                     },
-                    _ => ManagerEvent::PromotionDenied,
+                    4 => ManagerEvent::PromotionDenied,
+                    5 => ManagerEvent::Unreachable,
+                    _ => ManagerEvent::Reachable {
+                        primary: Some(ReplicaId(rng.below(4) as u8)).filter(|_| rng.below(3) != 0),
+                    },
                 };
                 c.replica_mut(target).handle_manager(now, event);
             }

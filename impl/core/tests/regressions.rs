@@ -1315,3 +1315,49 @@ fn a_forced_failover_onto_a_replica_recorded_synchronized_suspends_no_partner() 
         );
     }
 }
+
+/// A manager event to a replica of a CLUSTER_TYPE NONE group (a shell breaking its contract)
+/// panicked the core: an `Unreachable` during a forced failover's planned handshake closed the
+/// session, the interrupted handshake promoted the replica mid-input, and the event then took
+/// a primary for a secondary. Found by the hostile walks once they sent every manager event.
+#[test]
+fn a_manager_event_without_a_manager_is_ignored() {
+    let mut c = Cluster::new(ag_config(ClusterType::None, &[Sync, Sync], 1));
+    c.admin(R1, AdminCommand::ForceFailoverAllowDataLoss);
+    let now = c.now_ms();
+    let replica = c.replica_mut(R1);
+    replica.handle_manager(now, ManagerEvent::Unreachable);
+    assert!(replica.drain_outputs().contains(&Output::Ignored {
+        source: InputSource::Manager,
+        reason: IgnoredReason::NoClusterManager,
+    }));
+    replica.validate().unwrap();
+    assert_eq!(
+        c.role(R1),
+        Some(Role::Secondary),
+        "still asking R0 to hand over"
+    );
+}
+
+/// R-FAIL-3: a primary handing over (RESOLVING, serving the target the rest of its log) that
+/// lost and regained the manager became a SECONDARY still handing over, a state the rule does
+/// not allow. It stays RESOLVING until it follows the new primary.
+#[test]
+fn a_primary_handing_over_stays_resolving_when_the_manager_comes_back() {
+    let mut c = Cluster::new(ag_config(ClusterType::External, &[Sync, Sync, Sync], 1));
+    c.manager.grant_promotions = false;
+    let failover = c.admin(R1, AdminCommand::Failover);
+    c.run();
+    assert_eq!(
+        c.admin_reply(R1, failover),
+        None,
+        "granted; waiting for the manager"
+    );
+    assert_eq!(c.role(R0), Some(Role::Resolving));
+    let now = c.now_ms();
+    let replica = c.replica_mut(R0);
+    replica.handle_manager(now, ManagerEvent::Unreachable);
+    replica.handle_manager(now, ManagerEvent::Reachable { primary: Some(R1) });
+    replica.validate().unwrap();
+    assert_eq!(c.role(R0), Some(Role::Resolving));
+}

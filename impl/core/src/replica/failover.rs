@@ -646,6 +646,10 @@ impl Core {
     /// The cluster-manager seam (absent with CLUSTER_TYPE = NONE).
     pub(super) fn on_manager(&mut self, now_ms: u64, event: ManagerEvent, out: &mut Out) {
         let source = InputSource::Manager;
+        if !self.has_manager() {
+            ignored(out, source, IgnoredReason::NoClusterManager);
+            return;
+        }
         match event {
             ManagerEvent::Promote {
                 kind,
@@ -782,7 +786,11 @@ impl Core {
             ManagerEvent::Reachable { primary } => {
                 let was_cut_off = !self.manager_reachable;
                 self.manager_reachable = true;
-                let pending = self.awaiting_promotion.is_some() || self.failover.is_some();
+                // A primary handing over (R-FAIL-3) stays RESOLVING, serving the target the rest
+                // of its log, until it follows the new primary.
+                let pending = self.awaiting_promotion.is_some()
+                    || self.failover.is_some()
+                    || self.handover_to.is_some();
                 if self.role == Role::Resolving && primary != Some(self.me) && !pending {
                     // R-FAIL-6: the manager's majority says another replica is (or was last)
                     // primary: this one is a SECONDARY and follows it when it meets it.
