@@ -38,6 +38,7 @@ pub struct BenchResult {
 pub fn run(args: &BenchArgs) -> Result<Exit, ClusterError> {
     let (runtime, exe) = hadr_testbed::local_cluster::runtime_and_exe()?;
     let dir = std::env::temp_dir().join(format!("hadr-bench-{}", std::process::id()));
+    crate::demo_cmd::temp_dir(&dir)?;
     let result = match &args.what {
         None => runtime.block_on(bench(&exe, &dir, args)),
         #[cfg(feature = "etcd")]
@@ -50,6 +51,7 @@ pub fn run(args: &BenchArgs) -> Result<Exit, ClusterError> {
         }
     };
     let _ = std::fs::remove_dir_all(&dir);
+    hadr_testbed::cleanup::forget_temp_dir(&dir);
     result
 }
 

@@ -18,7 +18,11 @@ pub fn run(args: &DemoArgs) -> Result<Exit, ClusterError> {
     let (runtime, exe) = hadr_testbed::local_cluster::runtime_and_exe()?;
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
-        None => std::env::temp_dir().join(format!("hadr-demo-{}", std::process::id())),
+        None => {
+            let dir = std::env::temp_dir().join(format!("hadr-demo-{}", std::process::id()));
+            temp_dir(&dir)?;
+            dir
+        }
     };
     let result = match args.cluster {
         ClusterKind::None => runtime.block_on(demo(&exe, &dir, args)),
@@ -32,7 +36,17 @@ pub fn run(args: &DemoArgs) -> Result<Exit, ClusterError> {
     } else {
         eprintln!("replica logs and data are in {}", dir.display());
     }
+    hadr_testbed::cleanup::forget_temp_dir(&dir);
     result
+}
+
+/// Creates `dir` as a temporary directory of this process: a stopping signal removes it
+/// (`hadr_testbed::cleanup`).
+pub(crate) fn temp_dir(dir: &std::path::Path) -> Result<(), ClusterError> {
+    hadr_testbed::cleanup::create_temp_dir(dir).map_err(|source| ClusterError::Io {
+        what: format!("creating {}", dir.display()),
+        source,
+    })
 }
 
 fn step(n: u32, text: &str) {

@@ -20,6 +20,17 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // The long commands start replicas, etcd and drivers: a stopping signal stops them all
+    // and removes what they made (hadr_testbed::cleanup).
+    if matches!(
+        cli.command,
+        Command::Certify(_) | Command::Demo(_) | Command::Bench(_)
+    ) {
+        if let Err(e) = hadr_testbed::cleanup::stop_on_signals() {
+            eprintln!("hadr: {e}");
+            return std::process::ExitCode::from(Exit::Failed as u8);
+        }
+    }
     let result = match &cli.command {
         Command::Check(args) => check_cmd::run(args),
         Command::Explore(args) => explore_cmd::run(args),

@@ -92,7 +92,7 @@ impl External {
 
 impl Driver {
     fn start(command: &str) -> Result<Driver, String> {
-        let mut child = Command::new("sh")
+        let mut child = hadr_testbed::cleanup::die_with_parent(&mut Command::new("sh"))
             .arg("-c")
             .arg(command)
             .stdin(Stdio::piped())

@@ -225,8 +225,7 @@ impl Group {
 
     #[cfg(feature = "etcd")]
     fn start_etcd(&mut self) -> Result<(), SutError> {
-        let etcd = hadr_manager::local::LocalEtcd::start(&self.dir.join("etcd"), 1)
-            .map_err(|e| failed(format!("etcd: {e}")))?;
+        let etcd = hadr_testbed::failover::etcd(&self.dir, 1).map_err(failed)?;
         let upstream: SocketAddr = etcd
             .endpoint(0)
             .trim_start_matches("http://")
@@ -698,6 +697,7 @@ impl Drop for Group {
         if !self.keep {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+        hadr_testbed::cleanup::forget_temp_dir(&self.dir);
     }
 }
 
@@ -716,7 +716,8 @@ fn scenario_dir() -> Result<PathBuf, SutError> {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
-    std::fs::create_dir_all(&dir).map_err(|e| {
+    // Removed by `Group`'s drop, or on a stopping signal by `hadr_testbed::cleanup`.
+    hadr_testbed::cleanup::create_temp_dir(&dir).map_err(|e| {
         failed(format!(
             "cannot make the scenario directory {}: {e}",
             dir.display()

@@ -239,7 +239,10 @@ pub async fn wait_new_primary(
 
 /// Starts a local etcd of `members` members under `dir/etcd`.
 pub fn etcd(dir: &std::path::Path, members: usize) -> Result<LocalEtcd, ClusterError> {
-    LocalEtcd::start(&dir.join("etcd"), members).map_err(ClusterError::Etcd)
+    LocalEtcd::start_with(&dir.join("etcd"), members, &|command| {
+        crate::cleanup::die_with_parent(command);
+    })
+    .map_err(ClusterError::Etcd)
 }
 
 /// Starts `n` replicas on `etcd` and creates an EXTERNAL group of `modes` with a lease of

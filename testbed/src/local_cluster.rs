@@ -140,24 +140,58 @@ fn reservations() -> std::path::PathBuf {
 }
 
 /// Reserves `port` for this process: false if another live reservation holds it. A
-/// reservation older than an hour is stale (its process died without cleaning up).
+/// reservation file holds its process' id; one whose process is gone is stale, and so is one
+/// older than an hour (a process that kept it on purpose, or an id reused since).
 fn reserve(port: u16) -> bool {
     let dir = reservations();
     if std::fs::create_dir_all(&dir).is_err() {
         return true; // nowhere to reserve: fall back to the bind check alone
     }
     let path = dir.join(port.to_string());
-    let stale = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600));
-    if stale {
+    if stale(&path) {
         let _ = std::fs::remove_file(&path);
     }
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .is_ok()
+    crate::cleanup::reserve_with(&path, || {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut file| write!(file, "{}", std::process::id()))
+            .is_ok()
+    })
+}
+
+/// Whether the reservation file `path` is stale: its process is gone, or it is over an hour
+/// old.
+fn stale(path: &Path) -> bool {
+    let old = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600));
+    let owner_gone = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+    old || owner_gone
+}
+
+/// The process holding the reservation of `port`, if any (for tests of the cleanup).
+pub fn reservation_owner(port: u16) -> Option<u32> {
+    std::fs::read_to_string(reservations().join(port.to_string()))
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+}
+
+/// The ports `pid` holds reservations of (for tests of the cleanup).
+pub fn reservations_of(pid: u32) -> Vec<u16> {
+    let Ok(entries) = std::fs::read_dir(reservations()) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u16>().ok()))
+        .filter(|&port| reservation_owner(port) == Some(pid))
+        .collect()
 }
 
 /// Gives back a port [`free_port`] reserved.
@@ -169,7 +203,9 @@ pub fn release_port(port: u16) {
 fn release(ports: impl IntoIterator<Item = u16>) {
     let dir = reservations();
     for port in ports {
-        let _ = std::fs::remove_file(dir.join(port.to_string()));
+        let path = dir.join(port.to_string());
+        let _ = std::fs::remove_file(&path);
+        crate::cleanup::released(&path);
     }
 }
 
@@ -406,7 +442,7 @@ impl LocalCluster {
             source,
         })?;
         let config = spec.data_dir.with_file_name(format!("{}.toml", spec.name));
-        let child = Command::new(&self.exe)
+        let child = crate::cleanup::die_with_parent(&mut Command::new(&self.exe))
             .arg("replica")
             .arg("--config")
             .arg(&config)

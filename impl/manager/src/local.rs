@@ -52,10 +52,21 @@ impl LocalEtcd {
     /// and waits until every member answers `/health`. Ports are picked by binding and
     /// releasing them, so a start that loses a port to another process is tried again.
     pub fn start(dir: &Path, members: usize) -> Result<LocalEtcd, String> {
+        Self::start_with(dir, members, &|_| {})
+    }
+
+    /// [`LocalEtcd::start`], with `prepare` applied to each member's command before it starts
+    /// (e.g. to make it die with its parent).
+    pub fn start_with(
+        dir: &Path,
+        members: usize,
+        prepare: &dyn Fn(&mut Command),
+    ) -> Result<LocalEtcd, String> {
         let binary = etcd_binary().ok_or_else(|| ETCD_MISSING.to_owned())?;
         let mut last_error = String::new();
         for attempt in 0..3 {
-            match Self::spawn(&binary, &dir.join(format!("etcd-{attempt}")), members) {
+            let attempt_dir = dir.join(format!("etcd-{attempt}"));
+            match Self::spawn(&binary, &attempt_dir, members, prepare) {
                 Ok(cluster) => return Ok(cluster),
                 Err(error) => last_error = error,
             }
@@ -63,7 +74,12 @@ impl LocalEtcd {
         Err(last_error)
     }
 
-    fn spawn(binary: &Path, dir: &Path, count: usize) -> Result<LocalEtcd, String> {
+    fn spawn(
+        binary: &Path,
+        dir: &Path,
+        count: usize,
+        prepare: &dyn Fn(&mut Command),
+    ) -> Result<LocalEtcd, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let ports: Vec<(u16, u16)> = (0..count)
             .map(|_| Ok((free_port()?, free_port()?)))
@@ -84,7 +100,9 @@ impl LocalEtcd {
             let out = std::fs::File::create(&log)
                 .map_err(|e| format!("creating {}: {e}", log.display()))?;
             let err = out.try_clone().map_err(|e| e.to_string())?;
-            let child = Command::new(binary)
+            let mut command = Command::new(binary);
+            prepare(&mut command);
+            let child = command
                 .arg(format!("--name={name}"))
                 .arg(format!(
                     "--data-dir={}",
