@@ -385,15 +385,14 @@ fn run_all(
             let send = send.clone();
             let next = &next;
             let queue = &queue;
-            scope.spawn(move || loop {
-                let Some(&slot) = queue.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                    break;
-                };
-                let i = positions[slot];
-                let (file, scenario) = &scenarios[i];
-                let ran = run_one(file, scenario, make_sut, options.shrink_failures);
-                if send.send((slot, ran)).is_err() {
-                    break;
+            scope.spawn(move || {
+                while let Some(&slot) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let i = positions[slot];
+                    let (file, scenario) = &scenarios[i];
+                    let ran = run_one(file, scenario, make_sut, options.shrink_failures);
+                    if send.send((slot, ran)).is_err() {
+                        break;
+                    }
                 }
             });
         }
