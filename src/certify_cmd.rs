@@ -77,6 +77,9 @@ pub enum CertifyError {
     /// The certificates are not every shard of one run.
     #[error(transparent)]
     Merge(#[from] MergeError),
+    /// The pages of `--html` could not be written.
+    #[error(transparent)]
+    Html(#[from] hadr_conformance::html::HtmlError),
     /// A report file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -183,6 +186,16 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
     progress.clear();
     if let Some(dir) = &args.save_failures {
         save_failures(&certificate, dir, &args.sut)?;
+    }
+    if let Some(dir) = &args.html {
+        let written = hadr_conformance::html::write_pages(&certificate, dir, args.html_all)?;
+        eprintln!(
+            "{} scenario page{} written to {} (open {})",
+            written.pages.len(),
+            if written.pages.len() == 1 { "" } else { "s" },
+            dir.display(),
+            written.index.display()
+        );
     }
     publish(&certificate, args.json, &args.junit, &args.markdown)
 }

@@ -14,6 +14,8 @@ pub struct Cli {
 
 /// The commands.
 #[derive(Debug, Subcommand)]
+// Parsed once per run: the size of its largest variant (`certify`'s many options) costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Model-check an availability group against the spec (every invariant, every hazard,
     /// every action kind), exhaustively within the configuration's bounds.
@@ -79,6 +81,14 @@ pub struct CertifyArgs {
     /// Also write the certificate as Markdown.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+    /// Also write a page per scenario that did not pass into DIR (`NNN-name.html`, and
+    /// `index.html` listing every scenario): the run's timeline, a lane per replica, the
+    /// manager and the clients, the failing step highlighted with what the spec allows there.
+    #[arg(long, value_name = "DIR")]
+    pub html: Option<PathBuf>,
+    /// With `--html`: a page for every scenario, passed ones too.
+    #[arg(long, requires = "html")]
+    pub html_all: bool,
     /// Plant a bug: in the reference implementation (`reference-sim`, `reference`; a build
     /// with the `mutants` feature, `--list-mutants`), or in the spec (`spec`; `hadr check
     /// --list-mutants`). Certification must fail and name the rule it breaks.
@@ -142,6 +152,14 @@ pub struct MergeArgs {
     /// Also write the certificate as Markdown.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+    /// Also write a page per scenario that did not pass into DIR (`NNN-name.html`, and
+    /// `index.html` listing every scenario): the run's timeline, a lane per replica, the
+    /// manager and the clients, the failing step highlighted with what the spec allows there.
+    #[arg(long, value_name = "DIR")]
+    pub html: Option<PathBuf>,
+    /// With `--html`: a page for every scenario, passed ones too.
+    #[arg(long, requires = "html")]
+    pub html_all: bool,
 }
 
 /// Options of `hadr validate`.

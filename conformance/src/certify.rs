@@ -2,7 +2,7 @@
 
 use crate::adequacy::{MutationScore, TransitionCoverage};
 use crate::diagnose::diagnose;
-use crate::judge::{diff, judge, Disagreement, Verdict};
+use crate::judge::{diff, judge, judge_recorded, Disagreement, Verdict};
 use crate::scenario::{Coverage, Scenario};
 pub use crate::shard::{merge, MergeError, Shard, ShardSpec, ShardSpecError};
 use crate::sut::Sut;
@@ -56,6 +56,26 @@ pub struct ScenarioResult {
     /// For a failure: the shrunk scenario, replayable (`--save-failures`).
     #[serde(skip)]
     pub failing_scenario: Option<Scenario>,
+    /// What the system showed at each step of the run judged (for a failure, the shrunk run
+    /// that failed last), for the pictures of `--html` ([`crate::html`]). Not part of the
+    /// certificate: absent from one read back from JSON.
+    #[serde(skip)]
+    pub timeline: Option<Timeline>,
+}
+
+/// A run of a scenario as the judge saw it: the environment's actions and what the system
+/// showed after setup and after each of them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timeline {
+    /// The scenario's configuration (the TOML text of [`Scenario::config`]).
+    pub config: String,
+    /// The environment actions of the run: for a failure the shrunk scenario's (the ones of
+    /// [`ScenarioResult::actions`]); for an error, those up to the step that went wrong.
+    pub actions: Vec<hadr_model::Action>,
+    /// What the system showed after setup (first) and after each action that ran, in order:
+    /// for a failure the failing observation last; for an error or a run too broad to judge,
+    /// the ones before it.
+    pub observations: Vec<hadr_types::Observation>,
 }
 
 /// Why the JUnit XML of a certificate could not be written ([`Certificate::junit`]).
@@ -241,8 +261,17 @@ fn run_one(
     let mut sut = make_sut(scenario);
     let name = sut.name();
     let mut result = ScenarioResult::passed(file, &scenario.purpose);
-    match judge(scenario, sut.as_mut()) {
-        Verdict::Pass => {}
+    let (verdict, observations) = judge_recorded(scenario, sut.as_mut());
+    // The actions that ran (up to the step that went wrong), with what the system showed.
+    let ran = |step: usize, observations| {
+        Some(Timeline {
+            config: scenario.config.clone(),
+            actions: scenario.steps.iter().take(step).map(|s| s.action).collect(),
+            observations,
+        })
+    };
+    match verdict {
+        Verdict::Pass => result.timeline = ran(scenario.steps.len(), observations),
         Verdict::Fail(d) => {
             drop(sut);
             result.verdict = "fail".to_owned();
@@ -260,10 +289,12 @@ fn run_one(
             result.verdict = "error".to_owned();
             result.step = Some(step);
             result.error = Some(error.to_string());
+            result.timeline = ran(step, observations);
         }
         Verdict::TooBroad { step, cap } => {
             result.verdict = "too_broad".to_owned();
             result.step = Some(step);
+            result.timeline = ran(step, observations);
             result.error = Some(format!(
                 "after step {step} the model may be in more than {cap} states: too broad to judge"
             ));
@@ -300,6 +331,11 @@ fn describe_failure(result: &mut ScenarioResult, shrunk: Scenario, d: &Disagreem
             .map(|e| diff(e, &d.observed))
             .collect();
     }
+    result.timeline = Some(Timeline {
+        config: shrunk.config.clone(),
+        actions,
+        observations: d.observations(),
+    });
     let mut saved = shrunk;
     saved.purpose = format!("failure of {} ({})", result.file, result.purpose);
     result.failing_scenario = Some(saved);
@@ -385,15 +421,14 @@ fn run_all(
             let send = send.clone();
             let next = &next;
             let queue = &queue;
-            scope.spawn(move || loop {
-                let Some(&slot) = queue.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                    break;
-                };
-                let i = positions[slot];
-                let (file, scenario) = &scenarios[i];
-                let ran = run_one(file, scenario, make_sut, options.shrink_failures);
-                if send.send((slot, ran)).is_err() {
-                    break;
+            scope.spawn(move || {
+                while let Some(&slot) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let i = positions[slot];
+                    let (file, scenario) = &scenarios[i];
+                    let ran = run_one(file, scenario, make_sut, options.shrink_failures);
+                    if send.send((slot, ran)).is_err() {
+                        break;
+                    }
                 }
             });
         }
@@ -450,7 +485,7 @@ pub fn certificate(
 
 impl ScenarioResult {
     /// A scenario `file` (of `purpose`) that passed; a failure fills in the rest.
-    fn passed(file: &str, purpose: &str) -> Self {
+    pub(crate) fn passed(file: &str, purpose: &str) -> Self {
         ScenarioResult {
             file: file.to_owned(),
             purpose: purpose.to_owned(),
@@ -464,6 +499,7 @@ impl ScenarioResult {
             alternatives: Vec::new(),
             error: None,
             failing_scenario: None,
+            timeline: None,
         }
     }
 

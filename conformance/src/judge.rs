@@ -145,8 +145,29 @@ pub fn judge(scenario: &Scenario, sut: &mut dyn Sut) -> Verdict {
 /// [`judge`], giving up (as [`Verdict::TooBroad`]) once the spec may be in more than `cap`
 /// states after a step.
 pub fn judge_within(scenario: &Scenario, sut: &mut dyn Sut, cap: usize) -> Verdict {
+    judge_recording(scenario, sut, cap, &mut Vec::new())
+}
+
+/// [`judge`], also returning what the system showed after setup and after each step that ran,
+/// in order: on a failure the failing observation last; on an error or a run too broad to
+/// judge, the observations before it. The pictures of `hadr certify --html` are drawn from
+/// them ([`crate::html`]).
+pub fn judge_recorded(scenario: &Scenario, sut: &mut dyn Sut) -> (Verdict, Vec<Observation>) {
+    let mut seen = Vec::new();
+    let verdict = judge_recording(scenario, sut, MAX_STATES, &mut seen);
+    (verdict, seen)
+}
+
+/// [`judge_within`], pushing each observation onto `seen` as it comes (kept when the system
+/// panics).
+fn judge_recording(
+    scenario: &Scenario,
+    sut: &mut dyn Sut,
+    cap: usize,
+    seen: &mut Vec<Observation>,
+) -> Verdict {
     let step = std::cell::Cell::new(0);
-    let run = std::panic::AssertUnwindSafe(|| judge_steps(scenario, sut, cap, &step));
+    let run = std::panic::AssertUnwindSafe(|| judge_steps(scenario, sut, cap, &step, seen));
     std::panic::catch_unwind(run).unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<String>()
@@ -165,6 +186,7 @@ fn judge_steps(
     sut: &mut dyn Sut,
     cap: usize,
     at: &std::cell::Cell<usize>,
+    seen: &mut Vec<Observation>,
 ) -> Verdict {
     let config = match judging_model(scenario) {
         Ok(c) => c,
@@ -184,7 +206,6 @@ fn judge_steps(
     if let Err(error) = sut.setup(&config.ag) {
         return Verdict::Error { step: 0, error };
     }
-    let mut history: Vec<Observation> = Vec::new();
     for step in 0..=scenario.steps.len() {
         at.set(step);
         if step > 0 {
@@ -203,6 +224,8 @@ fn judge_steps(
         if !spec.observe(&observed) {
             let mut expected = spec.allowed();
             expected.sort_by_key(|e| distance(e, &observed));
+            let history = seen.clone();
+            seen.push(observed.clone());
             return Verdict::Fail(Disagreement {
                 step,
                 previous: history.last().cloned(),
@@ -211,7 +234,7 @@ fn judge_steps(
                 history,
             });
         }
-        history.push(observed);
+        seen.push(observed);
     }
     Verdict::Pass
 }

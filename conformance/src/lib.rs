@@ -11,7 +11,8 @@
 //! `sys.dm_hadr_*` views and the clients show) must be that of a spec state consistent with
 //! every observation before it. A failure names the rule it breaks ([`diagnose`]); a
 //! certificate ([`certify`]) also measures the corpus ([`adequacy`]): transitions tried and
-//! mutants caught, the spec's mutants run as systems under test ([`model_sut`]).
+//! mutants caught, the spec's mutants run as systems under test ([`model_sut`]). [`html`] draws
+//! each run as a page: a timeline of what the system showed, the failing step highlighted.
 //!
 //! The other direction, [`validate`]: an implementation's own event log (`hadr-events/1`,
 //! `docs/event-log.md`) checked against the model, so that runs of anyone's test suite can be
@@ -27,6 +28,7 @@ pub mod adequacy;
 pub mod certify;
 pub mod diagnose;
 pub mod generate;
+pub mod html;
 pub mod judge;
 pub mod lockstep;
 pub mod model_sut;
