@@ -1,11 +1,11 @@
 //! `hadr certify`: replay the conformance corpus on a system under test and print its
 //! certificate (hadr-conformance).
 
-use crate::cli::{CertifyArgs, CertifyCommand, MergeArgs};
+use crate::cli::{CertifyArgs, CertifyCommand, FaultsArg, MergeArgs};
 use crate::progress::Line;
 use crate::Exit;
 use hadr_adapters::external::External;
-use hadr_adapters::reference::Reference;
+use hadr_adapters::reference::{NetworkFaults, Reference};
 use hadr_adapters::reference_sim::ReferenceSim;
 use hadr_conformance::certify::{
     certify, load_corpus, load_scenarios, merge, Certificate, CorpusError, JunitError, MergeError,
@@ -74,6 +74,9 @@ pub enum CertifyError {
         /// Where the JSON is wrong.
         source: serde_json::Error,
     },
+    /// `--faults outside` where network namespaces cannot be made.
+    #[error("--faults outside: this process cannot make network namespaces (it needs root, or CAP_SYS_ADMIN and CAP_NET_ADMIN, and iproute2): {0}; use --faults cooperative")]
+    NoNamespaces(hadr_testbed::netns::NetnsError),
     /// The certificates are not every shard of one run.
     #[error(transparent)]
     Merge(#[from] MergeError),
@@ -118,8 +121,9 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
             }
             let exe = std::env::current_exe().map_err(CertifyError::OwnPath)?;
             let mutant = mutant.clone();
+            let faults = network_faults(args.faults)?;
             Box::new(move |_| match Reference::new(exe.clone(), mutant.clone()) {
-                Ok(r) => Box::new(r) as Box<dyn Sut>,
+                Ok(r) => Box::new(r.with_network_faults(faults)) as Box<dyn Sut>,
                 Err(e) => Box::new(Broken(e.to_string())) as Box<dyn Sut>,
             })
         }
@@ -198,6 +202,25 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
         );
     }
     publish(&certificate, args.json, &args.junit, &args.markdown)
+}
+
+/// How `--sut reference` makes network faults: from outside (network namespaces) when asked
+/// or, with `auto`, when this process may; `outside` without the means is an error.
+fn network_faults(faults: FaultsArg) -> Result<NetworkFaults, CertifyError> {
+    match faults {
+        FaultsArg::Cooperative => Ok(NetworkFaults::Cooperative),
+        FaultsArg::Outside => {
+            hadr_testbed::netns::available().map_err(CertifyError::NoNamespaces)?;
+            Ok(NetworkFaults::Outside)
+        }
+        FaultsArg::Auto => match hadr_testbed::netns::available() {
+            Ok(()) => Ok(NetworkFaults::Outside),
+            Err(e) => {
+                eprintln!("hadr certify: network faults made by the replicas themselves (--faults cooperative): network namespaces need root, or CAP_SYS_ADMIN and CAP_NET_ADMIN, and iproute2 ({e})");
+                Ok(NetworkFaults::Cooperative)
+            }
+        },
+    }
 }
 
 /// How many scenarios run at once unless `--jobs` says: real processes mostly wait out

@@ -122,10 +122,28 @@ pub struct CertifyArgs {
     /// (give more only to a driver whose systems are isolated from each other).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+    /// With `--sut reference`, how network faults are made: `outside` (each replica and etcd
+    /// in a network namespace of its own, packets dropped between them; root or
+    /// CAP_SYS_ADMIN and CAP_NET_ADMIN), `cooperative` (the replicas on loopback cut
+    /// themselves through their /debug routes), or `auto` (outside when this process may make
+    /// network namespaces, else cooperative, saying why).
+    #[arg(long, value_enum, default_value_t = FaultsArg::Auto)]
+    pub faults: FaultsArg,
     /// Run only the K-th of N shards of the scenarios (a stable split by file name), for
     /// `hadr certify merge` to put together; use with `--json`.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<hadr_conformance::certify::ShardSpec>,
+}
+
+/// `hadr certify --faults`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FaultsArg {
+    /// Outside when possible, else cooperative.
+    Auto,
+    /// From outside the replicas: network namespaces.
+    Outside,
+    /// By the replicas themselves.
+    Cooperative,
 }
 
 /// `hadr certify …`.

@@ -1,7 +1,7 @@
 //! The long commands leave nothing behind when they are stopped: SIGTERM to `hadr certify
 //! --sut reference`, `hadr demo` and `hadr demo --cluster etcd` stops every process they
-//! started (replicas, etcd), removes their temporary directories and gives back their port
-//! reservations, and exits with 128 + 15; SIGKILL, which nothing can catch, still takes the
+//! started (replicas, etcd), removes their temporary directories and network namespaces and
+//! gives back their port reservations, and exits with 128 + 15; SIGKILL, which nothing can catch, still takes the
 //! replicas down with it (`PR_SET_PDEATHSIG`).
 
 use hadr_testbed::cleanup::descendants;
@@ -107,8 +107,8 @@ fn sigterm_leaves_nothing(args: &[&str], processes: usize, temp_dir_name: &str) 
         .collect();
     assert!(!made.is_empty(), "{args:?} made no temporary directory");
     assert!(
-        !reservations_of(pid).is_empty(),
-        "{args:?} reserved no port"
+        !reservations_of(pid).is_empty() || !namespaces_of(pid).is_empty(),
+        "{args:?} reserved no port and made no network namespace"
     );
 
     signal(&child, libc::SIGTERM);
@@ -126,21 +126,53 @@ fn sigterm_leaves_nothing(args: &[&str], processes: usize, temp_dir_name: &str) 
         Vec::<PathBuf>::new()
     );
     assert_eq!(reservations_of(pid), Vec::<u16>::new(), "{args:?}");
+    assert_eq!(namespaces_of(pid), Vec::<PathBuf>::new(), "{args:?}");
 }
 
+/// The network namespaces made by process `pid` (`hadr_testbed::netns` names them after it).
+fn namespaces_of(pid: u32) -> Vec<PathBuf> {
+    let dir = Path::new("/run/netns");
+    if !dir.exists() {
+        return Vec::new();
+    }
+    entries_named(dir, &format!("hadr-{pid}-"))
+}
+
+/// The replicas on loopback: port reservations.
 #[cfg(feature = "etcd")]
 #[test]
 fn sigterm_to_certify_reference_leaves_nothing() {
-    // The corpus is CLUSTER_TYPE EXTERNAL: three replicas and etcd.
+    // The corpus is CLUSTER_TYPE EXTERNAL: three replicas and etcd a scenario.
+    let args = [
+        "certify",
+        "--sut",
+        "reference",
+        "--short-timeouts",
+        "--jobs",
+        "2",
+    ];
     sigterm_leaves_nothing(
-        &[
-            "certify",
-            "--sut",
-            "reference",
-            "--short-timeouts",
-            "--jobs",
-            "2",
-        ],
+        &[&args[..], &["--faults", "cooperative"]].concat(),
+        8,
+        "hadr-reference",
+    );
+}
+
+/// The replicas in network namespaces (root: CI runs as root; otherwise the command refuses
+/// `--faults outside` and this test fails saying why).
+#[cfg(feature = "etcd")]
+#[test]
+fn sigterm_to_certify_reference_in_namespaces_leaves_nothing() {
+    let args = [
+        "certify",
+        "--sut",
+        "reference",
+        "--short-timeouts",
+        "--jobs",
+        "2",
+    ];
+    sigterm_leaves_nothing(
+        &[&args[..], &["--faults", "outside"]].concat(),
         8,
         "hadr-reference",
     );

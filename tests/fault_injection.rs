@@ -235,6 +235,32 @@ async fn a_dropped_log_block_is_detected_as_a_gap_and_sent_again() {
     assert_eq!(c.sync_state(0, 1).await.as_deref(), Some("SYNCHRONIZED"));
 }
 
+/// With `HADR_FAULT_INJECTION=process` (a harness that cuts the network from outside) the
+/// network's routes are refused with 404 `NetworkFaultInjectionDisabled` and the process' own
+/// faults are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_process_faults_only_the_network_routes_are_refused() {
+    let (_dir, mut c) = cluster(2);
+    c.env
+        .push(("HADR_FAULT_INJECTION".to_owned(), "process".to_owned()));
+    start_all(&mut c).await;
+    c.create_group(&[SYNC, SYNC], 0).await.unwrap();
+    for (path, body) in [
+        ("/debug/partition", json!({ "peer": "R1", "cut": true })),
+        ("/debug/manager", json!({ "cut": true })),
+    ] {
+        let r = post(&c, 0, path, body).await;
+        assert_refused(&r, 404, "NetworkFaultInjectionDisabled");
+    }
+    let r = post(&c, 0, "/debug/health-fault", json!({ "level": 1 })).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        commit_one(c.replicas[0].client, "k").await.outcome,
+        "committed",
+        "no partition was made"
+    );
+}
+
 /// Without `HADR_FAULT_INJECTION=1` every fault route is refused with 404
 /// `FaultInjectionDisabled`, and nothing changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

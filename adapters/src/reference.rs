@@ -3,9 +3,16 @@
 //!
 //! Every scenario gets a fresh directory, one `hadr replica` process per replica of its
 //! configuration (real TCP, a real fsync'd log, SIGKILL for a crash) and, for CLUSTER_TYPE
-//! EXTERNAL, one real etcd member. Faults go through the replicas' fault-injection endpoints
-//! (`HADR_FAULT_INJECTION=1`, docs/node.md): `/debug/partition`, `/debug/manager`,
-//! `/debug/drop-log`, `/debug/health-fault`; a lost quorum is etcd stopped with SIGSTOP.
+//! EXTERNAL, one real etcd member; a lost quorum is etcd stopped with SIGSTOP.
+//!
+//! Network faults come from outside the replicas ([`NetworkFaults::Outside`], the default
+//! where the process may make network namespaces): every replica and etcd run in a network
+//! namespace of their own ([`hadr_testbed::netns`]), and a partition or a cut from the
+//! manager is packets dropped between namespaces; the replicas run with
+//! `HADR_FAULT_INJECTION=process`, which refuses `/debug/partition` and `/debug/manager`.
+//! Otherwise ([`NetworkFaults::Cooperative`]) they run on loopback and cut themselves through
+//! those routes (`HADR_FAULT_INJECTION=1`, docs/node.md). Either way the faults of a process
+//! itself go through its `/debug/drop-log`, `/debug/health-fault` and `/debug/disk-stall`.
 //! Observations are each replica's `GET /observation`, or for a stopped replica what its files
 //! say ([`hadr_node::node::offline_observation`]).
 //!
@@ -17,12 +24,13 @@
 use hadr_conformance::sut::{Sut, SutError};
 use hadr_model::{Action, Node};
 use hadr_testbed::local_cluster::{release_port, ClusterError, LocalCluster};
+use hadr_testbed::netns::Network;
 use hadr_types::{
     AgConfig, ClusterType, CommitOutcome, DatabaseId, DefiniteReason, Observation,
     ReplicaObservation, TransactionObservation, TxnId,
 };
 use std::collections::BTreeSet;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,11 +62,23 @@ fn starts_timeouts(action: &Action) -> bool {
     )
 }
 
-/// The reference replicas as processes on loopback.
+/// How the network faults of a scenario are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetworkFaults {
+    /// From outside: each replica and etcd in a network namespace of its own, packets dropped
+    /// between them (root, or CAP_SYS_ADMIN and CAP_NET_ADMIN).
+    Outside,
+    /// By the replicas themselves, on loopback, through their `/debug/partition` and
+    /// `/debug/manager` routes.
+    Cooperative,
+}
+
+/// The reference replicas as processes.
 pub struct Reference {
     exe: PathBuf,
     runtime: tokio::runtime::Runtime,
     mutant: Option<String>,
+    faults: NetworkFaults,
     group: Option<Group>,
 }
 
@@ -75,8 +95,15 @@ impl Reference {
             exe,
             runtime,
             mutant,
+            faults: NetworkFaults::Cooperative,
             group: None,
         })
+    }
+
+    /// Makes the scenarios' network faults as `faults` says.
+    pub fn with_network_faults(mut self, faults: NetworkFaults) -> Reference {
+        self.faults = faults;
+        self
     }
 
     fn group(&mut self) -> Result<&mut Group, SutError> {
@@ -96,7 +123,13 @@ impl Sut for Reference {
 
     fn setup(&mut self, config: &AgConfig) -> Result<(), SutError> {
         self.group = None; // stops the previous group's processes first
-        let group = Group::start(&self.exe, self.mutant.as_deref(), config, &self.runtime)?;
+        let group = Group::start(
+            &self.exe,
+            self.mutant.as_deref(),
+            config,
+            self.faults,
+            &self.runtime,
+        )?;
         self.group = Some(group);
         let runtime = self.runtime.handle().clone();
         self.group()?.quiesce(&runtime, Duration::ZERO)
@@ -151,6 +184,9 @@ struct Group {
     cut_from_manager: BTreeSet<usize>,
     /// A stopped replica's observation, read from its files once per stop.
     offline: Vec<Option<ReplicaObservation>>,
+    /// With network faults from outside: the group's network (replica `i` is host `i`, etcd
+    /// the host after the last replica). Last, so that it goes after every process.
+    network: Option<Network>,
 }
 
 impl Group {
@@ -158,6 +194,7 @@ impl Group {
         exe: &Path,
         mutant: Option<&str>,
         config: &AgConfig,
+        faults: NetworkFaults,
         runtime: &tokio::runtime::Runtime,
     ) -> Result<Group, SutError> {
         if config.cluster_type == ClusterType::Wsfc {
@@ -168,7 +205,30 @@ impl Group {
         let external = config.cluster_type == ClusterType::External;
         let dir = scenario_dir()?;
         let names: Vec<String> = config.replicas.iter().map(|r| r.name.clone()).collect();
-        let mut cluster = LocalCluster::named(exe, &dir, &names).map_err(cluster_failed)?;
+        let network = match faults {
+            NetworkFaults::Outside => Some(
+                Network::create(names.len() + usize::from(external))
+                    .map_err(|e| failed(format!("the scenario's network: {e}")))?,
+            ),
+            NetworkFaults::Cooperative => None,
+        };
+        let mut cluster = match &network {
+            Some(net) => {
+                let addresses: Vec<IpAddr> = (0..names.len())
+                    .map(|i| IpAddr::V4(net.address(i)))
+                    .collect();
+                let mut cluster = LocalCluster::on_hosts(exe, &dir, &names, &addresses)
+                    .map_err(cluster_failed)?;
+                for (i, prepare) in cluster.prepare.iter_mut().enumerate() {
+                    *prepare = Some(Box::new(net.entry(i)));
+                }
+                cluster
+                    .env
+                    .push(("HADR_FAULT_INJECTION".to_owned(), "process".to_owned()));
+                cluster
+            }
+            None => LocalCluster::named(exe, &dir, &names).map_err(cluster_failed)?,
+        };
         cluster.fault_injection = true;
         if let Some(m) = mutant {
             cluster.env.push(("HADR_MUTANT".to_owned(), m.to_owned()));
@@ -189,6 +249,7 @@ impl Group {
             clients: Vec::new(),
             cut_links: BTreeSet::new(),
             cut_from_manager: BTreeSet::new(),
+            network,
         };
         if external {
             group.start_etcd()?;
@@ -225,6 +286,28 @@ impl Group {
 
     #[cfg(feature = "etcd")]
     fn start_etcd(&mut self) -> Result<(), SutError> {
+        if let Some(net) = &self.network {
+            // Its own host: the replicas reach it directly, and a cut is the network's.
+            let host = self.cluster.replicas.len();
+            let enter = net.entry(host);
+            let etcd = hadr_manager::local::LocalEtcd::start_with(
+                &self.dir.join("etcd"),
+                1,
+                Some(IpAddr::V4(net.address(host))),
+                &|command| {
+                    hadr_testbed::cleanup::die_with_parent(command);
+                    enter(command);
+                },
+            )
+            .map_err(|e| failed(format!("etcd: {e}")))?;
+            for i in 0..self.cluster.replicas.len() {
+                self.cluster
+                    .set_etcd_endpoints(i, &[etcd.endpoint(0)])
+                    .map_err(cluster_failed)?;
+            }
+            self.etcd = Some(etcd);
+            return Ok(());
+        }
         let etcd = hadr_testbed::failover::etcd(&self.dir, 1).map_err(failed)?;
         let upstream: SocketAddr = etcd
             .endpoint(0)
@@ -594,6 +677,10 @@ impl Group {
                 if self.config.cluster_type == ClusterType::None {
                     return Ok(()); // no manager to cut from
                 }
+                if let Some(net) = &mut self.network {
+                    let etcd = self.cluster.replicas.len();
+                    return net.set_cut(i, etcd, cut).map_err(failed);
+                }
                 self.admin(
                     runtime,
                     i,
@@ -608,6 +695,9 @@ impl Group {
                     self.cut_links.insert(link);
                 } else {
                     self.cut_links.remove(&link);
+                }
+                if let Some(net) = &mut self.network {
+                    return net.set_cut(i, j, cut).map_err(failed);
                 }
                 for (here, there) in [(i, j), (j, i)] {
                     let peer = self.cluster.replicas[there].name.clone();
@@ -638,6 +728,9 @@ impl Group {
         runtime
             .block_on(self.cluster.wait_ready(i))
             .map_err(cluster_failed)?;
+        if self.network.is_some() {
+            return Ok(()); // the cuts are the network's, and it kept them
+        }
         // The cuts are the network's, not the process's: put them back.
         let peers: Vec<usize> = self
             .cut_links

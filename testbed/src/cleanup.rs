@@ -1,10 +1,10 @@
 //! What a long command (`hadr certify`, `hadr demo`, `hadr bench`) leaves behind when it is
 //! told to stop: nothing. [`stop_on_signals`] makes SIGINT, SIGTERM and SIGHUP stop every
 //! process this one started (its whole process tree: replicas, etcd, a conformance driver and
-//! whatever that driver started), remove the temporary directories it made and give back its
-//! port reservations, then exit with status 128 + the signal's number. [`die_with_parent`]
-//! covers the one signal nothing can catch, SIGKILL: each child is killed by the kernel when
-//! the thread that started it ends.
+//! whatever that driver started), remove the temporary directories and network namespaces it
+//! made and give back its port reservations, then exit with status 128 + the signal's number.
+//! [`die_with_parent`] covers the one signal nothing can catch, SIGKILL: each child is killed
+//! by the kernel when the thread that started it ends.
 //!
 //! Temporary directories and port reservations are made under the registry's lock
 //! ([`create_temp_dir`], [`crate::local_cluster::free_port`]), and the cleanup holds that lock
@@ -22,12 +22,15 @@ struct Registry {
     dirs: Vec<PathBuf>,
     /// Reservation files of ports ([`crate::local_cluster`]).
     reservations: Vec<PathBuf>,
+    /// Network namespaces ([`crate::netns`]).
+    namespaces: Vec<String>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     stopping: false,
     dirs: Vec::new(),
     reservations: Vec::new(),
+    namespaces: Vec::new(),
 });
 
 fn registry() -> MutexGuard<'static, Registry> {
@@ -73,6 +76,16 @@ pub(crate) fn reserve_with(path: &Path, reserve: impl FnOnce() -> bool) -> bool 
 /// The reservation file `path` was removed.
 pub(crate) fn released(path: &Path) {
     registry().reservations.retain(|r| r != path);
+}
+
+/// The network namespace `name` is about to be made: a stopping signal deletes it.
+pub(crate) fn track_namespace(name: &str) {
+    registry().namespaces.push(name.to_owned());
+}
+
+/// The network namespace `name` was deleted.
+pub(crate) fn untrack_namespace(name: &str) {
+    registry().namespaces.retain(|n| n != name);
 }
 
 /// Makes the child that `command` starts die with SIGKILL when the thread that starts it
@@ -133,14 +146,15 @@ struct Report {
     processes: usize,
     dirs: usize,
     reservations: usize,
+    namespaces: usize,
 }
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} processes killed, {} temporary directories and {} port reservations removed",
-            self.processes, self.dirs, self.reservations
+            "{} processes killed, {} temporary directories, {} port reservations and {} network namespaces removed",
+            self.processes, self.dirs, self.reservations, self.namespaces
         )
     }
 }
@@ -164,10 +178,21 @@ fn clean_up(registry: &mut Registry) -> Report {
         .drain(..)
         .filter(|r| std::fs::remove_file(r).is_ok())
         .count();
+    let namespaces = registry
+        .namespaces
+        .drain(..)
+        .filter(|n| {
+            Command::new("ip")
+                .args(["netns", "del", n])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .count();
     Report {
         processes,
         dirs,
         reservations,
+        namespaces,
     }
 }
 

@@ -239,7 +239,7 @@ pub async fn wait_new_primary(
 
 /// Starts a local etcd of `members` members under `dir/etcd`.
 pub fn etcd(dir: &std::path::Path, members: usize) -> Result<LocalEtcd, ClusterError> {
-    LocalEtcd::start_with(&dir.join("etcd"), members, &|command| {
+    LocalEtcd::start_with(&dir.join("etcd"), members, None, &|command| {
         crate::cleanup::die_with_parent(command);
     })
     .map_err(ClusterError::Etcd)

@@ -18,3 +18,4 @@ pub mod cleanup;
 #[cfg(feature = "etcd")]
 pub mod failover;
 pub mod local_cluster;
+pub mod netns;

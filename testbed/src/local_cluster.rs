@@ -128,10 +128,19 @@ pub struct LocalCluster {
     pub session_timeout_s: u32,
     /// Start replicas with `HADR_FAULT_INJECTION=1` (enables `POST /debug/stall`).
     pub fault_injection: bool,
-    /// More environment variables for the replica processes (e.g. `HADR_MUTANT`).
+    /// More environment variables for the replica processes (e.g. `HADR_MUTANT`); they
+    /// override the ones above (e.g. `HADR_FAULT_INJECTION=process`).
     pub env: Vec<(String, String)>,
+    /// Per replica, what to do to its command before it starts (e.g. enter its network
+    /// namespace, [`crate::netns::Network::entry`]).
+    pub prepare: Vec<Option<Prepare>>,
     children: Vec<Option<Child>>,
+    /// Whether the replicas' ports are reservations of [`free_port`] (given back on drop).
+    reserved_ports: bool,
 }
+
+/// A change to a replica's command before it starts.
+pub type Prepare = Box<dyn Fn(&mut Command) + Send + Sync>;
 
 /// Where ports handed out by [`free_port`] are reserved, one empty file per port, so that two
 /// processes (tests run in parallel, each in its own process) never pick the same one.
@@ -251,19 +260,49 @@ impl LocalCluster {
         LocalCluster::named(exe, dir, &names)
     }
 
-    /// Prepares one replica per server instance name of `names` under `dir` (created).
+    /// Prepares one replica per server instance name of `names` under `dir` (created), on
+    /// free ports of 127.0.0.1.
     pub fn named(exe: &Path, dir: &Path, names: &[String]) -> Result<LocalCluster, ClusterError> {
+        let mut cluster = LocalCluster::with_addresses(exe, dir, names, |_| {
+            Ok((free_port()?, free_port()?, free_port()?))
+        })?;
+        cluster.reserved_ports = true;
+        Ok(cluster)
+    }
+
+    /// Prepares one replica per name of `names` under `dir` (created), replica `i` on
+    /// `addresses[i]`, each its own host (a network namespace, [`crate::netns`]): the same
+    /// ports on every one (clients 7100, admin 7200, database mirroring endpoint 5022).
+    pub fn on_hosts(
+        exe: &Path,
+        dir: &Path,
+        names: &[String],
+        addresses: &[std::net::IpAddr],
+    ) -> Result<LocalCluster, ClusterError> {
+        LocalCluster::with_addresses(exe, dir, names, |i| {
+            let at = |port| SocketAddr::new(addresses[i], port);
+            Ok((at(7100), at(7200), at(5022)))
+        })
+    }
+
+    fn with_addresses(
+        exe: &Path,
+        dir: &Path,
+        names: &[String],
+        mut addresses: impl FnMut(usize) -> Result<(SocketAddr, SocketAddr, SocketAddr), ClusterError>,
+    ) -> Result<LocalCluster, ClusterError> {
         std::fs::create_dir_all(dir).map_err(|source| ClusterError::Io {
             what: format!("creating {}", dir.display()),
             source,
         })?;
         let mut replicas = Vec::new();
-        for name in names {
+        for (i, name) in names.iter().enumerate() {
             let name = name.clone();
+            let (client, admin, endpoint) = addresses(i)?;
             let spec = ReplicaSpec {
-                client: free_port()?,
-                admin: free_port()?,
-                endpoint: free_port()?,
+                client,
+                admin,
+                endpoint,
                 data_dir: dir.join(format!("{name}-data")),
                 log: dir.join(format!("{name}.log")),
                 name,
@@ -285,9 +324,11 @@ impl LocalCluster {
         Ok(LocalCluster {
             exe: exe.to_owned(),
             children: replicas.iter().map(|_| None).collect(),
+            prepare: replicas.iter().map(|_| None).collect(),
             session_timeout_s: 10,
             fault_injection: false,
             env: Vec::new(),
+            reserved_ports: false,
             replicas,
         })
     }
@@ -442,7 +483,12 @@ impl LocalCluster {
             source,
         })?;
         let config = spec.data_dir.with_file_name(format!("{}.toml", spec.name));
-        let child = crate::cleanup::die_with_parent(&mut Command::new(&self.exe))
+        let mut command = Command::new(&self.exe);
+        crate::cleanup::die_with_parent(&mut command);
+        if let Some(prepare) = &self.prepare[i] {
+            prepare(&mut command);
+        }
+        let child = command
             .arg("replica")
             .arg("--config")
             .arg(&config)
@@ -660,10 +706,12 @@ impl Drop for LocalCluster {
             let _ = self.signal(i, "CONT");
             self.kill(i);
         }
-        release(
-            self.replicas
-                .iter()
-                .flat_map(|r| [r.client.port(), r.admin.port(), r.endpoint.port()]),
-        );
+        if self.reserved_ports {
+            release(
+                self.replicas
+                    .iter()
+                    .flat_map(|r| [r.client.port(), r.admin.port(), r.endpoint.port()]),
+            );
+        }
     }
 }

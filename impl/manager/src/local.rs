@@ -2,7 +2,7 @@
 //! benchmarks and tests. One member, or several forming one cluster (so that a member can be
 //! frozen while the others keep quorum). Every process is killed when the value is dropped.
 
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,6 +45,8 @@ struct Member {
 /// A running etcd cluster of one or more members on loopback.
 pub struct LocalEtcd {
     members: Vec<Member>,
+    /// The address every member listens on.
+    host: IpAddr,
 }
 
 impl LocalEtcd {
@@ -52,21 +54,25 @@ impl LocalEtcd {
     /// and waits until every member answers `/health`. Ports are picked by binding and
     /// releasing them, so a start that loses a port to another process is tried again.
     pub fn start(dir: &Path, members: usize) -> Result<LocalEtcd, String> {
-        Self::start_with(dir, members, &|_| {})
+        Self::start_with(dir, members, None, &|_| {})
     }
 
     /// [`LocalEtcd::start`], with `prepare` applied to each member's command before it starts
-    /// (e.g. to make it die with its parent).
+    /// (e.g. to make it die with its parent, or enter a network namespace), listening on
+    /// `host` instead of loopback when given: then on the fixed ports 2379 (clients) and 2380
+    /// (peers), plus 2 per further member, as `host` is the members' own address (their
+    /// network namespace's).
     pub fn start_with(
         dir: &Path,
         members: usize,
+        host: Option<IpAddr>,
         prepare: &dyn Fn(&mut Command),
     ) -> Result<LocalEtcd, String> {
         let binary = etcd_binary().ok_or_else(|| ETCD_MISSING.to_owned())?;
         let mut last_error = String::new();
         for attempt in 0..3 {
             let attempt_dir = dir.join(format!("etcd-{attempt}"));
-            match Self::spawn(&binary, &attempt_dir, members, prepare) {
+            match Self::spawn(&binary, &attempt_dir, members, host, prepare) {
                 Ok(cluster) => return Ok(cluster),
                 Err(error) => last_error = error,
             }
@@ -78,24 +84,32 @@ impl LocalEtcd {
         binary: &Path,
         dir: &Path,
         count: usize,
+        host: Option<IpAddr>,
         prepare: &dyn Fn(&mut Command),
     ) -> Result<LocalEtcd, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let ports: Vec<(u16, u16)> = (0..count)
-            .map(|_| Ok((free_port()?, free_port()?)))
-            .collect::<Result<_, String>>()?;
+        let ports: Vec<(u16, u16)> = match host {
+            None => (0..count)
+                .map(|_| Ok((free_port()?, free_port()?)))
+                .collect::<Result<_, String>>()?,
+            Some(_) => (0..count as u16)
+                .map(|i| (2379 + 2 * i, 2380 + 2 * i))
+                .collect(),
+        };
+        let host = host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let initial_cluster: Vec<String> = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, peer))| format!("etcd{i}=http://127.0.0.1:{peer}"))
+            .map(|(i, (_, peer))| format!("etcd{i}=http://{host}:{peer}"))
             .collect();
         let mut cluster = LocalEtcd {
             members: Vec::new(),
+            host,
         };
         for (i, (client_port, peer_port)) in ports.into_iter().enumerate() {
             let name = format!("etcd{i}");
-            let client_url = format!("http://127.0.0.1:{client_port}");
-            let peer_url = format!("http://127.0.0.1:{peer_port}");
+            let client_url = format!("http://{host}:{client_port}");
+            let peer_url = format!("http://{host}:{peer_port}");
             let log = dir.join(format!("{name}.log"));
             let out = std::fs::File::create(&log)
                 .map_err(|e| format!("creating {}: {e}", log.display()))?;
@@ -144,7 +158,7 @@ impl LocalEtcd {
                     let log = std::fs::read_to_string(&member.log).unwrap_or_default();
                     return Err(format!("{} exited at start ({status}): {log}", member.name));
                 }
-                if healthy(member.client_port) {
+                if healthy(cluster.host, member.client_port) {
                     break;
                 }
                 if Instant::now() > deadline {
@@ -172,7 +186,7 @@ impl LocalEtcd {
 
     /// Member `i`'s client URL, e.g. `http://127.0.0.1:2379`.
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].client_port)
+        format!("http://{}:{}", self.host, self.members[i].client_port)
     }
 
     /// Every member's client URL.
@@ -230,14 +244,16 @@ impl Drop for LocalEtcd {
 }
 
 /// etcd's `/health` over plain HTTP/1.1 (the client port serves it next to gRPC).
-fn healthy(port: u16) -> bool {
+fn healthy(host: IpAddr, port: u16) -> bool {
     use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+    let address = std::net::SocketAddr::new(host, port);
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1))
+    else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     if stream
-        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /health HTTP/1.1\r\nHost: etcd\r\nConnection: close\r\n\r\n")
         .is_err()
     {
         return false;

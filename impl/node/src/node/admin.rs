@@ -157,7 +157,24 @@ async fn stall(State(driver): State<Driver>, body: axum::body::Bytes) -> Respons
     Json(json!({ "result": "stalling", "ms": ms })).into_response()
 }
 
-/// 404 `FaultInjectionDisabled` unless the replica runs with `HADR_FAULT_INJECTION=1`.
+/// 404 `NetworkFaultInjectionDisabled` unless the replica runs with `HADR_FAULT_INJECTION=1`
+/// (with `=process` the network's faults come from outside the process).
+fn network_fault_injection_enabled() -> Result<(), Problem> {
+    if fault::network_enabled() {
+        return Ok(());
+    }
+    Err(problem(
+        StatusCode::NOT_FOUND,
+        "NetworkFaultInjectionDisabled",
+        format!(
+            "network fault injection is off: start the replica with {}=1 (or cut its network from outside)",
+            fault::ENV
+        ),
+    ))
+}
+
+/// 404 `FaultInjectionDisabled` unless the replica runs with `HADR_FAULT_INJECTION=1` or
+/// `=process`.
 fn fault_injection_enabled() -> Result<(), Problem> {
     if fault::enabled() {
         return Ok(());
@@ -166,7 +183,7 @@ fn fault_injection_enabled() -> Result<(), Problem> {
         StatusCode::NOT_FOUND,
         "FaultInjectionDisabled",
         format!(
-            "fault injection is off: start the replica with {}=1",
+            "fault injection is off: start the replica with {}=1 (or =process)",
             fault::ENV
         ),
     ))
@@ -229,6 +246,9 @@ struct PartitionBody {
 /// `{"peer": name, "cut": bool}`: a silent network partition from another replica, or its
 /// end (see `fault.rs`).
 async fn partition(State(driver): State<Driver>, body: Bytes) -> Response {
+    if let Err(off) = network_fault_injection_enabled() {
+        return off.into_response();
+    }
     inject(
         &driver,
         &body,
@@ -251,6 +271,9 @@ struct ManagerBody {
 
 /// `{"cut": bool}`: this replica cannot reach the cluster manager (etcd), or can again.
 async fn cut_manager(State(driver): State<Driver>, body: Bytes) -> Response {
+    if let Err(off) = network_fault_injection_enabled() {
+        return off.into_response();
+    }
     inject(&driver, &body, "{\"cut\": true|false}", |b: ManagerBody| {
         Ok(Fault::Manager { cut: b.cut })
     })

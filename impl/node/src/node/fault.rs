@@ -21,11 +21,19 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use tokio::sync::watch;
 
-/// The environment variable that enables fault injection (value `1`).
+/// The environment variable that enables fault injection: `1` every route, `process` only
+/// the faults of the process itself (stall, drop-log, health-fault, disk-stall), for a harness
+/// that makes the network's faults (partitions, cuts from the manager) from outside.
 pub(crate) const ENV: &str = "HADR_FAULT_INJECTION";
 
-/// Whether this process runs with `HADR_FAULT_INJECTION=1`.
+/// Whether this process runs with `HADR_FAULT_INJECTION=1` or `=process`.
 pub(crate) fn enabled() -> bool {
+    matches!(std::env::var(ENV).as_deref(), Ok("1" | "process"))
+}
+
+/// Whether this process injects network faults itself (`HADR_FAULT_INJECTION=1`): the
+/// `/debug/partition` and `/debug/manager` routes.
+pub(crate) fn network_enabled() -> bool {
     std::env::var(ENV).as_deref() == Ok("1")
 }
 
@@ -97,15 +105,15 @@ pub(crate) struct Faults {
 }
 
 impl Faults {
-    /// No fault in force. With fault injection enabled and etcd endpoints configured (etcd
+    /// No fault in force. With network fault injection enabled and etcd endpoints configured (etcd
     /// build), starts the relay the manager will connect through and returns its endpoints
     /// (the manager must connect to them instead of `etcd_endpoints`).
     pub(crate) fn new(etcd_endpoints: &[String]) -> (Faults, Option<Vec<String>>) {
         #[cfg(feature = "etcd")]
-        let (relay, relayed) = if !enabled() {
+        let (relay, relayed) = if !network_enabled() {
             (
                 Err(format!(
-                    "fault injection is off: start the replica with {ENV}=1"
+                    "network fault injection is off: start the replica with {ENV}=1"
                 )),
                 None,
             )
