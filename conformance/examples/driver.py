@@ -1110,8 +1110,8 @@ class Driver:
             if request.get("protocol") != PROTOCOL:
                 asked = json.dumps(request.get("protocol"))
                 raise unsupported("this driver speaks %s, not %s" % (PROTOCOL, asked))
-            offered = request.get("capabilities") or []
-            if self.want_processes and PROCESSES in offered:
+            offered = request.get("capabilities")
+            if self.want_processes and isinstance(offered, list) and PROCESSES in offered:
                 self.processes = True
                 return {
                     "ok": True,
