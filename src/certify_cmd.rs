@@ -4,7 +4,7 @@
 use crate::cli::{CertifyArgs, CertifyCommand, FaultsArg, MergeArgs};
 use crate::progress::Line;
 use crate::Exit;
-use hadr_adapters::external::External;
+use hadr_adapters::external::{External, Offer};
 use hadr_adapters::reference::{NetworkFaults, Reference};
 use hadr_adapters::reference_sim::ReferenceSim;
 use hadr_conformance::certify::{
@@ -132,7 +132,8 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
             if command.trim().is_empty() {
                 return Err(CertifyError::UnknownSut(sut.to_owned()));
             }
-            Box::new(move |_| Box::new(External::spawn(&command)) as Box<dyn Sut>)
+            let offer = offer(args.faults)?;
+            Box::new(move |_| Box::new(External::spawn_offering(&command, &offer)) as Box<dyn Sut>)
         }
         (_, Some(_)) => return Err(CertifyError::MutantOnOtherSut),
         (other, _) => return Err(CertifyError::UnknownSut(other.to_owned())),
@@ -220,6 +221,20 @@ fn network_faults(faults: FaultsArg) -> Result<NetworkFaults, CertifyError> {
                 Ok(NetworkFaults::Cooperative)
             }
         },
+    }
+}
+
+/// What `--sut external:CMD` offers its driver: the capability `processes` (the harness runs
+/// the replicas and makes the network's faults from outside) when `--faults` allows it and
+/// network namespaces can be made; `outside` without the means is an error.
+fn offer(faults: FaultsArg) -> Result<Offer, CertifyError> {
+    match faults {
+        FaultsArg::Cooperative => Ok(Offer::nothing("--faults cooperative")),
+        FaultsArg::Outside => {
+            hadr_testbed::netns::available().map_err(CertifyError::NoNamespaces)?;
+            Ok(Offer::processes())
+        }
+        FaultsArg::Auto => Ok(Offer::processes_if_available()),
     }
 }
 

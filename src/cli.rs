@@ -126,7 +126,11 @@ pub struct CertifyArgs {
     /// in a network namespace of its own, packets dropped between them; root or
     /// CAP_SYS_ADMIN and CAP_NET_ADMIN), `cooperative` (the replicas on loopback cut
     /// themselves through their /debug routes), or `auto` (outside when this process may make
-    /// network namespaces, else cooperative, saying why).
+    /// network namespaces, else cooperative, saying why). With `--sut external:CMD`, whether
+    /// the driver is offered the capability `processes` (the harness runs its replicas and
+    /// makes crashes, restarts, partitions and lost quorums itself,
+    /// docs/adapter-protocol.md): `outside` offers it (an error without namespaces), `auto`
+    /// where namespaces can be made, `cooperative` never.
     #[arg(long, value_enum, default_value_t = FaultsArg::Auto)]
     pub faults: FaultsArg,
     /// Run only the K-th of N shards of the scenarios (a stable split by file name), for

@@ -166,3 +166,44 @@ fn the_python_example_driver_certifies_the_reference_replicas() {
         "{certificate:#}"
     );
 }
+
+/// The capability `processes` of the protocol (root: network namespaces), with the example
+/// driver's `--processes`: the harness starts the replicas' command lines the driver gives,
+/// each in a namespace of its own, runs etcd, and makes the partitions (between replicas and
+/// from the manager), heals, crashes, restarts (one while cut from the manager) and the lost
+/// and regained quorum itself; the driver only creates the group, acts through the admin and
+/// client APIs, waits and observes, with the replicas' network routes off
+/// (`HADR_FAULT_INJECTION=process`). The scenarios pass as they do with the driver's own
+/// processes.
+#[test]
+fn the_python_example_driver_hands_its_processes_to_the_harness() {
+    let python = Command::new("python3").arg("--version").output();
+    assert!(
+        python.is_ok_and(|o| o.status.success()),
+        "python3 is missing: apt-get install -y python3"
+    );
+    let corpus = sample(&[
+        "Partition",
+        "Heal",
+        "LoseManager",
+        "Restart",
+        "RegainQuorum",
+        "walk-5",
+    ]);
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/examples/driver.py");
+    let sut = format!("external:python3 {} --processes", driver.display());
+    let (code, certificate) =
+        certify_sut(&sut, corpus.path(), &["--faults", "outside", "--jobs", "6"]);
+    assert_eq!(
+        (code, certificate["verdict"].as_str()),
+        (0, Some("PASS")),
+        "{certificate:#}"
+    );
+    assert_eq!(certificate["passed"], 6, "{certificate:#}");
+    assert!(
+        certificate["sut"]
+            .as_str()
+            .is_some_and(|s| s.contains("with processes run by the harness")),
+        "{certificate:#}"
+    );
+}

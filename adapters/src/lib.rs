@@ -10,8 +10,10 @@
 //! - [`reference`](mod@reference) (`--sut reference`): the reference replicas as real processes on loopback
 //!   (hadr-testbed), with a local etcd for CLUSTER_TYPE EXTERNAL (feature `etcd`).
 //! - [`external`] (`--sut external:CMD`): any implementation, through a driver program that
-//!   speaks the language-neutral protocol `hadr-adapter/1` (`docs/adapter-protocol.md`). The
-//!   binary `hadr-sim-driver` of this crate is `reference-sim` behind that protocol.
+//!   speaks the language-neutral protocol `hadr-adapter/1` (`docs/adapter-protocol.md`); with
+//!   its optional capability `processes` ([`external::processes`]) the harness runs the
+//!   driver's replica processes and makes their network's faults. The binary
+//!   `hadr-sim-driver` of this crate is `reference-sim` behind that protocol.
 //!
 //! The spec itself run as a system (`--sut spec`) belongs to the harness
 //! (`hadr_conformance::model_sut`): the harness depends on the spec and the vocabulary only,

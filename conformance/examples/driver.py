@@ -14,6 +14,17 @@ Where to read: `Driver.serve` (the request loop, at the bottom), `Group.perform`
 on the replicas' APIs), `Group.quiesce` (the quiescence rule), `ClientTxn` (commits and their
 outcomes), `Replica.observe` (the observation of a running and of a stopped replica).
 
+    python3 driver.py --processes
+
+takes the protocol's optional capability `processes` when the harness offers it: the harness
+then starts and stops the replica processes (one network namespace each, one more for etcd)
+and makes crashes, restarts, partitions and lost quorums itself, and this driver only writes
+each replica's `node.toml` and gives its command line (`Group.command_lines`), creates the
+group, acts through the admin and client APIs, waits and observes. The replicas then run with
+HADR_FAULT_INJECTION=process: their /debug/partition and /debug/manager routes are off. When
+the harness does not offer it (not root), the driver runs its processes itself, as without the
+flag.
+
 Standard library only (Python 3.8+). Every line on stdout is a protocol reply; everything else
 (progress, timings, warnings) goes to stderr. Environment:
 
@@ -49,6 +60,9 @@ from pathlib import Path
 
 PROTOCOL = "hadr-adapter/1"
 NAME = "hadr reference replicas (conformance/examples/driver.py)"
+# The optional capability of the protocol this driver takes with `--processes`.
+PROCESSES = "processes"
+PROCESSES_NAME = NAME + " with processes run by the harness"
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -60,6 +74,15 @@ POLL_S = 0.1
 SETTLE_LIMIT_S = 180.0
 READY_TIMEOUT_S = 60.0
 ADMIN_TIMEOUT_S = 30.0
+
+# The environment actions the harness performs itself under the capability `processes`
+# (then the step request says `"performed": true`, and the driver only waits).
+HARNESS_ACTIONS = frozenset(
+    ["Crash", "Restart", "Partition", "Heal", "LoseQuorum", "RegainQuorum"]
+)
+
+# The fixed ports of a replica under `processes`: each has an address of its own.
+CLIENT_PORT, ADMIN_PORT, ENDPOINT_PORT = 7100, 7200, 5022
 
 # The environment actions after which the driver first waits out every timeout the
 # configuration can start (session timeout, lease TTL), then for quiescence.
@@ -266,9 +289,9 @@ def release_ports(ports):
 # ---- HTTP -----------------------------------------------------------------------------------
 
 
-def http_request(port, method, path, body=None, timeout=ADMIN_TIMEOUT_S):
-    """One request to 127.0.0.1:`port`: (status, parsed JSON or text). Raises OSError."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def http_request(port, method, path, body=None, timeout=ADMIN_TIMEOUT_S, host="127.0.0.1"):
+    """One request to `host`:`port`: (status, parsed JSON or text). Raises OSError."""
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         data = b"" if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json", "Content-Length": str(len(data))}
@@ -498,52 +521,88 @@ def _close(sock):
 
 
 class Replica:
-    """One `hadr replica` process and its files."""
+    """One `hadr replica` process and its files.
 
-    def __init__(self, index, name, directory, etcd):
+    `host` is None when the driver runs the process itself (on loopback, free ports, etcd
+    through a ManagerLink); under `processes` it is the harness' `hosts[i]` (the replica's own
+    address, fixed ports, its output in the harness' log file) and `etcd` the URL of the
+    harness' etcd."""
+
+    def __init__(self, index, name, directory, etcd, host=None):
         self.index = index
         self.name = name
-        self.client_port = free_port()
-        self.admin_port = free_port()
-        self.endpoint_port = free_port()
+        self.host = host
         self.data_dir = directory / ("%s-data" % index)
         self.toml = directory / ("%s.toml" % index)
-        self.log_path = directory / ("%s.log" % index)
         self.process = None
+        self.running = False  # under `processes`: the harness runs it
         self.offline = None  # cached offline observation while down
+        self.manager_link = None
+        if host is None:
+            self.address = "127.0.0.1"
+            self.client_port = free_port()
+            self.admin_port = free_port()
+            self.endpoint_port = free_port()
+            self.log_path = directory / ("%s.log" % index)
+            if etcd:
+                self.manager_link = ManagerLink(etcd.client_port)
+            etcd_endpoint = self.manager_link.endpoint() if self.manager_link else None
+        else:
+            self.address = host["address"]
+            self.client_port, self.admin_port = CLIENT_PORT, ADMIN_PORT
+            self.endpoint_port = ENDPOINT_PORT
+            self.log_path = Path(host.get("log") or directory / ("%s.log" % index))
+            etcd_endpoint = etcd
         lines = [
             "name = %s" % json.dumps(name),
             "data_dir = %s" % json.dumps(str(self.data_dir)),
-            'client_listen = "127.0.0.1:%d"' % self.client_port,
-            'admin_listen = "127.0.0.1:%d"' % self.admin_port,
+            'client_listen = "%s:%d"' % (self.address, self.client_port),
+            'admin_listen = "%s:%d"' % (self.address, self.admin_port),
         ]
-        self.manager_link = ManagerLink(etcd.client_port) if etcd else None
-        if self.manager_link:
-            lines.append("etcd_endpoints = [%s]" % json.dumps(self.manager_link.endpoint()))
+        if etcd_endpoint:
+            lines.append("etcd_endpoints = [%s]" % json.dumps(etcd_endpoint))
         self.toml.write_text("\n".join(lines) + "\n")
 
     def ports(self):
-        return [self.client_port, self.admin_port, self.endpoint_port]
+        return [self.client_port, self.admin_port, self.endpoint_port] if self.host is None else []
 
     def endpoint_url(self):
-        return "tcp://127.0.0.1:%d" % self.endpoint_port
+        return "tcp://%s:%d" % (self.address, self.endpoint_port)
 
     def up(self):
-        return self.process is not None
+        return self.running if self.host is not None else self.process is not None
+
+    def command_line(self, binary):
+        """Under `processes`: how the harness starts this replica (its reply's `replicas[i]`).
+        The replica refuses /debug/partition and /debug/manager: the network is the harness'."""
+        return {
+            "argv": [binary, "replica", "--config", str(self.toml)],
+            "env": {
+                "HADR_FAULT_INJECTION": "process",
+                "RUST_LOG": os.environ.get("HADR_REPLICA_LOG", "info"),
+            },
+            "cwd": str(self.toml.parent),
+        }
 
     def start(self, binary):
-        env = dict(os.environ)
-        env["HADR_FAULT_INJECTION"] = "1"
-        env["RUST_LOG"] = os.environ.get("HADR_REPLICA_LOG", "info")
-        with open(self.log_path, "a") as f:
-            f.write("==== driver.py: starting %s (replica %d)\n" % (self.name, self.index))
-        self.process = spawn([binary, "replica", "--config", str(self.toml)], self.log_path, env)
+        """Starts the replica (under `processes`: the harness has started it) and waits until
+        its admin API answers."""
         self.offline = None
+        if self.host is not None:
+            self.running = True
+        else:
+            env = dict(os.environ)
+            env["HADR_FAULT_INJECTION"] = "1"
+            env["RUST_LOG"] = os.environ.get("HADR_REPLICA_LOG", "info")
+            with open(self.log_path, "a") as f:
+                f.write("==== driver.py: starting %s (replica %d)\n" % (self.name, self.index))
+            argv = [binary, "replica", "--config", str(self.toml)]
+            self.process = spawn(argv, self.log_path, env)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             self.check_running()
             try:
-                http_request(self.admin_port, "GET", "/status", timeout=2)
+                self.http("GET", "/status", timeout=2)
                 return  # any answer (409 before CREATE/JOIN) means the admin API is up
             except OSError:
                 time.sleep(0.05)
@@ -552,8 +611,12 @@ class Replica:
             % (self.name, READY_TIMEOUT_S, self.log_path, log_tail(self.log_path))
         )
 
+    def http(self, method, path, body=None, timeout=ADMIN_TIMEOUT_S):
+        return http_request(self.admin_port, method, path, body, timeout, host=self.address)
+
     def check_running(self):
-        """A replica the environment did not crash must be running."""
+        """A replica the environment did not crash must be running. (Under `processes` the
+        harness checks its own processes.)"""
         if self.process is not None and self.process.poll() is not None:
             status = self.process.returncode
             self.process = None
@@ -563,14 +626,16 @@ class Replica:
             )
 
     def crash(self):
+        """SIGKILL (under `processes`: the harness has killed it)."""
         kill(self.process)
         self.process = None
+        self.running = False
         self.offline = None
 
     def admin(self, method, path, body=None):
         """An admin request to this running replica: (status, body)."""
         try:
-            return http_request(self.admin_port, method, path, body)
+            return self.http(method, path, body)
         except OSError as e:
             self.check_running()
             raise failed(
@@ -648,13 +713,13 @@ class ClientTxn:
 
     def start(self, replica):
         thread = threading.Thread(
-            target=self._run, args=(replica.name, replica.client_port), daemon=True
+            target=self._run, args=(replica.name, replica.address, replica.client_port), daemon=True
         )
         thread.start()
         if not self.sent.wait(10):
             log("txn %d: the request was not sent within 10 s" % self.txn)
 
-    def _run(self, name, port):
+    def _run(self, name, address, port):
         request = {
             "id": 1,
             "op": "transact",
@@ -664,7 +729,7 @@ class ClientTxn:
         }
         answer = None
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            with socket.create_connection((address, port), timeout=10) as sock:
                 sock.settimeout(None)  # a commit may wait as long as the scenario lasts
                 sock.sendall((json.dumps(request) + "\n").encode())
                 self.sent.set()
@@ -701,9 +766,12 @@ def node_of(value):
 
 
 class Group:
-    """One scenario's availability group: the replicas, etcd, the clients and the faults."""
+    """One scenario's availability group: the replicas, etcd, the clients and the faults.
 
-    def __init__(self, config):
+    `processes` is the harness' `processes` request when it runs the processes (the
+    capability), else None."""
+
+    def __init__(self, config, processes=None):
         if not isinstance(config, dict) or not isinstance(config.get("replicas"), list):
             raise failed("setup: `config` is not an AgConfig (no `replicas` list)")
         self.binary = hadr_binary()
@@ -712,9 +780,13 @@ class Group:
         if self.cluster_type == "WSFC":
             raise unsupported("CLUSTER_TYPE WSFC: the reference replica has no WSFC")
         self.databases = list(config.get("databases", []))
-        parent = os.environ.get("HADR_DRIVER_DIR") or None
-        self.directory = Path(tempfile.mkdtemp(prefix="hadr-driver-", dir=parent))
-        _DIRECTORIES.add(self.directory)
+        self.processes = processes
+        if processes is None:
+            parent = os.environ.get("HADR_DRIVER_DIR") or None
+            self.directory = Path(tempfile.mkdtemp(prefix="hadr-driver-", dir=parent))
+            _DIRECTORIES.add(self.directory)  # the harness removes its own
+        else:
+            self.directory = Path(processes["dir"])
         self.etcd = None
         self.replicas = []
         self.clients = []
@@ -724,15 +796,34 @@ class Group:
 
     # -- lifecycle --
 
+    def command_lines(self):
+        """Under `processes`: writes each replica's node.toml in the harness' directory, at the
+        harness' address, and answers with their command lines."""
+        hosts = self.processes.get("hosts")
+        replicas = self.config["replicas"]
+        if not isinstance(hosts, list) or len(hosts) != len(replicas):
+            raise failed("processes: `hosts` is not one host per replica: %s" % json.dumps(hosts))
+        etcd = self.processes.get("etcd")
+        if self.cluster_type == "EXTERNAL" and not etcd:
+            raise failed("processes: CLUSTER_TYPE EXTERNAL but the harness runs no etcd")
+        for i, (replica, host) in enumerate(zip(replicas, hosts)):
+            if not isinstance(host, dict) or not isinstance(host.get("address"), str):
+                raise failed("processes: `hosts[%d]` has no `address`" % i)
+            r = Replica(i, replica["name"], self.directory, etcd, host)
+            replica["endpoint_url"] = r.endpoint_url()
+            self.replicas.append(r)
+        return [r.command_line(self.binary) for r in self.replicas]
+
     def setup(self):
         started = time.monotonic()
-        if self.cluster_type == "EXTERNAL":
-            self.etcd = Etcd(self.directory)
-            self.etcd.start()
-        for i, replica in enumerate(self.config["replicas"]):
-            r = Replica(i, replica["name"], self.directory, self.etcd)
-            replica["endpoint_url"] = r.endpoint_url()  # the driver owns the addresses
-            self.replicas.append(r)
+        if self.processes is None:
+            if self.cluster_type == "EXTERNAL":
+                self.etcd = Etcd(self.directory)
+                self.etcd.start()
+            for i, replica in enumerate(self.config["replicas"]):
+                r = Replica(i, replica["name"], self.directory, self.etcd)
+                replica["endpoint_url"] = r.endpoint_url()  # the driver owns the addresses
+                self.replicas.append(r)
         for r in self.replicas:
             r.start(self.binary)
         for r in self.replicas:
@@ -760,7 +851,8 @@ class Group:
             release_ports(r.ports())
         if self.etcd:
             self.etcd.stop()
-        remove_directory(self.directory)
+        if self.processes is None:
+            remove_directory(self.directory)
 
     # -- observing --
 
@@ -912,7 +1004,7 @@ class Group:
             log("txn %d: to %s" % (t.txn, p.name))
             t.start(p)
 
-    def step(self, action):
+    def step(self, action, performed=False):
         if isinstance(action, str):
             kind, args = action, {}
         elif isinstance(action, dict) and len(action) == 1:
@@ -922,9 +1014,29 @@ class Group:
         if not isinstance(args, dict):
             raise failed("not an Action: %s" % json.dumps(action))
         started = time.monotonic()
-        self.perform(kind, args)
+        if performed:
+            self.performed(kind, args)
+        elif self.processes is not None and kind in HARNESS_ACTIONS:
+            raise failed("%s without `performed`: under `processes` the harness does it" % kind)
+        else:
+            self.perform(kind, args)
         self.quiesce("step %s" % json.dumps(action, separators=(",", ":")), kind in TIMEOUT_ACTIONS)
         log("step %s done in %.1f s" % (kind, time.monotonic() - started))
+
+    def performed(self, kind, a):
+        """Under `processes`: the harness has done this action; keep track of the replicas it
+        crashed and restarted (the network's cuts and etcd are the harness' alone)."""
+        if self.processes is None or kind not in HARNESS_ACTIONS:
+            raise failed("%s: `performed`, but the harness performs no such action here" % kind)
+        if kind == "Crash":
+            r = self.replica(a["replica"])
+            if r.up():
+                r.crash()  # its clients' connections broke: they are indefinite
+        elif kind == "Restart":
+            r = self.replica(a["replica"])
+            if not r.up():
+                r.start(self.binary)  # waits for its admin API
+        log("%s: performed by the harness" % kind)
 
     def perform(self, kind, a):
         if kind == "ClientCommit":
@@ -987,8 +1099,10 @@ class Group:
 
 
 class Driver:
-    def __init__(self):
+    def __init__(self, want_processes=False):
         self.group = None
+        self.want_processes = want_processes
+        self.processes = False  # whether the harness runs the processes (the capability)
 
     def handle(self, request):
         op = request.get("op")
@@ -996,10 +1110,32 @@ class Driver:
             if request.get("protocol") != PROTOCOL:
                 asked = json.dumps(request.get("protocol"))
                 raise unsupported("this driver speaks %s, not %s" % (PROTOCOL, asked))
+            offered = request.get("capabilities")
+            if self.want_processes and isinstance(offered, list) and PROCESSES in offered:
+                self.processes = True
+                return {
+                    "ok": True,
+                    "protocol": PROTOCOL,
+                    "name": PROCESSES_NAME,
+                    "capabilities": [PROCESSES],
+                }
+            if self.want_processes:
+                log("the harness does not offer `processes`: this driver runs its processes")
             return {"ok": True, "protocol": PROTOCOL, "name": NAME}
-        if op == "setup":
+        if op == "processes" and self.processes:
             self.teardown()
-            self.group = Group(request.get("config"))
+            if not isinstance(request.get("dir"), str):
+                raise failed("processes: no `dir`")
+            self.group = Group(request.get("config"), processes=request)
+            return {"ok": True, "replicas": self.group.command_lines()}
+        if op == "setup":
+            if self.processes:
+                group = self.need_group()  # made by `processes`, just before
+                if group.replicas and group.replicas[0].up():
+                    raise failed("setup without `processes` first: the harness sends one")
+            else:
+                self.teardown()
+                self.group = Group(request.get("config"))
             try:
                 self.group.setup()
             except DriverError:
@@ -1009,7 +1145,8 @@ class Driver:
         if op == "step":
             if "action" not in request:
                 raise failed("step without an `action`")
-            self.need_group().step(request["action"])
+            performed = request.get("performed") is True
+            self.need_group().step(request["action"], performed)
             return {"ok": True}
         if op == "observe":
             return {"ok": True, "observation": self.need_group().observation()}
@@ -1057,7 +1194,7 @@ class Driver:
 
 
 def main():
-    driver = Driver()
+    driver = Driver(want_processes="--processes" in sys.argv[1:])
     try:
         driver.serve(iter(sys.stdin.readline, ""))
     except BrokenPipeError:  # the harness went away
