@@ -289,17 +289,8 @@ impl Group {
         if let Some(net) = &self.network {
             // Its own host: the replicas reach it directly, and a cut is the network's.
             let host = self.cluster.replicas.len();
-            let enter = net.entry(host);
-            let etcd = hadr_manager::local::LocalEtcd::start_with(
-                &self.dir.join("etcd"),
-                1,
-                Some(IpAddr::V4(net.address(host))),
-                &|command| {
-                    hadr_testbed::cleanup::die_with_parent(command);
-                    enter(command);
-                },
-            )
-            .map_err(|e| failed(format!("etcd: {e}")))?;
+            let etcd = hadr_testbed::failover::etcd_on_host(&self.dir, net, host)
+                .map_err(|e| failed(format!("etcd: {e}")))?;
             for i in 0..self.cluster.replicas.len() {
                 self.cluster
                     .set_etcd_endpoints(i, &[etcd.endpoint(0)])

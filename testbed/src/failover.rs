@@ -237,6 +237,21 @@ pub async fn wait_new_primary(
     }
 }
 
+/// Starts one etcd member under `dir/etcd` on host `h` of `network`: in that host's network
+/// namespace, listening on its address, dying with this process.
+pub fn etcd_on_host(
+    dir: &std::path::Path,
+    network: &crate::netns::Network,
+    h: usize,
+) -> Result<LocalEtcd, String> {
+    let enter = network.entry(h);
+    let host = std::net::IpAddr::V4(network.address(h));
+    LocalEtcd::start_with(&dir.join("etcd"), 1, Some(host), &|command| {
+        crate::cleanup::die_with_parent(command);
+        enter(command);
+    })
+}
+
 /// Starts a local etcd of `members` members under `dir/etcd`.
 pub fn etcd(dir: &std::path::Path, members: usize) -> Result<LocalEtcd, ClusterError> {
     LocalEtcd::start_with(&dir.join("etcd"), members, None, &|command| {

@@ -274,17 +274,8 @@ impl Processes {
         let Some(host) = self.etcd_host else {
             return Ok(());
         };
-        let enter = self.network.entry(host);
-        let etcd = hadr_manager::local::LocalEtcd::start_with(
-            &self.root.join("etcd"),
-            1,
-            Some(std::net::IpAddr::V4(self.network.address(host))),
-            &|command| {
-                hadr_testbed::cleanup::die_with_parent(command);
-                enter(command);
-            },
-        )
-        .map_err(ProcessesError::Etcd)?;
+        let etcd = hadr_testbed::failover::etcd_on_host(&self.root, &self.network, host)
+            .map_err(ProcessesError::Etcd)?;
         self.etcd_endpoint = Some(etcd.endpoint(0));
         self.etcd = Some(etcd);
         Ok(())
