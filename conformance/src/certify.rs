@@ -227,28 +227,100 @@ pub fn shrink(
     failure: Disagreement,
     make_sut: &MakeSut,
 ) -> (Scenario, Disagreement) {
+    shrink_in(scenario, failure, make_sut, &Slots::default())
+}
+
+/// Systems the run may start beyond one per job: the jobs that found no scenario left give
+/// theirs back, and a shrinking job borrows them to replay several candidates at once.
+#[derive(Default)]
+struct Slots {
+    free: std::sync::Mutex<usize>,
+}
+
+impl Slots {
+    /// Takes up to `wanted` free slots; returns how many.
+    fn take(&self, wanted: usize) -> usize {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = wanted.min(*free);
+        *free -= taken;
+        taken
+    }
+
+    /// Gives `n` slots back.
+    fn give(&self, n: usize) {
+        *self.free.lock().unwrap_or_else(|e| e.into_inner()) += n;
+    }
+}
+
+/// [`shrink`], replaying as many candidates at once as `slots` lends (and one): a batch
+/// tries dropping each of the next steps, and the first of them (in step order) that still
+/// fails is taken, so the result is the serial one's whatever the batches were.
+fn shrink_in(
+    scenario: &Scenario,
+    failure: Disagreement,
+    make_sut: &MakeSut,
+    slots: &Slots,
+) -> (Scenario, Disagreement) {
     let mut best = scenario.clone();
     best.steps.truncate(failure.step);
     let mut failure = failure;
     let mut i = 0;
     while i < best.steps.len() {
-        let actions: Vec<hadr_model::Action> = best
-            .steps
+        let extra = slots.take(best.steps.len() - i - 1);
+        let batch: Vec<usize> = (i..best.steps.len()).take(1 + extra).collect();
+        let candidates: Vec<Scenario> = batch
             .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, s)| s.action)
+            .map(|&drop| {
+                let actions: Vec<hadr_model::Action> = best
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != drop)
+                    .map(|(_, s)| s.action)
+                    .collect();
+                crate::generate::scenario_of(&scenario.config, &scenario.purpose, &actions)
+            })
             .collect();
-        let candidate = crate::generate::scenario_of(&scenario.config, &scenario.purpose, &actions);
-        if let Verdict::Fail(d) = judge(&candidate, make_sut(&candidate).as_mut()) {
-            best = candidate;
-            best.steps.truncate(d.step);
-            failure = d;
-            continue; // the same index holds the next step now
+        let verdicts = judge_each(&candidates, make_sut);
+        slots.give(extra);
+        let first_failing = verdicts
+            .into_iter()
+            .zip(batch.iter().zip(candidates))
+            .find_map(|(verdict, (&dropped, candidate))| match verdict {
+                Verdict::Fail(d) => Some((dropped, candidate, d)),
+                _ => None,
+            });
+        match first_failing {
+            Some((dropped, candidate, d)) => {
+                best = candidate;
+                best.steps.truncate(d.step);
+                failure = d;
+                i = dropped; // the same index holds the next step now
+            }
+            None => i += batch.len(),
         }
-        i += 1;
     }
     (best, failure)
+}
+
+/// Judges each scenario on a fresh system, all at once.
+fn judge_each(scenarios: &[Scenario], make_sut: &MakeSut) -> Vec<Verdict> {
+    if let [one] = scenarios {
+        return vec![judge(one, make_sut(one).as_mut())];
+    }
+    std::thread::scope(|scope| {
+        let running: Vec<_> = scenarios
+            .iter()
+            .map(|s| scope.spawn(move || judge(s, make_sut(s).as_mut())))
+            .collect();
+        running
+            .into_iter()
+            .map(|r| {
+                r.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// The result of one scenario, shrinking a failure when `shrink_failures`.
@@ -257,6 +329,7 @@ fn run_one(
     scenario: &Scenario,
     make_sut: &MakeSut,
     shrink_failures: bool,
+    slots: &Slots,
 ) -> (String, ScenarioResult) {
     let mut sut = make_sut(scenario);
     let name = sut.name();
@@ -277,7 +350,7 @@ fn run_one(
             result.verdict = "fail".to_owned();
             result.unshrunk_steps = Some(d.step);
             let (shrunk, d) = if shrink_failures {
-                shrink(scenario, d, make_sut)
+                shrink_in(scenario, d, make_sut, slots)
             } else {
                 let mut prefix = scenario.clone();
                 prefix.steps.truncate(d.step);
@@ -414,32 +487,34 @@ fn run_all(
     let mut queue: Vec<usize> = (0..positions.len()).collect();
     queue.sort_by_key(|&slot| std::cmp::Reverse(expected_waits(&scenarios[positions[slot]].1)));
     let next = AtomicUsize::new(0);
-    let mut slots: Vec<Option<(String, ScenarioResult)>> = vec![None; positions.len()];
+    // A job with no scenario left lends its system to the shrinking of another's failure.
+    let spare = Slots::default();
+    let mut done: Vec<Option<(String, ScenarioResult)>> = vec![None; positions.len()];
     std::thread::scope(|scope| {
         let (send, receive) = std::sync::mpsc::channel();
         for _ in 0..jobs {
             let send = send.clone();
-            let next = &next;
-            let queue = &queue;
+            let (next, queue, spare) = (&next, &queue, &spare);
             scope.spawn(move || {
                 while let Some(&slot) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let i = positions[slot];
                     let (file, scenario) = &scenarios[i];
-                    let ran = run_one(file, scenario, make_sut, options.shrink_failures);
+                    let ran = run_one(file, scenario, make_sut, options.shrink_failures, spare);
                     if send.send((slot, ran)).is_err() {
                         break;
                     }
                 }
+                spare.give(1);
             });
         }
         drop(send);
         // Ends when every worker has stopped (a worker's panic is raised again by the scope).
         for (slot, ran) in receive {
             on_result(positions[slot], &ran.1);
-            slots[slot] = Some(ran);
+            done[slot] = Some(ran);
         }
     });
-    slots.into_iter().flatten().collect()
+    done.into_iter().flatten().collect()
 }
 
 /// A guess at how long a system on real time takes to run `scenario`, in steps: a fault
@@ -671,6 +746,41 @@ impl Certificate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Shrinking with spare systems replays several candidates at once and finds what the
+    /// serial shrink finds, on the failures of the spec's mutants over the corpus' scenarios
+    /// with the longest failing prefixes; the spare systems are all given back.
+    #[test]
+    fn shrinking_in_batches_finds_the_serial_result() {
+        let (corpus, _) = load_corpus(&shipped_corpus_dir()).unwrap();
+        let mut shrunk = 0;
+        for &mutant in hadr_model::Mutant::ALL {
+            let make = move |s: &Scenario| {
+                Box::new(crate::model_sut::ModelSut::adversarial(Some(mutant), s)) as Box<dyn Sut>
+            };
+            for (file, scenario) in &corpus {
+                let Verdict::Fail(d) = judge(scenario, make(scenario).as_mut()) else {
+                    continue;
+                };
+                if d.step < 4 {
+                    continue; // little to shrink
+                }
+                let unshrunk = d.step;
+                let serial = shrink(scenario, d.clone(), &make);
+                let spare = Slots::default();
+                spare.give(3);
+                let batched = shrink_in(scenario, d, &make, &spare);
+                assert_eq!(batched.0, serial.0, "{mutant} on {file}");
+                assert_eq!(batched.1.step, serial.1.step);
+                assert_eq!(spare.take(usize::MAX), 3);
+                shrunk += usize::from(serial.0.steps.len() + 1 < unshrunk);
+            }
+        }
+        assert!(
+            shrunk >= 3,
+            "only {shrunk} failures shrunk by two steps or more"
+        );
+    }
 
     fn result(file: &str, verdict: &str) -> ScenarioResult {
         ScenarioResult {
