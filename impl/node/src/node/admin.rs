@@ -157,9 +157,10 @@ async fn stall(State(driver): State<Driver>, body: axum::body::Bytes) -> Respons
     Json(json!({ "result": "stalling", "ms": ms })).into_response()
 }
 
-/// 404 `NetworkFaultInjectionDisabled` unless the replica runs with `HADR_FAULT_INJECTION=1`
-/// (with `=process` the network's faults come from outside the process).
+/// 404 `FaultInjectionDisabled` without fault injection, `NetworkFaultInjectionDisabled` with
+/// `HADR_FAULT_INJECTION=process` (the network's faults come from outside the process).
 fn network_fault_injection_enabled() -> Result<(), Problem> {
+    fault_injection_enabled()?;
     if fault::network_enabled() {
         return Ok(());
     }
