@@ -109,8 +109,7 @@ impl Core {
             return Some(self.read(index, intent, *txn, key));
         }
         if let ClientOp::Commit { txn } = request.op {
-            let open = |primary: &PrimaryDb| primary.open_txns.contains_key(&txn);
-            if !self.dbs[index].primary().is_some_and(open) {
+            if !self.txn_open(index, txn) {
                 // Only an open transaction can be refused definitely; anything else may be the
                 // retry of a commit answered (or lost) before, on any replica (R-COMMIT-7).
                 return Some(self.commit_not_open(database, txn));
@@ -258,8 +257,7 @@ impl Core {
         // later commit could contradict the answer.
         let still_open = self
             .db_index(database)
-            .and_then(|index| self.dbs[index].primary())
-            .is_some_and(|primary| primary.open_txns.contains_key(&txn));
+            .is_some_and(|index| self.txn_open(index, txn));
         invariant!(
             self,
             !still_open,
@@ -306,6 +304,13 @@ impl Core {
         primary.primary_role.read_write_routing_url.as_deref()
     }
 
+    /// Whether transaction `txn` is open on this primary's database `index`.
+    fn txn_open(&self, index: usize, txn: TxnId) -> bool {
+        self.dbs[index]
+            .primary()
+            .is_some_and(|primary| primary.open_txns.contains_key(&txn))
+    }
+
     /// A commit of a transaction that is not open here, on any role: not a definite "not
     /// committed", since it may be a retry of a commit that was answered (or lost) already,
     /// here or through another primary (R-COMMIT-7). The client gets what this replica told
@@ -313,8 +318,7 @@ impl Core {
     fn commit_not_open(&self, database: DatabaseId, txn: TxnId) -> ClientReply {
         let open = self
             .db_index(database)
-            .and_then(|index| self.dbs[index].primary())
-            .is_some_and(|primary| primary.open_txns.contains_key(&txn));
+            .is_some_and(|index| self.txn_open(index, txn));
         invariant!(
             self,
             !open,
