@@ -1,7 +1,7 @@
 //! `hadr certify`: replay the conformance corpus on a system under test and print its
 //! certificate (hadr-conformance).
 
-use crate::cli::{CertifyArgs, CertifyCommand, FaultsArg, MergeArgs};
+use crate::cli::{CertifyArgs, CertifyCommand, FaultsArg, MergeArgs, ReportArgs};
 use crate::progress::Line;
 use crate::Exit;
 use hadr_adapters::external::{External, Offer};
@@ -103,7 +103,7 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
         return run_merge(merge_args);
     }
     if args.list_mutants {
-        return list_mutants(args.json);
+        return list_mutants(args.report.json);
     }
     let mut make: MakeSut = match (args.sut.as_str(), &args.mutant) {
         ("reference-sim", None) => Box::new(|_| Box::new(ReferenceSim::new()) as Box<dyn Sut>),
@@ -172,7 +172,7 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
     // Progress on stderr: one line redrawn in place on a terminal (not with --json); otherwise
     // (CI logs) one line per scenario as it finishes, with how long the run has taken, since a
     // system on real time takes minutes.
-    let progress = Line::new(PROGRESS, Some(total as u64), !args.json);
+    let progress = Line::new(PROGRESS, Some(total as u64), !args.report.json);
     let started = std::time::Instant::now();
     let mut done = 0;
     let certificate = certify(&scenarios, hash, &*make, options, &mut |_, r| {
@@ -202,7 +202,7 @@ pub fn run(args: &CertifyArgs) -> Result<Exit, CertifyError> {
             written.index.display()
         );
     }
-    publish(&certificate, args.json, &args.junit, &args.markdown)
+    publish(&certificate, &args.report)
 }
 
 /// How `--sut reference` makes network faults: from outside (network namespaces) when asked
@@ -270,25 +270,20 @@ fn save_failures(certificate: &Certificate, dir: &Path, sut: &str) -> Result<(),
     Ok(())
 }
 
-/// Prints the certificate (Markdown, or JSON with `json`) and writes the report files asked
+/// Prints the certificate (Markdown, or JSON with `--json`) and writes the report files asked
 /// for; exit 0 when it passes, 1 otherwise.
-fn publish(
-    certificate: &Certificate,
-    json: bool,
-    junit: &Option<PathBuf>,
-    markdown: &Option<PathBuf>,
-) -> Result<Exit, CertifyError> {
-    if let Some(path) = junit {
+fn publish(certificate: &Certificate, report: &ReportArgs) -> Result<Exit, CertifyError> {
+    if let Some(path) = &report.junit {
         let xml = certificate.junit().map_err(|source| CertifyError::Junit {
             path: path.clone(),
             source,
         })?;
         write(path, xml)?;
     }
-    if let Some(path) = markdown {
+    if let Some(path) = &report.markdown {
         write(path, certificate.markdown())?;
     }
-    if json {
+    if report.json {
         println!(
             "{}",
             serde_json::to_string_pretty(certificate).expect("a certificate serializes")
@@ -327,7 +322,7 @@ fn run_merge(args: &MergeArgs) -> Result<Exit, CertifyError> {
         shards.push((path.display().to_string(), certificate));
     }
     let certificate = merge(shards)?;
-    publish(&certificate, args.json, &args.junit, &args.markdown)
+    publish(&certificate, &args.report)
 }
 
 /// Makes a system under test for a scenario, from any of the jobs' threads.

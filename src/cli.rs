@@ -55,8 +55,8 @@ pub struct CertifyArgs {
     #[command(subcommand)]
     pub command: Option<CertifyCommand>,
     /// The system under test: `reference-sim` (the reference core in a simulated network),
-    /// `reference` (the reference replicas as processes on loopback, with etcd for
-    /// CLUSTER_TYPE EXTERNAL), `spec` (the spec itself, or with `--mutant` a spec mutant, run
+    /// `reference` (the reference replicas as processes, with etcd for CLUSTER_TYPE
+    /// EXTERNAL; `--faults` says how their network is cut), `spec` (the spec itself, or with `--mutant` a spec mutant, run
     /// as a system: how the corpus is measured), or `external:CMD` (any implementation behind
     /// a driver program speaking docs/adapter-protocol.md).
     #[arg(long, default_value = "reference-sim")]
@@ -72,15 +72,9 @@ pub struct CertifyArgs {
     /// into DIR, replayable with `--scenario`.
     #[arg(long, value_name = "DIR")]
     pub save_failures: Option<PathBuf>,
-    /// Print the certificate as JSON.
-    #[arg(long)]
-    pub json: bool,
-    /// Also write the results as JUnit XML.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Also write the certificate as Markdown.
-    #[arg(long, value_name = "FILE")]
-    pub markdown: Option<PathBuf>,
+    /// How the certificate is reported.
+    #[command(flatten)]
+    pub report: ReportArgs,
     /// Also write a page per scenario that did not pass into DIR (`NNN-name.html`, and
     /// `index.html` listing every scenario): the run's timeline, a lane per replica, the
     /// manager and the clients, the failing step highlighted with what the spec allows there.
@@ -159,12 +153,9 @@ pub enum CertifyCommand {
     Merge(MergeArgs),
 }
 
-/// Options of `hadr certify merge`.
+/// How `hadr certify` and `hadr certify merge` report a certificate.
 #[derive(Debug, Args)]
-pub struct MergeArgs {
-    /// The shards' certificates (`hadr certify --shard K/N --json`), in any order.
-    #[arg(required = true, value_name = "CERT.json")]
-    pub files: Vec<PathBuf>,
+pub struct ReportArgs {
     /// Print the certificate as JSON.
     #[arg(long)]
     pub json: bool,
@@ -174,14 +165,17 @@ pub struct MergeArgs {
     /// Also write the certificate as Markdown.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
-    /// Also write a page per scenario that did not pass into DIR (`NNN-name.html`, and
-    /// `index.html` listing every scenario): the run's timeline, a lane per replica, the
-    /// manager and the clients, the failing step highlighted with what the spec allows there.
-    #[arg(long, value_name = "DIR")]
-    pub html: Option<PathBuf>,
-    /// With `--html`: a page for every scenario, passed ones too.
-    #[arg(long, requires = "html")]
-    pub html_all: bool,
+}
+
+/// Options of `hadr certify merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' certificates (`hadr certify --shard K/N --json`), in any order.
+    #[arg(required = true, value_name = "CERT.json")]
+    pub files: Vec<PathBuf>,
+    /// How the certificate is reported.
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 /// Options of `hadr validate`.

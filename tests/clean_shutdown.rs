@@ -138,24 +138,31 @@ fn namespaces_of(pid: u32) -> Vec<PathBuf> {
     entries_named(dir, &format!("hadr-{pid}-"))
 }
 
+/// SIGTERM to `hadr certify --sut reference --faults FAULTS` once it runs two scenarios (the
+/// corpus is CLUSTER_TYPE EXTERNAL: three replicas and etcd each).
+#[cfg(feature = "etcd")]
+fn sigterm_to_certify_reference(faults: &str) {
+    sigterm_leaves_nothing(
+        &[
+            "certify",
+            "--sut",
+            "reference",
+            "--short-timeouts",
+            "--jobs",
+            "2",
+            "--faults",
+            faults,
+        ],
+        8,
+        "hadr-reference",
+    );
+}
+
 /// The replicas on loopback: port reservations.
 #[cfg(feature = "etcd")]
 #[test]
 fn sigterm_to_certify_reference_leaves_nothing() {
-    // The corpus is CLUSTER_TYPE EXTERNAL: three replicas and etcd a scenario.
-    let args = [
-        "certify",
-        "--sut",
-        "reference",
-        "--short-timeouts",
-        "--jobs",
-        "2",
-    ];
-    sigterm_leaves_nothing(
-        &[&args[..], &["--faults", "cooperative"]].concat(),
-        8,
-        "hadr-reference",
-    );
+    sigterm_to_certify_reference("cooperative");
 }
 
 /// The replicas in network namespaces (root: CI runs as root; otherwise the command refuses
@@ -163,19 +170,7 @@ fn sigterm_to_certify_reference_leaves_nothing() {
 #[cfg(feature = "etcd")]
 #[test]
 fn sigterm_to_certify_reference_in_namespaces_leaves_nothing() {
-    let args = [
-        "certify",
-        "--sut",
-        "reference",
-        "--short-timeouts",
-        "--jobs",
-        "2",
-    ];
-    sigterm_leaves_nothing(
-        &[&args[..], &["--faults", "outside"]].concat(),
-        8,
-        "hadr-reference",
-    );
+    sigterm_to_certify_reference("outside");
 }
 
 #[test]
