@@ -786,28 +786,9 @@ impl Drop for Group {
 }
 
 /// A new directory for one scenario's files, under `HADR_REFERENCE_DIR` or the temp directory.
+/// Removed by `Group`'s drop, or on a stopping signal by `hadr_testbed::cleanup`.
 fn scenario_dir() -> Result<PathBuf, SutError> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let parent = std::env::var_os("HADR_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let dir = parent.join(format!(
-        "hadr-reference-{}-{nanos:09}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    // Removed by `Group`'s drop, or on a stopping signal by `hadr_testbed::cleanup`.
-    hadr_testbed::cleanup::create_temp_dir(&dir).map_err(|e| {
-        failed(format!(
-            "cannot make the scenario directory {}: {e}",
-            dir.display()
-        ))
-    })?;
-    Ok(dir)
+    hadr_testbed::cleanup::new_temp_dir("HADR_REFERENCE_DIR", "hadr-reference").map_err(failed)
 }
 
 fn set_outcome(record: &Mutex<TransactionObservation>, outcome: CommitOutcome) {

@@ -57,6 +57,40 @@ pub fn create_temp_dir(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A new temporary directory of this process ([`create_temp_dir`]) under `$parent_var`, or the
+/// temp directory when that variable is unset, named `PREFIX-PID-NANOS-N`: unique within the
+/// process, and not one a process of the same id kept before.
+pub fn new_temp_dir(parent_var: &str, prefix: &str) -> Result<PathBuf, TempDirError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let parent = std::env::var_os(parent_var)
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = parent.join(format!(
+        "{prefix}-{}-{nanos:09}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    match create_temp_dir(&dir) {
+        Ok(()) => Ok(dir),
+        Err(source) => Err(TempDirError { path: dir, source }),
+    }
+}
+
+/// Why [`new_temp_dir`] could not make a directory.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot make the temporary directory {path}: {source}")]
+pub struct TempDirError {
+    /// The directory.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// `path` is no longer this process' to remove on a signal (it removed it, or keeps it).
 pub fn forget_temp_dir(path: &Path) {
     registry().dirs.retain(|d| d != path);

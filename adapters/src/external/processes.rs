@@ -506,23 +506,14 @@ fn tail(path: &Path) -> String {
 }
 
 /// A new directory for one scenario, under `HADR_EXTERNAL_DIR` or the temp directory.
+/// Removed on drop, or on a stopping signal by `hadr_testbed::cleanup`.
 fn scenario_dir() -> Result<PathBuf, ProcessesError> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let parent = std::env::var_os("HADR_EXTERNAL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let path = parent.join(format!(
-        "hadr-external-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    // Removed on drop, or on a stopping signal by `hadr_testbed::cleanup`.
-    hadr_testbed::cleanup::create_temp_dir(&path).map_err(|source| ProcessesError::Dir {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(path)
+    hadr_testbed::cleanup::new_temp_dir("HADR_EXTERNAL_DIR", "hadr-external").map_err(|e| {
+        ProcessesError::Dir {
+            path: e.path,
+            source: e.source,
+        }
+    })
 }
 
 #[cfg(test)]
