@@ -372,6 +372,11 @@ pub enum DatabaseState {
     /// Restored WITH NORECOVERY and not joined (or removed from the group).
     #[serde(rename = "RESTORING", alias = "restoring")]
     Restoring,
+    /// Its log was found damaged at recovery (a record that fails its checksum with valid
+    /// records after it): not online, never led, until it is reseeded from a primary or an
+    /// operator accepts the loss.
+    #[serde(rename = "SUSPECT", alias = "suspect")]
+    Suspect,
 }
 
 /// `SEEDING_MODE` of a replica (R-DB-2 **\[param\]**): how a secondary database gets its

@@ -174,6 +174,23 @@ pub enum AdminError {
         /// The asynchronous replica.
         replica: ReplicaId,
     },
+    /// A database of this replica is SUSPECT: its log was found damaged, and the copy may lack
+    /// acknowledged commits, so this replica does not become primary (R-COMMIT-6).
+    #[error("this replica cannot become primary: the log of {database} was found damaged at its restart (SUSPECT), and records {}..={lost_through} could not be read back. Fail over to a replica with an intact copy (this one is then reseeded from it); if this is the only copy left, accept the loss first (POST /databases/{}/accept-data-loss)", Lsn(kept.0 + 1), database.0)]
+    DatabaseDamaged {
+        /// The first damaged database.
+        database: DatabaseId,
+        /// Its intact prefix ends here.
+        kept: Lsn,
+        /// The highest LSN its damaged log held.
+        lost_through: Lsn,
+    },
+    /// `accept-data-loss` on a database whose log is not damaged.
+    #[error("{database} is not SUSPECT: its log is intact, there is no loss to accept")]
+    DatabaseNotDamaged {
+        /// The database.
+        database: DatabaseId,
+    },
     /// R-FAIL-3 needs every database of the target SYNCHRONIZED (SQL Server error 41142).
     #[error("this replica cannot become primary without data loss: {database} is {state}, not SYNCHRONIZED (error 41142); wait until every database is SYNCHRONIZED, or use FORCE_FAILOVER_ALLOW_DATA_LOSS")]
     TargetNotSynchronized {
@@ -450,6 +467,13 @@ pub enum IgnoredReason {
     /// A promotion while this replica is already the primary.
     #[error("promotion received, but this replica is already the primary")]
     PromotionWhilePrimary,
+    /// A promotion of a replica with a damaged (SUSPECT) database: it may lack acknowledged
+    /// commits, so it does not lead (R-COMMIT-6); the lease goes back to the manager.
+    #[error("promotion received, but the log of {database} is damaged (SUSPECT): this replica does not become primary")]
+    PromotionOfDamagedCopy {
+        /// The first damaged database.
+        database: DatabaseId,
+    },
     /// A cluster manager's event to a replica of a group without one (CLUSTER_TYPE NONE): the
     /// shell broke its contract; the event changes nothing.
     #[error("a cluster manager's event, but the group has CLUSTER_TYPE NONE: no manager decides its roles")]
@@ -632,6 +656,16 @@ pub enum RecoveryError {
         record: Epoch,
         /// The stored epoch.
         epoch: Epoch,
+    },
+    /// The stored damage of a database is malformed: a damaged log held more than it kept.
+    #[error("{database} is marked damaged with records read back up to {kept} of {lost_through}: a damaged log held more than it kept; the state file is damaged")]
+    MalformedDamage {
+        /// The database.
+        database: DatabaseId,
+        /// The stored intact prefix.
+        kept: Lsn,
+        /// The stored highest LSN held.
+        lost_through: Lsn,
     },
     /// The recovered state breaks an invariant of the replica.
     #[error("the recovered state is inconsistent: {0}")]

@@ -91,6 +91,11 @@ pub enum AdminCommand {
     /// `ALTER AVAILABILITY GROUP … SET (REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT = k)`, run
     /// on the primary (R-COMMIT-5).
     SetRequiredSynchronizedSecondariesToCommit(u32),
+    /// Accept the loss of what a damaged log of this replica's database could not give back
+    /// (`DBCC CHECKDB … REPAIR_ALLOW_DATA_LOSS` on a SUSPECT database): the database comes
+    /// online with its intact prefix. For a lone surviving copy; a copy with a primary to
+    /// follow is reseeded from it without any loss.
+    AcceptDataLoss(DatabaseId),
 }
 
 /// A storage operation the shell finished.

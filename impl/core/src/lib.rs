@@ -143,7 +143,7 @@ pub use output::{
     AdminOutcome, ClientReply, DisconnectReason, IndefiniteCause, InputSource, ManagerRequest,
     Output, SyncStatePublication,
 };
-pub use persist::{PersistentDatabase, PersistentState};
+pub use persist::{LogDamage, PersistentDatabase, PersistentState};
 pub use replica::{
     ConnectedState, CoreOptions, DatabaseStatus, PeerStatus, Replica, ReplicaStatus,
     SecondaryDatabaseStatus,

@@ -244,6 +244,17 @@ pub enum AdminOutcome {
         /// Whether log could have been lost (a forced failover that started a new fork).
         data_loss_possible: bool,
     },
+    /// [`AdminCommand::AcceptDataLoss`](crate::AdminCommand::AcceptDataLoss): the database is
+    /// online again with its log up to `kept`; records `kept + 1 ..= lost_through` are gone
+    /// from this copy.
+    DataLossAccepted {
+        /// The database.
+        database: DatabaseId,
+        /// Its log ends here now.
+        kept: Lsn,
+        /// The highest LSN the damaged log had held.
+        lost_through: Lsn,
+    },
 }
 
 /// A request to the cluster manager (absent with `CLUSTER_TYPE = NONE`).

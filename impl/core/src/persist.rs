@@ -2,7 +2,7 @@
 //! Raft's hard state). The log itself is persisted through `AppendLog`/`Fsync`/`RevertLog`.
 
 use crate::ids::Epoch;
-use hadr_types::{AgConfig, ReplicaId, Role, SuspendReason};
+use hadr_types::{AgConfig, Lsn, ReplicaId, Role, SuspendReason};
 use serde::{Deserialize, Serialize};
 
 /// What [`Output::PersistState`](crate::Output::PersistState) asks the shell to store durably,
@@ -32,4 +32,32 @@ pub struct PersistentDatabase {
     pub suspended_by_epoch: Epoch,
     /// The latest epoch whose history this database accepted.
     pub accepted_epoch: Epoch,
+    /// The log was found damaged at a restart and the copy is short of records it held
+    /// (SUSPECT until reseeded or accepted). Set by the shell when its recovery finds damage
+    /// (durably, before it cuts anything); cleared by the core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<LogDamage>,
+}
+
+/// What a damaged log lost: it held records up to `lost_through`, and only the prefix up to
+/// `kept` could be read back intact when the damage was found. Such a copy is never led (it
+/// could lack acknowledged commits) until it holds a primary's log past `lost_through` again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LogDamage {
+    /// The intact prefix ended here when the damage was found (the log has moved on since
+    /// if the copy is being reseeded).
+    pub kept: Lsn,
+    /// The highest LSN the damaged log held (`> kept`).
+    pub lost_through: Lsn,
+}
+
+impl LogDamage {
+    /// Both damages in one (a second damage found before the first was repaired): the earlier
+    /// damage point, the higher LSN held.
+    pub fn merge(self, other: LogDamage) -> LogDamage {
+        LogDamage {
+            kept: self.kept.min(other.kept),
+            lost_through: self.lost_through.max(other.lost_through),
+        }
+    }
 }

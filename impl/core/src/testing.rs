@@ -24,7 +24,7 @@ use crate::message::{MessageBody, PeerMessage};
 use crate::output::{
     AdminOutcome, ClientReply, InputSource, ManagerRequest, Output, SyncStatePublication,
 };
-use crate::persist::PersistentState;
+use crate::persist::{LogDamage, PersistentState};
 use crate::policy;
 use crate::replica::{CoreOptions, Replica};
 use hadr_types::{
@@ -605,6 +605,13 @@ impl Cluster {
     /// Crashes a node: what was not durable is lost, its connections close (its peers see
     /// `Closed`, as after a TCP reset).
     pub fn crash(&mut self, r: ReplicaId) {
+        self.crash_keeping_unsynced(r, 0);
+    }
+
+    /// Crashes a node whose operating system had written back up to `written_back` records of
+    /// each log that were appended but not synced yet: they survive (a write the replica
+    /// never reported hardened), the one after them is torn and lost with the rest.
+    pub fn crash_keeping_unsynced(&mut self, r: ReplicaId, written_back: usize) {
         if self.tracing {
             self.trace.push(format!("{} {r} CRASH", self.now_ms));
         }
@@ -625,9 +632,43 @@ impl Cluster {
         node.storage.clear();
         node.parked_redo.clear();
         node.timers.clear();
-        for (log, durable) in node.disk.logs.iter_mut().zip(&node.disk.durable) {
-            log.truncate(*durable);
+        for (log, durable) in node.disk.logs.iter_mut().zip(node.disk.durable.iter_mut()) {
+            log.truncate(durable.saturating_add(written_back));
+            *durable = log.len();
         }
+    }
+
+    /// A storage fault on the disk of a crashed node: record `lsn` of `database` reads back
+    /// failing its checksum, with the records after it intact (bit rot). Applied as the node's
+    /// recovery finds it at its next restart: the damage is recorded in the stored state and
+    /// the log is cut to the intact prefix (the damaged copy is kept aside, outside the
+    /// replica's view). Returns the damage, or `None` when the log has no record `lsn`.
+    pub fn corrupt_record(
+        &mut self,
+        r: ReplicaId,
+        database: DatabaseId,
+        lsn: Lsn,
+    ) -> Option<LogDamage> {
+        let node = &mut self.nodes[usize::from(r.0)];
+        assert!(node.replica.is_none(), "corrupt the disk of a crashed node");
+        let log = node.disk.logs.get_mut(usize::from(database.0))?;
+        if lsn.0 == 0 || lsn.0 > log.len() as u64 {
+            return None;
+        }
+        let found = LogDamage {
+            kept: Lsn(lsn.0 - 1),
+            lost_through: Lsn(log.len() as u64),
+        };
+        log.truncate(found.kept.0 as usize);
+        node.disk.durable[usize::from(database.0)] = log.len();
+        let stored = node.disk.state.as_mut()?;
+        let damaged = &mut stored.databases.get_mut(usize::from(database.0))?.damaged;
+        *damaged = Some(damaged.map_or(found, |earlier| earlier.merge(found)));
+        if self.tracing {
+            self.trace
+                .push(format!("{} {r} CORRUPT {database} {lsn}", self.now_ms));
+        }
+        *damaged
     }
 
     /// Restarts a crashed node from its disk ([`Replica::recover`]) and reconnects it.
@@ -705,8 +746,10 @@ impl Cluster {
             .filter_map(|&r| {
                 let replica = self.replica(r);
                 let mine = replica.config()?.replicas.get(usize::from(r.0))?;
+                // A replica holding a damaged copy is not a candidate (as a failed one).
+                let failed = !replica.damaged_databases().is_empty();
                 let kind =
-                    policy::asks_for_automatic_failover(mine, replica.role(), false, stalled(r))?;
+                    policy::asks_for_automatic_failover(mine, replica.role(), failed, stalled(r))?;
                 Some((r, kind))
             })
             .collect();

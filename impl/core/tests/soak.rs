@@ -1,5 +1,7 @@
 //! Seeded random walks over environment steps (commits, partitions, crashes, restarts, held
-//! storage, delayed manager confirmations, automatic failovers), checking after every step:
+//! storage, delayed manager confirmations, automatic failovers; and in the walks with storage
+//! faults, crashes that keep unsynced records written back by the system and tear the next
+//! one, and records that read back damaged at a restart), checking after every step:
 //!
 //! - R-COMMIT-6: every acknowledged commit is in the log of the primary and of every secondary
 //!   the primary counts as a commit participant (no forced failover happens here), so that an
@@ -16,6 +18,14 @@ use hadr_core::{AdminCommand, ClientReply, PromotionKind, RequestId};
 use hadr_types::AvailabilityMode::{AsynchronousCommit as Async, SynchronousCommit as Sync};
 use hadr_types::{AgConfig, ClusterType, DatabaseId, Lsn, ReplicaId, Role, SyncState, TxnId};
 use std::collections::BTreeMap;
+
+/// Restarts from a damaged disk in this test process (a walk with storage faults that never
+/// damaged anything would check nothing new).
+static DAMAGED_RESTARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn damaged_restarts() -> usize {
+    DAMAGED_RESTARTS.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 struct Rng(u64);
 
@@ -45,6 +55,10 @@ struct Walk {
     manager: bool,
     /// Also take operator steps: failovers, suspend/resume, changes of k.
     admin: bool,
+    /// Also inject storage faults: written-back and torn unsynced records at a crash, a
+    /// damaged record read back at a restart (one damaged copy at a time, so that an intact
+    /// copy of every acknowledged commit is left to reseed it from).
+    storage: bool,
 }
 
 impl Walk {
@@ -62,6 +76,63 @@ impl Walk {
             acknowledged: BTreeMap::new(),
             manager: cluster_type.has_manager(),
             admin: false,
+            storage: false,
+        }
+    }
+
+    /// Whether any replica holds a damaged copy (running: in its views; crashed: on disk).
+    fn any_damaged(&self) -> bool {
+        (0..self.replicas)
+            .map(|r| ReplicaId(r as u8))
+            .any(|r| match self.c.is_up(r) {
+                true => !self.c.replica(r).damaged_databases().is_empty(),
+                false => self
+                    .c
+                    .node(r)
+                    .disk
+                    .state
+                    .as_ref()
+                    .is_some_and(|s| s.databases.iter().any(|d| d.damaged.is_some())),
+            })
+    }
+
+    /// A storage fault on the disk of the crashed `r` before its restart: one of its durable
+    /// records reads back damaged. Not on the last primary's disk in a walk without operator:
+    /// its restart (or restore by the manager) may be the only way back to a primary, and a
+    /// damaged copy never leads; only an operator's forced failover gets past that.
+    fn damage_disk(&mut self, r: ReplicaId) {
+        let stored = self.c.node(r).disk.state.as_ref();
+        let was_primary = stored.is_some_and(|s| s.role == Role::Primary)
+            || (self.manager && self.c.manager.primary == Some(r));
+        if self.any_damaged() || (was_primary && !self.admin) {
+            return;
+        }
+        let database = self.any_database();
+        let durable = self.c.node(r).disk.logs[usize::from(database.0)].len() as u64;
+        if durable == 0 {
+            return;
+        }
+        let lsn = Lsn(1 + self.rng.below(durable));
+        // Bit rot on the only copy of an acknowledged commit loses it whatever the protocol
+        // does, and a damaged copy leads no database until it is reseeded (failover moves
+        // whole replicas): damage only a disk whose acknowledged commits, of every database,
+        // one other disk holds durably.
+        let holds = |o: ReplicaId, (d, l): &(DatabaseId, Lsn), txn: &TxnId| {
+            let disk = &self.c.node(o).disk;
+            let index = usize::from(d.0);
+            l.0 as usize <= disk.durable[index]
+                && disk.logs[index].get(l.0 as usize - 1).map(|x| x.txn) == Some(*txn)
+        };
+        let covered = (0..self.replicas)
+            .map(|o| ReplicaId(o as u8))
+            .filter(|o| *o != r)
+            .any(|o| {
+                self.acknowledged
+                    .iter()
+                    .all(|(key, txn)| !holds(r, key, txn) || holds(o, key, txn))
+            });
+        if covered && self.c.corrupt_record(r, database, lsn).is_some() {
+            DAMAGED_RESTARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -131,12 +202,21 @@ impl Walk {
                     .filter(|i| self.c.is_up(ReplicaId(*i as u8)))
                     .count();
                 if self.c.is_up(r) && ups > 1 {
-                    self.c.crash(r);
+                    match self.storage {
+                        true => {
+                            let written_back = self.rng.below(3) as usize;
+                            self.c.crash_keeping_unsynced(r, written_back);
+                        }
+                        false => self.c.crash(r),
+                    }
                 }
             }
             9 => {
                 let r = self.any_replica();
                 if !self.c.is_up(r) {
+                    if self.storage && self.rng.below(2) == 0 {
+                        self.damage_disk(r);
+                    }
                     self.c.restart(r);
                 }
             }
@@ -244,13 +324,26 @@ impl Walk {
                 self.automatic_failover();
             }
             if self.primary().is_none() {
+                // R-COMMIT-6: never a damaged copy (it refuses), the best intact one. With
+                // several databases and the most complete copy damaged, no end_of_log_lsn
+                // tells which copy holds every acknowledged commit: this operator counts them.
                 let best = (0..self.replicas)
                     .map(|r| ReplicaId(r as u8))
+                    .filter(|r| self.c.replica(*r).damaged_databases().is_empty())
                     .max_by_key(|r| {
                         let replica = self.c.replica(*r);
-                        (0..self.databases)
+                        let held = self
+                            .acknowledged
+                            .iter()
+                            .filter(|((d, l), txn)| {
+                                let log = replica.log(*d).unwrap();
+                                log.get(l.0 as usize - 1).map(|x| x.txn) == Some(**txn)
+                            })
+                            .count();
+                        let ends = (0..self.databases)
                             .map(|d| replica.end_of_log_lsn(DatabaseId(d as u8)).unwrap().0)
-                            .sum::<u64>()
+                            .sum::<u64>();
+                        (held, ends)
                     })
                     .unwrap();
                 let promotion = self.c.promotion(PromotionKind::Forced);
@@ -394,6 +487,10 @@ fn walk(config: AgConfig, steps: usize) -> usize {
 }
 
 fn walk_with(config: AgConfig, steps: usize, admin: bool) -> usize {
+    walk_faults(config, steps, admin, false)
+}
+
+fn walk_faults(config: AgConfig, steps: usize, admin: bool, storage: bool) -> usize {
     let steps = std::env::var("HADR_SOAK_STEPS")
         .map_or(steps, |n| n.parse().expect("HADR_SOAK_STEPS is a number"));
     let mut acknowledged = 0;
@@ -401,6 +498,7 @@ fn walk_with(config: AgConfig, steps: usize, admin: bool) -> usize {
         let result = std::panic::catch_unwind(|| {
             let mut walk = Walk::new(seed, config.clone());
             walk.admin = admin;
+            walk.storage = storage;
             for _ in 0..steps {
                 walk.step();
             }
@@ -467,6 +565,62 @@ fn soak_with_operator_steps_cluster_type_none() {
     );
 }
 
+/// Storage faults (item 4 of the storage work): a crash keeps some unsynced records and tears
+/// the next, and a durable record may read back damaged at a restart. A damaged copy never
+/// leads and is reseeded, so R-COMMIT-6 holds throughout and the group converges.
+#[test]
+fn r_commit_6_soak_with_storage_faults_external() {
+    let acknowledged = walk_faults(
+        ag_config(ClusterType::External, &[Sync, Sync, Sync], 1),
+        150,
+        false,
+        true,
+    );
+    assert!(acknowledged > 100, "{acknowledged}");
+    assert!(
+        damaged_restarts() > 10,
+        "{} damaged restarts",
+        damaged_restarts()
+    );
+}
+
+#[test]
+fn r_commit_6_soak_with_storage_faults_cluster_type_none() {
+    let acknowledged = walk_faults(
+        ag_config(ClusterType::None, &[Sync, Sync, Async], 2),
+        150,
+        false,
+        true,
+    );
+    assert!(acknowledged > 100, "{acknowledged}");
+    assert!(
+        damaged_restarts() > 10,
+        "{} damaged restarts",
+        damaged_restarts()
+    );
+}
+
+#[test]
+fn soak_with_storage_faults_and_operator_steps() {
+    walk_faults(
+        ag_config(ClusterType::None, &[Sync, Sync, Sync], 1),
+        150,
+        true,
+        true,
+    );
+    walk_faults(
+        ag_config(ClusterType::External, &[Sync, Sync, Async], 2),
+        150,
+        true,
+        true,
+    );
+    assert!(
+        damaged_restarts() > 10,
+        "{} damaged restarts",
+        damaged_restarts()
+    );
+}
+
 #[test]
 fn r_commit_6_soak_with_required_synchronized_secondaries() {
     let mut config = ag_config(ClusterType::External, &[Sync, Sync, Async], 1);
@@ -483,7 +637,8 @@ fn r_commit_6_soak_with_required_synchronized_secondaries() {
 /// ```
 ///
 /// `HADR_SOAK_KIND` is one of `none` (default), `external`, `four`, `k`, `external-admin`,
-/// `none-admin` (the walks above, in order); `HADR_SOAK_STEPS` as above. It prints every
+/// `none-admin` (the walks above, in order); `HADR_SOAK_STORAGE=1` adds the storage faults;
+/// `HADR_SOAK_STEPS` as above. It prints every
 /// replica's status at the end and, with `HADR_TRACE`, every input given to a replica.
 #[test]
 #[ignore = "a debugging tool: set HADR_SOAK_SEED"]
@@ -530,6 +685,7 @@ fn debug_seed() {
         .map_or(steps, |n| n.parse().expect("HADR_SOAK_STEPS is a number"));
     let mut walk = Walk::new(seed, config);
     walk.admin = admin;
+    walk.storage = std::env::var("HADR_SOAK_STORAGE").is_ok_and(|v| v == "1");
     walk.c.tracing = true;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for _ in 0..steps {

@@ -79,10 +79,12 @@ fn check_stream(mut rest: &[u8]) {
 ///
 /// The file is `data` itself when it starts with the WAL magic, otherwise a valid header for
 /// database 3 followed by `data`. Opening it (buffered, not preallocated:
-/// [`WalOptions::plain`]) must either refuse the header (only possible when `data` supplied it)
-/// or recover records with consecutive LSNs from 1, cut the file to a prefix of what it held,
-/// and leave it in a state that reopens to the same records without any further cut and
-/// accepts the next record.
+/// [`WalOptions::plain`]) must either refuse the header (only possible when `data` supplied it),
+/// or refuse a damaged log without changing a byte (then quarantine gives back exactly the
+/// intact prefix that inspection reports), or recover records with consecutive LSNs from 1,
+/// cut the file to a prefix of what it held, and leave it in a state that reopens to the same
+/// records without any further cut and accepts the next record. Every record handed back
+/// passed its checksum: re-encoded, it is the bytes the file held.
 pub fn wal_recover(data: &[u8]) {
     let database = DatabaseId(3);
     let contents = if data.starts_with(&WAL_MAGIC) {
@@ -100,8 +102,30 @@ pub fn wal_recover(data: &[u8]) {
         {
             return
         }
+        Err(WalError::Damaged { damage, .. }) => {
+            let on_disk = std::fs::read(&file.0).expect("the damaged file is readable");
+            assert_eq!(on_disk, contents, "a damaged log was changed");
+            assert!(damage.kept < damage.lost_through && damage.valid_at >= damage.kept_bytes);
+            let inspected = Wal::inspect(&file.0, database).expect("a damaged log inspects");
+            assert_eq!(inspected.damage.as_ref(), Some(&*damage));
+            assert_eq!(Lsn(inspected.records.len() as u64), damage.kept);
+            assert_checksummed(&contents, &inspected.records);
+            let (_, prefix, kept) = Wal::quarantine(&file.0, database, WalOptions::plain())
+                .unwrap_or_else(|e| panic!("quarantine failed: {e}"));
+            let kept = kept.expect("a damaged log is kept aside");
+            assert_eq!(
+                std::fs::read(&kept).ok(),
+                Some(contents),
+                "kept byte for byte"
+            );
+            let _ = std::fs::remove_file(&kept);
+            assert_eq!(prefix.records, inspected.records);
+            assert_eq!((prefix.truncated_bytes, prefix.stop_reason), (0, None));
+            return;
+        }
         Err(error) => panic!("recovery failed: {error}"),
     };
+    assert_checksummed(&contents, &recovered.records);
     for (index, record) in recovered.records.iter().enumerate() {
         assert_eq!(
             record.lsn,
@@ -157,6 +181,26 @@ pub fn wal_recover(data: &[u8]) {
     let mut expected = recovered.records;
     expected.push(next);
     assert_eq!(last.records, expected);
+}
+
+/// Every record in `records` is, re-encoded, the bytes of a record of `contents` with its
+/// checksum: recovery never hands back a record that fails its checksum.
+fn assert_checksummed(contents: &[u8], records: &[LogRecord]) {
+    let mut at = wal::WAL_HEADER_LEN as usize;
+    for record in records {
+        let mut payload = Vec::new();
+        crate::codec::Writer::new(&mut payload).put_log_record(record);
+        let stored = &contents[at..at + 8 + payload.len()];
+        assert_eq!(&stored[..4], &(payload.len() as u32).to_le_bytes());
+        assert_eq!(&stored[4..8], &crc32c::crc32c(&payload).to_le_bytes());
+        assert_eq!(
+            &stored[8..],
+            &payload[..],
+            "{} is not the bytes on disk",
+            record.lsn
+        );
+        at += stored.len();
+    }
 }
 
 /// A file in the system's temporary directory, removed when dropped.

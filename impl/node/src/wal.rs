@@ -11,10 +11,23 @@
 //!                      CRC-32C of the payload, len = payload bytes
 //! ```
 //!
-//! Recovery ([`Wal::open`]) keeps the longest prefix of well-formed records and cuts the file
-//! durably at the first record that is torn (a write interrupted by a crash), fails its
-//! checksum, does not decode, or does not continue the log. A record that fails its checksum is
-//! never returned.
+//! Recovery ([`Wal::open`]) tells a **torn tail** from **damage**. It reads well-formed records
+//! up to the first bad spot: a record that is torn (the file ends inside it), fails its
+//! checksum, declares an impossible length, does not decode or does not continue the log, or
+//! zeros where a record should start with data after them. When no valid record follows the bad
+//! spot anywhere in the file, it is the tail of a write interrupted by a crash: nothing after
+//! it was ever durable, and the file is cut there, durably. When a valid record (checksum right,
+//! decodes, an LSN after the good prefix) follows it, the log is **damaged** (bit rot, a lost or
+//! misdirected write): the records after the bad spot were durable and may have been
+//! acknowledged, so nothing is cut and [`Wal::open`] refuses with [`WalError::Damaged`], naming
+//! the file, the offset and the LSNs at stake. [`Wal::quarantine`] then keeps the damaged file
+//! under another name and starts a log from its good prefix, for a replica that marked the
+//! database damaged first (so that it never serves or leads with the short copy). A record
+//! that fails its checksum is never returned.
+//!
+//! The rule is conservative: a multi-block write torn by a power failure so that a later block
+//! reached the disk and an earlier one did not reads as damage too, a false alarm that costs a
+//! reseed, never a loss.
 //!
 //! Durability: [`Wal::append`] makes nothing durable; [`Wal::sync`] makes everything appended
 //! so far durable with one flush. Group commit is the caller's: append the records of many
@@ -149,9 +162,11 @@ pub enum TailProblem {
         source: DecodeError,
     },
     /// Zeros where a record should start (the end of the log in a preallocated file), but
-    /// bytes that are not zeros further on: records written after a hole, none of them durable
-    /// (writes that reached the disk out of order before a crash).
-    #[error("record at byte {offset} is missing (zeros) but byte {data_at} further on is not zero: writes cut short by a crash")]
+    /// bytes that are not zeros further on: the rest of a write cut short by a crash when no
+    /// valid record is among them, damage (a lost or zeroed block) when one is.
+    #[error(
+        "record at byte {offset} is missing (zeros) but byte {data_at} further on is not zero"
+    )]
     Hole {
         /// Where the missing record starts in the file.
         offset: u64,
@@ -180,6 +195,40 @@ pub struct Recovered {
     pub truncated_bytes: u64,
     /// Why recovery stopped before the end of the file, if it did.
     pub stop_reason: Option<TailProblem>,
+    /// Only from [`Wal::inspect`]: the log is damaged, not torn ([`WalError::Damaged`]);
+    /// `records` is then its good prefix and nothing counts as discarded. [`Wal::open`] refuses
+    /// a damaged log instead.
+    pub damage: Option<Damage>,
+}
+
+/// Damage found by recovery: a bad spot with valid records after it ([`WalError::Damaged`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// The first bad spot: the first record recovery could not read.
+    pub problem: TailProblem,
+    /// The good prefix ends here: records up to this LSN are intact and in order.
+    pub kept: Lsn,
+    /// File offset just after the good prefix (where the bad spot starts).
+    pub kept_bytes: u64,
+    /// The first valid record found after the bad spot: its offset in the file.
+    pub valid_at: u64,
+    /// The highest LSN of any valid record after the bad spot (at least `kept` + 1): the
+    /// records `kept + 1 ..= lost_through` were on disk and cannot all be read back.
+    pub lost_through: Lsn,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}; a valid record follows at byte {} and records up to {} were written, so records {}..={} were durable and cannot all be read back",
+            self.problem,
+            self.valid_at,
+            self.lost_through,
+            Lsn(self.kept.0 + 1),
+            self.lost_through
+        )
+    }
 }
 
 /// Why a WAL operation failed.
@@ -239,6 +288,15 @@ pub enum WalError {
         path: PathBuf,
         /// The last record of the job.
         up_to: Lsn,
+    },
+    /// Recovery found the log damaged (not a torn tail): nothing was changed on disk. The
+    /// records up to [`Damage::kept`] are intact.
+    #[error("write-ahead log {} is damaged at byte {}: {damage}. Nothing was cut; the file is kept for inspection", path.display(), damage.kept_bytes)]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What recovery found.
+        damage: Box<Damage>,
     },
     /// An earlier write, fsync or truncation of this file failed.
     #[error("an earlier write or fsync of {} failed and its contents on disk are unknown: reopen the log (restart the node) to recover", path.display())]
@@ -403,6 +461,12 @@ impl Wal {
         check_header(path, &contents, database)?;
 
         let scan = scan(&contents);
+        if let Some(damage) = scan.damage {
+            return Err(WalError::Damaged {
+                path: path.to_path_buf(),
+                damage: Box::new(damage),
+            });
+        }
         let mut allocated = contents.len() as u64;
         let truncated_bytes = discarded(&contents, &scan);
         if let Some(problem) = &scan.problem {
@@ -451,6 +515,7 @@ impl Wal {
             records: scan.records,
             truncated_bytes,
             stop_reason: scan.problem,
+            damage: None,
         };
         Ok((wal, recovered))
     }
@@ -497,8 +562,9 @@ impl Wal {
 
     /// What [`Wal::open`] would recover from the log of `database` at `path`, read without
     /// changing anything: the file is opened read-only, a bad tail is reported in
-    /// [`Recovered::truncated_bytes`] and [`Recovered::stop_reason`] but not cut off, and a
-    /// missing file reads as the empty log that `open` would create.
+    /// [`Recovered::truncated_bytes`] and [`Recovered::stop_reason`] but not cut off, damage is
+    /// reported in [`Recovered::damage`] (with the good prefix as the records), and a missing
+    /// file reads as the empty log that `open` would create.
     pub fn inspect(path: &Path, database: DatabaseId) -> Result<Recovered, WalError> {
         let contents = match fs::read(path) {
             Ok(contents) => contents,
@@ -507,18 +573,74 @@ impl Wal {
                     records: Vec::new(),
                     truncated_bytes: 0,
                     stop_reason: None,
+                    damage: None,
                 })
             }
             Err(error) => return Err(io_error(path, "read")(error)),
         };
         check_header(path, &contents, database)?;
         let scan = scan(&contents);
-        let truncated_bytes = discarded(&contents, &scan);
+        let truncated_bytes = match scan.damage {
+            Some(_) => 0,
+            None => discarded(&contents, &scan),
+        };
         Ok(Recovered {
             records: scan.records,
             truncated_bytes,
             stop_reason: scan.problem,
+            damage: scan.damage,
         })
+    }
+
+    /// Starts the log of `database` at `path` again from its good prefix when it is damaged,
+    /// keeping the damaged file, then opens it ([`Wal::open_with`]). Returns the log, what it
+    /// recovered, and where the damaged file is now kept (`None`, and nothing changed, when the
+    /// log was not damaged).
+    ///
+    /// Only for a replica that has durably marked the database damaged first: the log that
+    /// comes back is short, and only that mark stops the replica from serving it, leading with
+    /// it, or forgetting on its next restart that records are missing.
+    ///
+    /// Crash-safe: the prefix is written to `<path>.new` and synced, the damaged file gets a
+    /// second name (`<path>.damaged-<seconds since 1970>`, a hard link) and the directory is
+    /// synced, then `<path>.new` replaces `path` atomically. At any point a crash leaves at
+    /// `path` either the damaged log or the prefix.
+    pub fn quarantine(
+        path: &Path,
+        database: DatabaseId,
+        options: WalOptions,
+    ) -> Result<(Wal, Recovered, Option<PathBuf>), WalError> {
+        let contents = fs::read(path).map_err(io_error(path, "read"))?;
+        check_header(path, &contents, database)?;
+        let Some(damage) = scan(&contents).damage else {
+            let (wal, recovered) = Wal::open_with(path, database, options)?;
+            return Ok((wal, recovered, None));
+        };
+        let staging = with_suffix(path, ".new");
+        let write = |file: &mut File| -> io::Result<()> {
+            file.write_all(&contents[..damage.kept_bytes as usize])?;
+            file.sync_all()
+        };
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&staging)
+            .and_then(|mut file| write(&mut file))
+            .map_err(io_error(&staging, "write"))?;
+        let aside = kept_name(path)?;
+        fs::hard_link(path, &aside).map_err(io_error(&aside, "create"))?;
+        sync_directory(path)?;
+        fs::rename(&staging, path).map_err(io_error(path, "replace"))?;
+        sync_directory(path)?;
+        tracing::warn!(
+            path = %path.display(),
+            kept = %aside.display(),
+            records = damage.kept.0,
+            "the damaged write-ahead log was kept aside; the log starts again from its good prefix"
+        );
+        let (wal, recovered) = Wal::open_with(path, database, options)?;
+        Ok((wal, recovered, Some(aside)))
     }
 
     /// Appends `records` at the end of the log (with direct I/O, in memory until the next
@@ -842,9 +964,7 @@ fn check_header(path: &Path, contents: &[u8], database: DatabaseId) -> Result<()
 
 /// Creates the file atomically: header into `<path>.new`, sync, rename, sync the directory.
 fn create(path: &Path, database: DatabaseId) -> Result<(), WalError> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".new");
-    let staging = path.with_file_name(name);
+    let staging = with_suffix(path, ".new");
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -857,6 +977,34 @@ fn create(path: &Path, database: DatabaseId) -> Result<(), WalError> {
     drop(file);
     fs::rename(&staging, path).map_err(io_error(path, "create"))?;
     sync_directory(path)
+}
+
+/// `path` with `suffix` after its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// A name not taken yet for a damaged log kept beside `path`.
+fn kept_name(path: &Path) -> Result<PathBuf, WalError> {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for attempt in 0..1000u32 {
+        let suffix = match attempt {
+            0 => format!(".damaged-{seconds}"),
+            n => format!(".damaged-{seconds}-{n}"),
+        };
+        let candidate = with_suffix(path, &suffix);
+        if !candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    Err(io_error(path, "find a free name beside")(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "a thousand damaged copies are already kept; move them away",
+    )))
 }
 
 /// Makes a new directory entry for `path` durable.
@@ -880,6 +1028,8 @@ struct Scan {
     index: Vec<IndexEntry>,
     end: u64,
     problem: Option<TailProblem>,
+    /// The bad spot is damage, not a torn tail.
+    damage: Option<Damage>,
 }
 
 /// Bytes of a bad tail that recovery discards, up to its last byte that is not zero.
@@ -900,6 +1050,7 @@ fn scan(contents: &[u8]) -> Scan {
         index: Vec::new(),
         end: WAL_HEADER_LEN,
         problem: None,
+        damage: None,
     };
     let mut offset = WAL_HEADER_LEN as usize;
     let mut previous = (Lsn(0), Epoch::NONE);
@@ -936,7 +1087,74 @@ fn scan(contents: &[u8]) -> Scan {
             }
         }
     }
+    if let Some(problem) = &scan.problem {
+        scan.damage = find_damage(contents, problem, Lsn(scan.records.len() as u64), scan.end);
+    }
     scan
+}
+
+/// Whether the bad spot `problem` (at `kept_bytes`, after the good prefix ending at LSN `kept`)
+/// is damage rather than a torn tail: a valid record, with an LSN after the prefix, starts
+/// somewhere after it (a record that does not continue the log counts itself). Looks at every
+/// byte offset after the bad spot, jumping over the valid records it finds, to learn the
+/// highest LSN the file held.
+fn find_damage(
+    contents: &[u8],
+    problem: &TailProblem,
+    kept: Lsn,
+    kept_bytes: u64,
+) -> Option<Damage> {
+    let bad = kept_bytes as usize;
+    let mut at = match problem {
+        TailProblem::OutOfSequence { .. } => bad,
+        _ => bad + 1,
+    };
+    let mut valid_at = None;
+    let mut lost_through = kept;
+    while at < contents.len() {
+        if contents[at..].starts_with(&[0; 4]) {
+            // No record has length 0: go to the first place whose length field holds the
+            // next byte that is not zero.
+            let Some(next) = contents[at..].iter().position(|b| *b != 0) else {
+                break;
+            };
+            at = (at + next).saturating_sub(3).max(at + 1);
+            continue;
+        }
+        match valid_record_at(contents, at) {
+            Some((record, size)) if record.lsn > kept => {
+                valid_at.get_or_insert(at as u64);
+                lost_through = lost_through.max(record.lsn);
+                at += size;
+            }
+            _ => at += 1,
+        }
+    }
+    Some(Damage {
+        problem: problem.clone(),
+        kept,
+        kept_bytes,
+        valid_at: valid_at?,
+        lost_through,
+    })
+}
+
+/// The record at `at` if one starts there that passes its checksum and decodes (whatever its
+/// place in the log), and its size in the file.
+fn valid_record_at(contents: &[u8], at: usize) -> Option<(LogRecord, usize)> {
+    let head = contents.get(at..at.checked_add(RECORD_HEADER_LEN as usize)?)?;
+    let length = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    let checksum = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if length == 0 || length > MAX_RECORD_LEN {
+        return None;
+    }
+    let size = RECORD_HEADER_LEN as usize + length as usize;
+    let payload = contents.get(at + RECORD_HEADER_LEN as usize..at.checked_add(size)?)?;
+    if crc32c::crc32c(payload) != checksum {
+        return None;
+    }
+    let record = Reader::decode_exact(payload, Reader::get_log_record).ok()?;
+    Some((record, size))
 }
 
 /// Reads the record at the start of `bytes` (at file offset `offset`), which must follow the

@@ -9,7 +9,7 @@ use hadr_core::log::LogShapeError;
 use hadr_core::{Epoch, LogRecord, Write};
 use hadr_node::codec::Writer;
 use hadr_node::wal::{
-    tear_last_record, Recovered, TailProblem, Wal, WalError, WalOptions, BLOCK,
+    tear_last_record, Damage, Recovered, TailProblem, Wal, WalError, WalOptions, BLOCK,
     DEFAULT_PREALLOCATE, MAX_RECORD_LEN, RECORD_HEADER_LEN, WAL_HEADER_LEN,
 };
 use hadr_types::{DatabaseId, Lsn, ReplicaId, TxnId};
@@ -86,7 +86,8 @@ fn a_new_log_is_created_empty_with_its_header() {
         Recovered {
             records: vec![],
             truncated_bytes: 0,
-            stop_reason: None
+            stop_reason: None,
+            damage: None
         }
     );
     assert_eq!((wal.last_lsn(), wal.durable_lsn()), (Lsn(0), Lsn(0)));
@@ -231,6 +232,7 @@ fn empty_log() -> Recovered {
         records: vec![],
         truncated_bytes: 0,
         stop_reason: None,
+        damage: None,
     }
 }
 
@@ -261,10 +263,28 @@ fn a_zero_filled_tail_is_the_end_of_the_log_and_is_kept() {
     assert_eq!(open(&path).1.records, records(1..=3));
 }
 
-/// Zeros where a record should start, then data: a write that reached the disk before the one
-/// in front of it, cut short by a crash. Nothing after the hole is durable, so it all goes.
+/// The damage [`Wal::open`] refused `path` with; the file must be exactly `bytes` still.
+fn damaged(path: &Path, bytes: &[u8]) -> Damage {
+    let error = Wal::open_with(path, DB, WalOptions::plain()).unwrap_err();
+    assert!(
+        error.to_string().contains(&path.display().to_string()),
+        "the error names the file: {error}"
+    );
+    let WalError::Damaged { damage, .. } = error else {
+        panic!("not refused as damaged: {error}");
+    };
+    assert_eq!(
+        fs::read(path).unwrap(),
+        bytes,
+        "a damaged log is left alone"
+    );
+    *damage
+}
+
+/// Zeros where a record should start, then a valid record: not a torn write (nothing valid
+/// would follow it) but a lost or zeroed block in the middle of the log. Nothing is cut.
 #[test]
-fn data_after_zeros_is_a_hole_and_is_cut_off() {
+fn a_valid_record_after_zeros_is_damage_and_nothing_is_cut() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_path(&dir);
     let offsets = write_log(&path, &records(1..=3));
@@ -273,43 +293,109 @@ fn data_after_zeros_is_a_hole_and_is_cut_off() {
     let third = offsets[2] as usize;
     bytes[second..third].fill(0);
     fs::write(&path, &bytes).unwrap();
+    let damage = damaged(&path, &bytes);
+    assert_eq!(
+        damage,
+        Damage {
+            problem: TailProblem::Hole {
+                offset: offsets[1],
+                data_at: offsets[2]
+            },
+            kept: Lsn(1),
+            kept_bytes: offsets[1],
+            valid_at: offsets[2],
+            lost_through: Lsn(3),
+        }
+    );
+}
+
+/// Zeros where a record should start, then bytes that are no valid record (the rest of a
+/// record whose first sectors a crash kept from the disk): a torn tail, cut off.
+#[test]
+fn zeros_then_no_valid_record_is_a_torn_tail_and_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let offsets = write_log(&path, &records(1..=2));
+    let mut bytes = fs::read(&path).unwrap();
+    let second = offsets[1] as usize;
+    bytes[second..second + RECORD_HEADER_LEN as usize].fill(0);
+    fs::write(&path, &bytes).unwrap();
     let (_, recovered) = open(&path);
     assert_eq!(recovered.records, records(1..=1));
-    assert_eq!(
+    assert!(matches!(
         recovered.stop_reason,
-        Some(TailProblem::Hole {
-            offset: offsets[1],
-            data_at: offsets[2]
-        })
-    );
-    assert_eq!(recovered.truncated_bytes, (bytes.len() - second) as u64);
+        Some(TailProblem::Hole { offset, .. }) if offset == offsets[1]
+    ));
+    assert_eq!(recovered.damage, None);
     assert_eq!(fs::metadata(&path).unwrap().len(), offsets[1]);
 }
 
+/// One flipped bit anywhere in a record that has a valid record after it (length, checksum or
+/// payload) is damage: recovery refuses the log, names the first record it could not read and
+/// the last LSN the file held, and changes nothing. The acknowledged records after the flip
+/// are never silently dropped.
 #[test]
-fn a_corrupt_byte_in_a_record_stops_recovery_there_and_drops_what_follows() {
+fn a_flipped_bit_in_any_record_but_the_last_is_damage_and_nothing_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let all = records(1..=5);
+    let offsets = write_log(&path, &all);
+    let clean = fs::read(&path).unwrap();
+    for (index, &offset) in offsets.iter().enumerate().take(4) {
+        let next = offsets[index + 1] as usize;
+        for at in [
+            offset as usize,
+            offset as usize + 5,
+            offset as usize + 9,
+            next - 1,
+        ] {
+            for bit in [0x01, 0x80] {
+                let mut bytes = clean.clone();
+                bytes[at] ^= bit;
+                fs::write(&path, &bytes).unwrap();
+                let damage = damaged(&path, &bytes);
+                assert_eq!(
+                    (damage.kept, damage.kept_bytes, damage.lost_through),
+                    (Lsn(index as u64), offset, Lsn(5)),
+                    "bit {bit:#x} of byte {at} (record {})",
+                    index + 1
+                );
+                assert!(damage.valid_at > offset && damage.valid_at <= next as u64);
+                let inspected = Wal::inspect(&path, DB).unwrap();
+                assert_eq!(inspected.records, all[..index]);
+                assert_eq!(inspected.damage, Some(damage));
+                assert_eq!(inspected.truncated_bytes, 0);
+            }
+        }
+    }
+}
+
+/// A flipped byte in the last record has nothing valid after it: the tail of a write a crash
+/// interrupted, cut off (that record was never acknowledged, or it would not be the last).
+#[test]
+fn a_flipped_byte_in_the_last_record_is_a_torn_tail_and_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_path(&dir);
     let all = records(1..=5);
     let offsets = write_log(&path, &all);
     let mut bytes = fs::read(&path).unwrap();
-    let third = offsets[2] as usize;
-    bytes[third + RECORD_HEADER_LEN as usize + 3] ^= 0x40;
+    let last = offsets[4] as usize;
+    bytes[last + RECORD_HEADER_LEN as usize + 3] ^= 0x40;
     fs::write(&path, &bytes).unwrap();
 
     let (wal, recovered) = open(&path);
-    assert_eq!(recovered.records, all[..2]);
-    assert_eq!(recovered.truncated_bytes, (bytes.len() - third) as u64);
+    assert_eq!(recovered.records, all[..4]);
+    assert_eq!(recovered.truncated_bytes, (bytes.len() - last) as u64);
     assert!(matches!(
         recovered.stop_reason,
-        Some(TailProblem::ChecksumMismatch { offset, .. }) if offset == third as u64
+        Some(TailProblem::ChecksumMismatch { offset, .. }) if offset == last as u64
     ));
-    assert_eq!(wal.last_lsn(), Lsn(2));
-    assert_eq!(fs::metadata(&path).unwrap().len(), third as u64);
+    assert_eq!(wal.last_lsn(), Lsn(4));
+    assert_eq!(fs::metadata(&path).unwrap().len(), last as u64);
 }
 
 #[test]
-fn a_corrupt_length_is_never_read_past() {
+fn a_corrupt_length_is_never_read_past_and_the_records_after_it_are_found() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_path(&dir);
     let offsets = write_log(&path, &records(1..=3));
@@ -317,21 +403,25 @@ fn a_corrupt_length_is_never_read_past() {
     let second = offsets[1] as usize;
     bytes[second..second + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     fs::write(&path, &bytes).unwrap();
-    let (_, recovered) = open(&path);
-    assert_eq!(recovered.records, records(1..=1));
+    let damage = damaged(&path, &bytes);
     assert_eq!(
-        recovered.stop_reason,
-        Some(TailProblem::TooLong {
+        damage.problem,
+        TailProblem::TooLong {
             offset: second as u64,
             length: u32::MAX,
             limit: MAX_RECORD_LEN
-        })
+        }
+    );
+    assert_eq!(
+        (damage.kept, damage.valid_at, damage.lost_through),
+        (Lsn(1), offsets[2], Lsn(3))
     );
 }
 
-/// Writes a record with a valid checksum whose LSN does not follow: recovery stops there too.
+/// A record with a valid checksum whose LSN does not follow: bytes no correct write leaves
+/// (a misdirected write), so damage, not a tail.
 #[test]
-fn a_checksummed_record_that_does_not_continue_the_log_stops_recovery() {
+fn a_checksummed_record_that_does_not_continue_the_log_is_damage() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_path(&dir);
     write_log(&path, &records(1..=2));
@@ -344,19 +434,65 @@ fn a_checksummed_record_that_does_not_continue_the_log_stops_recovery() {
     bytes.extend(&payload);
     fs::write(&path, &bytes).unwrap();
 
-    let (_, recovered) = open(&path);
-    assert_eq!(recovered.records, records(1..=2));
+    let damage = damaged(&path, &bytes);
     assert_eq!(
-        recovered.stop_reason,
-        Some(TailProblem::OutOfSequence {
-            offset: good_len,
-            source: LogShapeError::NotContiguous {
-                index: 0,
-                found: Lsn(5),
-                expected: Lsn(3)
-            }
-        })
+        damage,
+        Damage {
+            problem: TailProblem::OutOfSequence {
+                offset: good_len,
+                source: LogShapeError::NotContiguous {
+                    index: 0,
+                    found: Lsn(5),
+                    expected: Lsn(3)
+                }
+            },
+            kept: Lsn(2),
+            kept_bytes: good_len,
+            valid_at: good_len,
+            lost_through: Lsn(5),
+        }
     );
+}
+
+/// Quarantine keeps the damaged file byte for byte under another name and starts the log
+/// again from its intact prefix, which reopens clean and takes the next record; a log that is
+/// not damaged is left alone.
+#[test]
+fn quarantine_keeps_the_damaged_file_and_restarts_the_log_from_its_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let all = records(1..=5);
+    let offsets = write_log(&path, &all);
+    let (_, _, kept) = Wal::quarantine(&path, DB, WalOptions::plain()).unwrap();
+    assert_eq!(kept, None, "an intact log is not quarantined");
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[offsets[2] as usize + 10] ^= 0x04;
+    fs::write(&path, &bytes).unwrap();
+    let (mut wal, recovered, kept) = Wal::quarantine(&path, DB, WalOptions::plain()).unwrap();
+    let kept = kept.expect("the damaged log is kept");
+    assert_eq!(fs::read(&kept).unwrap(), bytes, "kept byte for byte");
+    assert!(kept
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("db1.wal.damaged-"));
+    assert_eq!(recovered.records, all[..2]);
+    assert_eq!(fs::read(&path).unwrap(), bytes[..offsets[2] as usize]);
+    wal.append(&records(3..=3)).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    assert_eq!(open(&path).1.records, records(1..=3));
+    // A second quarantine of the same name keeps both copies.
+    let mut again = fs::read(&path).unwrap();
+    again[offsets[1] as usize + 10] ^= 0x04;
+    fs::write(&path, &again).unwrap();
+    let (_, _, second) = Wal::quarantine(&path, DB, WalOptions::plain()).unwrap();
+    let second = second.unwrap();
+    assert_ne!(second, kept);
+    assert_eq!(fs::read(&second).unwrap(), again);
+    assert_eq!(fs::read(&kept).unwrap(), bytes);
 }
 
 #[test]

@@ -160,12 +160,13 @@ fn the_wal_recover_seeds_recover_as_their_names_say() {
                     Some(TailProblem::Torn { .. })
                 ));
             }
-            ("hole.bin", Ok((_, recovered))) => {
-                assert_eq!(recovered.records.len(), 1);
-                assert!(matches!(
-                    recovered.stop_reason,
-                    Some(TailProblem::Hole { .. })
-                ));
+            ("damaged.bin", Err(WalError::Damaged { damage, .. })) => {
+                assert_eq!((damage.kept, damage.lost_through), (Lsn(0), Lsn(3)));
+            }
+            // Zeros where the second record should be, the third intact after them: damage.
+            ("hole.bin", Err(WalError::Damaged { damage, .. })) => {
+                assert_eq!((damage.kept, damage.lost_through), (Lsn(1), Lsn(3)));
+                assert!(matches!(damage.problem, TailProblem::Hole { .. }));
             }
             (_, Ok((_, recovered))) => {
                 assert_eq!(recovered.records.len(), 3, "{name}");

@@ -176,6 +176,9 @@ impl Core {
                     AdminCommand::SetRequiredSynchronizedSecondariesToCommit(required) => {
                         Some(self.admin_set_required(required, out))
                     }
+                    AdminCommand::AcceptDataLoss(database) => {
+                        Some(self.admin_accept_data_loss(database))
+                    }
                 }
             }
         };
@@ -189,6 +192,38 @@ impl Core {
         if let Some(result) = result {
             out.push_back(Output::AdminReply { request, result });
         }
+    }
+
+    /// Accepts what a damaged log lost: the database comes online with its intact prefix (the
+    /// operator's decision for a lone surviving copy; R-COMMIT-6 no longer holds for what is
+    /// gone). The replica keeps its role: a SECONDARY with no primary to follow then takes the
+    /// group with a forced failover, which starts a new fork, so no LSN of the lost records is
+    /// ever handed out again in the same epoch.
+    fn admin_accept_data_loss(&mut self, database: DatabaseId) -> AdminResult {
+        let index = self
+            .db_index(database)
+            .ok_or(AdminError::UnknownDatabase { database })?;
+        let db = &mut self.dbs[index];
+        let damage = db
+            .damaged
+            .take()
+            .ok_or(AdminError::DatabaseNotDamaged { database })?;
+        tracing::warn!(
+            %database,
+            kept = %damage.kept,
+            lost_through = %damage.lost_through,
+            "the operator accepted the loss of the records a damaged log could not give back"
+        );
+        invariant!(
+            self,
+            self.dbs[index].damaged.is_none() && damage.kept < damage.lost_through,
+            "R-COMMIT-6: {database}: the damage {damage:?} is still recorded or was malformed"
+        );
+        Ok(AdminOutcome::DataLossAccepted {
+            database,
+            kept: damage.kept,
+            lost_through: damage.lost_through,
+        })
     }
 
     /// `SET HADR SUSPEND` (R-SYNC-7). On the primary it stops data movement to every secondary

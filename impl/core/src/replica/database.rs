@@ -7,6 +7,7 @@
 use crate::ids::{ConnectionId, Epoch, RequestId};
 use crate::log::{check_fork_history, fork_history, ForkSegment, LogRecord, Write};
 use crate::message::DatabaseHello;
+use crate::persist::LogDamage;
 use hadr_types::{DatabaseId, Lsn, ReplicaId, Role, SuspendReason, SyncState, TxnId};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -205,6 +206,9 @@ pub(crate) struct Database {
     pub suspended_by_epoch: Epoch,
     /// The latest epoch whose history this database accepted.
     pub accepted_epoch: Epoch,
+    /// The log was found damaged at a restart: SUSPECT, never led, until the copy holds a
+    /// primary's log past what it lost (or an operator accepts the loss).
+    pub damaged: Option<LogDamage>,
     /// Truncations (`RevertLog`) emitted and not yet reported done, oldest first. Completions of
     /// operations emitted before them may still cover records they discard. (A promotion does
     /// not wait for them: they complete in order before the new primary's appends.)
@@ -306,6 +310,7 @@ impl Database {
             suspended: None,
             suspended_by_epoch: Epoch::NONE,
             accepted_epoch: Epoch::NONE,
+            damaged: None,
             truncations: VecDeque::new(),
             role: DbRole::Secondary(SecondaryDb::new(None)),
         };
@@ -599,6 +604,20 @@ impl Database {
             self.end()
         );
         forks
+    }
+
+    /// `database_state_desc`: SUSPECT while the log is damaged, ONLINE otherwise.
+    pub fn state(&self) -> hadr_types::DatabaseState {
+        debug_assert!(
+            self.damaged.is_none_or(|d| d.kept < d.lost_through),
+            "R-COMMIT-6: {}: a malformed damage record {:?}",
+            self.id,
+            self.damaged
+        );
+        match self.damaged {
+            Some(_) => hadr_types::DatabaseState::Suspect,
+            None => hadr_types::DatabaseState::Online,
+        }
     }
 
     pub fn hello(&self) -> DatabaseHello {

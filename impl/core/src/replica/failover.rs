@@ -18,7 +18,7 @@ use crate::input::{ManagerEvent, PromotionKind};
 use crate::message::{FailoverRefusal, MessageBody};
 use crate::mutants::Mutant;
 use crate::output::{AdminOutcome, IndefiniteCause, InputSource, ManagerRequest, Output};
-use hadr_types::{Lsn, ReplicaId, Role, SuspendReason, SyncState};
+use hadr_types::{DatabaseId, Lsn, ReplicaId, Role, SuspendReason, SyncState};
 use std::collections::BTreeSet;
 
 type AdminResult = Result<AdminOutcome, AdminError>;
@@ -33,6 +33,9 @@ impl Core {
     ) -> Option<AdminResult> {
         if !self.has_manager() {
             return Some(Err(AdminError::PlannedFailoverNeedsClusterManager));
+        }
+        if let Some((_, error)) = self.damaged_copy() {
+            return Some(Err(error));
         }
         let result = match self.planned_failover_precheck(false) {
             Ok(primary) => {
@@ -152,6 +155,9 @@ impl Core {
         if self.role == Role::Primary {
             return Some(Err(AdminError::AlreadyPrimary));
         }
+        if let Some((_, error)) = self.damaged_copy() {
+            return Some(Err(error));
+        }
         if self.failover.is_some() || self.awaiting_promotion.is_some() {
             return Some(Err(AdminError::FailoverInProgress));
         }
@@ -172,6 +178,27 @@ impl Core {
             "R-FAIL-4: FORCE_FAILOVER_ALLOW_DATA_LOSS {request} is neither answered nor waiting"
         );
         result
+    }
+
+    /// Why this replica may not become primary because of a damaged (SUSPECT) database: its copy
+    /// may lack acknowledged commits (R-COMMIT-6). `None` when every database is intact.
+    fn damaged_copy(&self) -> Option<(DatabaseId, AdminError)> {
+        let error = self.dbs.iter().find_map(|db| {
+            let damage = db.damaged?;
+            let error = AdminError::DatabaseDamaged {
+                database: db.id,
+                kept: damage.kept,
+                lost_through: damage.lost_through,
+            };
+            Some((db.id, error))
+        });
+        invariant!(
+            self,
+            error.is_none() || self.role != Role::Primary,
+            "R-COMMIT-6: the PRIMARY {} holds a damaged copy",
+            self.me
+        );
+        error
     }
 
     /// A forced failover that may lose data: with a manager it needs the manager's promotion
@@ -542,6 +569,12 @@ impl Core {
     ) {
         invariant!(
             self,
+            self.dbs.iter().all(|db| db.damaged.is_none()),
+            "R-COMMIT-6: {} is promoted with a damaged copy",
+            self.me
+        );
+        invariant!(
+            self,
             self.role != Role::Primary && self.epoch.term <= self.max_term,
             "R-ROLE-4: the {} {} in {} (highest term {}) is promoted",
             self.role,
@@ -664,6 +697,18 @@ impl Core {
                 }
                 if term_at_least > Epoch::MAX_TERM {
                     ignored(out, source, IgnoredReason::EpochOutOfRange);
+                    return;
+                }
+                if let Some((database, error)) = self.damaged_copy() {
+                    // R-COMMIT-6: a copy that may lack acknowledged commits does not lead;
+                    // the lease goes back so that the manager can pick an intact copy.
+                    let reason = IgnoredReason::PromotionOfDamagedCopy { database };
+                    tracing::error!(%error, "promotion refused");
+                    ignored(out, source, reason);
+                    self.release_unused_lease(out);
+                    if let Some(awaiting) = self.end_promotion_request(out) {
+                        self.promotion_failed(awaiting, error, out);
+                    }
                     return;
                 }
                 if lease_until_ms <= now_ms {

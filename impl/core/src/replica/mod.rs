@@ -48,7 +48,7 @@ use crate::input::{
 use crate::log::{check_run, LogRecord};
 use crate::message::{MessageBody, PeerMessage};
 use crate::output::{ClientReply, InputSource, Output};
-use crate::persist::{PersistentDatabase, PersistentState};
+use crate::persist::{LogDamage, PersistentDatabase, PersistentState};
 use database::{Database, Peer};
 use hadr_types::{
     AgConfig, AvailabilityMode, DatabaseId, Lsn, ReplicaId, Role, TransactionObservation, TxnId,
@@ -446,6 +446,15 @@ impl Replica {
                     epoch: state.epoch,
                 });
             }
+            if let Some(damage) = stored.damaged {
+                if damage.lost_through <= damage.kept {
+                    return Err(RecoveryError::MalformedDamage {
+                        database,
+                        kept: damage.kept,
+                        lost_through: damage.lost_through,
+                    });
+                }
+            }
             if let Some(last) = log.last() {
                 // Records are written or taken only in the replica's current epoch, which is
                 // persisted before them (the ordering contract).
@@ -464,8 +473,20 @@ impl Replica {
         // restarts RESOLVING and learns it is a secondary when the shell reports the manager
         // reachable ([`ManagerEvent::Reachable`]).
         let has_manager = config.cluster_type.has_manager();
+        // A copy that may lack acknowledged commits never leads (R-COMMIT-6): a PRIMARY of
+        // CLUSTER_TYPE NONE with a damaged database comes back SECONDARY, and an operator fails
+        // over to an intact copy.
+        let damaged = state.databases.iter().find_map(|d| d.damaged);
+        if let (Some(damage), Role::Primary, false) = (damaged, state.role, has_manager) {
+            tracing::error!(
+                kept = %damage.kept,
+                lost_through = %damage.lost_through,
+                "this PRIMARY restarts with a damaged log: it comes back SECONDARY; fail over to a replica with an intact copy"
+            );
+        }
         let role = match state.role {
-            Role::Primary if !has_manager => Role::Primary,
+            Role::Primary if !has_manager && damaged.is_none() => Role::Primary,
+            Role::Primary if !has_manager => Role::Secondary,
             _ if has_manager => Role::Resolving,
             Role::Primary | Role::Resolving => Role::Resolving,
             Role::Secondary => Role::Secondary,
@@ -488,6 +509,7 @@ impl Replica {
             db.suspended = stored.suspended;
             db.suspended_by_epoch = stored.suspended_by_epoch;
             db.accepted_epoch = stored.accepted_epoch;
+            db.damaged = stored.damaged;
             if role == Role::Primary {
                 db.become_primary(&others);
             }
@@ -979,6 +1001,24 @@ impl Replica {
         state.connection
     }
 
+    /// The databases whose log was found damaged at a restart (SUSPECT) and is not repaired
+    /// yet, with what each lost. A replica holding one does not become primary (R-COMMIT-6):
+    /// its shell does not ask the cluster manager for a promotion.
+    pub fn damaged_databases(&self) -> Vec<(DatabaseId, LogDamage)> {
+        let damaged: Vec<(DatabaseId, LogDamage)> = self
+            .core
+            .iter()
+            .flat_map(|c| c.dbs.iter())
+            .filter_map(|db| Some((db.id, db.damaged?)))
+            .collect();
+        invariant!(
+            self,
+            damaged.is_empty() || self.role() != Some(Role::Primary),
+            "R-COMMIT-6: a PRIMARY holds damaged copies {damaged:?}"
+        );
+        damaged
+    }
+
     /// `end_of_log_lsn` of a database: the operator picks the forced-failover target with the
     /// highest one (R-FAIL-6).
     pub fn end_of_log_lsn(&self, database: DatabaseId) -> Option<Lsn> {
@@ -1196,6 +1236,7 @@ impl Core {
                 d.suspended == db.suspended
                     && d.suspended_by_epoch == db.suspended_by_epoch
                     && d.accepted_epoch == db.accepted_epoch
+                    && d.damaged == db.damaged
             })
             && p.config == self.config
     }
@@ -1214,6 +1255,7 @@ impl Core {
                     suspended: db.suspended,
                     suspended_by_epoch: db.suspended_by_epoch,
                     accepted_epoch: db.accepted_epoch,
+                    damaged: db.damaged,
                 })
                 .collect(),
         };

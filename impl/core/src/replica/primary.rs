@@ -1047,6 +1047,7 @@ impl Core {
             });
         }
         if self.role != Role::Primary {
+            self.clear_repaired_damage();
             return;
         }
         let epoch = self.epoch;

@@ -92,6 +92,40 @@ impl Core {
         state
     }
 
+    /// A damaged (SUSPECT) database is reseeded by following a primary: once, in a session
+    /// with it and not reverting, it is SYNCHRONIZED or has hardened the primary's log past
+    /// everything the damaged log held, it lacks nothing it ever acknowledged and comes online.
+    pub(super) fn clear_repaired_damage(&mut self) {
+        if self.primary_link().is_none() {
+            return;
+        }
+        for index in 0..self.dbs.len() {
+            let Some(damage) = self.dbs[index].damaged else {
+                continue;
+            };
+            let state = self.local_sync_state(index);
+            let db = &mut self.dbs[index];
+            let caught_up = state == SyncState::Synchronized
+                || (state != SyncState::Reverting && db.hardened >= damage.lost_through);
+            if caught_up {
+                tracing::info!(
+                    database = %db.id,
+                    hardened = %db.hardened,
+                    lost_through = %damage.lost_through,
+                    "the damaged copy is reseeded from the primary: online again"
+                );
+                db.damaged = None;
+            }
+        }
+        invariant!(
+            self,
+            self.dbs.iter().all(|db| db
+                .damaged
+                .is_none_or(|d| d.kept <= d.lost_through && db.primary().is_none())),
+            "R-COMMIT-6: a damaged copy is led, or its damage record is malformed"
+        );
+    }
+
     /// The primary this secondary reports to, if a connection to it is open.
     ///
     /// The primary's handshake need not have arrived: our reports follow our own handshake on

@@ -4,8 +4,9 @@
 use super::{Core, Replica};
 use crate::ids::Epoch;
 use crate::log::ForkSegment;
+use crate::persist::LogDamage;
 use hadr_types::{
-    ClusterType, CommitOutcome, DatabaseId, DatabaseObservation, Lsn, ReplicaId,
+    ClusterType, CommitOutcome, DatabaseId, DatabaseObservation, DatabaseState, Lsn, ReplicaId,
     ReplicaObservation, Role, SuspendReason, SyncState, SynchronizationHealth,
     TransactionObservation,
 };
@@ -77,6 +78,10 @@ pub struct DatabaseStatus {
     pub synchronization_health: SynchronizationHealth,
     /// `is_suspended` + `suspend_reason_desc`.
     pub suspended: Option<SuspendReason>,
+    /// `database_state_desc`: SUSPECT while its log is damaged.
+    pub database_state: DatabaseState,
+    /// What the damaged log lost, while the database is SUSPECT.
+    pub damaged: Option<LogDamage>,
     /// `is_failover_ready`: a SYNCHRONIZED secondary.
     pub is_failover_ready: bool,
     /// `end_of_log_lsn`: pick the forced-failover target with the highest (R-FAIL-6).
@@ -311,7 +316,9 @@ impl Core {
             synchronization_state: state,
             synchronization_health,
             suspended: db.suspended,
-            is_failover_ready: state == Some(SyncState::Synchronized),
+            database_state: db.state(),
+            damaged: db.damaged,
+            is_failover_ready: state == Some(SyncState::Synchronized) && db.damaged.is_none(),
             end_of_log_lsn: db.end(),
             last_received_lsn: db.end(),
             last_written_lsn: db.written,
@@ -336,7 +343,7 @@ impl Core {
                     let db = &self.dbs[index];
                     let state = (self.role != Role::Primary).then(|| self.local_sync_state(index));
                     DatabaseObservation {
-                        database_state: hadr_types::DatabaseState::Online,
+                        database_state: db.state(),
                         database: db.id,
                         synchronization_state: state,
                         // The primary's suspension is the primary's to tell: a secondary with
@@ -347,7 +354,8 @@ impl Core {
                         end_of_log_lsn: db.end(),
                         last_hardened_lsn: db.hardened,
                         last_redone_lsn: db.redone,
-                        is_failover_ready: state == Some(SyncState::Synchronized),
+                        is_failover_ready: state == Some(SyncState::Synchronized)
+                            && db.damaged.is_none(),
                     }
                 })
                 .collect(),

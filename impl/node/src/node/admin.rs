@@ -10,6 +10,7 @@
 //! | `POST /ag/failover`, `/ag/force-failover`, `/ag/set-role-secondary` | R-FAIL-3, R-FAIL-4, R-QUORUM-5 |
 //! | `POST /ag/required-synchronized` | body `{"value": k}` (R-COMMIT-5) |
 //! | `POST /databases/{db}/suspend`, `/resume` | R-SYNC-7 |
+//! | `POST /databases/{db}/accept-data-loss` | a SUSPECT (damaged) database comes online with its intact prefix |
 //! | `POST /sql` | T-SQL statements, run in order |
 //! | `POST /debug/stall`, `/debug/partition`, `/debug/manager`, `/debug/drop-log`, `/debug/health-fault`, `/debug/disk-stall` | fault injection, only with `HADR_FAULT_INJECTION=1` (see `fault.rs`) |
 
@@ -45,6 +46,7 @@ pub(crate) fn admin_router(driver: Driver) -> Router {
         .route("/ag/required-synchronized", post(required_synchronized))
         .route("/databases/{db}/suspend", post(suspend))
         .route("/databases/{db}/resume", post(resume))
+        .route("/databases/{db}/accept-data-loss", post(accept_data_loss))
         .route("/sql", post(sql))
         .route("/debug/stall", post(stall))
         .route("/debug/partition", post(partition))
@@ -471,6 +473,17 @@ fn outcome_json(outcome: AdminOutcome) -> Value {
             "epoch": epoch.to_string(),
             "data_loss_possible": data_loss_possible,
         }),
+        AdminOutcome::DataLossAccepted {
+            database,
+            kept,
+            lost_through,
+        } => json!({
+            "result": "data_loss_accepted",
+            "database": database.0,
+            "log_ends_at": kept.0,
+            "lost_from": kept.0 + 1,
+            "lost_through": lost_through.0,
+        }),
     }
 }
 
@@ -607,6 +620,13 @@ async fn suspend(State(driver): State<Driver>, Path(db): Path<String>) -> Respon
 async fn resume(State(driver): State<Driver>, Path(db): Path<String>) -> Response {
     match database(&driver, &db).await {
         Ok(id) => run(&driver, AdminCommand::ResumeDatabase(id)).await,
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn accept_data_loss(State(driver): State<Driver>, Path(db): Path<String>) -> Response {
+    match database(&driver, &db).await {
+        Ok(id) => run(&driver, AdminCommand::AcceptDataLoss(id)).await,
         Err(r) => r.into_response(),
     }
 }

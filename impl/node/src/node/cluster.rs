@@ -484,10 +484,13 @@ impl State {
         };
         let (health_failed, disk_stalled) =
             (self.faults.health_failed(), self.faults.disk_stalled());
+        // A replica holding a damaged (SUSPECT) copy may lack acknowledged commits: it is
+        // not a candidate, as a failed one (R-COMMIT-6).
+        let damaged = self.replica.damaged_databases();
         let ask = hadr_core::policy::asks_for_automatic_failover(
             mine,
             self.replica.role(),
-            health_failed.is_some(),
+            health_failed.is_some() || !damaged.is_empty(),
             disk_stalled,
         );
         match ask {
@@ -499,6 +502,7 @@ impl State {
                 replica = %self.name,
                 health_failed = ?health_failed,
                 disk_stalled,
+                ?damaged,
                 "no primary holds the lease: not a candidate"
             ),
         }

@@ -89,16 +89,17 @@ fn open_replica(
     data_dir: &DataDir,
 ) -> Result<(Replica, HashMap<DatabaseId, Wal>), NodeError> {
     let mut wals = HashMap::new();
-    let Some(stored) = data_dir.load_state()? else {
+    let Some(mut stored) = data_dir.load_state()? else {
         let replica = Replica::with_options(config.name.clone(), core_options()?);
         return Ok((replica, wals));
     };
     let mut logs = Vec::new();
-    for i in 0..stored.config.databases.len() {
-        let db = DatabaseId(i as u8);
-        let (wal, records) = storage::open_wal(data_dir, db)?;
+    for (i, (wal, records)) in storage::open_wals(data_dir, &mut stored)?
+        .into_iter()
+        .enumerate()
+    {
         logs.push(records);
-        wals.insert(db, wal);
+        wals.insert(DatabaseId(i as u8), wal);
     }
     let records: usize = logs.iter().map(Vec::len).sum();
     let replica = Replica::recover(0, config.name.clone(), stored, logs, core_options()?).map_err(

@@ -3,8 +3,8 @@
 //! `after_input`); and [`offline_observation`], what a stopped replica's files say.
 
 use crate::config::NodeConfig;
-use crate::wal::{Wal, WalError};
-use hadr_core::{CoreOptions, LogRecord, PersistentState, Replica};
+use crate::wal::{Recovered, Wal, WalError, WalOptions};
+use hadr_core::{CoreOptions, LogDamage, LogRecord, PersistentState, Replica};
 use hadr_types::{DatabaseId, DatabaseObservation, DatabaseState, Lsn, ReplicaObservation};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -130,22 +130,81 @@ impl DataDir {
     }
 }
 
-/// Opens a database's WAL (recovering a torn tail) and returns its good records.
+/// Opens a database's WAL, cutting a torn tail, and returns its records. A damaged log is
+/// refused ([`WalError::Damaged`]) with nothing changed: see [`open_wals`].
 pub fn open_wal(
     dir: &DataDir,
     database: DatabaseId,
 ) -> Result<(Wal, Vec<LogRecord>), StorageError> {
     let (wal, recovered) = Wal::open(&dir.wal_path(database), database)
         .map_err(|source| StorageError::Wal { database, source })?;
+    warn_torn_tail(database, &recovered);
+    Ok((wal, recovered.records))
+}
+
+fn warn_torn_tail(database: DatabaseId, recovered: &Recovered) {
     if recovered.truncated_bytes > 0 {
         tracing::warn!(
             %database,
             truncated_bytes = recovered.truncated_bytes,
             reason = ?recovered.stop_reason,
-            "write-ahead log had a torn or corrupt tail; it was cut at the last good record"
+            "write-ahead log had a torn tail (a write interrupted by a crash, nothing valid after it); it was cut at the last good record"
         );
     }
-    Ok((wal, recovered.records))
+}
+
+/// Opens the WAL of every database of a replica that stored `state` and returns them with
+/// their records, in configuration order.
+///
+/// A torn tail (a write a crash interrupted) is cut. A **damaged** log (a record that fails its
+/// checksum with valid records after it) is not: the damage is logged as an ERROR naming the
+/// file and offset, recorded in the database's [`PersistentDatabase::damaged`] (stored durably
+/// in `state` first), and only then is the damaged file kept aside and the log started again
+/// from its intact prefix ([`Wal::quarantine`]). The core then holds the database SUSPECT:
+/// never led, reseeded from a primary, or brought online by an operator accepting the loss.
+///
+/// [`PersistentDatabase::damaged`]: hadr_core::PersistentDatabase::damaged
+pub fn open_wals(
+    dir: &DataDir,
+    state: &mut PersistentState,
+) -> Result<Vec<(Wal, Vec<LogRecord>)>, StorageError> {
+    let mut opened = Vec::with_capacity(state.databases.len());
+    for index in 0..state.databases.len() {
+        let database = DatabaseId(index as u8);
+        let damage = match open_wal(dir, database) {
+            Err(StorageError::Wal {
+                source: WalError::Damaged { damage, .. },
+                ..
+            }) => damage,
+            other => {
+                opened.push(other?);
+                continue;
+            }
+        };
+        let path = dir.wal_path(database);
+        tracing::error!(
+            %database,
+            path = %path.display(),
+            offset = damage.kept_bytes,
+            %damage,
+            "write-ahead log damaged: the database is SUSPECT; nothing was deleted"
+        );
+        let found = LogDamage {
+            kept: damage.kept,
+            lost_through: damage.lost_through,
+        };
+        let stored = &mut state.databases[index].damaged;
+        *stored = Some(stored.map_or(found, |earlier| earlier.merge(found)));
+        dir.store_state(state)?;
+        let (wal, recovered, kept) = Wal::quarantine(&path, database, WalOptions::default())
+            .map_err(|source| StorageError::Wal { database, source })?;
+        if let Some(kept) = kept {
+            tracing::error!(%database, kept = %kept.display(), "the damaged write-ahead log is kept for inspection");
+        }
+        warn_torn_tail(database, &recovered);
+        opened.push((wal, recovered.records));
+    }
+    Ok(opened)
 }
 
 /// Why [`offline_observation`] could not observe a stopped replica.
@@ -203,7 +262,7 @@ pub fn offline_observation(config: &NodeConfig) -> Result<ReplicaObservation, Of
         });
     }
     let dir = DataDir { path: path.clone() };
-    let state = dir
+    let mut state = dir
         .load_state()?
         .ok_or_else(|| OfflineError::NotInAvailabilityGroup {
             name: name.clone(),
@@ -214,6 +273,14 @@ pub fn offline_observation(config: &NodeConfig) -> Result<ReplicaObservation, Of
         let database = DatabaseId(i as u8);
         let recovered = Wal::inspect(&dir.wal_path(database), database)
             .map_err(|source| StorageError::Wal { database, source })?;
+        // What a restart would record (without recording it: nothing changes here).
+        if let (Some(damage), Some(stored)) = (&recovered.damage, state.databases.get_mut(i)) {
+            let found = LogDamage {
+                kept: damage.kept,
+                lost_through: damage.lost_through,
+            };
+            stored.damaged = Some(stored.damaged.map_or(found, |d| d.merge(found)));
+        }
         logs.push(recovered.records);
     }
     let databases = logs
@@ -224,7 +291,10 @@ pub fn offline_observation(config: &NodeConfig) -> Result<ReplicaObservation, Of
             let durable = log.last().map_or(Lsn(0), |record| record.lsn);
             DatabaseObservation {
                 database: DatabaseId(i as u8),
-                database_state: DatabaseState::Online,
+                database_state: match stored.damaged {
+                    Some(_) => DatabaseState::Suspect,
+                    None => DatabaseState::Online,
+                },
                 synchronization_state: None,
                 // The primary's suspension is the primary's to tell: a stopped replica does
                 // not know it still holds (as the core's views of a replica without session).
