@@ -101,6 +101,13 @@ pub enum ClientError {
         /// Its state.
         state: SyncState,
     },
+    /// The database's log was found damaged on this replica (SUSPECT): it serves nothing until
+    /// it is reseeded from the primary (or an operator accepts the loss).
+    #[error("{database} is SUSPECT on this replica (its log was found damaged) and serves no reads until it is reseeded from the primary; read from another replica")]
+    DatabaseSuspect {
+        /// The database.
+        database: DatabaseId,
+    },
 }
 
 /// An admin command that failed; nothing changed.

@@ -173,6 +173,13 @@ pub enum TailProblem {
         /// The first byte after it that is not zero.
         data_at: u64,
     },
+    /// The file's header is not a WAL header, though valid records follow it: a damaged
+    /// header (only ever part of a [`Damage`]).
+    #[error("the file header is {found:?}, not \"HADRWAL1\" and a database id, though valid records follow it")]
+    Header {
+        /// The header's bytes, lossily as text.
+        found: String,
+    },
     /// The record does not continue the log (its LSN is not the next one, or its epoch is older
     /// than the previous record's).
     #[error("record at byte {offset} does not continue the log: {source}")]
@@ -210,21 +217,28 @@ pub struct Damage {
     pub kept: Lsn,
     /// File offset just after the good prefix (where the bad spot starts).
     pub kept_bytes: u64,
-    /// The first valid record found after the bad spot: its offset in the file.
-    pub valid_at: u64,
-    /// The highest LSN of any valid record after the bad spot (at least `kept` + 1): the
+    /// The first valid record found after the bad spot: its offset in the file. `None` when
+    /// the bad spot is the last record, complete, and no torn write explains it (a flipped
+    /// bit in the last acknowledged commit).
+    pub valid_at: Option<u64>,
+    /// The highest LSN of any valid record after the bad spot, at least `kept + 1`: the
     /// records `kept + 1 ..= lost_through` were on disk and cannot all be read back.
     pub lost_through: Lsn,
 }
 
 impl std::fmt::Display for Damage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.valid_at {
+            Some(at) => write!(f, "{}; a valid record follows at byte {at}", self.problem)?,
+            None => write!(
+                f,
+                "{}; the record is complete, so no interrupted write explains it",
+                self.problem
+            )?,
+        }
         write!(
             f,
-            "{}; a valid record follows at byte {} and records up to {} were written, so records {}..={} were durable and cannot all be read back",
-            self.problem,
-            self.valid_at,
-            self.lost_through,
+            ", so records {}..={} were durable and cannot all be read back",
             Lsn(self.kept.0 + 1),
             self.lost_through
         )
@@ -458,9 +472,7 @@ impl Wal {
         };
         let mut contents = Vec::new();
         file.read_to_end(&mut contents).map_err(io("read"))?;
-        check_header(path, &contents, database)?;
-
-        let scan = scan(&contents);
+        let scan = scan_file(path, &contents, database)?;
         if let Some(damage) = scan.damage {
             return Err(WalError::Damaged {
                 path: path.to_path_buf(),
@@ -578,8 +590,7 @@ impl Wal {
             }
             Err(error) => return Err(io_error(path, "read")(error)),
         };
-        check_header(path, &contents, database)?;
-        let scan = scan(&contents);
+        let scan = scan_file(path, &contents, database)?;
         let truncated_bytes = match scan.damage {
             Some(_) => 0,
             None => discarded(&contents, &scan),
@@ -611,14 +622,17 @@ impl Wal {
         options: WalOptions,
     ) -> Result<(Wal, Recovered, Option<PathBuf>), WalError> {
         let contents = fs::read(path).map_err(io_error(path, "read"))?;
-        check_header(path, &contents, database)?;
-        let Some(damage) = scan(&contents).damage else {
+        let Some(damage) = scan_file(path, &contents, database)?.damage else {
             let (wal, recovered) = Wal::open_with(path, database, options)?;
             return Ok((wal, recovered, None));
         };
         let staging = with_suffix(path, ".new");
         let write = |file: &mut File| -> io::Result<()> {
-            file.write_all(&contents[..damage.kept_bytes as usize])?;
+            match damage.problem {
+                // A damaged header: a new one, and none of the records (kept is 0).
+                TailProblem::Header { .. } => file.write_all(&header(database))?,
+                _ => file.write_all(&contents[..damage.kept_bytes as usize])?,
+            }
             file.sync_all()
         };
         OpenOptions::new()
@@ -906,10 +920,12 @@ fn io_error(path: &Path, operation: &'static str) -> impl FnOnce(io::Error) -> W
 }
 
 /// Simulates a crash in the middle of writing the last record of the log at `path`, for tests
-/// and fault injection on a stopped replica: the record's last `bytes` bytes (at most all of it)
-/// read back as zeros, as the part of a preallocated file that a write did not reach. The file
-/// keeps its length. Returns the LSN of the record torn; `None` (and nothing changed) when the
-/// log has no record.
+/// and fault injection on a stopped replica: the record's last `bytes` bytes (at most all of it),
+/// widened to whole [`SECTOR`]s (a device writes a sector whole or not at all), read back as
+/// zeros, as the part of a preallocated file that a write did not reach. When the widening
+/// reaches the record's first sector, the whole record reads as zeros. The file keeps its
+/// length. Returns the LSN of the record torn; `None` (and nothing changed) when the log has no
+/// record.
 pub fn tear_last_record(path: &Path, bytes: u64) -> io::Result<Option<Lsn>> {
     if bytes == 0 {
         return Err(io::Error::new(
@@ -928,7 +944,7 @@ pub fn tear_last_record(path: &Path, bytes: u64) -> io::Result<Option<Lsn>> {
     let Some(last) = scan.index.last() else {
         return Ok(None);
     };
-    let from = last.offset.max(scan.end.saturating_sub(bytes));
+    let from = (scan.end.saturating_sub(bytes) / SECTOR * SECTOR).max(last.offset);
     let file = OpenOptions::new().write(true).open(path)?;
     file.write_all_at(&vec![0; (scan.end - from) as usize], from)?;
     file.sync_all()?;
@@ -941,6 +957,53 @@ pub fn header(database: DatabaseId) -> [u8; WAL_HEADER_LEN as usize] {
     header[..8].copy_from_slice(&WAL_MAGIC);
     header[8] = database.0;
     header
+}
+
+/// Reads the records of a file whose header must be the one of `database`. A file whose magic
+/// is wrong but which holds a valid record after the header's place is a log with a damaged
+/// header: damage, with nothing kept (the header says whose log it is, and it cannot be
+/// trusted). Any other bad header is refused ([`WalError::BadHeader`],
+/// [`WalError::WrongDatabase`]).
+fn scan_file(path: &Path, contents: &[u8], database: DatabaseId) -> Result<Scan, WalError> {
+    let refused = match check_header(path, contents, database) {
+        Ok(()) => return Ok(scan(contents)),
+        Err(error @ WalError::BadHeader { .. }) => error,
+        Err(error) => return Err(error),
+    };
+    let body = scan(contents);
+    // Evidence of a log: a valid record, at the header's end or after a bad spot.
+    let evidence = match (body.records.last(), &body.damage) {
+        (Some(_), _) => Some(WAL_HEADER_LEN),
+        (None, Some(damage)) => damage.valid_at,
+        (None, None) => None,
+    };
+    let Some(valid_at) = evidence else {
+        return Err(refused);
+    };
+    let lost_through = body
+        .records
+        .last()
+        .map(|r| r.lsn)
+        .into_iter()
+        .chain(body.damage.as_ref().map(|d| d.lost_through))
+        .max()
+        .unwrap_or(Lsn(1));
+    let head = &contents[..contents.len().min(WAL_HEADER_LEN as usize)];
+    Ok(Scan {
+        records: Vec::new(),
+        index: Vec::new(),
+        end: 0,
+        problem: None,
+        damage: Some(Damage {
+            problem: TailProblem::Header {
+                found: String::from_utf8_lossy(head).into_owned(),
+            },
+            kept: Lsn(0),
+            kept_bytes: 0,
+            valid_at: Some(valid_at),
+            lost_through,
+        }),
+    })
 }
 
 fn check_header(path: &Path, contents: &[u8], database: DatabaseId) -> Result<(), WalError> {
@@ -1094,10 +1157,12 @@ fn scan(contents: &[u8]) -> Scan {
 }
 
 /// Whether the bad spot `problem` (at `kept_bytes`, after the good prefix ending at LSN `kept`)
-/// is damage rather than a torn tail: a valid record, with an LSN after the prefix, starts
-/// somewhere after it (a record that does not continue the log counts itself). Looks at every
-/// byte offset after the bad spot, jumping over the valid records it finds, to learn the
-/// highest LSN the file held.
+/// is damage rather than a torn tail. It is damage when a valid record, with an LSN after the
+/// prefix, starts somewhere after it (a record that does not continue the log counts itself):
+/// every byte offset after the bad spot is tried, jumping over the valid records found, to learn
+/// the highest LSN the file held. With nothing valid after it, it is damage too when no torn
+/// write explains it ([`torn_write_explains`]): a complete record with a flipped bit is the last
+/// acknowledged commit, not a write a crash interrupted.
 fn find_damage(
     contents: &[u8],
     problem: &TailProblem,
@@ -1130,13 +1195,83 @@ fn find_damage(
             _ => at += 1,
         }
     }
+    if valid_at.is_none() && torn_write_explains(contents, problem) {
+        return None;
+    }
     Some(Damage {
         problem: problem.clone(),
         kept,
         kept_bytes,
-        valid_at: valid_at?,
-        lost_through,
+        valid_at,
+        lost_through: lost_through.max(Lsn(kept.0 + 1)),
     })
+}
+
+/// Whether the record at `start` is whole and only its length field is wrong: a shorter
+/// payload matches the checksum in its header and decodes. A torn write only ever zeroes bytes,
+/// which can shorten a length, never lengthen it past the bytes written; this is a flipped bit.
+/// One pass of an incremental checksum over at most [`MAX_RECORD_LEN`] bytes.
+fn whole_record_with_a_wrong_length(contents: &[u8], start: usize) -> bool {
+    let Some(head) = contents.get(start..start + RECORD_HEADER_LEN as usize) else {
+        return false;
+    };
+    let expected = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    let payload_start = start + RECORD_HEADER_LEN as usize;
+    let payload_end = (payload_start + MAX_RECORD_LEN as usize).min(contents.len());
+    let payload = &contents[payload_start..payload_end];
+    let mut crc = 0;
+    for (index, byte) in payload.iter().enumerate() {
+        crc = crc32c::crc32c_append(crc, std::slice::from_ref(byte));
+        if crc == expected
+            && Reader::decode_exact(&payload[..=index], Reader::get_log_record).is_ok()
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// The unit a device writes whole (or not at all) when a crash interrupts a write: a torn write
+/// leaves whole sectors of a record as they were before it, zeros past the end of the log
+/// (preallocated, or cut and zero-filled).
+pub const SECTOR: u64 = 512;
+
+/// Whether a crash in the middle of writing the last record explains `problem`, the last bad
+/// spot of a file: the file ends inside the record, zeros stand where its header should be, or
+/// it fails its checksum and a whole sector of it after its first one reads as zeros (a sector
+/// that never reached the disk). A complete record that fails its checksum with no such sector
+/// (a flipped bit), one too long, or one that passes its checksum but does not decode or does
+/// not continue the log, is no torn write.
+fn torn_write_explains(contents: &[u8], problem: &TailProblem) -> bool {
+    match *problem {
+        TailProblem::Torn { offset, .. } | TailProblem::ChecksumMismatch { offset, .. }
+            if whole_record_with_a_wrong_length(contents, offset as usize) =>
+        {
+            false
+        }
+        TailProblem::Torn { .. } | TailProblem::Hole { .. } => true,
+        TailProblem::ChecksumMismatch { offset, .. } => {
+            let start = offset as usize;
+            let length = contents
+                .get(start..start + 4)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            let end = (start + RECORD_HEADER_LEN as usize + length).min(contents.len());
+            let sector = SECTOR as usize;
+            let mut boundary = (start / sector + 1) * sector;
+            while boundary < end {
+                let span = &contents[boundary..(boundary + sector).min(end)];
+                if span.iter().all(|b| *b == 0) {
+                    return true;
+                }
+                boundary += sector;
+            }
+            false
+        }
+        TailProblem::TooLong { .. }
+        | TailProblem::Undecodable { .. }
+        | TailProblem::OutOfSequence { .. }
+        | TailProblem::Header { .. } => false,
+    }
 }
 
 /// The record at `at` if one starts there that passes its checksum and decodes (whatever its

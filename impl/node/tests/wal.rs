@@ -10,7 +10,7 @@ use hadr_core::{Epoch, LogRecord, Write};
 use hadr_node::codec::Writer;
 use hadr_node::wal::{
     tear_last_record, Damage, Recovered, TailProblem, Wal, WalError, WalOptions, BLOCK,
-    DEFAULT_PREALLOCATE, MAX_RECORD_LEN, RECORD_HEADER_LEN, WAL_HEADER_LEN,
+    DEFAULT_PREALLOCATE, MAX_RECORD_LEN, RECORD_HEADER_LEN, SECTOR, WAL_HEADER_LEN,
 };
 use hadr_types::{DatabaseId, Lsn, ReplicaId, TxnId};
 use std::fs;
@@ -303,7 +303,7 @@ fn a_valid_record_after_zeros_is_damage_and_nothing_is_cut() {
             },
             kept: Lsn(1),
             kept_bytes: offsets[1],
-            valid_at: offsets[2],
+            valid_at: Some(offsets[2]),
             lost_through: Lsn(3),
         }
     );
@@ -360,7 +360,9 @@ fn a_flipped_bit_in_any_record_but_the_last_is_damage_and_nothing_is_cut() {
                     "bit {bit:#x} of byte {at} (record {})",
                     index + 1
                 );
-                assert!(damage.valid_at > offset && damage.valid_at <= next as u64);
+                assert!(damage
+                    .valid_at
+                    .is_some_and(|at| at > offset && at <= next as u64));
                 let inspected = Wal::inspect(&path, DB).unwrap();
                 assert_eq!(inspected.records, all[..index]);
                 assert_eq!(inspected.damage, Some(damage));
@@ -370,28 +372,72 @@ fn a_flipped_bit_in_any_record_but_the_last_is_damage_and_nothing_is_cut() {
     }
 }
 
-/// A flipped byte in the last record has nothing valid after it: the tail of a write a crash
-/// interrupted, cut off (that record was never acknowledged, or it would not be the last).
+/// A flipped bit in the last record, complete: no interrupted write leaves a whole record with
+/// a wrong byte (a torn write leaves whole sectors of zeros), so this is damage too: that
+/// record may be the last acknowledged commit, and it is not cut.
 #[test]
-fn a_flipped_byte_in_the_last_record_is_a_torn_tail_and_is_cut_off() {
+fn a_flipped_bit_in_the_complete_last_record_is_damage() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_path(&dir);
     let all = records(1..=5);
     let offsets = write_log(&path, &all);
-    let mut bytes = fs::read(&path).unwrap();
+    let clean = fs::read(&path).unwrap();
     let last = offsets[4] as usize;
-    bytes[last + RECORD_HEADER_LEN as usize + 3] ^= 0x40;
-    fs::write(&path, &bytes).unwrap();
+    for at in last..clean.len() {
+        let mut bytes = clean.clone();
+        bytes[at] ^= 0x40;
+        fs::write(&path, &bytes).unwrap();
+        let damage = damaged(&path, &bytes);
+        assert_eq!(
+            (damage.kept, damage.valid_at, damage.lost_through),
+            (Lsn(4), None, Lsn(5)),
+            "byte {at}"
+        );
+    }
+}
 
-    let (wal, recovered) = open(&path);
-    assert_eq!(recovered.records, all[..4]);
-    assert_eq!(recovered.truncated_bytes, (bytes.len() - last) as u64);
-    assert!(matches!(
-        recovered.stop_reason,
-        Some(TailProblem::ChecksumMismatch { offset, .. }) if offset == last as u64
-    ));
-    assert_eq!(wal.last_lsn(), Lsn(4));
-    assert_eq!(fs::metadata(&path).unwrap().len(), last as u64);
+/// A last record whose later sector never reached the disk (zeros from a sector boundary on)
+/// is a torn write: cut off, and the log takes the record again.
+#[test]
+fn a_last_record_with_a_zeroed_sector_is_a_torn_write_and_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let mut all = records(1..=2);
+    all.push(LogRecord {
+        writes: vec![Write {
+            key: "big".into(),
+            value: "v".repeat(3 * SECTOR as usize),
+        }],
+        ..record(3, 1)
+    });
+    let offsets = write_log(&path, &all);
+    let whole = fs::read(&path).unwrap();
+    let first_boundary = (offsets[2] / SECTOR + 1) * SECTOR;
+    for from in [
+        first_boundary,
+        first_boundary + SECTOR,
+        first_boundary + 2 * SECTOR,
+    ] {
+        let mut bytes = whole.clone();
+        bytes[from as usize..].fill(0);
+        fs::write(&path, &bytes).unwrap();
+        let (mut wal, recovered) = open(&path);
+        assert_eq!(recovered.records, all[..2], "zeros from {from}");
+        assert!(matches!(
+            recovered.stop_reason,
+            Some(TailProblem::ChecksumMismatch { .. })
+        ));
+        wal.append(&all[2..]).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        assert_eq!(fs::read(&path).unwrap(), whole);
+    }
+    // Zeros that do not fill a sector of the record are no torn write: damage.
+    let mut bytes = whole.clone();
+    let inside = first_boundary as usize + 10;
+    bytes[inside..inside + 100].fill(0);
+    fs::write(&path, &bytes).unwrap();
+    assert_eq!(damaged(&path, &bytes).valid_at, None);
 }
 
 #[test]
@@ -413,7 +459,7 @@ fn a_corrupt_length_is_never_read_past_and_the_records_after_it_are_found() {
         }
     );
     assert_eq!(
-        (damage.kept, damage.valid_at, damage.lost_through),
+        (damage.kept, damage.valid_at.unwrap(), damage.lost_through),
         (Lsn(1), offsets[2], Lsn(3))
     );
 }
@@ -448,7 +494,7 @@ fn a_checksummed_record_that_does_not_continue_the_log_is_damage() {
             },
             kept: Lsn(2),
             kept_bytes: good_len,
-            valid_at: good_len,
+            valid_at: Some(good_len),
             lost_through: Lsn(5),
         }
     );
@@ -541,6 +587,26 @@ fn a_file_that_is_not_a_wal_is_refused_naming_it() {
             "a refused file is left alone"
         );
     }
+}
+
+/// A flipped byte in the magic of a log whose records are intact: the header cannot be trusted
+/// to say whose log it is, so it is damage (nothing kept, every record at stake), and
+/// quarantine starts an empty log with a good header.
+#[test]
+fn a_damaged_header_before_valid_records_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    write_log(&path, &records(1..=3));
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[2] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    let damage = damaged(&path, &bytes);
+    assert!(matches!(damage.problem, TailProblem::Header { .. }));
+    assert_eq!((damage.kept, damage.lost_through), (Lsn(0), Lsn(3)));
+    let (_, recovered, kept) = Wal::quarantine(&path, DB, WalOptions::plain()).unwrap();
+    assert_eq!(fs::read(kept.unwrap()).unwrap(), bytes);
+    assert!(recovered.records.is_empty());
+    assert_eq!(fs::read(&path).unwrap(), b"HADRWAL1\x01");
 }
 
 #[test]
@@ -835,9 +901,14 @@ fn a_torn_last_record_in_preallocated_space_is_cut_off_and_the_log_stays_appenda
             recovered.truncated_bytes < last_len,
             "only what is left of the record counts, not the zeros after it: {recovered:?}"
         );
-        assert_eq!(
-            recovered.stop_reason.is_some(),
-            torn < last_len,
+        // Torn in whole sectors: these small records sit in the sector they start in, so
+        // the tear takes the whole record (zeros where it starts: the end of the log), or,
+        // across a sector boundary, leaves its first sector and a checksum that fails.
+        assert!(
+            matches!(
+                recovered.stop_reason,
+                None | Some(TailProblem::ChecksumMismatch { .. })
+            ),
             "a record torn by {torn} of its {last_len} bytes: {recovered:?}"
         );
         wal.append(&all[2..]).unwrap();

@@ -427,6 +427,10 @@ impl Core {
                 if let Some(txn) = txn {
                     return ClientReply::Refused(ClientError::UnknownTransaction { txn });
                 }
+                if db.damaged.is_some() {
+                    // Not online: a damaged copy may lack what the primary acknowledged.
+                    return ClientReply::Refused(ClientError::DatabaseSuspect { database: db.id });
+                }
                 let state = self.local_sync_state(index);
                 if !matches!(state, SyncState::Synchronizing | SyncState::Synchronized) {
                     return ClientReply::Refused(ClientError::NotReadable {
