@@ -115,8 +115,8 @@ pub fn configuration_for(mutant: Mutant) -> &'static str {
 }
 
 /// The action kind whose behaviour the mutant changes, for the mutants of an optional feature
-/// (backups, database lifecycle, page repair, reads, log corruption): a configuration that cannot take it
-/// cannot refute the mutant. `None` for the core protocol's mutants.
+/// (backups, database lifecycle, page repair, reads, log corruption): a configuration that
+/// cannot take it cannot refute the mutant. `None` for the core protocol's mutants.
 pub fn feature_of(mutant: Mutant) -> Option<crate::ActionKind> {
     use crate::ActionKind as K;
     use Mutant::*;

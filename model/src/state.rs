@@ -147,8 +147,9 @@ pub struct Db {
     /// never becomes primary reads this, so a recovery that forgets the damage is caught.
     pub corrupt_through: Option<u8>,
     /// Ghost: the transactions whose hardened records a storage fault cut from this copy (bit
-    /// `t - 1` for T`t`; never cleared). R-COMMIT-5/6 count such a copy while it is damaged:
-    /// the protocol made it, the fault destroyed it, and SUSPECT is what says so.
+    /// `t - 1` for T`t`; never cleared). R-COMMIT-5/6 and R-SYNC-5 count those records on the
+    /// copy while it is damaged and does not serve: the protocol made them, the fault destroyed
+    /// them, and SUSPECT is what says so.
     pub lost_to_corruption: u16,
 }
 
