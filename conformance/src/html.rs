@@ -466,7 +466,8 @@ fn lanes_of(action: &Action, before: Option<&Observation>) -> Vec<Lane> {
         | Action::Restart { replica }
         | Action::DiskStall { replica }
         | Action::HealthFault { replica, .. }
-        | Action::CorruptPage { replica, .. } => vec![r(replica)],
+        | Action::CorruptPage { replica, .. }
+        | Action::CorruptLog { replica, .. } => vec![r(replica)],
         Action::LoseLogBlock { to, .. } => vec![r(to)],
         Action::SetRequiredSynchronized { .. }
         | Action::AddDatabase { .. }

@@ -80,6 +80,10 @@ pub enum Action {
     },
     /// A page of a database is found corrupt on a replica (R-PAGE).
     CorruptPage { replica: Rid, db: Did },
+    /// While a replica's server is down, the record at `lsn` of one database's hardened log is
+    /// damaged on its disk (bit rot): it fails its checksum and valid records follow it, so
+    /// recovery at the next start must take it for corruption, not a torn tail (R-COMMIT-6).
+    CorruptLog { replica: Rid, db: Did, lsn: u8 },
     // ---- internal ----
     /// The primary acknowledges a commit to its client (R-COMMIT-2/3).
     AckCommit { txn: u8 },
@@ -207,6 +211,7 @@ action_kinds! {
     DiskStall => Fault, "R-COMMIT-2", "a secondary's log disk stalls";
     HealthFault => Fault, "R-FAIL-7", "the primary reports a health failure";
     CorruptPage => Fault, "R-PAGE-1", "a page is found corrupt";
+    CorruptLog => Fault, "R-COMMIT-6", "a hardened log record is damaged on a stopped server's disk";
     AckCommit => Internal, "R-COMMIT-2", "the primary acknowledges a commit";
     ShipLog => Internal, "R-SYNC-1", "the primary sends a log block to a secondary";
     HardenLog => Internal, "R-SYNC-2", "a secondary hardens received log";
@@ -257,6 +262,7 @@ impl ActionKind {
                 | RemoveReplica
                 | RestoreDatabase
                 | CorruptPage
+                | CorruptLog
         )
     }
 }
@@ -279,7 +285,7 @@ mod tests {
             .iter()
             .filter(|k| k.class().is_environment())
             .count();
-        assert_eq!(env, 24);
+        assert_eq!(env, 25);
         assert_eq!(ActionKind::ALL.len() - env, 18);
         assert_eq!(
             Action::ShipLog { to: 1, db: 0 }.kind().class(),

@@ -18,6 +18,8 @@ pub const READS_CONFIG_TOML: &str = include_str!("../configs/reads.toml");
 pub const LIFECYCLE_CONFIG_TOML: &str = include_str!("../configs/lifecycle.toml");
 /// Automatic page repair (`model/configs/page-repair.toml`).
 pub const PAGE_REPAIR_CONFIG_TOML: &str = include_str!("../configs/page-repair.toml");
+/// A log record damaged on a stopped server's disk (`model/configs/storage-faults.toml`).
+pub const STORAGE_FAULTS_CONFIG_TOML: &str = include_str!("../configs/storage-faults.toml");
 /// The bounds for a group written in T-SQL (`model/configs/script-bounds.toml`).
 pub const SCRIPT_BOUNDS_TOML: &str = include_str!("../configs/script-bounds.toml");
 
@@ -73,7 +75,7 @@ pub struct Bounds {
     /// Operator changes of REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT.
     pub config_changes: u8,
     /// At most this many disruptions in one behaviour, whatever their kind: crashes, health
-    /// faults, partitions, quorum losses, lost log blocks, page corruptions, and operator
+    /// faults, partitions, quorum losses, lost log blocks, page and log corruptions, and operator
     /// commands (failovers, demotions, suspends, changes of k, backups, ADD/REMOVE DATABASE,
     /// REMOVE REPLICA, RESTORE). Restarts, heals, quorum regains, resumes and joins are free:
     /// each undoes one. This caps the product of the budgets, as `MaxEvents` does in TLA+.
@@ -91,6 +93,10 @@ pub struct Bounds {
     /// Pages found corrupt (R-PAGE), a disruption each; 0 leaves page repair out.
     #[serde(default)]
     pub page_corruptions: u8,
+    /// Hardened log records damaged on the disk of a server that is down (CorruptLog), a
+    /// disruption each; 0 (the default) leaves log corruption out.
+    #[serde(default)]
+    pub log_corruptions: u8,
 }
 
 /// A configuration the model can check.
@@ -305,6 +311,7 @@ mod tests {
         let b = config.bounds;
         assert!(b.transactions >= 2 && b.crashes >= 1 && b.network_faults >= 1);
         assert!(b.forced_failovers >= 1);
+        assert_eq!(b.log_corruptions, 0, "log corruption is off by default");
     }
 
     #[test]

@@ -92,6 +92,8 @@ mutants! {
         "fn_hadr_backup_is_preferred_replica returns true on every eligible replica of the highest priority";
     RouteToUnreadableSecondary => "route-to-unreadable-secondary", "R-READ-3", "R-READ-3",
         "the listener routes read-intent connections to listed secondaries whatever their ALLOW_CONNECTIONS and state";
+    CorruptLogAsTornTail => "corrupt-log-as-torn-tail", "R-COMMIT-6", "R-COMMIT-6",
+        "recovery takes a damaged log record with valid records after it for a torn tail: it cuts the log there and brings the database back ONLINE instead of SUSPECT, so the replica may become primary with the short log";
 }
 
 /// The configuration a mutant is checked against when none is given: the default, or one
@@ -107,13 +109,14 @@ pub fn configuration_for(mutant: Mutant) -> &'static str {
             crate::config::PAGE_REPAIR_CONFIG_TOML
         }
         ReadFromUnsynchronizedSecondary => crate::config::READS_CONFIG_TOML,
+        CorruptLogAsTornTail => crate::config::STORAGE_FAULTS_CONFIG_TOML,
         _ => crate::config::DEFAULT_CONFIG_TOML,
     }
 }
 
 /// The action kind whose behaviour the mutant changes, for the mutants of an optional feature
-/// (backups, database lifecycle, page repair, reads): a configuration that cannot take it
-/// cannot refute the mutant. `None` for the core protocol's mutants.
+/// (backups, database lifecycle, page repair, reads, log corruption): a configuration that
+/// cannot take it cannot refute the mutant. `None` for the core protocol's mutants.
 pub fn feature_of(mutant: Mutant) -> Option<crate::ActionKind> {
     use crate::ActionKind as K;
     use Mutant::*;
@@ -125,6 +128,7 @@ pub fn feature_of(mutant: Mutant) -> Option<crate::ActionKind> {
         RestoreOnAvailabilityDatabase => Some(K::RestoreDatabase),
         RepairFromPrimaryCurrentPage | RepairFromSynchronizingSecondary => Some(K::CorruptPage),
         ReadFromUnsynchronizedSecondary | RouteToUnreadableSecondary => Some(K::ClientRead),
+        CorruptLogAsTornTail => Some(K::CorruptLog),
         _ => None,
     }
 }

@@ -31,7 +31,8 @@ impl AgModel {
                 SyncState::NotSynchronizing
             } else if d.reverting {
                 SyncState::Reverting
-            } else if d.failover_ready {
+            } else if d.failover_ready && d.suspect.is_none() {
+                // A SUSPECT copy is never SYNCHRONIZED, whatever the manager still records.
                 SyncState::Synchronized
             } else {
                 SyncState::Synchronizing

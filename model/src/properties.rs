@@ -21,7 +21,7 @@
 use crate::action::ActionKind;
 use crate::config::ModelConfig;
 use crate::spec::AgModel;
-use crate::state::{common_prefix, seen, FailoverKind, State};
+use crate::state::{common_prefix, seen, Did, FailoverKind, Rid, State};
 use hadr_types::{CommitOutcome, DefiniteReason, Role};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -153,6 +153,7 @@ rule_properties! {
     "R-SYNC-5", "every log is the history plus unreverted records of abandoned forks", Always, Rule => log_prefix;
     "R-SYNC-5", "a secondary moving data holds no record of an abandoned fork unless it reverts", Always, Rule => moving_copies_hold_history;
     "R-COMMIT-6", "acknowledged commits are on the history and every SYNCHRONIZED secondary", Always, Rule => durable;
+    "R-COMMIT-6", "a replica whose log a storage fault damaged is never PRIMARY until it is brought back", Always, Rule => damaged_log_never_primary;
     "R-COMMIT-5", "acknowledged commits are hardened on k SYNCHRONIZED secondaries", Always, Rule => hardened_on_k;
     "R-COMMIT-7", "a commit refused with a definite error is in no log", Always, Rule => definite_means_absent;
     "R-COMMIT-4", "at rest, a commit waits only for k and for connected SYNCHRONIZED participants", Always, Rule => commits_wait_only_for_participants;
@@ -186,6 +187,7 @@ rule_properties! {
     "R-DB-4", "removing the primary replica is refused", Sometimes, Goal => remove_primary_refused;
     "R-READ-3", "a read-intent connection is routed to a secondary", Sometimes, Goal => read_routed_to_secondary;
     "R-READ-3", "a read-intent connection falls back to the primary", Sometimes, Goal => read_falls_back_to_primary;
+    "R-COMMIT-6", "a SUSPECT database is brought back by the primary and its mark clears", Sometimes, Goal => suspect_database_brought_back;
 }
 
 /// Every property of the spec: rules, hazards, and one coverage property per action kind.
@@ -246,6 +248,7 @@ fn feature_of(p: &PropertySpec) -> Option<ActionKind> {
         "R-DB-3" => Some(ActionKind::RestoreDatabase),
         "R-DB-4" => Some(ActionKind::RemoveReplica),
         "R-READ-3" => Some(ActionKind::ClientRead),
+        "R-COMMIT-6" => Some(ActionKind::CorruptLog),
         _ => None,
     }
 }
@@ -358,18 +361,22 @@ fn async_never_synchronized(m: &AgModel, s: &State) -> bool {
 }
 
 /// R-SYNC-5: beyond its common prefix with the history, a log holds only records of older
-/// forks that are not in the history; a failover-ready database holds none.
+/// forks that are not in the history; a failover-ready database holds none. While the history
+/// owner's copy is damaged (CorruptLog) and does not serve, the records it lost are still the
+/// history's, wherever they are kept.
 fn log_prefix(_: &AgModel, s: &State) -> bool {
     let epoch = s.manager.epoch;
+    let owner = s.manager.primary;
+    let owner_serves = s.serving_primary() == Some(owner);
     (0..s.replicas.len() as u8).all(|r| {
         s.dbs_of(r).iter().enumerate().all(|(db, d)| {
             let history = s.history(db as u8);
+            let lost_by_owner =
+                |txn| !owner_serves && s.db(owner, db as u8).lost_to_storage_fault(txn);
             let common = common_prefix(&d.log, history);
-            let extra = &d.log[common..];
-            extra
-                .iter()
-                .all(|rec| rec.epoch < epoch && !history.iter().any(|h| h.txn == rec.txn))
-                && (!d.failover_ready || extra.is_empty())
+            let extra = || d.log[common..].iter().filter(|rec| !lost_by_owner(rec.txn));
+            extra().all(|rec| rec.epoch < epoch && !history.iter().any(|h| h.txn == rec.txn))
+                && (!d.failover_ready || extra().next().is_none())
         })
     })
 }
@@ -388,22 +395,44 @@ fn acked_and_kept(s: &State) -> impl Iterator<Item = (u8, &crate::state::Txn)> {
         .map(|(i, t)| (i as u8 + 1, t))
 }
 
+/// Whether replica `r`'s copy of a database counts as holding transaction `txn` for R-COMMIT-5/6:
+/// hardened there, or cut from it by a storage fault (CorruptLog) it has not been brought back
+/// from, unless it serves as the primary. The fault, not the protocol, destroyed that record;
+/// what the protocol owes is that the copy never serves ([`damaged_log_never_primary`]) and
+/// that a failover away from it counts what its target lacks (R-FAIL-5). A primary serving
+/// without the record has lost it.
+fn copy_holds(s: &State, r: Rid, db: Did, txn: u8) -> bool {
+    let d = s.db(r, db);
+    d.has_hardened(txn) || (d.lost_to_storage_fault(txn) && s.serving_primary() != Some(r))
+}
+
 fn durable(_: &AgModel, s: &State) -> bool {
     acked_and_kept(s).all(|(n, t)| {
-        s.db(s.manager.primary, t.db).has_hardened(n)
-            && (0..s.replicas.len() as u8).all(|r| {
-                let d = s.db(r, t.db);
-                !d.failover_ready || d.has_hardened(n)
-            })
+        copy_holds(s, s.manager.primary, t.db, n)
+            && (0..s.replicas.len() as u8)
+                .all(|r| !s.db(r, t.db).failover_ready || copy_holds(s, r, t.db, n))
     })
 }
 
 fn hardened_on_k(_: &AgModel, s: &State) -> bool {
     acked_and_kept(s).all(|(n, t)| {
         let copies = (0..s.replicas.len() as u8)
-            .filter(|&r| s.db(r, t.db).has_hardened(n))
+            .filter(|&r| copy_holds(s, r, t.db, n))
             .count();
         copies > usize::from(t.required_at_ack)
+    })
+}
+
+/// R-COMMIT-6: a replica whose log a storage fault damaged (the ghost of SUSPECT, set whatever
+/// recovery made of the damage) does not hold the PRIMARY role until its copy is brought back:
+/// its hardened log reaches what it had, or a primary records it SYNCHRONIZED. As primary it
+/// would serve without records the group acknowledged, and make the other replicas revert to
+/// its short log.
+fn damaged_log_never_primary(_: &AgModel, s: &State) -> bool {
+    s.replicas.iter().enumerate().all(|(r, rep)| {
+        !(rep.up && rep.role == Role::Primary)
+            || (0..s.databases)
+                .all(|db| !s.group(db).in_group || s.db(r as u8, db).corrupt_through.is_none())
     })
 }
 
@@ -518,6 +547,9 @@ fn converges_when_healthy(m: &AgModel, s: &State) -> bool {
         && s.net.replica_cuts == 0
         && s.net.manager_cuts == 0
         && s.manager.quorum
+        // A history owner whose log was found damaged (SUSPECT) never serves again: the
+        // group has no primary until a failover moves the history (R-COMMIT-6).
+        && !AgModel::has_suspect_database(s, s.manager.primary)
         // A lost last record is noticed only when the next one leaves a gap (LoseLogBlock,
         // R-SYNC-1): until a client commits again that secondary may stay behind.
         && s.dbs.iter().all(|d| usize::from(d.sent) <= d.log.len());
@@ -642,6 +674,14 @@ fn read_routed_to_secondary(_: &AgModel, s: &State) -> bool {
 
 fn read_falls_back_to_primary(_: &AgModel, s: &State) -> bool {
     s.has_seen(seen::READ_FELL_BACK_TO_PRIMARY)
+}
+
+/// A copy that a storage fault damaged (its lost transactions are recorded) is SUSPECT no more:
+/// it caught up with a primary or was recorded SYNCHRONIZED (R-COMMIT-6).
+fn suspect_database_brought_back(_: &AgModel, s: &State) -> bool {
+    s.dbs
+        .iter()
+        .any(|d| d.lost_to_corruption != 0 && d.suspect.is_none() && d.corrupt_through.is_none())
 }
 
 fn hazard_h6(_: &AgModel, s: &State) -> bool {
@@ -771,6 +811,17 @@ pub fn not_applicable(kind: ActionKind, c: &ModelConfig) -> Option<&'static str>
         CorruptPage | RepairFromPrimary => {
             &[(b.page_corruptions > 0, "bounds.page_corruptions is 0")]
         }
+        CorruptLog => &[
+            (b.log_corruptions > 0, "bounds.log_corruptions is 0"),
+            (
+                b.crashes > 0,
+                "bounds.crashes is 0 (a log is damaged while its server is down)",
+            ),
+            (
+                b.transactions >= 2,
+                "fewer than 2 transactions (a damaged record needs a valid one after it)",
+            ),
+        ],
         RepairFromSecondary => &[
             (b.page_corruptions > 0, "bounds.page_corruptions is 0"),
             (
@@ -817,7 +868,7 @@ fn covered<const K: usize>(m: &AgModel, s: &State) -> bool {
     m.enabled_kinds(s) & (1 << K) != 0
 }
 
-const COVERAGE: [Condition; 42] = [
+const COVERAGE: [Condition; 43] = [
     covered::<0>,
     covered::<1>,
     covered::<2>,
@@ -860,6 +911,7 @@ const COVERAGE: [Condition; 42] = [
     covered::<39>,
     covered::<40>,
     covered::<41>,
+    covered::<42>,
 ];
 
 const _: () = assert!(COVERAGE.len() == ActionKind::ALL.len());

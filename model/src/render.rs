@@ -150,6 +150,11 @@ pub fn action_words(c: &ModelConfig, action: &Action) -> String {
         Action::CorruptPage { replica, db } => {
             format!("{} finds a corrupt page in {}", r(replica), d(db))
         }
+        Action::CorruptLog { replica, db, lsn } => format!(
+            "{}'s disk: the {} log record at LSN {lsn} is damaged (fails its checksum; valid records follow)",
+            r(replica),
+            d(db)
+        ),
         Action::SeedDatabase { replica, db } => {
             format!(
                 "automatic seeding copies {} to {} and joins it",
@@ -248,6 +253,22 @@ pub fn step_effect(m: &AgModel, before: &State, action: &Action, after: &State) 
                     .to_string(),
             })
         }
+        Action::CorruptLog { replica, db, lsn } => {
+            let name = c.database_name(db);
+            Some(match after.db(replica, db).suspect {
+                Some(lost_through) => format!(
+                    "recovery will find {name} SUSPECT: usable log up to LSN {}, lost through LSN {lost_through}",
+                    lsn - 1
+                ),
+                None => format!(
+                    "recovery will take it for a torn tail: {name} ONLINE with its log cut at LSN {}",
+                    lsn - 1
+                ),
+            })
+        }
+        Action::Restart { replica } => (before.replica(replica).role == hadr_types::Role::Primary
+            && after.replica(replica).role != hadr_types::Role::Primary)
+            .then(|| "a SUSPECT database: it restarts as SECONDARY, not PRIMARY".to_string()),
         Action::RemoveReplica { replica } => (before.serving_primary() == Some(replica))
             .then(|| "refused: the primary replica cannot be removed (R-DB-4)".to_string()),
         Action::RepairFromPrimary { replica, db } => Some(repair_words(
@@ -317,6 +338,9 @@ pub fn state_line(m: &AgModel, s: &State) -> String {
             }
             if let crate::state::Page::Corrupt { needed } = d.page {
                 let _ = write!(out, " CORRUPT PAGE (needs LSN {needed})");
+            }
+            if let Some(lost_through) = d.suspect {
+                let _ = write!(out, " SUSPECT (lost through LSN {lost_through})");
             }
             let _ = write!(out, " {}", records(&d.log));
             if usize::from(d.hardened) != d.log.len() || d.redone != d.hardened {

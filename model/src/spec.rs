@@ -18,8 +18,8 @@ use crate::config::ModelConfig;
 use crate::mutant::Mutant;
 use crate::routing::{accepts, route, ReplicaRouteView, RouteView};
 use crate::state::{
-    common_prefix, pair_bit, seen, BackupOutcome, Db, Did, FailoverKind, FailoverRecord, LogBackup,
-    Manager, Net, Page, Rec, Replica, Rid, Spent, State, Txn,
+    common_prefix, pair_bit, seen, txn_bit, BackupOutcome, Db, Did, FailoverKind, FailoverRecord,
+    LogBackup, Manager, Net, Page, Rec, Replica, Rid, Spent, State, Txn,
 };
 use hadr_types::{ApplicationIntent, SyncState};
 use hadr_types::{ClusterType, CommitOutcome, DefiniteReason, FailureCondition, Role};
@@ -146,6 +146,7 @@ impl AgModel {
             reads: u8::MAX,
             database_changes: u8::MAX,
             page_corruptions: u8::MAX,
+            log_corruptions: u8::MAX,
         };
         self
     }
@@ -273,13 +274,23 @@ impl AgModel {
     }
 
     /// Whether a replica could become primary: up, in the group, and every availability
-    /// database joined with readable pages (the spec does not fail over to an unrepaired page).
+    /// database joined with readable pages (the spec does not fail over to an unrepaired page)
+    /// and none SUSPECT.
     fn promotable(s: &State, r: Rid) -> bool {
         let rep = &s.replicas[usize::from(r)];
         rep.up
             && !rep.removed
             && !rep.disk_stalled
+            && !Self::has_suspect_database(s, r)
             && (0..s.databases).all(|db| !s.group(db).in_group || Self::healthy_copy(s, r, db))
+    }
+
+    /// Whether one of a replica's availability databases is SUSPECT (its log was found
+    /// damaged): such a replica never takes the PRIMARY role, by any failover, by the manager
+    /// bringing the group back online on it, or by restarting in a persisted PRIMARY role
+    /// (R-COMMIT-6).
+    pub fn has_suspect_database(s: &State, r: Rid) -> bool {
+        (0..s.databases).any(|db| s.group(db).in_group && s.db(r, db).suspect.is_some())
     }
 
     /// The commit participants' count that R-COMMIT-5 compares with k: secondaries recorded
@@ -497,6 +508,16 @@ impl AgModel {
                     && self.reaches_manager(s, replica)
                     && condition.level() <= self.config.ag.failure_condition_level
             }
+            // Bit rot on the disk of a server that is down, in a record with a valid one after
+            // it: a torn write can only be the last record, so recovery can tell the two apart.
+            Action::CorruptLog { replica, db, lsn } => {
+                let r = s.replica(replica);
+                Self::budget_left(s.spent.log_corruptions, b.log_corruptions)
+                    && !r.up
+                    && Self::joined(s, replica, db)
+                    && lsn >= 1
+                    && lsn < s.db(replica, db).hardened
+            }
             _ => unreachable!("Family::of sends only server faults here"),
         }
     }
@@ -654,6 +675,7 @@ impl AgModel {
                     && r.up
                     && r.role == Role::Resolving
                     && !s.net.manager_cut(replica)
+                    && !Self::has_suspect_database(s, replica)
             }
             Action::LoseManager { replica } => {
                 let r = s.replica(replica);
@@ -809,6 +831,9 @@ impl AgModel {
             Suspend => spent.suspends < b.suspends,
             SetRequiredSynchronized => primary.is_some() && spent.config_changes < b.config_changes,
             Crash | DiskStall => spent.crashes < b.crashes,
+            CorruptLog => {
+                spent.log_corruptions < b.log_corruptions && s.replicas.iter().any(|r| !r.up)
+            }
             HealthFault => primary.is_some() && spent.crashes < b.crashes,
             Restart => s.replicas.iter().any(|r| !r.up),
             Partition | LoseQuorum => spent.network_faults < b.network_faults,
@@ -991,11 +1016,26 @@ impl AgModel {
     }
 
     /// Effects of the faults of a server (see [`AgModel::crash`]); a health failure takes
-    /// the group offline on the primary and frees the lease.
+    /// the group offline on the primary and frees the lease; a damaged log record is found by
+    /// recovery (see [`AgModel::recover_damaged_log`]).
     fn server_fault_effect(&self, n: &mut State, action: &Action) {
         match *action {
             Action::Crash { replica } => self.crash(n, replica),
-            Action::Restart { replica } => n.replicas[usize::from(replica)].up = true,
+            // A replica that persisted the PRIMARY role (CLUSTER_TYPE NONE) and comes back with
+            // a SUSPECT database restarts as a SECONDARY: it must not serve, nor make the other
+            // replicas revert to its short log (R-COMMIT-6).
+            Action::Restart { replica } => {
+                let suspect = Self::has_suspect_database(n, replica);
+                let r = &mut n.replicas[usize::from(replica)];
+                r.up = true;
+                if suspect && r.role == Role::Primary {
+                    r.role = Role::Secondary;
+                }
+            }
+            Action::CorruptLog { replica, db, lsn } => {
+                n.spent.log_corruptions += 1;
+                self.recover_damaged_log(n.db_mut(replica, db), lsn);
+            }
             Action::DiskStall { replica } => {
                 n.spent.crashes += 1;
                 n.replicas[usize::from(replica)].disk_stalled = true;
@@ -1056,6 +1096,7 @@ impl AgModel {
             Action::HardenLog { replica, db } => {
                 let d = n.db_mut(replica, db);
                 d.hardened = d.log.len() as u8;
+                bring_back_when_caught_up(d);
             }
             Action::RedoLog { replica, db } => {
                 let d = n.db_mut(replica, db);
@@ -1080,7 +1121,9 @@ impl AgModel {
                 n.replicas[usize::from(replica)].timed_out = true;
             }
             Action::MarkSynchronized { replica, db } => {
-                n.db_mut(replica, db).failover_ready = true;
+                let d = n.db_mut(replica, db);
+                d.failover_ready = true;
+                bring_back(d);
             }
             Action::DropFromSynchronized { replica, db } => {
                 let lingers = self.has(Mutant::CountDisconnectedParticipant)
@@ -1167,6 +1210,7 @@ impl AgModel {
                         d.log = log;
                         d.hardened = log.len() as u8;
                         d.redone = d.hardened;
+                        bring_back(d);
                         if to_joined {
                             n.active_mut().seen |= seen::RESTORED_JOINED_DATABASE;
                         }
@@ -1197,6 +1241,7 @@ impl AgModel {
                 d.sent = d.hardened;
                 d.restoring = false;
                 d.reverting = false;
+                bring_back(d);
             }
             _ => unreachable!("Family::of sends only joining steps here"),
         }
@@ -1323,6 +1368,32 @@ impl AgModel {
             d.log.truncate(usize::from(d.hardened));
             d.reverting = false;
         }
+    }
+
+    /// Recovery of a log whose record at `lsn` fails its checksum while valid records follow
+    /// it. The log before that record is all that can be used: the rest is cut (hardened,
+    /// redone and the page's needed LSN with it). That is corruption, not a torn tail, so the
+    /// database is SUSPECT and remembers the highest LSN it had; under the
+    /// `corrupt-log-as-torn-tail` mutant it comes back ONLINE as if the log had simply ended
+    /// there. The ghosts record the damage either way.
+    fn recover_damaged_log(&self, d: &mut Db, lsn: u8) {
+        let had = d.hardened;
+        let usable = lsn - 1;
+        for rec in &d.log[usize::from(usable)..] {
+            d.lost_to_corruption |= txn_bit(rec.txn);
+        }
+        d.log.truncate(usize::from(usable));
+        d.hardened = usable;
+        d.redone = d.redone.min(usable);
+        if let Page::Corrupt { needed } = d.page {
+            d.page = Page::Corrupt {
+                needed: needed.min(d.redone),
+            };
+        }
+        if !self.has(Mutant::CorruptLogAsTornTail) {
+            d.suspect = Some(d.suspect.map_or(had, |t| t.max(had)));
+        }
+        d.corrupt_through = Some(d.corrupt_through.map_or(had, |t| t.max(had)));
     }
 
     /// The handshake: the secondary reports its end of log; the primary resumes sending from
@@ -1835,6 +1906,29 @@ fn lose_commits_the_target_lacks(n: &mut State, target: Rid, index: u8) {
     }
 }
 
+/// A copy whose log was found damaged has hardened as far as it had (`lost_through`), from a
+/// primary: its SUSPECT mark clears, and the ghost of the damage with it (R-COMMIT-6).
+fn bring_back_when_caught_up(d: &mut Db) {
+    if d.suspect
+        .is_some_and(|lost_through| d.hardened >= lost_through)
+    {
+        d.suspect = None;
+    }
+    if d.corrupt_through
+        .is_some_and(|lost_through| d.hardened >= lost_through)
+    {
+        d.corrupt_through = None;
+    }
+}
+
+/// A copy holds the whole history (recorded SYNCHRONIZED) or a new copy of it (RESTORE,
+/// automatic seeding), whatever it had before: a SUSPECT mark clears, and the ghost of the
+/// damage with it (R-COMMIT-6).
+fn bring_back(d: &mut Db) {
+    d.suspect = None;
+    d.corrupt_through = None;
+}
+
 /// A database copy leaves the group or stops being joined: RESTORING, no data movement.
 fn leave_group(d: &mut Db) {
     d.restoring = true;
@@ -1914,7 +2008,7 @@ impl Family {
                 Family::Failover
             }
             Suspend | Resume | SetRequiredSynchronized => Family::SyncCommand,
-            Crash | Restart | DiskStall | HealthFault => Family::ServerFault,
+            Crash | Restart | DiskStall | HealthFault | CorruptLog => Family::ServerFault,
             Partition | Heal | LoseQuorum | RegainQuorum | LoseLogBlock => Family::NetworkFault,
             ShipLog | HardenLog | RedoLog | Revert => Family::Replication,
             Connect | SessionTimeout | MarkSynchronized | DropFromSynchronized => Family::Session,
@@ -1996,6 +2090,14 @@ fn push_fault_candidates(out: &mut Vec<Action>, config: &ModelConfig, replicas: 
     }
     for replica in rs.clone() {
         out.push(Action::DiskStall { replica });
+    }
+    // A damaged record needs a valid one after it: the last transaction's never qualifies.
+    for replica in rs.clone() {
+        for db in dbs() {
+            for lsn in 1..config.bounds.transactions {
+                out.push(Action::CorruptLog { replica, db, lsn });
+            }
+        }
     }
     for replica in rs.clone() {
         for condition in FailureCondition::ALL {
@@ -2118,16 +2220,20 @@ mod tests {
     use super::*;
     use std::collections::{HashSet, VecDeque};
 
-    /// `actions` skips a kind when `kind_possible` is false: over every reachable state of two
-    /// small configurations (one with a manager, one without), no action of a skipped kind is
-    /// enabled.
+    /// `actions` skips a kind when `kind_possible` is false: over every reachable state of three
+    /// small configurations (one with a manager, one without, one with a damaged log), no
+    /// action of a skipped kind is enabled.
     #[test]
     fn kind_possible_is_a_necessary_condition_of_every_guard() {
         let pair = include_str!("../configs/two-replicas.toml").replace("events = 2", "events = 1");
         let none = include_str!("../configs/read-scale.toml")
             .replace("events = 3", "events = 1")
             .replace("transactions = 2", "transactions = 1");
-        for text in [pair, none] {
+        let storage = include_str!("../configs/storage-faults.toml")
+            .replace("events = 4", "events = 2")
+            .replace("crashes = 2", "crashes = 1");
+        assert!(storage.contains("events = 2") && storage.contains("crashes = 1"));
+        for text in [pair, none, storage] {
             let model = AgModel::new(ModelConfig::from_toml_str(&text).unwrap());
             let mut seen = HashSet::new();
             let mut queue = VecDeque::from([model.initial_state()]);

@@ -5,7 +5,8 @@
 //! ```text
 //!  State ─┬─ replicas[r] ── up, role, missed_forced_failover, session, timed_out (ghost)
 //!         │      └─ dbs[d] ── log (received), hardened, redone, sent, failover_ready,
-//!         │                   suspended, reverting, partner_hold (ghost)
+//!         │                   suspended, reverting, suspect, partner_hold (ghost),
+//!         │                   corrupt_through and lost_to_corruption (ghosts)
 //!         ├─ net ──────────── cut replica↔replica links, cut replica↔manager links
 //!         ├─ manager ──────── quorum, lease holder, primary (owner of the history), epoch …
 //!         ├─ txns[t] ──────── database, client outcome, k at acknowledgement, lost_in (ghost)
@@ -132,6 +133,24 @@ pub struct Db {
     /// revert's truncation waits on it (DiskStall): the crash that ends the stall brings it
     /// back. `None` otherwise.
     pub stalled_disk_holds: Option<(Log, u8, u8)>,
+    /// SUSPECT, with `lost_through`, the highest LSN the copy had: recovery found a hardened
+    /// record failing its checksum with valid records after it (CorruptLog), which is
+    /// corruption, not a torn tail, and kept only the log before that record. A replica with a
+    /// SUSPECT availability database never takes the PRIMARY role and its copy is never
+    /// SYNCHRONIZED; the copy follows a primary as any secondary does, and the mark clears when
+    /// that primary records it SYNCHRONIZED or its hardened log reaches `lost_through` again
+    /// (R-COMMIT-6). `None` otherwise.
+    pub suspect: Option<u8>,
+    /// Ghost: what `suspect` holds when recovery does its job, whatever recovery did: a
+    /// storage fault cut this copy's log, which reached this LSN, and the copy has not been
+    /// brought back since (the same ways `suspect` clears). The property that a damaged copy
+    /// never becomes primary reads this, so a recovery that forgets the damage is caught.
+    pub corrupt_through: Option<u8>,
+    /// Ghost: the transactions whose hardened records a storage fault cut from this copy (bit
+    /// `t - 1` for T`t`; never cleared). R-COMMIT-5/6 and R-SYNC-5 count those records on the
+    /// copy while it is damaged and does not serve: the protocol made them, the fault destroyed
+    /// them, and SUSPECT is what says so.
+    pub lost_to_corruption: u16,
 }
 
 /// A data page that matters to the spec (R-PAGE): readable, or found corrupt and waiting for
@@ -321,6 +340,8 @@ pub struct Spent {
     pub database_changes: u8,
     /// Page corruptions.
     pub page_corruptions: u8,
+    /// Damaged log records.
+    pub log_corruptions: u8,
 }
 
 /// The kind of a failover.
@@ -438,6 +459,19 @@ impl Db {
         self.position_of(txn)
             .is_some_and(|i| i < usize::from(self.hardened))
     }
+
+    /// Whether a storage fault cut a transaction's hardened record from this copy, which has
+    /// not been brought back since (ghost, for R-COMMIT-5/6 and R-SYNC-5).
+    pub fn lost_to_storage_fault(&self, txn: u8) -> bool {
+        self.corrupt_through.is_some() && self.lost_to_corruption & txn_bit(txn) != 0
+    }
+}
+
+/// The bit of transaction `txn` (1-based) in a mask of transactions such as
+/// [`Db::lost_to_corruption`].
+pub fn txn_bit(txn: u8) -> u16 {
+    debug_assert!((1..=16).contains(&txn), "transactions are numbered 1..=16");
+    1 << (txn - 1)
 }
 
 /// Length of the common prefix of two logs.

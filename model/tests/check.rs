@@ -47,6 +47,7 @@ fn reference_configurations_have_pinned_state_counts() {
         "reads",
         "lifecycle",
         "page-repair",
+        "storage-faults",
     ] {
         let report = run(&config(name), None, CheckOptions::default());
         assert!(report.passed(), "{name}:\n{}", summary(&report));
@@ -73,7 +74,8 @@ fn default_configuration_passes_with_pinned_hazard_examples() {
         }
     }
     // Off in the default configuration: CLUSTER_TYPE NONE's demotion, and the optional
-    // features (reads, backups, lifecycle, page repair), which their own configurations check.
+    // features (reads, backups, lifecycle, page repair, log corruption), which their own
+    // configurations check.
     let optional = [
         "ClientRead",
         "DemoteToSecondary",
@@ -84,6 +86,7 @@ fn default_configuration_passes_with_pinned_hazard_examples() {
         "RestoreDatabase",
         "JoinDatabase",
         "CorruptPage",
+        "CorruptLog",
         "SeedDatabase",
         "RepairFromPrimary",
         "RepairFromSecondary",
@@ -140,4 +143,29 @@ fn every_mutant_is_refuted_at_its_rule() {
             format!("{}\n{}", refuted.name, trace.to_text())
         );
     }
+}
+
+/// `corrupt-log-as-torn-tail` breaks the property written for damaged logs, not only
+/// durability: the replica whose log was damaged takes the PRIMARY role (the shortest such
+/// path pinned).
+#[test]
+fn torn_tail_recovery_makes_a_damaged_replica_primary() {
+    let mutant = Mutant::CorruptLogAsTornTail;
+    let config = ModelConfig::from_toml_str(hadr_model::mutant::configuration_for(mutant))
+        .expect("embedded configurations are valid");
+    let report = run(&config, Some(mutant), CheckOptions::default());
+    let property = report
+        .properties
+        .iter()
+        .find(|p| {
+            p.title
+                .starts_with("a replica whose log a storage fault damaged")
+        })
+        .expect("the property is checked");
+    assert_eq!(property.verdict, Verdict::Violated, "{}", summary(&report));
+    let trace = property.counterexample.as_ref().expect("a counterexample");
+    insta::assert_snapshot!(
+        "torn_tail_damaged_primary",
+        format!("{}\n{}", property.name, trace.to_text())
+    );
 }

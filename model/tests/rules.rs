@@ -424,3 +424,166 @@ fn observation_mirrors_the_views() {
     assert!(b.is_failover_ready);
     assert_eq!(obs.transactions[0].outcome, CommitOutcome::Pending);
 }
+
+/// The storage-faults configuration (the default group with one damaged log record allowed),
+/// with room for four transactions.
+fn storage_faults(mutant: Option<hadr_model::Mutant>) -> Scenario {
+    let mut config = ModelConfig::from_toml_str(hadr_model::config::STORAGE_FAULTS_CONFIG_TOML)
+        .expect("the embedded configuration is valid");
+    config.bounds.transactions = 4;
+    let model = match mutant {
+        Some(m) => AgModel::with_mutant(config, m),
+        None => AgModel::new(config),
+    };
+    let state = model.initial_state();
+    Scenario { model, state }
+}
+
+/// T1 and T2 acknowledged with B SYNCHRONIZED; then B's server stops and the first record of
+/// its log is damaged on its disk, with T2's record still valid after it.
+fn damage_synchronized_b(s: &mut Scenario) {
+    s.b_synchronized()
+        .step(Action::ClientCommit { db: DB })
+        .step(Action::ClientCommit { db: DB })
+        .step(Action::ShipLog { to: B, db: DB })
+        .steps(&ship_and_harden(B))
+        .step(Action::AckCommit { txn: 1 })
+        .step(Action::AckCommit { txn: 2 })
+        .step(Action::Crash { replica: B });
+    assert!(
+        !s.can(Action::CorruptLog {
+            replica: A,
+            db: DB,
+            lsn: 1
+        }),
+        "only the log of a server that is down is damaged"
+    );
+    s.step(Action::CorruptLog {
+        replica: B,
+        db: DB,
+        lsn: 1,
+    });
+}
+
+/// R-COMMIT-6: a copy whose log recovery finds damaged (a record failing its checksum with a
+/// valid one after it) is SUSPECT: it keeps the log before the damage, is never SYNCHRONIZED and
+/// never promoted, even while the manager still records it SYNCHRONIZED; it follows the primary
+/// and its mark clears once it has hardened as far as it had.
+#[test]
+fn r_commit_6_a_damaged_log_is_suspect_and_never_promoted_until_brought_back() {
+    let fail_a = [
+        Action::Restart { replica: B },
+        Action::ResolveToSecondary { replica: B },
+        Action::Crash { replica: A },
+        Action::ManagerLeaseExpiry,
+    ];
+    let mut torn_tail = storage_faults(Some(hadr_model::Mutant::CorruptLogAsTornTail));
+    damage_synchronized_b(&mut torn_tail);
+    torn_tail.steps(&fail_a);
+    assert!(
+        torn_tail.can(Action::AutomaticFailover { target: B }),
+        "the planted bug: B comes back ONLINE, still recorded SYNCHRONIZED"
+    );
+
+    let mut s = storage_faults(None);
+    damage_synchronized_b(&mut s);
+    let b = s.state.db(B, DB);
+    assert_eq!((b.suspect, b.log.len(), b.hardened), (Some(2), 0, 0));
+    assert!(b.failover_ready, "the manager does not know yet");
+    s.steps(&fail_a);
+    assert!(
+        !s.can(Action::AutomaticFailover { target: B }),
+        "a SUSPECT replica lacking T1 and T2 must not be promoted"
+    );
+    assert!(!s.can(Action::ForcedFailover { target: B }));
+    // A comes back on its intact log; B follows it and is brought back.
+    s.step(Action::Restart { replica: A })
+        .step(Action::RestorePrimary { replica: A })
+        .step(Action::Connect { replica: B });
+    assert_eq!(s.sync_state(B), Some(SyncState::Synchronizing));
+    s.step(Action::ShipLog { to: B, db: DB })
+        .steps(&ship_and_harden(B));
+    let b = s.state.db(B, DB);
+    assert_eq!((b.suspect, b.hardened), (None, 2));
+    assert_eq!(s.log_of(B), vec![1, 2]);
+    assert_eq!(s.sync_state(B), Some(SyncState::Synchronized));
+}
+
+/// R-COMMIT-6: the history owner's damaged copy stays RESOLVING (the manager does not bring
+/// the group back online on it); a forced failover to another replica is the way out, and the
+/// damaged copy then follows the new primary.
+#[test]
+fn r_commit_6_a_damaged_history_owner_waits_for_a_forced_failover() {
+    let mut s = storage_faults(None);
+    s.step(Action::ClientCommit { db: DB })
+        .step(Action::ClientCommit { db: DB })
+        .step(Action::Crash { replica: A })
+        .step(Action::CorruptLog {
+            replica: A,
+            db: DB,
+            lsn: 1,
+        })
+        .step(Action::Restart { replica: A })
+        .step(Action::ManagerLeaseExpiry);
+    assert!(!s.can(Action::RestorePrimary { replica: A }));
+    assert!(
+        !s.can(Action::AutomaticFailover { target: B }),
+        "B is not SYNCHRONIZED"
+    );
+    assert!(!s.can(Action::ForcedFailover { target: A }));
+    s.step(Action::ForcedFailover { target: B })
+        .step(Action::ResolveToSecondary { replica: A })
+        .step(Action::Connect { replica: A });
+    assert_eq!(
+        s.model.suspend_reason(&s.state, A, DB),
+        Some(SuspendReason::Partner),
+        "R-FAIL-4: the former primary missed a lossy forced failover"
+    );
+    s.step(Action::Resume { replica: A, db: DB });
+    assert_eq!(s.state.db(A, DB).suspect, Some(2), "B's history is empty");
+    s.step(Action::ClientCommit { db: DB })
+        .step(Action::ClientCommit { db: DB })
+        .step(Action::ShipLog { to: A, db: DB })
+        .steps(&ship_and_harden(A));
+    assert_eq!(s.log_of(A), vec![3, 4]);
+    assert_eq!(s.state.db(A, DB).suspect, None, "hardened as far as it had");
+}
+
+/// R-COMMIT-6 under CLUSTER_TYPE NONE: a primary that restarts with a SUSPECT database comes
+/// back as a SECONDARY, never in its persisted PRIMARY role; under the
+/// `corrupt-log-as-torn-tail` mutant it comes back PRIMARY without the commit it acknowledged.
+#[test]
+fn r_commit_6_a_primary_with_a_damaged_log_restarts_as_secondary() {
+    let text = include_str!("../configs/read-scale.toml")
+        .replace("events = 3", "events = 3\nlog_corruptions = 1");
+    let config = ModelConfig::from_toml_str(&text).unwrap();
+    for mutant in [None, Some(hadr_model::Mutant::CorruptLogAsTornTail)] {
+        let model = match mutant {
+            Some(m) => AgModel::with_mutant(config.clone(), m),
+            None => AgModel::new(config.clone()),
+        };
+        let mut s = Scenario {
+            state: model.initial_state(),
+            model,
+        };
+        s.step(Action::ClientCommit { db: DB })
+            .step(Action::AckCommit { txn: 1 })
+            .step(Action::ClientCommit { db: DB })
+            .step(Action::Crash { replica: A })
+            .step(Action::CorruptLog {
+                replica: A,
+                db: DB,
+                lsn: 1,
+            })
+            .step(Action::Restart { replica: A });
+        assert!(s.log_of(A).is_empty(), "T1's record failed its checksum");
+        if mutant.is_none() {
+            assert_eq!(s.state.replicas[usize::from(A)].role, Role::Secondary);
+            assert_eq!(s.state.serving_primary(), None);
+            assert!(s.can(Action::ForcedFailover { target: B }));
+        } else {
+            assert_eq!(s.state.serving_primary(), Some(A), "the planted bug");
+            assert_eq!(s.outcome(1), CommitOutcome::Acknowledged);
+        }
+    }
+}
