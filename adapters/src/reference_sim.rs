@@ -7,7 +7,7 @@ use hadr_core::testing::Cluster;
 use hadr_core::{AdminCommand, ManagerEvent, RequestId};
 use hadr_model::{Action, Node};
 use hadr_types::{
-    AgConfig, CommitOutcome, DatabaseId, DefiniteReason, Observation, ReplicaId, Role,
+    AgConfig, CommitOutcome, DatabaseId, DefiniteReason, Lsn, Observation, ReplicaId, Role,
     TransactionObservation, TxnId,
 };
 use std::collections::BTreeSet;
@@ -256,6 +256,14 @@ impl Sut for ReferenceSim {
                 self.stalled.remove(&r);
             }
             Action::Restart { replica } => self.cluster()?.restart(ReplicaId(replica)),
+            // Bit rot on the stopped server's disk, found by its recovery at the next start.
+            Action::CorruptLog { replica, db, lsn } => {
+                self.cluster()?.corrupt_record(
+                    ReplicaId(replica),
+                    DatabaseId(db),
+                    Lsn(u64::from(lsn)),
+                );
+            }
             Action::Partition { a, b } => match (Self::replica(&a), Self::replica(&b)) {
                 (Some(a), Some(b)) => self.cluster()?.partition(a, b),
                 (Some(r), None) | (None, Some(r)) => {

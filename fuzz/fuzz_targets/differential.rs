@@ -12,10 +12,12 @@ use hadr_model::ModelConfig;
 use std::sync::OnceLock;
 
 /// The configurations a scenario may pick: two synchronous replicas with automatic failover
-/// (small frontiers, fast), and the default three-replica group.
-const CONFIGS: [&str; 2] = [
+/// (small frontiers, fast), the default three-replica group, and storage faults (a log record
+/// damaged on a stopped server's disk, `CorruptLog`, issue 18).
+const CONFIGS: [&str; 3] = [
     include_str!("../../model/configs/two-replicas.toml"),
     hadr_model::DEFAULT_CONFIG_TOML,
+    include_str!("../../model/configs/storage-faults.toml"),
 ];
 
 /// A scenario stops once the model's frontier (the states it may be in) has more states than

@@ -81,6 +81,8 @@ impl AgModel {
                                 database: DatabaseId(db as Did),
                                 database_state: if d.restoring {
                                     DatabaseState::Restoring
+                                } else if d.suspect.is_some() {
+                                    DatabaseState::Suspect
                                 } else {
                                     DatabaseState::Online
                                 },

@@ -1425,7 +1425,8 @@ impl AgModel {
 
     /// Whether a secondary database may serve reads (R-READ-2): it is moving data
     /// (SYNCHRONIZING or SYNCHRONIZED: connected, joined, caught up to no abandoned record, not
-    /// suspended or reverting) and its page is readable.
+    /// suspended or reverting), its page is readable, and its log is not damaged (a SUSPECT
+    /// copy serves nothing: it may lack what the primary acknowledged).
     pub fn readable(&self, s: &State, r: Rid, db: Did) -> bool {
         let rep = &s.replicas[usize::from(r)];
         if self.has(Mutant::ReadFromUnsynchronizedSecondary) {
@@ -1435,6 +1436,7 @@ impl AgModel {
             self.sync_state(s, r, db),
             Some(SyncState::Synchronizing | SyncState::Synchronized)
         ) && s.db(r, db).page == Page::Healthy
+            && s.db(r, db).suspect.is_none()
     }
 
     /// What the listener sees for a database: every replica's role and connection settings,

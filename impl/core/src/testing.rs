@@ -1229,7 +1229,16 @@ impl Cluster {
                         .iter()
                         .enumerate()
                         .map(|(d, durable)| DatabaseObservation {
-                            database_state: hadr_types::DatabaseState::Online,
+                            database_state: match node
+                                .disk
+                                .state
+                                .as_ref()
+                                .and_then(|s| s.databases.get(d))
+                                .and_then(|x| x.damaged)
+                            {
+                                Some(_) => hadr_types::DatabaseState::Suspect,
+                                None => hadr_types::DatabaseState::Online,
+                            },
                             database: DatabaseId(d as u8),
                             synchronization_state: None,
                             suspended: node
