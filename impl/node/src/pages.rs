@@ -1529,11 +1529,29 @@ impl Disk {
         Ok(bytes)
     }
 
-    /// The whole key.
+    /// The whole key. A long key's overflow pages must start with the prefix its cell shows
+    /// (comparisons trust the prefix when it decides).
     fn full_key(&self, key: KeyRef<'_>, page_count: u64) -> Result<Vec<u8>, PageError> {
         match key {
             KeyRef::Inline(bytes) => Ok(bytes.to_vec()),
-            KeyRef::Long { len, chain, .. } => self.read_chain(chain, len, page_count),
+            KeyRef::Long { len, prefix, chain } => {
+                let bytes = self.read_chain(chain, len, page_count)?;
+                self.check_prefix(prefix, chain, &bytes)?;
+                Ok(bytes)
+            }
+        }
+    }
+
+    fn check_prefix(&self, prefix: &[u8], chain: PagePtr, key: &[u8]) -> Result<(), PageError> {
+        match key.starts_with(prefix) {
+            true => Ok(()),
+            false => Err(self.damaged(
+                chain.id,
+                malformed(
+                    CHAIN_DATA_AT,
+                    "a long key's overflow pages do not start with the prefix in its cell",
+                ),
+            )),
         }
     }
 
@@ -2639,8 +2657,14 @@ impl DataFile {
                         let key = match cell.key {
                             Key::Inline(bytes) => bytes,
                             Key::Long {
-                                len, chain: first, ..
-                            } => chain(&self.disk, &mut seen, &mut report, first, len)?,
+                                len,
+                                chain: first,
+                                prefix,
+                            } => {
+                                let key = chain(&self.disk, &mut seen, &mut report, first, len)?;
+                                self.disk.check_prefix(&prefix, first, &key)?;
+                                key
+                            }
                         };
                         let in_order = previous.as_ref().is_none_or(|before| *before < key);
                         let above_low = match &low {
@@ -2680,12 +2704,25 @@ impl DataFile {
                     }
                 }
                 Body::Branch { first, cells } => {
+                    // Separators strictly increase (the page alone cannot tell for long keys
+                    // with the same prefix), or the descent would go astray.
+                    let mut before: Option<Vec<u8>> = None;
+                    for cell in &cells {
+                        let separator = self.disk.full_key(cell.key.view(), page_count)?;
+                        if before.as_ref().is_some_and(|before| *before >= separator) {
+                            return Err(inconsistent(ptr.id, "separators are out of order"));
+                        }
+                        before = Some(separator);
+                    }
                     for cell in &cells {
                         if let Key::Long {
-                            len, chain: first, ..
-                        } = cell.key
+                            len,
+                            chain: first,
+                            prefix,
+                        } = &cell.key
                         {
-                            chain(&self.disk, &mut seen, &mut report, first, len)?;
+                            let key = chain(&self.disk, &mut seen, &mut report, *first, *len)?;
+                            self.disk.check_prefix(prefix, *first, &key)?;
                         }
                     }
                     stack.push(Visit {

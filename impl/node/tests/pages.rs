@@ -870,3 +870,269 @@ fn measure_throughput_and_pool() {
         );
     }
 }
+
+#[test]
+fn a_page_lsn_is_the_last_write_that_changed_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = data_path(&dir);
+    let mut file = create(&path, 8);
+    for n in 0..200u64 {
+        file.put(&format!("key-{n:03}"), &value(n, 200), Lsn(n + 1))
+            .unwrap();
+    }
+    file.checkpoint(Lsn(200)).unwrap();
+    file.put("key-100", &value(1_000, 200), Lsn(450)).unwrap();
+    file.checkpoint(Lsn(500)).unwrap();
+    drop(file);
+    let bytes = std::fs::read(&path).unwrap();
+    let lsn_of =
+        |page: usize| u64::from_le_bytes(bytes[page * PAGE_SIZE + 24..][..8].try_into().unwrap());
+    let page_holding = |needle: &str| {
+        (2..bytes.len() / PAGE_SIZE)
+            .filter(|page| {
+                let page = &bytes[page * PAGE_SIZE..(page + 1) * PAGE_SIZE];
+                page[5] == 3 && page.windows(needle.len()).any(|w| w == needle.as_bytes())
+            })
+            .max_by_key(|page| lsn_of(*page))
+            .unwrap()
+    };
+    // The leaf that took the overwrite, and one that was not touched since the first checkpoint.
+    assert_eq!(lsn_of(page_holding(&value(1_000, 200))), 450);
+    let untouched = lsn_of(page_holding(&value(0, 200)));
+    assert!((1..=200).contains(&untouched), "{untouched}");
+    // The meta page of the last checkpoint carries its LSN.
+    let (_, at) = open(&path, 8);
+    assert_eq!(at, Lsn(500));
+    assert!([lsn_of(0), lsn_of(1)].contains(&500));
+}
+
+fn corpus(target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target)
+}
+
+/// The data files of the `data_file_open` seeds, made the same way every time, for database 3
+/// (the fuzz targets' database).
+fn seed_files(dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
+    let database = DatabaseId(3);
+    let path = dir.join("seed.data");
+    let mut seeds = Vec::new();
+    let mut file = DataFile::create(&path, database, options(4)).unwrap();
+    seeds.push(("empty.data", std::fs::read(&path).unwrap()));
+    for n in 0..3u64 {
+        file.put(&format!("key-{n}"), &value(n, 20), Lsn(n + 1))
+            .unwrap();
+    }
+    file.checkpoint(Lsn(3)).unwrap();
+    seeds.push(("one-leaf.data", std::fs::read(&path).unwrap()));
+    drop(file);
+    std::fs::remove_file(&path).unwrap();
+
+    // A root over leaves, a value in two overflow pages, a long key, a free list.
+    let mut file = DataFile::create(&path, database, options(4)).unwrap();
+    for n in 0..8u64 {
+        let key = match n {
+            5 => format!("key-5-{}", "x".repeat(KEY_INLINE_MAX)),
+            _ => format!("key-{n}"),
+        };
+        let len = if n == 2 {
+            OVERFLOW_CAPACITY + 100
+        } else {
+            1_900
+        };
+        file.put(&key, &value(n, len), Lsn(n + 1)).unwrap();
+    }
+    file.checkpoint(Lsn(8)).unwrap();
+    file.put("key-0", "short now", Lsn(9)).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let newer_slot = ((file.stats().checkpoint_sequence + 1) % 2) as usize * PAGE_SIZE;
+    file.checkpoint(Lsn(9)).unwrap();
+    let after = std::fs::read(&path).unwrap();
+    seeds.push(("two-levels.data", after.clone()));
+    let mut torn = after;
+    torn[newer_slot + 40..newer_slot + PAGE_SIZE]
+        .copy_from_slice(&before[newer_slot + 40..newer_slot + PAGE_SIZE]);
+    seeds.push(("torn-meta.data", torn));
+    seeds
+}
+
+/// The `page_decode` seeds: one page of each type, cut from `two-levels.data`.
+fn seed_pages(two_levels: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut pages: Vec<(String, Vec<u8>)> = Vec::new();
+    for (type_byte, name) in [
+        (1, "meta"),
+        (2, "branch"),
+        (3, "leaf"),
+        (4, "overflow"),
+        (5, "free-list"),
+    ] {
+        let page = two_levels
+            .chunks(PAGE_SIZE)
+            .find(|page| page[5] == type_byte)
+            .unwrap_or_else(|| panic!("no {name} page"));
+        pages.push((format!("{name}.page"), page.to_vec()));
+    }
+    pages
+}
+
+/// Writes the seeds into `fuzz/corpus/` (run by hand after a format change:
+/// `cargo nextest run -p hadr-node --test pages --run-ignored only write_fuzz_seeds`).
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = seed_files(dir.path());
+    for (name, bytes) in &files {
+        std::fs::write(corpus("data_file_open").join(name), bytes).unwrap();
+    }
+    for (name, bytes) in seed_pages(&files[2].1) {
+        std::fs::write(corpus("page_decode").join(name), bytes).unwrap();
+    }
+}
+
+/// The committed seeds must stay what they were made to be as the format evolves, or the
+/// fuzzers would start from nothing: every data file opens and is consistent (the torn one at
+/// its older checkpoint), and every page seed is a page of one of them.
+#[test]
+fn the_committed_fuzz_seeds_are_valid_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = seed_files(dir.path());
+    let mut pages = BTreeSet::new();
+    for (name, made) in &fresh {
+        let committed = std::fs::read(corpus("data_file_open").join(name)).unwrap();
+        assert!(
+            committed == *made,
+            "{name} is not what the code makes now: run write_fuzz_seeds"
+        );
+        let path = dir.path().join(name);
+        std::fs::write(&path, &committed).unwrap();
+        let (mut file, lsn) = DataFile::open(&path, DatabaseId(3), options(4)).unwrap();
+        let walked = contents(&mut file).unwrap();
+        let expected = match *name {
+            "empty.data" => (Lsn(0), 0),
+            "one-leaf.data" => (Lsn(3), 3),
+            "two-levels.data" => (Lsn(9), 8),
+            _ => (Lsn(8), 8),
+        };
+        assert_eq!((lsn, walked.len()), expected, "{name}");
+        pages.extend(committed.chunks(PAGE_SIZE).map(<[u8]>::to_vec));
+    }
+    let dir_pages = std::fs::read_dir(corpus("page_decode")).unwrap();
+    let mut count = 0;
+    for entry in dir_pages {
+        let path = entry.unwrap().path();
+        assert!(
+            pages.contains(&std::fs::read(&path).unwrap()),
+            "{}",
+            path.display()
+        );
+        count += 1;
+    }
+    assert_eq!(count, 5);
+    assert_eq!(seed_pages(&fresh[2].1).len(), 5);
+}
+
+/// Stores a correct checksum in page `page` of `bytes`: a forged page, as a bug of the writer
+/// would leave it.
+fn reseal(bytes: &mut [u8], page: usize) {
+    let page = &mut bytes[page * PAGE_SIZE..(page + 1) * PAGE_SIZE];
+    page[..4].fill(0);
+    let sum = crc32c::crc32c(page);
+    page[..4].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Found by `fuzz/fuzz_targets/data_file_open.rs`: a leaf whose long key showed another prefix
+/// than its overflow pages held passed `check` (which orders by the overflow pages) while
+/// `get` (which trusts a prefix that decides) could not find the key.
+#[test]
+fn a_long_key_whose_prefix_disagrees_with_its_overflow_pages_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = data_path(&dir);
+    let mut file = create(&path, 8);
+    let long = format!("key-5-{}", "x".repeat(KEY_INLINE_MAX));
+    for key in ["key-1", &long, "key-9"] {
+        file.put(key, "value", Lsn(1)).unwrap();
+    }
+    file.checkpoint(Lsn(1)).unwrap();
+    drop(file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let pages = bytes.len() / PAGE_SIZE;
+    let (leaf, at) = (2..pages)
+        .filter(|page| bytes[page * PAGE_SIZE + 5] == 3)
+        .find_map(|page| {
+            let data = &bytes[page * PAGE_SIZE..(page + 1) * PAGE_SIZE];
+            let at = data.windows(6).position(|w| w == b"key-5-")?;
+            Some((page, page * PAGE_SIZE + at))
+        })
+        .unwrap();
+    let chain = (2..pages)
+        .find(|page| bytes[page * PAGE_SIZE + 5] == 4)
+        .unwrap();
+    bytes[at + 4] = b'4';
+    reseal(&mut bytes, leaf);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (mut file, _) = open(&path, 8);
+    match contents(&mut file) {
+        Err(PageError::Damaged {
+            page,
+            problem: PageProblem::Malformed { what, .. },
+            ..
+        }) => {
+            assert_eq!(page, chain as u64);
+            assert!(what.contains("prefix"), "{what}");
+        }
+        other => panic!("expected damage, got {other:?}"),
+    }
+    // A get never hands out the value of another key: it either reads the key's overflow pages
+    // (and finds them disagreeing) or does not find the key.
+    let forged = format!("key-4-{}", "x".repeat(KEY_INLINE_MAX));
+    assert!(matches!(file.get(&forged), Err(PageError::Damaged { .. })));
+    assert!(!matches!(file.get(&long), Ok(Some(_))));
+}
+
+/// Long separators that share their first 128 bytes look ordered to the page alone; `check`
+/// compares them in full, since a descent through misordered separators goes astray.
+#[test]
+fn separators_out_of_order_beyond_their_prefix_are_inconsistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = data_path(&dir);
+    let mut file = create(&path, 8);
+    let mut model = Model::new();
+    for n in 0..16u64 {
+        let key = format!("{}{n:02}", "p".repeat(1_100));
+        file.put(&key, &value(n, 1_800), Lsn(n + 1)).unwrap();
+        model.insert(key, value(n, 1_800));
+    }
+    file.checkpoint(Lsn(16)).unwrap();
+    assert_holds(&mut file, &model);
+    drop(file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let branch = (2..bytes.len() / PAGE_SIZE)
+        .find(|page| bytes[page * PAGE_SIZE + 5] == 2)
+        .unwrap();
+    let page = &mut bytes[branch * PAGE_SIZE..(branch + 1) * PAGE_SIZE];
+    assert!(u16::from_le_bytes([page[32], page[33]]) >= 2);
+    // The overflow pointers of separators 0 and 1 (after flags, length and prefix) swapped.
+    let pointer = |page: &[u8], cell: usize| {
+        let at = u16::from_le_bytes([page[56 + 2 * cell], page[57 + 2 * cell]]) as usize;
+        assert_eq!(page[at], 1, "a long separator");
+        at + 1 + 4 + 128
+    };
+    let (first, second) = (pointer(page, 0), pointer(page, 1));
+    let saved: Vec<u8> = page[first..first + 16].to_vec();
+    page.copy_within(second..second + 16, first);
+    page[second..second + 16].copy_from_slice(&saved);
+    reseal(&mut bytes, branch);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (mut file, _) = open(&path, 8);
+    match contents(&mut file) {
+        Err(PageError::Inconsistent { page, what, .. }) => {
+            assert_eq!(page, branch as u64);
+            assert_eq!(what, "separators are out of order");
+        }
+        other => panic!("expected an inconsistency, got {other:?}"),
+    }
+}
