@@ -403,7 +403,7 @@ impl Default for DataFileOptions {
 /// Counters and sizes of an open [`DataFile`] ([`DataFile::stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DataFileStats {
-    /// The budget the pool was given.
+    /// The budget the pool was given, rounded down to whole pages.
     pub pool_budget_bytes: u64,
     /// Bytes of page frames the pool holds (frames × [`PAGE_SIZE`]; frames are allocated as
     /// needed, reused, never freed, and never more than the budget allows). This is the peak too.

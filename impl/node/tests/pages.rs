@@ -573,6 +573,15 @@ fn the_pool_never_holds_more_than_its_budget() {
 }
 
 #[test]
+fn a_data_file_can_move_to_another_thread() {
+    fn send<T: Send>(_: &T) {}
+    let dir = tempfile::tempdir().unwrap();
+    let file = create(&data_path(&dir), 1);
+    send(&file);
+    std::thread::spawn(move || drop(file)).join().unwrap();
+}
+
+#[test]
 fn a_pool_of_one_page_still_reads_and_writes_everything() {
     let dir = tempfile::tempdir().unwrap();
     let path = data_path(&dir);
