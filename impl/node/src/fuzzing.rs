@@ -224,3 +224,135 @@ impl Drop for TempFile {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// Decodes arbitrary bytes as a page of a data file ([`crate::pages`]).
+///
+/// The bytes, cut or padded with zeros to [`PAGE_SIZE`](crate::pages::PAGE_SIZE), are decoded
+/// twice: as they are, and with a correct checksum stored in them, so that the decoders behind
+/// the checksum are reached although random bytes almost never carry a valid one. A page is
+/// accepted only when its checksum matches, and an accepted page encodes back to exactly its
+/// bytes (each page has one encoding: nothing in it goes unchecked). Bytes of another length
+/// are never a page.
+pub fn page_decode(data: &[u8]) {
+    use crate::pages::{decode_page, reseal, PAGE_SIZE};
+    if data.len() != PAGE_SIZE {
+        assert!(
+            decode_page(data).is_err(),
+            "{} bytes were accepted as a page",
+            data.len()
+        );
+    }
+    let mut page = vec![0; PAGE_SIZE];
+    let len = data.len().min(PAGE_SIZE);
+    page[..len].copy_from_slice(&data[..len]);
+    check_page(&page);
+    reseal(&mut page);
+    check_page(&page);
+}
+
+fn check_page(bytes: &[u8]) {
+    use crate::pages::{checksum_matches, decode_page, encode_page};
+    match decode_page(bytes) {
+        Ok(page) => {
+            assert!(
+                checksum_matches(bytes),
+                "a page whose checksum fails was accepted"
+            );
+            assert!(
+                encode_page(&page)[..] == *bytes,
+                "an accepted page does not encode back to its bytes: {page:?}"
+            );
+        }
+        Err(problem) => assert!(
+            !problem.to_string().is_empty(),
+            "a problem must say something"
+        ),
+    }
+}
+
+/// Opens arbitrary bytes as the whole data file of database 3 ([`crate::pages::DataFile`]).
+///
+/// The bytes are opened twice: as they are, and with a correct checksum stored in every whole
+/// page, so that what lies behind the checksums is reached. Opening either refuses with an
+/// error that says something, or gives a file that [`DataFile::check`](crate::pages::DataFile::check)
+/// walks. Every key the walk visits reads back without a panic; when the walk finds the file
+/// consistent, every key reads back exactly its value, and the file takes new writes and a
+/// checkpoint and reopens to exactly what it held plus them.
+pub fn data_file_open(data: &[u8]) {
+    use crate::pages::{reseal, PAGE_SIZE};
+    open_data_file(data);
+    let mut sealed = data.to_vec();
+    for page in sealed.chunks_exact_mut(PAGE_SIZE) {
+        reseal(page);
+    }
+    if sealed != data {
+        open_data_file(&sealed);
+    }
+}
+
+fn open_data_file(contents: &[u8]) {
+    use crate::pages::{DataFile, DataFileOptions, PageError, KEY_INLINE_MAX, PAGE_SIZE};
+    use std::collections::BTreeMap;
+    let database = DatabaseId(3);
+    let options = DataFileOptions {
+        pool_budget_bytes: 4 * PAGE_SIZE as u64,
+    };
+    let file = TempFile::new();
+    std::fs::write(&file.0, contents).expect("the temporary directory is writable");
+    let (mut data, lsn) = match DataFile::open(&file.0, database, options) {
+        Ok(opened) => opened,
+        Err(error) => {
+            assert!(!error.to_string().is_empty(), "an error must say something");
+            return;
+        }
+    };
+    let mut entries = BTreeMap::new();
+    let checked = data.check(|key, value| {
+        entries.insert(key.to_owned(), value.to_owned());
+    });
+    if let Err(error) = checked {
+        assert!(!error.to_string().is_empty(), "an error must say something");
+        for key in entries.keys() {
+            let _ = data.get(key);
+        }
+        return;
+    }
+    for (key, value) in &entries {
+        let found = data
+            .get(key)
+            .unwrap_or_else(|e| panic!("a consistent file fails a get: {e}"));
+        assert!(
+            found.as_ref() == Some(value),
+            "{key:?} reads back otherwise than the walk saw it"
+        );
+    }
+
+    let next = Lsn(lsn.0.saturating_add(1));
+    let mut writes = vec![
+        ("k".to_owned(), "v".to_owned()),
+        (String::new(), "the empty key".to_owned()),
+        ("x".repeat(KEY_INLINE_MAX + 1), "y".repeat(20_000)),
+    ];
+    if let Some(first) = entries.keys().next() {
+        writes.push((first.clone(), "overwritten".to_owned()));
+    }
+    for (key, value) in writes {
+        match data.put(&key, &value, next) {
+            Ok(()) => entries.insert(key, value),
+            Err(PageError::TreeTooTall { .. }) => return,
+            Err(error) => panic!("a consistent file refuses a put: {error}"),
+        };
+    }
+    data.checkpoint(next)
+        .unwrap_or_else(|e| panic!("a consistent file refuses a checkpoint: {e}"));
+    drop(data);
+    let (mut data, at) = DataFile::open(&file.0, database, options)
+        .unwrap_or_else(|e| panic!("a checkpointed file does not reopen: {e}"));
+    assert_eq!(at, next);
+    let mut again = BTreeMap::new();
+    data.check(|key, value| {
+        again.insert(key.to_owned(), value.to_owned());
+    })
+    .unwrap_or_else(|e| panic!("a checkpointed file is not consistent: {e}"));
+    assert!(again == entries, "the file reopened to other contents");
+}

@@ -11,8 +11,9 @@
 //! ```
 //!
 //! Modules: [`codec`] (the binary encoding shared by frames and WAL records), [`wire`] (peer
-//! frames, see `docs/wire.md`), [`wal`] (one write-ahead log per database), [`config`] (the
-//! node's TOML), [`node`] (the driver task and the servers).
+//! frames, see `docs/wire.md`), [`wal`] (one write-ahead log per database), [`pages`] (the
+//! paged data file of a database: checksummed pages, a buffer pool, checkpoints; not used by
+//! the replica yet), [`config`] (the node's TOML), [`node`] (the driver task and the servers).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -21,6 +22,7 @@ pub mod api;
 pub mod codec;
 pub mod config;
 pub mod node;
+pub mod pages;
 pub mod wal;
 pub mod wire;
 
