@@ -49,6 +49,9 @@ pub fn run(args: &BenchArgs) -> Result<Exit, ClusterError> {
         Some(crate::cli::BenchCommand::Failover(_)) => {
             Err(ClusterError::Etcd(crate::NO_ETCD_SUPPORT.to_owned()))
         }
+        Some(crate::cli::BenchCommand::Storage(storage)) => {
+            runtime.block_on(storage::bench(&exe, &dir, storage))
+        }
     };
     let _ = std::fs::remove_dir_all(&dir);
     hadr_testbed::cleanup::forget_temp_dir(&dir);
@@ -282,5 +285,238 @@ pub mod failover {
             }
         }
         Ok(if lost_any { Exit::Failed } else { Exit::Passed })
+    }
+}
+
+/// `hadr bench storage`: memory, log size and restart time under a long workload (issue 18).
+pub mod storage {
+    use crate::cli::StorageBenchArgs;
+    use crate::Exit;
+    use hadr_node::api::Client;
+    use hadr_node::node::DatabaseRef;
+    use hadr_testbed::local_cluster::{ClusterError, LocalCluster};
+    use serde::Serialize;
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// One sample, every ten seconds of the workload.
+    #[derive(Debug, Serialize)]
+    pub struct Sample {
+        /// Seconds since the workload started.
+        pub seconds: f64,
+        /// Acknowledged commits so far.
+        pub commits: u64,
+        /// Bytes of values acknowledged so far.
+        pub committed_bytes: u64,
+        /// Resident memory of each replica (`VmRSS`), in MiB; `None` when it could not be read.
+        pub rss_mib: Vec<Option<f64>>,
+        /// Size of each replica's write-ahead log file, in MiB.
+        pub wal_mib: Vec<f64>,
+    }
+
+    /// The run's figures against the bars.
+    #[derive(Debug, Serialize)]
+    pub struct Summary {
+        /// Seconds of workload.
+        pub seconds: f64,
+        /// Acknowledged commits.
+        pub commits: u64,
+        /// Bytes of values acknowledged.
+        pub committed_bytes: u64,
+        /// Commits not acknowledged (should be 0).
+        pub failed: u64,
+        /// The highest resident memory any replica had at a sample, in MiB.
+        pub max_rss_mib: f64,
+        /// The largest write-ahead log at the end, in MiB.
+        pub final_wal_mib: f64,
+        /// From SIGKILL of the secondary to its restart serving again (its API answers and the
+        /// primary reports it SYNCHRONIZED), in seconds.
+        pub restart_s: f64,
+        /// Whether every bar held: memory, restart time, and a log no larger than the data
+        /// committed in the last checkpoint interval (reported; judged as not larger than half
+        /// of the data committed).
+        pub passed: bool,
+    }
+
+    fn rss_mib(pid: u32) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    }
+
+    fn wal_mib(cluster: &LocalCluster, i: usize) -> f64 {
+        let path = cluster.replicas[i].data_dir.join("db-0.wal");
+        std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / (1 << 20) as f64)
+    }
+
+    fn round(x: f64) -> f64 {
+        (x * 10.0).round() / 10.0
+    }
+
+    /// Runs the benchmark: R0 primary, R1 SYNCHRONOUS_COMMIT secondary.
+    pub async fn bench(
+        exe: &std::path::Path,
+        dir: &std::path::Path,
+        args: &StorageBenchArgs,
+    ) -> Result<Exit, ClusterError> {
+        let mut cluster = LocalCluster::new(exe, dir, 2)?;
+        for i in 0..2 {
+            cluster.start(i)?;
+        }
+        for i in 0..2 {
+            cluster.wait_ready(i).await?;
+        }
+        let modes = ["SYNCHRONOUS_COMMIT", "SYNCHRONOUS_COMMIT"];
+        cluster.create_group(&modes, 0).await?;
+        if !args.json {
+            eprintln!(
+                "hadr bench storage: R0 primary, R1 SYNCHRONOUS_COMMIT secondary; {} clients commit {}-byte values ({}) for at least {} s and {} MiB",
+                args.clients,
+                args.value_bytes,
+                match args.keys {
+                    0 => "every commit a new key".to_owned(),
+                    n => format!("over {n} keys"),
+                },
+                args.seconds,
+                args.bytes >> 20
+            );
+            println!(
+                "{:>8} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10}",
+                "seconds", "commits", "MiB", "R0 RSS", "R1 RSS", "R0 WAL", "R1 WAL"
+            );
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let commits = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let txn = Arc::new(AtomicU32::new(1));
+        let address = cluster.replicas[0].client;
+        let mut tasks = Vec::new();
+        for c in 0..args.clients {
+            let mut client = Client::connect(address).await?;
+            let (stop, commits, failed, txn) =
+                (stop.clone(), commits.clone(), failed.clone(), txn.clone());
+            let value = "v".repeat(args.value_bytes as usize);
+            let keys = args.keys;
+            tasks.push(tokio::spawn(async move {
+                let db = DatabaseRef::Id(0);
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let key = match keys {
+                        0 => format!("c{c}-{n}"),
+                        keys => format!("k{}", (n * 7919 + c) % keys),
+                    };
+                    let id = txn.fetch_add(1, Ordering::Relaxed);
+                    match client.transact(&db, id, &[(key, value.clone())]).await {
+                        Ok(reply) if reply.outcome == "committed" => {
+                            commits.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }));
+        }
+        let start = Instant::now();
+        let mut max_rss: f64 = 0.0;
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let done = commits.load(Ordering::Relaxed);
+            let sample = Sample {
+                seconds: round(start.elapsed().as_secs_f64()),
+                commits: done,
+                committed_bytes: done * args.value_bytes,
+                rss_mib: (0..2)
+                    .map(|i| cluster.pid(i).and_then(rss_mib).map(round))
+                    .collect(),
+                wal_mib: (0..2).map(|i| round(wal_mib(&cluster, i))).collect(),
+            };
+            max_rss = sample
+                .rss_mib
+                .iter()
+                .flatten()
+                .fold(max_rss, |m, r| m.max(*r));
+            if args.json {
+                println!("{}", serde_json::to_string(&sample).unwrap_or_default());
+            } else {
+                let rss = |i: usize| sample.rss_mib[i].map_or("?".to_owned(), |r| format!("{r}"));
+                println!(
+                    "{:>8} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10}",
+                    sample.seconds,
+                    sample.commits,
+                    round(sample.committed_bytes as f64 / (1 << 20) as f64),
+                    rss(0),
+                    rss(1),
+                    sample.wal_mib[0],
+                    sample.wal_mib[1]
+                );
+            }
+            if sample.seconds >= args.seconds && sample.committed_bytes >= args.bytes {
+                break;
+            }
+            if max_rss > args.stop_at_rss_mib as f64 {
+                eprintln!(
+                    "hadr bench storage: a replica holds {} MiB, over --stop-at-rss-mib {}: stopping the workload early",
+                    round(max_rss),
+                    args.stop_at_rss_mib
+                );
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            let _ = task.await;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let final_wal = (0..2).map(|i| wal_mib(&cluster, i)).fold(0.0, f64::max);
+        let committed = commits.load(Ordering::Relaxed);
+        let killed = Instant::now();
+        cluster.kill(1);
+        cluster.start(1)?;
+        cluster.wait_ready(1).await?;
+        cluster
+            .wait_until("R1 is SYNCHRONIZED again", 600, || async {
+                cluster.sync_state(0, 1).await.as_deref() == Some("SYNCHRONIZED")
+            })
+            .await?;
+        let restart_s = killed.elapsed().as_secs_f64();
+        let committed_bytes = committed * args.value_bytes;
+        let summary = Summary {
+            seconds: round(seconds),
+            commits: committed,
+            committed_bytes,
+            failed: failed.load(Ordering::Relaxed),
+            max_rss_mib: round(max_rss),
+            final_wal_mib: round(final_wal),
+            restart_s: (restart_s * 1000.0).round() / 1000.0,
+            passed: max_rss < args.max_rss_mib as f64
+                && restart_s <= args.max_restart_s
+                && final_wal * 2.0 * (1 << 20) as f64 <= committed_bytes as f64,
+        };
+        if args.json {
+            println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+        } else {
+            println!(
+                "committed {} MiB in {} commits over {} s ({} not acknowledged); highest RSS {} MiB (bar {}); largest WAL {} MiB; restart to SYNCHRONIZED {:.3} s (bar {}); {}",
+                committed_bytes >> 20,
+                summary.commits,
+                summary.seconds,
+                summary.failed,
+                summary.max_rss_mib,
+                args.max_rss_mib,
+                summary.final_wal_mib,
+                summary.restart_s,
+                args.max_restart_s,
+                if summary.passed { "PASS" } else { "FAIL" }
+            );
+        }
+        Ok(if summary.passed && summary.failed == 0 {
+            Exit::Passed
+        } else {
+            Exit::Failed
+        })
     }
 }

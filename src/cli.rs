@@ -299,6 +299,44 @@ pub enum BenchCommand {
     /// Automatic failover time under etcd: SIGKILL of the primary → first commit acknowledged
     /// by the new primary (needs a build with `--features etcd` and an etcd binary).
     Failover(FailoverBenchArgs),
+    /// Storage under a long workload (issue 18): commit a volume of data for a time, sampling
+    /// every replica's resident memory and write-ahead log, then SIGKILL the secondary and time
+    /// its restart until it serves again. Exit 1 when a bar is missed.
+    Storage(StorageBenchArgs),
+}
+
+/// Options of `hadr bench storage`.
+#[derive(Debug, Args)]
+pub struct StorageBenchArgs {
+    /// How long to commit, in seconds (the acceptance run is 600).
+    #[arg(long, default_value_t = 600.0)]
+    pub seconds: f64,
+    /// Bytes of values to commit at least (the acceptance run is 1 GiB); the run stops at the
+    /// later of `--seconds` and this volume.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub bytes: u64,
+    /// Bytes of each transaction's one value.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=150_000))]
+    pub value_bytes: u64,
+    /// How many distinct keys the workload writes, over and over (0: every commit a new key).
+    #[arg(long, default_value_t = 0)]
+    pub keys: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub clients: u64,
+    /// The bar for every replica's resident memory, in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub max_rss_mib: u64,
+    /// The bar for a restarted replica to serve again, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub max_restart_s: f64,
+    /// Stop the workload early (and fail) once a replica's resident memory passes this, in
+    /// MiB: a build whose memory grows with the data must not exhaust the machine.
+    #[arg(long, default_value_t = 4096)]
+    pub stop_at_rss_mib: u64,
+    /// One JSON object per sample, then the summary, on standard output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `hadr bench failover`.

@@ -388,3 +388,71 @@ async fn flipped_bytes_in_a_secondarys_log_lose_nothing_and_are_reseeded() {
 async fn flipped_bytes_in_a_forced_failover_targets_log_lose_nothing() {
     run(Flipped::ForcedFailoverTarget).await;
 }
+
+/// `hadr bench storage` (the acceptance benchmark of issue 18) runs end to end: samples every
+/// 10 s with both replicas' memory and log size, then a summary whose figures agree with them.
+/// Whether the bars hold is the benchmark's to say (exit 1 when one is missed); only its
+/// figures are checked here, never a time.
+#[test]
+fn the_storage_benchmark_reports_memory_log_and_restart() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hadr"))
+        .args([
+            "bench",
+            "storage",
+            "--seconds",
+            "10",
+            "--bytes",
+            "0",
+            "--clients",
+            "2",
+            "--value-bytes",
+            "200",
+            "--json",
+        ])
+        .output()
+        .expect("hadr runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{:?}: {stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let (summary, samples) = lines.split_last().expect("a summary");
+    assert!(!samples.is_empty(), "{stdout}");
+    for sample in samples {
+        for i in 0..2 {
+            assert!(
+                sample["rss_mib"][i].as_f64().is_some_and(|r| r > 1.0),
+                "{sample}"
+            );
+            assert!(
+                sample["wal_mib"][i].as_f64().is_some_and(|w| w > 0.0),
+                "{sample}"
+            );
+        }
+    }
+    let last = samples.last().unwrap();
+    assert!(
+        summary["commits"].as_u64() >= last["commits"].as_u64(),
+        "{summary}"
+    );
+    assert_eq!(summary["failed"].as_u64(), Some(0), "{summary}");
+    assert_eq!(
+        summary["committed_bytes"].as_u64(),
+        summary["commits"].as_u64().map(|c| c * 200)
+    );
+    assert!(
+        summary["restart_s"].as_f64().is_some_and(|s| s > 0.0),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["passed"].as_bool(),
+        Some(output.status.code() == Some(0)),
+        "the exit code follows the verdict"
+    );
+}

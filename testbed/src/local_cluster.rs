@@ -543,6 +543,11 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// The process id of replica `i`, while it has a process.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children[i].as_ref().map(|child| child.id())
+    }
+
     /// Whether replica `i` has a process (started and not killed since; it may have exited).
     pub fn has_process(&self, i: usize) -> bool {
         self.children[i].is_some()
