@@ -456,8 +456,10 @@ impl Drop for Processes {
 }
 
 /// SIGKILL of `child` and every process below it: each is stopped first (SIGSTOP), until no
-/// new descendant appears, so that none forks away meanwhile; then all are killed, and the
-/// child reaped.
+/// new descendant appears, so that none forks away meanwhile; then all are killed, the child
+/// reaped, and the others waited for (up to 5 s) until they are gone or zombies: a signal is
+/// delivered asynchronously, and a restart must not meet the old server still holding its
+/// ports and files.
 fn kill_tree(mut child: Child) {
     let root = child.id();
     let signal = |pid: u32, signal: libc::c_int| {
@@ -483,6 +485,24 @@ fn kill_tree(mut child: Child) {
         signal(pid, libc::SIGKILL);
     }
     let _ = child.wait();
+    for _ in 0..500 {
+        if tree.iter().all(|&pid| dead(pid)) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    tracing::warn!(
+        ?tree,
+        "processes of a killed replica still run 5 s after SIGKILL"
+    );
+}
+
+/// Whether process `pid` is gone or a zombie (dead, not reaped yet).
+fn dead(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+        state.starts_with('Z') || state.starts_with('X')
+    })
 }
 
 /// The last lines of a log file, on one line.
