@@ -58,11 +58,11 @@ pub fn run(args: &BenchArgs) -> Result<Exit, ClusterError> {
     result
 }
 
-async fn bench(
+/// Two replica processes in `dir`: R0 primary, R1 SYNCHRONOUS_COMMIT secondary, SYNCHRONIZED.
+async fn synchronous_pair(
     exe: &std::path::Path,
     dir: &std::path::Path,
-    args: &BenchArgs,
-) -> Result<Exit, ClusterError> {
+) -> Result<LocalCluster, ClusterError> {
     let mut cluster = LocalCluster::new(exe, dir, 2)?;
     for i in 0..2 {
         cluster.start(i)?;
@@ -72,6 +72,15 @@ async fn bench(
     }
     let modes = ["SYNCHRONOUS_COMMIT", "SYNCHRONOUS_COMMIT"];
     cluster.create_group(&modes, 0).await?;
+    Ok(cluster)
+}
+
+async fn bench(
+    exe: &std::path::Path,
+    dir: &std::path::Path,
+    args: &BenchArgs,
+) -> Result<Exit, ClusterError> {
+    let cluster = synchronous_pair(exe, dir).await?;
     if !args.json {
         eprintln!("hadr bench: R0 primary, R1 SYNCHRONOUS_COMMIT secondary (SYNCHRONIZED), fsync on, {} s per client count", args.seconds);
         println!(
@@ -361,15 +370,7 @@ pub mod storage {
         dir: &std::path::Path,
         args: &StorageBenchArgs,
     ) -> Result<Exit, ClusterError> {
-        let mut cluster = LocalCluster::new(exe, dir, 2)?;
-        for i in 0..2 {
-            cluster.start(i)?;
-        }
-        for i in 0..2 {
-            cluster.wait_ready(i).await?;
-        }
-        let modes = ["SYNCHRONOUS_COMMIT", "SYNCHRONOUS_COMMIT"];
-        cluster.create_group(&modes, 0).await?;
+        let mut cluster = super::synchronous_pair(exe, dir).await?;
         if !args.json {
             eprintln!(
                 "hadr bench storage: R0 primary, R1 SYNCHRONOUS_COMMIT secondary; {} clients commit {}-byte values ({}) for at least {} s and {} MiB",

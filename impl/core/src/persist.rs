@@ -39,6 +39,14 @@ pub struct PersistentDatabase {
     pub damaged: Option<LogDamage>,
 }
 
+impl PersistentDatabase {
+    /// Records damage a shell's recovery found in this database's log, merged with damage
+    /// recorded before and not repaired yet ([`LogDamage::merge`]).
+    pub fn record_damage(&mut self, found: LogDamage) {
+        self.damaged = Some(self.damaged.map_or(found, |earlier| earlier.merge(found)));
+    }
+}
+
 /// What a damaged log lost: it held records up to `lost_through`, and only the prefix up to
 /// `kept` could be read back intact when the damage was found. Such a copy is never led (it
 /// could lack acknowledged commits) until it holds a primary's log past `lost_through` again.

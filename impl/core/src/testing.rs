@@ -662,13 +662,14 @@ impl Cluster {
         log.truncate(found.kept.0 as usize);
         node.disk.durable[usize::from(database.0)] = log.len();
         let stored = node.disk.state.as_mut()?;
-        let damaged = &mut stored.databases.get_mut(usize::from(database.0))?.damaged;
-        *damaged = Some(damaged.map_or(found, |earlier| earlier.merge(found)));
+        let stored = stored.databases.get_mut(usize::from(database.0))?;
+        stored.record_damage(found);
+        let recorded = stored.damaged;
         if self.tracing {
             self.trace
                 .push(format!("{} {r} CORRUPT {database} {lsn}", self.now_ms));
         }
-        *damaged
+        recorded
     }
 
     /// Restarts a crashed node from its disk ([`Replica::recover`]) and reconnects it.

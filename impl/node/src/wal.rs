@@ -1277,19 +1277,7 @@ fn torn_write_explains(contents: &[u8], problem: &TailProblem) -> bool {
 /// The record at `at` if one starts there that passes its checksum and decodes (whatever its
 /// place in the log), and its size in the file.
 fn valid_record_at(contents: &[u8], at: usize) -> Option<(LogRecord, usize)> {
-    let head = contents.get(at..at.checked_add(RECORD_HEADER_LEN as usize)?)?;
-    let length = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-    let checksum = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-    if length == 0 || length > MAX_RECORD_LEN {
-        return None;
-    }
-    let size = RECORD_HEADER_LEN as usize + length as usize;
-    let payload = contents.get(at + RECORD_HEADER_LEN as usize..at.checked_add(size)?)?;
-    if crc32c::crc32c(payload) != checksum {
-        return None;
-    }
-    let record = Reader::decode_exact(payload, Reader::get_log_record).ok()?;
-    Some((record, size))
+    parse_record(contents.get(at..)?, at as u64).ok()
 }
 
 /// Reads the record at the start of `bytes` (at file offset `offset`), which must follow the
@@ -1299,6 +1287,16 @@ fn read_record(
     offset: u64,
     previous: (Lsn, Epoch),
 ) -> Result<(LogRecord, usize), TailProblem> {
+    let (record, total) = parse_record(bytes, offset)?;
+    check_run(std::slice::from_ref(&record), previous.0, previous.1)
+        .map_err(|source| TailProblem::OutOfSequence { offset, source })?;
+    Ok((record, total))
+}
+
+/// Reads the record at the start of `bytes` (at file offset `offset`) whatever its place in
+/// the log: complete, within the length limit, passing its checksum, decoding. Returns it and
+/// its size in the file.
+fn parse_record(bytes: &[u8], offset: u64) -> Result<(LogRecord, usize), TailProblem> {
     let available = bytes.len() as u64;
     let torn = |needed| TailProblem::Torn {
         offset,
@@ -1334,7 +1332,5 @@ fn read_record(
     }
     let record = Reader::decode_exact(payload, Reader::get_log_record)
         .map_err(|source| TailProblem::Undecodable { offset, source })?;
-    check_run(std::slice::from_ref(&record), previous.0, previous.1)
-        .map_err(|source| TailProblem::OutOfSequence { offset, source })?;
     Ok((record, total))
 }

@@ -153,6 +153,14 @@ fn warn_torn_tail(database: DatabaseId, recovered: &Recovered) {
     }
 }
 
+/// What the core records of damage the WAL's recovery found.
+fn log_damage(damage: &crate::wal::Damage) -> LogDamage {
+    LogDamage {
+        kept: damage.kept,
+        lost_through: damage.lost_through,
+    }
+}
+
 /// Opens the WAL of every database of a replica that stored `state` and returns them with
 /// their records, in configuration order.
 ///
@@ -189,12 +197,7 @@ pub fn open_wals(
             %damage,
             "write-ahead log damaged: the database is SUSPECT; nothing was deleted"
         );
-        let found = LogDamage {
-            kept: damage.kept,
-            lost_through: damage.lost_through,
-        };
-        let stored = &mut state.databases[index].damaged;
-        *stored = Some(stored.map_or(found, |earlier| earlier.merge(found)));
+        state.databases[index].record_damage(log_damage(&damage));
         dir.store_state(state)?;
         let (wal, recovered, kept) = Wal::quarantine(&path, database, WalOptions::default())
             .map_err(|source| StorageError::Wal { database, source })?;
@@ -275,11 +278,7 @@ pub fn offline_observation(config: &NodeConfig) -> Result<ReplicaObservation, Of
             .map_err(|source| StorageError::Wal { database, source })?;
         // What a restart would record (without recording it: nothing changes here).
         if let (Some(damage), Some(stored)) = (&recovered.damage, state.databases.get_mut(i)) {
-            let found = LogDamage {
-                kept: damage.kept,
-                lost_through: damage.lost_through,
-            };
-            stored.damaged = Some(stored.damaged.map_or(found, |d| d.merge(found)));
+            stored.record_damage(log_damage(damage));
         }
         logs.push(recovered.records);
     }
