@@ -1,15 +1,28 @@
 //! One write-ahead log file per availability database: the durable copy of its log records
-//! (LSNs consecutive from 1), appended by `AppendLog`, made durable by `Fsync`, cut back by
-//! `RevertLog` (hadr-core's outputs).
+//! after its **base** (LSNs consecutive from base + 1), appended by `AppendLog`, made durable by
+//! `Fsync`, cut back by `RevertLog` (hadr-core's outputs), and cut at the front after a
+//! checkpoint ([`Wal::truncate_through`]).
 //!
 //! ```text
-//!  0          8    9
-//!  ┌──────────┬────┬───────────────────────────────────────┬─────────────── …
-//!  │"HADRWAL1"│ db │ len u32 LE │ CRC-32C u32 LE │ payload │ next record …
-//!  └──────────┴────┴───────────────────────────────────────┴─────────────── …
-//!      header          record: payload = codec encoding of a LogRecord,
-//!                      CRC-32C of the payload, len = payload bytes
+//!  0         7   8    9             17              21
+//!  ┌─────────┬───┬────┬─────────────┬───────────────┬───────────────────────────────────┬── …
+//!  │"HADRWAL"│"2"│ db │ base u64 LE │ CRC-32C u32 LE│ len u32 LE │ CRC-32C u32 LE │ payload │ …
+//!  └─────────┴───┴────┴─────────────┴───────────────┴───────────────────────────────────┴── …
+//!       header (21 bytes): the CRC-32C covers bytes 0..17   record: payload = codec encoding
+//!                                                           of a LogRecord, CRC-32C of the
+//!                                                           payload, len = payload bytes
 //! ```
+//!
+//! The header is written once, when the file is created, and never changed in place: its
+//! checksum makes a flipped bit in it (the database id, the base) an error or damage, never a
+//! log read with another base. A fresh log has base 0 (records from LSN 1).
+//! [`Wal::truncate_through`] writes a new file whose header carries the new base, and puts it in
+//! place of the old one atomically (written beside it, synced, renamed over it, the directory
+//! synced): it copies only the records after the new base.
+//!
+//! Version 1 files (`"HADRWAL1"` and the database id, 9 bytes, no base, no checksum), written
+//! before the base existed, are still read: as logs with base 0. Appends go on in the same file;
+//! the first [`Wal::truncate_through`] rewrites it as version 2.
 //!
 //! Recovery ([`Wal::open`]) tells a **torn tail** from **damage**. It reads well-formed records
 //! up to the first bad spot: a record that is torn (the file ends inside it), fails its
@@ -64,11 +77,22 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write as _};
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// The first eight bytes of a WAL file (the `1` is the format version).
-pub const WAL_MAGIC: [u8; 8] = *b"HADRWAL1";
-/// Bytes of the file header: the magic, then the database id (one byte).
-pub const WAL_HEADER_LEN: u64 = 9;
+/// The first seven bytes of every WAL file; the eighth is the format version, an ASCII digit
+/// ([`WAL_VERSION`], or `1` for the files [`WAL_V1_HEADER_LEN`] describes).
+pub const WAL_MAGIC: [u8; 7] = *b"HADRWAL";
+/// The format version of the files this code writes (the eighth byte of the file).
+pub const WAL_VERSION: u8 = b'2';
+/// Bytes of the file header (version 2): the magic, the version, the database id (one byte),
+/// the base LSN (u64 LE: the records start at base + 1), then the CRC-32C (u32 LE) of the 17
+/// bytes before it.
+pub const WAL_HEADER_LEN: u64 = 21;
+/// Bytes of a version 1 header (`"HADRWAL1"`, then the database id), still read: its log has
+/// base 0.
+pub const WAL_V1_HEADER_LEN: u64 = 9;
+/// Bytes of the header that its checksum covers.
+const HEADER_CHECKED_LEN: usize = 17;
 /// Bytes before each record's payload: its length, then its checksum.
 pub const RECORD_HEADER_LEN: u64 = 8;
 /// The largest payload of a record: small enough that any record fits in one peer frame
@@ -173,9 +197,10 @@ pub enum TailProblem {
         /// The first byte after it that is not zero.
         data_at: u64,
     },
-    /// The file's header is not a WAL header, though valid records follow it: a damaged
-    /// header (only ever part of a [`Damage`]).
-    #[error("the file header is {found:?}, not \"HADRWAL1\" and a database id, though valid records follow it")]
+    /// The file's header is not a WAL header (wrong magic, or a version 2 header whose
+    /// checksum does not match), though valid records follow it: a damaged header (only ever
+    /// part of a [`Damage`]). The base it held cannot be trusted.
+    #[error("the file header {found:?} is not a valid write-ahead log header (wrong magic, or its checksum does not match), though valid records follow it")]
     Header {
         /// The header's bytes, lossily as text.
         found: String,
@@ -194,7 +219,10 @@ pub enum TailProblem {
 /// What [`Wal::open`] found in the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recovered {
-    /// The good records, LSNs consecutive from 1, all durable.
+    /// The log's base, from the file's header: the records up to it were dropped
+    /// ([`Wal::truncate_through`]); 0 for a log never truncated (and a version 1 file).
+    pub base: Lsn,
+    /// The good records, LSNs consecutive from `base + 1`, all durable.
     pub records: Vec<LogRecord>,
     /// Bytes discarded from the end of the file, up to the last byte that is not zero (0 when
     /// it ended cleanly: after the last record, or in zeros, which are preallocated space and
@@ -213,7 +241,8 @@ pub struct Recovered {
 pub struct Damage {
     /// The first bad spot: the first record recovery could not read.
     pub problem: TailProblem,
-    /// The good prefix ends here: records up to this LSN are intact and in order.
+    /// The good prefix ends here: records up to this LSN are intact and in order (the
+    /// log's base when none is; 0 when the header is damaged, whose base is then unknown).
     pub kept: Lsn,
     /// File offset just after the good prefix (where the bad spot starts).
     pub kept_bytes: u64,
@@ -239,7 +268,7 @@ impl std::fmt::Display for Damage {
         write!(
             f,
             ", so records {}..={} were durable and cannot all be read back",
-            Lsn(self.kept.0 + 1),
+            Lsn(self.kept.0.saturating_add(1)),
             self.lost_through
         )
     }
@@ -259,12 +288,33 @@ pub enum WalError {
         source: io::Error,
     },
     /// The file does not start with a WAL header.
-    #[error("{} is not a hadr write-ahead log (its header is {found:?}, expected \"HADRWAL1\" and a database id): move the file away or fix the node's data directory", path.display())]
+    #[error("{} is not a hadr write-ahead log (it starts with {found:?}, expected \"HADRWAL2\" or \"HADRWAL1\" and a database id): move the file away or fix the node's data directory", path.display())]
     BadHeader {
         /// The file.
         path: PathBuf,
         /// Its first bytes (up to the header's length), lossily as text.
         found: String,
+    },
+    /// The file's header is a version 2 header whose checksum does not match, and no valid
+    /// record follows it (with one, it is [`WalError::Damaged`]): a flipped bit in the
+    /// database id or the base, which therefore cannot be trusted.
+    #[error("the header of write-ahead log {} is damaged: its checksum is {stored:#010x}, its bytes give {computed:#010x}, so the log's base LSN cannot be trusted. Nothing was changed: keep the file for inspection, and reseed the database (or move the file away to start an empty log)", path.display())]
+    HeaderChecksum {
+        /// The file.
+        path: PathBuf,
+        /// The checksum stored in the header.
+        stored: u32,
+        /// The checksum of the header's bytes.
+        computed: u32,
+    },
+    /// The file is a write-ahead log of a format version this code does not read: written by
+    /// a newer hadr, or a damaged version byte.
+    #[error("{} is a write-ahead log of format version {version:?}, which this hadr does not read (it reads versions 1 and 2): run the hadr that wrote it, or, if no newer hadr ever ran here, the header is damaged: keep the file and reseed the database", path.display())]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version byte (the eighth of the file), as a character.
+        version: char,
     },
     /// The file is the log of another database.
     #[error("{} is the log of {found}, not of {expected}: the node's data directory holds the wrong file", path.display())]
@@ -312,6 +362,29 @@ pub enum WalError {
         /// What recovery found.
         damage: Box<Damage>,
     },
+    /// [`Wal::truncate_through`] was asked to drop records the log does not hold yet (a bug of
+    /// the caller: a checkpoint can only cover records that are in the log); nothing changed.
+    #[error("refused to drop the records of {} through {through}: the log ends at {last}", path.display())]
+    TruncateBeyondEnd {
+        /// The file.
+        path: PathBuf,
+        /// The LSN asked for.
+        through: Lsn,
+        /// The log's last record (its base when it holds none).
+        last: Lsn,
+    },
+    /// [`Wal::truncate_after`] was asked to cut the log back before its base: those records
+    /// were dropped after a checkpoint ([`Wal::truncate_through`]) and cannot be reverted to;
+    /// nothing changed. A fork point before the last checkpoint needs a reseed.
+    #[error("cannot cut {} back to {lsn}: the records through {base} were dropped after a checkpoint, so the log cannot end before {base}", path.display())]
+    BeforeBase {
+        /// The file.
+        path: PathBuf,
+        /// The LSN the log was to end at.
+        lsn: Lsn,
+        /// The log's base.
+        base: Lsn,
+    },
     /// An earlier write, fsync or truncation of this file failed.
     #[error("an earlier write or fsync of {} failed and its contents on disk are unknown: reopen the log (restart the node) to recover", path.display())]
     Failed {
@@ -333,13 +406,18 @@ pub struct Wal {
     path: PathBuf,
     /// The file, buffered: recovery, preallocation, truncation, and appends and flushes
     /// without direct I/O.
-    file: File,
+    file: Arc<File>,
     /// The file opened with `O_DIRECT | O_DSYNC`, when flushes write through it.
-    direct: Option<File>,
+    direct: Option<Arc<File>>,
+    /// What the [`FlushHandle`]s of this log run jobs on: the flush file and the generation,
+    /// replaced when the file is.
+    target: Arc<Mutex<FlushTarget>>,
     database: DatabaseId,
     /// Zeros kept ahead of the log's end (0: none).
     preallocate: u64,
-    /// Entry `i` is the record of LSN `i + 1`.
+    /// The records up to the base were dropped; the first record in the file is base + 1.
+    base: Lsn,
+    /// Entry `i` is the record of LSN `base + i + 1`.
     index: Vec<IndexEntry>,
     /// File offset just after the last record.
     end: u64,
@@ -366,6 +444,17 @@ pub struct Wal {
 pub struct FlushJob {
     up_to: Lsn,
     write: Option<BlockWrite>,
+    /// The generation of the log's file it was prepared for ([`FlushTarget`]).
+    generation: u64,
+}
+
+/// The file a log's flushes go through, shared by the log and its [`FlushHandle`]s, and its
+/// generation: it changes whenever the file's layout does ([`Wal::truncate_through`] replaces
+/// the file, [`Wal::truncate_after`] cuts it), so that a job prepared before is refused.
+#[derive(Debug)]
+struct FlushTarget {
+    generation: u64,
+    file: Arc<File>,
 }
 
 /// Whole blocks to write with direct I/O: `storage[start..start + len]` (block-aligned in
@@ -384,10 +473,28 @@ impl FlushJob {
         self.up_to
     }
 
-    /// Performs the flush: one direct write of whole blocks, or one `fdatasync`. When it
-    /// returns `Ok`, every record up to [`FlushJob::up_to`] is durable.
+    /// Performs the flush: one direct write of whole blocks, or one `fdatasync`, on the log's
+    /// current file (a handle follows the log when [`Wal::truncate_through`] replaces its
+    /// file). When it returns `Ok`, every record up to [`FlushJob::up_to`] is durable.
+    ///
+    /// A job prepared before the log's file was replaced or cut is refused without writing
+    /// anything (its blocks belong to the old layout): an error of kind `InvalidInput`. That
+    /// only happens when the caller broke the rule that no job runs across a truncation.
     pub fn run(&self, handle: &FlushHandle) -> io::Result<()> {
-        self.run_on(&handle.0)
+        let file = {
+            let target = handle.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if target.generation != self.generation {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "flush job up to {} was prepared before the write-ahead log's file was truncated: prepare it again",
+                        self.up_to
+                    ),
+                ));
+            }
+            Arc::clone(&target.file)
+        };
+        self.run_on(&file)
     }
 
     fn run_on(&self, file: &File) -> io::Result<()> {
@@ -431,9 +538,11 @@ fn align_up(offset: u64) -> u64 {
     offset.div_ceil(BLOCK) * BLOCK
 }
 
-/// The descriptor through which a log's [`FlushJob`]s run ([`Wal::flush_handle`]).
-#[derive(Debug)]
-pub struct FlushHandle(File);
+/// What a log's [`FlushJob`]s run through ([`Wal::flush_handle`]): the log's current flush
+/// file, shared with the [`Wal`], so that a handle stays valid across
+/// [`Wal::truncate_through`] (which puts a new file in place of the old one).
+#[derive(Debug, Clone)]
+pub struct FlushHandle(Arc<Mutex<FlushTarget>>);
 
 impl Wal {
     /// Opens the log of `database` at `path` with the default [`WalOptions`] (direct I/O where
@@ -446,7 +555,10 @@ impl Wal {
     /// its records.
     ///
     /// A new file is created atomically (written as `<path>.new`, synced, renamed, directory
-    /// synced), so a file at `path` always has a complete header. For an existing file, the
+    /// synced), with base 0, so a file at `path` always has a complete header. A version 2
+    /// header whose checksum fails is damage when valid records follow it
+    /// ([`WalError::Damaged`], [`TailProblem::Header`]), else [`WalError::HeaderChecksum`];
+    /// either way nothing is changed. For an existing file, the
     /// records are read up to the first bad one ([`TailProblem`]) or to zeros where a record
     /// would start with nothing but zeros after them (preallocated space, kept); the file is
     /// cut at a bad record and synced, so every record returned is durable, including records
@@ -495,17 +607,23 @@ impl Wal {
         }
         file.sync_all().map_err(io("fsync"))?;
 
-        let last = Lsn(scan.records.len() as u64);
+        let last = Lsn(scan.base.0.saturating_add(scan.records.len() as u64));
         let preallocate = match options.direct {
             true => options.preallocate.max(BLOCK),
             false => options.preallocate,
         };
+        let file = Arc::new(file);
         let mut wal = Wal {
             path: path.to_path_buf(),
+            target: Arc::new(Mutex::new(FlushTarget {
+                generation: 0,
+                file: Arc::clone(&file),
+            })),
             file,
             direct: None,
             database,
             preallocate,
+            base: scan.base,
             index: scan.index,
             end: scan.end,
             allocated,
@@ -518,12 +636,14 @@ impl Wal {
         };
         wal.reserve(wal.end)?;
         if options.direct {
-            wal.direct = wal.open_direct()?;
+            wal.direct = wal.open_direct()?.map(Arc::new);
             let start = align_down(wal.end);
             wal.pending_start = start;
             wal.pending = contents[start as usize..wal.end as usize].to_vec();
+            wal.target_changed();
         }
         let recovered = Recovered {
+            base: scan.base,
             records: scan.records,
             truncated_bytes,
             stop_reason: scan.problem,
@@ -582,6 +702,7 @@ impl Wal {
             Ok(contents) => contents,
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 return Ok(Recovered {
+                    base: Lsn(0),
                     records: Vec::new(),
                     truncated_bytes: 0,
                     stop_reason: None,
@@ -596,6 +717,7 @@ impl Wal {
             None => discarded(&contents, &scan),
         };
         Ok(Recovered {
+            base: scan.base,
             records: scan.records,
             truncated_bytes,
             stop_reason: scan.problem,
@@ -616,6 +738,9 @@ impl Wal {
     /// second name (`<path>.damaged-<seconds since 1970>`, a hard link) and the directory is
     /// synced, then `<path>.new` replaces `path` atomically. At any point a crash leaves at
     /// `path` either the damaged log or the prefix.
+    ///
+    /// The prefix keeps the file's header, and so its base. When the header itself is damaged
+    /// ([`TailProblem::Header`]), its base cannot be trusted: the new log is empty with base 0.
     pub fn quarantine(
         path: &Path,
         database: DatabaseId,
@@ -751,20 +876,40 @@ impl Wal {
         Ok(Some(FlushJob {
             up_to: self.last_lsn(),
             write,
+            generation: self.generation(),
         }))
     }
 
-    /// A handle to run this log's [`FlushJob`]s through (a duplicate descriptor).
+    /// A handle to run this log's [`FlushJob`]s through, on any thread. It shares the log's
+    /// flush file rather than duplicating it: it stays valid for the log's whole life, and
+    /// follows the log to the new file [`Wal::truncate_through`] puts in place (so a flusher
+    /// thread can keep the handle it was given). Never fails today; the `Result` is kept for
+    /// callers written when it duplicated a descriptor.
     pub fn flush_handle(&self) -> Result<FlushHandle, WalError> {
-        self.flush_file()
-            .try_clone()
-            .map(FlushHandle)
-            .map_err(io_error(&self.path, "duplicate"))
+        self.check_usable()?;
+        Ok(FlushHandle(Arc::clone(&self.target)))
     }
 
     /// The descriptor flushes go through: the direct one, or the buffered file.
     fn flush_file(&self) -> &File {
-        self.direct.as_ref().unwrap_or(&self.file)
+        self.direct.as_deref().unwrap_or(&self.file)
+    }
+
+    /// The generation of the file's layout that jobs are prepared for.
+    fn generation(&self) -> u64 {
+        self.target
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .generation
+    }
+
+    /// The file or its layout changed (a new file, a new flush descriptor, a cut): the
+    /// handles now run jobs on the current flush file, and refuse jobs prepared before.
+    fn target_changed(&mut self) {
+        let file = Arc::clone(self.direct.as_ref().unwrap_or(&self.file));
+        let mut target = self.target.lock().unwrap_or_else(PoisonError::into_inner);
+        target.generation += 1;
+        target.file = file;
     }
 
     /// Records that the [`FlushJob`] up to `lsn` finished: everything up to `lsn` is durable.
@@ -790,9 +935,18 @@ impl Wal {
     /// Does nothing when the log ends at or before `lsn`. Afterwards the log ends at `lsn`,
     /// and all of it is durable (what was appended before is flushed first; the file is cut
     /// and synced, then preallocated again). No [`FlushJob`] of this log may be running.
+    /// Refused with [`WalError::BeforeBase`] when `lsn` is before the log's base (those
+    /// records were dropped by [`Wal::truncate_through`]).
     pub fn truncate_after(&mut self, lsn: Lsn) -> Result<(), WalError> {
         self.check_idle()?;
-        let keep = match usize::try_from(lsn.0) {
+        if lsn < self.base {
+            return Err(WalError::BeforeBase {
+                path: self.path.clone(),
+                lsn,
+                base: self.base,
+            });
+        }
+        let keep = match usize::try_from(lsn.0 - self.base.0) {
             Ok(keep) if keep < self.index.len() => keep,
             _ => return Ok(()),
         };
@@ -818,7 +972,127 @@ impl Wal {
             self.pending = tail;
             self.pending_start = start;
         }
+        self.target_changed();
         self.reserve(new_end)
+    }
+
+    /// Durably drops every record up to `through` (a checkpoint holds them now): afterwards
+    /// the log's base is `through` and it holds the records `through + 1 ..= last_lsn`, all
+    /// durable. Does nothing when `through` is at or before the base; refused with
+    /// [`WalError::TruncateBeyondEnd`] (nothing changed) when it is after [`Wal::last_lsn`].
+    /// No [`FlushJob`] of this log may be running ([`WalError::FlushInFlight`]).
+    ///
+    /// Cost: what was appended is flushed first, then the records after `through` are copied,
+    /// and only they: call it right after a checkpoint, when few records follow it. The
+    /// in-memory index shrinks to those records.
+    ///
+    /// Crash-safe: a new file (a header with base `through`, the records after it, then the
+    /// preallocated zeros the log's [`WalOptions`] ask for) is written as `<path>.new` and
+    /// synced, renamed over `path`, and the directory is synced. A crash at any point leaves at
+    /// `path` either the old file or the new one, both complete logs that recover the same
+    /// records after `through` (the old one also those before). An error before the rename
+    /// leaves the log as it was, usable; an error after it fails the log ([`WalError::Failed`]:
+    /// reopen it).
+    ///
+    /// For the caller: the file is replaced, so descriptors of it obtained elsewhere are
+    /// stale; this log's [`FlushHandle`]s are not (they follow the log to the new file), so a
+    /// flusher thread keeps its handle. A [`FlushJob`] prepared before is refused by
+    /// [`FlushJob::run`] (there is none when this succeeds: the rule above). The file offsets
+    /// of records change ([`Recovered`] and [`Wal::base`] after a reopen say where the log
+    /// starts).
+    pub fn truncate_through(&mut self, through: Lsn) -> Result<(), WalError> {
+        self.check_idle()?;
+        if through > self.last_lsn() {
+            return Err(WalError::TruncateBeyondEnd {
+                path: self.path.clone(),
+                through,
+                last: self.last_lsn(),
+            });
+        }
+        if through <= self.base {
+            return Ok(());
+        }
+        self.sync()?;
+        let was_direct = self.direct.is_some();
+        let drop = (through.0 - self.base.0) as usize;
+        let from = self.index.get(drop).map_or(self.end, |entry| entry.offset);
+        let mut contents = header_with_base(self.database, through).to_vec();
+        let body = (self.end - from) as usize;
+        contents.resize(WAL_HEADER_LEN as usize + body, 0);
+        if let Err(source) = self
+            .file
+            .read_exact_at(&mut contents[WAL_HEADER_LEN as usize..], from)
+        {
+            return Err(self.fail("read", source));
+        }
+        let end = contents.len() as u64;
+        let allocated = match self.preallocate {
+            0 => end,
+            ahead => align_up(end + ahead),
+        };
+        let staging = with_suffix(&self.path, ".new");
+        let written = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&staging)
+            .and_then(|file| {
+                file.write_all_at(&contents, 0)?;
+                write_zeros(&file, end, allocated)?;
+                file.sync_all()?;
+                Ok(file)
+            });
+        let file = match written {
+            Ok(file) => file,
+            Err(source) => {
+                let _ = fs::remove_file(&staging);
+                return Err(io_error(&staging, "write")(source));
+            }
+        };
+        if let Err(source) = fs::rename(&staging, &self.path) {
+            let _ = fs::remove_file(&staging);
+            return Err(io_error(&self.path, "replace")(source));
+        }
+        // The new file is in place: the log follows it before anything else can fail.
+        let shift = from - WAL_HEADER_LEN;
+        self.index = self.index[drop..]
+            .iter()
+            .map(|entry| IndexEntry {
+                offset: entry.offset - shift,
+                epoch: entry.epoch,
+            })
+            .collect();
+        self.file = Arc::new(file);
+        self.direct = None;
+        self.base = through;
+        self.end = end;
+        self.allocated = allocated;
+        self.durable = self.last_lsn();
+        self.dirty = false;
+        let start = align_down(end);
+        self.pending_start = start;
+        self.pending = Vec::new();
+        self.target_changed();
+        if let Err(error) = sync_directory(&self.path) {
+            self.failed = true;
+            return Err(error);
+        }
+        if was_direct {
+            // The direct descriptor was the old file's: open the new one the same way.
+            match self.open_direct() {
+                Ok(direct) => self.direct = direct.map(Arc::new),
+                Err(error) => {
+                    self.failed = true;
+                    return Err(error);
+                }
+            }
+            if self.direct.is_some() {
+                self.pending = contents[start as usize..end as usize].to_vec();
+            }
+            self.target_changed();
+        }
+        Ok(())
     }
 
     /// Makes sure the file holds durable zeros up to at least `needed` and ends on a block
@@ -829,14 +1103,8 @@ impl Wal {
             return Ok(());
         }
         let target = align_up(needed.max(self.allocated) + self.preallocate);
-        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-        let mut at = self.allocated;
-        while at < target {
-            let n = (target - at).min(ZEROS.len() as u64) as usize;
-            if let Err(source) = self.file.write_all_at(&ZEROS[..n], at) {
-                return Err(self.fail("preallocate", source));
-            }
-            at += n as u64;
+        if let Err(source) = write_zeros(&self.file, self.allocated, target) {
+            return Err(self.fail("preallocate", source));
         }
         if let Err(source) = self.file.sync_data() {
             return Err(self.fail("fsync", source));
@@ -851,9 +1119,23 @@ impl Wal {
         self.direct.is_some()
     }
 
-    /// The LSN of the last record appended (durable or not); `Lsn(0)` for an empty log.
+    /// The LSN of the last record appended (durable or not); the base when the log holds no
+    /// record (`Lsn(0)` for a log never truncated).
     pub fn last_lsn(&self) -> Lsn {
-        Lsn(self.index.len() as u64)
+        Lsn(self.base.0.saturating_add(self.index.len() as u64))
+    }
+
+    /// The log's base: the records up to it were dropped ([`Wal::truncate_through`]); the
+    /// first record the log holds, if any, is `base + 1`. 0 for a log never truncated.
+    pub fn base(&self) -> Lsn {
+        self.base
+    }
+
+    /// Bytes of memory the log holds: its per-record index (a few words per record after the
+    /// base, so [`Wal::truncate_through`] bounds it) and, with direct I/O, the records not
+    /// flushed yet.
+    pub fn memory_bytes(&self) -> usize {
+        self.index.capacity() * std::mem::size_of::<IndexEntry>() + self.pending.capacity()
     }
 
     /// The LSN of the last durable record: everything up to it survives a crash.
@@ -910,6 +1192,18 @@ impl Wal {
     }
 }
 
+/// Writes zeros over `from..to` of `file` (real zeros, not a hole: the blocks are allocated).
+fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 fn io_error(path: &Path, operation: &'static str) -> impl FnOnce(io::Error) -> WalError {
     let path = path.to_path_buf();
     move |source| WalError::Io {
@@ -934,13 +1228,13 @@ pub fn tear_last_record(path: &Path, bytes: u64) -> io::Result<Option<Lsn>> {
         ));
     }
     let contents = fs::read(path)?;
-    if contents.len() < WAL_HEADER_LEN as usize || contents[..8] != WAL_MAGIC {
+    let Ok(header) = parse_header(&contents) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{} is not a hadr write-ahead log", path.display()),
         ));
-    }
-    let scan = scan(&contents);
+    };
+    let scan = scan(&contents, header.len, header.base);
     let Some(last) = scan.index.last() else {
         return Ok(None);
     };
@@ -948,32 +1242,122 @@ pub fn tear_last_record(path: &Path, bytes: u64) -> io::Result<Option<Lsn>> {
     let file = OpenOptions::new().write(true).open(path)?;
     file.write_all_at(&vec![0; (scan.end - from) as usize], from)?;
     file.sync_all()?;
-    Ok(Some(Lsn(scan.index.len() as u64)))
+    Ok(Some(Lsn(header
+        .base
+        .0
+        .saturating_add(scan.index.len() as u64))))
 }
 
-/// The header of the log of `database`.
+/// The header of a new log of `database` (base 0).
 pub fn header(database: DatabaseId) -> [u8; WAL_HEADER_LEN as usize] {
+    header_with_base(database, Lsn(0))
+}
+
+/// The header of the log of `database` whose records start after `base`: the magic, the
+/// version, the database id, the base, and the checksum of all that.
+pub fn header_with_base(database: DatabaseId, base: Lsn) -> [u8; WAL_HEADER_LEN as usize] {
     let mut header = [0; WAL_HEADER_LEN as usize];
-    header[..8].copy_from_slice(&WAL_MAGIC);
+    header[..7].copy_from_slice(&WAL_MAGIC);
+    header[7] = WAL_VERSION;
     header[8] = database.0;
+    header[9..17].copy_from_slice(&base.0.to_le_bytes());
+    let checksum = crc32c::crc32c(&header[..HEADER_CHECKED_LEN]);
+    header[HEADER_CHECKED_LEN..].copy_from_slice(&checksum.to_le_bytes());
     header
 }
 
-/// Reads the records of a file whose header must be the one of `database`. A file whose magic
-/// is wrong but which holds a valid record after the header's place is a log with a damaged
-/// header: damage, with nothing kept (the header says whose log it is, and it cannot be
-/// trusted). Any other bad header is refused ([`WalError::BadHeader`],
-/// [`WalError::WrongDatabase`]).
+/// A file's header, read.
+struct Header {
+    database: DatabaseId,
+    base: Lsn,
+    /// Its length: where the records start.
+    len: u64,
+}
+
+/// Why a file's first bytes are not a header.
+enum HeaderProblem {
+    /// Too short, or not the magic.
+    NotAWal,
+    /// The magic, and a version this code does not read.
+    Version(u8),
+    /// A version 2 header whose checksum does not match its bytes.
+    Checksum { stored: u32, computed: u32 },
+}
+
+/// Reads the header at the start of `contents`: version 2, or version 1 (base 0).
+fn parse_header(contents: &[u8]) -> Result<Header, HeaderProblem> {
+    if contents.len() < WAL_V1_HEADER_LEN as usize || contents[..7] != WAL_MAGIC {
+        return Err(HeaderProblem::NotAWal);
+    }
+    match contents[7] {
+        b'1' => Ok(Header {
+            database: DatabaseId(contents[8]),
+            base: Lsn(0),
+            len: WAL_V1_HEADER_LEN,
+        }),
+        WAL_VERSION => {
+            let Some(head) = contents.get(..WAL_HEADER_LEN as usize) else {
+                return Err(HeaderProblem::NotAWal);
+            };
+            let word = |range: std::ops::Range<usize>| {
+                head[range]
+                    .iter()
+                    .rev()
+                    .fold(0, |n, b| n << 8 | u64::from(*b))
+            };
+            let stored = word(HEADER_CHECKED_LEN..WAL_HEADER_LEN as usize) as u32;
+            let computed = crc32c::crc32c(&head[..HEADER_CHECKED_LEN]);
+            if stored != computed {
+                return Err(HeaderProblem::Checksum { stored, computed });
+            }
+            Ok(Header {
+                database: DatabaseId(head[8]),
+                base: Lsn(word(9..HEADER_CHECKED_LEN)),
+                len: WAL_HEADER_LEN,
+            })
+        }
+        version => Err(HeaderProblem::Version(version)),
+    }
+}
+
+/// Reads the records of a file whose header must be the one of `database`. A file whose
+/// header is wrong (the magic, or a version 2 header's checksum) but which holds a valid
+/// record after it is a log with a damaged header: damage, with nothing kept (the header says
+/// whose log it is and where it starts, and it cannot be trusted). Any other bad header is
+/// refused ([`WalError::BadHeader`], [`WalError::HeaderChecksum`],
+/// [`WalError::UnsupportedVersion`], [`WalError::WrongDatabase`]).
 fn scan_file(path: &Path, contents: &[u8], database: DatabaseId) -> Result<Scan, WalError> {
-    let refused = match check_header(path, contents, database) {
-        Ok(()) => return Ok(scan(contents)),
-        Err(error @ WalError::BadHeader { .. }) => error,
-        Err(error) => return Err(error),
+    let head = &contents[..contents.len().min(WAL_HEADER_LEN as usize)];
+    let refused = match parse_header(contents) {
+        Ok(header) if header.database != database => {
+            return Err(WalError::WrongDatabase {
+                path: path.to_path_buf(),
+                expected: database,
+                found: header.database,
+            })
+        }
+        Ok(header) => return Ok(scan(contents, header.len, header.base)),
+        Err(HeaderProblem::Version(version)) => {
+            return Err(WalError::UnsupportedVersion {
+                path: path.to_path_buf(),
+                version: char::from(version),
+            })
+        }
+        Err(HeaderProblem::NotAWal) => WalError::BadHeader {
+            path: path.to_path_buf(),
+            found: String::from_utf8_lossy(head).into_owned(),
+        },
+        Err(HeaderProblem::Checksum { stored, computed }) => WalError::HeaderChecksum {
+            path: path.to_path_buf(),
+            stored,
+            computed,
+        },
     };
-    let body = scan(contents);
-    // Evidence of a log: a valid record, at the header's end or after a bad spot.
-    let evidence = match (body.records.last(), &body.damage) {
-        (Some(_), _) => Some(WAL_HEADER_LEN),
+    // Evidence of a log: a valid record after the shortest header (any LSN: the base is
+    // unknown), at its end or after a bad spot.
+    let body = scan(contents, WAL_V1_HEADER_LEN, Lsn(0));
+    let evidence = match (body.index.first(), &body.damage) {
+        (Some(first), _) => Some(first.offset),
         (None, Some(damage)) => damage.valid_at,
         (None, None) => None,
     };
@@ -988,8 +1372,8 @@ fn scan_file(path: &Path, contents: &[u8], database: DatabaseId) -> Result<Scan,
         .chain(body.damage.as_ref().map(|d| d.lost_through))
         .max()
         .unwrap_or(Lsn(1));
-    let head = &contents[..contents.len().min(WAL_HEADER_LEN as usize)];
     Ok(Scan {
+        base: Lsn(0),
         records: Vec::new(),
         index: Vec::new(),
         end: 0,
@@ -1004,25 +1388,6 @@ fn scan_file(path: &Path, contents: &[u8], database: DatabaseId) -> Result<Scan,
             lost_through,
         }),
     })
-}
-
-fn check_header(path: &Path, contents: &[u8], database: DatabaseId) -> Result<(), WalError> {
-    let head = &contents[..contents.len().min(WAL_HEADER_LEN as usize)];
-    if head.len() < WAL_HEADER_LEN as usize || head[..8] != WAL_MAGIC {
-        return Err(WalError::BadHeader {
-            path: path.to_path_buf(),
-            found: String::from_utf8_lossy(head).into_owned(),
-        });
-    }
-    let found = DatabaseId(head[8]);
-    if found != database {
-        return Err(WalError::WrongDatabase {
-            path: path.to_path_buf(),
-            expected: database,
-            found,
-        });
-    }
-    Ok(())
 }
 
 /// Creates the file atomically: header into `<path>.new`, sync, rename, sync the directory.
@@ -1087,6 +1452,8 @@ fn sync_directory(path: &Path) -> Result<(), WalError> {
 
 /// The records of a file and where its good part ends.
 struct Scan {
+    /// The base from the header: `records` start at base + 1.
+    base: Lsn,
     records: Vec<LogRecord>,
     index: Vec<IndexEntry>,
     end: u64,
@@ -1106,17 +1473,20 @@ fn discarded(contents: &[u8], scan: &Scan) -> u64 {
         .map_or(0, |last| last as u64 + 1)
 }
 
-/// Reads records after the header up to the end of `contents` or the first bad record.
-fn scan(contents: &[u8]) -> Scan {
+/// Reads records from `start` (the header's end) up to the end of `contents` or the first bad
+/// record. The first must be `base + 1`: the sequence, and so what is out of it, is relative to
+/// the base.
+fn scan(contents: &[u8], start: u64, base: Lsn) -> Scan {
     let mut scan = Scan {
+        base,
         records: Vec::new(),
         index: Vec::new(),
-        end: WAL_HEADER_LEN,
+        end: start,
         problem: None,
         damage: None,
     };
-    let mut offset = WAL_HEADER_LEN as usize;
-    let mut previous = (Lsn(0), Epoch::NONE);
+    let mut offset = start as usize;
+    let mut previous = (base, Epoch::NONE);
     while offset < contents.len() {
         let rest = &contents[offset..];
         if rest[..rest.len().min(RECORD_HEADER_LEN as usize)]
@@ -1151,7 +1521,8 @@ fn scan(contents: &[u8]) -> Scan {
         }
     }
     if let Some(problem) = &scan.problem {
-        scan.damage = find_damage(contents, problem, Lsn(scan.records.len() as u64), scan.end);
+        let kept = Lsn(base.0.saturating_add(scan.records.len() as u64));
+        scan.damage = find_damage(contents, problem, kept, scan.end);
     }
     scan
 }
@@ -1203,7 +1574,7 @@ fn find_damage(
         kept,
         kept_bytes,
         valid_at,
-        lost_through: lost_through.max(Lsn(kept.0 + 1)),
+        lost_through: lost_through.max(Lsn(kept.0.saturating_add(1))),
     })
 }
 

@@ -9,8 +9,9 @@ use hadr_core::log::LogShapeError;
 use hadr_core::{Epoch, LogRecord, Write};
 use hadr_node::codec::Writer;
 use hadr_node::wal::{
-    tear_last_record, Damage, Recovered, TailProblem, Wal, WalError, WalOptions, BLOCK,
-    DEFAULT_PREALLOCATE, MAX_RECORD_LEN, RECORD_HEADER_LEN, SECTOR, WAL_HEADER_LEN,
+    header_with_base, tear_last_record, Damage, Recovered, TailProblem, Wal, WalError, WalOptions,
+    BLOCK, DEFAULT_PREALLOCATE, MAX_RECORD_LEN, RECORD_HEADER_LEN, SECTOR, WAL_HEADER_LEN,
+    WAL_V1_HEADER_LEN,
 };
 use hadr_types::{DatabaseId, Lsn, ReplicaId, TxnId};
 use std::fs;
@@ -84,6 +85,7 @@ fn a_new_log_is_created_empty_with_its_header() {
     assert_eq!(
         recovered,
         Recovered {
+            base: Lsn(0),
             records: vec![],
             truncated_bytes: 0,
             stop_reason: None,
@@ -93,7 +95,9 @@ fn a_new_log_is_created_empty_with_its_header() {
     assert_eq!((wal.last_lsn(), wal.durable_lsn()), (Lsn(0), Lsn(0)));
     assert_eq!(wal.path(), path);
     assert_eq!(wal.database(), DB);
-    assert_eq!(fs::read(&path).unwrap(), b"HADRWAL1\x01");
+    assert_eq!(wal.base(), Lsn(0));
+    assert_eq!(fs::read(&path).unwrap(), header_with_base(DB, Lsn(0)));
+    assert_eq!(&fs::read(&path).unwrap()[..9], b"HADRWAL2\x01");
     let names: Vec<_> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -229,6 +233,7 @@ fn inspect_reports_what_recovery_would_keep_without_touching_the_file() {
 
 fn empty_log() -> Recovered {
     Recovered {
+        base: Lsn(0),
         records: vec![],
         truncated_bytes: 0,
         stop_reason: None,
@@ -606,7 +611,7 @@ fn a_damaged_header_before_valid_records_is_damage() {
     let (_, recovered, kept) = Wal::quarantine(&path, DB, WalOptions::plain()).unwrap();
     assert_eq!(fs::read(kept.unwrap()).unwrap(), bytes);
     assert!(recovered.records.is_empty());
-    assert_eq!(fs::read(&path).unwrap(), b"HADRWAL1\x01");
+    assert_eq!(fs::read(&path).unwrap(), header_with_base(DB, Lsn(0)));
 }
 
 #[test]
@@ -942,4 +947,557 @@ fn buffered_writes_into_preallocated_space_round_trip() {
     let mut expected = records(1..=30);
     expected.push(record(31, 2));
     assert_eq!(open_default(&path).1.records, expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The base: dropping the log's prefix after a checkpoint (`truncate_through`).
+
+/// A log of `1..=last` (plain), truncated through `through`, reopened.
+fn truncated_log(path: &Path, last: u64, through: u64) -> Vec<u8> {
+    write_log(path, &records(1..=last));
+    let (mut wal, _) = open(path);
+    wal.truncate_through(Lsn(through)).unwrap();
+    drop(wal);
+    fs::read(path).unwrap()
+}
+
+fn names_in(dir: &tempfile::TempDir) -> Vec<String> {
+    let mut names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn truncate_through_drops_the_prefix_and_the_log_goes_on_after_a_reopen() {
+    for options in [WalOptions::plain(), WalOptions::default()] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = wal_path(&dir);
+        let (mut wal, _) = open_with(&path, options);
+        wal.append(&records(1..=10)).unwrap();
+        wal.sync().unwrap();
+        wal.append(&records(11..=12)).unwrap(); // not flushed yet: truncation makes it durable
+        wal.truncate_through(Lsn(8)).unwrap();
+        assert_eq!(wal.base(), Lsn(8), "{options:?}");
+        assert_eq!((wal.last_lsn(), wal.durable_lsn()), (Lsn(12), Lsn(12)));
+        assert_eq!(
+            names_in(&dir),
+            ["db1.wal"],
+            "no staging file is left behind"
+        );
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(
+            &bytes[..WAL_HEADER_LEN as usize],
+            header_with_base(DB, Lsn(8))
+        );
+        if options.preallocate > 0 {
+            assert_eq!(bytes.len() as u64 % BLOCK, 0, "preallocated as the log was");
+            assert!(bytes.len() as u64 >= WAL_HEADER_LEN + options.preallocate);
+        }
+        // The log goes on: appends, flushes, a revert after the base.
+        wal.append(&records(13..=15)).unwrap();
+        assert_eq!(wal.sync().unwrap(), Lsn(15));
+        wal.truncate_after(Lsn(14)).unwrap();
+        wal.append(&[record(15, 2)]).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+
+        let (mut wal, recovered) = open_with(&path, options);
+        let mut expected = records(9..=14);
+        expected.push(record(15, 2));
+        assert_eq!(recovered.base, Lsn(8), "{options:?}");
+        assert_eq!(recovered.records, expected, "{options:?}");
+        assert_eq!(
+            (recovered.truncated_bytes, recovered.stop_reason),
+            (0, None)
+        );
+        assert_eq!((wal.base(), wal.last_lsn()), (Lsn(8), Lsn(15)));
+        // Again, from a base > 0.
+        wal.truncate_through(Lsn(14)).unwrap();
+        wal.append(&[record(16, 2)]).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let recovered = open_with(&path, options).1;
+        assert_eq!(recovered.base, Lsn(14));
+        assert_eq!(recovered.records, [record(15, 2), record(16, 2)]);
+    }
+}
+
+/// Everything dropped: the log holds no record, its last LSN is the base, and the next record
+/// appended is base + 1.
+#[test]
+fn truncating_every_record_leaves_an_empty_log_that_ends_at_its_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let bytes = truncated_log(&path, 5, 5);
+    assert_eq!(bytes, header_with_base(DB, Lsn(5)), "the header alone");
+    let (mut wal, recovered) = open(&path);
+    assert_eq!((recovered.base, recovered.records), (Lsn(5), vec![]));
+    assert_eq!((wal.last_lsn(), wal.durable_lsn()), (Lsn(5), Lsn(5)));
+    let refused = wal.append(&records(1..=1)).unwrap_err();
+    assert!(
+        matches!(refused, WalError::OutOfSequence { .. }),
+        "{refused}"
+    );
+    wal.append(&records(6..=6)).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    assert_eq!(open(&path).1.records, records(6..=6));
+}
+
+#[test]
+fn truncate_through_at_or_before_the_base_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let before = truncated_log(&path, 6, 3);
+    let (mut wal, _) = open(&path);
+    for through in [0, 2, 3] {
+        wal.truncate_through(Lsn(through)).unwrap();
+        assert_eq!((wal.base(), wal.last_lsn()), (Lsn(3), Lsn(6)));
+        assert_eq!(fs::read(&path).unwrap(), before, "through {through}");
+    }
+}
+
+#[test]
+fn truncate_through_beyond_the_end_is_refused_and_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    write_log(&path, &records(1..=4));
+    let before = fs::read(&path).unwrap();
+    let (mut wal, _) = open(&path);
+    let error = wal.truncate_through(Lsn(5)).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            WalError::TruncateBeyondEnd {
+                through: Lsn(5),
+                last: Lsn(4),
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains(&path.display().to_string()),
+        "{error}"
+    );
+    assert_eq!(fs::read(&path).unwrap(), before);
+    assert_eq!((wal.base(), wal.last_lsn()), (Lsn(0), Lsn(4)));
+    // Still usable.
+    wal.append(&records(5..=5)).unwrap();
+    wal.truncate_through(Lsn(5)).unwrap();
+    assert_eq!((wal.base(), wal.last_lsn()), (Lsn(5), Lsn(5)));
+}
+
+/// The crash-safety claim, at both ends: a crash before the rename leaves the old file (and
+/// maybe a staging file, ignored and overwritten), a crash after it the new one. Both recover
+/// the same records after the new base; the old one also those before it.
+#[test]
+fn a_crash_during_truncation_leaves_the_old_log_or_the_new_one_both_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    write_log(&path, &records(1..=9));
+    let old = fs::read(&path).unwrap();
+    let (mut wal, _) = open(&path);
+    wal.truncate_through(Lsn(6)).unwrap();
+    drop(wal);
+    let new = fs::read(&path).unwrap();
+    assert_ne!(old, new);
+
+    // Crash after the rename: the new file.
+    let recovered = open(&path).1;
+    assert_eq!(
+        (recovered.base, &recovered.records[..]),
+        (Lsn(6), &records(7..=9)[..])
+    );
+
+    // Crash before the rename: the old file, and a staging file half written.
+    let staging = dir.path().join("db1.wal.new");
+    for half_written in [&new[..new.len() / 2], &new[..], &[][..]] {
+        fs::write(&path, &old).unwrap();
+        fs::write(&staging, half_written).unwrap();
+        let (mut wal, recovered) = open(&path);
+        assert_eq!(recovered.base, Lsn(0));
+        assert_eq!(recovered.records, records(1..=9));
+        assert_eq!(
+            recovered.records[6..],
+            records(7..=9)[..],
+            "the same records after 6"
+        );
+        // The truncation is simply done again, over the leftover.
+        wal.truncate_through(Lsn(6)).unwrap();
+        drop(wal);
+        assert_eq!(fs::read(&path).unwrap(), new);
+        assert!(!staging.exists());
+    }
+}
+
+/// Every byte of a version 2 header flipped in turn: never a log read with another base or for
+/// another database. With records after it, damage (nothing kept, the file left alone); with
+/// none, an error naming the file.
+#[test]
+fn a_flipped_byte_in_the_header_is_refused_never_read_as_another_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let with_records = truncated_log(&path, 9, 6);
+    let empty = truncated_log(&dir.path().join("empty.wal"), 3, 3);
+    for position in 0..WAL_HEADER_LEN as usize {
+        for flip in [0x01u8, 0x80] {
+            let mut bytes = with_records.clone();
+            bytes[position] ^= flip;
+            fs::write(&path, &bytes).unwrap();
+            match Wal::open_with(&path, DB, WalOptions::plain()) {
+                Err(WalError::Damaged { damage, .. }) => {
+                    assert!(matches!(damage.problem, TailProblem::Header { .. }));
+                    assert_eq!(damage.kept, Lsn(0), "byte {position}");
+                    assert_eq!(damage.lost_through, Lsn(9), "byte {position}");
+                }
+                // The version byte: a newer format, or damage; the message says both.
+                Err(error @ WalError::UnsupportedVersion { .. }) if position == 7 => {
+                    assert!(error.to_string().contains("damaged"), "{error}");
+                }
+                Err(error) => panic!("byte {position} ^ {flip:#x}: {error}"),
+                Ok((_, recovered)) => {
+                    panic!("byte {position} ^ {flip:#x} read as {recovered:?}")
+                }
+            }
+            assert_eq!(fs::read(&path).unwrap(), bytes, "left alone");
+
+            let mut bytes = empty.clone();
+            bytes[position] ^= flip;
+            fs::write(&path, &bytes).unwrap();
+            let error = Wal::open_with(&path, DB, WalOptions::plain()).unwrap_err();
+            assert!(
+                matches!(
+                    (position, &error),
+                    (0..=6, WalError::BadHeader { .. })
+                        | (7, WalError::UnsupportedVersion { .. })
+                        | (8.., WalError::HeaderChecksum { .. })
+                ),
+                "byte {position} ^ {flip:#x}: {error}"
+            );
+            assert!(
+                error.to_string().contains(&path.display().to_string()),
+                "{error}"
+            );
+            assert!(matches!(
+                Wal::inspect(&path, DB),
+                Err(WalError::BadHeader { .. }
+                    | WalError::UnsupportedVersion { .. }
+                    | WalError::HeaderChecksum { .. })
+            ));
+            assert_eq!(fs::read(&path).unwrap(), bytes, "left alone");
+        }
+    }
+}
+
+/// Quarantine of a log whose header is damaged: its base is unknown, so the new log is empty
+/// with base 0; a log damaged after its header keeps its base.
+#[test]
+fn quarantine_keeps_the_base_unless_the_header_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let bytes = truncated_log(&path, 9, 6);
+    let mut damaged_header = bytes.clone();
+    damaged_header[10] ^= 0x04; // in the base
+    fs::write(&path, &damaged_header).unwrap();
+    let (wal, recovered, kept) = Wal::quarantine(&path, DB, WalOptions::plain()).unwrap();
+    assert!(kept.is_some());
+    assert_eq!(
+        (recovered.base, wal.base(), recovered.records),
+        (Lsn(0), Lsn(0), vec![])
+    );
+    drop(wal);
+
+    let mut damaged_record = bytes.clone();
+    let second = WAL_HEADER_LEN as usize + (bytes.len() - WAL_HEADER_LEN as usize) / 3 + 12;
+    damaged_record[second] ^= 0x01; // in the second record's payload
+    fs::write(&path, &damaged_record).unwrap();
+    let (wal, recovered, kept) = Wal::quarantine(&path, DB, WalOptions::plain()).unwrap();
+    assert!(kept.is_some());
+    assert_eq!((recovered.base, wal.base()), (Lsn(6), Lsn(6)));
+    assert_eq!(recovered.records, records(7..=7));
+}
+
+/// The torn-tail and damage rules hold after the base: a torn last record is cut, a bad record
+/// with a valid one after it is damage, and the LSNs at stake count from the base.
+#[test]
+fn a_torn_tail_and_damage_are_told_apart_in_a_log_with_a_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let bytes = truncated_log(&path, 12, 8);
+    let offsets: Vec<u64> = {
+        let (wal, _) = open(&path);
+        drop(wal);
+        // The records 9..=12 follow the header, each as long as its encoding.
+        let mut at = WAL_HEADER_LEN;
+        records(9..=12)
+            .iter()
+            .map(|r| {
+                let offset = at;
+                let mut payload = Vec::new();
+                Writer::new(&mut payload).put_log_record(r);
+                at += RECORD_HEADER_LEN + payload.len() as u64;
+                offset
+            })
+            .collect()
+    };
+    assert_eq!(
+        offsets.last().copied().map(|o| o < bytes.len() as u64),
+        Some(true)
+    );
+
+    // Torn: the file ends inside record 12.
+    fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+    let inspected = Wal::inspect(&path, DB).unwrap();
+    assert_eq!(
+        (inspected.base, &inspected.records[..]),
+        (Lsn(8), &records(9..=11)[..])
+    );
+    assert!(
+        matches!(inspected.stop_reason, Some(TailProblem::Torn { offset, .. }) if offset == offsets[3])
+    );
+    assert_eq!(inspected.damage, None);
+    let (mut wal, recovered) = open(&path);
+    assert_eq!(recovered, inspected);
+    assert_eq!(wal.last_lsn(), Lsn(11));
+    wal.append(&records(12..=12)).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    assert_eq!(fs::read(&path).unwrap(), bytes, "the same bytes again");
+
+    // Damage: record 10 fails its checksum, 11 and 12 are intact after it.
+    let mut damaged_bytes = bytes.clone();
+    damaged_bytes[offsets[1] as usize + RECORD_HEADER_LEN as usize + 2] ^= 0x10;
+    fs::write(&path, &damaged_bytes).unwrap();
+    let damage = damaged(&path, &damaged_bytes);
+    assert!(matches!(
+        damage.problem,
+        TailProblem::ChecksumMismatch { .. }
+    ));
+    assert_eq!(
+        (
+            damage.kept,
+            damage.kept_bytes,
+            damage.valid_at,
+            damage.lost_through
+        ),
+        (Lsn(9), offsets[1], Some(offsets[2]), Lsn(12))
+    );
+    let inspected = Wal::inspect(&path, DB).unwrap();
+    assert_eq!(
+        (inspected.base, &inspected.records[..]),
+        (Lsn(8), &records(9..=9)[..])
+    );
+    assert_eq!(inspected.damage, Some(damage));
+
+    // Damage right after the header: nothing kept but the base.
+    let mut damaged_bytes = bytes.clone();
+    damaged_bytes[offsets[0] as usize + RECORD_HEADER_LEN as usize + 2] ^= 0x10;
+    fs::write(&path, &damaged_bytes).unwrap();
+    let damage = damaged(&path, &damaged_bytes);
+    assert_eq!((damage.kept, damage.lost_through), (Lsn(8), Lsn(12)));
+    assert!(damage.to_string().contains("records 9..=12"), "{damage}");
+}
+
+/// What is out of sequence is relative to the base: the records of a log with base 0 under a
+/// header that says 4 do not continue it (LSN 1 is not 5), and that is damage, not a log.
+#[test]
+fn records_that_do_not_follow_the_base_are_out_of_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    write_log(&path, &records(1..=3));
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[..WAL_HEADER_LEN as usize].copy_from_slice(&header_with_base(DB, Lsn(4)));
+    fs::write(&path, &bytes).unwrap();
+    let damage = damaged(&path, &bytes);
+    assert!(
+        matches!(
+            damage.problem,
+            TailProblem::OutOfSequence {
+                source: LogShapeError::NotContiguous {
+                    found: Lsn(1),
+                    expected: Lsn(5),
+                    ..
+                },
+                ..
+            }
+        ),
+        "{damage}"
+    );
+    assert_eq!(damage.kept, Lsn(4));
+    // The same records under the base they follow are a log.
+    bytes[..WAL_HEADER_LEN as usize].copy_from_slice(&header_with_base(DB, Lsn(0)));
+    fs::write(&path, &bytes).unwrap();
+    assert_eq!(open(&path).1.records, records(1..=3));
+}
+
+#[test]
+fn inspect_reports_the_base_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let bytes = truncated_log(&path, 7, 4);
+    let inspected = Wal::inspect(&path, DB).unwrap();
+    assert_eq!(
+        inspected,
+        Recovered {
+            base: Lsn(4),
+            records: records(5..=7),
+            truncated_bytes: 0,
+            stop_reason: None,
+            damage: None,
+        }
+    );
+    assert_eq!(fs::read(&path).unwrap(), bytes);
+    assert_eq!(inspected, open(&path).1);
+    let missing = Wal::inspect(&dir.path().join("none.wal"), DB).unwrap();
+    assert_eq!(missing.base, Lsn(0));
+}
+
+/// The point of truncation: the per-record index shrinks to the records after the base.
+#[test]
+fn truncation_shrinks_the_in_memory_index() {
+    for options in [WalOptions::plain(), WalOptions::default()] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = wal_path(&dir);
+        let (mut wal, _) = open_with(&path, options);
+        let empty = wal.memory_bytes();
+        wal.append(&records(1..=5000)).unwrap();
+        wal.sync().unwrap();
+        let full = wal.memory_bytes();
+        assert!(full >= empty + 5000 * 8, "{options:?}: {empty} then {full}");
+        wal.truncate_through(Lsn(4990)).unwrap();
+        let after = wal.memory_bytes();
+        assert!(
+            after <= empty + 10 * 64 + BLOCK as usize,
+            "{options:?}: {full} bytes before, {after} after keeping 10 records"
+        );
+        wal.append(&records(5001..=5001)).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        assert_eq!(open_with(&path, options).1.records, records(4991..=5001));
+    }
+}
+
+/// The node's flusher thread keeps the handle it was given when its log was opened: after
+/// the file is replaced, jobs run through it reach the new file.
+#[test]
+fn a_flush_handle_from_before_a_truncation_flushes_into_the_new_file() {
+    for options in [WalOptions::plain(), WalOptions::default()] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = wal_path(&dir);
+        let (mut wal, _) = open_with(&path, options);
+        let handle = wal.flush_handle().unwrap();
+        wal.append(&records(1..=20)).unwrap();
+        let job = wal.prepare_flush().unwrap().unwrap();
+        // No truncation while a job is in flight.
+        assert!(matches!(
+            wal.truncate_through(Lsn(10)),
+            Err(WalError::FlushInFlight { .. })
+        ));
+        job.run(&handle).unwrap();
+        wal.mark_durable(job.up_to());
+        wal.truncate_through(Lsn(15)).unwrap();
+
+        wal.append(&records(21..=30)).unwrap();
+        let job = wal.prepare_flush().unwrap().unwrap();
+        job.run(&handle).unwrap();
+        wal.mark_durable(job.up_to());
+        assert_eq!(wal.durable_lsn(), Lsn(30));
+        // On disk now, in the file at `path`: without a sync from the log itself.
+        let inspected = Wal::inspect(&path, DB).unwrap();
+        assert_eq!(
+            (inspected.base, inspected.records),
+            (Lsn(15), records(16..=30)),
+            "{options:?}"
+        );
+        drop(wal);
+        drop(handle);
+        assert_eq!(open_with(&path, options).1.records, records(16..=30));
+    }
+}
+
+/// A job prepared before a truncation (possible only by reporting it without running it) is
+/// refused by the handle rather than written at the old file's offsets.
+#[test]
+fn a_flush_job_prepared_before_a_truncation_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    let (mut wal, _) = open_default(&path);
+    let handle = wal.flush_handle().unwrap();
+    wal.append(&records(1..=8)).unwrap();
+    let stale = wal.prepare_flush().unwrap().unwrap();
+    wal.mark_durable(stale.up_to()); // a caller's bug: reported, never run
+    wal.truncate_through(Lsn(4)).unwrap();
+    let before = fs::read(&path).unwrap();
+    let error = stale.run(&handle).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
+    assert_eq!(fs::read(&path).unwrap(), before, "nothing written");
+}
+
+#[test]
+fn truncate_after_cannot_go_back_before_the_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    truncated_log(&path, 8, 5);
+    let (mut wal, _) = open(&path);
+    let error = wal.truncate_after(Lsn(4)).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            WalError::BeforeBase {
+                lsn: Lsn(4),
+                base: Lsn(5),
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(wal.last_lsn(), Lsn(8));
+    wal.truncate_after(Lsn(5)).unwrap();
+    assert_eq!((wal.base(), wal.last_lsn()), (Lsn(5), Lsn(5)));
+    assert_eq!(fs::read(&path).unwrap(), header_with_base(DB, Lsn(5)));
+}
+
+/// Version 1 files (no base, no header checksum) are read as logs with base 0, appended to as
+/// they are, and rewritten as version 2 by the first truncation.
+#[test]
+fn a_version_1_log_reads_with_base_0_and_truncation_rewrites_it_as_version_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_path(&dir);
+    write_log(&path, &records(1..=4));
+    let bytes = fs::read(&path).unwrap();
+    let v1 = [&b"HADRWAL1\x01"[..], &bytes[WAL_HEADER_LEN as usize..]].concat();
+    fs::write(&path, &v1).unwrap();
+    let (mut wal, recovered) = open(&path);
+    assert_eq!(
+        (recovered.base, &recovered.records[..]),
+        (Lsn(0), &records(1..=4)[..])
+    );
+    wal.append(&records(5..=5)).unwrap();
+    wal.sync().unwrap();
+    assert_eq!(
+        &fs::read(&path).unwrap()[..WAL_V1_HEADER_LEN as usize],
+        b"HADRWAL1\x01"
+    );
+    wal.truncate_through(Lsn(3)).unwrap();
+    drop(wal);
+    let bytes = fs::read(&path).unwrap();
+    assert_eq!(
+        &bytes[..WAL_HEADER_LEN as usize],
+        header_with_base(DB, Lsn(3))
+    );
+    let recovered = open(&path).1;
+    assert_eq!(
+        (recovered.base, &recovered.records[..]),
+        (Lsn(3), &records(4..=5)[..])
+    );
+    // Another database's version 1 log is still refused.
+    fs::write(&path, &v1).unwrap();
+    assert!(matches!(
+        Wal::open(&path, DatabaseId(2)),
+        Err(WalError::WrongDatabase { .. })
+    ));
 }
