@@ -26,8 +26,9 @@
 //!
 //! Recovery ([`Wal::open`]) tells a **torn tail** from **damage**. It reads well-formed records
 //! up to the first bad spot: a record that is torn (the file ends inside it), fails its
-//! checksum, declares an impossible length, does not decode or does not continue the log, or
-//! zeros where a record should start with data after them. When no valid record follows the bad
+//! checksum, declares an impossible length, does not decode or does not continue the log (the
+//! first record must be base + 1: the sequence is relative to the base), or zeros where a
+//! record should start with data after them. When no valid record follows the bad
 //! spot anywhere in the file, it is the tail of a write interrupted by a crash: nothing after
 //! it was ever durable, and the file is cut there, durably. When a valid record (checksum right,
 //! decodes, an LSN after the good prefix) follows it, the log is **damaged** (bit rot, a lost or
@@ -47,6 +48,14 @@
 //! transactions, then sync once, then acknowledge them all. A flush can also run on another
 //! thread: [`Wal::prepare_flush`] hands out a [`FlushJob`], run it with a [`FlushHandle`], then
 //! report it with [`Wal::mark_durable`].
+//!
+//! Truncation after a checkpoint ([`Wal::truncate_through`]): with no flush in flight, the
+//! records up to the checkpoint are dropped by writing the records after it into a new file
+//! (header with the new base, the records, the preallocated zeros), fsyncing it, renaming it
+//! over the log and fsyncing the directory; a crash leaves the old file or the new one, both
+//! complete logs. It costs a copy of the records kept only, and shrinks the in-memory index to
+//! them. A [`FlushHandle`] shares the log's current file, so the handle a flusher thread holds
+//! stays valid across it (a [`FlushJob`] prepared before it is refused).
 //!
 //! How a flush reaches the disk ([`WalOptions`]). By default the file is **preallocated**: zeros
 //! are written ahead of the log's end and made durable, a megabyte at a time, so that a flush
@@ -1055,11 +1064,10 @@ impl Wal {
             return Err(io_error(&self.path, "replace")(source));
         }
         // The new file is in place: the log follows it before anything else can fail.
-        let shift = from - WAL_HEADER_LEN;
         self.index = self.index[drop..]
             .iter()
             .map(|entry| IndexEntry {
-                offset: entry.offset - shift,
+                offset: entry.offset - from + WAL_HEADER_LEN,
                 epoch: entry.epoch,
             })
             .collect();

@@ -1501,3 +1501,15 @@ fn a_version_1_log_reads_with_base_0_and_truncation_rewrites_it_as_version_2() {
         Err(WalError::WrongDatabase { .. })
     ));
 }
+
+/// docs/wire.md §5's worked example of a version 2 header.
+#[test]
+fn the_version_2_header_matches_the_worked_example_of_the_spec() {
+    let expected = "4841445257414c32010600000000000000\
+                    2415be87";
+    let header: String = header_with_base(DatabaseId(1), Lsn(6))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(header, expected);
+}
