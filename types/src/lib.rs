@@ -29,6 +29,7 @@ pub use observation::{
 };
 pub use vocabulary::{
     ApplicationIntent, AvailabilityMode, BackupPreference, BackupTieBreak, ClusterType, DatabaseId,
-    DatabaseState, FailoverMode, FailureCondition, Lsn, PrimaryConnections, ReplicaId, Role,
-    SecondaryConnections, SeedingMode, SuspendReason, SyncState, SynchronizationHealth, TxnId,
+    DatabaseState, FailoverMode, FailureCondition, LogReuseWait, Lsn, PrimaryConnections,
+    ReplicaId, Role, SecondaryConnections, SeedingMode, SuspendReason, SyncState,
+    SynchronizationHealth, TxnId,
 };

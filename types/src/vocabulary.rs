@@ -379,6 +379,35 @@ pub enum DatabaseState {
     Suspect,
 }
 
+/// `log_reuse_wait_desc` of a database on a replica: what keeps the log after the last
+/// checkpoint from being truncated (R-SYNC-7). More reasons come with more features (log
+/// backups add `LOG_BACKUP`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum LogReuseWait {
+    /// Nothing: the log holds no record after the last checkpoint.
+    #[serde(rename = "NOTHING", alias = "nothing")]
+    Nothing,
+    /// The records after the last checkpoint wait for the next one (the checkpoint interval
+    /// was not reached, or a checkpoint is being written).
+    #[serde(rename = "CHECKPOINT", alias = "checkpoint")]
+    Checkpoint,
+    /// A data replica of the group has not hardened them yet (lagging, suspended or
+    /// disconnected): they may still have to be shipped to it, or be its fork point.
+    #[serde(rename = "AVAILABILITY_REPLICA", alias = "availability_replica")]
+    AvailabilityReplica,
+}
+
+impl fmt::Display for LogReuseWait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogReuseWait::Nothing => "NOTHING",
+            LogReuseWait::Checkpoint => "CHECKPOINT",
+            LogReuseWait::AvailabilityReplica => "AVAILABILITY_REPLICA",
+        })
+    }
+}
+
 /// `SEEDING_MODE` of a replica (R-DB-2 **\[param\]**): how a secondary database gets its
 /// first copy.
 #[derive(

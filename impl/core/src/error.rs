@@ -108,6 +108,15 @@ pub enum ClientError {
         /// The database.
         database: DatabaseId,
     },
+    /// The value of the key is in the data file ([`DataStore`](crate::DataStore)), which could
+    /// not be read or failed its checks: no value is served rather than a wrong one.
+    #[error("{database}: the value cannot be read from the data file ({detail}); read from another replica")]
+    DataUnreadable {
+        /// The database.
+        database: DatabaseId,
+        /// What the data file said.
+        detail: String,
+    },
 }
 
 /// An admin command that failed; nothing changed.
@@ -548,6 +557,18 @@ pub enum StorageContractError {
         up_to: Lsn,
         /// The log's end.
         end_of_log: Lsn,
+    },
+    /// A checkpoint reported that was not the one asked for.
+    #[error("{database}: a checkpoint up to {up_to} reported, but the one asked covers {asked} (and {checkpointed} is done)")]
+    UnexpectedCheckpoint {
+        /// The database.
+        database: DatabaseId,
+        /// The LSN reported.
+        up_to: Lsn,
+        /// The `up_to` of the checkpoint asked.
+        asked: Lsn,
+        /// What the last checkpoint reported covered.
+        checkpointed: Lsn,
     },
     /// Redo reported beyond the hardened log (redo follows hardening, R-SYNC-2).
     #[error("{database}: redo reported up to {up_to}, beyond the hardened {hardened}")]

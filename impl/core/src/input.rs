@@ -132,6 +132,14 @@ pub enum StorageEvent {
         /// The new end of log.
         to: Lsn,
     },
+    /// A checkpoint ([`Output::Checkpoint`](crate::Output::Checkpoint)) is durable: the data
+    /// file holds every record up to `up_to`.
+    Checkpointed {
+        /// The database.
+        database: DatabaseId,
+        /// The checkpoint's `up_to`.
+        up_to: Lsn,
+    },
 }
 
 /// A connection to a peer opened or closed (the shell owns the sockets).

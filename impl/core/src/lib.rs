@@ -126,6 +126,7 @@ pub mod output;
 pub mod persist;
 pub mod policy;
 mod replica;
+pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -148,3 +149,4 @@ pub use replica::{
     ConnectedState, CoreOptions, DatabaseStatus, PeerStatus, Replica, ReplicaStatus,
     SecondaryDatabaseStatus,
 };
+pub use store::{DataStore, SharedStore, StoreError};

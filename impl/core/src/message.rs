@@ -188,6 +188,10 @@ pub struct LogBlock {
     pub first_lsn: Lsn,
     /// The records.
     pub records: Vec<LogRecord>,
+    /// Every data replica of the group hardened the log up to here in the sender's epoch (as
+    /// far as the sender knows): no copy will ever revert below it, so a secondary may
+    /// checkpoint and truncate its log up to it (R-SYNC-7).
+    pub stable: Lsn,
 }
 
 /// Why a primary refused a planned failover (R-FAIL-3).

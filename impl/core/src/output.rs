@@ -77,6 +77,33 @@ pub enum Output {
         /// The fork point: the last LSN to keep.
         to: Lsn,
     },
+    /// Write the records after the last checkpoint asked for, up to `up_to`, into the
+    /// database's data file and make it durable (a **checkpoint**), then report
+    /// [`StorageEvent::Checkpointed`](crate::StorageEvent::Checkpointed). The records are
+    /// hardened, redone and held by every data replica of the group (they are never reverted),
+    /// so the data file never holds a write that a revert would take back. Until the report
+    /// the core keeps them and reads keys they wrote from them; after it, it reads keys not
+    /// written since from the shell's [`DataStore`](crate::DataStore). One checkpoint per
+    /// database is in flight at a time, and checkpoints of a database are asked in LSN order.
+    Checkpoint {
+        /// The database.
+        database: DatabaseId,
+        /// The records to write, consecutive, ending at `up_to`.
+        records: Vec<LogRecord>,
+        /// The last LSN the data file holds once this checkpoint is durable.
+        up_to: Lsn,
+    },
+    /// The log's records up to `through` are checkpointed and every data replica holds them:
+    /// drop them from the log file, after the operations emitted before this one (the file
+    /// may keep them; recovery skips what the stored state's
+    /// [`PersistentDatabase::checkpointed`](crate::PersistentDatabase::checkpointed) covers).
+    /// Nothing is reported.
+    TruncateLog {
+        /// The database.
+        database: DatabaseId,
+        /// The last LSN dropped.
+        through: Lsn,
+    },
     /// The answer to a client request.
     ClientReply {
         /// The request.

@@ -2,7 +2,8 @@
 //! Raft's hard state). The log itself is persisted through `AppendLog`/`Fsync`/`RevertLog`.
 
 use crate::ids::Epoch;
-use hadr_types::{AgConfig, Lsn, ReplicaId, Role, SuspendReason};
+use crate::log::ForkSegment;
+use hadr_types::{AgConfig, Lsn, ReplicaId, Role, SuspendReason, TxnId};
 use serde::{Deserialize, Serialize};
 
 /// What [`Output::PersistState`](crate::Output::PersistState) asks the shell to store durably,
@@ -24,7 +25,7 @@ pub struct PersistentState {
 }
 
 /// The durable per-database metadata.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistentDatabase {
     /// Whether, and why, the database is suspended (R-SYNC-7, R-FAIL-4).
     pub suspended: Option<SuspendReason>,
@@ -37,6 +38,21 @@ pub struct PersistentDatabase {
     /// (durably, before it cuts anything); cleared by the core.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub damaged: Option<LogDamage>,
+    /// The log up to here is in the shell's data file (a checkpoint the shell reported,
+    /// [`StorageEvent::Checkpointed`](crate::StorageEvent::Checkpointed)), and every data
+    /// replica held it: recovery takes the log records after it only (the log file may still
+    /// hold older ones, which are skipped), and reads keys not written since from the data
+    /// file.
+    #[serde(default)]
+    pub checkpointed: Lsn,
+    /// The fork history of the log up to `checkpointed`: one segment per epoch, as
+    /// [`fork_history`](crate::log::fork_history) gives it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpointed_forks: Vec<ForkSegment>,
+    /// The transaction ids committed up to `checkpointed`, as inclusive ranges in increasing
+    /// order: ids are never reused on a database (R-COMMIT-7), checkpointed or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpointed_txns: Vec<(TxnId, TxnId)>,
 }
 
 impl PersistentDatabase {

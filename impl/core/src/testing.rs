@@ -27,12 +27,14 @@ use crate::output::{
 use crate::persist::{LogDamage, PersistentState};
 use crate::policy;
 use crate::replica::{CoreOptions, Replica};
+use crate::store::{DataStore, StoreError};
 use hadr_types::{
     AgConfig, ApplicationIntent, AvailabilityMode, ClusterType, DatabaseId, DatabaseObservation,
     FailoverMode, Lsn, Observation, ReplicaConfig, ReplicaId, ReplicaObservation, Role,
     TransactionObservation, TxnId,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 /// The simulated durable storage of one node.
 #[derive(Clone, Debug, Default)]
@@ -43,6 +45,33 @@ pub struct Disk {
     pub logs: Vec<Vec<LogRecord>>,
     /// How many records of each log are durable (survive a crash).
     pub durable: Vec<usize>,
+    /// The data files: each database's checkpointed data (durable once a checkpoint is
+    /// reported). Shared with the replica, which reads it; a clone of the cluster shares it.
+    pub data: Arc<SimData>,
+}
+
+/// The simulated data files of a node ([`DataStore`]): each database's checkpointed keys.
+#[derive(Debug, Default)]
+pub struct SimData {
+    files: std::sync::Mutex<BTreeMap<(DatabaseId, String), String>>,
+}
+
+impl SimData {
+    fn apply(&self, database: DatabaseId, records: &[LogRecord]) {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        for record in records {
+            for write in &record.writes {
+                files.insert((database, write.key.clone()), write.value.clone());
+            }
+        }
+    }
+}
+
+impl DataStore for SimData {
+    fn get(&self, database: DatabaseId, key: &str) -> Result<Option<String>, StoreError> {
+        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(files.get(&(database, key.to_owned())).cloned())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -51,6 +80,7 @@ enum StorageOp {
     Fsync(DatabaseId, Lsn),
     Redo(DatabaseId, Lsn),
     Revert(DatabaseId, Lsn),
+    Checkpoint(DatabaseId, Vec<LogRecord>, Lsn),
 }
 
 /// One simulated server: a replica (absent while crashed) and everything around it.
@@ -123,6 +153,10 @@ impl Node {
                 self.disk.logs[i].truncate(to.0 as usize);
                 self.disk.durable[i] = self.disk.durable[i].min(to.0 as usize);
                 StorageEvent::LogReverted { database, to }
+            }
+            StorageOp::Checkpoint(database, records, up_to) => {
+                self.disk.data.apply(database, &records);
+                StorageEvent::Checkpointed { database, up_to }
             }
         };
         if let Some(trace) = trace {
@@ -283,13 +317,20 @@ impl Cluster {
         let nodes = config
             .replicas
             .iter()
-            .map(|r| Node {
+            .map(|r| {
+                let data = Arc::new(SimData::default());
+                let mut replica = Replica::with_options(r.name.clone(), options);
+                replica.set_data_store(data.clone());
+                (r, replica, data)
+            })
+            .map(|(r, replica, data)| Node {
                 name: r.name.clone(),
-                replica: Some(Replica::with_options(r.name.clone(), options)),
+                replica: Some(replica),
                 disk: Disk {
                     state: None,
                     logs: vec![Vec::new(); databases],
                     durable: vec![0; databases],
+                    data,
                 },
                 storage: VecDeque::new(),
                 parked_redo: VecDeque::new(),
@@ -651,8 +692,15 @@ impl Cluster {
     ) -> Option<LogDamage> {
         let node = &mut self.nodes[usize::from(r.0)];
         assert!(node.replica.is_none(), "corrupt the disk of a crashed node");
+        let checkpointed = node
+            .disk
+            .state
+            .as_ref()
+            .and_then(|s| s.databases.get(usize::from(database.0)))
+            .map_or(Lsn(0), |d| d.checkpointed);
         let log = node.disk.logs.get_mut(usize::from(database.0))?;
-        if lsn.0 == 0 || lsn.0 > log.len() as u64 {
+        // Records a checkpoint covers are read from the data file, not the log.
+        if lsn <= checkpointed || lsn.0 > log.len() as u64 {
             return None;
         }
         let found = LogDamage {
@@ -684,14 +732,23 @@ impl Cluster {
             .state
             .clone()
             .expect("the node persisted its state before crashing");
-        let replica = Replica::recover(
-            self.now_ms,
-            node.name.clone(),
-            state,
-            node.disk.logs.clone(),
-            self.options,
-        )
-        .expect("the disk holds what the replica persisted");
+        // The log after the stored checkpoint (the log file keeps older records).
+        let logs = node
+            .disk
+            .logs
+            .iter()
+            .zip(&state.databases)
+            .map(|(log, stored)| {
+                log.iter()
+                    .skip(stored.checkpointed.0 as usize)
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        let mut replica =
+            Replica::recover(self.now_ms, node.name.clone(), state, logs, self.options)
+                .expect("the disk holds what the replica persisted");
+        replica.set_data_store(node.disk.data.clone());
         node.replica = Some(replica);
         // A shell under a cluster manager tells the recovered replica whether it reaches the
         // manager, and who the manager says is primary (R-ROLE-2).
@@ -1059,6 +1116,16 @@ impl Cluster {
                 Output::RevertLog { database, to } => {
                     node.storage.push_back(StorageOp::Revert(database, to))
                 }
+                Output::Checkpoint {
+                    database,
+                    records,
+                    up_to,
+                } => node
+                    .storage
+                    .push_back(StorageOp::Checkpoint(database, records, up_to)),
+                // The simulated log file keeps every record: recovery skips what the stored
+                // checkpoint covers.
+                Output::TruncateLog { .. } => {}
                 Output::ClientReply { request, reply } => {
                     node.replies.insert(request, reply);
                 }

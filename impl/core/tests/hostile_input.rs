@@ -122,6 +122,7 @@ impl Rng {
                     database,
                     first_lsn,
                     records: self.records(first_lsn),
+                    stable: self.lsn(),
                 })
             }
             4 => MessageBody::GapRefused {

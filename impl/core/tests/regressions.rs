@@ -798,6 +798,7 @@ fn a_message_from_a_superseded_connection_is_ignored() {
         body: MessageBody::Log(LogBlock {
             database: DB,
             first_lsn: Lsn(1),
+            stable: Lsn(0),
             records: vec![record],
         }),
     };

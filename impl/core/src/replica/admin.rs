@@ -2,7 +2,7 @@
 //! SUSPEND / RESUME (R-SYNC-7, R-FAIL-4), REQUIRED_SYNCHRONIZED_SECONDARIES_TO_COMMIT
 //! (R-COMMIT-5); the failover commands are dispatched to `failover`.
 
-use super::database::{Peer, Phase};
+use super::database::{CheckpointBase, Peer, Phase};
 use super::{send, Core, Out, Replica};
 use crate::error::AdminError;
 use crate::ids::{Epoch, RequestId, TimerId};
@@ -81,8 +81,8 @@ impl Replica {
                 name: self.name.clone(),
             });
         }
-        let logs = vec![Vec::new(); config.databases.len()];
-        let mut core = Core::new(config, me, self.options, logs);
+        let logs = vec![(CheckpointBase::default(), Vec::new()); config.databases.len()];
+        let mut core = Core::new(config, me, self.options, logs, self.store.clone());
         core.now_ms = now_ms;
         let out = &mut self.outputs;
         out.push_back(Output::SetTimer {

@@ -8,6 +8,7 @@ use crate::ids::{ConnectionId, Epoch, RequestId};
 use crate::log::{check_fork_history, fork_history, ForkSegment, LogRecord, Write};
 use crate::message::DatabaseHello;
 use crate::persist::LogDamage;
+use crate::store::{DataStore, StoreError};
 use hadr_types::{DatabaseId, Lsn, ReplicaId, Role, SuspendReason, SyncState, TxnId};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -184,12 +185,33 @@ pub(crate) struct OpenTxn {
 #[derive(Clone, Debug)]
 pub(crate) struct Database {
     pub id: DatabaseId,
-    /// The log; `log[i]` has LSN `i + 1`. Changed only through [`Database::append`] and
-    /// [`Database::truncate`], which keep `txns_in_log` in step.
+    /// The log after the last checkpoint; `log[i]` has LSN `base + i + 1`. Changed only
+    /// through [`Database::append`], [`Database::truncate`] and [`Database::checkpointed`],
+    /// which keep `txns_in_log`, `log_bytes` and `written_keys` in step.
     log: Vec<LogRecord>,
+    /// What the last checkpoint covered: the records up to it are in the shell's data file
+    /// and gone from `log` (0: none).
+    base: Lsn,
+    /// The fork history of the log up to `base`.
+    base_forks: Vec<ForkSegment>,
+    /// The size of the records in `log` ([`record_bytes`]): what asks for a checkpoint.
+    log_bytes: u64,
     /// How many records of `log` each transaction id has (normally one): whether an id is in
     /// the log without a scan of the log on every `Begin`.
     txns_in_log: BTreeMap<TxnId, u32>,
+    /// The transaction ids of the checkpointed records (never reused either).
+    txns_checkpointed: TxnRanges,
+    /// Every key written by a record after `base` and up to `redone`, with the LSNs of the
+    /// records that wrote it, in increasing order: the data as of `redone`, over the
+    /// checkpointed data of the shell's [`DataStore`].
+    written_keys: BTreeMap<String, Vec<Lsn>>,
+    /// Every data replica of the group hardened the log up to here, in the history this
+    /// replica holds (as its primary computed, or it computed as primary): no copy reverts
+    /// below it, so it may be checkpointed. Never lowered.
+    pub stable: Lsn,
+    /// The `up_to` of the last [`Output::Checkpoint`](crate::Output::Checkpoint) asked
+    /// (`base` when none is in flight).
+    pub checkpoint_asked: Lsn,
     /// Written to the log file (reported, informational).
     pub written: Lsn,
     /// Durable: the shell reported an fsync covering it.
@@ -199,8 +221,6 @@ pub(crate) struct Database {
     /// The highest fsync / redo asked of the shell.
     pub fsync_requested: Lsn,
     pub redo_requested: Lsn,
-    /// The key-value data as of `redone`.
-    pub data: BTreeMap<String, String>,
     /// R-SYNC-7 / R-FAIL-4.
     pub suspended: Option<SuspendReason>,
     pub suspended_by_epoch: Epoch,
@@ -294,19 +314,28 @@ impl SecondaryDb {
 
 impl Database {
     /// A database as a replica of a group starts or recovers it: not PRIMARY (a promotion or
-    /// a recovered primary calls [`Database::become_primary`]), its log hardened and redone.
-    pub fn new(id: DatabaseId, log: Vec<LogRecord>) -> Self {
-        let end = Lsn(log.len() as u64);
+    /// a recovered primary calls [`Database::become_primary`]), checkpointed up to
+    /// `checkpoint.lsn`, its log after that (`log`, consecutive from the checkpoint) hardened
+    /// and redone.
+    pub fn new(id: DatabaseId, checkpoint: CheckpointBase, log: Vec<LogRecord>) -> Self {
+        let base = checkpoint.lsn;
+        let end = Lsn(base.0 + log.len() as u64);
         let mut db = Database {
             id,
             log: Vec::new(),
+            base,
+            base_forks: checkpoint.forks,
+            log_bytes: 0,
             txns_in_log: BTreeMap::new(),
+            txns_checkpointed: TxnRanges::from_ranges(&checkpoint.txns),
+            written_keys: BTreeMap::new(),
+            stable: base,
+            checkpoint_asked: base,
             written: end,
             hardened: end,
-            redone: Lsn(0),
+            redone: base,
             fsync_requested: end,
             redo_requested: end,
-            data: BTreeMap::new(),
             suspended: None,
             suspended_by_epoch: Epoch::NONE,
             accepted_epoch: Epoch::NONE,
@@ -386,17 +415,15 @@ impl Database {
     }
 
     pub fn primary_mut(&mut self) -> Option<&mut PrimaryDb> {
+        let end = self.end();
         match &mut self.role {
             DbRole::Primary(primary) => {
                 debug_assert!(
-                    primary
-                        .pending
-                        .back()
-                        .is_none_or(|c| c.lsn.0 <= self.log.len() as u64),
+                    primary.pending.back().is_none_or(|c| c.lsn <= end),
                     "R-COMMIT-2: {}: a commit waits at {:?}, beyond the end of the log {}",
                     self.id,
                     primary.pending.back().map(|c| c.lsn),
-                    self.log.len()
+                    end
                 );
                 Some(primary)
             }
@@ -410,13 +437,11 @@ impl Database {
             DbRole::Secondary(secondary) => {
                 // Nothing is appended while a primary waits for our revert report.
                 debug_assert!(
-                    secondary
-                        .reverting
-                        .is_none_or(|to| to.0 == self.log.len() as u64),
+                    secondary.reverting.is_none_or(|to| to == self.end()),
                     "R-FAIL-4: {}: reverting to {:?}, but the log ends at {}",
                     self.id,
                     secondary.reverting,
-                    self.log.len()
+                    self.end()
                 );
                 Some(secondary)
             }
@@ -525,21 +550,74 @@ impl Database {
         reverting
     }
 
-    /// The log; `log()[i]` has LSN `i + 1`.
+    /// The log after the last checkpoint: `log()[i]` has LSN `checkpointed() + i + 1`.
     pub fn log(&self) -> &[LogRecord] {
         debug_assert!(
-            self.log.first().is_none_or(|r| r.lsn == Lsn(1)),
-            "R-SYNC-1: {}: the log starts at {:?}, not at LSN 1",
+            self.log
+                .first()
+                .is_none_or(|r| r.lsn == Lsn(self.base.0 + 1)),
+            "R-SYNC-1: {}: the log after the checkpoint at {} starts at {:?}",
             self.id,
+            self.base,
             self.log.first().map(|r| r.lsn)
         );
         &self.log
     }
 
+    /// What the last checkpoint covered (0: none): the log up to it is in the data file.
+    pub fn checkpointed(&self) -> Lsn {
+        self.base
+    }
+
+    /// The fork history up to the checkpoint, and the checkpointed transaction ids: what
+    /// recovery needs besides the log after it.
+    pub fn checkpoint_base(&self) -> CheckpointBase {
+        CheckpointBase {
+            lsn: self.base,
+            forks: self.base_forks.clone(),
+            txns: self.txns_checkpointed.ranges(),
+        }
+    }
+
+    /// Whether `checkpoint_base()` would equal `stored`, without building it.
+    pub fn checkpoint_base_is(
+        &self,
+        lsn: Lsn,
+        forks: &[ForkSegment],
+        txns: &[(TxnId, TxnId)],
+    ) -> bool {
+        self.base == lsn && self.base_forks == forks && self.txns_checkpointed.equals(txns)
+    }
+
+    /// The size of the log after the checkpoint, as a checkpoint interval counts it.
+    pub fn log_bytes(&self) -> u64 {
+        self.log_bytes
+    }
+
+    /// The record at `lsn`, if the log after the checkpoint holds it.
+    pub fn record(&self, lsn: Lsn) -> Option<&LogRecord> {
+        let index = lsn.0.checked_sub(self.base.0 + 1)?;
+        self.log.get(usize::try_from(index).ok()?)
+    }
+
+    /// The records from `first` to `last` (both held after the checkpoint: the caller checked).
+    pub fn records(&self, first: Lsn, last: Lsn) -> &[LogRecord] {
+        assert!(
+            first > self.base && first <= last && last <= self.end(),
+            "R-SYNC-1: {}: records {first}..={last} asked of a log holding {}..={}",
+            self.id,
+            self.base.0 + 1,
+            self.end()
+        );
+        let from = (first.0 - self.base.0 - 1) as usize;
+        let to = (last.0 - self.base.0) as usize;
+        &self.log[from..to]
+    }
+
     /// Adds records at the end of the log (the caller checked that they continue it).
     pub fn append(&mut self, records: impl IntoIterator<Item = LogRecord>) {
         for record in records {
-            let next = Lsn(self.log.len() as u64 + 1);
+            let next = Lsn(self.end().0 + 1);
             assert!(
                 record.lsn == next,
                 "R-SYNC-1: {}: record {} appended where {next} comes next",
@@ -555,11 +633,12 @@ impl Database {
                 self.last_epoch()
             );
             *self.txns_in_log.entry(record.txn).or_default() += 1;
+            self.log_bytes += record_bytes(&record);
             self.log.push(record);
         }
     }
 
-    /// Whether a record of transaction `txn` is in the log.
+    /// Whether a record of transaction `txn` is in the log (checkpointed or not).
     pub fn has_txn(&self, txn: TxnId) -> bool {
         // Every transaction id in the index has at least one record in the log.
         debug_assert!(
@@ -569,11 +648,11 @@ impl Database {
             self.txns_in_log.len(),
             self.log.len()
         );
-        self.txns_in_log.contains_key(&txn)
+        self.txns_in_log.contains_key(&txn) || self.txns_checkpointed.contains(txn)
     }
 
     pub fn end(&self) -> Lsn {
-        let end = Lsn(self.log.len() as u64);
+        let end = Lsn(self.base.0 + self.log.len() as u64);
         debug_assert!(
             self.log.last().is_none_or(|r| r.lsn == end),
             "R-SYNC-1: {}: the last of {end} records has LSN {:?}",
@@ -584,10 +663,11 @@ impl Database {
     }
 
     pub fn last_epoch(&self) -> Epoch {
-        let last = self.log.last().map_or(Epoch::NONE, |r| r.epoch);
+        let checkpointed = self.base_forks.last().map_or(Epoch::NONE, |s| s.epoch);
+        let last = self.log.last().map_or(checkpointed, |r| r.epoch);
         debug_assert!(
-            self.log.first().is_none_or(|r| r.epoch <= last),
-            "R-SYNC-5: {}: the log starts in {:?} and ends in {last}",
+            self.log.first().is_none_or(|r| checkpointed <= r.epoch && r.epoch <= last),
+            "R-SYNC-5: {}: the log after the checkpoint (of {checkpointed}) starts in {:?} and ends in {last}",
             self.id,
             self.log.first().map(|r| r.epoch)
         );
@@ -595,7 +675,12 @@ impl Database {
     }
 
     pub fn forks(&self) -> Vec<ForkSegment> {
-        let forks = fork_history(&self.log);
+        let mut forks = self.base_forks.clone();
+        for segment in fork_history(&self.log) {
+            if forks.last().map(|s| s.epoch) != Some(segment.epoch) {
+                forks.push(segment);
+            }
+        }
         // What a handshake announces must pass the peer's own check.
         debug_assert!(
             check_fork_history(&forks, self.end()).is_ok(),
@@ -650,30 +735,60 @@ impl Database {
             self.id,
             self.hardened
         );
-        let from = self.redone.0 as usize;
-        let to = (up_to.0 as usize).min(self.log.len());
-        for record in &self.log[from.min(to)..to] {
+        let to = up_to.min(self.end());
+        if to <= self.redone {
+            return;
+        }
+        let from = (self.redone.0 - self.base.0) as usize;
+        let upto = (to.0 - self.base.0) as usize;
+        for record in &self.log[from..upto] {
             for write in &record.writes {
-                self.data.insert(write.key.clone(), write.value.clone());
+                let lsns = self.written_keys.entry(write.key.clone()).or_default();
+                if lsns.last() != Some(&record.lsn) {
+                    lsns.push(record.lsn);
+                }
             }
         }
-        self.redone = self.redone.max(Lsn(to as u64));
+        self.redone = to;
+    }
+
+    /// Takes `records` (dropped from the log) out of `written_keys`: every LSN of theirs, or
+    /// every LSN up to `through` when they are checkpointed.
+    fn forget_writes(
+        written_keys: &mut BTreeMap<String, Vec<Lsn>>,
+        records: &[LogRecord],
+        keep: impl Fn(Lsn) -> bool,
+    ) {
+        for record in records {
+            for write in &record.writes {
+                if let Some(lsns) = written_keys.get_mut(&write.key) {
+                    lsns.retain(|lsn| keep(*lsn));
+                    if lsns.is_empty() {
+                        written_keys.remove(&write.key);
+                    }
+                }
+            }
+        }
     }
 
     /// Discards the log after `to` and rolls the data back to it (R-FAIL-4); the caller emits
-    /// the `RevertLog` that makes the shell do the same.
+    /// the `RevertLog` that makes the shell do the same. Never below the checkpoint: the
+    /// caller checked `to ≥ checkpointed()`.
     pub fn truncate(&mut self, to: Lsn) {
-        // Only a secondary reverts, and only what it holds.
+        // Only a secondary reverts, and only what it holds after its checkpoint.
         assert!(
-            to <= self.end() && self.primary().is_none(),
-            "R-FAIL-4: {}: a revert to {to} of a log ending at {} (primary's books held: {})",
+            to <= self.end() && to >= self.base && self.primary().is_none(),
+            "R-FAIL-4: {}: a revert to {to} of a log checkpointed at {} and ending at {} (primary's books held: {})",
             self.id,
+            self.base,
             self.end(),
             self.primary().is_some()
         );
         self.truncations.push_back(to);
-        let keep = (to.0 as usize).min(self.log.len());
-        for record in self.log.drain(keep..) {
+        let keep = (to.0 - self.base.0) as usize;
+        let dropped: Vec<LogRecord> = self.log.drain(keep..).collect();
+        for record in &dropped {
+            self.log_bytes -= record_bytes(record);
             if let Some(count) = self.txns_in_log.get_mut(&record.txn) {
                 *count -= 1;
                 if *count == 0 {
@@ -681,15 +796,13 @@ impl Database {
                 }
             }
         }
+        // The data as of `to`: the writes of the records after it are gone.
+        Self::forget_writes(&mut self.written_keys, &dropped, |lsn| lsn <= to);
         self.written = self.written.min(to);
         self.hardened = self.hardened.min(to);
         self.fsync_requested = self.fsync_requested.min(to);
         self.redo_requested = self.redo_requested.min(to);
-        if self.redone > to {
-            self.data.clear();
-            self.redone = Lsn(0);
-            self.apply_redo(to);
-        }
+        self.redone = self.redone.min(to);
         assert!(
             self.end() == to && self.redone <= to && self.txns_in_log.len() <= self.log.len(),
             "R-FAIL-4: {}: reverted to {to}, log ends at {}, redone {}, {} transaction ids indexed",
@@ -700,8 +813,78 @@ impl Database {
         );
     }
 
+    /// The shell's data file holds the log up to `up_to` durably (the checkpoint asked):
+    /// those records leave the log, their keys are read from the data file from now on.
+    /// Returns whether the checkpoint moved.
+    pub fn checkpoint_done(&mut self, up_to: Lsn) -> bool {
+        if up_to <= self.base {
+            return false;
+        }
+        // A checkpoint asked only redone records every copy holds, and they stay.
+        assert!(
+            up_to <= self.redone && up_to <= self.checkpoint_asked,
+            "R-SYNC-7: {}: a checkpoint up to {up_to} with redo at {} and {} asked",
+            self.id,
+            self.redone,
+            self.checkpoint_asked
+        );
+        let count = (up_to.0 - self.base.0) as usize;
+        let dropped: Vec<LogRecord> = self.log.drain(..count).collect();
+        for segment in fork_history(&dropped) {
+            if self.base_forks.last().map(|s| s.epoch) != Some(segment.epoch) {
+                self.base_forks.push(segment);
+            }
+        }
+        for record in &dropped {
+            self.log_bytes -= record_bytes(record);
+            if let Some(count) = self.txns_in_log.get_mut(&record.txn) {
+                *count -= 1;
+                if *count == 0 {
+                    self.txns_in_log.remove(&record.txn);
+                }
+            }
+            self.txns_checkpointed.insert(record.txn);
+        }
+        Self::forget_writes(&mut self.written_keys, &dropped, |lsn| lsn > up_to);
+        self.base = up_to;
+        true
+    }
+
+    /// The value `key` had in the record at `lsn` (which wrote it and is in the log).
+    fn written_value(&self, lsn: Lsn, key: &str) -> Option<String> {
+        let value = self
+            .record(lsn)
+            .and_then(|r| r.writes.iter().rev().find(|w| w.key == key))
+            .map(|w| w.value.clone());
+        debug_assert!(
+            value.is_some(),
+            "R-READ-2: {}: {key} is indexed as written at {lsn}, which does not hold it",
+            self.id
+        );
+        value
+    }
+
+    /// The checkpointed value of `key`: the store's, or none before any checkpoint.
+    fn checkpointed_value(
+        &self,
+        key: &str,
+        store: Option<&dyn DataStore>,
+    ) -> Result<Option<String>, StoreError> {
+        if self.base == Lsn(0) {
+            return Ok(None);
+        }
+        match store {
+            Some(store) => store.get(self.id, key),
+            None => Err(StoreError::NoStore { database: self.id }),
+        }
+    }
+
     /// The value of `key` as of the redone LSN: what a readable secondary serves (R-READ-2).
-    pub fn read_redone(&self, key: &str) -> Option<String> {
+    pub fn read_redone(
+        &self,
+        key: &str,
+        store: Option<&dyn DataStore>,
+    ) -> Result<Option<String>, StoreError> {
         debug_assert!(
             self.redone <= self.hardened,
             "R-READ-2: {}: serving data redone up to {}, beyond hardened {}",
@@ -709,40 +892,137 @@ impl Database {
             self.redone,
             self.hardened
         );
-        self.data.get(key).cloned()
+        match self.written_keys.get(key).and_then(|lsns| lsns.last()) {
+            Some(lsn) => Ok(self.written_value(*lsn, key)),
+            None => self.checkpointed_value(key, store),
+        }
     }
 
     /// The value of `key` as of `lsn`, whatever redo has applied, seen through `txn`'s own
-    /// writes: what the primary serves.
-    pub fn read_as_of(&self, key: &str, txn: Option<&[Write]>, lsn: Lsn) -> Option<String> {
-        // The primary reads as of what it hardened, never a record it may lose.
+    /// writes: what the primary serves. `lsn` is never below a checkpoint asked (a checkpoint
+    /// covers only what every read sees).
+    pub fn read_as_of(
+        &self,
+        key: &str,
+        txn: Option<&[Write]>,
+        lsn: Lsn,
+        store: Option<&dyn DataStore>,
+    ) -> Result<Option<String>, StoreError> {
+        // The primary reads as of what it hardened, never a record it may lose, and never
+        // before what the data file may already hold.
         debug_assert!(
-            lsn <= self.hardened,
-            "R-READ-2: {}: a read as of {lsn}, beyond hardened {}",
+            lsn <= self.hardened && lsn >= self.checkpoint_asked,
+            "R-READ-2: {}: a read as of {lsn}, beyond hardened {} or before the checkpoint asked {}",
             self.id,
-            self.hardened
+            self.hardened,
+            self.checkpoint_asked
         );
         if let Some(write) = txn.and_then(|writes| writes.iter().rev().find(|w| w.key == key)) {
-            return Some(write.value.clone());
+            return Ok(Some(write.value.clone()));
         }
-        let upto = (lsn.0 as usize).min(self.log.len());
-        // The data holds the values as of `redone`: read it below the records after it, or,
-        // if redo went past `lsn`, read the log alone.
-        let data_usable = self.redone.0 as usize <= upto;
-        let from = if data_usable {
-            self.redone.0 as usize
-        } else {
-            0
-        };
-        let logged = self.log[from..upto]
+        if lsn > self.redone {
+            // The records after redo first, newest first.
+            let logged = self
+                .records(Lsn(self.redone.0 + 1), lsn.min(self.end()))
+                .iter()
+                .rev()
+                .find_map(|r| r.writes.iter().rev().find(|w| w.key == key));
+            if let Some(write) = logged {
+                return Ok(Some(write.value.clone()));
+            }
+        }
+        let written = self
+            .written_keys
+            .get(key)
+            .and_then(|lsns| lsns.iter().rev().find(|l| **l <= lsn));
+        match written {
+            Some(at) => Ok(self.written_value(*at, key)),
+            None => self.checkpointed_value(key, store),
+        }
+    }
+}
+
+/// What a record counts toward the size of the log after a checkpoint: its writes as a
+/// transaction's size counts them, and room for its LSN, epoch and transaction id.
+pub(crate) fn record_bytes(record: &LogRecord) -> u64 {
+    32 + record
+        .writes
+        .iter()
+        .map(|w| w.counted_bytes() as u64)
+        .sum::<u64>()
+}
+
+/// Where a database's log after a checkpoint starts: the checkpoint's LSN, the fork history
+/// up to it and the transaction ids it covers ([`PersistentDatabase`](crate::PersistentDatabase)
+/// stores them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CheckpointBase {
+    pub lsn: Lsn,
+    pub forks: Vec<ForkSegment>,
+    pub txns: Vec<(TxnId, TxnId)>,
+}
+
+/// A set of transaction ids as inclusive ranges: ids are handed out mostly in order, so the
+/// ids of a long checkpointed history take a few ranges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TxnRanges {
+    /// Start → end (inclusive); ranges neither overlap nor touch.
+    ranges: BTreeMap<u32, u32>,
+}
+
+impl TxnRanges {
+    pub fn from_ranges(ranges: &[(TxnId, TxnId)]) -> Self {
+        let mut set = TxnRanges::default();
+        for (start, end) in ranges {
+            set.insert_range(start.0.min(end.0), start.0.max(end.0));
+        }
+        set
+    }
+
+    pub fn ranges(&self) -> Vec<(TxnId, TxnId)> {
+        self.ranges
             .iter()
-            .rev()
-            .find_map(|r| r.writes.iter().rev().find(|w| w.key == key));
-        match logged {
-            Some(write) => Some(write.value.clone()),
-            None if data_usable => self.read_redone(key),
-            None => None,
+            .map(|(s, e)| (TxnId(*s), TxnId(*e)))
+            .collect()
+    }
+
+    pub fn equals(&self, ranges: &[(TxnId, TxnId)]) -> bool {
+        self.ranges.len() == ranges.len()
+            && self
+                .ranges
+                .iter()
+                .zip(ranges)
+                .all(|((s, e), (a, b))| *s == a.0 && *e == b.0)
+    }
+
+    pub fn contains(&self, txn: TxnId) -> bool {
+        self.ranges
+            .range(..=txn.0)
+            .next_back()
+            .is_some_and(|(_, end)| *end >= txn.0)
+    }
+
+    pub fn insert(&mut self, txn: TxnId) {
+        self.insert_range(txn.0, txn.0);
+    }
+
+    fn insert_range(&mut self, mut start: u32, mut end: u32) {
+        // Merge with every range that overlaps or touches [start, end].
+        if let Some((&s, &e)) = self.ranges.range(..=start).next_back() {
+            if e.saturating_add(1) >= start {
+                start = s;
+                end = end.max(e);
+                self.ranges.remove(&s);
+            }
         }
+        while let Some((&s, &e)) = self.ranges.range(start..).next() {
+            if s > end.saturating_add(1) {
+                break;
+            }
+            end = end.max(e);
+            self.ranges.remove(&s);
+        }
+        self.ranges.insert(start, end);
     }
 }
 
@@ -764,7 +1044,11 @@ mod tests {
     /// that appears twice included.
     #[test]
     fn the_transaction_index_follows_appends_and_truncations() {
-        let mut db = Database::new(DatabaseId(0), vec![record(1, 10), record(2, 20)]);
+        let mut db = Database::new(
+            DatabaseId(0),
+            CheckpointBase::default(),
+            vec![record(1, 10), record(2, 20)],
+        );
         assert!(db.has_txn(TxnId(10)) && db.has_txn(TxnId(20)));
         db.append([record(3, 30), record(4, 10)]);
         assert!(db.has_txn(TxnId(30)));
@@ -778,5 +1062,140 @@ mod tests {
         assert!(!db.has_txn(TxnId(10)));
         assert_eq!(db.log(), []);
         assert!(db.txns_in_log.is_empty());
+    }
+
+    fn writing(lsn: u64, txn: u32, key: &str, value: &str) -> LogRecord {
+        LogRecord {
+            writes: vec![Write {
+                key: key.into(),
+                value: value.into(),
+            }],
+            ..record(lsn, txn)
+        }
+    }
+
+    /// The checkpointed data, as a shell's data file would hold it.
+    #[derive(Debug, Default)]
+    struct Checkpointed(std::sync::Mutex<BTreeMap<String, String>>);
+
+    impl DataStore for Checkpointed {
+        fn get(&self, _: DatabaseId, key: &str) -> Result<Option<String>, StoreError> {
+            Ok(self.0.lock().unwrap().get(key).cloned())
+        }
+    }
+
+    /// A checkpoint drops the records it covers: reads find their keys in the store, the
+    /// transaction ids stay taken, the fork history and the end of log are unchanged, and a
+    /// revert after it rolls back only what followed it.
+    #[test]
+    fn a_checkpoint_moves_the_data_to_the_store_and_keeps_what_a_revert_needs() {
+        let e = |term| Epoch {
+            term,
+            replica: ReplicaId(0),
+            generation: 0,
+        };
+        let mut log = vec![
+            writing(1, 1, "a", "a1"),
+            writing(2, 2, "b", "b2"),
+            writing(3, 3, "a", "a3"),
+        ];
+        log[2].epoch = e(2);
+        log[0].epoch = e(1);
+        log[1].epoch = e(1);
+        let mut db = Database::new(DatabaseId(0), CheckpointBase::default(), log);
+        db.append([LogRecord {
+            epoch: e(2),
+            ..writing(4, 4, "c", "c4")
+        }]);
+        db.hardened = Lsn(4);
+        db.apply_redo(Lsn(4));
+        let forks = db.forks();
+        let store = Checkpointed::default();
+        // The shell writes records 1-2 into its data file, then reports the checkpoint.
+        db.checkpoint_asked = Lsn(2);
+        for record in db.records(Lsn(1), Lsn(2)) {
+            for w in &record.writes {
+                store
+                    .0
+                    .lock()
+                    .unwrap()
+                    .insert(w.key.clone(), w.value.clone());
+            }
+        }
+        assert!(db.checkpoint_done(Lsn(2)));
+        assert_eq!(db.checkpointed(), Lsn(2));
+        assert_eq!(db.log().len(), 2);
+        assert_eq!(db.end(), Lsn(4));
+        assert_eq!(
+            db.forks(),
+            forks,
+            "the fork history survives the checkpoint"
+        );
+        assert!(db.has_txn(TxnId(1)) && db.has_txn(TxnId(2)) && db.has_txn(TxnId(4)));
+        assert!(!db.has_txn(TxnId(5)));
+        let read = |db: &Database, key| db.read_redone(key, Some(&store)).unwrap();
+        assert_eq!(
+            read(&db, "a").as_deref(),
+            Some("a3"),
+            "written after the checkpoint"
+        );
+        assert_eq!(read(&db, "b").as_deref(), Some("b2"), "from the store");
+        assert_eq!(
+            db.read_as_of("a", None, Lsn(2), Some(&store))
+                .unwrap()
+                .as_deref(),
+            Some("a1"),
+            "as of the checkpoint: the store's value"
+        );
+        assert_eq!(
+            db.read_redone("b", None),
+            Err(StoreError::NoStore {
+                database: DatabaseId(0)
+            }),
+            "checkpointed data without a store is an error, never a missing value"
+        );
+        // A revert to the checkpoint forgets what followed it.
+        db.truncate(Lsn(2));
+        assert_eq!(read(&db, "a").as_deref(), Some("a1"));
+        assert_eq!(read(&db, "c"), None);
+        assert!(!db.has_txn(TxnId(4)) && db.has_txn(TxnId(2)));
+        assert_eq!(db.last_epoch(), e(1));
+        // Recovery from the stored base gives the same database.
+        let base = db.checkpoint_base();
+        let again = Database::new(DatabaseId(0), base, Vec::new());
+        assert_eq!(again.forks(), db.forks());
+        assert!(again.has_txn(TxnId(1)) && !again.has_txn(TxnId(3)));
+    }
+
+    /// Transaction ids kept as ranges: in-order ids merge into one range, gaps stay gaps.
+    #[test]
+    fn transaction_ranges_merge_and_keep_gaps() {
+        let mut set = TxnRanges::default();
+        for id in [1, 2, 3, 7, 5, 6, 9] {
+            set.insert(TxnId(id));
+        }
+        assert_eq!(
+            set.ranges(),
+            vec![
+                (TxnId(1), TxnId(3)),
+                (TxnId(5), TxnId(7)),
+                (TxnId(9), TxnId(9))
+            ]
+        );
+        for (id, held) in [
+            (0, false),
+            (1, true),
+            (4, false),
+            (6, true),
+            (8, false),
+            (9, true),
+        ] {
+            assert_eq!(set.contains(TxnId(id)), held, "{id}");
+        }
+        set.insert(TxnId(4));
+        set.insert(TxnId(8));
+        assert_eq!(set.ranges(), vec![(TxnId(1), TxnId(9))]);
+        assert_eq!(TxnRanges::from_ranges(&set.ranges()), set);
+        assert!(set.equals(&[(TxnId(1), TxnId(9))]));
     }
 }

@@ -25,6 +25,7 @@ macro_rules! invariant {
 }
 
 mod admin;
+mod checkpoint;
 mod database;
 mod failover;
 mod primary;
@@ -45,11 +46,12 @@ use crate::ids::{ConnectionId, Epoch, RequestId, TimerId};
 use crate::input::{
     AdminCommand, ClientRequest, ConnectionEvent, ManagerEvent, PromotionKind, StorageEvent,
 };
-use crate::log::{check_run, LogRecord};
+use crate::log::{check_fork_history, check_run, LogRecord};
 use crate::message::{MessageBody, PeerMessage};
 use crate::output::{ClientReply, InputSource, Output};
 use crate::persist::{LogDamage, PersistentDatabase, PersistentState};
-use database::{Database, Peer};
+use crate::store::SharedStore;
+use database::{CheckpointBase, Database, Peer};
 use hadr_types::{
     AgConfig, AvailabilityMode, DatabaseId, Lsn, ReplicaId, Role, TransactionObservation, TxnId,
 };
@@ -76,6 +78,12 @@ pub struct CoreOptions {
     /// [`ClientError::TransactionTooLarge`](crate::ClientError::TransactionTooLarge).
     /// Default 200,000.
     pub max_transaction_bytes: usize,
+    /// Ask the shell for a checkpoint ([`Output::Checkpoint`]) once the log after the last
+    /// one holds this many bytes (as a transaction's size counts them) that can be
+    /// checkpointed, then drop the checkpointed records ([`Output::TruncateLog`]). 0 (the
+    /// default): never, the whole log stays in memory, and the shell needs no data store.
+    /// A shell that sets it gives the replica its data files ([`Replica::set_data_store`]).
+    pub checkpoint_bytes: u64,
     /// A planted bug (feature `mutants`, for certifying the conformance harness only).
     #[cfg(feature = "mutants")]
     pub mutant: Option<crate::mutants::Mutant>,
@@ -89,6 +97,7 @@ impl CoreOptions {
         ping_divisor: 4,
         promotion_timeout_ms: 60_000,
         max_transaction_bytes: 200_000,
+        checkpoint_bytes: 0,
         #[cfg(feature = "mutants")]
         mutant: None,
     };
@@ -191,6 +200,8 @@ pub struct Replica {
     persisted: Option<PersistentState>,
     /// The largest `now_ms` seen: time never goes back inside the core.
     last_now_ms: u64,
+    /// The shell's data files ([`Replica::set_data_store`]).
+    store: Option<SharedStore>,
 }
 
 /// A planned failover this replica (the target) asked its primary for (R-FAIL-3).
@@ -250,6 +261,8 @@ struct Core {
     announced_primary: (Option<ReplicaId>, Option<Epoch>),
     /// Whether the cluster manager's majority is reachable (always, without a manager).
     manager_reachable: bool,
+    /// The shell's data files: where keys checkpointed and not written since are read.
+    store: Option<SharedStore>,
 }
 
 /// What a client was told about a commit: the observation, and the reply itself so that a
@@ -351,6 +364,7 @@ impl Replica {
             outputs: VecDeque::new(),
             persisted: None,
             last_now_ms: 0,
+            store: None,
         };
         invariant!(
             replica,
@@ -437,7 +451,14 @@ impl Replica {
         let mut max_term = state.epoch.term.max(state.last_forced_epoch.term);
         for (index, (log, stored)) in logs.iter().zip(&state.databases).enumerate() {
             let database = DatabaseId(index as u8);
-            check_run(log, Lsn(0), Epoch::NONE)
+            // The log continues the checkpoint, whose fork history ends at it.
+            check_fork_history(&stored.checkpointed_forks, stored.checkpointed)
+                .map_err(|error| RecoveryError::MalformedLog { database, error })?;
+            let checkpointed_epoch = stored
+                .checkpointed_forks
+                .last()
+                .map_or(Epoch::NONE, |s| s.epoch);
+            check_run(log, stored.checkpointed, checkpointed_epoch)
                 .map_err(|error| RecoveryError::MalformedLog { database, error })?;
             if stored.accepted_epoch > state.epoch {
                 return Err(RecoveryError::AcceptedEpochAhead {
@@ -468,6 +489,17 @@ impl Replica {
                 }
                 max_term = max_term.max(last.epoch.term);
             }
+            if let Some(segment) = stored.checkpointed_forks.last() {
+                if segment.epoch > state.epoch {
+                    return Err(RecoveryError::LogAheadOfEpoch {
+                        database,
+                        lsn: segment.first_lsn,
+                        record: segment.epoch,
+                        epoch: state.epoch,
+                    });
+                }
+                max_term = max_term.max(segment.epoch.term);
+            }
         }
         // Under a cluster manager the role comes from the manager (R-ROLE-2): every replica
         // restarts RESOLVING and learns it is a secondary when the shell reports the manager
@@ -491,7 +523,19 @@ impl Replica {
             Role::Primary | Role::Resolving => Role::Resolving,
             Role::Secondary => Role::Secondary,
         };
-        let mut core = Core::new(config, me, options, logs);
+        let logs = logs
+            .into_iter()
+            .zip(&state.databases)
+            .map(|(log, stored)| {
+                let base = CheckpointBase {
+                    lsn: stored.checkpointed,
+                    forks: stored.checkpointed_forks.clone(),
+                    txns: stored.checkpointed_txns.clone(),
+                };
+                (base, log)
+            })
+            .collect();
+        let mut core = Core::new(config, me, options, logs, None);
         core.manager_reachable = !has_manager;
         core.now_ms = now_ms;
         core.role = role;
@@ -537,6 +581,7 @@ impl Replica {
             outputs: VecDeque::new(),
             persisted: Some(state),
             last_now_ms: now_ms,
+            store: None,
         };
         replica.outputs.push_back(Output::RoleChanged {
             role,
@@ -799,6 +844,7 @@ impl Replica {
         };
         if let Some(core) = self.core.as_mut() {
             core.settle(now_ms, &mut self.outputs);
+            core.checkpoint(&mut self.outputs);
         }
         self.after_input(mark);
         // Persist, then send: the role and epoch that later outputs announce are handed to the
@@ -1037,24 +1083,46 @@ impl Replica {
         Some(db.end())
     }
 
-    /// The log of a database as this replica holds it (hardened or not).
+    /// The log of a database as this replica holds it (hardened or not) after its last
+    /// checkpoint ([`Replica::checkpointed`]; the whole log when it never checkpointed).
     pub fn log(&self, database: DatabaseId) -> Option<&[LogRecord]> {
-        let log = self
+        let db = self
             .core
             .as_ref()
-            .and_then(|c| c.dbs.get(usize::from(database.0)))
-            .map(|db| db.log())?;
-        // Consecutive from LSN 1 (checked at its ends; `validate` walks it in debug builds).
+            .and_then(|c| c.dbs.get(usize::from(database.0)))?;
+        let (log, base) = (db.log(), db.checkpointed());
+        // Consecutive from the checkpoint (checked at its ends; `validate` walks it in debug
+        // builds).
         invariant!(
             self,
-            log.first().is_none_or(|r| r.lsn == Lsn(1))
-                && log.last().is_none_or(|r| r.lsn == Lsn(log.len() as u64)),
-            "R-SYNC-1: the log of {database} is not consecutive from LSN 1: {:?} … {:?} in {} records",
+            log.first().is_none_or(|r| r.lsn == Lsn(base.0 + 1))
+                && log.last().is_none_or(|r| r.lsn == Lsn(base.0 + log.len() as u64)),
+            "R-SYNC-1: the log of {database} is not consecutive from its checkpoint {base}: {:?} … {:?} in {} records",
             log.first().map(|r| r.lsn),
             log.last().map(|r| r.lsn),
             log.len()
         );
         Some(log)
+    }
+
+    /// What the last checkpoint of a database covered (its log up to there is in the shell's
+    /// data file, not in [`Replica::log`]).
+    pub fn checkpointed(&self, database: DatabaseId) -> Option<Lsn> {
+        self.core
+            .as_ref()
+            .and_then(|c| c.dbs.get(usize::from(database.0)))
+            .map(|db| db.checkpointed())
+    }
+
+    /// Gives the replica the shell's data files: where it reads keys that were checkpointed
+    /// ([`Output::Checkpoint`]) and not written since. Needed with
+    /// [`CoreOptions::checkpoint_bytes`], or when recovering a database that checkpointed;
+    /// without it such reads are answered with [`ClientError::DataUnreadable`](crate::ClientError::DataUnreadable).
+    pub fn set_data_store(&mut self, store: SharedStore) {
+        if let Some(core) = self.core.as_mut() {
+            core.store = Some(store.clone());
+        }
+        self.store = Some(store);
     }
 
     /// The durable metadata as of now (what the last `PersistState` carried).
@@ -1172,12 +1240,13 @@ impl Core {
         config: AgConfig,
         me: ReplicaId,
         options: CoreOptions,
-        logs: Vec<Vec<LogRecord>>,
+        logs: Vec<(CheckpointBase, Vec<LogRecord>)>,
+        store: Option<SharedStore>,
     ) -> Core {
         let dbs = logs
             .into_iter()
             .enumerate()
-            .map(|(i, log)| Database::new(DatabaseId(i as u8), log))
+            .map(|(i, (base, log))| Database::new(DatabaseId(i as u8), base, log))
             .collect();
         let core = Core {
             now_ms: 0,
@@ -1200,6 +1269,7 @@ impl Core {
             announced: (Role::Resolving, Epoch::NONE),
             announced_primary: (None, None),
             manager_reachable: true,
+            store,
         };
         // The callers checked the configuration, and brought one log per database.
         invariant!(
@@ -1237,6 +1307,11 @@ impl Core {
                     && d.suspended_by_epoch == db.suspended_by_epoch
                     && d.accepted_epoch == db.accepted_epoch
                     && d.damaged == db.damaged
+                    && db.checkpoint_base_is(
+                        d.checkpointed,
+                        &d.checkpointed_forks,
+                        &d.checkpointed_txns,
+                    )
             })
             && p.config == self.config
     }
@@ -1251,11 +1326,17 @@ impl Core {
             databases: self
                 .dbs
                 .iter()
-                .map(|db| PersistentDatabase {
-                    suspended: db.suspended,
-                    suspended_by_epoch: db.suspended_by_epoch,
-                    accepted_epoch: db.accepted_epoch,
-                    damaged: db.damaged,
+                .map(|db| {
+                    let base = db.checkpoint_base();
+                    PersistentDatabase {
+                        suspended: db.suspended,
+                        suspended_by_epoch: db.suspended_by_epoch,
+                        accepted_epoch: db.accepted_epoch,
+                        damaged: db.damaged,
+                        checkpointed: base.lsn,
+                        checkpointed_forks: base.forks,
+                        checkpointed_txns: base.txns,
+                    }
                 })
                 .collect(),
         };

@@ -413,7 +413,8 @@ impl Core {
                     },
                     None => None,
                 };
-                ClientReply::Value(db.read_as_of(key, writes, self.primary_read_lsn(index)))
+                let store = self.store.as_deref();
+                value_reply(db.read_as_of(key, writes, self.primary_read_lsn(index), store))
             }
             Role::Secondary => {
                 let allowed = match me.secondary_role.allow_connections {
@@ -438,7 +439,7 @@ impl Core {
                         state,
                     });
                 }
-                ClientReply::Value(db.read_redone(key))
+                value_reply(db.read_redone(key, self.store.as_deref()))
             }
             Role::Resolving => not_allowed,
         }
@@ -550,10 +551,22 @@ impl Core {
             "R-SYNC-1: {}: {last_sent} shipped to {peer}, beyond the end of the log {end}",
             db.id
         );
+        if last_sent < db.checkpointed() {
+            // Its copy ends before this log's checkpoint: the records it needs are only in
+            // the data file. Such a copy is reseeded, not streamed to.
+            tracing::warn!(
+                database = db.id.0,
+                peer = peer.0,
+                needs = last_sent.0 + 1,
+                checkpointed = db.checkpointed().0,
+                "a secondary needs log that was checkpointed and truncated: it must be reseeded"
+            );
+            return;
+        }
         while last_sent < end {
             let first = last_sent.0 + 1;
             let last = end.0.min(last_sent.0 + max);
-            let records = db.log()[(first - 1) as usize..last as usize].to_vec();
+            let records = db.records(Lsn(first), Lsn(last)).to_vec();
             invariant!(
                 self,
                 records.first().map(|r| r.lsn) == Some(Lsn(first)),
@@ -569,6 +582,7 @@ impl Core {
                     database: db.id,
                     first_lsn: Lsn(first),
                     records,
+                    stable: db.stable,
                 }),
             );
             last_sent = Lsn(last);
@@ -1471,6 +1485,25 @@ impl Core {
                     db.id
                 );
             }
+        }
+    }
+}
+
+/// A value read, or the data file's failure to give it (never a wrong value).
+fn value_reply(read: Result<Option<String>, crate::store::StoreError>) -> ClientReply {
+    match read {
+        Ok(value) => ClientReply::Value(value),
+        Err(error) => {
+            let database = match &error {
+                crate::store::StoreError::Damaged { database, .. }
+                | crate::store::StoreError::Unreadable { database, .. }
+                | crate::store::StoreError::NoStore { database } => *database,
+            };
+            tracing::error!(%error, "a read failed in the data file");
+            ClientReply::Refused(ClientError::DataUnreadable {
+                database,
+                detail: error.to_string(),
+            })
         }
     }
 }

@@ -189,6 +189,10 @@ impl Core {
             self.unexpected(from, "log block for a suspended or reverting database", out);
             return;
         }
+        // R-SYNC-7: what every copy hardened, in the history this one follows from here on
+        // (it reverted to its fork point with this primary before any block came).
+        let db = &mut self.dbs[index];
+        db.stable = db.stable.max(block.stable.min(db.hardened));
         let first = block.first_lsn;
         if first.0 == 0 || block.records.is_empty() {
             ignored(
@@ -251,8 +255,10 @@ impl Core {
             return;
         }
         let overlap = (end.0 + 1 - first.0) as usize;
+        // Records up to the checkpoint every copy held when it was taken: only the ones
+        // after it can be compared.
         for record in block.records.iter().take(overlap) {
-            if db.log()[(record.lsn.0 - 1) as usize] != *record {
+            if db.record(record.lsn).is_some_and(|held| held != record) {
                 ignored(
                     out,
                     source,
@@ -441,6 +447,12 @@ impl Core {
         let db = &mut self.dbs[index];
         if db.suspended.is_some() || to > db.end() || db.reverting() == Some(to) {
             self.unexpected(from, "revert of a suspended or shorter database", out);
+            return;
+        }
+        if to < db.checkpoint_asked {
+            // Every data replica held the log up to a checkpoint when it was asked, so no
+            // fork point lies before it; a primary asking for one is wrong or lost its log.
+            self.unexpected(from, "revert to before the checkpoint", out);
             return;
         }
         db.accepted_epoch = db.accepted_epoch.max(epoch);

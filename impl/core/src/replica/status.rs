@@ -6,8 +6,8 @@ use crate::ids::Epoch;
 use crate::log::ForkSegment;
 use crate::persist::LogDamage;
 use hadr_types::{
-    ClusterType, CommitOutcome, DatabaseId, DatabaseObservation, DatabaseState, Lsn, ReplicaId,
-    ReplicaObservation, Role, SuspendReason, SyncState, SynchronizationHealth,
+    ClusterType, CommitOutcome, DatabaseId, DatabaseObservation, DatabaseState, LogReuseWait, Lsn,
+    ReplicaId, ReplicaObservation, Role, SuspendReason, SyncState, SynchronizationHealth,
     TransactionObservation,
 };
 use serde::Serialize;
@@ -98,6 +98,13 @@ pub struct DatabaseStatus {
     pub last_commit_lsn: Lsn,
     /// `redo_queue_size`, in records: hardened but not redone.
     pub redo_queue_size: u64,
+    /// The last checkpoint: the log up to here is in the data file and out of memory.
+    pub checkpoint_lsn: Lsn,
+    /// Every data replica hardened the log up to here (as this replica knows): the most a
+    /// checkpoint may cover (R-SYNC-7).
+    pub stable_lsn: Lsn,
+    /// `log_reuse_wait_desc`: what keeps the log after the checkpoint from being truncated.
+    pub log_reuse_wait: LogReuseWait,
     /// The latest epoch whose history it accepted.
     pub accepted_epoch: Epoch,
     /// The fork history of its log.
@@ -326,6 +333,9 @@ impl Core {
             last_redone_lsn: db.redone,
             last_commit_lsn: db.end(),
             redo_queue_size: db.hardened.0.saturating_sub(db.redone.0),
+            checkpoint_lsn: db.checkpointed(),
+            stable_lsn: db.stable,
+            log_reuse_wait: self.log_reuse_wait(index),
             accepted_epoch: db.accepted_epoch,
             fork_history: db.forks(),
             pending_commits: db.primary().map_or(0, |primary| primary.pending.len()),

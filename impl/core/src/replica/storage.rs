@@ -18,7 +18,8 @@ impl Core {
             StorageEvent::LogWritten { database, .. }
             | StorageEvent::LogHardened { database, .. }
             | StorageEvent::RedoApplied { database, .. }
-            | StorageEvent::LogReverted { database, .. } => database,
+            | StorageEvent::LogReverted { database, .. }
+            | StorageEvent::Checkpointed { database, .. } => database,
         };
         let index = self
             .db_index(database)
@@ -28,6 +29,7 @@ impl Core {
             StorageEvent::LogHardened { up_to, .. } => self.log_hardened(index, up_to, out),
             StorageEvent::RedoApplied { up_to, .. } => self.redo_applied(index, up_to, out),
             StorageEvent::LogReverted { to, .. } => self.log_reverted(index, to, out),
+            StorageEvent::Checkpointed { up_to, .. } => self.checkpointed(index, up_to, out),
         };
         // Taken or refused, a completion leaves redo behind hardening, hardening within the
         // log, and every acknowledged commit hardened on the primary.

@@ -100,6 +100,7 @@ fn log_block(first: u64, records: Vec<LogRecord>) -> MessageBody {
     MessageBody::Log(LogBlock {
         database: DB,
         first_lsn: Lsn(first),
+        stable: Lsn(0),
         records,
     })
 }
@@ -1073,6 +1074,7 @@ fn malformed_or_unexpected_peer_input_is_ignored_with_a_reason_never_a_panic() {
             MessageBody::Log(LogBlock {
                 database: DatabaseId(7),
                 first_lsn: Lsn(1),
+                stable: Lsn(0),
                 records: vec![],
             }),
         ),

@@ -179,9 +179,22 @@ impl Core {
                     ),
                 );
             }
+            let base = db.checkpointed();
+            if !(base <= db.checkpoint_asked
+                && db.checkpoint_asked <= db.redone
+                && db.checkpoint_asked <= db.stable)
+            {
+                return violation(
+                    "R-SYNC-7",
+                    format!(
+                        "{}: checkpointed {base}, checkpoint asked {}, redone {}, stable {}",
+                        db.id, db.checkpoint_asked, db.redone, db.stable
+                    ),
+                );
+            }
             let mut previous = Epoch::NONE;
             for (i, record) in db.log().iter().enumerate() {
-                if record.lsn != Lsn(i as u64 + 1)
+                if record.lsn != Lsn(base.0 + i as u64 + 1)
                     || record.epoch < previous
                     || record.epoch.term > self.max_term
                 {
