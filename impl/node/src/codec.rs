@@ -28,8 +28,8 @@ pub const MIN_WRITE_LEN: usize = 4 + 4;
 /// Smallest encoded size of a [`LogRecord`]: no writes (a record takes this plus its writes).
 pub const MIN_LOG_RECORD_LEN: usize = 8 + EPOCH_LEN + 4 + 4;
 /// Encoded size of a [`PeerMessage`] carrying a [`LogBlock`], records aside: the epoch, the
-/// body's tag, the database, the first LSN and the record count.
-pub const LOG_MESSAGE_HEADER_LEN: usize = EPOCH_LEN + 1 + 1 + 8 + 4;
+/// body's tag, the database, the first LSN, the stable LSN and the record count.
+pub const LOG_MESSAGE_HEADER_LEN: usize = EPOCH_LEN + 1 + 1 + 8 + 8 + 4;
 /// Encoded size of a [`ForkSegment`].
 const FORK_SEGMENT_LEN: usize = EPOCH_LEN + 8;
 /// Smallest encoded size of a [`DatabaseHello`]: no forks, not suspended.
@@ -266,10 +266,11 @@ impl<'a> Writer<'a> {
         self.put_list(&hello.databases, Self::put_database_hello);
     }
 
-    /// A block of log: database, first LSN, list of records.
+    /// A block of log: database, first LSN, stable LSN, list of records.
     pub fn put_log_block(&mut self, block: &LogBlock) {
         self.put_database_id(block.database);
         self.put_lsn(block.first_lsn);
+        self.put_lsn(block.stable);
         self.put_list(&block.records, Self::put_log_record);
     }
 
@@ -711,6 +712,7 @@ impl<'a> Reader<'a> {
         Ok(LogBlock {
             database: self.get_database_id()?,
             first_lsn: self.get_lsn()?,
+            stable: self.get_lsn()?,
             records: self.get_list(
                 "list of LogRecord",
                 MIN_LOG_RECORD_LEN,

@@ -43,6 +43,32 @@ pub struct NodeConfig {
     /// validate`; docs/event-log.md). The `HADR_EVENT_LOG` environment variable overrides it.
     #[serde(default)]
     pub event_log: Option<PathBuf>,
+    /// Checkpoints and the data files (the `[storage]` table; docs/storage.md).
+    #[serde(default)]
+    pub storage: StorageSettings,
+}
+
+/// How a replica keeps its databases' data: checkpoints into a paged data file, through a
+/// buffer pool of bounded size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// A database is checkpointed (its log written into its data file and dropped from memory
+    /// and from the log file) once the log since its last checkpoint holds this many bytes.
+    /// It bounds the log kept, as long as every secondary keeps up (R-SYNC-7). 0: never, the
+    /// whole log stays in memory (and on disk). Default 32 MiB.
+    pub checkpoint_bytes: u64,
+    /// The most memory each data file's buffer pool holds. Default 16 MiB.
+    pub buffer_pool_bytes: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            checkpoint_bytes: 32 << 20,
+            buffer_pool_bytes: crate::pages::DEFAULT_POOL_BUDGET_BYTES,
+        }
+    }
 }
 
 /// Why a node configuration could not be used.

@@ -310,6 +310,7 @@ mod tests {
             MessageBody::Log(LogBlock {
                 database: db,
                 first_lsn: Lsn(4),
+                stable: Lsn(0),
                 records: vec![
                     LogRecord {
                         lsn: Lsn(4),
@@ -564,6 +565,7 @@ mod tests {
         let frame = message(MessageBody::Log(LogBlock {
             database: DatabaseId(0),
             first_lsn: Lsn(1),
+            stable: Lsn(0),
             records: vec![LogRecord {
                 lsn: Lsn(1),
                 epoch: epoch(1, 0),

@@ -65,6 +65,7 @@ fn frames_cross_a_tcp_connection_in_arbitrary_segments() {
             body: MessageBody::Log(LogBlock {
                 database: DatabaseId(0),
                 first_lsn: Lsn(1),
+                stable: Lsn(0),
                 records: (1..=50)
                     .map(|lsn| LogRecord {
                         lsn: Lsn(lsn),

@@ -40,6 +40,10 @@ pub enum NodeError {
     /// The core asked for storage of a database whose WAL is not open: a bug of the node.
     #[error("no write-ahead log is open for {0} (a bug in hadr-node)")]
     NoWal(DatabaseId),
+    /// The core asked for a checkpoint of a database whose data file is not open: a bug of
+    /// the node.
+    #[error("no data file is open for {0} (a bug in hadr-node)")]
+    NoDataFile(DatabaseId),
     /// The core refused a storage completion: a bug of the node (ordering contract).
     #[error("storage completion refused by the replica core (a bug in hadr-node): {0}")]
     StorageContract(hadr_core::StorageContractError),

@@ -56,12 +56,19 @@ impl BackgroundFlushes {
     pub(super) fn admit(&mut self, output: Output) -> Option<Output> {
         let (Output::AppendLog { database, .. }
         | Output::Fsync { database, .. }
-        | Output::RevertLog { database, .. }) = &output
+        | Output::RevertLog { database, .. }
+        | Output::TruncateLog { database, .. }) = &output
         else {
             return Some(output);
         };
         match self.waiting.get_mut(database) {
-            Some(waiting) if !waiting.is_empty() || matches!(output, Output::RevertLog { .. }) => {
+            Some(waiting)
+                if !waiting.is_empty()
+                    || matches!(
+                        output,
+                        Output::RevertLog { .. } | Output::TruncateLog { .. }
+                    ) =>
+            {
                 waiting.push(output);
                 None
             }
@@ -178,6 +185,21 @@ impl State {
             .truncate_after(to)
             .map_err(|source| StorageError::Wal { database, source })?;
         self.report(StorageEvent::LogReverted { database, to })
+    }
+
+    /// `Output::TruncateLog`: the log file drops the checkpointed records, after the fsyncs
+    /// asked before (a background fsync of the database holds it, see `BackgroundFlushes`).
+    pub(super) fn truncate_log(
+        &mut self,
+        database: DatabaseId,
+        through: Lsn,
+    ) -> Result<(), NodeError> {
+        self.sync(database)?;
+        self.wal(database)?
+            .truncate_through(through)
+            .map_err(|source| StorageError::Wal { database, source })?;
+        // The flusher thread's handle follows the log to its new file.
+        Ok(())
     }
 
     /// A flusher thread finished an fsync: it is reported, then what waited for it is

@@ -64,6 +64,11 @@ impl State {
                 up_to,
                 result,
             } => return self.flushed(database, up_to, result),
+            Event::Checkpointed {
+                database,
+                up_to,
+                result,
+            } => return self.checkpointed(database, up_to, result),
             Event::Stall { ms } => {
                 tracing::warn!(ms, "fault injection: the driver stalls");
                 std::thread::sleep(std::time::Duration::from_millis(ms));

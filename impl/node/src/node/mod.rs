@@ -31,6 +31,7 @@
 mod admin;
 pub mod client;
 mod cluster;
+mod data;
 mod error;
 pub mod event_log;
 mod fault;
@@ -94,6 +95,12 @@ pub(crate) enum Event {
         database: DatabaseId,
         up_to: hadr_types::Lsn,
         result: std::io::Result<()>,
+    },
+    /// A checkpoint thread finished a checkpoint.
+    Checkpointed {
+        database: DatabaseId,
+        up_to: hadr_types::Lsn,
+        result: Result<(), crate::pages::PageError>,
     },
     Status {
         reply: oneshot::Sender<Option<(ReplicaStatus, ReplicaObservation)>>,
@@ -178,6 +185,12 @@ struct State {
     flushes: BackgroundFlushes,
     /// The flusher thread of each database, started on first use.
     flushers: HashMap<DatabaseId, std::sync::mpsc::Sender<FlushJob>>,
+    /// The data files (shared with the core, which reads them).
+    data_files: Arc<data::DataFiles>,
+    /// How big a buffer pool each data file gets.
+    data_options: crate::pages::DataFileOptions,
+    /// The checkpoint thread of each database, started on first use.
+    checkpointers: HashMap<DatabaseId, std::sync::mpsc::Sender<data::CheckpointJob>>,
     /// Appends performed since the last fsync decision: more than one means load.
     turn_appends: usize,
     /// Redo asked for and not yet reported, per database (the highest LSN).

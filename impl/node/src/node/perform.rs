@@ -11,7 +11,7 @@ use hadr_core::{
     ConnectionEvent, ConnectionId, Epoch, ManagerEvent, ManagerRequest, Output, PeerMessage,
     PersistentState,
 };
-use hadr_types::{DatabaseId, ReplicaId, Role};
+use hadr_types::{DatabaseId, Lsn, ReplicaId, Role};
 
 impl State {
     /// Performs one output of the core.
@@ -55,6 +55,12 @@ impl State {
             }
             Output::Redo { database, up_to } => self.queue_redo(database, up_to),
             Output::RevertLog { database, to } => self.revert(database, to)?,
+            Output::Checkpoint {
+                database,
+                records,
+                up_to,
+            } => self.checkpoint(database, records, up_to)?,
+            Output::TruncateLog { database, through } => self.truncate_log(database, through)?,
             Output::ClientReply { request, reply } => {
                 if let Some(tx) = self.clients.remove(&request) {
                     let _ = tx.send(Ok(reply));
@@ -98,6 +104,9 @@ impl State {
                 let (wal, _) = storage::open_wal(&self.data_dir, db)?;
                 self.wals.insert(db, wal);
             }
+            let checkpointed = state.databases.get(i).map_or(Lsn(0), |d| d.checkpointed);
+            self.data_files
+                .open(&self.data_dir, db, checkpointed, self.data_options)?;
         }
         self.data_dir.store_state(state)?;
         Ok(())

@@ -6,15 +6,18 @@
 //! waiting goes first, so that a stale lease deadline is never judged before it.
 
 use super::admin::admin_router;
+use super::data::DataFiles;
 use super::error::NodeError;
 use super::flush::BackgroundFlushes;
 use super::{client, cluster, event_log, fault, storage, Driver, Event, State};
 use crate::config::NodeConfig;
+use crate::pages::DataFileOptions;
 use crate::wal::Wal;
 use hadr_core::{CoreOptions, ManagerEvent, Replica, TimerId};
 use hadr_types::DatabaseId;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 use storage::DataDir;
 use tokio::sync::{mpsc, watch};
@@ -50,7 +53,11 @@ async fn start(config: &NodeConfig, span: tracing::Span) -> Result<(State, Inbox
     };
     let (events, events_rx) = mpsc::unbounded_channel();
     let (client_generation, generation_rx) = watch::channel(0u64);
-    let (replica, wals) = open_replica(config, &data_dir)?;
+    let data_files = Arc::new(DataFiles::default());
+    let data_options = DataFileOptions {
+        pool_budget_bytes: config.storage.buffer_pool_bytes,
+    };
+    let (replica, wals) = open_replica(config, &data_dir, &data_files, data_options)?;
     let driver = Driver {
         events: events.clone(),
         name: config.name.as_str().into(),
@@ -73,6 +80,8 @@ async fn start(config: &NodeConfig, span: tracing::Span) -> Result<(State, Inbox
     let state = State {
         endpoint_override: config.endpoint_listen,
         wals,
+        data_files,
+        data_options,
         client_generation,
         manager_settings,
         faults,
@@ -87,28 +96,40 @@ async fn start(config: &NodeConfig, span: tracing::Span) -> Result<(State, Inbox
 fn open_replica(
     config: &NodeConfig,
     data_dir: &DataDir,
+    data_files: &Arc<DataFiles>,
+    data_options: DataFileOptions,
 ) -> Result<(Replica, HashMap<DatabaseId, Wal>), NodeError> {
     let mut wals = HashMap::new();
+    let options = core_options(config)?;
     let Some(mut stored) = data_dir.load_state()? else {
-        let replica = Replica::with_options(config.name.clone(), core_options()?);
+        let mut replica = Replica::with_options(config.name.clone(), options);
+        replica.set_data_store(data_files.clone());
         return Ok((replica, wals));
     };
     let mut logs = Vec::new();
-    for (i, (wal, records)) in storage::open_wals(data_dir, &mut stored)?
+    for (i, (wal, mut records)) in storage::open_wals(data_dir, &mut stored)?
         .into_iter()
         .enumerate()
     {
+        let database = DatabaseId(i as u8);
+        let checkpointed = stored.databases[i].checkpointed;
+        data_files.open(data_dir, database, checkpointed, data_options)?;
+        // The log file may still hold records the last checkpoint covers (a crash before it
+        // was truncated): they are in the data file.
+        records.retain(|record| record.lsn > checkpointed);
         logs.push(records);
-        wals.insert(DatabaseId(i as u8), wal);
+        wals.insert(database, wal);
     }
     let records: usize = logs.iter().map(Vec::len).sum();
-    let replica = Replica::recover(0, config.name.clone(), stored, logs, core_options()?).map_err(
-        |source| NodeError::Recovery {
-            name: config.name.clone(),
-            data_dir: config.data_dir.display().to_string(),
-            source,
-        },
-    )?;
+    let mut replica =
+        Replica::recover(0, config.name.clone(), stored, logs, options).map_err(|source| {
+            NodeError::Recovery {
+                name: config.name.clone(),
+                data_dir: config.data_dir.display().to_string(),
+                source,
+            }
+        })?;
+    replica.set_data_store(data_files.clone());
     tracing::info!(replica = %config.name, records, role = ?replica.role(), "recovered from disk");
     Ok((replica, wals))
 }
@@ -143,9 +164,12 @@ async fn serve_apis(config: &NodeConfig, driver: Driver) -> Result<(), NodeError
 /// The core's options: the defaults, plus the planted bug `HADR_MUTANT` names (a build with
 /// the `mutants` feature, for `hadr certify --sut reference --mutant NAME`). A build without
 /// the feature refuses to start with `HADR_MUTANT` set rather than run without the bug.
-fn core_options() -> Result<CoreOptions, NodeError> {
+fn core_options(config: &NodeConfig) -> Result<CoreOptions, NodeError> {
     #[allow(unused_mut)]
-    let mut options = CoreOptions::default();
+    let mut options = CoreOptions {
+        checkpoint_bytes: config.storage.checkpoint_bytes,
+        ..CoreOptions::default()
+    };
     let Ok(name) = std::env::var("HADR_MUTANT") else {
         return Ok(options);
     };
@@ -275,6 +299,9 @@ impl State {
             events,
             timers: BTreeMap::new(),
             wals: HashMap::new(),
+            data_files: Arc::new(DataFiles::default()),
+            data_options: DataFileOptions::default(),
+            checkpointers: HashMap::new(),
             sync_pending: BTreeSet::new(),
             flushes: BackgroundFlushes::default(),
             flushers: HashMap::new(),

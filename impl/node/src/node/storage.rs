@@ -57,6 +57,43 @@ pub enum StorageError {
         /// The system's error.
         source: std::io::Error,
     },
+    /// A data file failed (it could not be opened, read or written, or a page in it is
+    /// damaged).
+    #[error("data file of {database}: {source}")]
+    Data {
+        /// The database.
+        database: DatabaseId,
+        /// The data file's error.
+        source: crate::pages::PageError,
+    },
+    /// The data file holds less than the checkpoint the state file records.
+    #[error("the data file {} of {database} holds the log up to {at}, but the replica checkpointed up to {checkpointed} and dropped that log: the data file was replaced by an older one; restore it, or remove the data directory and reseed the replica", path.display())]
+    DataFileBehind {
+        /// The database.
+        database: DatabaseId,
+        /// The file.
+        path: PathBuf,
+        /// What it holds.
+        at: Lsn,
+        /// What the state file records.
+        checkpointed: Lsn,
+    },
+    /// The data file is missing while the state file records a checkpoint.
+    #[error("the data file {} of {database} is missing, but the replica checkpointed up to {checkpointed} and dropped that log: restore the file, or remove the data directory and reseed the replica", path.display())]
+    DataFileMissing {
+        /// The database.
+        database: DatabaseId,
+        /// The file.
+        path: PathBuf,
+        /// What the state file records.
+        checkpointed: Lsn,
+    },
+    /// The checkpoint thread of a data file is gone (it stopped after a failed checkpoint).
+    #[error("the checkpoint thread of the data file of {database} is gone: restart the node")]
+    CheckpointerGone {
+        /// The database.
+        database: DatabaseId,
+    },
     /// A write-ahead log failed.
     #[error("write-ahead log of {database}: {source}")]
     Wal {
@@ -92,6 +129,11 @@ impl DataDir {
     /// The WAL file of a database.
     pub fn wal_path(&self, database: DatabaseId) -> PathBuf {
         self.path.join(format!("db-{}.wal", database.0))
+    }
+
+    /// The data file of a database.
+    pub fn data_path(&self, database: DatabaseId) -> PathBuf {
+        self.path.join(format!("db-{}.data", database.0))
     }
 
     /// The last stored state, if the replica ever stored one.
@@ -280,14 +322,18 @@ pub fn offline_observation(config: &NodeConfig) -> Result<ReplicaObservation, Of
         if let (Some(damage), Some(stored)) = (&recovered.damage, state.databases.get_mut(i)) {
             stored.record_damage(log_damage(damage));
         }
-        logs.push(recovered.records);
+        // Records the last checkpoint covers are in the data file (see `open_replica`).
+        let checkpointed = state.databases.get(i).map_or(Lsn(0), |d| d.checkpointed);
+        let mut records = recovered.records;
+        records.retain(|record| record.lsn > checkpointed);
+        logs.push(records);
     }
     let databases = logs
         .iter()
         .zip(&state.databases)
         .enumerate()
         .map(|(i, (log, stored))| {
-            let durable = log.last().map_or(Lsn(0), |record| record.lsn);
+            let durable = log.last().map_or(stored.checkpointed, |record| record.lsn);
             DatabaseObservation {
                 database: DatabaseId(i as u8),
                 database_state: match stored.damaged {
