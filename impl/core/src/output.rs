@@ -242,6 +242,12 @@ pub enum IndefiniteCause {
     /// but the transaction's outcome is unknown here.
     #[error("this primary has no open transaction with this id and no record of its commit; if it was committed through an earlier primary its outcome is unknown here: read the data to find out")]
     UnknownTransaction,
+    /// A commit of a transaction whose id is in the part of the log this replica
+    /// checkpointed: a record of it is durable on every data replica, but this replica keeps
+    /// no replies for checkpointed transactions (so that memory stays bounded), and no longer
+    /// knows whether that record is this request's.
+    #[error("this transaction id is in the part of the log this replica checkpointed, whose replies it no longer keeps; read the data to find out whether this transaction committed")]
+    OutcomeCheckpointed,
 }
 
 impl ClientError {

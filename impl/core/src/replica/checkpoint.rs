@@ -29,8 +29,9 @@
 
 use super::{Core, Out};
 use crate::error::StorageContractError;
-use crate::output::Output;
+use crate::output::{ClientReply, Output};
 use hadr_types::{LogReuseWait, Lsn, Role};
+use std::collections::btree_map::Entry;
 
 impl Core {
     /// The primary's view of what every data replica hardened (R-SYNC-7), raised into
@@ -122,7 +123,17 @@ impl Core {
                 checkpointed: db.checkpointed(),
             });
         }
-        db.checkpoint_done(up_to);
+        let database = db.id;
+        // Replies to acknowledged commits that are checkpointed are not kept: a retry of one
+        // learns that its id is checkpointed (`IndefiniteCause::OutcomeCheckpointed`).
+        for txn in db.checkpoint_done(up_to) {
+            if let Entry::Occupied(entry) = self.outcomes.entry((database, txn)) {
+                if matches!(entry.get().reply, Some(ClientReply::Committed { .. })) {
+                    entry.remove();
+                }
+            }
+        }
+        let db = &self.dbs[index];
         // The new checkpoint is persisted before this (the outputs of an input follow its
         // `PersistState`).
         out.push_back(Output::TruncateLog {

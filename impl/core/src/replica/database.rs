@@ -651,6 +651,11 @@ impl Database {
         self.txns_in_log.contains_key(&txn) || self.txns_checkpointed.contains(txn)
     }
 
+    /// Whether a record of transaction `txn` is in the checkpointed part of the log.
+    pub fn has_checkpointed_txn(&self, txn: TxnId) -> bool {
+        self.txns_checkpointed.contains(txn)
+    }
+
     pub fn end(&self) -> Lsn {
         let end = Lsn(self.base.0 + self.log.len() as u64);
         debug_assert!(
@@ -815,10 +820,10 @@ impl Database {
 
     /// The shell's data file holds the log up to `up_to` durably (the checkpoint asked):
     /// those records leave the log, their keys are read from the data file from now on.
-    /// Returns whether the checkpoint moved.
-    pub fn checkpoint_done(&mut self, up_to: Lsn) -> bool {
+    /// Returns the transactions of the records checkpointed.
+    pub fn checkpoint_done(&mut self, up_to: Lsn) -> Vec<TxnId> {
         if up_to <= self.base {
-            return false;
+            return Vec::new();
         }
         // A checkpoint asked only redone records every copy holds, and they stay.
         assert!(
@@ -847,7 +852,7 @@ impl Database {
         }
         Self::forget_writes(&mut self.written_keys, &dropped, |lsn| lsn > up_to);
         self.base = up_to;
-        true
+        dropped.into_iter().map(|record| record.txn).collect()
     }
 
     /// The value `key` had in the record at `lsn` (which wrote it and is in the log).
@@ -1122,7 +1127,7 @@ mod tests {
                     .insert(w.key.clone(), w.value.clone());
             }
         }
-        assert!(db.checkpoint_done(Lsn(2)));
+        assert_eq!(db.checkpoint_done(Lsn(2)), vec![TxnId(1), TxnId(2)]);
         assert_eq!(db.checkpointed(), Lsn(2));
         assert_eq!(db.log().len(), 2);
         assert_eq!(db.end(), Lsn(4));

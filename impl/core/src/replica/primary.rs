@@ -329,6 +329,12 @@ impl Core {
                 Some(reply) => reply.clone(),
                 None => ClientReply::Indefinite(IndefiniteCause::CommitInProgress),
             },
+            None if self
+                .db_index(database)
+                .is_some_and(|index| self.dbs[index].has_checkpointed_txn(txn)) =>
+            {
+                ClientReply::Indefinite(IndefiniteCause::OutcomeCheckpointed)
+            }
             None => ClientReply::Indefinite(IndefiniteCause::UnknownTransaction),
         }
     }
