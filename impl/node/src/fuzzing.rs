@@ -75,73 +75,122 @@ fn check_stream(mut rest: &[u8]) {
     }
 }
 
-/// Recovers a WAL file made of arbitrary bytes.
-///
-/// The file is `data` itself when it starts with the WAL magic, otherwise a valid header for
-/// database 3 followed by `data`. Opening it (buffered, not preallocated:
-/// [`WalOptions::plain`]) must either refuse the header (only possible when `data` supplied it),
-/// or refuse a damaged log without changing a byte (then quarantine gives back exactly the
-/// intact prefix that inspection reports), or recover records with consecutive LSNs from 1,
-/// cut the file to a prefix of what it held, and leave it in a state that reopens to the same
-/// records without any further cut and accepts the next record. Every record handed back
-/// passed its checksum: re-encoded, it is the bytes the file held.
-pub fn wal_recover(data: &[u8]) {
-    let database = DatabaseId(3);
-    let contents = if data.starts_with(&WAL_MAGIC) {
-        data.to_vec()
-    } else {
-        [&wal::header(database)[..], data].concat()
-    };
-    let file = TempFile::new();
-    std::fs::write(&file.0, &contents).expect("the temporary directory is writable");
+/// The database whose log [`wal_recover`] opens.
+const WAL_DATABASE: DatabaseId = DatabaseId(3);
 
-    let (wal, recovered) = match Wal::open_with(&file.0, database, WalOptions::plain()) {
+/// Recovers a WAL file made of arbitrary bytes, with any header (version 1 or 2, any base, any
+/// checksum).
+///
+/// The file is `data` itself when it starts with the WAL magic (the header's bytes, the
+/// version, the base and its checksum are the fuzzer's); otherwise a valid version 2 header
+/// for database 3 with base 0, then `data` (the records are the fuzzer's), and then the same
+/// with the base the first byte of `data` names (what is out of sequence is relative to the
+/// base). Opening it (buffered, not preallocated: [`WalOptions::plain`]) must either:
+///
+/// - refuse the header (only possible when `data` supplied it), naming the file, changing
+///   nothing, and inspection refuses it too;
+/// - or refuse a damaged log without changing a byte: inspection reports the same damage and
+///   an intact prefix, and quarantine keeps the file byte for byte and gives back exactly that
+///   prefix, with the header's base (0 when the header is what is damaged);
+/// - or recover records with LSNs consecutive from the base + 1, cut the file to a prefix of
+///   what it held (what is cut and not counted is zeros), and leave it in a state that reopens
+///   to the same records without any further cut, accepts the next record, and drops a prefix
+///   of its records ([`Wal::truncate_through`], how many: from the input) durably, into a file
+///   that reopens with the new base and the records after it.
+///
+/// A header is read only when it is valid by the format (`docs/wire.md` §5, checked here with
+/// the `crc32c` crate, not with the header code under test), and then with exactly the base it
+/// holds. Every record handed back passed its checksum: re-encoded, it is the bytes the file
+/// held.
+pub fn wal_recover(data: &[u8]) {
+    if data.starts_with(&WAL_MAGIC) {
+        check_wal_file(data, true);
+    } else {
+        check_wal_file(&[&wal::header(WAL_DATABASE)[..], data].concat(), false);
+        if let Some(&base) = data.first() {
+            let header = wal::header_with_base(WAL_DATABASE, Lsn(u64::from(base)));
+            check_wal_file(&[&header[..], data].concat(), false);
+        }
+    }
+}
+
+/// Opens `contents` as the log of [`WAL_DATABASE`] and checks everything recovery promises
+/// ([`wal_recover`]). `header_is_input`: the header is the fuzzer's (it may be refused).
+fn check_wal_file(contents: &[u8], header_is_input: bool) {
+    let file = TempFile::new();
+    std::fs::write(&file.0, contents).expect("the temporary directory is writable");
+    let path = &file.0;
+
+    let (wal, recovered) = match Wal::open_with(path, WAL_DATABASE, WalOptions::plain()) {
         Ok(opened) => opened,
-        Err(WalError::BadHeader { .. } | WalError::WrongDatabase { .. })
-            if data.starts_with(&WAL_MAGIC) =>
-        {
-            return
+        Err(
+            error @ (WalError::BadHeader { .. }
+            | WalError::WrongDatabase { .. }
+            | WalError::HeaderChecksum { .. }
+            | WalError::UnsupportedVersion { .. }),
+        ) if header_is_input => {
+            assert!(error.to_string().contains(&path.display().to_string()));
+            let on_disk = std::fs::read(path).expect("the refused file is readable");
+            assert_eq!(on_disk, contents, "a refused log was changed");
+            assert!(
+                Wal::inspect(path, WAL_DATABASE).is_err(),
+                "inspect accepts what open refused"
+            );
+            return;
         }
         Err(WalError::Damaged { damage, .. }) => {
-            let on_disk = std::fs::read(&file.0).expect("the damaged file is readable");
+            let on_disk = std::fs::read(path).expect("the damaged file is readable");
             assert_eq!(on_disk, contents, "a damaged log was changed");
             assert!(damage.kept < damage.lost_through);
             assert!(damage.valid_at.is_none_or(|at| at >= damage.kept_bytes));
-            let inspected = Wal::inspect(&file.0, database).expect("a damaged log inspects");
+            let inspected = Wal::inspect(path, WAL_DATABASE).expect("a damaged log inspects");
             assert_eq!(inspected.damage.as_ref(), Some(&*damage));
-            assert_eq!(Lsn(inspected.records.len() as u64), damage.kept);
-            assert_checksummed(&contents, &inspected.records);
-            let (_, prefix, kept) = Wal::quarantine(&file.0, database, WalOptions::plain())
-                .unwrap_or_else(|e| panic!("quarantine failed: {e}"));
+            let header_damaged = matches!(damage.problem, wal::TailProblem::Header { .. });
+            if !header_damaged {
+                check_header(contents, inspected.base);
+            }
+            assert_eq!(
+                Lsn(inspected.base.0 + inspected.records.len() as u64),
+                damage.kept
+            );
+            assert_checksummed(contents, inspected.base, &inspected.records);
+            let (quarantined, prefix, kept) =
+                Wal::quarantine(path, WAL_DATABASE, WalOptions::plain())
+                    .unwrap_or_else(|e| panic!("quarantine failed: {e}"));
             let kept = kept.expect("a damaged log is kept aside");
             assert_eq!(
-                std::fs::read(&kept).ok(),
+                std::fs::read(&kept).ok().as_deref(),
                 Some(contents),
                 "kept byte for byte"
             );
             let _ = std::fs::remove_file(&kept);
             assert_eq!(prefix.records, inspected.records);
+            // A damaged header's base cannot be trusted: the new log starts at 0.
+            let base = if header_damaged {
+                Lsn(0)
+            } else {
+                inspected.base
+            };
+            assert_eq!((prefix.base, quarantined.base()), (base, base));
             assert_eq!((prefix.truncated_bytes, prefix.stop_reason), (0, None));
             return;
         }
         Err(error) => panic!("recovery failed: {error}"),
     };
-    assert_checksummed(&contents, &recovered.records);
-    for (index, record) in recovered.records.iter().enumerate() {
-        assert_eq!(
-            record.lsn,
-            Lsn(index as u64 + 1),
-            "LSNs are not consecutive"
-        );
-    }
-    let end = Lsn(recovered.records.len() as u64);
-    assert_eq!((wal.last_lsn(), wal.durable_lsn()), (end, end));
+    let base = recovered.base;
+    check_header(contents, base);
+    assert_checksummed(contents, base, &recovered.records);
+    let end = Lsn(base.0 + recovered.records.len() as u64);
+    assert_eq!(
+        (wal.base(), wal.last_lsn(), wal.durable_lsn()),
+        (base, end, end)
+    );
     assert_eq!(
         recovered.stop_reason.is_some(),
         recovered.truncated_bytes > 0,
         "bytes are discarded exactly when recovery stops early: {recovered:?}"
     );
-    let kept = std::fs::read(&file.0).expect("the recovered file is readable");
+    let kept = std::fs::read(path).expect("the recovered file is readable");
     let cut = kept.len() + recovered.truncated_bytes as usize;
     assert!(
         cut <= contents.len() && contents[cut..].iter().all(|b| *b == 0),
@@ -158,9 +207,12 @@ pub fn wal_recover(data: &[u8]) {
     drop(wal);
 
     let (mut wal, again) =
-        Wal::open_with(&file.0, database, WalOptions::plain()).expect("a recovered log reopens");
-    assert_eq!(again.records, recovered.records);
+        Wal::open_with(path, WAL_DATABASE, WalOptions::plain()).expect("a recovered log reopens");
+    assert_eq!((again.base, &again.records), (base, &recovered.records));
     assert_eq!((again.truncated_bytes, again.stop_reason), (0, None));
+    if end.0 >= u64::MAX / 2 {
+        return; // no record can follow a base this close to the end of the LSNs
+    }
 
     let next = LogRecord {
         lsn: Lsn(end.0 + 1),
@@ -175,23 +227,81 @@ pub fn wal_recover(data: &[u8]) {
         .unwrap_or_else(|e| panic!("a recovered log refuses its next record: {e}"));
     let durable = wal.sync().unwrap_or_else(|e| panic!("sync failed: {e}"));
     assert_eq!(durable, next.lsn);
-    drop(wal);
-
-    let (_, last) = Wal::open_with(&file.0, database, WalOptions::plain())
-        .expect("the log reopens after an append");
     let mut expected = recovered.records;
     expected.push(next);
-    assert_eq!(last.records, expected);
+    let appended = Wal::inspect(path, WAL_DATABASE).expect("the log inspects after an append");
+    assert_eq!((appended.base, &appended.records), (base, &expected));
+    assert_eq!((appended.stop_reason, appended.damage), (None, None));
+
+    // Drop a prefix (how much: from the input), durably, into a new file with the new base.
+    let last_lsn = Lsn(end.0 + 1);
+    let through = Lsn(base.0 + contents.len() as u64 % (expected.len() as u64 + 1));
+    assert!(matches!(
+        wal.truncate_through(Lsn(last_lsn.0 + 1)),
+        Err(WalError::TruncateBeyondEnd { .. })
+    ));
+    wal.truncate_through(through)
+        .unwrap_or_else(|e| panic!("truncate_through({through}) failed: {e}"));
+    assert_eq!(
+        (wal.base(), wal.last_lsn(), wal.durable_lsn()),
+        (through, last_lsn, last_lsn)
+    );
+    drop(wal);
+    let remaining = expected.split_off((through.0 - base.0) as usize);
+    let truncated = std::fs::read(path).expect("the truncated log is readable");
+    if through > base {
+        assert_eq!(
+            truncated[..wal::WAL_HEADER_LEN as usize],
+            wal::header_with_base(WAL_DATABASE, through)
+        );
+    }
+    let (_, last) = Wal::open_with(path, WAL_DATABASE, WalOptions::plain())
+        .expect("the log reopens after a truncation");
+    assert_eq!((last.base, &last.records), (through, &remaining));
+    assert_eq!((last.truncated_bytes, last.stop_reason), (0, None));
+    check_header(&truncated, through);
+    assert_checksummed(&truncated, through, &remaining);
 }
 
-/// Every record in `records` is, re-encoded, the bytes of a record of `contents` with its
-/// checksum: recovery never hands back a record that fails its checksum.
-fn assert_checksummed(contents: &[u8], records: &[LogRecord]) {
-    let mut at = wal::WAL_HEADER_LEN as usize;
-    for record in records {
+/// The file's header, checked against the format (`docs/wire.md` §5), not the code under test:
+/// the base recovery reports is the one the header holds, and a version 2 header is accepted
+/// only with its checksum right.
+fn check_header(contents: &[u8], base: Lsn) {
+    match contents[7] {
+        b'1' => assert_eq!(base, Lsn(0), "a version 1 log has base 0"),
+        b'2' => {
+            let header = &contents[..wal::WAL_HEADER_LEN as usize];
+            assert_eq!(header[8], WAL_DATABASE.0);
+            let stored = u32::from_le_bytes(header[17..21].try_into().unwrap());
+            assert_eq!(
+                stored,
+                crc32c::crc32c(&header[..17]),
+                "a header that fails its checksum was read"
+            );
+            let held = u64::from_le_bytes(header[9..17].try_into().unwrap());
+            assert_eq!(base, Lsn(held), "the base is not the header's");
+        }
+        version => panic!("a header of version {version} was read"),
+    }
+}
+
+/// `records` have LSNs consecutive from `base + 1`, and each is, re-encoded, the bytes of a
+/// record of `contents` (after its header, of either version) with its checksum: recovery
+/// never hands back a record that fails its checksum.
+fn assert_checksummed(contents: &[u8], base: Lsn, records: &[LogRecord]) {
+    let mut at = match contents[7] {
+        b'1' => wal::WAL_V1_HEADER_LEN,
+        _ => wal::WAL_HEADER_LEN,
+    } as usize;
+    for (index, record) in records.iter().enumerate() {
+        assert_eq!(
+            Some(record.lsn.0),
+            base.0.checked_add(index as u64 + 1),
+            "LSNs are not consecutive from the base"
+        );
         let mut payload = Vec::new();
         crate::codec::Writer::new(&mut payload).put_log_record(record);
-        let stored = &contents[at..at + 8 + payload.len()];
+        let stored = &contents[at..at + wal::RECORD_HEADER_LEN as usize + payload.len()];
         assert_eq!(&stored[..4], &(payload.len() as u32).to_le_bytes());
         assert_eq!(&stored[4..8], &crc32c::crc32c(&payload).to_le_bytes());
         assert_eq!(

@@ -154,6 +154,23 @@ fn the_wal_recover_seeds_recover_as_their_names_say() {
         std::fs::write(&path, contents).unwrap();
         match (name.as_str(), Wal::open(&path, database)) {
             ("other-database.wal", Err(WalError::WrongDatabase { .. })) => {}
+            // Version 2, records 1..=8 written and truncated through 5: 6, 7, 8 are left.
+            ("base-5.wal", Ok((_, recovered))) => {
+                assert_eq!(recovered.base, Lsn(5));
+                let lsns: Vec<_> = recovered.records.iter().map(|r| r.lsn).collect();
+                assert_eq!(lsns, [Lsn(6), Lsn(7), Lsn(8)]);
+                assert_eq!(recovered.stop_reason, None);
+            }
+            // The same, cut inside the last record.
+            ("base-5-torn-tail.wal", Ok((_, recovered))) => {
+                assert_eq!(recovered.base, Lsn(5));
+                let lsns: Vec<_> = recovered.records.iter().map(|r| r.lsn).collect();
+                assert_eq!(lsns, [Lsn(6), Lsn(7)]);
+                assert!(matches!(
+                    recovered.stop_reason,
+                    Some(TailProblem::Torn { .. })
+                ));
+            }
             ("torn-tail.bin", Ok((_, recovered))) => {
                 assert_eq!(recovered.records.len(), 2);
                 assert!(matches!(
