@@ -339,12 +339,16 @@ pub mod storage {
         pub max_rss_mib: f64,
         /// The largest write-ahead log at the end, in MiB.
         pub final_wal_mib: f64,
+        /// The largest write-ahead log any replica had at a sample, in MiB.
+        pub max_wal_mib: f64,
+        /// The bar for it: twice the replicas' checkpoint interval (the log since the last
+        /// checkpoint, and the one being written), in MiB.
+        pub wal_bar_mib: f64,
         /// From SIGKILL of the secondary to its restart serving again (its API answers and the
         /// primary reports it SYNCHRONIZED), in seconds.
         pub restart_s: f64,
-        /// Whether every bar held: memory, restart time, and a log no larger than the data
-        /// committed in the last checkpoint interval (reported; judged as not larger than half
-        /// of the data committed).
+        /// Whether every bar held: memory, restart time, and a log bounded by the checkpoint
+        /// interval at every sample.
         pub passed: bool,
     }
 
@@ -423,6 +427,7 @@ pub mod storage {
         }
         let start = Instant::now();
         let mut max_rss: f64 = 0.0;
+        let mut max_wal: f64 = 0.0;
         loop {
             tokio::time::sleep(Duration::from_secs(10)).await;
             let done = commits.load(Ordering::Relaxed);
@@ -440,6 +445,7 @@ pub mod storage {
                 .iter()
                 .flatten()
                 .fold(max_rss, |m, r| m.max(*r));
+            max_wal = sample.wal_mib.iter().fold(max_wal, |m, w| m.max(*w));
             if args.json {
                 println!("{}", serde_json::to_string(&sample).unwrap_or_default());
             } else {
@@ -485,6 +491,8 @@ pub mod storage {
             .await?;
         let restart_s = killed.elapsed().as_secs_f64();
         let committed_bytes = committed * args.value_bytes;
+        let interval = hadr_node::config::StorageSettings::default().checkpoint_bytes;
+        let wal_bar_mib = 2.0 * interval as f64 / (1 << 20) as f64;
         let summary = Summary {
             seconds: round(seconds),
             commits: committed,
@@ -492,23 +500,26 @@ pub mod storage {
             failed: failed.load(Ordering::Relaxed),
             max_rss_mib: round(max_rss),
             final_wal_mib: round(final_wal),
+            max_wal_mib: round(max_wal),
+            wal_bar_mib,
             restart_s: (restart_s * 1000.0).round() / 1000.0,
             passed: max_rss < args.max_rss_mib as f64
                 && restart_s <= args.max_restart_s
-                && final_wal * 2.0 * (1 << 20) as f64 <= committed_bytes as f64,
+                && max_wal <= wal_bar_mib,
         };
         if args.json {
             println!("{}", serde_json::to_string(&summary).unwrap_or_default());
         } else {
             println!(
-                "committed {} MiB in {} commits over {} s ({} not acknowledged); highest RSS {} MiB (bar {}); largest WAL {} MiB; restart to SYNCHRONIZED {:.3} s (bar {}); {}",
+                "committed {} MiB in {} commits over {} s ({} not acknowledged); highest RSS {} MiB (bar {}); largest WAL {} MiB (bar {}); restart to SYNCHRONIZED {:.3} s (bar {}); {}",
                 committed_bytes >> 20,
                 summary.commits,
                 summary.seconds,
                 summary.failed,
                 summary.max_rss_mib,
                 args.max_rss_mib,
-                summary.final_wal_mib,
+                summary.max_wal_mib,
+                summary.wal_bar_mib,
                 summary.restart_s,
                 args.max_restart_s,
                 if summary.passed { "PASS" } else { "FAIL" }

@@ -657,6 +657,19 @@ fn the_storage_benchmark_reports_memory_log_and_restart() {
         summary["restart_s"].as_f64().is_some_and(|s| s > 0.0),
         "{summary}"
     );
+    let max_wal = samples
+        .iter()
+        .flat_map(|s| (0..2).filter_map(|i| s["wal_mib"][i].as_f64()))
+        .fold(0.0, f64::max);
+    assert_eq!(
+        summary["max_wal_mib"].as_f64(),
+        Some(max_wal),
+        "the largest WAL of the samples: {summary}"
+    );
+    assert!(
+        summary["wal_bar_mib"].as_f64().is_some_and(|b| b > 0.0),
+        "{summary}"
+    );
     assert_eq!(
         summary["passed"].as_bool(),
         Some(output.status.code() == Some(0)),

@@ -476,29 +476,24 @@ impl Replica {
                     });
                 }
             }
-            if let Some(last) = log.last() {
-                // Records are written or taken only in the replica's current epoch, which is
-                // persisted before them (the ordering contract).
-                if last.epoch > state.epoch {
+            // Records are written or taken only in the replica's current epoch, which is
+            // persisted before them (the ordering contract): the last record, and the last
+            // fork segment of the checkpointed log.
+            let last = log.last().map(|r| (r.lsn, r.epoch));
+            let checkpointed = stored
+                .checkpointed_forks
+                .last()
+                .map(|s| (s.first_lsn, s.epoch));
+            for (lsn, record) in [last, checkpointed].into_iter().flatten() {
+                if record > state.epoch {
                     return Err(RecoveryError::LogAheadOfEpoch {
                         database,
-                        lsn: last.lsn,
-                        record: last.epoch,
+                        lsn,
+                        record,
                         epoch: state.epoch,
                     });
                 }
-                max_term = max_term.max(last.epoch.term);
-            }
-            if let Some(segment) = stored.checkpointed_forks.last() {
-                if segment.epoch > state.epoch {
-                    return Err(RecoveryError::LogAheadOfEpoch {
-                        database,
-                        lsn: segment.first_lsn,
-                        record: segment.epoch,
-                        epoch: state.epoch,
-                    });
-                }
-                max_term = max_term.max(segment.epoch.term);
+                max_term = max_term.max(record.term);
             }
         }
         // Under a cluster manager the role comes from the manager (R-ROLE-2): every replica
