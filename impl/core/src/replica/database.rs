@@ -10,7 +10,7 @@ use crate::message::DatabaseHello;
 use crate::persist::LogDamage;
 use crate::store::{DataStore, StoreError};
 use hadr_types::{DatabaseId, Lsn, ReplicaId, Role, SuspendReason, SyncState, TxnId};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// What the core knows about one peer connection.
 #[derive(Clone, Debug, Default)]
@@ -263,6 +263,9 @@ pub(crate) struct PrimaryDb {
     /// Never lowered: a secondary that comes back with less lost log it had acknowledged, and
     /// what the primary acknowledged because of it stays acknowledged.
     pub hardened_acked: BTreeMap<ReplicaId, Lsn>,
+    /// Secondaries whose copy ends before this log's checkpoint: the records they need are
+    /// only in the data file, so nothing is shipped to them (they need a reseed).
+    pub below_checkpoint: BTreeSet<ReplicaId>,
 }
 
 /// What a database holds on a replica that is not PRIMARY.

@@ -559,14 +559,20 @@ impl Core {
         );
         if last_sent < db.checkpointed() {
             // Its copy ends before this log's checkpoint: the records it needs are only in
-            // the data file. Such a copy is reseeded, not streamed to.
-            tracing::warn!(
-                database = db.id.0,
-                peer = peer.0,
-                needs = last_sent.0 + 1,
-                checkpointed = db.checkpointed().0,
-                "a secondary needs log that was checkpointed and truncated: it must be reseeded"
-            );
+            // the data file. Such a copy needs a reseed, not log (said once per primary term).
+            let (database, checkpointed) = (db.id, db.checkpointed());
+            let first_time = self.dbs[index]
+                .primary_mut()
+                .is_some_and(|primary| primary.below_checkpoint.insert(peer));
+            if first_time {
+                tracing::warn!(
+                    database = database.0,
+                    peer = peer.0,
+                    needs = last_sent.0 + 1,
+                    checkpointed = checkpointed.0,
+                    "a secondary needs log that was checkpointed and truncated: it must be reseeded"
+                );
+            }
             return;
         }
         while last_sent < end {

@@ -142,6 +142,9 @@ pub struct SecondaryDatabaseStatus {
     pub log_send_queue_size: u64,
     /// `redo_queue_size`, in records.
     pub redo_queue_size: u64,
+    /// Its copy ends before this replica's last checkpoint: the log it needs is only in the
+    /// data file, so none is shipped to it; it needs a reseed.
+    pub needs_reseed: bool,
 }
 
 impl Replica {
@@ -289,6 +292,10 @@ impl Core {
                         last_redone_lsn: p.redone,
                         log_send_queue_size: db.end().0.saturating_sub(p.received.0),
                         redo_queue_size: p.hardened.0.saturating_sub(p.redone.0),
+                        needs_reseed: p.last_sent < db.checkpointed()
+                            && db.primary().is_some_and(|primary| {
+                                primary.below_checkpoint.contains(replica)
+                            }),
                     }
                 })
                 .collect()
