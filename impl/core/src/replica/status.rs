@@ -293,9 +293,9 @@ impl Core {
                         log_send_queue_size: db.end().0.saturating_sub(p.received.0),
                         redo_queue_size: p.hardened.0.saturating_sub(p.redone.0),
                         needs_reseed: p.last_sent < db.checkpointed()
-                            && db.primary().is_some_and(|primary| {
-                                primary.below_checkpoint.contains(replica)
-                            }),
+                            && db
+                                .primary()
+                                .is_some_and(|primary| primary.below_checkpoint.contains(replica)),
                     }
                 })
                 .collect()

@@ -6,6 +6,7 @@
 //! | `GET /observation` | the replica as the conformance observation format shows it |
 //! | `GET /dm_hadr/availability_replica_states` | rows like `sys.dm_hadr_availability_replica_states` |
 //! | `GET /dm_hadr/database_replica_states` | rows like `sys.dm_hadr_database_replica_states` |
+//! | `GET /databases` | rows like `sys.databases`: state and `log_reuse_wait_desc` |
 //! | `POST /ag/create`, `POST /ag/join` | body: an `AgConfig` as JSON, or a T-SQL `CREATE AVAILABILITY GROUP` script |
 //! | `POST /ag/failover`, `/ag/force-failover`, `/ag/set-role-secondary` | R-FAIL-3, R-FAIL-4, R-QUORUM-5 |
 //! | `POST /ag/required-synchronized` | body `{"value": k}` (R-COMMIT-5) |
@@ -38,6 +39,7 @@ pub(crate) fn admin_router(driver: Driver) -> Router {
         .route("/ag/config", get(current_config))
         .route("/dm_hadr/availability_replica_states", get(replica_states))
         .route("/dm_hadr/database_replica_states", get(database_states))
+        .route("/databases", get(databases))
         .route("/ag/create", post(create))
         .route("/ag/join", post(join))
         .route("/ag/failover", post(failover))
@@ -393,6 +395,29 @@ async fn replica_states(State(driver): State<Driver>) -> Response {
             "connected_state_desc": health(p.connected_state),
         }));
     }
+    Json(rows).into_response()
+}
+
+/// `GET /databases`: one row per local database, like `sys.databases`.
+async fn databases(State(driver): State<Driver>) -> Response {
+    let (s, _) = match snapshot(&driver).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let rows: Vec<Value> = s
+        .databases
+        .iter()
+        .map(|d| {
+            json!({
+                "name": d.name,
+                "group_database_id": d.database.0,
+                "state_desc": d.database_state,
+                "log_reuse_wait_desc": d.log_reuse_wait,
+                "checkpoint_lsn": d.checkpoint_lsn.0,
+                "end_of_log_lsn": d.end_of_log_lsn.0,
+            })
+        })
+        .collect();
     Json(rows).into_response()
 }
 
