@@ -1021,9 +1021,29 @@ impl Wal {
         if through <= self.base {
             return Ok(());
         }
+        self.rewrite_after(through)
+    }
+
+    /// Drops every record up to `through` like [`Wal::truncate_through`], and when the log
+    /// ends before `through`, every record it holds: the log then starts empty after
+    /// `through`, the next record it takes is `through + 1`. For a recovery whose data file
+    /// holds the records up to `through` while the intact part of its log ends before them (a
+    /// damaged log quarantined before its checkpointed prefix was dropped). Same crash safety
+    /// and rules as [`Wal::truncate_through`].
+    pub fn restart_after(&mut self, through: Lsn) -> Result<(), WalError> {
+        self.check_idle()?;
+        if through <= self.base {
+            return Ok(());
+        }
+        self.rewrite_after(through)
+    }
+
+    /// Writes the log anew with base `through` and the records after it (none when it ends
+    /// before), and puts it in place of the old one (see [`Wal::truncate_through`]).
+    fn rewrite_after(&mut self, through: Lsn) -> Result<(), WalError> {
         self.sync()?;
         let was_direct = self.direct.is_some();
-        let drop = (through.0 - self.base.0) as usize;
+        let drop = ((through.0 - self.base.0) as usize).min(self.index.len());
         let from = self.index.get(drop).map_or(self.end, |entry| entry.offset);
         let mut contents = header_with_base(self.database, through).to_vec();
         let body = (self.end - from) as usize;

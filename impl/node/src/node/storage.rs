@@ -195,12 +195,15 @@ fn warn_torn_tail(database: DatabaseId, recovered: &Recovered) {
     }
 }
 
-/// What the core records of damage the WAL's recovery found.
-fn log_damage(damage: &crate::wal::Damage) -> LogDamage {
-    LogDamage {
-        kept: damage.kept,
+/// What the core records of damage the WAL's recovery found, in a log whose records up to
+/// `checkpointed` are in the data file: nothing when every record lost is there too (a damaged
+/// record in the prefix a checkpoint covers, not dropped from the file yet), else the damage
+/// with the data file's records counted as kept.
+fn log_damage(damage: &crate::wal::Damage, checkpointed: Lsn) -> Option<LogDamage> {
+    (damage.lost_through > checkpointed).then(|| LogDamage {
+        kept: damage.kept.max(checkpointed),
         lost_through: damage.lost_through,
-    }
+    })
 }
 
 /// Opens the WAL of every database of a replica that stored `state` and returns them with
@@ -221,35 +224,67 @@ pub fn open_wals(
     let mut opened = Vec::with_capacity(state.databases.len());
     for index in 0..state.databases.len() {
         let database = DatabaseId(index as u8);
+        let checkpointed = state.databases[index].checkpointed;
         let damage = match open_wal(dir, database) {
             Err(StorageError::Wal {
                 source: WalError::Damaged { damage, .. },
                 ..
             }) => damage,
             other => {
-                opened.push(other?);
+                let (wal, records) = other?;
+                opened.push((after_checkpoint(wal, database, checkpointed)?, records));
                 continue;
             }
         };
         let path = dir.wal_path(database);
-        tracing::error!(
-            %database,
-            path = %path.display(),
-            offset = damage.kept_bytes,
-            %damage,
-            "write-ahead log damaged: the database is SUSPECT; nothing was deleted"
-        );
-        state.databases[index].record_damage(log_damage(&damage));
-        dir.store_state(state)?;
+        match log_damage(&damage, checkpointed) {
+            Some(lost) => {
+                tracing::error!(
+                    %database,
+                    path = %path.display(),
+                    offset = damage.kept_bytes,
+                    %damage,
+                    "write-ahead log damaged: the database is SUSPECT; nothing was deleted"
+                );
+                state.databases[index].record_damage(lost);
+                dir.store_state(state)?;
+            }
+            None => tracing::warn!(
+                %database,
+                path = %path.display(),
+                offset = damage.kept_bytes,
+                %damage,
+                %checkpointed,
+                "write-ahead log damaged only where the data file's checkpoint holds every record: nothing is lost, the log starts again after the checkpoint"
+            ),
+        }
         let (wal, recovered, kept) = Wal::quarantine(&path, database, WalOptions::default())
             .map_err(|source| StorageError::Wal { database, source })?;
         if let Some(kept) = kept {
             tracing::error!(%database, kept = %kept.display(), "the damaged write-ahead log is kept for inspection");
         }
         warn_torn_tail(database, &recovered);
-        opened.push((wal, recovered.records));
+        opened.push((
+            after_checkpoint(wal, database, checkpointed)?,
+            recovered.records,
+        ));
     }
     Ok(opened)
+}
+
+/// A log that ends before the data file's checkpoint (its intact part was cut before the
+/// checkpointed records were dropped from it) starts again after the checkpoint: the next
+/// record it takes is the one after it.
+fn after_checkpoint(
+    mut wal: Wal,
+    database: DatabaseId,
+    checkpointed: Lsn,
+) -> Result<Wal, StorageError> {
+    if wal.last_lsn() < checkpointed {
+        wal.restart_after(checkpointed)
+            .map_err(|source| StorageError::Wal { database, source })?;
+    }
+    Ok(wal)
 }
 
 /// Why [`offline_observation`] could not observe a stopped replica.
@@ -320,7 +355,9 @@ pub fn offline_observation(config: &NodeConfig) -> Result<ReplicaObservation, Of
             .map_err(|source| StorageError::Wal { database, source })?;
         // What a restart would record (without recording it: nothing changes here).
         if let (Some(damage), Some(stored)) = (&recovered.damage, state.databases.get_mut(i)) {
-            stored.record_damage(log_damage(damage));
+            if let Some(lost) = log_damage(damage, stored.checkpointed) {
+                stored.record_damage(lost);
+            }
         }
         // Records the last checkpoint covers are in the data file (see `open_replica`).
         let checkpointed = state.databases.get(i).map_or(Lsn(0), |d| d.checkpointed);
