@@ -841,14 +841,14 @@ fn callers_may_not_checkpoint_behind_their_writes_or_put_oversized_entries() {
 fn measure_throughput_and_pool() {
     let dir = tempfile::tempdir().unwrap();
     let path = data_path(&dir);
-    for budget_pages in [64, 2_048] {
+    for (budget_pages, value_bytes) in [(64, 100), (2_048, 100), (64, 1_000), (2_048, 1_000)] {
         let _ = std::fs::remove_file(&path);
         let mut file = create(&path, budget_pages);
         let count = 200_000u64;
         let started = std::time::Instant::now();
         for n in 0..count {
             let key = format!("key-{:08}", (n * 7_919) % count);
-            file.put(&key, &value(n, 100), Lsn(n + 1)).unwrap();
+            file.put(&key, &value(n, value_bytes), Lsn(n + 1)).unwrap();
             if n % 50_000 == 49_999 {
                 file.checkpoint(Lsn(n + 1)).unwrap();
             }
@@ -870,7 +870,7 @@ fn measure_throughput_and_pool() {
         let big_seconds = started.elapsed().as_secs_f64();
         let stats = file.stats();
         println!(
-            "pool {} KiB: {count} puts of 100 B in {put_seconds:.2} s ({:.0}/s), {count} gets in {get_seconds:.2} s ({:.0}/s), 200 puts of 200 KB + checkpoint in {big_seconds:.2} s ({:.0} MB/s); file {} MiB; {stats:?}",
+            "pool {} KiB: {count} puts of {value_bytes} B in {put_seconds:.2} s ({:.0}/s), {count} gets in {get_seconds:.2} s ({:.0}/s), 200 puts of 200 KB + checkpoint in {big_seconds:.2} s ({:.0} MB/s); file {} MiB; {stats:?}",
             budget_pages * 8,
             count as f64 / put_seconds,
             count as f64 / get_seconds,
