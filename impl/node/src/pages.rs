@@ -1184,11 +1184,23 @@ fn all_zero(
     }
 }
 
-/// Decodes and checks the cells of a branch or leaf: every slot points to a cell that parses
-/// inside the page, cells are packed from the end of the page in slot order with nothing else
-/// between them and the slots but zeros, no cell is larger than [`CELL_MAX`], and keys go up
-/// as far as the cells show them.
-fn decode_tree(page: &PageBuf, kind: PageType, bounds: Bounds) -> Result<Body, PageProblem> {
+/// A cell of a branch or leaf, as it is in the page.
+enum CellRef<'a> {
+    Leaf(KeyRef<'a>, ValueRef<'a>),
+    Branch(KeyRef<'a>, PagePtr),
+}
+
+/// Checks the cells of a branch or leaf, and gives each to `each` in slot order: every slot
+/// points to a cell that parses inside the page, cells are packed from the end of the page in
+/// slot order with nothing else between them and the slots but zeros, no cell is larger than
+/// [`CELL_MAX`], keys go up as far as the cells show them, and a branch's first child pointer
+/// is valid. Allocates nothing.
+fn check_tree<'p>(
+    page: &'p PageBuf,
+    kind: PageType,
+    bounds: Bounds,
+    mut each: impl FnMut(CellRef<'p>),
+) -> Result<(), PageProblem> {
     all_zero(page, TREE_RESERVED, "reserved bytes are not zero")?;
     let count = cell_count(page);
     let slots_end = slots_at(kind) + SLOT_LEN * count;
@@ -1197,30 +1209,20 @@ fn decode_tree(page: &PageBuf, kind: PageType, bounds: Bounds) -> Result<Body, P
     }
     let mut end = PAGE_SIZE;
     let mut previous: Option<KeyRef<'_>> = None;
-    let mut leaf_cells = Vec::new();
-    let mut branch_cells = Vec::new();
     for index in 0..count {
         let start = cell_offset(page, kind, index)?;
         let slot_at = slots_at(kind) + SLOT_LEN * index;
         if start < slots_end {
             return Err(malformed(slot_at, "a cell overlaps the slot array"));
         }
-        let (key, cell_end) = match kind {
+        let (key, cell, cell_end) = match kind {
             PageType::Branch => {
                 let (key, child, cell_end) = branch_cell(page, index, bounds)?;
-                branch_cells.push(BranchCell {
-                    key: key.to_owned(),
-                    child,
-                });
-                (key, cell_end)
+                (key, CellRef::Branch(key, child), cell_end)
             }
             _ => {
                 let (key, value, cell_end) = leaf_cell(page, index, bounds)?;
-                leaf_cells.push(LeafCell {
-                    key: key.to_owned(),
-                    value: value.to_owned(),
-                });
-                (key, cell_end)
+                (key, CellRef::Leaf(key, value), cell_end)
             }
         };
         if cell_end != end {
@@ -1237,6 +1239,7 @@ fn decode_tree(page: &PageBuf, kind: PageType, bounds: Bounds) -> Result<Body, P
                 return Err(malformed(start, "keys are out of order"));
             }
         }
+        each(cell);
         previous = Some(key);
         end = start;
     }
@@ -1245,6 +1248,26 @@ fn decode_tree(page: &PageBuf, kind: PageType, bounds: Bounds) -> Result<Body, P
         slots_end..end,
         "bytes between the slots and the cells are not zero",
     )?;
+    if kind == PageType::Branch {
+        branch_first(page, bounds)?;
+    }
+    Ok(())
+}
+
+/// Checks the cells of a branch or leaf ([`check_tree`]) and decodes them.
+fn decode_tree(page: &PageBuf, kind: PageType, bounds: Bounds) -> Result<Body, PageProblem> {
+    let mut leaf_cells = Vec::new();
+    let mut branch_cells = Vec::new();
+    check_tree(page, kind, bounds, |cell| match cell {
+        CellRef::Leaf(key, value) => leaf_cells.push(LeafCell {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        }),
+        CellRef::Branch(key, child) => branch_cells.push(BranchCell {
+            key: key.to_owned(),
+            child,
+        }),
+    })?;
     Ok(match kind {
         PageType::Branch => Body::Branch {
             first: branch_first(page, bounds)?,
@@ -1435,13 +1458,38 @@ fn check_fields(page: &PageBuf, expect: &Expect) -> Result<Header, PageProblem> 
     Ok(header)
 }
 
+/// Checks a tree page (branch or leaf) read from the file in full, as [`verify`] does, without
+/// decoding it: its header and checksum, its level, and every cell ([`check_tree`]).
+fn verify_tree(page: &PageBuf, expect: &Expect) -> Result<(), PageProblem> {
+    let header = check_header(page, expect)?;
+    if !matches!(header.kind, PageType::Branch | PageType::Leaf) {
+        return Err(malformed(TYPE_AT, "not a tree page"));
+    }
+    check_level(&header)?;
+    check_tree(page, header.kind, bounds_of(&header, expect), |_| ())
+}
+
+fn bounds_of(header: &Header, expect: &Expect) -> Bounds {
+    Bounds {
+        page_count: expect.page_count,
+        generation: header.generation,
+    }
+}
+
+fn check_level(header: &Header) -> Result<(), PageProblem> {
+    match header.kind == PageType::Branch && !(1..=MAX_HEIGHT - 1).contains(&header.level) {
+        true => Err(malformed(
+            LEVEL_AT,
+            "a branch at level 0 or above MAX_HEIGHT",
+        )),
+        false => Ok(()),
+    }
+}
+
 /// Checks a page read from the file and decodes it.
 fn verify(page: &PageBuf, expect: &Expect) -> Result<Page, PageProblem> {
     let header = check_header(page, expect)?;
-    let bounds = Bounds {
-        page_count: expect.page_count,
-        generation: header.generation,
-    };
+    let bounds = bounds_of(&header, expect);
     let body = match header.kind {
         PageType::Meta => {
             if header.generation % 2 != header.id {
@@ -1452,13 +1500,10 @@ fn verify(page: &PageBuf, expect: &Expect) -> Result<Page, PageProblem> {
             }
             Body::Meta(decode_meta(page, header.generation)?)
         }
-        PageType::Branch if !(1..=MAX_HEIGHT - 1).contains(&header.level) => {
-            return Err(malformed(
-                LEVEL_AT,
-                "a branch at level 0 or above MAX_HEIGHT",
-            ))
+        PageType::Branch | PageType::Leaf => {
+            check_level(&header)?;
+            decode_tree(page, header.kind, bounds)?
         }
-        PageType::Branch | PageType::Leaf => decode_tree(page, header.kind, bounds)?,
         PageType::Overflow => decode_overflow(page, bounds)?,
         PageType::FreeList => decode_free_list(page, bounds)?,
     };
@@ -1564,6 +1609,12 @@ impl Disk {
     fn read_verified(&self, page: &mut PageBuf, expect: &Expect) -> Result<Page, PageError> {
         self.read(expect.id, page)?;
         verify(page, expect).map_err(|problem| self.damaged(expect.id, problem))
+    }
+
+    /// Reads tree page `id` and checks it in full against `expect` ([`verify_tree`]).
+    fn read_verified_tree(&self, page: &mut PageBuf, expect: &Expect) -> Result<(), PageError> {
+        self.read(expect.id, page)?;
+        verify_tree(page, expect).map_err(|problem| self.damaged(expect.id, problem))
     }
 
     /// Seals `page` and writes it at its place.
@@ -2631,7 +2682,7 @@ impl DataFile {
         let index = self.vacant_frame()?;
         match self
             .disk
-            .read_verified(&mut self.pool.frames[index].page, &expect)
+            .read_verified_tree(&mut self.pool.frames[index].page, &expect)
         {
             Ok(_) => {
                 self.pool.occupy(index, ptr.id);
