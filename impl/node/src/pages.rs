@@ -40,8 +40,9 @@
 //! page reaches it. Overflow pages (values and keys that do not fit in a leaf) bypass the pool:
 //! they are written once, when the value is put, and read page by page into the value returned.
 //! Not counted by the budget: the page-id lists of free pages (8 bytes per free page), the map
-//! of resident pages, and the working copies of one operation (the decoded pages on the path
-//! of one `put`, at most [`MAX_HEIGHT`] of them, and the value put or returned).
+//! of resident pages, and the working copies of one operation (a copy of each page on the path
+//! of one `put`, at most [`MAX_HEIGHT`] of them, kept for the next `put`; the value put or
+//! returned; and the decoded cells of a page that splits).
 //!
 //! **Reads are verified**: every page read from the file is checked (checksum, format, page id,
 //! database, type, generation, tree level, every slot, cell, length and pointer) before
@@ -49,6 +50,17 @@
 //! and its byte offset: the seam where automatic page repair will plug in. Nothing in a file
 //! can make this module panic or allocate without bound: lengths are bounded by
 //! [`MAX_ENTRY_LEN`], loops by the page count, the descent by [`MAX_HEIGHT`].
+//!
+//! **Verified once, then used in place.** A page of the pool was verified in full when it was
+//! read, or written by this process, so it is not decoded again on every access (only its
+//! header is checked against the pointer that led to it): `get` and `put` binary-search its slot
+//! array and compare the search key with each cell's key as the cell stores it (a long key by
+//! its inline prefix, its overflow pages read only when the prefix does not decide). A `put`
+//! copies the pages of its path (one per level), splices the new or changed cell into the
+//! leaf's bytes (the cells after it move, their slots with them), and changes a parent only
+//! where a child's pointer changed (rewritten in place) or a child split (one cell spliced
+//! in). Only a page that must split is decoded into cells and encoded again. Debug builds
+//! check every page so changed against the full decoder.
 //!
 //! I/O is buffered (`pread`/`pwrite` through the page cache) with `fdatasync` at checkpoints,
 //! not direct I/O: a data file is written in bulk at checkpoints and read at random, where the
@@ -604,17 +616,7 @@ impl Key {
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Key::Inline(bytes) => {
-                out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
-                out.extend_from_slice(bytes);
-            }
-            Key::Long { len, prefix, chain } => {
-                out.extend_from_slice(&len.to_le_bytes());
-                out.extend_from_slice(prefix);
-                encode_pointer(*chain, out);
-            }
-        }
+        self.view().encode(out);
     }
 
     fn view(&self) -> KeyRef<'_> {
@@ -707,6 +709,67 @@ fn encode_cells(
         put_u16(page, slots_at + SLOT_LEN * index, start as u16);
         end = start;
     }
+    Ok(())
+}
+
+/// Puts `cell` (its bytes, without its slot) in place of cell `index` of a branch or leaf
+/// (`replace`), or before it, keeping the one layout [`decode_tree`] accepts: the cells after
+/// it move by the difference in size, their slots with them, and the bytes they leave are
+/// zeroed. Changes nothing when the result would not fit.
+fn splice_cell(
+    page: &mut PageBuf,
+    kind: PageType,
+    index: usize,
+    replace: bool,
+    cell: &[u8],
+) -> Result<(), Overfull> {
+    let slots = slots_at(kind);
+    let slot = |page: &PageBuf, i: usize| get_u16(page, slots + SLOT_LEN * i) as usize;
+    let count = cell_count(page);
+    // The cells are `low..PAGE_SIZE`; cell `index` is `start..end` (empty when inserted).
+    let low = match count {
+        0 => PAGE_SIZE,
+        _ => slot(page, count - 1),
+    };
+    let end = match index {
+        0 => PAGE_SIZE,
+        _ => slot(page, index - 1),
+    };
+    let start = if replace { slot(page, index) } else { end };
+    let new_count = count + usize::from(!replace);
+    let new_low = (low + (end - start))
+        .checked_sub(cell.len())
+        .filter(|new_low| *new_low >= slots + SLOT_LEN * new_count)
+        .ok_or(Overfull)?;
+    let new_count = u16::try_from(new_count).map_err(|_| Overfull)?;
+    page.copy_within(low..start, new_low);
+    if new_low > low {
+        page[low..new_low].fill(0);
+    }
+    page[end - cell.len()..end].copy_from_slice(cell);
+    if !replace {
+        page.copy_within(
+            slots + SLOT_LEN * index..slots + SLOT_LEN * count,
+            slots + SLOT_LEN * (index + 1),
+        );
+    }
+    put_u16(page, slots + SLOT_LEN * index, (end - cell.len()) as u16);
+    for i in index + 1..new_count as usize {
+        let moved = slot(page, i) + new_low - low;
+        put_u16(page, slots + SLOT_LEN * i, moved as u16);
+    }
+    put_u16(page, COUNT_AT, new_count);
+    Ok(())
+}
+
+/// Points child `child` of a branch (0: its first; `i`: the child of cell `i - 1`) at `to`.
+fn set_child(page: &mut PageBuf, child: usize, to: PagePtr) -> Result<(), PageProblem> {
+    let at = match child {
+        0 => BRANCH_FIRST_AT,
+        _ => branch_cell(page, child - 1, Bounds::VERIFIED)?.2 - POINTER_LEN,
+    };
+    put_u64(page, at, to.id);
+    put_u64(page, at + 8, to.generation);
     Ok(())
 }
 
@@ -841,6 +904,31 @@ impl KeyRef<'_> {
             KeyRef::Long { len, .. } => *len as usize,
         }
     }
+
+    fn is_long(&self) -> bool {
+        matches!(self, KeyRef::Long { .. })
+    }
+
+    fn encoded_len(&self) -> usize {
+        match self {
+            KeyRef::Inline(bytes) => 2 + bytes.len(),
+            KeyRef::Long { .. } => LONG_KEY_LEN,
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            KeyRef::Inline(bytes) => {
+                out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+                out.extend_from_slice(bytes);
+            }
+            KeyRef::Long { len, prefix, chain } => {
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(prefix);
+                encode_pointer(*chain, out);
+            }
+        }
+    }
 }
 
 /// A value as it is in a page.
@@ -855,6 +943,27 @@ impl ValueRef<'_> {
         match self {
             ValueRef::Inline(bytes) => Value::Inline(bytes.to_vec()),
             ValueRef::Overflow { len, chain } => Value::Overflow { len, chain },
+        }
+    }
+
+    /// Its bit of a leaf cell's flags.
+    fn flag(&self) -> u8 {
+        match self {
+            ValueRef::Inline(_) => 0,
+            ValueRef::Overflow { .. } => VALUE_OVERFLOW,
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            ValueRef::Inline(bytes) => {
+                out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+                out.extend_from_slice(bytes);
+            }
+            ValueRef::Overflow { len, chain } => {
+                out.extend_from_slice(&len.to_le_bytes());
+                encode_pointer(*chain, out);
+            }
         }
     }
 }
@@ -1075,11 +1184,23 @@ fn all_zero(
     }
 }
 
-/// Decodes and checks the cells of a branch or leaf: every slot points to a cell that parses
-/// inside the page, cells are packed from the end of the page in slot order with nothing else
-/// between them and the slots but zeros, no cell is larger than [`CELL_MAX`], and keys go up
-/// as far as the cells show them.
-fn decode_tree(page: &PageBuf, kind: PageType, bounds: Bounds) -> Result<Body, PageProblem> {
+/// A cell of a branch or leaf, as it is in the page.
+enum CellRef<'a> {
+    Leaf(KeyRef<'a>, ValueRef<'a>),
+    Branch(KeyRef<'a>, PagePtr),
+}
+
+/// Checks the cells of a branch or leaf, and gives each to `each` in slot order: every slot
+/// points to a cell that parses inside the page, cells are packed from the end of the page in
+/// slot order with nothing else between them and the slots but zeros, no cell is larger than
+/// [`CELL_MAX`], keys go up as far as the cells show them, and a branch's first child pointer
+/// is valid. Allocates nothing.
+fn check_tree<'p>(
+    page: &'p PageBuf,
+    kind: PageType,
+    bounds: Bounds,
+    mut each: impl FnMut(CellRef<'p>),
+) -> Result<(), PageProblem> {
     all_zero(page, TREE_RESERVED, "reserved bytes are not zero")?;
     let count = cell_count(page);
     let slots_end = slots_at(kind) + SLOT_LEN * count;
@@ -1088,30 +1209,20 @@ fn decode_tree(page: &PageBuf, kind: PageType, bounds: Bounds) -> Result<Body, P
     }
     let mut end = PAGE_SIZE;
     let mut previous: Option<KeyRef<'_>> = None;
-    let mut leaf_cells = Vec::new();
-    let mut branch_cells = Vec::new();
     for index in 0..count {
         let start = cell_offset(page, kind, index)?;
         let slot_at = slots_at(kind) + SLOT_LEN * index;
         if start < slots_end {
             return Err(malformed(slot_at, "a cell overlaps the slot array"));
         }
-        let (key, cell_end) = match kind {
+        let (key, cell, cell_end) = match kind {
             PageType::Branch => {
                 let (key, child, cell_end) = branch_cell(page, index, bounds)?;
-                branch_cells.push(BranchCell {
-                    key: key.to_owned(),
-                    child,
-                });
-                (key, cell_end)
+                (key, CellRef::Branch(key, child), cell_end)
             }
             _ => {
                 let (key, value, cell_end) = leaf_cell(page, index, bounds)?;
-                leaf_cells.push(LeafCell {
-                    key: key.to_owned(),
-                    value: value.to_owned(),
-                });
-                (key, cell_end)
+                (key, CellRef::Leaf(key, value), cell_end)
             }
         };
         if cell_end != end {
@@ -1128,6 +1239,7 @@ fn decode_tree(page: &PageBuf, kind: PageType, bounds: Bounds) -> Result<Body, P
                 return Err(malformed(start, "keys are out of order"));
             }
         }
+        each(cell);
         previous = Some(key);
         end = start;
     }
@@ -1136,6 +1248,26 @@ fn decode_tree(page: &PageBuf, kind: PageType, bounds: Bounds) -> Result<Body, P
         slots_end..end,
         "bytes between the slots and the cells are not zero",
     )?;
+    if kind == PageType::Branch {
+        branch_first(page, bounds)?;
+    }
+    Ok(())
+}
+
+/// Checks the cells of a branch or leaf ([`check_tree`]) and decodes them.
+fn decode_tree(page: &PageBuf, kind: PageType, bounds: Bounds) -> Result<Body, PageProblem> {
+    let mut leaf_cells = Vec::new();
+    let mut branch_cells = Vec::new();
+    check_tree(page, kind, bounds, |cell| match cell {
+        CellRef::Leaf(key, value) => leaf_cells.push(LeafCell {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        }),
+        CellRef::Branch(key, child) => branch_cells.push(BranchCell {
+            key: key.to_owned(),
+            child,
+        }),
+    })?;
     Ok(match kind {
         PageType::Branch => Body::Branch {
             first: branch_first(page, bounds)?,
@@ -1326,13 +1458,38 @@ fn check_fields(page: &PageBuf, expect: &Expect) -> Result<Header, PageProblem> 
     Ok(header)
 }
 
+/// Checks a tree page (branch or leaf) read from the file in full, as [`verify`] does, without
+/// decoding it: its header and checksum, its level, and every cell ([`check_tree`]).
+fn verify_tree(page: &PageBuf, expect: &Expect) -> Result<(), PageProblem> {
+    let header = check_header(page, expect)?;
+    if !matches!(header.kind, PageType::Branch | PageType::Leaf) {
+        return Err(malformed(TYPE_AT, "not a tree page"));
+    }
+    check_level(&header)?;
+    check_tree(page, header.kind, bounds_of(&header, expect), |_| ())
+}
+
+fn bounds_of(header: &Header, expect: &Expect) -> Bounds {
+    Bounds {
+        page_count: expect.page_count,
+        generation: header.generation,
+    }
+}
+
+fn check_level(header: &Header) -> Result<(), PageProblem> {
+    match header.kind == PageType::Branch && !(1..=MAX_HEIGHT - 1).contains(&header.level) {
+        true => Err(malformed(
+            LEVEL_AT,
+            "a branch at level 0 or above MAX_HEIGHT",
+        )),
+        false => Ok(()),
+    }
+}
+
 /// Checks a page read from the file and decodes it.
 fn verify(page: &PageBuf, expect: &Expect) -> Result<Page, PageProblem> {
     let header = check_header(page, expect)?;
-    let bounds = Bounds {
-        page_count: expect.page_count,
-        generation: header.generation,
-    };
+    let bounds = bounds_of(&header, expect);
     let body = match header.kind {
         PageType::Meta => {
             if header.generation % 2 != header.id {
@@ -1343,13 +1500,10 @@ fn verify(page: &PageBuf, expect: &Expect) -> Result<Page, PageProblem> {
             }
             Body::Meta(decode_meta(page, header.generation)?)
         }
-        PageType::Branch if !(1..=MAX_HEIGHT - 1).contains(&header.level) => {
-            return Err(malformed(
-                LEVEL_AT,
-                "a branch at level 0 or above MAX_HEIGHT",
-            ))
+        PageType::Branch | PageType::Leaf => {
+            check_level(&header)?;
+            decode_tree(page, header.kind, bounds)?
         }
-        PageType::Branch | PageType::Leaf => decode_tree(page, header.kind, bounds)?,
         PageType::Overflow => decode_overflow(page, bounds)?,
         PageType::FreeList => decode_free_list(page, bounds)?,
     };
@@ -1455,6 +1609,12 @@ impl Disk {
     fn read_verified(&self, page: &mut PageBuf, expect: &Expect) -> Result<Page, PageError> {
         self.read(expect.id, page)?;
         verify(page, expect).map_err(|problem| self.damaged(expect.id, problem))
+    }
+
+    /// Reads tree page `id` and checks it in full against `expect` ([`verify_tree`]).
+    fn read_verified_tree(&self, page: &mut PageBuf, expect: &Expect) -> Result<(), PageError> {
+        self.read(expect.id, page)?;
+        verify_tree(page, expect).map_err(|problem| self.damaged(expect.id, problem))
     }
 
     /// Seals `page` and writes it at its place.
@@ -1729,24 +1889,21 @@ pub struct DataFile {
     /// The highest LSN put since the last checkpoint (or its LSN).
     last_put_lsn: Lsn,
     failed: bool,
+    /// The copies of the pages on the path of a `put`, one per level, kept for the next.
+    path_pages: Vec<Box<PageBuf>>,
 }
 
-/// A branch on the path of a `put`, decoded.
+/// A branch on the path of a `put` (its copy is the path's page at its depth).
 struct PathStep {
     ptr: PagePtr,
     level: u8,
-    lsn: u64,
-    first: PagePtr,
-    cells: Vec<BranchCell>,
-    /// The child the path went down to.
+    /// The child the path went down to (0: the first; `i`: the child of cell `i - 1`).
     child: usize,
 }
 
-/// The leaf of a `put`, decoded.
+/// The leaf of a `put` (its copy is the path's last page), and where the key is in it.
 struct LeafAt {
     ptr: PagePtr,
-    lsn: u64,
-    cells: Vec<LeafCell>,
     position: Result<usize, usize>,
 }
 
@@ -1890,6 +2047,7 @@ impl DataFile {
             free_chain,
             last_put_lsn: checkpoint_lsn,
             failed: false,
+            path_pages: Vec::new(),
         };
         Ok((data, checkpoint_lsn))
     }
@@ -1992,20 +2150,32 @@ impl DataFile {
                 limit: MAX_ENTRY_LEN,
             });
         }
-        let (path, leaf, old_chain) = self.find(key)?;
-        let result = self.change(key, value, lsn.0, path, leaf, old_chain);
-        if result.is_err() {
-            self.failed = true;
-        } else {
-            self.last_put_lsn = self.last_put_lsn.max(lsn);
-        }
+        let mut pages = std::mem::take(&mut self.path_pages);
+        let result = match self.find(key, &mut pages) {
+            Err(error) => Err(error),
+            Ok((path, leaf, old_chain)) => {
+                let result = self.change(key, value, lsn.0, &mut pages, path, leaf, old_chain);
+                if result.is_err() {
+                    self.failed = true;
+                } else {
+                    self.last_put_lsn = self.last_put_lsn.max(lsn);
+                }
+                result
+            }
+        };
+        self.path_pages = pages;
         result
     }
 
-    /// The read-only part of `put`: the decoded path to the key's leaf, and the overflow pages
-    /// of the value it replaces.
+    /// The read-only part of `put`: the path to the key's leaf, with a copy of each of its pages
+    /// in `pages` (the root first, the leaf last), and the overflow pages of the value it
+    /// replaces. The pages are searched in place, not decoded.
     #[allow(clippy::type_complexity)]
-    fn find(&mut self, key: &[u8]) -> Result<(Vec<PathStep>, Option<LeafAt>, Vec<u64>), PageError> {
+    fn find(
+        &mut self,
+        key: &[u8],
+        pages: &mut Vec<Box<PageBuf>>,
+    ) -> Result<(Vec<PathStep>, Option<LeafAt>, Vec<PagePtr>), PageError> {
         let mut path = Vec::new();
         let Some(mut ptr) = self.root else {
             return Ok((path, None, Vec::new()));
@@ -2014,128 +2184,158 @@ impl DataFile {
         let page_count = self.page_count;
         loop {
             let index = self.fetch(ptr, level)?;
-            let page = &self.pool.frames[index].page;
-            let (_, header) = read_header(page);
-            let damaged = |problem| self.disk.damaged(ptr.id, problem);
-            let body = decode_tree(page, header.kind, Bounds::VERIFIED).map_err(damaged)?;
-            match body {
-                Body::Branch { first, cells } => {
-                    let (child, next) = branch_search(&self.disk, page, ptr.id, key, page_count)?;
-                    path.push(PathStep {
-                        ptr,
-                        level,
-                        lsn: header.lsn,
-                        first,
-                        cells,
-                        child,
-                    });
-                    ptr = next;
-                    level = level.saturating_sub(1);
-                }
-                Body::Leaf(cells) => {
-                    let position = leaf_search(&self.disk, page, ptr.id, key, page_count)?;
-                    let mut old_chain = Vec::new();
-                    if let Ok(found) = position {
-                        if let Value::Overflow { len, chain } = cells[found].value {
-                            self.disk
-                                .walk_chain(chain, len, page_count, |id, _| old_chain.push(id))?;
-                        }
-                    }
-                    let leaf = LeafAt {
-                        ptr,
-                        lsn: header.lsn,
-                        cells,
-                        position,
-                    };
-                    return Ok((path, Some(leaf), old_chain));
-                }
-                _ => {
-                    return Err(self
-                        .disk
-                        .damaged(ptr.id, malformed(TYPE_AT, "not a tree page")))
+            let depth = path.len();
+            if pages.len() <= depth {
+                pages.push(Box::new([0; PAGE_SIZE]));
+            }
+            let page = &mut pages[depth];
+            page.copy_from_slice(&self.pool.frames[index].page[..]);
+            if level > 0 {
+                let (child, next) = branch_search(&self.disk, page, ptr.id, key, page_count)?;
+                path.push(PathStep { ptr, level, child });
+                ptr = next;
+                level -= 1;
+                continue;
+            }
+            let position = leaf_search(&self.disk, page, ptr.id, key, page_count)?;
+            let mut old_chain = Vec::new();
+            if let Ok(found) = position {
+                let (_, value, _) = leaf_cell(page, found, Bounds::VERIFIED)
+                    .map_err(|problem| self.disk.damaged(ptr.id, problem))?;
+                if let ValueRef::Overflow { len, chain } = value {
+                    self.disk.walk_chain(chain, len, page_count, |id, _| {
+                        old_chain.push(PagePtr {
+                            id,
+                            generation: chain.generation,
+                        })
+                    })?;
                 }
             }
+            return Ok((path, Some(LeafAt { ptr, position }), old_chain));
         }
     }
 
-    /// The changing part of `put`.
+    /// The changing part of `put`, on the copies of the path's pages that `find` left in
+    /// `pages`: the new cell goes into the leaf's bytes, and a parent changes only where its
+    /// child's pointer changes (one pointer rewritten) or its child split (one cell added). A
+    /// page is decoded only when it is full and splits.
+    #[allow(clippy::too_many_arguments)]
     fn change(
         &mut self,
         key: &[u8],
         value: &[u8],
         lsn: u64,
-        mut path: Vec<PathStep>,
+        pages: &mut Vec<Box<PageBuf>>,
+        path: Vec<PathStep>,
         leaf: Option<LeafAt>,
-        old_chain: Vec<u64>,
+        old_chain: Vec<PagePtr>,
     ) -> Result<(), PageError> {
-        let empty = LeafAt {
-            ptr: PagePtr {
-                id: 0,
-                generation: 0,
-            },
-            lsn: 0,
-            cells: Vec::new(),
-            position: Err(0),
-        };
-        let was_empty = leaf.is_none();
-        let LeafAt {
-            ptr: leaf_ptr,
-            lsn: leaf_lsn,
-            mut cells,
-            position,
-        } = leaf.unwrap_or(empty);
-        match position {
-            Ok(index) => {
-                let key_len = cells[index].key.encoded_len();
-                let value = self.store_value(value, key_len, lsn)?;
-                let old = std::mem::replace(&mut cells[index].value, value);
-                if let Value::Overflow { chain, .. } = old {
-                    for id in old_chain {
-                        self.free(PagePtr {
-                            id,
-                            generation: chain.generation,
-                        });
-                    }
-                }
-            }
-            Err(index) => {
-                let key = self.store_key(key, lsn)?;
-                let value = self.store_value(value, key.encoded_len(), lsn)?;
-                cells.insert(index, LeafCell { key, value });
-                self.entries += 1;
-            }
+        let depth = path.len();
+        if pages.len() <= depth {
+            pages.push(Box::new([0; PAGE_SIZE]));
         }
-        let old = (!was_empty).then_some(leaf_ptr);
-        let mut carry = self.store_leaf(old, cells, leaf_lsn.max(lsn))?;
-        let mut child_before = leaf_ptr;
-        while let Some(step) = path.pop() {
-            if carry.ptr == child_before && carry.split.is_none() {
+        let page = &mut pages[depth];
+        let (old, position) = match leaf {
+            Some(LeafAt { ptr, position }) => (Some(ptr), position),
+            None => {
+                // An empty tree: its first leaf, with no cells yet.
+                encode_header(page, &self.header(PageType::Leaf, 0, 0, lsn));
+                (None, Err(0))
+            }
+        };
+        let leaf_id = old.map_or(0, |ptr| ptr.id);
+        // The new cell: its flags, the key as the cell stores it, the value.
+        let mut cell = Vec::with_capacity(CELL_MAX);
+        cell.push(0);
+        let (key_long, key_len, new_key) = match position {
+            Ok(index) => {
+                let (stored, _, _) = leaf_cell(page, index, Bounds::VERIFIED)
+                    .map_err(|problem| self.disk.damaged(leaf_id, problem))?;
+                stored.encode(&mut cell);
+                (stored.is_long(), stored.encoded_len(), None)
+            }
+            Err(_) => {
+                let key = self.store_key(key, lsn)?;
+                key.view().encode(&mut cell);
+                (key.is_long(), key.encoded_len(), Some(key))
+            }
+        };
+        let stored_value = self.store_value(value, key_len, lsn)?;
+        cell[0] = (u8::from(key_long) * KEY_LONG) | stored_value.flag();
+        stored_value.encode(&mut cell);
+        for ptr in old_chain {
+            self.free(ptr);
+        }
+        let (index, replace) = match position {
+            Ok(index) => (index, true),
+            Err(index) => {
+                self.entries += 1;
+                (index, false)
+            }
+        };
+        let page_lsn = get_u64(page, LSN_AT).max(lsn);
+        let mut carry = match splice_cell(page, PageType::Leaf, index, replace, &cell) {
+            Ok(()) => Carry {
+                ptr: self.store_page(old, page, page_lsn)?,
+                split: None,
+            },
+            Err(Overfull) => {
+                // Full: decode the leaf, and split it.
+                let Body::Leaf(mut cells) = decode_tree(page, PageType::Leaf, Bounds::VERIFIED)
+                    .map_err(|problem| self.disk.damaged(leaf_id, problem))?
+                else {
+                    return Err(self.bug(old, "a leaf decodes as a branch"));
+                };
+                let value = stored_value.to_owned();
+                match (position, new_key) {
+                    (Ok(index), _) => cells[index].value = value,
+                    (Err(index), Some(key)) => cells.insert(index, LeafCell { key, value }),
+                    (Err(_), None) => return Err(self.bug(old, "a new key without its cell")),
+                }
+                self.store_leaf(old, cells, page_lsn)?
+            }
+        };
+        let mut child_before = old;
+        for (depth, step) in path.iter().enumerate().rev() {
+            if Some(carry.ptr) == child_before && carry.split.is_none() {
                 // The child changed in place: nothing above it changes.
                 return Ok(());
             }
-            let PathStep {
-                ptr,
-                level,
-                lsn: page_lsn,
-                mut first,
-                mut cells,
-                child,
-            } = step;
-            match child {
-                0 => first = carry.ptr,
-                _ => cells[child - 1].child = carry.ptr,
-            }
-            if let Some((separator, right)) = carry.split {
-                cells.insert(
-                    child,
-                    BranchCell {
-                        key: separator,
-                        child: right,
-                    },
-                );
-            }
-            child_before = ptr;
-            carry = self.store_branch(Some(ptr), level, first, cells, page_lsn.max(lsn))?;
+            child_before = Some(step.ptr);
+            let page = &mut pages[depth];
+            set_child(page, step.child, carry.ptr)
+                .map_err(|problem| self.disk.damaged(step.ptr.id, problem))?;
+            let page_lsn = get_u64(page, LSN_AT).max(lsn);
+            let Some((separator, right)) = carry.split else {
+                carry = Carry {
+                    ptr: self.store_page(Some(step.ptr), page, page_lsn)?,
+                    split: None,
+                };
+                continue;
+            };
+            let added = BranchCell {
+                key: separator,
+                child: right,
+            };
+            let mut cell = Vec::with_capacity(added.size());
+            added.encode(&mut cell);
+            carry = match splice_cell(page, PageType::Branch, step.child, false, &cell) {
+                Ok(()) => Carry {
+                    ptr: self.store_page(Some(step.ptr), page, page_lsn)?,
+                    split: None,
+                },
+                Err(Overfull) => {
+                    // Full: decode the branch, and split it.
+                    let Body::Branch { first, mut cells } =
+                        decode_tree(page, PageType::Branch, Bounds::VERIFIED)
+                            .map_err(|problem| self.disk.damaged(step.ptr.id, problem))?
+                    else {
+                        return Err(self.bug(Some(step.ptr), "a branch decodes as a leaf"));
+                    };
+                    cells.insert(step.child, added);
+                    self.store_branch(Some(step.ptr), step.level, first, cells, page_lsn)?
+                }
+            };
         }
         match carry.split {
             None => self.root = Some(carry.ptr),
@@ -2155,10 +2355,38 @@ impl DataFile {
                 self.height = level + 1;
             }
         }
-        if was_empty {
+        if old.is_none() {
             self.height = self.height.max(1);
         }
         Ok(())
+    }
+
+    /// Writes a changed tree page, from the bytes of its copy, where [`DataFile::place`] puts
+    /// it; its header takes its id, the current generation and `lsn`.
+    fn store_page(
+        &mut self,
+        old: Option<PagePtr>,
+        page: &mut PageBuf,
+        lsn: u64,
+    ) -> Result<PagePtr, PageError> {
+        let ptr = self.place(old);
+        put_u64(page, ID_AT, ptr.id);
+        put_u64(page, GENERATION_AT, ptr.generation);
+        put_u64(page, LSN_AT, lsn);
+        let index = self.frame_for(ptr.id)?;
+        let frame = &mut self.pool.frames[index];
+        frame.page.copy_from_slice(&page[..]);
+        frame.dirty = true;
+        debug_assert!(
+            decode_tree(
+                &frame.page,
+                read_header(&frame.page).1.kind,
+                Bounds::VERIFIED
+            )
+            .is_ok(),
+            "a changed page breaks the format"
+        );
+        Ok(ptr)
     }
 
     /// The key as a cell holds it: inline, or its prefix and a new overflow chain.
@@ -2175,11 +2403,16 @@ impl DataFile {
 
     /// The value as a leaf cell holds it next to a key of `key_len` encoded bytes: inline when
     /// the cell stays within [`CELL_MAX`], otherwise in a new overflow chain.
-    fn store_value(&mut self, value: &[u8], key_len: usize, lsn: u64) -> Result<Value, PageError> {
+    fn store_value<'v>(
+        &mut self,
+        value: &'v [u8],
+        key_len: usize,
+        lsn: u64,
+    ) -> Result<ValueRef<'v>, PageError> {
         if SLOT_LEN + 1 + key_len + 2 + value.len() <= CELL_MAX {
-            return Ok(Value::Inline(value.to_vec()));
+            return Ok(ValueRef::Inline(value));
         }
-        Ok(Value::Overflow {
+        Ok(ValueRef::Overflow {
             len: value.len() as u32,
             chain: self.write_chain(value, lsn)?,
         })
@@ -2449,7 +2682,7 @@ impl DataFile {
         let index = self.vacant_frame()?;
         match self
             .disk
-            .read_verified(&mut self.pool.frames[index].page, &expect)
+            .read_verified_tree(&mut self.pool.frames[index].page, &expect)
         {
             Ok(_) => {
                 self.pool.occupy(index, ptr.id);

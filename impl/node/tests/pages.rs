@@ -841,14 +841,14 @@ fn callers_may_not_checkpoint_behind_their_writes_or_put_oversized_entries() {
 fn measure_throughput_and_pool() {
     let dir = tempfile::tempdir().unwrap();
     let path = data_path(&dir);
-    for budget_pages in [64, 2_048] {
+    for (budget_pages, value_bytes) in [(64, 100), (2_048, 100), (64, 1_000), (2_048, 1_000)] {
         let _ = std::fs::remove_file(&path);
         let mut file = create(&path, budget_pages);
         let count = 200_000u64;
         let started = std::time::Instant::now();
         for n in 0..count {
             let key = format!("key-{:08}", (n * 7_919) % count);
-            file.put(&key, &value(n, 100), Lsn(n + 1)).unwrap();
+            file.put(&key, &value(n, value_bytes), Lsn(n + 1)).unwrap();
             if n % 50_000 == 49_999 {
                 file.checkpoint(Lsn(n + 1)).unwrap();
             }
@@ -870,7 +870,7 @@ fn measure_throughput_and_pool() {
         let big_seconds = started.elapsed().as_secs_f64();
         let stats = file.stats();
         println!(
-            "pool {} KiB: {count} puts of 100 B in {put_seconds:.2} s ({:.0}/s), {count} gets in {get_seconds:.2} s ({:.0}/s), 200 puts of 200 KB + checkpoint in {big_seconds:.2} s ({:.0} MB/s); file {} MiB; {stats:?}",
+            "pool {} KiB: {count} puts of {value_bytes} B in {put_seconds:.2} s ({:.0}/s), {count} gets in {get_seconds:.2} s ({:.0}/s), 200 puts of 200 KB + checkpoint in {big_seconds:.2} s ({:.0} MB/s); file {} MiB; {stats:?}",
             budget_pages * 8,
             count as f64 / put_seconds,
             count as f64 / get_seconds,
@@ -1144,4 +1144,46 @@ fn separators_out_of_order_beyond_their_prefix_are_inconsistent() {
         }
         other => panic!("expected an inconsistency, got {other:?}"),
     }
+}
+
+/// A page whose checksum is right but whose cells break the format (a bug of the writer, or a
+/// forged page) is damage when it is read from disk, before anything uses it: the structure of
+/// a tree page is checked in full when it enters the pool, not only its checksum and header.
+#[test]
+fn a_sealed_leaf_whose_cells_break_the_format_is_damaged_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = data_path(&dir);
+    let mut file = create(&path, 8);
+    for key in ["key-1", "key-5", "key-9"] {
+        file.put(key, "value", Lsn(1)).unwrap();
+    }
+    file.checkpoint(Lsn(1)).unwrap();
+    drop(file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (leaf, at) = (2..bytes.len() / PAGE_SIZE)
+        .filter(|page| bytes[page * PAGE_SIZE + 5] == 3)
+        .find_map(|page| {
+            let data = &bytes[page * PAGE_SIZE..(page + 1) * PAGE_SIZE];
+            let at = data.windows(5).position(|w| w == b"key-5")?;
+            Some((page, page * PAGE_SIZE + at))
+        })
+        .unwrap();
+    // "key-1", "key-0", "key-9": the cells no longer go up.
+    bytes[at + 4] = b'0';
+    reseal(&mut bytes, leaf);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (mut file, _) = open(&path, 8);
+    let out_of_order = |result: Result<(), PageError>| match result {
+        Err(PageError::Damaged {
+            page,
+            problem: PageProblem::Malformed { what, .. },
+            ..
+        }) => page == leaf as u64 && what.contains("out of order"),
+        _ => false,
+    };
+    assert!(out_of_order(file.get("key-9").map(drop)));
+    // A put reads the leaf before it changes anything: reported, and the file stays usable.
+    assert!(out_of_order(file.put("key-7", "value", Lsn(2))));
+    assert!(out_of_order(file.get("key-1").map(drop)));
 }
