@@ -38,6 +38,17 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The database whose data file failed.
+    pub fn database(&self) -> DatabaseId {
+        match self {
+            StoreError::Damaged { database, .. }
+            | StoreError::Unreadable { database, .. }
+            | StoreError::NoStore { database } => *database,
+        }
+    }
+}
+
 /// The shell's data files, as the core reads them: the value of a key as of the database's
 /// last checkpoint (or later: a checkpoint the core asked for and the shell has not reported
 /// yet may already be partly written).

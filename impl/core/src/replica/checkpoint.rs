@@ -30,17 +30,13 @@
 use super::{Core, Out};
 use crate::error::StorageContractError;
 use crate::output::{ClientReply, Output};
-use hadr_types::{LogReuseWait, Lsn, Role};
+use hadr_types::{LogReuseWait, Lsn, ReplicaId, Role};
 use std::collections::btree_map::Entry;
 
 impl Core {
     /// The primary's view of what every data replica hardened (R-SYNC-7), raised into
     /// `stable` (never lowered).
-    fn refresh_stable(&mut self, index: usize) {
-        if self.role != Role::Primary {
-            return;
-        }
-        let peers = self.data_peers();
+    fn refresh_stable(&mut self, index: usize, peers: &[ReplicaId]) {
         let db = &mut self.dbs[index];
         let hardened = db.hardened;
         let Some(primary) = db.primary() else {
@@ -71,8 +67,11 @@ impl Core {
         if interval == 0 {
             return;
         }
+        let peers = (self.role == Role::Primary).then(|| self.data_peers());
         for index in 0..self.dbs.len() {
-            self.refresh_stable(index);
+            if let Some(peers) = &peers {
+                self.refresh_stable(index, peers);
+            }
             let db = &self.dbs[index];
             let base = db.checkpointed();
             // One at a time; none while a revert runs (its completions count up to its

@@ -186,7 +186,7 @@ pub(crate) struct OpenTxn {
 pub(crate) struct Database {
     pub id: DatabaseId,
     /// The log after the last checkpoint; `log[i]` has LSN `base + i + 1`. Changed only
-    /// through [`Database::append`], [`Database::truncate`] and [`Database::checkpointed`],
+    /// through [`Database::append`], [`Database::truncate`] and [`Database::checkpoint_done`],
     /// which keep `txns_in_log`, `log_bytes` and `written_keys` in step.
     log: Vec<LogRecord>,
     /// What the last checkpoint covered: the records up to it are in the shell's data file
@@ -684,11 +684,7 @@ impl Database {
 
     pub fn forks(&self) -> Vec<ForkSegment> {
         let mut forks = self.base_forks.clone();
-        for segment in fork_history(&self.log) {
-            if forks.last().map(|s| s.epoch) != Some(segment.epoch) {
-                forks.push(segment);
-            }
-        }
+        extend_forks(&mut forks, &self.log);
         // What a handshake announces must pass the peer's own check.
         debug_assert!(
             check_fork_history(&forks, self.end()).is_ok(),
@@ -760,8 +756,8 @@ impl Database {
         self.redone = to;
     }
 
-    /// Takes `records` (dropped from the log) out of `written_keys`: every LSN of theirs, or
-    /// every LSN up to `through` when they are checkpointed.
+    /// Takes `records` (dropped from the log) out of `written_keys`: of the LSNs indexed for
+    /// the keys they wrote, only those `keep` accepts stay.
     fn forget_writes(
         written_keys: &mut BTreeMap<String, Vec<Lsn>>,
         records: &[LogRecord],
@@ -796,13 +792,7 @@ impl Database {
         let keep = (to.0 - self.base.0) as usize;
         let dropped: Vec<LogRecord> = self.log.drain(keep..).collect();
         for record in &dropped {
-            self.log_bytes -= record_bytes(record);
-            if let Some(count) = self.txns_in_log.get_mut(&record.txn) {
-                *count -= 1;
-                if *count == 0 {
-                    self.txns_in_log.remove(&record.txn);
-                }
-            }
+            self.unindex(record);
         }
         // The data as of `to`: the writes of the records after it are gone.
         Self::forget_writes(&mut self.written_keys, &dropped, |lsn| lsn <= to);
@@ -838,24 +828,26 @@ impl Database {
         );
         let count = (up_to.0 - self.base.0) as usize;
         let dropped: Vec<LogRecord> = self.log.drain(..count).collect();
-        for segment in fork_history(&dropped) {
-            if self.base_forks.last().map(|s| s.epoch) != Some(segment.epoch) {
-                self.base_forks.push(segment);
-            }
-        }
+        extend_forks(&mut self.base_forks, &dropped);
         for record in &dropped {
-            self.log_bytes -= record_bytes(record);
-            if let Some(count) = self.txns_in_log.get_mut(&record.txn) {
-                *count -= 1;
-                if *count == 0 {
-                    self.txns_in_log.remove(&record.txn);
-                }
-            }
+            self.unindex(record);
             self.txns_checkpointed.insert(record.txn);
         }
         Self::forget_writes(&mut self.written_keys, &dropped, |lsn| lsn > up_to);
         self.base = up_to;
         dropped.into_iter().map(|record| record.txn).collect()
+    }
+
+    /// A record left the log (reverted or checkpointed): its size and transaction id leave
+    /// the log's counts.
+    fn unindex(&mut self, record: &LogRecord) {
+        self.log_bytes -= record_bytes(record);
+        if let Some(count) = self.txns_in_log.get_mut(&record.txn) {
+            *count -= 1;
+            if *count == 0 {
+                self.txns_in_log.remove(&record.txn);
+            }
+        }
     }
 
     /// The value `key` had in the record at `lsn` (which wrote it and is in the log).
@@ -946,6 +938,16 @@ impl Database {
         match written {
             Some(at) => Ok(self.written_value(*at, key)),
             None => self.checkpointed_value(key, store),
+        }
+    }
+}
+
+/// Adds the fork history of `records` (which follow the log `forks` describes) to `forks`: a
+/// run that continues the last segment's epoch adds nothing.
+fn extend_forks(forks: &mut Vec<ForkSegment>, records: &[LogRecord]) {
+    for segment in fork_history(records) {
+        if forks.last().map(|s| s.epoch) != Some(segment.epoch) {
+            forks.push(segment);
         }
     }
 }

@@ -1506,14 +1506,9 @@ fn value_reply(read: Result<Option<String>, crate::store::StoreError>) -> Client
     match read {
         Ok(value) => ClientReply::Value(value),
         Err(error) => {
-            let database = match &error {
-                crate::store::StoreError::Damaged { database, .. }
-                | crate::store::StoreError::Unreadable { database, .. }
-                | crate::store::StoreError::NoStore { database } => *database,
-            };
             tracing::error!(%error, "a read failed in the data file");
             ClientReply::Refused(ClientError::DataUnreadable {
-                database,
+                database: error.database(),
                 detail: error.to_string(),
             })
         }

@@ -163,13 +163,7 @@ impl State {
         result: Result<(), PageError>,
     ) -> Result<(), super::error::NodeError> {
         result.map_err(|source| StorageError::Data { database, source })?;
-        let now = self.now();
-        self.replica
-            .handle_storage(
-                now,
-                hadr_core::StorageEvent::Checkpointed { database, up_to },
-            )
-            .map_err(super::error::NodeError::StorageContract)
+        self.report(hadr_core::StorageEvent::Checkpointed { database, up_to })
     }
 }
 

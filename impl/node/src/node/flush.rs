@@ -311,7 +311,7 @@ impl State {
         Ok(())
     }
 
-    fn report(&mut self, event: StorageEvent) -> Result<(), NodeError> {
+    pub(super) fn report(&mut self, event: StorageEvent) -> Result<(), NodeError> {
         let now = self.now();
         self.replica
             .handle_storage(now, event)

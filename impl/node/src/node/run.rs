@@ -107,16 +107,13 @@ fn open_replica(
         return Ok((replica, wals));
     };
     let mut logs = Vec::new();
-    for (i, (wal, mut records)) in storage::open_wals(data_dir, &mut stored)?
+    for (i, (wal, records)) in storage::open_wals(data_dir, &mut stored)?
         .into_iter()
         .enumerate()
     {
         let database = DatabaseId(i as u8);
         let checkpointed = stored.databases[i].checkpointed;
         data_files.open(data_dir, database, checkpointed, data_options)?;
-        // The log file may still hold records the last checkpoint covers (a crash before it
-        // was truncated): they are in the data file.
-        records.retain(|record| record.lsn > checkpointed);
         logs.push(records);
         wals.insert(database, wal);
     }

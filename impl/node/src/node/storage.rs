@@ -207,7 +207,8 @@ fn log_damage(damage: &crate::wal::Damage, checkpointed: Lsn) -> Option<LogDamag
 }
 
 /// Opens the WAL of every database of a replica that stored `state` and returns them with
-/// their records, in configuration order.
+/// their records after the database's checkpoint (the ones recovery takes; a log file may
+/// still hold older ones, which the data file holds), in configuration order.
 ///
 /// A torn tail (a write a crash interrupted) is cut. A **damaged** log (a record that fails its
 /// checksum with valid records after it) is not: the damage is logged as an ERROR naming the
@@ -232,7 +233,7 @@ pub fn open_wals(
             }) => damage,
             other => {
                 let (wal, records) = other?;
-                opened.push((after_checkpoint(wal, database, checkpointed)?, records));
+                opened.push(after_checkpoint(wal, records, database, checkpointed)?);
                 continue;
             }
         };
@@ -264,27 +265,32 @@ pub fn open_wals(
             tracing::error!(%database, kept = %kept.display(), "the damaged write-ahead log is kept for inspection");
         }
         warn_torn_tail(database, &recovered);
-        opened.push((
-            after_checkpoint(wal, database, checkpointed)?,
+        opened.push(after_checkpoint(
+            wal,
             recovered.records,
-        ));
+            database,
+            checkpointed,
+        )?);
     }
     Ok(opened)
 }
 
-/// A log that ends before the data file's checkpoint (its intact part was cut before the
-/// checkpointed records were dropped from it) starts again after the checkpoint: the next
-/// record it takes is the one after it.
+/// A log and its records as recovery takes them after the data file's checkpoint: the
+/// records it covers are left out (a crash can come before the log file dropped them), and a
+/// log that ends before it (its intact part was cut before the checkpointed records were
+/// dropped from it) starts again after it: the next record it takes is the one after it.
 fn after_checkpoint(
     mut wal: Wal,
+    mut records: Vec<LogRecord>,
     database: DatabaseId,
     checkpointed: Lsn,
-) -> Result<Wal, StorageError> {
+) -> Result<(Wal, Vec<LogRecord>), StorageError> {
     if wal.last_lsn() < checkpointed {
         wal.restart_after(checkpointed)
             .map_err(|source| StorageError::Wal { database, source })?;
     }
-    Ok(wal)
+    records.retain(|record| record.lsn > checkpointed);
+    Ok((wal, records))
 }
 
 /// Why [`offline_observation`] could not observe a stopped replica.
