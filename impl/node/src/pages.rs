@@ -102,6 +102,9 @@ pub const MAX_ENTRY_LEN: usize = crate::wal::MAX_RECORD_LEN as usize;
 /// The most levels of the tree. With at least three cells per page, 32 levels are far more than
 /// any file can hold; the bound keeps a descent through a forged file short.
 pub const MAX_HEIGHT: u8 = 32;
+/// The highest checkpoint sequence a file is opened with (2^63): one checkpoint adds one, and
+/// a file past it could overflow the generations of its pages.
+pub const MAX_SEQUENCE: u64 = 1 << 63;
 /// The pool's budget when none is given: 16 MiB, 2,048 pages.
 pub const DEFAULT_POOL_BUDGET_BYTES: u64 = 16 << 20;
 /// Bytes of value (or long key) in one overflow page.
@@ -2008,6 +2011,16 @@ impl DataFile {
         }
         let (header, meta) = read_metas(&disk)?;
         let sequence = header.generation;
+        // One checkpoint adds one to the sequence: no file ever gets near 2^63 of them, and
+        // the generations after a sequence near 2^64 would overflow.
+        if sequence >= MAX_SEQUENCE {
+            return Err(PageError::NotADataFile {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "its checkpoint sequence {sequence} is beyond what any data file reaches ({MAX_SEQUENCE})"
+                ),
+            });
+        }
         let pages_needed = meta.page_count.saturating_mul(PAGE_SIZE as u64);
         if pages_needed > file_len {
             return Err(PageError::Truncated {
